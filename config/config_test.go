@@ -1,0 +1,139 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodTOML = `
+[server]
+trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
+
+[[listeners]]
+addr = "127.0.0.1:8080"
+
+[upstreams.backend]
+policy = "hash"
+hash_key = "cookie:sid"
+servers = [
+  { url = "http://127.0.0.1:9001", weight = 2 },
+  { url = "http://127.0.0.1:9002" },
+]
+[upstreams.backend.health]
+path = "/healthz"
+
+[[routes]]
+hosts = ["example.com", "*.example.com"]
+path = "/api"
+upstream = "backend"
+[routes.cache]
+ttl = { 200 = "60s" }
+[routes.rate_limit]
+rate = 10
+burst = 20
+
+[[routes]]
+path = "/"
+static = "."
+`
+
+func write(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func noEnv(string) (string, bool) { return "", false }
+
+func TestLoadGood(t *testing.T) {
+	p := write(t, "site.toml", goodTOML)
+	c, err := Load(p, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := c.Upstreams["backend"]
+	if u.Servers[0].Weight != 2 || u.Servers[1].Weight != 1 {
+		t.Errorf("weights %+v", u.Servers)
+	}
+	if u.Health.Interval.D() != DefaultHealthInterval {
+		t.Errorf("health interval default not applied: %v", u.Health.Interval.D())
+	}
+	if c.Routes[0].Cache == nil || c.Routes[0].RateLimit.Per != "ip" {
+		t.Errorf("route 0: %+v", c.Routes[0])
+	}
+	if c.Routes[1].Static != filepath.Dir(p) {
+		t.Errorf("static not resolved against config dir: %q", c.Routes[1].Static)
+	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	tests := []struct {
+		name, file, body string
+		want             []string
+	}{
+		{"unknown top key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nbogus = 1\n", []string{"a.toml:3", "listeners.bogus", "unknown key"}},
+		{"bad duration", "a.toml", "[server]\nshutdown_timeout = \"forever\"\n", []string{"a.toml:2", "bad duration"}},
+		{"unknown upstream", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n\n[[routes]]\npath = \"/x\"\nupstream = \"nope\"\n", []string{"a.toml:6", "routes[0].upstream", `unknown upstream "nope"`}},
+		{"bad policy in second array element", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[upstreams.u]\nservers = [{url = \"http://127.0.0.1:1\"}]\npolicy = \"random\"\n", []string{"a.toml:5", "upstreams.u.policy"}},
+		{"bad server url inline", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[upstreams.u]\nservers = [\n {url = \"http://127.0.0.1:1\"},\n {url = \"ftp://x\"},\n]\n", []string{"a.toml:6", "upstreams.u.servers[1].url"}},
+		{"second route", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[routes]]\nredirect = \"/x\"\n[[routes]]\npath = \"nope\"\nredirect = \"/y\"\n", []string{"a.toml:6", "routes[1].path"}},
+		{"rate limit nested", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[routes]]\nredirect = \"/x\"\n[routes.rate_limit]\nrate = 0\n", []string{"a.toml:6", "routes[0].rate_limit.rate"}},
+		{"no listeners", "a.toml", "", []string{"listeners", "at least one"}},
+		{"admin off loopback without token", "a.toml", "[admin]\naddr = \"0.0.0.0:9\"\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:1", "admin.token"}},
+		{"yaml unknown key", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n    nope: 2\n", []string{"a.yaml", "[3:", "unknown field \"nope\""}},
+		{"yaml bad route", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\nroutes:\n  - path: /a\n    app: ghost\n", []string{"a.yaml:5", "routes[0].app"}},
+		{"bad regex", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[filter.rules]]\npath = \"(\"\n", []string{"a.toml:4", "filter.rules[0].path", "bad pattern"}},
+		{"format", "a.ini", "", []string{"unknown config format"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, tt.file, tt.body), noEnv)
+			if err == nil {
+				t.Fatal("want error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q lacks %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	env := map[string]string{EnvListen: "127.0.0.1:7000", EnvAdminToken: "s3cret", EnvAdminAddr: "0.0.0.0:9901", EnvTrustedProxies: "10.0.0.0/8, 192.168.0.1"}
+	c, err := Load(write(t, "s.toml", goodTOML), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listeners[0].Addr != "127.0.0.1:7000" || c.Admin.Token != "s3cret" || len(c.Server.TrustedProxies) != 2 {
+		t.Errorf("overrides not applied: %+v %+v %+v", c.Listeners, c.Admin, c.Server)
+	}
+	_, err = Load(write(t, "s.toml", goodTOML), func(k string) (string, bool) {
+		if k == EnvShutdownTimeout {
+			return "soon", true
+		}
+		return "", false
+	})
+	if err == nil || !strings.Contains(err.Error(), EnvShutdownTimeout) {
+		t.Errorf("bad env value: %v", err)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"512": 512, "64KiB": 64 << 10, "1MiB": 1 << 20, "2 MB": 2e6} {
+		if got, err := ParseSize(in); err != nil || got != want {
+			t.Errorf("ParseSize(%q) = %d, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "-1", "1TB", "x"} {
+		if _, err := ParseSize(in); err == nil {
+			t.Errorf("ParseSize(%q) accepted", in)
+		}
+	}
+}
