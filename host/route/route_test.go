@@ -1,0 +1,98 @@
+package route
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+func named(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s path=%s root=%s", name, r.URL.Path, RootPath(r.Context()))
+	})
+}
+
+func TestRouting(t *testing.T) {
+	rt := New([]Route{
+		{Prefix: "/", Handler: named("default")},
+		{Prefix: "/api", Strip: true, Handler: named("api")},
+		{Prefix: "/api/v2/", Strip: true, Handler: named("v2")},
+		{Hosts: []string{"*.example.com"}, Prefix: "/", Handler: named("wild")},
+		{Hosts: []string{"shop.example.com"}, Prefix: "/", Handler: named("shop")},
+		{Prefix: "/admin", Methods: []string{"GET"}, Handler: named("admin")},
+		{Prefix: "/raw", Handler: named("raw")},
+	})
+	srv := httptest.NewServer(rt)
+	defer srv.Close()
+	tests := []struct {
+		method, host, path string
+		code               int
+		body               string
+	}{
+		{"GET", "localhost", "/", 200, "default path=/ root="},
+		{"GET", "localhost", "/api", 200, "api path=/ root=/api"},
+		{"GET", "localhost", "/api/users?x=1", 200, "api path=/users root=/api"},
+		{"GET", "localhost", "/apix", 200, "default path=/apix root="},
+		{"GET", "localhost", "/api/v2/x", 200, "v2 path=/x root=/api/v2"},
+		{"GET", "a.b.example.com", "/api", 200, "wild path=/api root="},
+		{"GET", "example.com", "/", 200, "default path=/ root="},
+		{"GET", "SHOP.example.com:8080", "/", 200, "shop path=/ root="},
+		{"GET", "localhost", "/admin/x", 200, "admin path=/admin/x root="},
+		{"POST", "localhost", "/admin/x", 200, "default"}, // falls through to "/" which allows all
+		{"GET", "localhost", "/raw/a", 200, "raw path=/raw/a root="},
+	}
+	for _, tt := range tests {
+		t.Run(tt.method+" "+tt.host+tt.path, func(t *testing.T) {
+			req, _ := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+			req.Host = tt.host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tt.code || string(b)[:min(len(b), len(tt.body))] != tt.body {
+				t.Errorf("got %d %q, want %d %q", resp.StatusCode, b, tt.code, tt.body)
+			}
+		})
+	}
+}
+
+func TestMethodNotAllowedAndNotFound(t *testing.T) {
+	rt := New([]Route{
+		{Hosts: []string{"a.test"}, Prefix: "/w", Methods: []string{"GET", "HEAD"}, Handler: named("w")},
+	})
+	for _, tt := range []struct {
+		method, host, path string
+		code               int
+	}{
+		{"POST", "a.test", "/w", 405},
+		{"GET", "b.test", "/w", 404},
+		{"GET", "a.test", "/x", 404},
+		{"HEAD", "a.test", "/w/1", 200},
+	} {
+		req := httptest.NewRequest(tt.method, "http://"+tt.host+tt.path, nil)
+		rec := httptest.NewRecorder()
+		rt.ServeHTTP(rec, req)
+		if rec.Code != tt.code {
+			t.Errorf("%s %s%s: %d, want %d", tt.method, tt.host, tt.path, rec.Code, tt.code)
+		}
+	}
+}
+
+func BenchmarkMatch(b *testing.B) {
+	rt := New([]Route{
+		{Prefix: "/", Handler: named("d")},
+		{Prefix: "/api", Handler: named("a")},
+		{Hosts: []string{"*.example.com"}, Prefix: "/static", Handler: named("s")},
+	})
+	req := httptest.NewRequest("GET", "http://x.example.com/api/users", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		if r, _ := rt.Match(req); r == nil {
+			b.Fatal("no match")
+		}
+	}
+}
