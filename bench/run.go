@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Result is one server's outcome in one scenario.
+type Result struct {
+	Server Server
+	// Skipped says why the server did not run (a tool could not be installed).
+	Skipped string
+	// Err is a failure: it did not build, start, answer correctly, or survive the load.
+	Err   error
+	Wrk   WrkResult
+	RSS   int64
+	Procs int
+}
+
+// OK reports whether the server was measured.
+func (r Result) OK() bool { return r.Skipped == "" && r.Err == nil }
+
+// Runner measures scenarios, one server at a time.
+type Runner struct {
+	WS      *Workspace
+	Inst    *Installer
+	Log     *slog.Logger
+	Script  string // path of the wrkReport script
+	Verbose bool
+	// Only, when not empty, limits the run to these server names.
+	Only map[string]bool
+}
+
+// prepared is a server with everything built and addresses assigned, ready to start.
+type prepared struct {
+	server    Server
+	cmd       Command
+	addr      string
+	upstreams []prepared
+}
+
+// Run measures every server of sc under load. Builds and installs all happen first,
+// so none of them overlaps a measurement.
+func (r *Runner) Run(ctx context.Context, sc Scenario, load Load) []Result {
+	results := make([]Result, 0, len(sc.Servers))
+	var ready []prepared
+	for _, s := range sc.Servers {
+		if len(r.Only) > 0 && !r.Only[s.Name] {
+			continue
+		}
+		p, res := r.prepare(ctx, s)
+		results = append(results, res)
+		if res.OK() {
+			ready = append(ready, p)
+		}
+	}
+	for _, p := range ready {
+		res := r.measure(ctx, sc, load, p)
+		for i := range results {
+			if results[i].Server.Name == p.server.Name {
+				results[i] = res
+			}
+		}
+	}
+	return results
+}
+
+func (r *Runner) prepare(ctx context.Context, s Server) (prepared, Result) {
+	res := Result{Server: s}
+	if err := r.Inst.Ensure(ctx, requirements(s)); err != nil {
+		res.Skipped = "skipped: " + err.Error()
+		r.Log.Warn(res.Skipped, "server", s.Name)
+		return prepared{}, res
+	}
+	p, err := r.launch(ctx, s)
+	if err != nil {
+		res.Err = err
+		r.Log.Error("prepare failed", "server", s.Name, "err", err)
+	}
+	return p, res
+}
+
+// requirements collects the tools of a server and its upstreams.
+func requirements(s Server) []Tool {
+	tools := append([]Tool(nil), s.Requires...)
+	for _, u := range s.Upstreams {
+		tools = append(tools, requirements(u)...)
+	}
+	return tools
+}
+
+func (r *Runner) launch(ctx context.Context, s Server) (prepared, error) {
+	p := prepared{server: s}
+	env := LaunchEnv{WS: r.WS}
+	for _, u := range s.Upstreams {
+		up, err := r.launch(ctx, u)
+		if err != nil {
+			return prepared{}, fmt.Errorf("upstream %s: %w", u.Name, err)
+		}
+		p.upstreams = append(p.upstreams, up)
+		env.Upstreams = append(env.Upstreams, up.addr)
+	}
+	addr, err := freeAddr()
+	if err != nil {
+		return prepared{}, err
+	}
+	p.addr, env.Addr = addr, addr
+	if p.cmd, err = s.Launch(ctx, env); err != nil {
+		return prepared{}, fmt.Errorf("launch %s: %w", s.Name, err)
+	}
+	return p, nil
+}
+
+// measure starts p (and its upstreams), checks one response, warms up, runs wrk,
+// samples memory while the server is still up, and stops everything.
+func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared) Result {
+	res := Result{Server: p.server}
+	log := r.Log.With("scenario", sc.Name, "server", p.server.Name)
+	var started []*Process
+	defer func() { r.stopAll(started) }()
+	proc, err := r.startTree(ctx, p, &started)
+	if err != nil {
+		res.Err = err
+		log.Error("start failed", "err", err)
+		return res
+	}
+	url := "http://" + p.addr + sc.Path
+	if err := checkResponse(ctx, url, sc.Expect); err != nil {
+		res.Err = fmt.Errorf("wrong response: %w", err)
+		log.Error("correctness check failed", "err", err)
+		return res
+	}
+	if res.Wrk, err = r.drive(ctx, url, load); err != nil {
+		res.Err = err
+		log.Error("load run failed", "err", err)
+		return res
+	}
+	if res.RSS, res.Procs, err = TreeRSS("/proc", proc.Pid()); err != nil {
+		res.Err = fmt.Errorf("rss after run (did it crash?): %w: %s", err, proc.Output())
+		return res
+	}
+	log.Info("measured", "rps", int(res.Wrk.RPS()), "p99", res.Wrk.P99, "rss_mb", res.RSS>>20, "procs", res.Procs)
+	return res
+}
+
+// drive warms the server up, then runs the measured wrk pass.
+func (r *Runner) drive(ctx context.Context, url string, load Load) (WrkResult, error) {
+	if load.Warmup > 0 {
+		if _, err := runWrk(ctx, r.Script, url, load, load.Warmup); err != nil {
+			return WrkResult{}, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	res, err := runWrk(ctx, r.Script, url, load, load.Duration)
+	if err != nil {
+		return WrkResult{}, err
+	}
+	if r.Verbose {
+		r.Log.Info("wrk output\n" + res.Raw)
+	}
+	return res, nil
+}
+
+// startTree starts p's upstreams (recursively) then p, each answering before the next
+// starts, and records every started process in started.
+func (r *Runner) startTree(ctx context.Context, p prepared, started *[]*Process) (*Process, error) {
+	for _, u := range p.upstreams {
+		if _, err := r.startTree(ctx, u, started); err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", u.server.Name, err)
+		}
+	}
+	proc, err := Start(ctx, p.cmd)
+	if err != nil {
+		return nil, err
+	}
+	*started = append(*started, proc)
+	if err := proc.WaitReady(ctx, "http://"+p.addr+"/", 60*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.server.Name, err)
+	}
+	return proc, nil
+}
+
+// stopAll stops processes in reverse start order.
+func (r *Runner) stopAll(procs []*Process) {
+	for i := len(procs) - 1; i >= 0; i-- {
+		if err := procs[i].Stop(10 * time.Second); err != nil {
+			r.Log.Warn("stop", "err", err)
+		}
+	}
+}
+
+// checkResponse makes one request and compares status, Content-Type and body.
+func checkResponse(ctx context.Context, url string, want Expect) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("request: %w", err)
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	if resp.StatusCode != want.Status {
+		return fmt.Errorf("status %d, want %d", resp.StatusCode, want.Status)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != want.ContentType {
+		return fmt.Errorf("Content-Type %q, want %q", ct, want.ContentType)
+	}
+	if string(body) != want.Body {
+		return fmt.Errorf("body %q, want %q", body, want.Body)
+	}
+	return nil
+}
