@@ -1,0 +1,53 @@
+# wasmsrv tasks. Install just with `npm i -g rust-just`; `just --list` shows the recipes.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Build the wasmsrv CLI to bin/wasmsrv.
+build:
+    go build -o bin/wasmsrv ./cmd/wasmsrv
+
+# Build the Go samples to bin/samples/<name>.wasm: SDK apps as reactors (c-shared), plain programs as WASI commands (CGI mode).
+samples:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    mkdir -p bin/samples
+    for main in samples/*/main.go; do
+        dir=$(dirname "$main"); name=$(basename "$dir")
+        mode=()
+        if grep -q '"github.com/wasmsrv/wasmsrv/sdk/go"' "$dir"/*.go; then mode=(-buildmode=c-shared); fi
+        echo "samples: $dir -> bin/samples/$name.wasm ${mode[*]:-(command)}"
+        GOOS=wasip1 GOARCH=wasm go build "${mode[@]}" -o "bin/samples/$name.wasm" "./$dir"
+    done
+
+# Run every test with the race detector.
+test:
+    go test -race ./...
+
+# Benchmark wasmsrv against its peers with wrk, e.g. `just bench -d 3s hello` or `just bench -o bench.md`.
+bench *ARGS:
+    go run ./bench {{ARGS}}
+
+# gofmt must list nothing; go vet must pass.
+lint:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    unformatted=$(gofmt -l .)
+    if [ -n "$unformatted" ]; then echo "gofmt needed:"; echo "$unformatted"; exit 1; fi
+    go vet ./...
+
+# Rebuild committed test wasm binaries: every testdata/build.sh (run from its own dir), then go generate.
+testdata:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    found=0
+    while IFS= read -r script; do
+        found=1
+        echo "testdata: $script"
+        (cd "$(dirname "$script")" && bash ./build.sh)
+    done < <(find . -path ./.git -prune -o -path '*/testdata/build.sh' -print | sort)
+    if [ "$found" = 0 ]; then echo "testdata: no testdata/build.sh found"; fi
+    go generate ./...
+
+# Serve samples/hello on http://127.0.0.1:8080.
+run:
+    go run ./cmd/wasmsrv run ./samples/hello
