@@ -1,0 +1,112 @@
+// Package apps opens an app from its spec: it builds a Go guest package when given a
+// directory, loads and validates the module, starts the pool that fits its kind and
+// returns the HTTP handler in front of it. `wasmsrv run` and `wasmsrv serve` both
+// open apps through here.
+package apps
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// Spec describes one app.
+type Spec struct {
+	// Name identifies the app in logs (default: the file or directory name).
+	Name string
+	// Source is a .wasm file or a Go guest package directory.
+	Source string
+	// BuildCacheDir is where built Go guests are cached ("" = default).
+	BuildCacheDir string
+	// BuildTags are passed to go build for package directories.
+	BuildTags []string
+	// Pool sizes the pool and sets deadlines and recycling.
+	Pool runtime.PoolConfig
+	// MemoryLimit per instance in bytes (0 = runtime default).
+	MemoryLimit int64
+	// BodyLimit per request in bytes (0 = unlimited).
+	BodyLimit int64
+	// Env and Mounts configure the sandbox.
+	Env    []string
+	Mounts []runtime.Mount
+	// HostModules are the plugin modules granted to the app.
+	HostModules []runtime.HostModule
+}
+
+// App is an opened app: its handler and what is needed to stop it.
+type App struct {
+	Name    string
+	Mode    string
+	Wasm    string // path of the module actually loaded
+	Handler http.Handler
+	close   func(ctx context.Context) error
+}
+
+// Close drains the app's pool (stop hooks run) and releases its runtime.
+func (a *App) Close(ctx context.Context) error { return a.close(ctx) }
+
+// Open builds (if needed), loads and starts the app described by spec.
+func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+	if spec.Name == "" {
+		spec.Name = appName(spec.Source)
+	}
+	wasmPath := spec.Source
+	if builder.IsPackageDir(spec.Source) {
+		start := time.Now()
+		p, cached, err := builder.Build(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: spec.BuildTags})
+		if err != nil {
+			return nil, fmt.Errorf("app %s: %w", spec.Name, err)
+		}
+		if !cached {
+			log.Info("built Go guest", "app", spec.Name, "dir", spec.Source, "wasm", p, "took", time.Since(start).Round(time.Millisecond))
+		}
+		wasmPath = p
+	}
+	bin, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", spec.Name, err)
+	}
+	app, err := eng.Load(ctx, runtime.AppConfig{
+		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
+		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch app.Info().Mode {
+	case runtime.ModeSync:
+		pool, err := runtime.NewSyncPool(ctx, app, spec.Pool)
+		if err != nil {
+			_ = app.Close(ctx)
+			return nil, err
+		}
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit}, log)
+		return &App{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+			err := pool.Close(ctx)
+			_ = app.Close(ctx)
+			return err
+		}}, nil
+	default:
+		_ = app.Close(ctx)
+		return nil, fmt.Errorf("app %s: %s mode is not supported by this build", spec.Name, app.Info().Mode)
+	}
+}
+
+func appName(src string) string {
+	base := filepath.Base(filepath.Clean(src))
+	if ext := filepath.Ext(base); ext == ".wasm" {
+		base = base[:len(base)-len(ext)]
+	}
+	if base == "." || base == "/" || base == "" {
+		return "app"
+	}
+	return base
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/wasmsrv/wasmsrv/apps"
+	"github.com/wasmsrv/wasmsrv/config"
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+const runUsage = `Usage: wasmsrv run [flags] APP
+
+Serve one app. APP is a .wasm module or a Go guest package directory (built for
+GOOS=wasip1 with the local Go toolchain, cached by content).
+
+Flags (each overrides the environment variable shown):
+`
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadRun(env.ToMap(os.Environ()))
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, runUsage); fs.PrintDefaults() }
+	cfg.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err.Error()}
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return &usageError{"run needs exactly one APP (a .wasm file or a Go package directory)"}
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+
+	engineCache, buildCache := "", ""
+	if cfg.CacheDir == "-" {
+		engineCache = "-"
+	} else if cfg.CacheDir != "" {
+		engineCache, buildCache = filepath.Join(cfg.CacheDir, "wazero"), filepath.Join(cfg.CacheDir, "builds")
+	}
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache}, log)
+	if err != nil {
+		return err
+	}
+	defer eng.Close(context.Background())
+
+	var mounts []runtime.Mount
+	for _, d := range cfg.Dirs {
+		hg, ro, _ := config.ParseMount(d)
+		mounts = append(mounts, runtime.Mount{HostDir: hg[0], GuestDir: hg[1], ReadOnly: ro})
+	}
+	app, err := apps.Open(ctx, eng, apps.Spec{
+		Source:        fs.Arg(0),
+		BuildCacheDir: buildCache,
+		Pool: runtime.PoolConfig{
+			Workers: cfg.Workers, QueueSize: cfg.QueueSize, QueueWait: cfg.QueueWait.D(),
+			RequestTimeout: cfg.Timeout.D(), MaxRequests: cfg.MaxRequests, MaxRequestsJitter: cfg.MaxRequestsJitter,
+		},
+		MemoryLimit: int64(cfg.MemoryLimit),
+		BodyLimit:   int64(cfg.BodyLimit),
+		Env:         cfg.Env,
+		Mounts:      mounts,
+	}, log)
+	if err != nil {
+		return err
+	}
+
+	srv := host.NewServer(host.ServerConfig{
+		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
+		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
+		AccessLog: cfg.AccessLog,
+	}, app.Handler, log)
+	if err := srv.Listen(); err != nil {
+		_ = app.Close(context.Background())
+		return err
+	}
+	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL())
+	fmt.Fprintf(stdout, "wasmsrv: serving %s (%s mode) on %s\n", app.Name, app.Mode, srv.URL())
+
+	serveErr := srv.Serve(ctx)
+	// In-flight requests are done (or the grace period is over): run stop hooks.
+	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := app.Close(cctx); err != nil {
+		log.Warn("app did not drain cleanly", "err", err)
+	}
+	log.Info("stopped")
+	return serveErr
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,235 @@
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Run is the configuration of `wasmsrv run`: one app, sensible defaults. Every field
+// comes from a WASMSRV_* environment variable and can be overridden by the flag of
+// the same name (flags win). The tags are the documentation: `wasmsrv run --help`
+// prints them.
+type Run struct {
+	Listen            string   `env:"LISTEN" envDefault:"127.0.0.1:8080" flag:"listen" help:"address to listen on (host:port)"`
+	Workers           int      `env:"WORKERS" envDefault:"0" flag:"workers" help:"instances in the pool (0 = 2×CPU+1 for sync apps)"`
+	QueueSize         int      `env:"QUEUE_SIZE" envDefault:"1024" flag:"queue-size" help:"requests that may wait for a free instance before 503"`
+	QueueWait         Duration `env:"QUEUE_WAIT" envDefault:"10s" flag:"queue-wait" help:"longest wait for a free instance before 503"`
+	Timeout           Duration `env:"TIMEOUT" envDefault:"30s" flag:"timeout" help:"per-request deadline; the guest is stopped and the client gets 504"`
+	MaxRequests       int      `env:"MAX_REQUESTS" envDefault:"0" flag:"max-requests" help:"recycle an instance after this many requests (0 = never)"`
+	MaxRequestsJitter int      `env:"MAX_REQUESTS_JITTER" envDefault:"0" flag:"max-requests-jitter" help:"random extra requests per instance before recycling"`
+	MemoryLimit       Size     `env:"MEMORY_LIMIT" envDefault:"128MiB" flag:"memory-limit" help:"memory cap per instance"`
+	BodyLimit         Size     `env:"BODY_LIMIT" envDefault:"10MiB" flag:"body-limit" help:"largest request body (413 beyond; 0 = unlimited)"`
+	MaxHeaderBytes    Size     `env:"MAX_HEADER_BYTES" envDefault:"64KiB" flag:"max-header-bytes" help:"largest request head (431 beyond)"`
+	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" help:"cut off clients slower than this to send headers"`
+	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" help:"close idle keep-alive connections after this"`
+	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT"`
+	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
+	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" help:"PEM private key file"`
+	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
+	LogFormat         string   `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json"`
+	AccessLog         bool     `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one line per request"`
+	CacheDir          string   `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
+	Env               []string `env:"APP_ENV" envSeparator:";" flag:"env" help:"KEY=VALUE given to the guest's environment (repeatable; env var: ;-separated)"`
+	Dirs              []string `env:"APP_DIRS" envSeparator:";" flag:"dir" help:"HOST:GUEST[:ro] directory to mount in the guest (repeatable)"`
+}
+
+// EnvPrefix prefixes every variable of Run.
+const EnvPrefix = "WASMSRV_"
+
+// LoadRun reads Run from the environment given as a map (os.Environ through
+// env.ToMap in the CLI, a literal map in tests). Errors name the variable and the
+// expected form.
+func LoadRun(environ map[string]string) (*Run, error) {
+	opts := env.Options{Prefix: EnvPrefix, Environment: environ}
+	cfg, err := env.ParseAsWithOptions[Run](opts)
+	if err != nil {
+		return nil, renameEnvErrors(err, opts)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// renameEnvErrors rewrites caarlos0/env errors, which name the Go field, so they
+// name the environment variable instead.
+func renameEnvErrors(err error, opts env.Options) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	params, perr := env.GetFieldParamsWithOptions(&Run{}, opts)
+	keys := map[string]string{}
+	if perr == nil {
+		for _, p := range params {
+			keys[p.OwnKey] = p.Key
+		}
+	}
+	t := reflect.TypeFor[Run]()
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			key := pe.Name
+			if f, ok := t.FieldByName(pe.Name); ok {
+				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+				key = EnvPrefix + name
+			}
+			msgs = append(msgs, fmt.Sprintf("%s: %v", key, unwrapParse(pe.Err)))
+			continue
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return fmt.Errorf("bad environment: %s", strings.Join(msgs, "; "))
+}
+
+func unwrapParse(err error) error {
+	if u := errors.Unwrap(err); u != nil && strings.Contains(err.Error(), "strconv.") {
+		return fmt.Errorf("want a whole number: %w", u)
+	}
+	return err
+}
+
+// Validate checks values that parse but make no sense.
+func (c *Run) Validate() error {
+	var errs []string
+	if c.Workers < 0 {
+		errs = append(errs, "workers: must be ≥ 0")
+	}
+	if c.QueueSize < 0 {
+		errs = append(errs, "queue-size: must be ≥ 0")
+	}
+	if c.MemoryLimit < 64<<10 || c.MemoryLimit > 4<<30 {
+		errs = append(errs, fmt.Sprintf("memory-limit: %d bytes is outside 64KiB..4GiB", c.MemoryLimit))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("log-level: %q, want debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Sprintf("log-format: %q, want text or json", c.LogFormat))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, "tls-cert and tls-key: give both or neither")
+	}
+	for _, kv := range c.Env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			errs = append(errs, fmt.Sprintf("env: %q, want KEY=VALUE", kv))
+		}
+	}
+	for _, d := range c.Dirs {
+		if _, _, err := ParseMount(d); err != nil {
+			errs = append(errs, "dir: "+err.Error())
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New("bad configuration: " + strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ParseMount parses HOST:GUEST[:ro].
+func ParseMount(s string) (hostGuest [2]string, readOnly bool, err error) {
+	parts := strings.Split(s, ":")
+	if len(parts) == 3 && parts[2] == "ro" {
+		readOnly = true
+		parts = parts[:2]
+	}
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return hostGuest, false, fmt.Errorf("%q, want HOST:GUEST or HOST:GUEST:ro", s)
+	}
+	return [2]string{parts[0], parts[1]}, readOnly, nil
+}
+
+// Flags registers one flag per field of c on fs, defaulting to c's current values
+// (the environment), so parsing fs afterwards lets flags override variables.
+func (c *Run) Flags(fs *flag.FlagSet) {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("flag")
+		if name == "" {
+			continue
+		}
+		envName, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		usage := f.Tag.Get("help") + " [$" + EnvPrefix + envName + "]"
+		switch p := v.Field(i).Addr().Interface().(type) {
+		case *string:
+			fs.StringVar(p, name, *p, usage)
+		case *int:
+			fs.IntVar(p, name, *p, usage)
+		case *bool:
+			fs.BoolVar(p, name, *p, usage)
+		case *Duration:
+			fs.Var(durationFlag{p}, name, usage)
+		case *Size:
+			fs.Var(sizeFlag{p}, name, usage)
+		case *[]string:
+			fs.Var(&listFlag{l: p}, name, usage)
+		}
+	}
+}
+
+type durationFlag struct{ d *Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return time.Duration(*f.d).String()
+}
+func (f durationFlag) Set(s string) error { return f.d.UnmarshalText([]byte(s)) }
+
+type sizeFlag struct{ s *Size }
+
+func (f sizeFlag) String() string {
+	if f.s == nil {
+		return ""
+	}
+	return FormatSize(int64(*f.s))
+}
+func (f sizeFlag) Set(s string) error { return f.s.UnmarshalText([]byte(s)) }
+
+// listFlag appends; the first use on the command line replaces values from the
+// environment, so flags win there too.
+type listFlag struct {
+	l   *[]string
+	set bool
+}
+
+func (f *listFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	return strings.Join(*f.l, ";")
+}
+func (f *listFlag) Set(s string) error {
+	if !f.set {
+		*f.l, f.set = nil, true
+	}
+	*f.l = append(*f.l, s)
+	return nil
+}
+
+// FormatSize prints a byte count with the largest exact binary unit.
+func FormatSize(n int64) string {
+	for _, u := range []struct {
+		suf string
+		m   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.m && n%u.m == 0 {
+			return fmt.Sprintf("%d%s", n/u.m, u.suf)
+		}
+	}
+	return fmt.Sprint(n)
+}

@@ -1,0 +1,141 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// Pool is what the gateway needs from a runtime pool: run one request.
+type Pool interface {
+	Serve(ctx context.Context, ex runtime.Exchange) (int32, error)
+}
+
+// GatewayConfig configures a Gateway.
+type GatewayConfig struct {
+	// App names the app in logs.
+	App string
+	// BodyLimit caps request bodies in bytes (413 beyond it); 0 means no limit.
+	BodyLimit int64
+	// RetryAfter is the Retry-After value, in seconds, sent with 503 (default 1).
+	RetryAfter int
+}
+
+// Gateway is the http.Handler that runs requests on a guest app through the ABI.
+type Gateway struct {
+	pool  Pool
+	cfg   GatewayConfig
+	log   *slog.Logger
+	exs   sync.Pool
+	ids   atomic.Uint64
+	retry string
+}
+
+// NewGateway returns a handler serving requests from pool.
+func NewGateway(pool Pool, cfg GatewayConfig, log *slog.Logger) *Gateway {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 1
+	}
+	g := &Gateway{pool: pool, cfg: cfg, log: log.With("app", cfg.App), retry: strconv.Itoa(cfg.RetryAfter)}
+	g.exs.New = func() any { return new(exchange) }
+	return g
+}
+
+type rootPathKey struct{}
+
+// WithRootPath marks r as mounted under prefix: the app sees the path without it and
+// the prefix as root_path (ASGI root_path, CGI SCRIPT_NAME).
+func WithRootPath(r *http.Request, prefix string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), rootPathKey{}, prefix))
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	ex := g.exs.Get().(*exchange)
+	ex.reset(g, w, r, rootPath, g.ids.Add(1))
+	code, err := g.pool.Serve(r.Context(), ex)
+	cut := g.finish(ex, code, err)
+	ex.reset(nil, nil, nil, "", 0) // drop references before pooling
+	g.exs.Put(ex)
+	if cut {
+		// The head is already out: abort so the client sees an incomplete response
+		// (connection close on HTTP/1, RST_STREAM on HTTP/2), not a truncated success.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// finish completes the response after the guest returned or failed. It reports
+// whether the response must be cut.
+func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
+	w := ex.w
+	if err != nil {
+		var ge *runtime.GuestError
+		switch {
+		case errors.Is(err, runtime.ErrQueueFull), errors.Is(err, runtime.ErrQueueTimeout),
+			errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrPoolClosed):
+			g.log.Warn("request not served", "err", err)
+			w.Header().Set("Retry-After", g.retry)
+			http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		case errors.Is(err, runtime.ErrDeadline):
+			g.log.Error("request deadline exceeded; instance replaced", "method", ex.r.Method, "path", ex.r.URL.Path)
+			if ex.headSent {
+				return true
+			}
+			g.errorResponse(ex, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
+		case errors.As(err, &ge):
+			if ex.headSent {
+				return true
+			}
+			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		case errors.Is(err, context.Canceled):
+			// client went away while queued: nothing to answer
+		default:
+			g.log.Error("request failed", "err", err)
+			if ex.headSent {
+				return true
+			}
+			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		}
+		return false
+	}
+	switch {
+	case ex.tooLarge && !ex.headSent:
+		w.Header().Set("Connection", "close")
+		g.errorResponse(ex, http.StatusRequestEntityTooLarge, "413 request body too large")
+	case ex.headSent:
+		if code != 0 && (code < 100 || code > 599) {
+			return !ex.ended
+		}
+	case code == 0 || (code >= 100 && code <= 599 && ex.started):
+		ex.Write(nil, abi.WriteEnd) // send the held (or default) head with an empty body
+	case code >= 100 && code <= 599:
+		ex.status = code
+		ex.Write(nil, abi.WriteEnd)
+	default:
+		g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
+		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+	}
+	return false
+}
+
+func (g *Gateway) errorResponse(ex *exchange, status int, msg string) {
+	clear(ex.w.Header())
+	http.Error(ex.w, msg, status)
+	ex.headSent, ex.ended = true, true
+}

@@ -1,0 +1,154 @@
+// Package host is the HTTP side of wasmsrv: listeners (HTTP/1.1, h2c, TLS with h2),
+// the gateway that runs a request on a guest through the ABI, access logs and
+// graceful shutdown.
+package host
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+)
+
+// ServerConfig configures a Server. Zero values take the defaults noted.
+type ServerConfig struct {
+	// Addr is the listen address (default 127.0.0.1:8080).
+	Addr string
+	// TLSCert and TLSKey are PEM files; with both set the server speaks TLS with
+	// HTTP/2 negotiated by ALPN. Without them it speaks HTTP/1.1 and cleartext
+	// HTTP/2 (h2c, by prior knowledge or Upgrade).
+	TLSCert, TLSKey string
+	// ReadHeaderTimeout cuts off clients that are slow to send headers (default 10 s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections (default 75 s, nginx's).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes caps the request head; beyond it clients get 431 (default 64 KiB).
+	MaxHeaderBytes int
+	// ShutdownGrace is how long in-flight requests may take to finish on shutdown
+	// (default 30 s, gunicorn's graceful_timeout).
+	ShutdownGrace time.Duration
+	// AccessLog writes one structured log record per request.
+	AccessLog bool
+}
+
+func (c *ServerConfig) defaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8080"
+	}
+	if c.ReadHeaderTimeout <= 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 75 * time.Second
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 30 * time.Second
+	}
+}
+
+// Server serves one handler on one listener.
+type Server struct {
+	cfg  ServerConfig
+	log  *slog.Logger
+	http *http.Server
+	ln   net.Listener
+	tls  bool
+}
+
+// NewServer builds a server around h.
+func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
+	cfg.defaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.AccessLog {
+		h = AccessLog(h, log)
+	}
+	s := &Server{cfg: cfg, log: log, tls: cfg.TLSCert != "" || cfg.TLSKey != ""}
+	if !s.tls {
+		// h2c.NewHandler handles both prior-knowledge HTTP/2 and the HTTP/1.1
+		// Upgrade: h2c dance; plain HTTP/1.1 requests pass straight through.
+		h = h2c.NewHandler(h, &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxReadFrameSize: 1 << 20})
+	}
+	s.http = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			// once per connection, so requests do not format the address each time
+			return context.WithValue(ctx, localAddrKey{}, c.LocalAddr().String())
+		},
+	}
+	return s
+}
+
+// Listen binds the listener. It validates the TLS files first, so a bad cert fails
+// before anything is served.
+func (s *Server) Listen() error {
+	if s.tls {
+		if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
+			return errors.New("TLS needs both a certificate and a key file")
+		}
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("TLS certificate: %w", err)
+		}
+		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// URL is the base URL the server answers on (valid after Listen).
+func (s *Server) URL() string {
+	scheme := "http"
+	if s.tls {
+		scheme = "https"
+	}
+	return scheme + "://" + s.ln.Addr().String()
+}
+
+// Serve serves until ctx is cancelled, then shuts down gracefully: it stops
+// accepting, lets in-flight requests finish within ShutdownGrace, then closes the
+// remaining connections.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() {
+		if s.tls {
+			errc <- s.http.ServeTLS(s.ln, "", "")
+		} else {
+			errc <- s.http.Serve(s.ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down: finishing in-flight requests", "grace", s.cfg.ShutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
+	defer cancel()
+	err := s.http.Shutdown(sctx)
+	if err != nil {
+		s.log.Warn("grace period over: closing remaining connections", "err", err)
+		_ = s.http.Close()
+	}
+	<-errc
+	return nil
+}

@@ -1,0 +1,218 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+)
+
+// AppConfig describes one app: its module and the sandbox it runs in.
+type AppConfig struct {
+	// Name identifies the app in logs and errors.
+	Name string
+	// Wasm is the module binary.
+	Wasm []byte
+	// MemoryLimit caps each instance's linear memory in bytes (rounded up to 64 KiB
+	// pages). 0 means the default, 128 MiB.
+	MemoryLimit int64
+	// Env is the guest's environment, "KEY=value" entries. Nothing is inherited.
+	Env []string
+	// Mounts are host directories visible to the guest. None by default.
+	Mounts []Mount
+	// StartTimeout bounds instantiation plus the start hook. 0 means 30 s.
+	StartTimeout time.Duration
+	// HostModules are plugin import modules granted to the app (the core `wasmsrv`
+	// module and WASI are always present).
+	HostModules []HostModule
+	// Logger receives the app's logs and guest stdout/stderr; nil means the engine's.
+	Logger *slog.Logger
+}
+
+// Mount makes a host directory visible inside the guest.
+type Mount struct {
+	HostDir, GuestDir string
+	ReadOnly          bool
+}
+
+// DefaultMemoryLimit is the per-instance memory cap when none is configured.
+const DefaultMemoryLimit = 128 << 20
+
+// App is a loaded, validated module with its own wazero Runtime, ready to instantiate.
+type App struct {
+	name   string
+	info   *ModuleInfo
+	rt     wazero.Runtime
+	cm     wazero.CompiledModule
+	modCfg wazero.ModuleConfig
+	log    *slog.Logger
+	cfg    AppConfig
+	nextID atomic.Uint64
+}
+
+// Load compiles and validates a guest. The error names what is wrong with a module
+// that is not a wasmsrv guest (errors.Is(err, ErrNotGuest)).
+func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
+	if cfg.Name == "" {
+		cfg.Name = "app"
+	}
+	if cfg.MemoryLimit == 0 {
+		cfg.MemoryLimit = DefaultMemoryLimit
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 30 * time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = e.log
+	}
+	log = log.With("app", cfg.Name)
+	rt := e.newRuntime(ctx, cfg.MemoryLimit)
+	a := &App{name: cfg.Name, rt: rt, log: log, cfg: cfg}
+	if err := a.load(ctx, e); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
+	}
+	return a, nil
+}
+
+func (a *App) load(ctx context.Context, e *Engine) error {
+	cm, err := e.compile(ctx, a.rt, a.name, a.cfg.Wasm)
+	if err != nil {
+		return err
+	}
+	granted := map[string]bool{}
+	for _, m := range a.cfg.HostModules {
+		granted[m.Name] = true
+	}
+	info, err := Validate(cm, func(mod string) bool { return granted[mod] })
+	if err != nil {
+		return err
+	}
+	a.cm, a.info = cm, info
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, a.rt); err != nil {
+		return fmt.Errorf("wasi: %w", err)
+	}
+	for _, hm := range append([]HostModule{coreModule()}, a.cfg.HostModules...) {
+		if err := instantiateHostModule(ctx, a.rt, hm); err != nil {
+			return err
+		}
+	}
+	mc := wazero.NewModuleConfig().
+		WithName(""). // anonymous: other modules cannot import from an instance
+		WithSysWalltime().WithSysNanotime().
+		WithRandSource(rand.Reader)
+	if info.HasInit {
+		mc = mc.WithStartFunctions(abi.ExportInitialize)
+	} else {
+		mc = mc.WithStartFunctions()
+	}
+	for _, kv := range a.cfg.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		mc = mc.WithEnv(k, v)
+	}
+	if len(a.cfg.Mounts) > 0 {
+		fsc := wazero.NewFSConfig()
+		for _, m := range a.cfg.Mounts {
+			if m.ReadOnly {
+				fsc = fsc.WithReadOnlyDirMount(m.HostDir, m.GuestDir)
+			} else {
+				fsc = fsc.WithDirMount(m.HostDir, m.GuestDir)
+			}
+		}
+		mc = mc.WithFSConfig(fsc)
+	}
+	a.modCfg = mc
+	return nil
+}
+
+func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule) error {
+	b := rt.NewHostModuleBuilder(hm.Name)
+	for _, f := range hm.Funcs {
+		b.NewFunctionBuilder().WithGoModuleFunction(f.Fn, f.Params, f.Results).Export(f.Name)
+	}
+	if _, err := b.Instantiate(ctx); err != nil {
+		return fmt.Errorf("host module %s: %w", hm.Name, err)
+	}
+	return nil
+}
+
+// Name returns the app's name.
+func (a *App) Name() string { return a.name }
+
+// Info returns what validation learned about the module.
+func (a *App) Info() *ModuleInfo { return a.info }
+
+// Logger returns the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// Close releases the app's runtime and every instance still open.
+func (a *App) Close(ctx context.Context) error { return a.rt.Close(ctx) }
+
+// newInstance instantiates the module, runs _initialize and the start hook. It is
+// slow (milliseconds for a Go guest): pools call it in the background only.
+func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error) {
+	id := a.nextID.Add(1)
+	log := a.log.With("instance", id)
+	in := &Instance{
+		app:       a,
+		id:        id,
+		stack:     make([]uint64, 4),
+		done:      make(chan struct{}),
+		stdout:    newLogWriter(log, "stdout", slog.LevelInfo),
+		stderr:    newLogWriter(log, "stderr", slog.LevelWarn),
+		maxServed: maxServed,
+	}
+	in.ctx = &callCtx{in: in}
+	in.timer = time.AfterFunc(math.MaxInt64, in.expire)
+	in.timer.Stop()
+
+	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
+	in.timer.Reset(a.cfg.StartTimeout)
+	mod, err := a.rt.InstantiateModule(in.ctx, a.cm, cfg)
+	if !in.timer.Stop() {
+		if mod != nil {
+			_ = mod.Close(ctx)
+		}
+		return nil, fmt.Errorf("instantiate: _initialize did not finish within %s", a.cfg.StartTimeout)
+	}
+	if err != nil {
+		if mod != nil {
+			_ = mod.Close(ctx)
+		}
+		return nil, fmt.Errorf("instantiate: %w (stderr: %s)", err, lastLine(in.stderr.Tail()))
+	}
+	in.mod = mod
+	switch a.info.Mode {
+	case ModeSync:
+		in.handle = mod.ExportedFunction(abi.ExportHandle)
+	case ModeAsync:
+		in.handle = mod.ExportedFunction(abi.ExportOnEvent)
+	}
+	if a.info.HasStart {
+		if err := in.hook(abi.ExportOnStart, a.cfg.StartTimeout); err != nil {
+			in.close(ctx)
+			return nil, fmt.Errorf("start hook: %w", err)
+		}
+	}
+	return in, nil
+}
+
+// stop runs the stop hook of a healthy instance and closes it.
+func (a *App) stop(ctx context.Context, in *Instance, timeout time.Duration) {
+	if !in.broken && a.info.HasStop {
+		if err := in.hook(abi.ExportOnStop, timeout); err != nil {
+			a.log.Warn("stop hook failed", "instance", in.id, "err", err)
+		}
+	}
+	in.close(ctx)
+}

@@ -1,0 +1,279 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+)
+
+// CommandApp runs a plain WASI command module (exports _start, no wasmsrv markers)
+// with a fresh instance per run, the way CGI runs a process per request (WAGI). A
+// command exits when it is done, so there is nothing to pool: only the compiled code
+// is shared. Runs get the app's memory limit, a per-run deadline and a concurrency
+// cap with a bounded wait queue (PoolConfig: Workers, QueueSize, QueueWait,
+// RequestTimeout), like the instances of a SyncPool.
+type CommandApp struct {
+	name   string
+	rt     wazero.Runtime
+	cm     wazero.CompiledModule
+	modCfg wazero.ModuleConfig
+	log    *slog.Logger
+	cfg    AppConfig
+	pool   PoolConfig
+
+	slots   chan struct{} // one token per run allowed at once
+	closing chan struct{}
+	waiting atomic.Int64
+	runs    atomic.Uint64
+}
+
+// CommandIO is the input and output of one run.
+type CommandIO struct {
+	// Env holds "KEY=value" entries for this run. They come before the app's
+	// configured Env, so on a duplicate key the run's value wins (getenv returns the
+	// first match in wasi-libc and Go).
+	Env []string
+	// Stdin is the guest's standard input; nil means empty.
+	Stdin io.Reader
+	// Stdout receives the guest's standard output; nil discards it.
+	Stdout io.Writer
+}
+
+// ValidateCommand checks that cm is a WASI command module this host can run: it
+// exports _start () -> () and memory, and imports nothing but WASI preview 1.
+func ValidateCommand(cm wazero.CompiledModule) error {
+	exports := cm.ExportedFunctions()
+	start, ok := exports[abi.ExportStart]
+	if !ok {
+		return fmt.Errorf("%w: not a WASI command: missing export %s", ErrNotGuest, abi.ExportStart)
+	}
+	if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
+		return fmt.Errorf("%w: export %s has signature %s, want () -> ()", ErrNotGuest, abi.ExportStart,
+			sigString(start.ParamTypes(), start.ResultTypes()))
+	}
+	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
+		return fmt.Errorf("%w: missing exported memory %q", ErrNotGuest, abi.ExportMemory)
+	}
+	for _, imp := range cm.ImportedFunctions() {
+		if mod, name, _ := imp.Import(); mod != wasi_snapshot_preview1.ModuleName {
+			return fmt.Errorf("%w: a CGI-mode command may import only %s, not %s.%s", ErrNotGuest,
+				wasi_snapshot_preview1.ModuleName, mod, name)
+		}
+	}
+	return nil
+}
+
+// LoadCommand compiles and validates a WASI command module. cfg.HostModules must be
+// empty: plugins need a wasmsrv guest.
+func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig) (*CommandApp, error) {
+	if cfg.Name == "" {
+		cfg.Name = "app"
+	}
+	if cfg.MemoryLimit == 0 {
+		cfg.MemoryLimit = DefaultMemoryLimit
+	}
+	if len(cfg.HostModules) > 0 {
+		return nil, fmt.Errorf("app %s: plugins cannot be granted to a WASI command module", cfg.Name)
+	}
+	pool.defaults(DefaultSyncWorkers())
+	log := cfg.Logger
+	if log == nil {
+		log = e.log
+	}
+	log = log.With("app", cfg.Name)
+	rt := e.newRuntime(ctx, cfg.MemoryLimit)
+	c := &CommandApp{
+		name: cfg.Name, rt: rt, log: log, cfg: cfg, pool: pool,
+		slots:   make(chan struct{}, pool.Workers),
+		closing: make(chan struct{}),
+	}
+	if err := c.load(ctx, e); err != nil {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
+	}
+	return c, nil
+}
+
+func (c *CommandApp) load(ctx context.Context, e *Engine) error {
+	cm, err := e.compile(ctx, c.rt, c.name, c.cfg.Wasm)
+	if err != nil {
+		return err
+	}
+	if err := ValidateCommand(cm); err != nil {
+		return err
+	}
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, c.rt); err != nil {
+		return fmt.Errorf("wasi: %w", err)
+	}
+	c.cm = cm
+	mc := wazero.NewModuleConfig().
+		WithName(""). // anonymous: concurrent runs of one module must not clash
+		WithArgs(c.name).
+		WithSysWalltime().WithSysNanotime().
+		WithRandSource(rand.Reader).
+		WithStartFunctions(abi.ExportStart)
+	if len(c.cfg.Mounts) > 0 {
+		fsc := wazero.NewFSConfig()
+		for _, m := range c.cfg.Mounts {
+			if m.ReadOnly {
+				fsc = fsc.WithReadOnlyDirMount(m.HostDir, m.GuestDir)
+			} else {
+				fsc = fsc.WithDirMount(m.HostDir, m.GuestDir)
+			}
+		}
+		mc = mc.WithFSConfig(fsc)
+	}
+	c.modCfg = mc
+	return nil
+}
+
+// Name returns the app's name.
+func (c *CommandApp) Name() string { return c.name }
+
+// Logger returns the app's logger.
+func (c *CommandApp) Logger() *slog.Logger { return c.log }
+
+// PoolConfig returns the limits in force, defaults filled in.
+func (c *CommandApp) PoolConfig() PoolConfig { return c.pool }
+
+// Run instantiates the module and runs _start to completion with the given I/O. It
+// returns nil when the command exits with status 0; ErrQueueFull, ErrQueueTimeout or
+// ErrPoolClosed when it could not start; ErrDeadline when it overran
+// RequestTimeout; ctx's error (wrapped) when ctx ended first; and *GuestError for a
+// trap, a non-zero exit or memory exhaustion. The guest's stderr goes to the log.
+func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
+	if err := c.acquire(ctx); err != nil {
+		return err
+	}
+	defer func() { <-c.slots }()
+
+	id := c.runs.Add(1)
+	stderr := newLogWriter(c.log.With("run", id), "stderr", slog.LevelWarn)
+	runCtx, cancel := context.WithTimeout(ctx, c.pool.RequestTimeout)
+	defer cancel()
+
+	mc := c.modCfg.WithStderr(stderr).WithNanosleep(func(ns int64) {
+		// Real sleep, cut short when the run ends, so a sleeping guest cannot
+		// outlive its deadline.
+		t := time.NewTimer(time.Duration(ns))
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-runCtx.Done():
+		}
+	})
+	for _, kv := range cio.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		mc = mc.WithEnv(k, v)
+	}
+	for _, kv := range c.cfg.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		mc = mc.WithEnv(k, v)
+	}
+	if cio.Stdin != nil {
+		mc = mc.WithStdin(cio.Stdin)
+	}
+	if cio.Stdout != nil {
+		mc = mc.WithStdout(cio.Stdout)
+	}
+
+	mod, err := c.rt.InstantiateModule(runCtx, c.cm, mc)
+	if mod != nil {
+		_ = mod.Close(context.Background())
+	}
+	if err == nil {
+		return nil
+	}
+	return c.classify(ctx, runCtx, err, stderr.Tail())
+}
+
+// classify turns a failed run into one of Run's documented errors.
+func (c *CommandApp) classify(ctx, runCtx context.Context, err error, stderr string) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			if ctx.Err() != nil {
+				return fmt.Errorf("app %s: run stopped: %w", c.name, ctx.Err())
+			}
+			return ErrDeadline
+		case sys.ExitCodeContextCanceled:
+			if ctx.Err() != nil {
+				return fmt.Errorf("app %s: run stopped: %w", c.name, ctx.Err())
+			}
+		}
+	}
+	if runCtx.Err() != nil && ctx.Err() == nil {
+		return ErrDeadline
+	}
+	ge := &GuestError{App: c.name, Kind: FailTrap, Err: err, Stderr: stderr}
+	switch {
+	case errors.As(err, &exit):
+		ge.Kind = FailExit
+	case strings.Contains(stderr, "out of memory"):
+		ge.Kind = FailMemory
+	}
+	return ge
+}
+
+func (c *CommandApp) acquire(ctx context.Context) error {
+	select {
+	case <-c.closing:
+		return ErrPoolClosed
+	default:
+	}
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if c.waiting.Add(1) > int64(c.pool.QueueSize) {
+		c.waiting.Add(-1)
+		return ErrQueueFull
+	}
+	defer c.waiting.Add(-1)
+	t := time.NewTimer(c.pool.QueueWait)
+	defer t.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+		return ErrQueueTimeout
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closing:
+		return ErrPoolClosed
+	}
+}
+
+// Close refuses new runs, waits for running ones (until ctx ends) and releases the
+// compiled module.
+func (c *CommandApp) Close(ctx context.Context) error {
+	select {
+	case <-c.closing:
+	default:
+		close(c.closing)
+	}
+	// Taking every slot means no run is in flight.
+	for range cap(c.slots) {
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = c.rt.Close(context.Background())
+			return fmt.Errorf("app %s: runs still in flight: %w", c.name, ctx.Err())
+		}
+	}
+	return c.rt.Close(ctx)
+}

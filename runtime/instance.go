@@ -1,0 +1,216 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/sys"
+
+)
+
+// Instance is one instantiated guest. It is not safe for concurrent use: a pool hands
+// it to one request (sync) or one owner goroutine (async) at a time.
+type Instance struct {
+	app    *App
+	id     uint64
+	mod    api.Module
+	handle api.Function
+	stack  []uint64
+	ctx    *callCtx
+
+	stdout, stderr *logWriter
+
+	// deadline: one timer per instance, re-armed per call, so a request costs no
+	// allocation for its deadline.
+	timer   *time.Timer
+	done    chan struct{} // closed when the deadline fires: the instance is dead
+	expired atomic.Bool
+
+	// cur is the request running on this instance. The calling goroutine reads it
+	// without locking; mu orders its updates with expire on the timer goroutine.
+	mu      sync.Mutex
+	cur     exchangeSlot
+	handles uint32
+
+	served    int
+	maxServed int // 0 = unlimited
+	broken    bool
+}
+
+type exchangeSlot struct {
+	handle uint32
+	ex     Exchange
+}
+
+// callCtx is the context.Context wazero sees for every call into this instance. It
+// carries the instance (for host functions) and its deadline (done) without a
+// per-request context allocation.
+type callCtx struct{ in *Instance }
+
+type instanceKey struct{}
+
+func (c *callCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *callCtx) Done() <-chan struct{}       { return c.in.done }
+func (c *callCtx) Err() error {
+	if c.in.expired.Load() {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+func (c *callCtx) Value(key any) any {
+	if key == (instanceKey{}) {
+		return c.in
+	}
+	return nil
+}
+
+// InstanceFrom returns the instance a host function is called from, or nil.
+// Plugins use it to reach per-app state.
+func InstanceFrom(ctx context.Context) *Instance {
+	in, _ := ctx.Value(instanceKey{}).(*Instance)
+	return in
+}
+
+// App returns the app the instance belongs to.
+func (in *Instance) App() *App { return in.app }
+
+// ID returns the instance's id, unique within its app.
+func (in *Instance) ID() uint64 { return in.id }
+
+// exchangeFor returns the exchange of request handle h, trapping on a bad handle.
+func exchangeFor(ctx context.Context, fn string, h uint64) Exchange {
+	in := InstanceFrom(ctx)
+	if in == nil {
+		trap(fn, "called outside a request")
+	}
+	if in.cur.ex == nil || uint64(in.cur.handle) != h&0xffffffff {
+		trap(fn, fmt.Sprintf("unknown request handle %d", uint32(h)))
+	}
+	return in.cur.ex
+}
+
+// expire is the deadline timer's callback: it stops the guest (through callCtx.Done,
+// which wazero watches, and the interruptible sleep) and unblocks host I/O.
+func (in *Instance) expire() {
+	in.expired.Store(true)
+	in.mu.Lock()
+	ex := in.cur.ex
+	in.mu.Unlock()
+	if ex != nil {
+		ex.Abort()
+	}
+	close(in.done)
+}
+
+// sleep is the guest's nanosleep: real time, but cut short when the instance dies,
+// so a sleeping guest cannot outlive its deadline.
+func (in *Instance) sleep(ns int64) {
+	t := time.NewTimer(time.Duration(ns))
+	select {
+	case <-t.C:
+	case <-in.done:
+		t.Stop()
+	}
+}
+
+// call runs fn with the instance's stack under a deadline and classifies failures.
+// A non-nil error means the instance must be discarded.
+func (in *Instance) call(fn api.Function, timeout time.Duration) error {
+	in.timer.Reset(timeout)
+	err := fn.CallWithStack(in.ctx, in.stack)
+	fired := !in.timer.Stop()
+	if fired {
+		in.broken = true
+		// The deadline won the race even if the guest returned: the done channel
+		// is closed, so this instance cannot be used again.
+		return ErrDeadline
+	}
+	if err != nil {
+		in.broken = true
+		return in.classify(err)
+	}
+	return nil
+}
+
+func (in *Instance) classify(err error) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
+		return ErrDeadline
+	}
+	ge := &GuestError{App: in.app.name, Kind: FailTrap, Err: err, Stderr: in.stderr.Tail()}
+	var abiErr *ABIError
+	switch {
+	case errors.As(err, &exit):
+		ge.Kind = FailExit
+	case errors.As(err, &abiErr):
+		ge.Kind = FailABI
+		ge.Err = abiErr
+	case strings.Contains(ge.Stderr, "out of memory"):
+		ge.Kind = FailMemory
+	}
+	return ge
+}
+
+// serveSync runs one request on a sync instance. The returned code is the guest's
+// wasmsrv_handle result.
+func (in *Instance) serveSync(ex Exchange, timeout time.Duration) (int32, error) {
+	in.handles++
+	if in.handles == 0 {
+		in.handles = 1
+	}
+	in.setExchange(exchangeSlot{handle: in.handles, ex: ex})
+	in.stack[0] = uint64(in.handles)
+	err := in.call(in.handle, timeout)
+	in.setExchange(exchangeSlot{})
+	in.served++
+	if err != nil {
+		return 0, err
+	}
+	return int32(uint32(in.stack[0])), nil
+}
+
+// hook runs a lifespan export (wasmsrv_on_start / wasmsrv_on_stop) if present.
+func (in *Instance) hook(name string, timeout time.Duration) error {
+	fn := in.mod.ExportedFunction(name)
+	if fn == nil {
+		return nil
+	}
+	if err := in.call(fn, timeout); err != nil {
+		return err
+	}
+	if rc := int32(uint32(in.stack[0])); rc != 0 {
+		return fmt.Errorf("%s returned %d: %s", name, rc, lastLine(in.stderr.Tail()))
+	}
+	return nil
+}
+
+func (in *Instance) setExchange(s exchangeSlot) {
+	in.mu.Lock()
+	in.cur = s
+	in.mu.Unlock()
+}
+
+// recycleDue reports whether the instance has served its quota.
+func (in *Instance) recycleDue() bool { return in.maxServed > 0 && in.served >= in.maxServed }
+
+// close releases the instance's memory.
+func (in *Instance) close(ctx context.Context) {
+	in.timer.Stop()
+	_ = in.mod.Close(ctx)
+}
+
+func lastLine(s string) string {
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	if s == "" {
+		return "(no stderr output)"
+	}
+	return s
+}

@@ -1,0 +1,72 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"sync"
+)
+
+// tailSize is how much of a guest's stderr is kept to explain a crash.
+const tailSize = 4096
+
+// logWriter turns a guest's stdout or stderr into host log records, one per line,
+// and keeps the last tailSize bytes so a crash report can quote them.
+type logWriter struct {
+	log    *slog.Logger
+	level  slog.Level
+	stream string
+
+	mu      sync.Mutex
+	partial []byte
+	tail    []byte // ring-free: trimmed from the front when over tailSize
+}
+
+func newLogWriter(log *slog.Logger, stream string, level slog.Level) *logWriter {
+	return &logWriter{log: log, stream: stream, level: level}
+}
+
+// Write implements io.Writer for wazero's WithStdout/WithStderr.
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tail = append(w.tail, p...)
+	if len(w.tail) > tailSize {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+	}
+	data := p
+	if len(w.partial) > 0 {
+		w.partial = append(w.partial, p...)
+		data = w.partial
+	}
+	for {
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(data[:i])
+		data = data[i+1:]
+	}
+	// Keep an unterminated line for the next write, bounded so a guest cannot
+	// grow host memory by never writing a newline.
+	if len(data) > tailSize {
+		w.emit(data)
+		data = nil
+	}
+	w.partial = append(w.partial[:0], data...)
+	return len(p), nil
+}
+
+func (w *logWriter) emit(line []byte) {
+	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
+		return
+	}
+	w.log.Log(context.Background(), w.level, string(line), "stream", w.stream)
+}
+
+// Tail returns the last bytes written, for crash reports.
+func (w *logWriter) Tail() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return string(bytes.TrimSpace(w.tail))
+}

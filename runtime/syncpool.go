@@ -1,0 +1,346 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// PoolConfig sizes a pool and sets its limits. Zero values take the defaults noted.
+type PoolConfig struct {
+	// Workers is the number of instances (sync: 2×CPU+1, gunicorn's formula).
+	Workers int
+	// QueueSize bounds requests waiting for an instance (default 1024); beyond it
+	// requests fail at once with ErrQueueFull.
+	QueueSize int
+	// QueueWait bounds how long a request waits for an instance (default 10 s).
+	QueueWait time.Duration
+	// RequestTimeout is the per-request deadline (default 30 s, gunicorn's timeout).
+	RequestTimeout time.Duration
+	// MaxRequests recycles an instance after this many requests (0 = never).
+	MaxRequests int
+	// MaxRequestsJitter adds 0..jitter to MaxRequests per instance, so instances do
+	// not all recycle at once.
+	MaxRequestsJitter int
+	// StopTimeout bounds each instance's stop hook (default 5 s).
+	StopTimeout time.Duration
+}
+
+// DefaultSyncWorkers is gunicorn's recommended worker count: 2×CPU+1.
+func DefaultSyncWorkers() int { return 2*goruntime.NumCPU() + 1 }
+
+func (c *PoolConfig) defaults(workers int) {
+	if c.Workers <= 0 {
+		c.Workers = workers
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 1024
+	}
+	if c.QueueWait <= 0 {
+		c.QueueWait = 10 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.StopTimeout <= 0 {
+		c.StopTimeout = 5 * time.Second
+	}
+}
+
+// SyncPool runs a sync-mode app: Workers pre-warmed instances, each serving one
+// request at a time, with a bounded wait queue in front. Dead or recycled instances
+// are replaced by a background goroutine, never on the request path.
+type SyncPool struct {
+	app  *App
+	cfg  PoolConfig
+	idle chan *Instance
+
+	waiting atomic.Int64
+	live    atomic.Int64 // instances alive: idle + busy
+	need    chan struct{}
+	closing chan struct{}
+	wg      sync.WaitGroup
+
+	// replacements are rate-limited so a module that crashes on every request
+	// cannot turn the pool into a busy instantiation loop.
+	limiter *rate.Limiter
+	// health: the last build error while no instance is live; served as
+	// ErrUnavailable instead of making requests wait the whole queue timeout.
+	mu       sync.Mutex
+	lastErr  error
+	discards int // since the last storm report
+	stats    poolStats
+}
+
+type poolStats struct {
+	served, discarded, recycled, built atomic.Int64
+}
+
+// NewSyncPool starts a pool and pre-warms every instance before returning, so the
+// first requests never pay for instantiation. It fails if no instance can start.
+func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, error) {
+	if app.info.Mode != ModeSync {
+		return nil, fmt.Errorf("app %s: module is %s-mode, a sync pool needs a sync guest", app.name, app.info.Mode)
+	}
+	cfg.defaults(DefaultSyncWorkers())
+	p := &SyncPool{
+		app:     app,
+		cfg:     cfg,
+		idle:    make(chan *Instance, cfg.Workers),
+		need:    make(chan struct{}, cfg.Workers),
+		closing: make(chan struct{}),
+		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
+	}
+	start := time.Now()
+	for range cfg.Workers {
+		in, err := p.build(ctx)
+		if err != nil {
+			p.closeIdle(ctx)
+			return nil, fmt.Errorf("app %s: %w", app.name, err)
+		}
+		p.idle <- in
+	}
+	app.log.Info("pool ready", "mode", "sync", "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	p.wg.Add(1)
+	go p.maintain()
+	return p, nil
+}
+
+func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
+	max := 0
+	if p.cfg.MaxRequests > 0 {
+		max = p.cfg.MaxRequests
+		if p.cfg.MaxRequestsJitter > 0 {
+			max += rand.IntN(p.cfg.MaxRequestsJitter + 1)
+		}
+	}
+	in, err := p.app.newInstance(ctx, max)
+	if err != nil {
+		return nil, err
+	}
+	p.live.Add(1)
+	p.stats.built.Add(1)
+	return in, nil
+}
+
+// Serve runs one request on an instance. It returns the guest's wasmsrv_handle
+// result, or an error saying why the request did not run or did not finish: see
+// the Err* variables and *GuestError.
+func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
+	in, err := p.acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	code, err := in.serveSync(ex, p.cfg.RequestTimeout)
+	p.stats.served.Add(1)
+	p.release(in, err)
+	return code, err
+}
+
+func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
+	select {
+	case in := <-p.idle:
+		return in, nil
+	default:
+	}
+	if err := p.unavailable(); err != nil {
+		return nil, err
+	}
+	if p.waiting.Add(1) > int64(p.cfg.QueueSize) {
+		p.waiting.Add(-1)
+		return nil, ErrQueueFull
+	}
+	defer p.waiting.Add(-1)
+	t := time.NewTimer(p.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case in := <-p.idle:
+		return in, nil
+	case <-t.C:
+		if err := p.unavailable(); err != nil {
+			return nil, err
+		}
+		return nil, ErrQueueTimeout
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-p.closing:
+		return nil, ErrPoolClosed
+	}
+}
+
+// unavailable returns ErrUnavailable (with the cause) when no instance is alive and
+// the last attempt to build one failed.
+func (p *SyncPool) unavailable() error {
+	if p.live.Load() > 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastErr != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, p.lastErr)
+	}
+	return nil
+}
+
+func (p *SyncPool) release(in *Instance, err error) {
+	switch {
+	case in.broken:
+		p.discard(in, err)
+	case in.recycleDue():
+		p.stats.recycled.Add(1)
+		p.retire(in)
+	default:
+		select {
+		case <-p.closing:
+			p.retire(in)
+		default:
+			p.idle <- in
+		}
+	}
+}
+
+// discard drops a dead instance and asks for a replacement.
+func (p *SyncPool) discard(in *Instance, err error) {
+	p.live.Add(-1)
+	p.stats.discarded.Add(1)
+	attrs := []any{"instance", in.id, "err", err}
+	if ge, ok := err.(*GuestError); ok && ge.Stderr != "" {
+		attrs = append(attrs, "stderr", ge.Stderr)
+	}
+	p.app.log.Error("instance discarded", attrs...)
+	p.mu.Lock()
+	p.discards++
+	p.mu.Unlock()
+	go in.close(context.Background())
+	p.requestReplacement()
+}
+
+// retire stops a healthy instance in the background (stop hook, then close).
+func (p *SyncPool) retire(in *Instance) {
+	p.live.Add(-1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.app.stop(context.Background(), in, p.cfg.StopTimeout)
+	}()
+	p.requestReplacement()
+}
+
+func (p *SyncPool) requestReplacement() {
+	select {
+	case p.need <- struct{}{}:
+	default: // a replacement is already pending; maintain() tops up to Workers anyway
+	}
+}
+
+// maintain keeps the pool at Workers instances, building replacements in the
+// background at a bounded rate and reporting crash loops.
+func (p *SyncPool) maintain() {
+	defer p.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-p.closing; cancel() }()
+	report := time.NewTicker(10 * time.Second)
+	defer report.Stop()
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-p.closing:
+			return
+		case <-report.C:
+			p.reportStorm()
+			continue
+		case <-p.need:
+		}
+		for p.live.Load() < int64(p.cfg.Workers) {
+			if err := p.limiter.Wait(ctx); err != nil {
+				return
+			}
+			in, err := p.build(ctx)
+			if err != nil {
+				p.mu.Lock()
+				p.lastErr = err
+				p.mu.Unlock()
+				p.app.log.Error("cannot start replacement instance", "err", err, "retry_in", backoff)
+				select {
+				case <-p.closing:
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 10*time.Second)
+				continue
+			}
+			backoff = 100 * time.Millisecond
+			p.mu.Lock()
+			p.lastErr = nil
+			p.mu.Unlock()
+			select {
+			case p.idle <- in:
+			case <-p.closing:
+				p.live.Add(-1)
+				in.close(ctx)
+				return
+			}
+		}
+	}
+}
+
+func (p *SyncPool) reportStorm() {
+	p.mu.Lock()
+	n := p.discards
+	p.discards = 0
+	p.mu.Unlock()
+	if n > p.cfg.Workers {
+		p.app.log.Warn("instances keep failing: replacements are rate-limited", "discarded_last_10s", n, "workers", p.cfg.Workers)
+	}
+}
+
+// Stats is a snapshot of pool counters.
+type Stats struct {
+	Workers, Live, Idle, Waiting          int
+	Served, Discarded, Recycled, Built int64
+}
+
+// Stats returns current counters.
+func (p *SyncPool) Stats() Stats {
+	return Stats{
+		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
+		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
+		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+	}
+}
+
+// Close drains the pool: it stops building, waits for busy instances to come back
+// (until ctx ends), runs every healthy instance's stop hook, and closes the app.
+func (p *SyncPool) Close(ctx context.Context) error {
+	close(p.closing)
+	for p.live.Load() > 0 {
+		select {
+		case in := <-p.idle:
+			p.live.Add(-1)
+			p.app.stop(ctx, in, p.cfg.StopTimeout)
+		case <-ctx.Done():
+			p.wg.Wait()
+			return fmt.Errorf("app %s: %d instances still busy: %w", p.app.name, p.live.Load(), ctx.Err())
+		}
+	}
+	p.wg.Wait()
+	return nil
+}
+
+func (p *SyncPool) closeIdle(ctx context.Context) {
+	for {
+		select {
+		case in := <-p.idle:
+			in.close(ctx)
+		default:
+			return
+		}
+	}
+}
