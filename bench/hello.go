@@ -26,7 +26,7 @@ func helloScenario() Scenario {
 		Baseline:    "native",
 		Subject:     "wasmsrv",
 		Servers: []Server{
-			wasmsrvServer("./samples/hello"),
+			wasmsrvServer("samples/hello, default pool, --access-log=false", goGuest("./samples/hello")),
 			nativeServer(),
 			uvicornServer("asgi_hello:app"),
 			gunicornServer("wsgi_hello:app"),
@@ -41,24 +41,34 @@ func helloScenario() Scenario {
 	}
 }
 
-// wasmsrvServer runs the wasmsrv CLI with its default pool on a guest built from a Go
-// package, prebuilt so the CLI's build cache does not count toward start-up.
-func wasmsrvServer(guestPkg string) Server {
+// wasmsrvServer runs `wasmsrv run` with its default pool and no access log on the
+// .wasm that app provides, plus any extra CLI flags.
+func wasmsrvServer(note string, app appSource, flags ...string) Server {
 	return Server{
 		Name: "wasmsrv",
-		Note: "default pool, --access-log=false",
+		Note: note,
 		Launch: func(ctx context.Context, env LaunchEnv) (Command, error) {
 			bin, err := env.WS.GoBinary(ctx, "./cmd/wasmsrv")
 			if err != nil {
 				return Command{}, err
 			}
-			wasm, err := env.WS.WasmGuest(ctx, guestPkg)
+			wasm, err := app(ctx, env.WS)
 			if err != nil {
 				return Command{}, err
 			}
-			return Command{Argv: []string{bin, "run", "--listen", env.Addr, "--access-log=false", wasm}}, nil
+			argv := append([]string{bin, "run", "--listen", env.Addr, "--access-log=false"}, flags...)
+			return Command{Argv: append(argv, wasm)}, nil
 		},
 	}
+}
+
+// appSource yields the path of a .wasm app for wasmsrv to serve.
+type appSource func(ctx context.Context, ws *Workspace) (string, error)
+
+// goGuest builds a Go guest package. Prebuilding keeps the CLI's own build step out
+// of the server's start-up.
+func goGuest(pkg string) appSource {
+	return func(ctx context.Context, ws *Workspace) (string, error) { return ws.WasmGuest(ctx, pkg) }
 }
 
 // nativeServer is the same handler written directly on net/http, in its own process

@@ -22,9 +22,9 @@ var (
 
 // Kinds of guest failure.
 const (
-	FailTrap   = "trap"         // wasm trap: Go panic/deadlock/fatal error, unreachable, OOB access
-	FailExit   = "exit"         // the guest called proc_exit
-	FailMemory = "memory limit" // the guest ran out of its memory limit
+	FailTrap   = "trap"          // wasm trap: Go panic/deadlock/fatal error, unreachable, OOB access
+	FailExit   = "exit"          // the guest called proc_exit
+	FailMemory = "memory limit"  // the guest ran out of its memory limit
 	FailABI    = "abi violation" // the guest broke the host-function contract
 )
 

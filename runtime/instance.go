@@ -11,7 +11,6 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
-
 )
 
 // Instance is one instantiated guest. It is not safe for concurrent use: a pool hands

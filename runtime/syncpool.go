@@ -303,7 +303,7 @@ func (p *SyncPool) reportStorm() {
 
 // Stats is a snapshot of pool counters.
 type Stats struct {
-	Workers, Live, Idle, Waiting          int
+	Workers, Live, Idle, Waiting       int
 	Served, Discarded, Recycled, Built int64
 }
 
