@@ -1,0 +1,507 @@
+// Package upstream proxies requests to a group of existing HTTP servers:
+// weighted round-robin, least-connections, power-of-two-choices or
+// consistent (rendezvous) hashing; keep-alive connection reuse; passive
+// ejection (max_fails within fail_timeout) and active health probes; safe
+// retries under a budget; X-Forwarded-* handling; WebSocket pass-through.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config describes one upstream group.
+type Config struct {
+	Name    string
+	Servers []ServerConfig
+	// Policy is "round_robin" (default), "least_conn", "p2c" or "hash".
+	Policy string
+	// HashKind is "ip", "header" or "cookie"; HashName names the header or
+	// cookie. Requests without the key fall back to round-robin.
+	HashKind, HashName string
+
+	Keepalive             int           // idle connections kept per server
+	ConnectTimeout        time.Duration // dial
+	ResponseHeaderTimeout time.Duration // request sent → response head
+	MaxFails              int           // failures within FailTimeout that eject a server; 0 disables
+	FailTimeout           time.Duration // the window, and how long an ejection lasts
+	Retries               int           // extra attempts for idempotent, body-less requests
+	RetryBudget           float64       // retries in flight ≤ max(3, budget × requests in flight)
+
+	Health HealthConfig
+	// Trusted lists the peers whose inbound X-Forwarded-* headers are kept.
+	Trusted []netip.Prefix
+}
+
+// ServerConfig is one member.
+type ServerConfig struct {
+	URL    string
+	Weight int
+}
+
+// Server is a member with its live state.
+type Server struct {
+	URL    *url.URL
+	Weight int
+	id     string
+
+	active atomic.Int64 // requests in flight, for least_conn and p2c
+	down   atomic.Bool  // set by active health probes
+
+	mu           sync.Mutex
+	fails        int
+	windowStart  time.Time
+	ejectedUntil time.Time
+}
+
+// Active reports requests in flight.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+func (s *Server) ejected(now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return now.Before(s.ejectedUntil)
+}
+
+// fail records a failure and reports whether it ejected the server.
+func (s *Server) fail(now time.Time, maxFails int, window time.Duration) bool {
+	if maxFails <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.Sub(s.windowStart) > window {
+		s.windowStart, s.fails = now, 0
+	}
+	s.fails++
+	if s.fails >= maxFails && !now.Before(s.ejectedUntil) {
+		s.ejectedUntil = now.Add(window)
+		s.fails = 0
+		return true
+	}
+	return false
+}
+
+func (s *Server) restore() {
+	s.mu.Lock()
+	s.fails, s.ejectedUntil = 0, time.Time{}
+	s.mu.Unlock()
+}
+
+// Group is an http.Handler proxying to its servers.
+type Group struct {
+	cfg     Config
+	servers []*Server
+	bal     balancer
+	proxy   *httputil.ReverseProxy
+	base    *http.Transport
+	log     *slog.Logger
+
+	inflight atomic.Int64
+	retrying atomic.Int64
+
+	stop context.CancelFunc
+	wg   sync.WaitGroup
+}
+
+// New builds a group. Call Start to run active health probes and Close to
+// release idle connections.
+func New(cfg Config, log *slog.Logger) (*Group, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, fmt.Errorf("upstream %q: no servers", cfg.Name)
+	}
+	g := &Group{cfg: cfg, log: log.With("upstream", cfg.Name)}
+	for i, sc := range cfg.Servers {
+		u, err := url.Parse(sc.URL)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("upstream %q: server %d: bad URL %q", cfg.Name, i, sc.URL)
+		}
+		w := sc.Weight
+		if w <= 0 {
+			w = 1
+		}
+		g.servers = append(g.servers, &Server{URL: u, Weight: w, id: u.Host})
+	}
+	switch cfg.Policy {
+	case "", "round_robin":
+		g.bal = newRoundRobin(g.servers)
+	case "least_conn":
+		g.bal = newLeastConn(g.servers)
+	case "p2c":
+		g.bal = &p2c{servers: g.servers}
+	case "hash":
+		g.bal = newRendezvous(g.servers)
+	default:
+		return nil, fmt.Errorf("upstream %q: unknown policy %q", cfg.Name, cfg.Policy)
+	}
+	keep := cfg.Keepalive
+	if keep <= 0 {
+		keep = 64
+	}
+	dial := &net.Dialer{Timeout: orDefault(cfg.ConnectTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
+	g.base = &http.Transport{
+		Proxy:                  nil,
+		DialContext:            dial.DialContext,
+		MaxIdleConns:           keep * len(g.servers),
+		MaxIdleConnsPerHost:    keep,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  cfg.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		DisableCompression:     true, // pass Accept-Encoding and bodies through untouched
+		MaxResponseHeaderBytes: 64 << 10,
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:      g.rewrite,
+		Transport:    (*attempts)(g),
+		ErrorHandler: g.errorHandler,
+		BufferPool:   newBufferPool(),
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+	}
+	return g, nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Name is the group's name.
+func (g *Group) Name() string { return g.cfg.Name }
+
+// Servers exposes the members (for admin status and tests).
+func (g *Group) Servers() []*Server { return g.servers }
+
+// ServeHTTP proxies r to one of the servers.
+func (g *Group) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.inflight.Add(1)
+	defer g.inflight.Add(-1)
+	g.proxy.ServeHTTP(w, r)
+}
+
+// Close stops health probes and closes idle upstream connections.
+// Requests in flight finish on their own connections.
+func (g *Group) Close() {
+	if g.stop != nil {
+		g.stop()
+	}
+	g.wg.Wait()
+	g.base.CloseIdleConnections()
+}
+
+type prefixKey struct{}
+
+// WithPrefix records the mount prefix so it is sent upstream as
+// X-Forwarded-Prefix.
+func WithPrefix(ctx context.Context, prefix string) context.Context {
+	return context.WithValue(ctx, prefixKey{}, prefix)
+}
+
+func (g *Group) rewrite(pr *httputil.ProxyRequest) {
+	in, out := pr.In, pr.Out
+	// The transport fills in the real server; this marks the group.
+	out.URL.Scheme = "http"
+	out.URL.Host = g.cfg.Name
+	out.Host = in.Host
+	setForwarded(out, in, g.cfg.Trusted)
+	if p, _ := in.Context().Value(prefixKey{}).(string); p != "" {
+		out.Header.Set("X-Forwarded-Prefix", p)
+	}
+}
+
+// setForwarded sets X-Forwarded-For/-Proto/-Host. Inbound values are kept
+// only when the direct peer is trusted; otherwise a client could claim any
+// address or scheme.
+func setForwarded(out, in *http.Request, trusted []netip.Prefix) {
+	peer := peerAddr(in.RemoteAddr)
+	proto := "http"
+	if in.TLS != nil {
+		proto = "https"
+	}
+	host := in.Host
+	xff := peer.String()
+	if isTrusted(peer, trusted) {
+		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
+		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
+			host = v
+		}
+	}
+	out.Header["X-Forwarded-For"] = []string{xff}
+	out.Header["X-Forwarded-Proto"] = []string{proto}
+	out.Header["X-Forwarded-Host"] = []string{host}
+}
+
+func peerAddr(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		a, _ := netip.ParseAddr(remote)
+		return a.Unmap()
+	}
+	return ap.Addr().Unmap()
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// ClientIP is the peer address, or the right-most untrusted address of
+// X-Forwarded-For when the peer is a trusted proxy.
+func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer := peerAddr(r.RemoteAddr)
+	if !isTrusted(peer, trusted) {
+		return peer
+	}
+	vals := r.Header.Values("X-Forwarded-For")
+	for i := len(vals) - 1; i >= 0; i-- {
+		parts := strings.Split(vals[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				return peer
+			}
+			a = a.Unmap()
+			if !isTrusted(a, trusted) {
+				return a
+			}
+			peer = a
+		}
+	}
+	return peer
+}
+
+func (g *Group) hashKey(r *http.Request) (string, bool) {
+	switch g.cfg.HashKind {
+	case "ip":
+		a := ClientIP(r, g.cfg.Trusted)
+		return a.String(), a.IsValid()
+	case "header":
+		v := r.Header.Get(g.cfg.HashName)
+		return v, v != ""
+	case "cookie":
+		c, err := r.Cookie(g.cfg.HashName)
+		if err != nil || c.Value == "" {
+			return "", false
+		}
+		return c.Value, true
+	}
+	return "", false
+}
+
+// attempts is the group's RoundTripper: it picks a server, and retries on
+// another one when that is safe. It runs before ReverseProxy writes
+// anything to the client, so a retry never follows a sent byte.
+type attempts Group
+
+// Error explains why no upstream answered; its text is the 502/504 body.
+type Error struct {
+	Group   string
+	Tried   []string
+	Err     error
+	Timeout bool
+}
+
+func (e *Error) Error() string {
+	if len(e.Tried) == 0 {
+		return fmt.Sprintf("upstream group %q: no server available (all ejected or failing health checks)", e.Group)
+	}
+	return fmt.Sprintf("upstream group %q: tried %s: %v", e.Group, strings.Join(e.Tried, ", "), e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func retryable(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+	default:
+		if r.Header.Get("Idempotency-Key") == "" {
+			return false
+		}
+	}
+	// The body of a proxied request is a stream we cannot replay.
+	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+}
+
+func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
+	g := (*Group)(a)
+	key, hasKey := "", false
+	if g.cfg.Policy == "hash" {
+		key, hasKey = g.hashKey(req)
+	}
+	canRetry := retryable(req) && req.Header.Get("Upgrade") == ""
+	var tried [8]*Server
+	nTried := 0
+	isTried := func(s *Server) bool {
+		for _, t := range tried[:nTried] {
+			if t == s {
+				return true
+			}
+		}
+		return false
+	}
+	var lastErr error
+	var names []string
+	timeout := false
+	for attempt := 0; ; attempt++ {
+		now := time.Now()
+		s := g.bal.pick(key, hasKey, func(s *Server) bool { return !s.down.Load() && !s.ejected(now) && !isTried(s) })
+		if s == nil {
+			// Everything is ejected: like nginx, try the ejected ones rather
+			// than fail outright (passive marks can be stale).
+			s = g.bal.pick(key, hasKey, func(s *Server) bool { return !s.down.Load() && !isTried(s) })
+		}
+		if s == nil {
+			return nil, &Error{Group: g.cfg.Name, Tried: names, Err: lastErr, Timeout: timeout}
+		}
+		if nTried < len(tried) {
+			tried[nTried] = s
+			nTried++
+		}
+		names = append(names, s.id)
+		resp, err := g.send(req, s)
+		if err == nil && !gatewayStatus(resp.StatusCode) {
+			return resp, nil
+		}
+		if req.Context().Err() != nil {
+			// The client went away: not the server's fault.
+			if resp != nil {
+				return resp, nil
+			}
+			return nil, err
+		}
+		if err != nil {
+			lastErr = err
+			timeout = isTimeout(err)
+		} else {
+			lastErr = fmt.Errorf("%s answered %s", s.id, resp.Status)
+		}
+		if s.fail(time.Now(), g.cfg.MaxFails, orDefault(g.cfg.FailTimeout, 10*time.Second)) {
+			g.log.Warn("upstream server ejected", "server", s.id, "err", lastErr, "for", g.cfg.FailTimeout)
+		}
+		if !canRetry || attempt >= g.cfg.Retries || !g.retryAllowed() {
+			if resp != nil {
+				return resp, nil // pass the upstream's own 502/503/504 on
+			}
+			return nil, &Error{Group: g.cfg.Name, Tried: names, Err: lastErr, Timeout: timeout}
+		}
+		if resp != nil {
+			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+		}
+		g.retrying.Add(1)
+		defer g.retrying.Add(-1)
+	}
+}
+
+// retryAllowed applies the budget: retries in flight may not exceed
+// max(3, budget × requests in flight), so a failing group is not hammered.
+func (g *Group) retryAllowed() bool {
+	limit := int64(g.cfg.RetryBudget * float64(g.inflight.Load()))
+	return g.retrying.Load() < max(3, limit)
+}
+
+func gatewayStatus(code int) bool { return code == 502 || code == 503 || code == 504 }
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+func (g *Group) send(req *http.Request, s *Server) (*http.Response, error) {
+	out := *req // shallow: only the URL differs per attempt
+	u := *req.URL
+	u.Scheme, u.Host = s.URL.Scheme, s.URL.Host
+	if s.URL.Path != "" && s.URL.Path != "/" {
+		u.Path = strings.TrimSuffix(s.URL.Path, "/") + u.Path
+		u.RawPath = ""
+	}
+	out.URL = &u
+	s.active.Add(1)
+	resp, err := g.base.RoundTrip(&out)
+	if err != nil {
+		s.active.Add(-1)
+		return nil, err
+	}
+	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+		// WebSocket: ReverseProxy needs the ReadWriteCloser to tunnel.
+		resp.Body = &trackedRWC{ReadWriteCloser: rwc, s: s}
+	} else {
+		resp.Body = &trackedBody{ReadCloser: resp.Body, s: s}
+	}
+	return resp, nil
+}
+
+// trackedBody releases the server's in-flight count when the response ends.
+type trackedBody struct {
+	io.ReadCloser
+	s    *Server
+	done atomic.Bool
+}
+
+func (b *trackedBody) Close() error {
+	if b.done.CompareAndSwap(false, true) {
+		b.s.active.Add(-1)
+	}
+	return b.ReadCloser.Close()
+}
+
+type trackedRWC struct {
+	io.ReadWriteCloser
+	s    *Server
+	done atomic.Bool
+}
+
+func (b *trackedRWC) Close() error {
+	if b.done.CompareAndSwap(false, true) {
+		b.s.active.Add(-1)
+	}
+	return b.ReadWriteCloser.Close()
+}
+
+func (g *Group) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // client gone; nobody to tell
+	}
+	code := http.StatusBadGateway
+	var ue *Error
+	if errors.As(err, &ue) && ue.Timeout || isTimeout(err) {
+		code = http.StatusGatewayTimeout
+	}
+	g.log.Warn("upstream failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "%d %s\n%v\n", code, http.StatusText(code), err)
+}
+
+// bufferPool lends ReverseProxy its 32 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
