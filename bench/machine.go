@@ -20,11 +20,13 @@ type Machine struct {
 	Go      string
 	Commit  string
 	WrkInfo string
+	// Load is /proc/loadavg when the run started: a busy machine explains odd numbers.
+	Load string
 }
 
 func (m Machine) String() string {
-	return fmt.Sprintf("- when: %s\n- machine: %d × %s, Linux %s\n- %s, wasmsrv commit %s\n- %s\n",
-		m.When.UTC().Format(time.RFC3339), m.Cores, m.CPU, m.Kernel, m.Go, m.Commit, m.WrkInfo)
+	return fmt.Sprintf("- started: %s\n- machine: %d × %s, Linux %s, load average at start %s\n- %s, wasmsrv commit %s\n- %s\n",
+		m.When.UTC().Format(time.RFC3339), m.Cores, m.CPU, m.Kernel, m.Load, m.Go, m.Commit, m.WrkInfo)
 }
 
 // probeMachine gathers Machine; anything it cannot read shows as "unknown".
@@ -37,6 +39,7 @@ func probeMachine(ctx context.Context, root string) Machine {
 		Go:      runtime.Version(),
 		Commit:  firstLine(ctx, root, "git", "describe", "--always", "--dirty"),
 		WrkInfo: firstLine(ctx, "", "wrk", "-v"),
+		Load:    loadAverage(),
 	}
 }
 
@@ -66,4 +69,17 @@ func firstLine(ctx context.Context, dir, name string, args ...string) string {
 		return "unknown"
 	}
 	return line
+}
+
+// loadAverage returns the 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

@@ -96,6 +96,7 @@ func measureAll(ctx context.Context, log *slog.Logger, o options, scenarios []Sc
 	if err := inst.Ensure(ctx, []Tool{commandTool("wrk", "wrk")}); err != nil {
 		return nil, Machine{}, fmt.Errorf("wrk drives every scenario: %w", err)
 	}
+	m := probeMachine(ctx, ws.Root)
 	script, err := ws.WriteFile("report.lua", wrkReport)
 	if err != nil {
 		return nil, Machine{}, err
@@ -110,7 +111,7 @@ func measureAll(ctx context.Context, log *slog.Logger, o options, scenarios []Sc
 			return nil, Machine{}, fmt.Errorf("interrupted: %w", ctx.Err())
 		}
 	}
-	return sections, probeMachine(ctx, ws.Root), nil
+	return sections, m, nil
 }
 
 // report prints the Markdown report, writes it to path when set, and fails the run

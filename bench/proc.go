@@ -32,7 +32,7 @@ func Start(ctx context.Context, c Command) (*Process, error) {
 	}
 	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
 	cmd.Dir = c.Dir
-	cmd.Env = append(os.Environ(), c.Env...)
+	cmd.Env = append(cleanEnv(os.Environ()), c.Env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -100,6 +100,18 @@ func probe(ctx context.Context, client *http.Client, url string) error {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.Body.Close()
+}
+
+// cleanEnv drops WASMSRV_* variables so a developer's shell settings cannot change
+// the configuration being measured; servers get settings only through their argv.
+func cleanEnv(env []string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "WASMSRV_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // freeAddr asks the kernel for a free loopback port. Another process could take it
