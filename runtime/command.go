@@ -49,6 +49,11 @@ type CommandIO struct {
 	Stdin io.Reader
 	// Stdout receives the guest's standard output; nil discards it.
 	Stdout io.Writer
+	// Abort, if set, is called from another goroutine when the run's deadline passes
+	// or ctx ends while the guest runs. The deadline stops guest code, not a host
+	// read of Stdin or write to Stdout blocked on a slow client: Abort must unblock
+	// those (runtime.Exchange's Abort plays the same part in sync mode).
+	Abort func()
 }
 
 // ValidateCommand checks that cm is a WASI command module this host can run: it
@@ -189,6 +194,10 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 		mc = mc.WithStdout(cio.Stdout)
 	}
 
+	if cio.Abort != nil {
+		stop := context.AfterFunc(runCtx, cio.Abort)
+		defer stop()
+	}
 	mod, err := c.rt.InstantiateModule(runCtx, c.cm, mc)
 	if mod != nil {
 		_ = mod.Close(context.Background())
@@ -205,9 +214,7 @@ func (c *CommandApp) classify(ctx, runCtx context.Context, err error, stderr str
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
 		case sys.ExitCodeDeadlineExceeded:
-			if ctx.Err() != nil {
-				return fmt.Errorf("app %s: run stopped: %w", c.name, ctx.Err())
-			}
+			// A cancelled ctx reports ExitCodeContextCanceled: this is the run's deadline.
 			return ErrDeadline
 		case sys.ExitCodeContextCanceled:
 			if ctx.Err() != nil {
