@@ -1,0 +1,469 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// CommandRunner runs a WASI command once (runtime.CommandApp).
+type CommandRunner interface {
+	Run(ctx context.Context, cio runtime.CommandIO) error
+}
+
+// CGIConfig configures a CGI handler. Zero values take the defaults noted.
+type CGIConfig struct {
+	// App names the app in logs.
+	App string
+	// BodyLimit caps request bodies in bytes (413 beyond it); 0 means no limit.
+	BodyLimit int64
+	// RetryAfter is the Retry-After value, in seconds, sent with 503 (default 1).
+	RetryAfter int
+	// MaxHeaderBytes caps the CGI header section a command prints before its body
+	// (default 64 KiB); a command that exceeds it gets 500.
+	MaxHeaderBytes int
+}
+
+// CGIHandler serves requests with a WASI command module run CGI-style (RFC 3875,
+// WAGI semantics): request metadata as environment variables, the body on stdin, the
+// response parsed from stdout (header lines such as Status, Content-Type and Location,
+// a blank line, the body). Each request runs in a fresh instance. The body is
+// streamed to the client as the command writes it, through net/http's buffer, so a
+// small response gets a Content-Length and a large one is sent chunked.
+type CGIHandler struct {
+	app   CommandRunner
+	cfg   CGIConfig
+	log   *slog.Logger
+	retry string
+}
+
+// NewCGIHandler returns a handler serving requests with app.
+func NewCGIHandler(app CommandRunner, cfg CGIConfig, log *slog.Logger) *CGIHandler {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 1
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 64 << 10
+	}
+	return &CGIHandler{app: app, cfg: cfg, log: log.With("app", cfg.App, "mode", "cgi"), retry: strconv.Itoa(cfg.RetryAfter)}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.BodyLimit > 0 && r.ContentLength > h.cfg.BodyLimit {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	in := &cgiStdin{body: r.Body, limit: h.cfg.BodyLimit}
+	out := &cgiStdout{w: w, max: h.cfg.MaxHeaderBytes}
+	rc := http.NewResponseController(w)
+	abort := func() {
+		// Cut off only what is blocked: a read deadline on an idle body would make
+		// net/http cancel the request's context and hide the 504.
+		in.aborted.Store(true)
+		now := time.Now()
+		if in.reading.Load() {
+			_ = rc.SetReadDeadline(now)
+		}
+		if out.writing.Load() {
+			_ = rc.SetWriteDeadline(now)
+		}
+	}
+	err := h.app.Run(r.Context(), runtime.CommandIO{
+		Env: CGIEnv(r, rootPath, localAddr(r.Context())), Stdin: in, Stdout: out, Abort: abort})
+	if in.aborted.Load() {
+		// Let the error response through; net/http does not reset these itself.
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	if h.finish(w, r, in, out, err) {
+		panic(http.ErrAbortHandler) // the head is out: the client must see the response is incomplete
+	}
+}
+
+// finish answers after the command exited or failed; it reports whether the
+// response must be cut.
+func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin, out *cgiStdout, err error) (cut bool) {
+	if in.tooLarge && !out.sent {
+		// The command may have failed on the refused read: the body is the cause.
+		w.Header().Set("Connection", "close")
+		h.errorResponse(w, http.StatusRequestEntityTooLarge, "413 request body too large")
+		return false
+	}
+	var ge *runtime.GuestError
+	switch {
+	case err == nil:
+	case errors.Is(err, runtime.ErrQueueFull), errors.Is(err, runtime.ErrQueueTimeout),
+		errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrPoolClosed):
+		h.log.Warn("request not served", "err", err)
+		w.Header().Set("Retry-After", h.retry)
+		http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return false
+	case errors.Is(err, runtime.ErrDeadline):
+		h.log.Error("request deadline exceeded", "method", r.Method, "path", r.URL.Path)
+		if out.sent {
+			return true
+		}
+		h.errorResponse(w, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
+		return false
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return out.sent // the client went away
+	case errors.As(err, &ge):
+		attrs := []any{"kind", ge.Kind, "err", ge.Err, "method", r.Method, "path", r.URL.Path}
+		if ge.Stderr != "" {
+			attrs = append(attrs, "stderr", ge.Stderr)
+		}
+		h.log.Error("command failed", attrs...)
+		if out.sent {
+			return true
+		}
+		h.errorResponse(w, http.StatusInternalServerError, "500 internal server error")
+		return false
+	default:
+		h.log.Error("request failed", "err", err)
+		if out.sent {
+			return true
+		}
+		h.errorResponse(w, http.StatusInternalServerError, "500 internal server error")
+		return false
+	}
+	if !out.sent {
+		// Exited without finishing its header section.
+		switch {
+		case out.err != nil:
+			h.log.Error("malformed CGI response", "err", out.err, "method", r.Method, "path", r.URL.Path)
+		case len(out.head) == 0:
+			h.log.Error("command wrote no CGI response on stdout", "method", r.Method, "path", r.URL.Path)
+		default:
+			h.log.Error("CGI response has no blank line after its headers", "method", r.Method, "path", r.URL.Path)
+		}
+		h.errorResponse(w, http.StatusInternalServerError, "500 internal server error: the app sent no valid CGI response")
+	}
+	return false
+}
+
+func (h *CGIHandler) errorResponse(w http.ResponseWriter, status int, msg string) {
+	clear(w.Header())
+	http.Error(w, msg, status)
+}
+
+// CGIEnv returns the RFC 3875 meta-variables for r, sorted by name. rootPath is the
+// mount prefix (SCRIPT_NAME); localAddr is the "ip:port" the request arrived on.
+//
+// Besides the RFC's variables it sets REQUEST_URI, REQUEST_SCHEME, HTTPS,
+// REMOTE_PORT and X_RAW_PATH_INFO (PATH_INFO still percent-encoded, as WAGI does).
+// Every request header becomes HTTP_<NAME> (upper case, '-' as '_', several values
+// joined with ", "), except Content-Type and Content-Length (their own variables),
+// Proxy (httpoxy: it would set HTTP_PROXY) and names with characters other than
+// letters, digits and '-' (so "X_Foo" cannot pose as "X-Foo", as nginx refuses them).
+func CGIEnv(r *http.Request, rootPath, localAddr string) []string {
+	rawPath, query := splitRequestURI(r)
+	if rootPath != "" {
+		rawPath = strings.TrimPrefix(rawPath, rootPath)
+		if rawPath == "" || rawPath[0] != '/' {
+			rawPath = "/" + rawPath
+		}
+	}
+	pathInfo, err := url.PathUnescape(rawPath)
+	if err != nil {
+		pathInfo = rawPath // not valid percent-encoding: pass it as sent
+	}
+	serverName, hostPort := r.Host, ""
+	if h, p, err := net.SplitHostPort(r.Host); err == nil {
+		serverName, hostPort = h, p
+	}
+	serverPort := hostPort
+	if _, p, err := net.SplitHostPort(localAddr); err == nil {
+		serverPort = p // RFC 3875 §4.1.15: the port the request was received on
+	}
+	remoteAddr, remotePort := r.RemoteAddr, ""
+	if h, p, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		remoteAddr, remotePort = h, p
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	env := []string{
+		"GATEWAY_INTERFACE=CGI/1.1",
+		"SERVER_SOFTWARE=wasmsrv",
+		"SERVER_PROTOCOL=" + r.Proto,
+		"SERVER_NAME=" + serverName,
+		"SERVER_PORT=" + serverPort,
+		"REQUEST_METHOD=" + r.Method,
+		"REQUEST_URI=" + r.RequestURI,
+		"REQUEST_SCHEME=" + scheme,
+		"SCRIPT_NAME=" + rootPath,
+		"PATH_INFO=" + pathInfo,
+		"X_RAW_PATH_INFO=" + rawPath,
+		"QUERY_STRING=" + query,
+		"REMOTE_ADDR=" + remoteAddr,
+		"REMOTE_HOST=" + remoteAddr,
+		"REMOTE_PORT=" + remotePort,
+		"HTTP_HOST=" + r.Host,
+	}
+	if r.TLS != nil {
+		env = append(env, "HTTPS=on")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		env = append(env, "CONTENT_TYPE="+ct)
+	}
+	if r.ContentLength > 0 || r.ContentLength == 0 && r.Header.Get("Content-Length") != "" {
+		env = append(env, "CONTENT_LENGTH="+strconv.FormatInt(r.ContentLength, 10))
+	}
+	for name, values := range r.Header {
+		if !cgiHeaderName(name) {
+			continue
+		}
+		switch name {
+		case "Content-Type", "Content-Length", "Proxy", "Host":
+			continue
+		}
+		sep := ", "
+		if name == "Cookie" {
+			sep = "; " // RFC 6265 §5.4: one Cookie field, pairs joined with "; "
+		}
+		env = append(env, "HTTP_"+cgiVarName(name)+"="+strings.Join(values, sep))
+	}
+	slices.Sort(env)
+	return env
+}
+
+func cgiHeaderName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return name != ""
+}
+
+func cgiVarName(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		switch {
+		case c == '-':
+			b[i] = '_'
+		case 'a' <= c && c <= 'z':
+			b[i] = c - ('a' - 'A')
+		}
+	}
+	return string(b)
+}
+
+// cgiStdin is the command's stdin: the request body, cut at the body limit.
+type cgiStdin struct {
+	body     io.Reader
+	limit    int64
+	read     int64
+	tooLarge bool
+	reading  atomic.Bool // a Read is blocked on the client
+	aborted  atomic.Bool // the run is over: refuse further reads
+}
+
+// errBodyTooLarge is what the command's read fails with past the body limit.
+var errBodyTooLarge = errors.New("request body too large")
+
+// errAborted is what I/O fails with once the run's deadline has passed.
+var errAborted = errors.New("request deadline exceeded")
+
+func (s *cgiStdin) Read(p []byte) (int, error) {
+	if s.tooLarge {
+		return 0, errBodyTooLarge
+	}
+	if s.body == nil {
+		return 0, io.EOF
+	}
+	if s.limit > 0 && int64(len(p)) > s.limit-s.read+1 {
+		p = p[:s.limit-s.read+1] // one byte past the limit tells "over" from "at"
+	}
+	if s.aborted.Load() {
+		return 0, errAborted
+	}
+	s.reading.Store(true)
+	n, err := s.body.Read(p)
+	s.reading.Store(false)
+	s.read += int64(n)
+	if s.limit > 0 && s.read > s.limit {
+		s.tooLarge = true
+		return 0, errBodyTooLarge
+	}
+	return n, err
+}
+
+// cgiStdout parses the command's stdout: the CGI header section (RFC 3875 §6),
+// then the body, streamed to w.
+type cgiStdout struct {
+	w    http.ResponseWriter
+	max  int
+	head []byte // header section bytes until the blank line
+	sent bool   // the head went out; the rest of stdout is body
+	err  error  // a malformed header section; the rest of stdout is dropped
+
+	writing atomic.Bool // a write to the client is in progress
+}
+
+// send writes body bytes to the client.
+func (o *cgiStdout) send(p []byte) error {
+	o.writing.Store(true)
+	_, err := o.w.Write(p)
+	o.writing.Store(false)
+	if err != nil && !errors.Is(err, http.ErrBodyNotAllowed) {
+		return err // the client is gone: the command's write fails
+	}
+	return nil
+}
+
+// Write implements io.Writer for the guest's stdout.
+func (o *cgiStdout) Write(p []byte) (int, error) {
+	if o.sent {
+		if err := o.send(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	if o.err != nil {
+		return len(p), nil
+	}
+	start := max(len(o.head)-3, 0) // the blank line may straddle two writes
+	// Copy no more than the header section may hold (plus its blank line), so a
+	// command cannot make the host buffer an unbounded "header".
+	take := min(len(p), max(o.max+3-len(o.head), 0))
+	o.head = append(o.head, p[:take]...)
+	end, bodyAt := headerEnd(o.head, start)
+	if end < 0 || end > o.max {
+		if end >= 0 || take < len(p) {
+			o.err = fmt.Errorf("CGI header section over %d bytes", o.max)
+		}
+		return len(p), nil
+	}
+	if err := o.sendHead(o.head[:end]); err != nil {
+		o.err = err
+		return len(p), nil
+	}
+	for _, body := range [][]byte{o.head[bodyAt:], p[take:]} {
+		if len(body) == 0 {
+			continue
+		}
+		if err := o.send(body); err != nil {
+			return 0, err
+		}
+	}
+	o.head = nil
+	return len(p), nil
+}
+
+// headerEnd finds the blank line ending the header section, searching from start.
+// Lines end with LF or CRLF. It returns the end of the header lines and where the
+// body starts, or -1.
+func headerEnd(b []byte, start int) (end, bodyAt int) {
+	for i := start; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		// b[i] ends a line; is the next line empty?
+		if i == 0 {
+			return 0, 1 // no headers at all
+		}
+		if i == 1 && b[0] == '\r' {
+			return 0, 2
+		}
+		if i+1 < len(b) && b[i+1] == '\n' {
+			return i + 1, i + 2
+		}
+		if i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n' {
+			return i + 1, i + 3
+		}
+	}
+	return -1, 0
+}
+
+// hopByHop are the fields a command may not set (RFC 9110 §7.6.1).
+var hopByHop = []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Connection"}
+
+// sendHead parses the header lines and sends the response head.
+func (o *cgiStdout) sendHead(block []byte) error {
+	h := o.w.Header()
+	status, location := 0, false
+	for len(block) > 0 {
+		line := block
+		if i := bytes.IndexByte(block, '\n'); i >= 0 {
+			line, block = block[:i], block[i+1:]
+		} else {
+			block = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		if !ok {
+			return fmt.Errorf("CGI header line without a colon: %q", truncate(line))
+		}
+		value = bytes.TrimSpace(value)
+		key := http.CanonicalHeaderKey(string(name))
+		if !httpguts.ValidHeaderFieldName(key) || !httpguts.ValidHeaderFieldValue(string(value)) {
+			return fmt.Errorf("invalid CGI header line %q", truncate(line))
+		}
+		switch key {
+		case "Status":
+			code, err := parseStatus(value)
+			if err != nil {
+				return err
+			}
+			status = code
+			continue
+		case "Location":
+			location = true
+		}
+		if slices.Contains(hopByHop, key) {
+			continue
+		}
+		h.Add(key, string(value))
+	}
+	if status == 0 {
+		status = http.StatusOK
+		if location {
+			status = http.StatusFound // RFC 3875 §6.2.3: a Location alone redirects
+		}
+	}
+	o.w.WriteHeader(status)
+	o.sent = true
+	return nil
+}
+
+// parseStatus reads "404" or "404 Not Found". 1xx codes are refused: a command
+// cannot send interim responses.
+func parseStatus(v []byte) (int, error) {
+	code, _, _ := bytes.Cut(v, []byte{' '})
+	n, err := strconv.Atoi(string(code))
+	if err != nil || len(code) != 3 || n < 200 {
+		return 0, fmt.Errorf("invalid CGI Status %q", truncate(v))
+	}
+	return n, nil
+}
+
+func truncate(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "..."
+	}
+	return string(b)
+}

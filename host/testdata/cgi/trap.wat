@@ -1,0 +1,11 @@
+;; A CGI command that traps (unreachable) after sending its head: the response is cut.
+(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  ;; iovec at 0: {ptr 16, len 49}
+  (data (i32.const 0) "\10\00\00\00\31\00\00\00")
+  (data (i32.const 16) "Content-Type: text/plain\n\nbody before the trap\n")
+  (func (export "_start")
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+    unreachable))
