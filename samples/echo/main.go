@@ -2,12 +2,13 @@
 //
 //   - a request with a body gets that body streamed back as it arrives, each chunk
 //     flushed, with the request's method, path and query in X-Echo-* headers;
+//
 //   - a request without a body gets a JSON report of its method, path, query,
 //     root path and headers (in order, duplicates kept).
 //
-//	wasmsrv run ./samples/echo
-//	curl -d 'hi' localhost:8080/x?y=1
-//	curl localhost:8080/x?y=1
+//     wasmsrv run ./samples/echo
+//     curl -d 'hi' localhost:8080/x?y=1
+//     curl localhost:8080/x?y=1
 package main
 
 import (
