@@ -197,3 +197,14 @@ func TestFormatCount(t *testing.T) {
 		}
 	}
 }
+
+func TestMedian(t *testing.T) {
+	runs := []Result{result("a", 300, 0, 1), result("a", 100, 0, 2), result("a", 200, 0, 3), result("a", 400, 0, 4)}
+	if got := median(runs); got.RSS != 3 {
+		t.Errorf("median picked rps %.0f, want 200", got.Wrk.RPS())
+	}
+	runs[1].Err = errors.New("boom")
+	if got := median(runs); got.Err == nil {
+		t.Error("a failed run must make the server fail")
+	}
+}

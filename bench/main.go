@@ -46,6 +46,7 @@ func parseFlags(args []string, stderr io.Writer) (options, []string, error) {
 	fs.DurationVar(&o.load.Warmup, "warmup", 0, "wrk warm-up before each measured run (default: the scenario's, 2s for hello)")
 	fs.IntVar(&o.load.Conns, "c", 0, "wrk connections (default: the scenario's, 64 for hello)")
 	fs.IntVar(&o.load.Threads, "t", 0, "wrk threads (default: the scenario's, 1 for hello)")
+	fs.IntVar(&o.load.Runs, "runs", 0, "measured runs per server, taken in turns; the median by rps is reported (default 1)")
 	fs.StringVar(&o.out, "o", "", "also write the report as Markdown to this file")
 	fs.BoolVar(&o.list, "list", false, "list scenarios and their servers, then exit")
 	fs.StringVar(&o.servers, "servers", "", "comma-separated server names to run (default: all)")
@@ -160,6 +161,9 @@ func mergeLoad(base, flags Load) Load {
 	}
 	if flags.Warmup > 0 {
 		base.Warmup = flags.Warmup
+	}
+	if flags.Runs > 0 {
+		base.Runs = flags.Runs
 	}
 	return base
 }

@@ -44,8 +44,8 @@ func writeMarkdown(w io.Writer, m Machine, sections []Section) error {
 func writeSection(b *strings.Builder, s Section) {
 	sc, l := s.Scenario, s.Load
 	fmt.Fprintf(b, "\n## %s\n\n%s\n\n", sc.Name, sc.Description)
-	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s --latency` on `GET %s`, after a %s warm-up; RSS summed over the server's "+
-		"process tree after the run.\n\n", l.Threads, l.Conns, wrkDuration(l.Duration), sc.Path, l.Warmup)
+	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s --latency` on `GET %s`, after a %s warm-up%s; RSS summed over the server's "+
+		"process tree after the run.\n\n", l.Threads, l.Conns, wrkDuration(l.Duration), sc.Path, l.Warmup, runsNote(l.Runs))
 	writeTable(b, tableRows(s))
 	verdicts := s.Verdicts()
 	met := 0
@@ -57,6 +57,13 @@ func writeSection(b *strings.Builder, s Section) {
 	if len(verdicts) > 0 {
 		fmt.Fprintf(b, "\nTargets for %s met: %d of %d.\n", sc.Subject, met, len(verdicts))
 	}
+}
+
+func runsNote(runs int) string {
+	if runs <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("; median by rps of %d runs per server, taken in turns", runs)
 }
 
 // tableRows builds the header and one row per server.

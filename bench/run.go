@@ -1,11 +1,13 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -44,7 +46,9 @@ type prepared struct {
 }
 
 // Run measures every server of sc under load. Builds and installs all happen first,
-// so none of them overlaps a measurement.
+// so none of them overlaps a measurement. With load.Runs > 1 the servers take turns
+// (A B C, A B C, ...) so a change in machine load hits all of them alike, and each
+// server's median run by rps is kept.
 func (r *Runner) Run(ctx context.Context, sc Scenario, load Load) []Result {
 	results := make([]Result, 0, len(sc.Servers))
 	var ready []prepared
@@ -58,15 +62,31 @@ func (r *Runner) Run(ctx context.Context, sc Scenario, load Load) []Result {
 			ready = append(ready, p)
 		}
 	}
-	for _, p := range ready {
-		res := r.measure(ctx, sc, load, p)
-		for i := range results {
-			if results[i].Server.Name == p.server.Name {
-				results[i] = res
-			}
+	samples := make(map[string][]Result, len(ready))
+	for round := 0; round < max(load.Runs, 1) && ctx.Err() == nil; round++ {
+		for _, p := range ready {
+			samples[p.server.Name] = append(samples[p.server.Name], r.measure(ctx, sc, load, p))
+		}
+	}
+	for i := range results {
+		if runs, ok := samples[results[i].Server.Name]; ok {
+			results[i] = median(runs)
 		}
 	}
 	return results
+}
+
+// median returns the run with the median rps (the lower one for an even count), or
+// the first failed run: a server that failed once failed.
+func median(runs []Result) Result {
+	for _, r := range runs {
+		if !r.OK() {
+			return r
+		}
+	}
+	sorted := slices.Clone(runs)
+	slices.SortFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Wrk.RPS(), b.Wrk.RPS()) })
+	return sorted[(len(sorted)-1)/2]
 }
 
 func (r *Runner) prepare(ctx context.Context, s Server) (prepared, Result) {

@@ -39,6 +39,8 @@ type Load struct {
 	Conns    int
 	Duration time.Duration
 	Warmup   time.Duration
+	// Runs is how many measured runs each server gets (the median is kept); 0 means 1.
+	Runs int
 }
 
 // Server is one peer in a scenario: a process that listens on the address it is given.
