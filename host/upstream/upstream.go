@@ -20,6 +20,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/forwarded"
 )
 
 // Config describes one upstream group.
@@ -216,86 +218,16 @@ func (g *Group) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = g.cfg.Name
 	out.Host = in.Host
-	setForwarded(out, in, g.cfg.Trusted)
+	forwarded.Set(out, in, g.cfg.Trusted)
 	if p, _ := in.Context().Value(prefixKey{}).(string); p != "" {
 		out.Header.Set("X-Forwarded-Prefix", p)
 	}
 }
 
-// setForwarded sets X-Forwarded-For/-Proto/-Host. Inbound values are kept
-// only when the direct peer is trusted; otherwise a client could claim any
-// address or scheme.
-func setForwarded(out, in *http.Request, trusted []netip.Prefix) {
-	peer := peerAddr(in.RemoteAddr)
-	proto := "http"
-	if in.TLS != nil {
-		proto = "https"
-	}
-	host := in.Host
-	xff := peer.String()
-	if isTrusted(peer, trusted) {
-		if prior := in.Header.Values("X-Forwarded-For"); len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + xff
-		}
-		if v := in.Header.Get("X-Forwarded-Proto"); v != "" {
-			proto = v
-		}
-		if v := in.Header.Get("X-Forwarded-Host"); v != "" {
-			host = v
-		}
-	}
-	out.Header["X-Forwarded-For"] = []string{xff}
-	out.Header["X-Forwarded-Proto"] = []string{proto}
-	out.Header["X-Forwarded-Host"] = []string{host}
-}
-
-func peerAddr(remote string) netip.Addr {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		a, _ := netip.ParseAddr(remote)
-		return a.Unmap()
-	}
-	return ap.Addr().Unmap()
-}
-
-func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
-	for _, p := range trusted {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
-}
-
-// ClientIP is the peer address, or the right-most untrusted address of
-// X-Forwarded-For when the peer is a trusted proxy.
-func ClientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
-	peer := peerAddr(r.RemoteAddr)
-	if !isTrusted(peer, trusted) {
-		return peer
-	}
-	vals := r.Header.Values("X-Forwarded-For")
-	for i := len(vals) - 1; i >= 0; i-- {
-		parts := strings.Split(vals[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
-			if err != nil {
-				return peer
-			}
-			a = a.Unmap()
-			if !isTrusted(a, trusted) {
-				return a
-			}
-			peer = a
-		}
-	}
-	return peer
-}
-
 func (g *Group) hashKey(r *http.Request) (string, bool) {
 	switch g.cfg.HashKind {
 	case "ip":
-		a := ClientIP(r, g.cfg.Trusted)
+		a := forwarded.ClientIP(r, g.cfg.Trusted)
 		return a.String(), a.IsValid()
 	case "header":
 		v := r.Header.Get(g.cfg.HashName)
@@ -486,7 +418,11 @@ func (g *Group) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	code := http.StatusBadGateway
 	var ue *Error
-	if errors.As(err, &ue) && ue.Timeout || isTimeout(err) {
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		code = http.StatusRequestEntityTooLarge // a body limit tripped mid-stream
+	case errors.As(err, &ue) && ue.Timeout || isTimeout(err):
 		code = http.StatusGatewayTimeout
 	}
 	g.log.Warn("upstream failed", "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
