@@ -208,3 +208,13 @@ func TestMedian(t *testing.T) {
 		t.Error("a failed run must make the server fail")
 	}
 }
+
+func TestCheckServerNames(t *testing.T) {
+	scs := []Scenario{helloScenario()}
+	if err := checkServerNames(scs, nameSet("wasmsrv, native")); err != nil {
+		t.Error(err)
+	}
+	if err := checkServerNames(scs, nameSet("wasmsrv,ngnix")); err == nil {
+		t.Error("want error for unknown server")
+	}
+}

@@ -78,6 +78,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := checkServerNames(scenarios, nameSet(o.servers)); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	sections, m, err := measureAll(ctx, log, o, scenarios)
 	if err != nil {
@@ -166,6 +169,23 @@ func mergeLoad(base, flags Load) Load {
 		base.Runs = flags.Runs
 	}
 	return base
+}
+
+// checkServerNames rejects -servers names that no selected scenario has, so a typo
+// does not silently produce an empty table.
+func checkServerNames(scenarios []Scenario, only map[string]bool) error {
+	known := map[string]bool{}
+	for _, sc := range scenarios {
+		for _, s := range sc.Servers {
+			known[s.Name] = true
+		}
+	}
+	for n := range only {
+		if !known[n] {
+			return fmt.Errorf("no selected scenario has a server %q (try -list)", n)
+		}
+	}
+	return nil
 }
 
 func nameSet(csv string) map[string]bool {
