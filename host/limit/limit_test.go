@@ -1,0 +1,178 @@
+package limit
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var ok = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+
+func status(t *testing.T, url string, hdr ...string) (int, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+func TestRateBurst(t *testing.T) {
+	loop := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	tests := []struct {
+		name       string
+		perIP      bool
+		otherAfter int // status the other client gets after the first exhausts its burst
+	}{
+		{"per ip", true, 200},
+		{"per route", false, 429},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(NewRate(RateConfig{Rate: 0.5, Burst: 5, PerIP: tt.perIP, Trusted: loop}, ok))
+			defer srv.Close()
+			for i := range 5 {
+				if code, _ := status(t, srv.URL, "X-Forwarded-For", "198.51.100.1"); code != 200 {
+					t.Fatalf("request %d within burst: %d", i, code)
+				}
+			}
+			code, h := status(t, srv.URL, "X-Forwarded-For", "198.51.100.1")
+			if code != 429 {
+				t.Fatalf("past burst: %d", code)
+			}
+			if ra, _ := strconv.Atoi(h.Get("Retry-After")); ra < 1 || ra > 2 {
+				t.Errorf("Retry-After %q, want 1..2 at 0.5 rps", h.Get("Retry-After"))
+			}
+			if code, _ := status(t, srv.URL, "X-Forwarded-For", "198.51.100.2"); code != tt.otherAfter {
+				t.Errorf("other client: %d want %d", code, tt.otherAfter)
+			}
+		})
+	}
+}
+
+func TestRateRefills(t *testing.T) {
+	srv := httptest.NewServer(NewRate(RateConfig{Rate: 20, Burst: 1, PerIP: true}, ok))
+	defer srv.Close()
+	status(t, srv.URL)
+	if code, _ := status(t, srv.URL); code != 429 {
+		t.Fatalf("second immediate request: %d", code)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if code, _ := status(t, srv.URL); code != 200 {
+		t.Errorf("after refill: %d", code)
+	}
+}
+
+func TestConcurrencyPerIP(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 10)
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+	})
+	srv := httptest.NewServer(Concurrency(2, nil, slow))
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() { status(t, srv.URL) })
+	}
+	<-started
+	<-started
+	if code, _ := status(t, srv.URL); code != 503 {
+		t.Errorf("third concurrent request: %d", code)
+	}
+	close(release)
+	wg.Wait()
+	if code, _ := status(t, srv.URL); code != 200 {
+		t.Errorf("after release: %d", code)
+	}
+}
+
+func TestListenerPerIP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ok}
+	go srv.Serve(Listener(ln, 1))
+	defer srv.Close()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c1.Close()
+	io.WriteString(c1, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	buf := make([]byte, 64)
+	if _, err := c1.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	io.WriteString(c2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	c2.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := c2.Read(buf); err == nil {
+		t.Errorf("second connection served: %q", buf[:n])
+	}
+	c1.Close()
+	time.Sleep(50 * time.Millisecond)
+	if code, _ := status(t, "http://"+ln.Addr().String()); code != 200 {
+		t.Errorf("after the first closed: %d", code)
+	}
+}
+
+func TestSize(t *testing.T) {
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, "too big", http.StatusRequestEntityTooLarge)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+	srv := httptest.NewServer(Size(10, 200, echo))
+	defer srv.Close()
+	post := func(body io.Reader, n int64) int {
+		req, _ := http.NewRequest("POST", srv.URL, body)
+		req.ContentLength = n
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	tests := []struct {
+		name string
+		code int
+		got  func() int
+	}{
+		{"small body", 200, func() int { return post(strings.NewReader("12345"), 5) }},
+		{"declared too big", 413, func() int { return post(strings.NewReader(strings.Repeat("x", 11)), 11) }},
+		{"chunked too big", 413, func() int { return post(io.MultiReader(strings.NewReader(strings.Repeat("x", 50))), -1) }},
+		{"headers too big", 431, func() int { c, _ := status(t, srv.URL, "X-Big", strings.Repeat("h", 300)); return c }},
+		{"headers fine", 200, func() int { c, _ := status(t, srv.URL, "X-Small", "h"); return c }},
+	}
+	for _, tt := range tests {
+		if got := tt.got(); got != tt.code {
+			t.Errorf("%s: %d want %d", tt.name, got, tt.code)
+		}
+	}
+}
