@@ -70,7 +70,15 @@ func Build(ctx context.Context, dir string, opt Options) (path string, cached bo
 	if _, err := os.Stat(out); err == nil {
 		return out, true, nil
 	}
-	tmp := out + ".tmp"
+	// Each build writes into its own scratch directory and renames the result into
+	// place, so two processes building the same guest at once (empty cache) cannot
+	// clobber each other's output or rename it away from under the other.
+	scratch, err := os.MkdirTemp(cacheDir, filepath.Base(abs)+"-*.tmp")
+	if err != nil {
+		return "", false, fmt.Errorf("build cache: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	tmp := filepath.Join(scratch, "out.wasm")
 	args := []string{"build", "-buildmode=c-shared", "-trimpath", "-o", tmp}
 	if len(opt.Tags) > 0 {
 		args = append(args, "-tags", strings.Join(opt.Tags, ","))
@@ -81,7 +89,6 @@ func Build(ctx context.Context, dir string, opt Options) (path string, cached bo
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
 	if err := cmd.Run(); err != nil {
-		_ = os.Remove(tmp)
 		return "", false, fmt.Errorf("go build of %s for wasip1 failed: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
 	}
 	if err := os.Rename(tmp, out); err != nil {
