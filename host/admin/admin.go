@@ -1,0 +1,76 @@
+// Package admin is the control API served on its own listener: health,
+// config reload, cache purge and upstream status. A token, when set, must
+// be sent as "Authorization: Bearer TOKEN" (config requires one whenever
+// the listener is not loopback).
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Controller is what the admin API drives.
+type Controller interface {
+	// Reload re-reads the config; on error the running config stays.
+	Reload(ctx context.Context) error
+	// Purge drops cache entries matching pattern (exact key, or prefix*).
+	Purge(pattern string) int
+	// Status is a JSON-encodable snapshot (generation, upstream health).
+	Status() any
+}
+
+// Handler serves the admin API.
+func Handler(c Controller, token string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, c.Status())
+	})
+	mux.HandleFunc("POST /reload", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Minute)
+		defer cancel()
+		if err := c.Reload(ctx); err != nil {
+			log.Warn("reload rejected; keeping the running config", "err", err, "via", "admin")
+			writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"reloaded": false, "error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"reloaded": true})
+	})
+	mux.HandleFunc("POST /purge", func(w http.ResponseWriter, r *http.Request) {
+		key := r.URL.Query().Get("key")
+		if key == "" {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "give ?key=KEY or ?key=PREFIX*"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"purged": c.Purge(key)})
+	})
+	if token == "" {
+		return mux
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmsrv admin"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "admin token required"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
