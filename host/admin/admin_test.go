@@ -18,8 +18,8 @@ type fake struct {
 }
 
 func (f *fake) Reload(context.Context) error { f.reloads++; return f.reloadErr }
-func (f *fake) Purge(p string) int          { f.purged = append(f.purged, p); return 3 }
-func (f *fake) Status() any                 { return map[string]int{"generation": 7} }
+func (f *fake) Purge(p string) int           { f.purged = append(f.purged, p); return 3 }
+func (f *fake) Status() any                  { return map[string]int{"generation": 7} }
 
 func call(t *testing.T, method, url, token string) (int, string) {
 	t.Helper()
