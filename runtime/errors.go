@@ -34,9 +34,13 @@ type GuestError struct {
 	Kind   string // one of the Fail* constants
 	Err    error  // the wazero error
 	Stderr string // the tail of the guest's stderr
+	Reason string // the guest runtime's own explanation ("fatal error: ..."), if any
 }
 
 func (e *GuestError) Error() string {
+	if e.Reason != "" {
+		return fmt.Sprintf("app %s: guest %s (%s): %v", e.App, e.Kind, e.Reason, e.Err)
+	}
 	return fmt.Sprintf("app %s: guest %s: %v", e.App, e.Kind, e.Err)
 }
 

@@ -150,8 +150,11 @@ func (in *Instance) classify(err error) error {
 	case errors.As(err, &abiErr):
 		ge.Kind = FailABI
 		ge.Err = abiErr
-	case strings.Contains(ge.Stderr, "out of memory"):
+	case strings.Contains(in.stderr.Reason(), "out of memory"):
 		ge.Kind = FailMemory
+	}
+	if r := in.stderr.Reason(); r != "" {
+		ge.Reason = r
 	}
 	return ge
 }

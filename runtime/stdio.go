@@ -19,7 +19,10 @@ type logWriter struct {
 
 	mu      sync.Mutex
 	partial []byte
-	tail    []byte // ring-free: trimmed from the front when over tailSize
+	tail    []byte // trimmed from the front when over tailSize
+	// reason is the first line that explains a crash (Go's "fatal error:",
+	// "panic:"): the stack dump that follows can push it out of tail.
+	reason string
 }
 
 func newLogWriter(log *slog.Logger, stream string, level slog.Level) *logWriter {
@@ -58,10 +61,21 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 func (w *logWriter) emit(line []byte) {
+	if w.reason == "" && (bytes.HasPrefix(line, []byte("fatal error:")) || bytes.HasPrefix(line, []byte("panic:")) ||
+		bytes.HasPrefix(line, []byte("runtime: out of memory"))) {
+		w.reason = string(line)
+	}
 	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
 		return
 	}
 	w.log.Log(context.Background(), w.level, string(line), "stream", w.stream)
+}
+
+// Reason returns the first crash-explaining line seen, or "".
+func (w *logWriter) Reason() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reason
 }
 
 // Tail returns the last bytes written, for crash reports.
