@@ -66,6 +66,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
+	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+		// Guests interleave body reads with flushed writes (echo, upload progress).
+		// Without full duplex, net/http's HTTP/1 server discards up to 256 KiB of the
+		// unread body at the first write, and the guest then reads on from the wrong
+		// place: the body arrives silently corrupted.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
