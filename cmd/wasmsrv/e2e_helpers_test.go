@@ -1,0 +1,389 @@
+package main
+
+// End-to-end tests: the real wasmsrv binary, built once in TestMain, runs as a
+// subprocess on 127.0.0.1 and is spoken to through real sockets, with clients other
+// than the server's own where it matters (raw TCP, x/net/http2, curl).
+//
+// Guests are built and compiled once into a cache shared across tests and runs
+// (os.TempDir()/wasmsrv-e2e-cache). The first start of each sample is serialized
+// so parallel test binaries of the same run never race on an empty cache.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+var (
+	// wasmsrvBin is the binary under test, built by TestMain.
+	wasmsrvBin string
+	// e2eCache is the --cache-dir shared by every test (builds and compiled code).
+	e2eCache string
+	// samplesDir is the absolute path of the repo's samples/.
+	samplesDir string
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "wasmsrv-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	wasmsrvBin = filepath.Join(dir, "wasmsrv")
+	build := exec.Command("go", "build", "-o", wasmsrvBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building wasmsrv:", err)
+		return 1
+	}
+	e2eCache = filepath.Join(os.TempDir(), "wasmsrv-e2e-cache")
+	if err := os.MkdirAll(e2eCache, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	if samplesDir, err = filepath.Abs(filepath.Join("..", "..", "samples")); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// sample returns the absolute directory of samples/<name>.
+func sample(name string) string { return filepath.Join(samplesDir, name) }
+
+// cleanEnv is the test process environment without WASMSRV_* variables, so the
+// developer's settings cannot leak into a test; extra entries are appended.
+func cleanEnv(extra ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "WASMSRV_") {
+			env = append(env, kv)
+		}
+	}
+	return append(env, extra...)
+}
+
+// lockedBuffer is an io.Writer safe for the exec copier and the test to share.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// servingLine is what `wasmsrv run` prints on stdout once it accepts connections.
+var servingLine = regexp.MustCompile(`^wasmsrv: serving .* on (https?://\S+)$`)
+
+// stdoutWatcher records stdout and reports the URL of the "serving" line once.
+type stdoutWatcher struct {
+	lockedBuffer
+	mu      sync.Mutex
+	partial []byte
+	url     chan string
+	sent    bool
+}
+
+func (w *stdoutWatcher) Write(p []byte) (int, error) {
+	_, _ = w.lockedBuffer.Write(p)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial = append(w.partial, p...)
+	for {
+		i := bytes.IndexByte(w.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(w.partial[:i])
+		w.partial = w.partial[i+1:]
+		if m := servingLine.FindStringSubmatch(line); m != nil && !w.sent {
+			w.sent = true
+			w.url <- m[1]
+		}
+	}
+	return len(p), nil
+}
+
+// server is one running `wasmsrv run` subprocess.
+type server struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	URL    string // e.g. http://127.0.0.1:41234
+	Addr   string // host:port
+	stdout *stdoutWatcher
+	stderr *lockedBuffer
+
+	done    chan struct{} // closed when the process has exited and its output is read
+	waitErr error
+	stopped sync.Once
+}
+
+// firstStart serializes the first start of each app source within this test
+// binary, so concurrent tests never build or compile the same guest at once.
+var firstStart struct {
+	sync.Mutex
+	locks map[string]*sync.Mutex
+	warm  map[string]bool
+}
+
+func warmLock(src string) (unlock func()) {
+	firstStart.Lock()
+	if firstStart.locks == nil {
+		firstStart.locks, firstStart.warm = map[string]*sync.Mutex{}, map[string]bool{}
+	}
+	if firstStart.warm[src] {
+		firstStart.Unlock()
+		return func() {}
+	}
+	mu := firstStart.locks[src]
+	if mu == nil {
+		mu = new(sync.Mutex)
+		firstStart.locks[src] = mu
+	}
+	firstStart.Unlock()
+	mu.Lock()
+	return func() {
+		firstStart.Lock()
+		firstStart.warm[src] = true
+		firstStart.Unlock()
+		mu.Unlock()
+	}
+}
+
+// startTimeout bounds the wait for the "serving" line: a cold cache means a go
+// build and a wazero compile on a shared 2-core machine.
+const startTimeout = 3 * time.Minute
+
+// startServer runs `wasmsrv run --listen 127.0.0.1:0 --cache-dir <shared> args... app`
+// and waits for the "serving ... on URL" line. The server is stopped (SIGTERM, then
+// wait) when the test ends.
+func startServer(t testing.TB, app string, args ...string) *server {
+	t.Helper()
+	return startServerEnv(t, nil, app, args...)
+}
+
+func startServerEnv(t testing.TB, env []string, app string, args ...string) *server {
+	t.Helper()
+	unlock := warmLock(app)
+	defer unlock()
+	full := append([]string{"run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache}, args...)
+	full = append(full, app)
+	s := &server{
+		t:      t,
+		cmd:    exec.Command(wasmsrvBin, full...),
+		stdout: &stdoutWatcher{url: make(chan string, 1)},
+		stderr: &lockedBuffer{},
+		done:   make(chan struct{}),
+	}
+	s.cmd.Env = cleanEnv(env...)
+	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("start wasmsrv: %v", err)
+	}
+	go func() {
+		s.waitErr = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() { s.stop() })
+	select {
+	case s.URL = <-s.stdout.url:
+	case <-s.done:
+		t.Fatalf("wasmsrv %s exited before serving (%v)\nstdout:\n%s\nstderr:\n%s", strings.Join(full, " "), s.waitErr, s.stdout.String(), s.stderr.String())
+	case <-time.After(startTimeout):
+		t.Fatalf("wasmsrv %s not serving after %v\nstderr:\n%s", strings.Join(full, " "), startTimeout, s.stderr.String())
+	}
+	s.Addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
+	return s
+}
+
+// signal sends sig to the server process.
+func (s *server) signal(sig os.Signal) {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		s.t.Errorf("signal %v: %v", sig, err)
+	}
+}
+
+// wait waits up to d for the process to exit and returns its exit code, or -1 and
+// false if it is still running.
+func (s *server) wait(d time.Duration) (code int, exited bool) {
+	select {
+	case <-s.done:
+		return s.cmd.ProcessState.ExitCode(), true
+	case <-time.After(d):
+		return -1, false
+	}
+}
+
+// stop sends SIGTERM and waits for the process to exit (killing it after 40 s, past
+// the default 30 s grace); it returns the exit code. Safe to call more than once.
+func (s *server) stop() int {
+	s.stopped.Do(func() {
+		select {
+		case <-s.done:
+			return
+		default:
+		}
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		if _, ok := s.wait(40 * time.Second); !ok {
+			s.t.Errorf("wasmsrv did not exit 40s after SIGTERM; killing it\nstderr:\n%s", s.stderr.String())
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	})
+	<-s.done
+	return s.cmd.ProcessState.ExitCode()
+}
+
+// logs returns everything the server wrote to stderr so far.
+func (s *server) logs() string { return s.stderr.String() }
+
+// result is the outcome of a wasmsrv command that is expected to end by itself.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runWasmsrv runs the binary with args and env (on top of the scrubbed
+// environment) and waits up to timeout for it to exit.
+func runWasmsrv(t *testing.T, timeout time.Duration, env []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wasmsrvBin, args...)
+	cmd.Env = cleanEnv(env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("wasmsrv %s: still running after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, stdout.String(), stderr.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("wasmsrv %s: %v", strings.Join(args, " "), err)
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// httpClient is a plain HTTP/1.1 client with its own transport, so one test's idle
+// connections never leak into another's server.
+func httpClient(t testing.TB) *http.Client {
+	tr := &http.Transport{DisableCompression: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// h2cClient speaks HTTP/2 over cleartext TCP with prior knowledge.
+func h2cClient(t testing.TB) *http.Client {
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// get does a GET and returns the response with its body read.
+func get(t testing.TB, c *http.Client, url string) (*http.Response, string) {
+	t.Helper()
+	return do(t, c, mustRequest(t, http.MethodGet, url, nil))
+}
+
+func mustRequest(t testing.TB, method, url string, body io.Reader) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
+}
+
+func do(t testing.TB, c *http.Client, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", req.Method, req.URL, err)
+	}
+	return resp, string(b)
+}
+
+// rawConn is a hand-driven TCP connection to the server.
+type rawConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialRaw(t testing.TB, addr string) *rawConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &rawConn{Conn: c, r: bufio.NewReader(c)}
+}
+
+// readResponse reads one HTTP/1.1 response from the connection.
+func (c *rawConn) readResponse(t testing.TB, method string) (*http.Response, string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	resp, err := http.ReadResponse(c.r, &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading response body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// needCurl returns the path of curl or skips the test.
+func needCurl(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("curl")
+	if err != nil {
+		t.Skip("curl not found in PATH: this test drives the h2c Upgrade and TLS+h2 paths with curl (install curl to run it)")
+	}
+	return p
+}
