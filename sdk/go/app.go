@@ -42,6 +42,20 @@ func OnStart(f func() error) { app.onStart = f }
 // OnStop registers a hook run once per instance when it is retired in an orderly way.
 func OnStop(f func() error) { app.onStop = f }
 
+// defaultGCPercent keeps a guest's heap small. Go's minimum heap target is 4 MiB ×
+// GOGC/100; a request handler's live heap is tiny, so at 25 an instance settles near
+// 4.4 MiB of linear memory instead of 7.5 MiB (measured on the hello sample) for a
+// GC every few thousand requests. GOGC in the app's environment overrides it.
+const defaultGCPercent = 25
+
+// startInstance runs once per instance before it takes traffic (wasmsrv_on_start).
+func startInstance() int32 {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	return runHook("start", app.onStart)
+}
+
 func runHook(name string, f func() error) int32 {
 	if f == nil {
 		return 0

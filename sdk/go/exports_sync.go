@@ -14,7 +14,7 @@ func markerModeSync() {}
 func exportHandle(ctx uint32) int32 { return serve(ctx) }
 
 //go:wasmexport wasmsrv_on_start
-func exportOnStart() int32 { return runHook("start", app.onStart) }
+func exportOnStart() int32 { return startInstance() }
 
 //go:wasmexport wasmsrv_on_stop
 func exportOnStop() int32 { return runHook("stop", app.onStop) }
