@@ -6,6 +6,7 @@ package apps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -78,6 +79,9 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Logger: log,
 	})
+	if errors.Is(err, runtime.ErrCommandModule) {
+		return openCommand(ctx, eng, spec, bin, wasmPath, log)
+	}
 	if err != nil {
 		return nil, err
 	}
