@@ -11,6 +11,8 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/wasmsrv/wasmsrv/abi"
 )
 
 // Instance is one instantiated guest. It is not safe for concurrent use: a pool hands
@@ -36,10 +38,18 @@ type Instance struct {
 	mu      sync.Mutex
 	cur     exchangeSlot
 	handles uint32
+	// interrupt is the injected flag the guest checks on every loop iteration
+	// (package interrupt); guarded by mu against expire.
+	interrupt api.MutableGlobal
 
 	served    int
 	maxServed int // 0 = unlimited
 	broken    bool
+
+	// values and onClose hold plugin state that lives and dies with the instance
+	// (subscriptions, outbound-call handles); see Value and OnClose.
+	values  map[any]any
+	onClose []func()
 }
 
 type exchangeSlot struct {
@@ -82,6 +92,43 @@ func (in *Instance) App() *App { return in.app }
 // ID returns the instance's id, unique within its app.
 func (in *Instance) ID() uint64 { return in.id }
 
+// Request returns the exchange of the request the instance is serving, or nil (in
+// lifespan hooks, between requests). Plugins use it for the request id and to notice
+// a client that went away while they block.
+func (in *Instance) Request() Exchange { return in.cur.ex }
+
+// RequestID returns the host's id of the current request (SPEC §3 field
+// request_id), or "" outside a request. It reads the encoded head without copying.
+func (in *Instance) RequestID() string {
+	if in.cur.ex == nil {
+		return ""
+	}
+	var h abi.Head
+	// The head was encoded by the host itself; a decode error cannot come from the
+	// guest, and an empty id is the right answer for it anyway.
+	if abi.DecodeHead(string(in.cur.ex.Head()), &h) != nil {
+		return ""
+	}
+	return h.Fields[abi.FieldRequestID]
+}
+
+// Value returns the plugin state stored under key on this instance, or nil. Like the
+// instance itself it is for the goroutine currently calling into the guest only.
+func (in *Instance) Value(key any) any { return in.values[key] }
+
+// SetValue stores plugin state under key for the life of the instance.
+func (in *Instance) SetValue(key, v any) {
+	if in.values == nil {
+		in.values = map[any]any{}
+	}
+	in.values[key] = v
+}
+
+// OnClose registers f to run when the instance is closed (recycled, broken or at
+// shutdown), so a plugin can release what the guest forgot to (subscriptions,
+// pending outbound responses). f must not call into the guest.
+func (in *Instance) OnClose(f func()) { in.onClose = append(in.onClose, f) }
+
 // exchangeFor returns the exchange of request handle h, trapping on a bad handle.
 func exchangeFor(ctx context.Context, fn string, h uint64) Exchange {
 	in := InstanceFrom(ctx)
@@ -99,8 +146,11 @@ func exchangeFor(ctx context.Context, fn string, h uint64) Exchange {
 func (in *Instance) expire() {
 	in.expired.Store(true)
 	in.mu.Lock()
-	ex := in.cur.ex
+	ex, flag := in.cur.ex, in.interrupt
 	in.mu.Unlock()
+	if flag != nil {
+		flag.Set(1) // the guest traps at its next loop iteration
+	}
 	if ex != nil {
 		ex.Abort()
 	}
@@ -205,6 +255,10 @@ func (in *Instance) recycleDue() bool { return in.maxServed > 0 && in.served >= 
 func (in *Instance) close(ctx context.Context) {
 	in.timer.Stop()
 	_ = in.mod.Close(ctx)
+	for _, f := range in.onClose {
+		f()
+	}
+	in.onClose, in.values = nil, nil
 }
 
 func lastLine(s string) string {
