@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/route"
 )
 
 // Policy is one route's caching rules.
@@ -118,11 +120,19 @@ func (h *Handler) Key(r *http.Request) string {
 		case "host":
 			b.WriteString(strings.ToLower(r.Host))
 		case "path":
+			// The full path: routes strip their prefix before the cache sees
+			// the request, and /a/x and /b/x must not share an entry.
+			b.WriteString(route.RootPath(r.Context()))
 			b.WriteString(r.URL.EscapedPath())
 		case "query":
 			b.WriteString(r.URL.RawQuery)
 		case "uri":
-			b.WriteString(r.URL.RequestURI())
+			if strings.HasPrefix(r.RequestURI, "/") {
+				b.WriteString(r.RequestURI) // as received, before prefix stripping
+			} else {
+				b.WriteString(route.RootPath(r.Context()))
+				b.WriteString(r.URL.RequestURI())
+			}
 		case "header":
 			b.WriteString(r.Header.Get(p.name))
 		case "cookie":

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/route"
 )
 
 // backend is a scripted origin: it answers with whatever the test sets.
@@ -259,6 +261,12 @@ func TestKeyTemplate(t *testing.T) {
 	r.AddCookie(&http.Cookie{Name: "v", Value: "b"})
 	if got := h.Key(r); got != "GET|example.com/a|t1|b" {
 		t.Errorf("key %q", got)
+	}
+	// Under a mount, the key keeps the full path.
+	h2, _ := New(NewStore(1<<20), Policy{Key: "{path}|{uri}", TTL: minute}, http.NotFoundHandler(), nil)
+	m := route.Mount(httptest.NewRequest("GET", "http://x/api/p?q=1", nil), "/api")
+	if got := h2.Key(m); got != "/api/p|/api/p?q=1" {
+		t.Errorf("mounted key %q", got)
 	}
 	if _, err := New(NewStore(1), Policy{Key: "{nope}"}, http.NotFoundHandler(), nil); err == nil {
 		t.Error("bad template accepted")

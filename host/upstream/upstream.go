@@ -441,3 +441,7 @@ func newBufferPool() *bufferPool {
 
 func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
 func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }
+
+// Available reports whether the server may get requests now: not marked
+// down by health probes and not ejected by passive checks.
+func (s *Server) Available() bool { return !s.down.Load() && !s.ejected(time.Now()) }

@@ -1,0 +1,350 @@
+package site
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/apps"
+	"github.com/wasmsrv/wasmsrv/config"
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/cache"
+	"github.com/wasmsrv/wasmsrv/host/compress"
+	"github.com/wasmsrv/wasmsrv/host/filter"
+	"github.com/wasmsrv/wasmsrv/host/limit"
+	"github.com/wasmsrv/wasmsrv/host/route"
+	"github.com/wasmsrv/wasmsrv/host/static"
+	"github.com/wasmsrv/wasmsrv/host/upstream"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// generation is one config's worth of handlers. It is reference counted:
+// the site holds one reference while it is current, each request one more.
+type generation struct {
+	id       uint64
+	loaded   time.Time
+	handler  http.Handler
+	refs     atomic.Int64
+	groups   map[string]*upstream.Group
+	appNames []string
+	store    *cache.Store
+
+	retireOnce atomic.Bool
+	retire     func()
+	retired    chan struct{} // closed once retire has released everything
+}
+
+func (g *generation) acquire() bool {
+	for {
+		n := g.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (g *generation) release() {
+	if g.refs.Add(-1) == 0 {
+		g.retire()
+	}
+}
+
+// build makes a generation for cfg, reusing unchanged apps, upstream
+// groups and the cache store. Called with s.mu held. On error everything
+// it acquired is given back.
+func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, err error) {
+	var held []*shared // resources this generation holds a reference to
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+			s.releaseShared(held)
+		}
+	}()
+	trusted := trustedPrefixes(cfg)
+
+	appHandlers := map[string]http.Handler{}
+	var appNames []string
+	for _, name := range sortedKeys(cfg.Apps) {
+		sh, err := s.app(ctx, name, cfg.Apps[name])
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, sh)
+		appHandlers[name] = sh.val.(*apps.App).Handler
+		appNames = append(appNames, name)
+	}
+	groups := map[string]*upstream.Group{}
+	for _, name := range sortedKeys(cfg.Upstreams) {
+		sh, err := s.group(name, cfg.Upstreams[name], trusted)
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, sh)
+		groups[name] = sh.val.(*upstream.Group)
+	}
+	if s.store == nil || s.storeSize != int64(cfg.Cache.MaxBytes) {
+		// A new bound starts an empty cache; an unchanged one keeps entries
+		// across reloads.
+		s.store, s.storeSize = cache.NewStore(int64(cfg.Cache.MaxBytes)), int64(cfg.Cache.MaxBytes)
+	}
+	store := s.store
+	comp, err := compress.New(0)
+	if err != nil {
+		return nil, err
+	}
+
+	var routes []route.Route
+	for i, rc := range cfg.Routes {
+		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted)
+		if err != nil {
+			return nil, err
+		}
+		if closer != nil {
+			closers = append(closers, closer)
+		}
+		routes = append(routes, route.Route{
+			Hosts: rc.Hosts, Prefix: rc.Path, Methods: rc.Methods, Strip: rc.Strip(), Handler: h,
+			Name: fmt.Sprintf("routes[%d]", i),
+		})
+	}
+	var handler http.Handler = route.New(routes)
+	if len(cfg.Filter.Rules) > 0 {
+		rules := make([]filter.Rule, 0, len(cfg.Filter.Rules))
+		for _, r := range cfg.Filter.Rules {
+			fr := filter.Rule{Name: r.Name, Methods: r.Methods, Path: r.Path, Header: r.Header, HeaderPattern: r.HeaderPattern, Status: r.Status}
+			for _, c := range r.CIDRs {
+				p, _ := config.ParsePrefix(c)
+				fr.CIDRs = append(fr.CIDRs, p)
+			}
+			rules = append(rules, fr)
+		}
+		if handler, err = filter.New(rules, cfg.Filter.DryRun, trusted, handler, s.log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Limits.ConnPerIP > 0 {
+		handler = limit.Concurrency(cfg.Limits.ConnPerIP, trusted, handler)
+	}
+
+	s.gen++
+	g := &generation{id: s.gen, loaded: time.Now(), handler: handler, groups: groups, appNames: appNames, store: store,
+		retired: make(chan struct{})}
+	g.refs.Store(1)
+	g.retire = func() {
+		s.retiring.add()
+		go func() {
+			defer s.retiring.done()
+			for _, c := range closers {
+				c()
+			}
+			s.mu.Lock()
+			s.releaseShared(held)
+			s.mu.Unlock()
+			s.log.Debug("generation retired", "generation", g.id)
+			close(g.retired)
+		}()
+	}
+	return g, nil
+}
+
+// app returns the shared app for this config, opening it if the config is
+// new or changed.
+func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, error) {
+	key := name + "\x00" + fmt.Sprintf("%+v", ac) // %v prints maps sorted: a stable key
+	if sh := s.apps[key]; sh != nil {
+		sh.refs++
+		return sh, nil
+	}
+	src := ac.Module
+	if src == "" {
+		src = ac.Package
+	}
+	env := make([]string, 0, len(ac.Env))
+	for _, k := range sortedKeys(ac.Env) {
+		env = append(env, k+"="+ac.Env[k])
+	}
+	if s.opt.Engine == nil {
+		return nil, fmt.Errorf("apps.%s: no Wasm engine configured", name)
+	}
+	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
+		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
+		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
+		MemoryLimit: int64(ac.MemoryLimit), Env: env,
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("apps.%s: %w", name, err)
+	}
+	if a.Mode != ac.Mode {
+		_ = a.Close(ctx)
+		return nil, fmt.Errorf("apps.%s: mode = %q but the module is a %s app", name, ac.Mode, a.Mode)
+	}
+	s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
+	sh := &shared{key: key, refs: 1, val: a, close: a.Close}
+	s.apps[key] = sh
+	return sh, nil
+}
+
+func (s *Site) group(name string, uc config.Upstream, trusted []netip.Prefix) (*shared, error) {
+	key := name + "\x00" + fmt.Sprintf("%+v|%v", uc, trusted)
+	if sh := s.groups[key]; sh != nil {
+		sh.refs++
+		return sh, nil
+	}
+	kind, hname, _ := config.ParseHashKey(uc.HashKey)
+	gc := upstream.Config{
+		Name: name, Policy: uc.Policy, HashKind: kind, HashName: hname,
+		Keepalive: uc.Keepalive, ConnectTimeout: uc.ConnectTimeout.D(), ResponseHeaderTimeout: uc.ResponseHeaderTimeout.D(),
+		MaxFails: uc.MaxFails, FailTimeout: uc.FailTimeout.D(), Retries: uc.Retries, RetryBudget: uc.RetryBudget,
+		Health: upstream.HealthConfig{Path: uc.Health.Path, Interval: uc.Health.Interval.D(), Timeout: uc.Health.Timeout.D(),
+			Passes: uc.Health.Passes, Fails: uc.Health.Fails},
+		Trusted: trusted,
+	}
+	for _, m := range uc.Servers {
+		gc.Servers = append(gc.Servers, upstream.ServerConfig{URL: m.URL, Weight: m.Weight})
+	}
+	g, err := upstream.New(gc, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams.%s: %w", name, err)
+	}
+	g.Start(s.base)
+	sh := &shared{key: key, refs: 1, val: g, close: func(context.Context) error { g.Close(); return nil }}
+	s.groups[key] = sh
+	return sh, nil
+}
+
+// releaseShared drops one reference from each; the last one closes it (in
+// the background: draining an app pool can take a while). s.mu held.
+func (s *Site) releaseShared(held []*shared) {
+	for _, sh := range held {
+		sh.refs--
+		if sh.refs > 0 {
+			continue
+		}
+		delete(s.apps, sh.key)
+		delete(s.groups, sh.key)
+		s.retiring.add()
+		go func() {
+			defer s.retiring.done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := sh.close(ctx); err != nil {
+				s.log.Warn("closing retired resource", "err", err)
+			}
+		}()
+	}
+}
+
+// routeHandler builds one route's target and its middleware, inner to
+// outer: target → cache → compression → size limits → per-IP concurrency
+// → rate limit.
+func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.Handler, groups map[string]*upstream.Group,
+	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix) (http.Handler, func() error, error) {
+	key := fmt.Sprintf("routes[%d]", i)
+	var h http.Handler
+	var closer func() error
+	target := func(name string) http.Handler {
+		if a, ok := appHandlers[name]; ok {
+			return mountApp(a)
+		}
+		return mountUpstream(groups[name])
+	}
+	switch {
+	case rc.App != "":
+		h = mountApp(appHandlers[rc.App])
+	case rc.Upstream != "":
+		h = mountUpstream(groups[rc.Upstream])
+	case rc.Static != "":
+		var fb http.Handler
+		if rc.Fallback != "" {
+			fb = target(rc.Fallback)
+		}
+		sh, err := static.New(static.Config{Root: rc.Static, Index: rc.Index, Fallback: fb, CacheControl: rc.CacheControl, Listing: rc.Listing})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s.static: %w", key, err)
+		}
+		h, closer = sh, sh.Close
+	case rc.Redirect != "":
+		h = redirect(rc.Redirect, rc.RedirectCode)
+	}
+	if rc.Cache != nil {
+		p := cache.Policy{Key: rc.Cache.Key, TTL: map[int]time.Duration{},
+			StaleWhileRevalidate: rc.Cache.StaleWhileRevalidate.D(), StaleIfError: rc.Cache.StaleIfError.D()}
+		for code, d := range rc.Cache.TTL {
+			if code == "default" {
+				p.Default = d.D()
+				continue
+			}
+			n, _ := strconv.Atoi(code)
+			p.TTL[n] = d.D()
+		}
+		ch, err := cache.New(store, p, h, s.log)
+		if err != nil {
+			return nil, closer, fmt.Errorf("%s.cache: %w", key, err)
+		}
+		h = ch
+	}
+	if rc.Compression() {
+		h = comp(h)
+	}
+	if rc.MaxBody > 0 || rc.MaxHeader > 0 {
+		h = limit.Size(int64(rc.MaxBody), int64(rc.MaxHeader), h)
+	}
+	if rc.ConnPerIP > 0 {
+		h = limit.Concurrency(rc.ConnPerIP, trusted, h)
+	}
+	if rl := rc.RateLimit; rl != nil {
+		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted}, h)
+	}
+	return h, closer, nil
+}
+
+// mountApp hands the route's root path to the Wasm gateway, which strips
+// it from the request target and passes it to the guest as root_path.
+func mountApp(a http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rp := route.RootPath(r.Context()); rp != "" {
+			r = host.WithRootPath(r, rp)
+		}
+		a.ServeHTTP(w, r)
+	})
+}
+
+// mountUpstream tells the upstream its mount point (X-Forwarded-Prefix).
+func mountUpstream(g *upstream.Group) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rp := route.RootPath(r.Context()); rp != "" {
+			r = r.WithContext(upstream.WithPrefix(r.Context(), rp))
+		}
+		g.ServeHTTP(w, r)
+	})
+}
+
+// redirect answers with code to target, where {uri} stands for the
+// original request URI (path and query).
+func redirect(target string, code int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		loc := strings.ReplaceAll(target, "{uri}", r.RequestURI)
+		http.Redirect(w, r, loc, code)
+	})
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
