@@ -11,8 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/textproto"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 )
@@ -78,7 +80,8 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 	if !s.tls {
 		// h2c.NewHandler handles both prior-knowledge HTTP/2 and the HTTP/1.1
 		// Upgrade: h2c dance; plain HTTP/1.1 requests pass straight through.
-		h = h2c.NewHandler(h, &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxReadFrameSize: 1 << 20})
+		h = h2c.NewHandler(h2cUpgraded(h), &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxReadFrameSize: 1 << 20})
+		h = h2cUpgradeWithoutBody(h)
 	}
 	s.http = &http.Server{
 		Handler:           h,
@@ -151,4 +154,44 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	<-errc
 	return nil
+}
+
+// isH2CUpgrade reports whether h asks for an HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2),
+// as h2c.NewHandler decides it.
+func isH2CUpgrade(h http.Header) bool {
+	return httpguts.HeaderValuesContainsToken(h[textproto.CanonicalMIMEHeaderKey("Upgrade")], "h2c") &&
+		httpguts.HeaderValuesContainsToken(h[textproto.CanonicalMIMEHeaderKey("Connection")], "HTTP2-Settings")
+}
+
+// h2cUpgradeWithoutBody declines the h2c Upgrade for requests with a body: the h2c
+// package reads such a body whole into memory before switching protocols, past any
+// body limit. Declining is allowed (the server may ignore Upgrade); the request is
+// then served as HTTP/1.1 and its body streams as usual.
+func h2cUpgradeWithoutBody(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 && r.ProtoMajor == 1 && isH2CUpgrade(r.Header) {
+			r.Header.Del("Upgrade")
+			r.Header.Del("Http2-Settings")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// h2cUpgraded fixes the request that came with an h2c Upgrade: the h2c package
+// serves it as stream 1 of the new HTTP/2 connection but passes the HTTP/1.1
+// request unchanged, so handlers would see HTTP/1.1 and the hop-by-hop upgrade
+// headers while the response goes out over HTTP/2.
+func h2cUpgraded(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 && isH2CUpgrade(r.Header) {
+			r2 := r.WithContext(r.Context())
+			r2.Proto, r2.ProtoMajor, r2.ProtoMinor = "HTTP/2.0", 2, 0
+			r2.Header = r.Header.Clone()
+			for _, k := range []string{"Connection", "Upgrade", "Http2-Settings", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding"} {
+				delete(r2.Header, k)
+			}
+			r = r2
+		}
+		h.ServeHTTP(w, r)
+	})
 }
