@@ -1,0 +1,142 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/wasmsrv/wasmsrv/config"
+	"github.com/wasmsrv/wasmsrv/host/site"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+const serveUsage = `Usage: wasmsrv serve -c FILE [flags]
+
+Serve a site described by a TOML or YAML config file: listeners, Wasm apps, routes
+to apps, upstream groups, static directories and redirects, with caching, limits and
+filters. SIGHUP (or POST /reload on the admin listener) re-reads the file; a bad
+file is rejected and the running config kept.
+
+Environment overrides: WASMSRV_LISTEN, WASMSRV_ADMIN_ADDR, WASMSRV_ADMIN_TOKEN,
+WASMSRV_LOG_LEVEL, WASMSRV_TRUSTED_PROXIES, WASMSRV_SHUTDOWN_TIMEOUT.
+
+Flags:
+`
+
+const checkUsage = `Usage: wasmsrv check -c FILE
+
+Validate a site config file (with WASMSRV_* overrides applied) without serving.
+Each problem is printed as FILE:LINE: KEY: MESSAGE; the exit status is 1 if any.
+`
+
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("c", os.Getenv("WASMSRV_CONFIG"), "site config file, .toml/.yaml/.yml [$WASMSRV_CONFIG]")
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, serveUsage); fs.PrintDefaults() }
+	path := configFlag(fs)
+	cacheDir := fs.String("cache-dir", os.Getenv("WASMSRV_CACHE_DIR"), "compiled-code and build cache (default: user cache dir; - disables) [$WASMSRV_CACHE_DIR]")
+	logFormat := fs.String("log-format", envOr("WASMSRV_LOG_FORMAT", "text"), "text or json [$WASMSRV_LOG_FORMAT]")
+	accessLog := fs.Bool("access-log", os.Getenv("WASMSRV_ACCESS_LOG") == "true", "log one line per request [$WASMSRV_ACCESS_LOG]")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if *path == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return &usageError{"serve needs -c FILE and no other arguments"}
+	}
+	if *logFormat != "text" && *logFormat != "json" {
+		return &usageError{fmt.Sprintf("log-format: %q, want text or json", *logFormat)}
+	}
+	// Read once up front for the log level; the site reads it again itself.
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.Server.LogLevel, *logFormat)
+
+	engineCache, buildCache := "", ""
+	if *cacheDir == "-" {
+		engineCache = "-"
+	} else if *cacheDir != "" {
+		engineCache, buildCache = filepath.Join(*cacheDir, "wazero"), filepath.Join(*cacheDir, "builds")
+	}
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache}, log)
+	if err != nil {
+		return err
+	}
+	defer eng.Close(context.Background())
+
+	s, err := site.New(ctx, site.Options{ConfigPath: *path, Lookup: os.LookupEnv, Engine: eng,
+		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log})
+	if err != nil {
+		return err
+	}
+	if err := s.Listen(); err != nil {
+		_ = s.Close(context.Background())
+		return err
+	}
+	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), s.AdminURL())
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := s.Reload(ctx); err != nil {
+					log.Error("reload rejected; keeping the running config", "err", err, "via", "SIGHUP")
+				}
+			}
+		}
+	}()
+	return s.Serve(ctx)
+}
+
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, checkUsage); fs.PrintDefaults() }
+	path := configFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return &usageError{err.Error()}
+	}
+	if *path == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return &usageError{"check needs -c FILE and no other arguments"}
+	}
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return fmt.Errorf("%s: invalid", *path)
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d apps, %d upstream groups, %d routes)\n",
+		*path, len(cfg.Listeners), len(cfg.Apps), len(cfg.Upstreams), len(cfg.Routes))
+	return nil
+}
+
+func envOr(k, def string) string {
+	if v, ok := os.LookupEnv(k); ok {
+		return v
+	}
+	return def
+}
