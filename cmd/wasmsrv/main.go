@@ -1,6 +1,8 @@
 // Command wasmsrv is an application server for WebAssembly apps.
 //
 //	wasmsrv run [flags] APP       serve one app (a .wasm file or a Go guest package dir)
+//	wasmsrv serve -c FILE         serve a site from a TOML/YAML config
+//	wasmsrv check -c FILE         validate a site config
 //	wasmsrv version               print the version
 //
 // Configuration comes from WASMSRV_* environment variables; flags override them.
@@ -25,6 +27,8 @@ const usage = `wasmsrv — an application server for WebAssembly apps
 
 Usage:
   wasmsrv run [flags] APP      serve one app: a .wasm file or a Go guest package directory
+  wasmsrv serve -c FILE        serve a site from a config file (apps, proxy, static, cache)
+  wasmsrv check -c FILE        validate a site config file
   wasmsrv version              print the version
   wasmsrv help [command]       show help
 
@@ -64,6 +68,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch args[0] {
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "wasmsrv", versionString())
 		return nil
