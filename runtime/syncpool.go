@@ -64,6 +64,7 @@ type SyncPool struct {
 	waiting atomic.Int64
 	live    atomic.Int64 // instances alive: idle + busy
 	need    chan struct{}
+	gone    chan struct{} // capacity 1: an instance left the pool; wakes Close
 	closing chan struct{}
 	wg      sync.WaitGroup
 
@@ -94,6 +95,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		cfg:     cfg,
 		idle:    make(chan *Instance, cfg.Workers),
 		need:    make(chan struct{}, cfg.Workers),
+		gone:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
 	}
@@ -208,6 +210,7 @@ func (p *SyncPool) release(in *Instance, err error) {
 // discard drops a dead instance and asks for a replacement.
 func (p *SyncPool) discard(in *Instance, err error) {
 	p.live.Add(-1)
+	p.noteGone()
 	p.stats.discarded.Add(1)
 	attrs := []any{"instance", in.id, "err", err}
 	if ge, ok := err.(*GuestError); ok && ge.Stderr != "" {
@@ -224,12 +227,22 @@ func (p *SyncPool) discard(in *Instance, err error) {
 // retire stops a healthy instance in the background (stop hook, then close).
 func (p *SyncPool) retire(in *Instance) {
 	p.live.Add(-1)
+	p.noteGone()
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		p.app.stop(context.Background(), in, p.cfg.StopTimeout)
 	}()
 	p.requestReplacement()
+}
+
+// noteGone wakes Close, which waits for live to reach zero: an instance that was
+// busy when Close started leaves through retire or discard, never through idle.
+func (p *SyncPool) noteGone() {
+	select {
+	case p.gone <- struct{}{}:
+	default:
+	}
 }
 
 func (p *SyncPool) requestReplacement() {
@@ -284,6 +297,7 @@ func (p *SyncPool) maintain() {
 			case p.idle <- in:
 			case <-p.closing:
 				p.live.Add(-1)
+				p.noteGone()
 				in.close(ctx)
 				return
 			}
@@ -325,6 +339,7 @@ func (p *SyncPool) Close(ctx context.Context) error {
 		case in := <-p.idle:
 			p.live.Add(-1)
 			p.app.stop(ctx, in, p.cfg.StopTimeout)
+		case <-p.gone:
 		case <-ctx.Done():
 			p.wg.Wait()
 			return fmt.Errorf("app %s: %d instances still busy: %w", p.app.name, p.live.Load(), ctx.Err())
