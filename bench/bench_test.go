@@ -218,3 +218,21 @@ func TestCheckServerNames(t *testing.T) {
 		t.Error("want error for unknown server")
 	}
 }
+
+func TestValidate(t *testing.T) {
+	for _, f := range registry() {
+		if sc := f(); validate(sc) != nil {
+			t.Errorf("registered scenario %s: %v", sc.Name, validate(sc))
+		}
+	}
+	dup := helloScenario()
+	dup.Servers = append(dup.Servers, nativeServer())
+	if validate(dup) == nil {
+		t.Error("want error for duplicate server names")
+	}
+	badRef := helloScenario()
+	badRef.Targets = append(badRef.Targets, rpsAtLeast("nginx", 1))
+	if validate(badRef) == nil {
+		t.Error("want error for a target on a server the scenario does not run")
+	}
+}

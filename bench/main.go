@@ -78,6 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, sc := range scenarios {
+		if err := validate(sc); err != nil {
+			return err
+		}
+	}
 	if err := checkServerNames(scenarios, nameSet(o.servers)); err != nil {
 		return err
 	}
