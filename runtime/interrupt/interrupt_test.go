@@ -1,0 +1,550 @@
+package interrupt
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// ---- hand-built modules -------------------------------------------------
+
+var header = []byte("\x00asm\x01\x00\x00\x00")
+
+func sec(id byte, content ...byte) []byte {
+	return append(appendU32([]byte{id}, uint32(len(content))), content...)
+}
+
+func module(sections ...[]byte) []byte {
+	return slices.Concat(append([][]byte{header}, sections...)...)
+}
+
+// codeSec wraps function bodies (locals and expression) into a code section.
+func codeSec(bodies ...[]byte) []byte {
+	c := appendU32(nil, uint32(len(bodies)))
+	for _, b := range bodies {
+		c = append(appendU32(c, uint32(len(b))), b...)
+	}
+	return sec(secCode, c...)
+}
+
+// voidFunc declares n functions of type 0, func() -> ().
+func voidFunc(n int) [][]byte {
+	funcs := []byte{byte(n)}
+	for range n {
+		funcs = append(funcs, 0)
+	}
+	return [][]byte{sec(secType, 1, 0x60, 0, 0), sec(secFunction, funcs...)}
+}
+
+func checkSeq(gidx ...byte) []byte {
+	return slices.Concat([]byte{0x23}, gidx, []byte{0x04, 0x40, 0x00, 0x0b})
+}
+
+func exportSec(gidx ...byte) []byte {
+	return sec(secExport, slices.Concat([]byte{1, byte(len(ExportName))}, []byte(ExportName), []byte{3}, gidx)...)
+}
+
+var newGlobal = sec(secGlobal, 1, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+
+func TestInstrumentBytes(t *testing.T) {
+	// 130 defined globals make the new index 130, a two-byte LEB128.
+	many := []byte{0x82, 0x01}
+	for range 130 {
+		many = append(many, 0x7f, 0x00, 0x41, 0x00, 0x0b)
+	}
+	manyOut := append([]byte{0x83, 0x01}, many[2:]...)
+	manyOut = append(manyOut, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+	otherExport := []byte{1, 1, 'f', 0, 0}
+	otherExportOut := slices.Concat([]byte{2, 1, 'f', 0, 0, byte(len(ExportName))}, []byte(ExportName), []byte{3, 0x82, 0x01})
+	custom := sec(secCustom, 3, 'a', 'b', 'c', 0x03, 0x03)
+
+	tests := []struct {
+		name string
+		in   []byte
+		want []byte
+	}{{
+		name: "empty module",
+		in:   module(),
+		want: module(newGlobal, exportSec(0)),
+	}, {
+		name: "custom section only",
+		in:   module(custom),
+		want: module(custom, newGlobal, exportSec(0)),
+	}, {
+		name: "loop and a 0x03 immediate",
+		in: module(append(voidFunc(1), codeSec(
+			[]byte{0x00, 0x41, 0x03, 0x1a, 0x03, 0x40, 0x41, 0x03, 0x1a, 0x0b, 0x0b}))...),
+		want: module(append(voidFunc(1), newGlobal, exportSec(0), codeSec(
+			slices.Concat([]byte{0x00, 0x41, 0x03, 0x1a, 0x03, 0x40}, checkSeq(0), []byte{0x41, 0x03, 0x1a, 0x0b, 0x0b})))...),
+	}, {
+		name: "nested loops, locals, value and type-index block types",
+		in: module(append(voidFunc(1), codeSec(
+			[]byte{0x01, 0x02, 0x7f, 0x03, 0x7f, 0x03, 0x00, 0x0b, 0x41, 0x01, 0x0b, 0x1a, 0x0b}))...),
+		want: module(append(voidFunc(1), newGlobal, exportSec(0), codeSec(
+			slices.Concat([]byte{0x01, 0x02, 0x7f, 0x03, 0x7f}, checkSeq(0), []byte{0x03, 0x00}, checkSeq(0),
+				[]byte{0x0b, 0x41, 0x01, 0x0b, 0x1a, 0x0b})))...),
+	}, {
+		name: "memory: tick global and safepoint",
+		in:   module(append(voidFunc(1), sec(secMemory, 1, 0, 0), codeSec([]byte{0x00, 0x03, 0x40, 0x0b, 0x0b}))...),
+		want: module(append(voidFunc(1), sec(secMemory, 1, 0, 0),
+			sec(secGlobal, 2, 0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b), exportSec(0),
+			codeSec(slices.Concat([]byte{0x00, 0x03, 0x40}, checkSeq(0),
+				[]byte{0x23, 0x01, 0x41, 0x01, 0x6b, 0x24, 0x01},                                                 // tick--
+				[]byte{0x23, 0x01, 0x41, 0xff, 0x07, 0x71, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b}, // safepoint
+				[]byte{0x0b, 0x0b})))...),
+	}, {
+		name: "imported memory",
+		in:   module(sec(secImport, 1, 1, 'a', 1, 'm', 2, 0, 1), codeSec()),
+		want: module(sec(secImport, 1, 1, 'a', 1, 'm', 2, 0, 1),
+			sec(secGlobal, 2, 0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b), exportSec(0), codeSec()),
+	}, {
+		name: "many globals, existing export, custom sections kept in place",
+		in: module(slices.Concat(voidFunc(1), [][]byte{sec(secGlobal, many...), custom, sec(secExport, otherExport...),
+			codeSec([]byte{0x00, 0x03, 0x40, 0x0b, 0x0b}), custom})...),
+		want: module(slices.Concat(voidFunc(1), [][]byte{sec(secGlobal, manyOut...), custom, sec(secExport, otherExportOut...),
+			codeSec(slices.Concat([]byte{0x00, 0x03, 0x40}, checkSeq(0x82, 0x01), []byte{0x0b, 0x0b})), custom})...),
+	}, {
+		name: "no loops: code copied as is, sections inserted before start",
+		in: module(slices.Concat(voidFunc(1), [][]byte{sec(secStart, 0),
+			codeSec([]byte{0x00, 0xfd, 0x0c, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0x1a, 0x0b})})...),
+		want: module(slices.Concat(voidFunc(1), [][]byte{newGlobal, exportSec(0), sec(secStart, 0),
+			codeSec([]byte{0x00, 0xfd, 0x0c, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0x1a, 0x0b})})...),
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Instrument(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, tt.want) {
+				t.Fatalf("got\n% x\nwant\n% x", got, tt.want)
+			}
+			validate(t, got)
+		})
+	}
+}
+
+func TestInstrumentErrors(t *testing.T) {
+	body := func(code ...byte) []byte {
+		return module(append(voidFunc(1), codeSec(append([]byte{0x00}, code...)))...)
+	}
+	// The body's first instruction is at offset len(header)+len(type)+len(func)+code id,size,count,size,locals.
+	firstInstr := len(header) + 6 + 4 + 5
+	tests := []struct {
+		name    string
+		in      []byte
+		is      error
+		message string
+	}{
+		{"short", []byte("\x00as"), ErrMalformed, "magic"},
+		{"bad magic", []byte("\x00wasm\x01\x00\x00\x00"), ErrMalformed, "magic"},
+		{"bad version", []byte("\x00asm\x02\x00\x00\x00"), ErrMalformed, "version"},
+		{"section overruns", append(slices.Clone(header), 1, 5, 0), ErrMalformed, "overruns"},
+		{"truncated size", append(slices.Clone(header), 1, 0x80), ErrMalformed, "truncated"},
+		{"unknown section", module(sec(14)), ErrMalformed, "unknown section id 14"},
+		{"out of order", module(sec(secFunction, 0), sec(secType, 0)), ErrMalformed, "out of order"},
+		{"duplicate", module(sec(secType, 0), sec(secType, 0)), ErrMalformed, "out of order"},
+		{"export name taken", module(sec(secExport,
+			slices.Concat([]byte{1, byte(len(ExportName))}, []byte(ExportName), []byte{0, 0})...)), nil, "already taken"},
+		{"atomics", body(0xfe, 0x10, 0x02, 0x00, 0x0b), ErrUnsupported, "threads"},
+		{"tail call", body(0x12, 0x00, 0x0b), ErrUnsupported, "tail calls"},
+		{"exception handling", body(0x06, 0x40, 0x0b, 0x0b), ErrUnsupported, "exception"},
+		{"unknown opcode", body(0x27, 0x0b), ErrUnsupported, "unknown opcode"},
+		{"reserved SIMD opcode", body(0xfd, 0x9a, 0x01, 0x0b), ErrUnsupported, "0xfd sub-opcode 154"},
+		{"relaxed SIMD", body(0xfd, 0x80, 0x02, 0x0b), ErrUnsupported, "relaxed SIMD"},
+		{"unknown 0xfc", body(0xfc, 0x12, 0x0b), ErrUnsupported, "0xfc sub-opcode 18"},
+		{"truncated immediate", body(0x41), ErrMalformed, "truncated"},
+		{"truncated v128.const", body(0xfd, 0x0c, 1, 2, 3), ErrMalformed, "truncated"},
+		{"overlong LEB128", body(0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b), ErrMalformed, "longer than"},
+		{"no end", body(0x01), ErrMalformed, "does not end"},
+		{"bad import kind", module(sec(secImport, 1, 1, 'a', 1, 'b', 9)), ErrMalformed, "import kind"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Instrument(tt.in)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if tt.is != nil && !errors.Is(err, tt.is) {
+				t.Errorf("error %q is not %v", err, tt.is)
+			}
+			if !strings.Contains(err.Error(), tt.message) {
+				t.Errorf("error %q does not mention %q", err, tt.message)
+			}
+		})
+	}
+
+	// Unsupported opcodes are reported with their module offset.
+	_, err := Instrument(body(0x01, 0xfe, 0x00, 0x00, 0x0b))
+	if want := "offset " + strconv.Itoa(firstInstr+1) + ": opcode 0xfe"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("error %v does not contain %q", err, want)
+	}
+}
+
+// ---- wat test modules ---------------------------------------------------
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func mustInstrument(t testing.TB, bin []byte) []byte {
+	t.Helper()
+	out, err := Instrument(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	validate(t, out)
+	return out
+}
+
+// validate runs wabt's wasm-validate on bin when it is installed.
+func validate(t testing.TB, bin []byte) {
+	t.Helper()
+	tool, err := exec.LookPath("wasm-validate")
+	if err != nil {
+		return
+	}
+	p := filepath.Join(t.TempDir(), "out.wasm")
+	if err := os.WriteFile(p, bin, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(tool, p).CombinedOutput(); err != nil {
+		t.Fatalf("wasm-validate: %v\n%s", err, out)
+	}
+}
+
+// newRuntime uses the compiler without WithCloseOnContextDone: the point is
+// that the injected check alone stops the guest. (The interpreter would read
+// the global in Go code, racing with Set, so it is not a target.)
+func newRuntime(t testing.TB) wazero.Runtime {
+	t.Helper()
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig())
+	t.Cleanup(func() { rt.Close(ctx) })
+	return rt
+}
+
+func interruptGlobal(t testing.TB, mod api.Module) api.MutableGlobal {
+	t.Helper()
+	g, ok := mod.ExportedGlobal(ExportName).(api.MutableGlobal)
+	if !ok {
+		t.Fatalf("export %q is missing or not a mutable global", ExportName)
+	}
+	if g.Type() != api.ValueTypeI32 || g.Get() != 0 {
+		t.Fatalf("export %q: type %v value %d, want i32 0", ExportName, g.Type(), g.Get())
+	}
+	return g
+}
+
+// assertInterrupts calls fn in a goroutine, sets g after 50 ms and expects the
+// call to fail with an `unreachable` trap soon after.
+func assertInterrupts(t *testing.T, g api.MutableGlobal, fn api.Function) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		_, err := fn.Call(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("returned before the interrupt: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	// A stop-the-world must not wait for the spinning guest (safepoints).
+	gcDone := make(chan struct{})
+	go func() {
+		runtime.GC()
+		close(gcDone)
+	}()
+	select {
+	case <-gcDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("runtime.GC blocked by the spinning guest")
+	}
+	set := time.Now()
+	g.Set(1)
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "unreachable") {
+			t.Fatalf("got error %v, want an unreachable trap", err)
+		}
+		t.Logf("stopped %v after the global was set", time.Since(set))
+	case <-time.After(5 * time.Second):
+		t.Fatal("guest still running 5 s after the interrupt")
+	}
+}
+
+func TestInterruptInfiniteLoop(t *testing.T) {
+	ctx := context.Background()
+	rt := newRuntime(t)
+	mod, err := rt.Instantiate(ctx, mustInstrument(t, readTestdata(t, "loop.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := interruptGlobal(t, mod)
+
+	// Unset, loops run to the right result.
+	res, err := mod.ExportedFunction("sum").Call(ctx, 100)
+	if err != nil || res[0] != 4950 {
+		t.Fatalf("sum(100) = %v, %v; want 4950", res, err)
+	}
+	if calls := mod.ExportedGlobal("calls"); calls == nil || calls.Get() != 0 {
+		t.Fatalf("existing global export broken: %v", calls)
+	}
+
+	assertInterrupts(t, g, mod.ExportedFunction("spin"))
+	if calls := mod.ExportedGlobal("calls").Get(); calls == 0 {
+		t.Error("spin did not run before the interrupt")
+	}
+}
+
+// TestSameResults runs each test module before and after instrumentation.
+func TestSameResults(t *testing.T) {
+	tests := []struct {
+		file, fn string
+		args     []uint64
+	}{
+		{"loop.wasm", "sum", []uint64{1000}},
+		{"features.wasm", "simd", nil},
+		{"features.wasm", "bulk", nil},
+		{"features.wasm", "multi", []uint64{5}},
+		{"features.wasm", "multi", []uint64{6}},
+		{"imports.wasm", "run", nil},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.file+"/"+tt.fn, func(t *testing.T) {
+			orig := readTestdata(t, tt.file)
+			var results [2][]uint64
+			for i, bin := range [][]byte{orig, mustInstrument(t, orig)} {
+				rt := newRuntime(t)
+				if _, err := rt.InstantiateWithConfig(ctx, readTestdata(t, "env.wasm"),
+					wazero.NewModuleConfig().WithName("env")); err != nil {
+					t.Fatal(err)
+				}
+				mod, err := rt.Instantiate(ctx, bin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if results[i], err = mod.ExportedFunction(tt.fn).Call(ctx, tt.args...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !slices.Equal(results[0], results[1]) {
+				t.Fatalf("instrumented %s%v = %v, original %v", tt.fn, tt.args, results[1], results[0])
+			}
+			t.Logf("%s%v = %v", tt.fn, tt.args, results[0])
+		})
+	}
+}
+
+// TestSectionsKept checks that only the global, export and code sections
+// change, that the global gets the next free index, and that one check is
+// added per loop.
+func TestSectionsKept(t *testing.T) {
+	tests := []struct {
+		file   string
+		gidx   uint32
+		loops  int
+		memory bool
+	}{
+		{"loop.wasm", 1, 3, true},
+		{"noglobal.wasm", 0, 1, true},
+		{"imports.wasm", 3, 1, false},
+		{"features.wasm", 0, 3, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			orig := readTestdata(t, tt.file)
+			out := mustInstrument(t, orig)
+			before, err := splitSections(orig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after, err := splitSections(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := func(ss []section) (raw [][]byte) {
+				for _, s := range ss {
+					if s.id != secGlobal && s.id != secExport && s.id != secCode {
+						raw = append(raw, s.raw)
+					}
+				}
+				return raw
+			}
+			if !slices.EqualFunc(kept(before), kept(after), bytes.Equal) {
+				t.Error("sections other than global, export and code changed")
+			}
+			for _, s := range after {
+				switch s.id {
+				case secGlobal:
+					want := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
+					if tt.memory {
+						want = slices.Concat(want, want)
+					}
+					if !bytes.HasSuffix(s.content, want) {
+						t.Error("global section does not end with the new globals")
+					}
+				case secExport:
+					if !bytes.HasSuffix(s.content, exportEntry(tt.gidx)) {
+						t.Errorf("export section does not end with the export of global %d", tt.gidx)
+					}
+				}
+			}
+			if got := len(out) - len(orig); got < tt.loops*len(checkSeq(0)) {
+				t.Errorf("grew by %d bytes, too little for %d checks", got, tt.loops)
+			}
+			check := checkSequence(tt.gidx, tt.memory)
+			if got := bytes.Count(out, check) - bytes.Count(orig, check); got != tt.loops {
+				t.Errorf("%d checks added, want %d", got, tt.loops)
+			}
+		})
+	}
+}
+
+func TestNoGlobalOrExportSection(t *testing.T) {
+	ctx := context.Background()
+	rt := newRuntime(t)
+	mod, err := rt.Instantiate(ctx, mustInstrument(t, readTestdata(t, "noglobal.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	interruptGlobal(t, mod)
+	// The start function's loop ran to completion and the data segment is intact.
+	if b, ok := mod.Memory().Read(0, 16); !ok || b[15] != 15 {
+		t.Errorf("memory after start = % x", b)
+	}
+	if b, ok := mod.Memory().Read(100, 4); !ok || string(b) != "kept" {
+		t.Errorf("data segment = %q", b)
+	}
+}
+
+func TestImportedGlobals(t *testing.T) {
+	ctx := context.Background()
+	rt := newRuntime(t)
+	env, err := rt.InstantiateWithConfig(ctx, readTestdata(t, "env.wasm"), wazero.NewModuleConfig().WithName("env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := rt.Instantiate(ctx, mustInstrument(t, readTestdata(t, "imports.wasm")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	interruptGlobal(t, mod)
+	res, err := mod.ExportedFunction("run").Call(ctx)
+	if err != nil || res[0] != 2*285 {
+		t.Fatalf("run() = %v, %v; want 570", res, err)
+	}
+	if c := env.ExportedGlobal("counter").Get(); c != 10 {
+		t.Errorf("imported mutable global = %d, want 10", c)
+	}
+}
+
+// ---- Go guests ----------------------------------------------------------
+
+// buildGuest builds a Go package of this module as a wasip1 reactor.
+func buildGuest(t testing.TB, pkg string) []byte {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go command not found: cannot build the Go guest")
+	}
+	out := filepath.Join(t.TempDir(), "guest.wasm")
+	cmd := exec.Command(goTool, "build", "-buildmode=c-shared", "-o", out, pkg)
+	cmd.Dir = filepath.Join("..", "..") // module root
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// instantiateGo instantiates a Go reactor with WASI and stubs of the wasmsrv
+// host functions (abi/SPEC.md §4).
+func instantiateGo(t *testing.T, bin []byte) api.Module {
+	t.Helper()
+	ctx := context.Background()
+	rt := newRuntime(t)
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	_, err := rt.NewHostModuleBuilder("wasmsrv").
+		NewFunctionBuilder().WithFunc(func(ctx, buf, limit uint32) uint32 { return 0 }).Export("req_head").
+		NewFunctionBuilder().WithFunc(func(ctx, buf, limit uint32) uint64 { return 1 << 32 }).Export("body_read").
+		NewFunctionBuilder().WithFunc(func(ctx, status, hdr, hdrLen uint32) uint32 { return 0 }).Export("resp_start").
+		NewFunctionBuilder().WithFunc(func(ctx, ptr, n, flags uint32) uint32 { return 0 }).Export("resp_write").
+		NewFunctionBuilder().WithFunc(func(ctx uint32) uint32 { return 0 }).Export("disconnected").
+		Instantiate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compiled, err := rt.CompileModule(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := rt.InstantiateModule(ctx, compiled, wazero.NewModuleConfig().WithStartFunctions("_initialize"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mod
+}
+
+func TestGoHello(t *testing.T) {
+	orig := buildGuest(t, "./samples/hello")
+	start := time.Now()
+	out, err := Instrument(orig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("instrumented %d bytes in %v; grew by %d bytes (%.2f%%)",
+		len(orig), time.Since(start), len(out)-len(orig), 100*float64(len(out)-len(orig))/float64(len(orig)))
+	validate(t, out)
+	mod := instantiateGo(t, out)
+	if mod.ExportedFunction("wasmsrv_handle") == nil {
+		t.Error("export wasmsrv_handle missing")
+	}
+	interruptGlobal(t, mod)
+}
+
+func TestGoSpin(t *testing.T) {
+	bin := mustInstrument(t, buildGuest(t, "./runtime/interrupt/testdata/spin"))
+	mod := instantiateGo(t, bin)
+	g := interruptGlobal(t, mod)
+	res, err := mod.ExportedFunction("count").Call(context.Background(), 100)
+	if err != nil || res[0] != 4950 {
+		t.Fatalf("count(100) = %v, %v; want 4950", res, err)
+	}
+	assertInterrupts(t, g, mod.ExportedFunction("spin"))
+}
+
+func BenchmarkInstrumentGoHello(b *testing.B) {
+	bin := buildGuest(b, "./samples/hello")
+	b.SetBytes(int64(len(bin)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Instrument(bin); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
