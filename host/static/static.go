@@ -7,6 +7,7 @@
 package static
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"html"
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/host/route"
 )
@@ -36,12 +38,18 @@ type Config struct {
 	CacheControl string
 	// Listing enables directory listings when no index file exists.
 	Listing bool
+	// Revalidate is how long what was learnt about a path (existence,
+	// size, mtime, and the contents of small files) is trusted before the
+	// file system is asked again, like nginx's open_file_cache valid=.
+	// 0 means 1s; negative means ask on every request.
+	Revalidate time.Duration
 }
 
 // Handler serves one directory.
 type Handler struct {
 	cfg  Config
 	root *os.Root
+	fc   fileCache
 }
 
 // New opens the root directory.
@@ -53,7 +61,10 @@ func New(cfg Config) (*Handler, error) {
 	if len(cfg.Index) == 0 {
 		cfg.Index = []string{"index.html"}
 	}
-	return &Handler{cfg: cfg, root: root}, nil
+	if cfg.Revalidate == 0 {
+		cfg.Revalidate = time.Second
+	}
+	return &Handler{cfg: cfg, root: root, fc: fileCache{m: map[string]*fileInfo{}}}, nil
 }
 
 // Close releases the root directory handle.
@@ -85,19 +96,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rel == "" {
 		rel = "."
 	}
-	f, err := h.root.Open(rel)
-	if err != nil {
-		h.openError(w, r, err)
+	now := time.Now()
+	fi := h.stat(rel, now)
+	if fi.err != nil {
+		h.openError(w, r, fi.err)
 		return
 	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		h.openError(w, r, err)
-		return
-	}
-	if st.IsDir() {
-		f.Close()
+	if fi.dir {
 		if !strings.HasSuffix(r.URL.Path, "/") {
 			// Relative links in the index need the trailing slash.
 			target := route.RootPath(r.Context()) + r.URL.Path + "/"
@@ -109,8 +114,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, idx := range h.cfg.Index {
 			p := path.Join(rel, idx)
-			if fi, err := h.root.Stat(p); err == nil && fi.Mode().IsRegular() {
-				h.serveFile(w, r, p, fi)
+			if ifi := h.stat(p, now); ifi.err == nil && ifi.regular {
+				h.serveFile(w, r, p, ifi, now)
 				return
 			}
 		}
@@ -121,12 +126,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.notFound(w, r)
 		return
 	}
-	f.Close()
-	if !st.Mode().IsRegular() {
+	if !fi.regular {
 		h.notFound(w, r)
 		return
 	}
-	h.serveFile(w, r, rel, st)
+	h.serveFile(w, r, rel, fi, now)
 }
 
 // hidden refuses dot-files (.git, .env) except /.well-known.
@@ -162,7 +166,7 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "404 not found", http.StatusNotFound)
 }
 
-func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, rel string, st fs.FileInfo) {
+func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, rel string, fi *fileInfo, now time.Time) {
 	hdr := w.Header()
 	ctype := mime.TypeByExtension(filepath.Ext(rel))
 	if ctype == "" {
@@ -186,11 +190,24 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, rel string, 
 			if !accepts(ae, e.name) {
 				continue
 			}
-			if fi, err := h.root.Stat(rel + e.ext); err == nil && fi.Mode().IsRegular() && !fi.ModTime().Before(st.ModTime()) {
-				open, enc, st = rel+e.ext, e.name, fi
+			// A sibling older than the original is stale: skip it.
+			if sfi := h.stat(rel+e.ext, now); sfi.err == nil && sfi.regular && !sfi.mod.Before(fi.mod) {
+				open, enc, fi = rel+e.ext, e.name, sfi
 				break
 			}
 		}
+	}
+	if enc != "" {
+		hdr.Set("Content-Encoding", enc)
+		hdr.Set("ETag", fi.etag[:len(fi.etag)-1]+"-"+enc+`"`)
+	} else {
+		hdr.Set("ETag", fi.etag)
+	}
+	// ServeContent handles If-None-Match/If-Modified-Since (304), ranges
+	// (206/416) and HEAD.
+	if fi.data != nil {
+		http.ServeContent(w, r, "", fi.mod, bytes.NewReader(fi.data))
+		return
 	}
 	f, err := h.root.Open(open)
 	if err != nil {
@@ -198,26 +215,16 @@ func (h *Handler) serveFile(w http.ResponseWriter, r *http.Request, rel string, 
 		return
 	}
 	defer f.Close()
-	if enc != "" {
-		hdr.Set("Content-Encoding", enc)
-	}
-	hdr.Set("ETag", etag(st, enc))
-	// ServeContent handles If-None-Match/If-Modified-Since (304), ranges
-	// (206/416) and HEAD; copying from an *os.File lets net/http use
-	// sendfile(2).
-	http.ServeContent(w, r, "", st.ModTime(), f)
+	// Copying from an *os.File lets net/http use sendfile(2).
+	http.ServeContent(w, r, "", fi.mod, f)
 }
 
-func etag(st fs.FileInfo, enc string) string {
-	b := make([]byte, 0, 48)
+func etag(size int64, mod time.Time) string {
+	b := make([]byte, 0, 40)
 	b = append(b, '"')
-	b = strconv.AppendInt(b, st.Size(), 36)
+	b = strconv.AppendInt(b, size, 36)
 	b = append(b, '-')
-	b = strconv.AppendInt(b, st.ModTime().UnixNano(), 36)
-	if enc != "" {
-		b = append(b, '-')
-		b = append(b, enc...)
-	}
+	b = strconv.AppendInt(b, mod.UnixNano(), 36)
 	return string(append(b, '"'))
 }
 

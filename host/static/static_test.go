@@ -145,7 +145,7 @@ func TestStatic(t *testing.T) {
 
 func TestConditional(t *testing.T) {
 	root, _ := tree(t)
-	srv := serve(t, Config{Root: root})
+	srv := serve(t, Config{Root: root, Revalidate: 50 * time.Millisecond})
 	resp, _ := do(t, "GET", srv.URL+"/hello.txt")
 	et, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	if et == "" || lm == "" {
@@ -166,8 +166,9 @@ func TestConditional(t *testing.T) {
 	if rz.Header.Get("ETag") == rp.Header.Get("ETag") {
 		t.Error("encoded and identity variants share an ETag")
 	}
-	// A changed file gets a new ETag.
+	// A changed file gets a new ETag once the cached metadata is revalidated.
 	os.Chtimes(filepath.Join(root, "hello.txt"), time.Now(), time.Now().Add(time.Hour))
+	time.Sleep(60 * time.Millisecond)
 	if r, _ := do(t, "GET", srv.URL+"/hello.txt", "If-None-Match", et); r.StatusCode != 200 {
 		t.Errorf("after change: %d", r.StatusCode)
 	}
@@ -213,5 +214,54 @@ func BenchmarkSmallFile(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+}
+
+// Small files are served from memory between revalidations, and changes
+// show up after the interval; with a negative interval, at once.
+func TestSmallFileCache(t *testing.T) {
+	for _, tt := range []struct {
+		name       string
+		revalidate time.Duration
+		wait       time.Duration
+	}{{"cached", 80 * time.Millisecond, 100 * time.Millisecond}, {"uncached", -1, 0}} {
+		t.Run(tt.name, func(t *testing.T) {
+			root, _ := tree(t)
+			srv := serve(t, Config{Root: root, Revalidate: tt.revalidate})
+			if _, body := do(t, "GET", srv.URL+"/hello.txt"); body != "hello, world" {
+				t.Fatalf("%q", body)
+			}
+			p := filepath.Join(root, "hello.txt")
+			os.WriteFile(p, []byte("changed content"), 0o644)
+			os.Chtimes(p, time.Now(), time.Now().Add(time.Minute))
+			if tt.revalidate > 0 {
+				if _, body := do(t, "GET", srv.URL+"/hello.txt"); body != "hello, world" {
+					t.Errorf("within the interval: %q", body)
+				}
+			}
+			time.Sleep(tt.wait)
+			if _, body := do(t, "GET", srv.URL+"/hello.txt"); body != "changed content" {
+				t.Errorf("after revalidation: %q", body)
+			}
+			os.Remove(p)
+			time.Sleep(tt.wait)
+			if r, _ := do(t, "GET", srv.URL+"/hello.txt"); r.StatusCode != 404 {
+				t.Errorf("removed file: %d", r.StatusCode)
+			}
+		})
+	}
+}
+
+// Files above the small-file limit go through the sendfile path.
+func TestLargeFileAndRange(t *testing.T) {
+	root := t.TempDir()
+	big := strings.Repeat("0123456789", 20000)
+	os.WriteFile(filepath.Join(root, "big.txt"), []byte(big), 0o644)
+	srv := serve(t, Config{Root: root})
+	if _, body := do(t, "GET", srv.URL+"/big.txt"); body != big {
+		t.Errorf("big file: %d bytes", len(body))
+	}
+	if r, body := do(t, "GET", srv.URL+"/big.txt", "Range", "bytes=100000-100009"); r.StatusCode != 206 || body != "0123456789" {
+		t.Errorf("range: %d %q", r.StatusCode, body)
 	}
 }
