@@ -81,6 +81,9 @@ type scenarioFunc func() Scenario
 func registry() []scenarioFunc {
 	return []scenarioFunc{
 		helloScenario,
+		proxyScenario,
+		staticScenario,
+		cacheScenario,
 	}
 }
 

@@ -4,11 +4,35 @@ import (
 	"math"
 	"math/rand/v2"
 	"sync"
+	"time"
 )
 
-// balancer picks one server among those ok() accepts, or nil.
+// balancer picks one server among those f accepts, or nil.
 type balancer interface {
-	pick(key string, hasKey bool, ok func(*Server) bool) *Server
+	pick(key string, hasKey bool, f *filter) *Server
+}
+
+// filter says which servers an attempt may use. A struct rather than a
+// closure: picking runs on every request and must not allocate.
+type filter struct {
+	now          time.Time
+	tried        [8]*Server
+	nTried       int
+	allowEjected bool    // nginx: when all are ejected, try them anyway
+	minLoad      float64 // leastConn: only servers at this load
+	loadCap      bool
+}
+
+func (f *filter) ok(s *Server) bool {
+	if s.down.Load() || (!f.allowEjected && s.ejected(f.now)) {
+		return false
+	}
+	for _, t := range f.tried[:f.nTried] {
+		if t == s {
+			return false
+		}
+	}
+	return !f.loadCap || load(s) == f.minLoad
 }
 
 // roundRobin is nginx's smooth weighted round-robin: over a cycle each server
@@ -23,12 +47,12 @@ func newRoundRobin(s []*Server) *roundRobin {
 	return &roundRobin{servers: s, current: make([]int, len(s))}
 }
 
-func (b *roundRobin) pick(_ string, _ bool, ok func(*Server) bool) *Server {
+func (b *roundRobin) pick(_ string, _ bool, f *filter) *Server {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	total, best := 0, -1
 	for i, s := range b.servers {
-		if !ok(s) {
+		if !f.ok(s) {
 			continue
 		}
 		b.current[i] += s.Weight
@@ -57,31 +81,38 @@ func newLeastConn(s []*Server) *leastConn {
 
 func load(s *Server) float64 { return float64(s.active.Load()) / float64(s.Weight) }
 
-func (b *leastConn) pick(key string, hasKey bool, ok func(*Server) bool) *Server {
+func (b *leastConn) pick(key string, hasKey bool, f *filter) *Server {
 	min := math.Inf(1)
 	for _, s := range b.servers {
-		if ok(s) {
+		if f.ok(s) {
 			min = math.Min(min, load(s))
 		}
 	}
 	if math.IsInf(min, 1) {
 		return nil
 	}
-	return b.rr.pick(key, hasKey, func(s *Server) bool { return ok(s) && load(s) == min })
+	f.minLoad, f.loadCap = min, true
+	defer func() { f.loadCap = false }()
+	if s := b.rr.pick(key, hasKey, f); s != nil {
+		return s
+	}
+	// Loads moved between the scan and the pick: take any.
+	f.loadCap = false
+	return b.rr.pick(key, hasKey, f)
 }
 
 // p2c is power-of-two-choices: two random candidates, the less loaded wins.
 // Near least-conn quality without scanning or a shared lock.
 type p2c struct{ servers []*Server }
 
-func (b *p2c) pick(_ string, _ bool, ok func(*Server) bool) *Server {
+func (b *p2c) pick(_ string, _ bool, f *filter) *Server {
 	n := len(b.servers)
 	var a, c *Server
 	// A few random draws find candidates cheaply; fall back to a scan when
 	// most servers are excluded.
 	for range 2 * n {
 		s := b.servers[rand.IntN(n)]
-		if !ok(s) || s == a {
+		if !f.ok(s) || s == a {
 			continue
 		}
 		if a == nil {
@@ -93,7 +124,7 @@ func (b *p2c) pick(_ string, _ bool, ok func(*Server) bool) *Server {
 	}
 	if a == nil {
 		for _, s := range b.servers {
-			if ok(s) {
+			if f.ok(s) {
 				a = s
 				break
 			}
@@ -120,14 +151,14 @@ func newRendezvous(s []*Server) *rendezvous {
 	return &rendezvous{servers: s, fallback: newRoundRobin(s)}
 }
 
-func (b *rendezvous) pick(key string, hasKey bool, ok func(*Server) bool) *Server {
+func (b *rendezvous) pick(key string, hasKey bool, f *filter) *Server {
 	if !hasKey {
-		return b.fallback.pick(key, hasKey, ok)
+		return b.fallback.pick(key, hasKey, f)
 	}
 	var best *Server
 	bestScore := math.Inf(-1)
 	for _, s := range b.servers {
-		if !ok(s) {
+		if !f.ok(s) {
 			continue
 		}
 		h := hashPair(key, s.id)

@@ -283,35 +283,32 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		key, hasKey = g.hashKey(req)
 	}
 	canRetry := retryable(req) && req.Header.Get("Upgrade") == ""
-	var tried [8]*Server
-	nTried := 0
-	isTried := func(s *Server) bool {
-		for _, t := range tried[:nTried] {
-			if t == s {
-				return true
-			}
-		}
-		return false
-	}
+	var f filter
 	var lastErr error
-	var names []string
 	timeout := false
+	tried := func() []string {
+		names := make([]string, f.nTried)
+		for i, s := range f.tried[:f.nTried] {
+			names[i] = s.id
+		}
+		return names
+	}
 	for attempt := 0; ; attempt++ {
-		now := time.Now()
-		s := g.bal.pick(key, hasKey, func(s *Server) bool { return !s.down.Load() && !s.ejected(now) && !isTried(s) })
+		f.now, f.allowEjected = time.Now(), false
+		s := g.bal.pick(key, hasKey, &f)
 		if s == nil {
 			// Everything is ejected: like nginx, try the ejected ones rather
 			// than fail outright (passive marks can be stale).
-			s = g.bal.pick(key, hasKey, func(s *Server) bool { return !s.down.Load() && !isTried(s) })
+			f.allowEjected = true
+			s = g.bal.pick(key, hasKey, &f)
 		}
 		if s == nil {
-			return nil, &Error{Group: g.cfg.Name, Tried: names, Err: lastErr, Timeout: timeout}
+			return nil, &Error{Group: g.cfg.Name, Tried: tried(), Err: lastErr, Timeout: timeout}
 		}
-		if nTried < len(tried) {
-			tried[nTried] = s
-			nTried++
+		if f.nTried < len(f.tried) {
+			f.tried[f.nTried] = s
+			f.nTried++
 		}
-		names = append(names, s.id)
 		resp, err := g.send(req, s)
 		if err == nil && !gatewayStatus(resp.StatusCode) {
 			return resp, nil
@@ -336,7 +333,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			if resp != nil {
 				return resp, nil // pass the upstream's own 502/503/504 on
 			}
-			return nil, &Error{Group: g.cfg.Name, Tried: names, Err: lastErr, Timeout: timeout}
+			return nil, &Error{Group: g.cfg.Name, Tried: tried(), Err: lastErr, Timeout: timeout}
 		}
 		if resp != nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
