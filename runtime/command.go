@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
 )
 
 // CommandApp runs a plain WASI command module (exports _start, no wasmsrv markers)
@@ -112,7 +114,13 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 }
 
 func (c *CommandApp) load(ctx context.Context, e *Engine) error {
-	cm, err := e.compile(ctx, c.rt, c.name, c.cfg.Wasm)
+	// The deadline stops a looping guest through the flag package interrupt adds
+	// (as for sync instances), not through wazero's per-loop exit to Go.
+	bin, err := interrupt.Instrument(c.cfg.Wasm)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotGuest, err)
+	}
+	cm, err := e.compile(ctx, c.rt, c.name, bin)
 	if err != nil {
 		return err
 	}
@@ -128,7 +136,8 @@ func (c *CommandApp) load(ctx context.Context, e *Engine) error {
 		WithArgs(c.name).
 		WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader).
-		WithStartFunctions(abi.ExportStart)
+		// _start is called by Run once the interrupt flag is in reach.
+		WithStartFunctions()
 	if len(c.cfg.Mounts) > 0 {
 		fsc := wazero.NewFSConfig()
 		for _, m := range c.cfg.Mounts {
@@ -194,14 +203,25 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 		mc = mc.WithStdout(cio.Stdout)
 	}
 
-	if cio.Abort != nil {
-		stop := context.AfterFunc(runCtx, cio.Abort)
-		defer stop()
-	}
 	mod, err := c.rt.InstantiateModule(runCtx, c.cm, mc)
-	if mod != nil {
-		_ = mod.Close(context.Background())
+	if err != nil {
+		if mod != nil {
+			_ = mod.Close(context.Background())
+		}
+		return c.classify(ctx, runCtx, err, stderr.Tail())
 	}
+	defer mod.Close(context.Background())
+	flag, _ := mod.ExportedGlobal(interrupt.ExportName).(api.MutableGlobal)
+	stop := context.AfterFunc(runCtx, func() {
+		if flag != nil {
+			flag.Set(1) // the guest traps at its next loop iteration
+		}
+		if cio.Abort != nil {
+			cio.Abort()
+		}
+	})
+	_, err = mod.ExportedFunction(abi.ExportStart).Call(runCtx)
+	stop()
 	if err == nil {
 		return nil
 	}
@@ -211,23 +231,21 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 // classify turns a failed run into one of Run's documented errors.
 func (c *CommandApp) classify(ctx, runCtx context.Context, err error, stderr string) error {
 	var exit *sys.ExitError
-	if errors.As(err, &exit) {
-		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			// A cancelled ctx reports ExitCodeContextCanceled: this is the run's deadline.
-			return ErrDeadline
-		case sys.ExitCodeContextCanceled:
-			if ctx.Err() != nil {
-				return fmt.Errorf("app %s: run stopped: %w", c.name, ctx.Err())
-			}
-		}
+	isExit := errors.As(err, &exit)
+	if isExit && exit.ExitCode() == 0 {
+		return nil // proc_exit(0), as Go's runtime does after main returns
 	}
-	if runCtx.Err() != nil && ctx.Err() == nil {
+	// Stopped (by the interrupt flag's trap, or by wazero on a done context):
+	// the caller going away comes first, then the run's own deadline.
+	if ctx.Err() != nil {
+		return fmt.Errorf("app %s: run stopped: %w", c.name, ctx.Err())
+	}
+	if runCtx.Err() != nil {
 		return ErrDeadline
 	}
 	ge := &GuestError{App: c.name, Kind: FailTrap, Err: err, Stderr: stderr}
 	switch {
-	case errors.As(err, &exit):
+	case isExit:
 		ge.Kind = FailExit
 	case strings.Contains(stderr, "out of memory"):
 		ge.Kind = FailMemory
