@@ -1,5 +1,6 @@
 // Package builder turns a Go guest package directory into a .wasm module with the
-// local Go toolchain (GOOS=wasip1, -buildmode=c-shared), caching the result by the
+// local Go toolchain (GOOS=wasip1; -buildmode=c-shared for SDK guests, a plain WASI
+// command for programs that do not use the SDK, served in CGI mode), caching the result by the
 // content of every source file that goes into it.
 package builder
 
@@ -62,7 +63,7 @@ func Build(ctx context.Context, dir string, opt Options) (path string, cached bo
 	if err != nil {
 		return "", false, err
 	}
-	key, err := contentKey(ctx, goCmd, abs, opt.Tags)
+	key, usesSDK, err := contentKey(ctx, goCmd, abs, opt.Tags)
 	if err != nil {
 		return "", false, err
 	}
@@ -79,7 +80,12 @@ func Build(ctx context.Context, dir string, opt Options) (path string, cached bo
 	}
 	defer os.RemoveAll(scratch)
 	tmp := filepath.Join(scratch, "out.wasm")
-	args := []string{"build", "-buildmode=c-shared", "-trimpath", "-o", tmp}
+	args := []string{"build", "-trimpath", "-o", tmp}
+	if usesSDK {
+		// A reactor with the SDK's exports. Without the SDK the package is an
+		// ordinary main: built as a WASI command, which wasmsrv serves CGI-style.
+		args = append(args, "-buildmode=c-shared")
+	}
 	if len(opt.Tags) > 0 {
 		args = append(args, "-tags", strings.Join(opt.Tags, ","))
 	}
@@ -97,6 +103,9 @@ func Build(ctx context.Context, dir string, opt Options) (path string, cached bo
 	return out, false, nil
 }
 
+// sdkImportPath is the Go SDK's package: guests that use it are reactors.
+const sdkImportPath = "github.com/wasmsrv/wasmsrv/sdk/go"
+
 func guestEnv() []string {
 	return append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 }
@@ -104,8 +113,9 @@ func guestEnv() []string {
 // contentKey hashes the Go version, the tags, and every file of every non-standard
 // package the guest depends on (and their go.mod/go.sum), so an edit anywhere in
 // the guest or the SDK means a rebuild and nothing else does.
-func contentKey(ctx context.Context, goCmd, dir string, tags []string) (string, error) {
-	args := []string{"list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{\"\\t\"}}{{.Module.GoMod}}{{end}}"}
+// It also reports whether the guest depends on the wasmsrv Go SDK.
+func contentKey(ctx context.Context, goCmd, dir string, tags []string) (key string, usesSDK bool, err error) {
+	args := []string{"list", "-deps", "-f", "{{if not .Standard}}{{.Dir}}{{\"\\t\"}}{{.Module.GoMod}}{{\"\\t\"}}{{.ImportPath}}{{end}}"}
 	if len(tags) > 0 {
 		args = append(args, "-tags", strings.Join(tags, ","))
 	}
@@ -116,23 +126,27 @@ func contentKey(ctx context.Context, goCmd, dir string, tags []string) (string, 
 	cmd.Stderr = &stderr
 	listing, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("go list in %s failed: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
+		return "", false, fmt.Errorf("go list in %s failed: %w\n%s", dir, err, strings.TrimSpace(stderr.String()))
 	}
 	ver, err := exec.CommandContext(ctx, goCmd, "env", "GOVERSION").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOVERSION: %w", err)
+		return "", false, fmt.Errorf("go env GOVERSION: %w", err)
 	}
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", bytes.TrimSpace(ver), strings.Join(tags, ","))
 	var files []string
 	for _, line := range strings.Split(strings.TrimSpace(string(listing)), "\n") {
-		pkgDir, gomod, _ := strings.Cut(line, "\t")
+		pkgDir, rest, _ := strings.Cut(line, "\t")
+		gomod, importPath, _ := strings.Cut(rest, "\t")
+		if importPath == sdkImportPath {
+			usesSDK = true
+		}
 		if pkgDir == "" {
 			continue
 		}
 		ents, err := os.ReadDir(pkgDir)
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 		for _, e := range ents {
 			if !e.IsDir() {
@@ -157,8 +171,8 @@ func contentKey(ctx context.Context, goCmd, dir string, tags []string) (string, 
 		_, err = io.Copy(h, fh)
 		fh.Close()
 		if err != nil {
-			return "", err
+			return "", false, err
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return hex.EncodeToString(h.Sum(nil))[:16], usesSDK, nil
 }
