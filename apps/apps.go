@@ -16,6 +16,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/builder"
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -38,8 +39,13 @@ type Spec struct {
 	// Env and Mounts configure the sandbox.
 	Env    []string
 	Mounts []runtime.Mount
-	// HostModules are the plugin modules granted to the app.
+	// HostModules are extra host modules given to the app as they are.
 	HostModules []runtime.HostModule
+	// Plugins are the plugins compiled into this build; Grants are those the app may
+	// import, each with its config section (log is always granted). The granted
+	// plugins are opened with the app and closed after it.
+	Plugins *plugins.Registry
+	Grants  plugins.Grants
 }
 
 // App is an opened app: its handler and what is needed to stop it.
@@ -59,6 +65,13 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	if spec.Name == "" {
 		spec.Name = appName(spec.Source)
 	}
+	if spec.Plugins != nil {
+		return openWithPlugins(ctx, eng, spec, log)
+	}
+	return open(ctx, eng, spec, log)
+}
+
+func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
 	wasmPath := spec.Source
 	if builder.IsPackageDir(spec.Source) {
 		start := time.Now()

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,17 @@ type Run struct {
 	CacheDir          string   `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
 	Env               []string `env:"APP_ENV" envSeparator:";" flag:"env" help:"KEY=VALUE given to the guest's environment (repeatable; env var: ;-separated)"`
 	Dirs              []string `env:"APP_DIRS" envSeparator:";" flag:"dir" help:"HOST:GUEST[:ro] directory to mount in the guest (repeatable)"`
+
+	// Plugins (plugins/README.md). Deny by default: the app may import only the
+	// plugins granted here; log is always granted.
+	Grants          []string `env:"GRANTS" envSeparator:"," flag:"grant" help:"plugins the app may import, e.g. kv,http (repeatable; log is always granted)"`
+	KVPath          string   `env:"KV_PATH" flag:"kv-path" help:"bbolt file of the kv plugin (default ~/.local/state/wasmsrv/kv.db)"`
+	RedisURL        string   `env:"REDIS_URL" flag:"redis-url" help:"Redis for the kv and pubsub plugins, to share state between nodes (redis://host:6379/0)"`
+	HTTPAllow       []string `env:"HTTP_ALLOW" envSeparator:"," flag:"http-allow" help:"hosts the http plugin may reach: name[:port], *.domain, IP[:port] or CIDR (repeatable)"`
+	HTTPTimeout     Duration `env:"HTTP_TIMEOUT" envDefault:"10s" flag:"http-timeout" help:"timeout of one outbound request of the http plugin"`
+	HTTPMaxResponse Size     `env:"HTTP_MAX_RESPONSE" envDefault:"4MiB" flag:"http-max-response" help:"largest response body the http plugin reads"`
+	Vars            []string `env:"VARS" envSeparator:";" flag:"var" help:"KEY=VALUE variable for the config plugin (repeatable)"`
+	Secrets         []string `env:"SECRETS" envSeparator:";" flag:"secret" help:"KEY=env:NAME or KEY=file:PATH secret for the config plugin (repeatable)"`
 }
 
 // EnvPrefix prefixes every variable of Run.
@@ -124,6 +136,11 @@ func (c *Run) Validate() error {
 	for _, kv := range c.Env {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
 			errs = append(errs, fmt.Sprintf("env: %q, want KEY=VALUE", kv))
+		}
+	}
+	for _, kv := range append(slices.Clone(c.Vars), c.Secrets...) {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			errs = append(errs, fmt.Sprintf("var/secret: %q, want KEY=VALUE", kv))
 		}
 	}
 	for _, d := range c.Dirs {

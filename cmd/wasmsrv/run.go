@@ -16,6 +16,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -63,6 +64,17 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	defer eng.Close(context.Background())
 
+	reg, err := plugins.NewRegistry(installedPlugins(cfg)...)
+	if err != nil {
+		return err
+	}
+	// Runs after app.Close below: per-app plugin state first, then the backends.
+	defer func() {
+		if err := reg.Close(); err != nil {
+			log.Warn("closing plugins", "err", err)
+		}
+	}()
+
 	var mounts []runtime.Mount
 	for _, d := range cfg.Dirs {
 		hg, ro, _ := config.ParseMount(d)
@@ -79,6 +91,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		BodyLimit:   int64(cfg.BodyLimit),
 		Env:         cfg.Env,
 		Mounts:      mounts,
+		Plugins:     reg,
+		Grants:      runGrants(cfg),
 	}, log)
 	if err != nil {
 		return err

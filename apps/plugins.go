@@ -1,0 +1,31 @@
+package apps
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// openWithPlugins opens the app's granted plugins, gives their host modules to the
+// app and closes them after the app (its instances may still call them while the
+// pool drains).
+func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+	opened, err := spec.Plugins.Open(ctx, spec.Name, spec.Grants, log.With("app", spec.Name))
+	if err != nil {
+		return nil, err
+	}
+	spec.HostModules = append(slices.Clip(spec.HostModules), opened.HostModules()...)
+	app, err := open(ctx, eng, spec, log)
+	if err != nil {
+		_ = opened.Close(ctx)
+		return nil, err
+	}
+	appClose := app.close
+	app.close = func(ctx context.Context) error {
+		return errors.Join(appClose(ctx), opened.Close(ctx))
+	}
+	return app, nil
+}

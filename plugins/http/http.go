@@ -1,0 +1,331 @@
+// Package http is the `http` plugin (import module wasmsrv_http, ABI.md): outbound
+// HTTP requests from guests, to allow-listed hosts only. Deny by default; private
+// and loopback addresses are refused unless listed as IPs or CIDRs. Every request
+// has a timeout (never beyond the guest's own request deadline) and a response size
+// limit. In sync mode send blocks until the response is read.
+package http
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// Version is the plugin ABI version (ABI.md).
+const Version = "1.0"
+
+// Defaults for apps without their own settings.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultMaxResponse = 4 << 20
+	DefaultMaxRequest  = 4 << 20
+	// MaxOpen is how many responses one instance may hold unclosed.
+	MaxOpen      = 16
+	maxRedirects = 5
+)
+
+// Config is the per-app section.
+type Config struct {
+	// Allow lists the hosts the app may reach (see allowList for the forms).
+	Allow []string `json:"allow"`
+	// Timeout bounds one request, connect to last body byte (default 10 s).
+	Timeout plugins.Duration `json:"timeout"`
+	// MaxResponse bounds the response body in bytes (default 4 MiB).
+	MaxResponse int64 `json:"max_response"`
+	// MaxRequest bounds the request body in bytes (default 4 MiB).
+	MaxRequest int64 `json:"max_request"`
+}
+
+// Plugin is the http plugin. The zero value is ready.
+type Plugin struct{}
+
+// New returns the http plugin.
+func New() *Plugin { return &Plugin{} }
+
+// Name implements plugins.Plugin.
+func (*Plugin) Name() string { return "http" }
+
+// Version implements plugins.Plugin.
+func (*Plugin) Version() string { return Version }
+
+type appHTTP struct {
+	allow       *allowList
+	client      *nethttp.Client
+	timeout     time.Duration
+	maxResponse int64
+	maxRequest  int64
+	log         *slog.Logger
+}
+
+// errDenied marks a dial or redirect refused by the allow list.
+var errDenied = errors.New("host not allowed")
+
+// Open implements plugins.Plugin.
+func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+	var cfg Config
+	if err := app.Config.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	al, err := parseAllow(cfg.Allow)
+	if err != nil {
+		return nil, err
+	}
+	a := &appHTTP{allow: al, timeout: cfg.Timeout.D(DefaultTimeout),
+		maxResponse: cfg.MaxResponse, maxRequest: cfg.MaxRequest, log: app.Logger.With("plugin", "http")}
+	if a.maxResponse <= 0 {
+		a.maxResponse = DefaultMaxResponse
+	}
+	if a.maxRequest <= 0 {
+		a.maxRequest = DefaultMaxRequest
+	}
+	dialer := &net.Dialer{Timeout: a.timeout, Control: a.control}
+	tr := &nethttp.Transport{
+		Proxy:                  nil, // an environment proxy would bypass the allow list
+		DialContext:            dialer.DialContext,
+		MaxIdleConnsPerHost:    8,
+		IdleConnTimeout:        60 * time.Second,
+		TLSHandshakeTimeout:    a.timeout,
+		ResponseHeaderTimeout:  a.timeout,
+		MaxResponseHeaderBytes: 64 << 10,
+		ForceAttemptHTTP2:      true,
+	}
+	a.client = &nethttp.Client{Transport: tr, CheckRedirect: a.checkRedirect}
+	s := plugins.Sig
+	i32, i64 := plugins.I32, plugins.I64
+	return &plugins.Binding{
+		Funcs: []runtime.HostFunc{
+			{Name: "send", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.send},
+			{Name: "response", Params: s(i32, i32, i32), Results: s(i64), Fn: a.response},
+			{Name: "close", Params: s(i32), Results: s(i32), Fn: a.close},
+		},
+		Close: func(context.Context) error { tr.CloseIdleConnections(); return nil },
+	}, nil
+}
+
+// control runs for every connection the transport dials, after name resolution:
+// the address actually dialled must pass, whatever DNS said.
+func (a *appHTTP) control(_, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("%w: %s", errDenied, address)
+	}
+	if !a.allow.allowsIP(ap.Addr(), int(ap.Port()), false) {
+		return fmt.Errorf("%w: %s", errDenied, address)
+	}
+	return nil
+}
+
+func (a *appHTTP) checkRedirect(req *nethttp.Request, via []*nethttp.Request) error {
+	if len(via) >= maxRedirects {
+		return fmt.Errorf("stopped after %d redirects", maxRedirects)
+	}
+	if !a.allowsURL(req.URL) {
+		return fmt.Errorf("%w: redirect to %s", errDenied, req.URL.Host)
+	}
+	return nil
+}
+
+func (a *appHTTP) allowsURL(u *url.URL) bool {
+	port := 80
+	if u.Scheme == "https" {
+		port = 443
+	}
+	if p := u.Port(); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return false
+		}
+		port = n
+	}
+	return a.allow.allowsHost(u.Hostname(), port)
+}
+
+// handles are one instance's open responses, kept on the instance so they die with
+// it even if the guest never closes them.
+type handles struct {
+	next uint32
+	m    map[uint32][]byte
+}
+
+type handlesKey struct{}
+
+func instHandles(ctx context.Context, fn string) *handles {
+	in := runtime.InstanceFrom(ctx)
+	if in == nil {
+		plugins.Trap(fn, "called outside an instance")
+	}
+	h, _ := in.Value(handlesKey{}).(*handles)
+	if h == nil {
+		h = &handles{m: map[uint32][]byte{}}
+		in.SetValue(handlesKey{}, h)
+	}
+	return h
+}
+
+// send(req, req_len, body, body_len) -> i64
+func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "wasmsrv_http.send"
+	reqb := plugins.Region(fn, mod, stack[0], stack[1])
+	body := plugins.Region(fn, mod, stack[2], stack[3])
+	hs := instHandles(ctx, fn)
+	if len(hs.m) >= MaxOpen {
+		stack[0] = plugins.Status(pluginabi.ErrQuota)
+		return
+	}
+	if int64(len(body)) > a.maxRequest {
+		stack[0] = plugins.Status(pluginabi.ErrTooLarge)
+		return
+	}
+	req, status := a.decode(ctx, reqb, body)
+	if status != 0 {
+		stack[0] = plugins.Status(status)
+		return
+	}
+	out, status := a.do(req)
+	if status != 0 {
+		stack[0] = plugins.Status(status)
+		return
+	}
+	hs.next++
+	if hs.next == 0 {
+		hs.next = 1
+	}
+	hs.m[hs.next] = out
+	stack[0] = uint64(hs.next)
+}
+
+// decode parses the request block (ABI.md): method, URL, then header name/value
+// items. The body is copied: the request outlives nothing, but the transport may
+// read it on another goroutine.
+func (a *appHTTP) decode(ctx context.Context, b, body []byte) (*nethttp.Request, int32) {
+	method, b, ok1 := pluginabi.NextItem(b)
+	rawURL, b, ok2 := pluginabi.NextItem(b)
+	if !ok1 || !ok2 {
+		return nil, pluginabi.ErrBadArgument
+	}
+	u, err := url.Parse(string(rawURL))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		return nil, pluginabi.ErrBadArgument
+	}
+	if !a.allowsURL(u) {
+		a.log.Debug("outbound request denied", "host", u.Host)
+		return nil, pluginabi.ErrDenied
+	}
+	m := string(method)
+	if m == "" {
+		m = nethttp.MethodGet
+	}
+	var rd io.Reader
+	if len(body) > 0 {
+		rd = strings.NewReader(string(body))
+	}
+	req, err := nethttp.NewRequestWithContext(ctx, m, u.String(), rd)
+	if err != nil {
+		return nil, pluginabi.ErrBadArgument
+	}
+	for len(b) > 0 {
+		k, rest, ok1 := pluginabi.NextItem(b)
+		v, rest, ok2 := pluginabi.NextItem(rest)
+		if !ok1 || !ok2 {
+			return nil, pluginabi.ErrBadArgument
+		}
+		b = rest
+		name := nethttp.CanonicalHeaderKey(string(k))
+		switch name {
+		case "Host":
+			req.Host = string(v)
+		case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Connection", "Content-Length":
+			// hop-by-hop or computed by the transport
+		default:
+			req.Header.Add(name, string(v))
+		}
+	}
+	return req, 0
+}
+
+// do performs req with the app's timeout and encodes the response block.
+func (a *appHTTP) do(req *nethttp.Request) ([]byte, int32) {
+	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
+	defer cancel()
+	resp, err := a.client.Do(req.WithContext(ctx))
+	if err != nil {
+		return nil, a.classify(req, err)
+	}
+	defer resp.Body.Close()
+	out := make([]byte, 8, 512)
+	binary.LittleEndian.PutUint32(out, uint32(resp.StatusCode))
+	var hs []abi.Header
+	for k, vs := range resp.Header {
+		for _, v := range vs {
+			hs = append(hs, abi.Header{Name: strings.ToLower(k), Value: v})
+		}
+	}
+	out = abi.AppendHeaderBlock(out, hs)
+	binary.LittleEndian.PutUint32(out[4:], uint32(len(out)-8))
+	if resp.ContentLength > a.maxResponse {
+		return nil, pluginabi.ErrTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, a.maxResponse+1))
+	if err != nil {
+		return nil, a.classify(req, err)
+	}
+	if int64(len(body)) > a.maxResponse {
+		return nil, pluginabi.ErrTooLarge
+	}
+	return append(out, body...), 0
+}
+
+func (a *appHTTP) classify(req *nethttp.Request, err error) int32 {
+	var ne net.Error
+	switch {
+	case errors.Is(err, errDenied):
+		a.log.Debug("outbound request denied", "url", req.URL.Redacted(), "err", err)
+		return pluginabi.ErrDenied
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return pluginabi.ErrTimeout
+	case errors.Is(err, context.Canceled):
+		return pluginabi.ErrTimeout
+	}
+	a.log.Debug("outbound request failed", "url", req.URL.Redacted(), "err", err)
+	return pluginabi.ErrUnavailable
+}
+
+// response(h, buf, limit) -> i64
+func (a *appHTTP) response(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "wasmsrv_http.response"
+	hs := instHandles(ctx, fn)
+	out, ok := hs.m[uint32(stack[0])]
+	if !ok {
+		plugins.Trap(fn, fmt.Sprintf("unknown response handle %d", uint32(stack[0])))
+	}
+	stack[0] = plugins.Out(fn, mod, stack[1], stack[2], out)
+}
+
+// close(h) -> i32
+func (a *appHTTP) close(ctx context.Context, _ api.Module, stack []uint64) {
+	const fn = "wasmsrv_http.close"
+	hs := instHandles(ctx, fn)
+	if _, ok := hs.m[uint32(stack[0])]; !ok {
+		plugins.Trap(fn, fmt.Sprintf("unknown response handle %d", uint32(stack[0])))
+	}
+	delete(hs.m, uint32(stack[0]))
+	stack[0] = 0
+}

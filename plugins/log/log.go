@@ -1,0 +1,204 @@
+// Package log is the `log` plugin (import module wasmsrv_log, ABI.md): levelled,
+// structured guest logs into the host's slog, tagged with the app, the instance and
+// the request id. It is granted to every app by default.
+package log
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tetratelabs/wazero/api"
+	"golang.org/x/time/rate"
+
+	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// Version is the plugin ABI version (ABI.md).
+const Version = "1.0"
+
+// Limits that keep a chatty or hostile guest from flooding the host log.
+const (
+	// MaxMessage truncates longer messages (and attribute values).
+	MaxMessage = 16 << 10
+	// MaxAttrs drops attributes past this many per record.
+	MaxAttrs = 64
+	// DefaultRate is records per second per app (burst: twice as many).
+	DefaultRate = 1000
+)
+
+// Config is the per-app section.
+type Config struct {
+	// Level is the lowest level logged: debug, info, warn or error (default: debug,
+	// so the host logger's own level decides).
+	Level string `json:"level"`
+	// Rate is records per second the app may log before records are dropped
+	// (default DefaultRate; dropped records are counted in a periodic warning).
+	Rate float64 `json:"rate"`
+}
+
+// Plugin is the log plugin. The zero value is ready.
+type Plugin struct{}
+
+// New returns the log plugin.
+func New() *Plugin { return &Plugin{} }
+
+// Name implements plugins.Plugin.
+func (*Plugin) Name() string { return "log" }
+
+// Version implements plugins.Plugin.
+func (*Plugin) Version() string { return Version }
+
+// appLog is one app's logging state.
+type appLog struct {
+	log     *slog.Logger
+	min     slog.Level
+	limiter *rate.Limiter
+	dropped *dropCounter
+}
+
+// Open implements plugins.Plugin.
+func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+	var cfg Config
+	if err := app.Config.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	a := &appLog{log: app.Logger, min: slog.LevelDebug}
+	if cfg.Level != "" {
+		if err := a.min.UnmarshalText([]byte(cfg.Level)); err != nil {
+			return nil, fmt.Errorf("level: %w", err)
+		}
+	}
+	r := cfg.Rate
+	if r <= 0 {
+		r = DefaultRate
+	}
+	a.limiter = rate.NewLimiter(rate.Limit(r), int(2*r)+1)
+	a.dropped = newDropCounter(app.Logger.With("plugin", "log"))
+	return &plugins.Binding{
+		Funcs: []runtime.HostFunc{
+			{Name: "write", Params: plugins.Sig(plugins.I32, plugins.I32, plugins.I32, plugins.I32, plugins.I32), Results: plugins.Sig(plugins.I32), Fn: a.write},
+			{Name: "enabled", Params: plugins.Sig(plugins.I32), Results: plugins.Sig(plugins.I32), Fn: a.enabled},
+		},
+		Close: func(context.Context) error { a.dropped.stop(); return nil },
+	}, nil
+}
+
+func (a *appLog) enabledAt(ctx context.Context, lv slog.Level) bool {
+	return lv >= a.min && a.log.Enabled(ctx, lv)
+}
+
+// enabled(level i32) -> i32
+func (a *appLog) enabled(ctx context.Context, _ api.Module, stack []uint64) {
+	if a.enabledAt(ctx, slog.Level(int32(stack[0]))) {
+		stack[0] = 1
+	} else {
+		stack[0] = 0
+	}
+}
+
+// reserved attribute keys belong to the host; a guest's attribute of the same name is
+// renamed so a record cannot pretend to come from another app or request.
+func reserved(k string) bool {
+	switch k {
+	case "app", "instance", "request_id", "plugin", "time", "level", "msg":
+		return true
+	}
+	return false
+}
+
+// write(level i32, msg i32, msg_len i32, attrs i32, attrs_len i32) -> i32
+func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
+	const fn = "wasmsrv_log.write"
+	lv := slog.Level(int32(stack[0]))
+	msg := plugins.Region(fn, mod, stack[1], stack[2])
+	attrs := plugins.Region(fn, mod, stack[3], stack[4])
+	if !a.enabledAt(ctx, lv) {
+		stack[0] = 0
+		return
+	}
+	if !a.limiter.Allow() {
+		a.dropped.add()
+		stack[0] = 0
+		return
+	}
+	rec := slog.NewRecord(time.Now(), lv, string(clip(msg)), 0)
+	if in := runtime.InstanceFrom(ctx); in != nil {
+		rec.AddAttrs(slog.Uint64("instance", in.ID()))
+		if id := in.RequestID(); id != "" {
+			rec.AddAttrs(slog.String("request_id", id))
+		}
+	}
+	status := pluginabi.OK
+	for n := 0; len(attrs) > 0; n++ {
+		k, rest, ok1 := pluginabi.NextItem(attrs)
+		v, rest, ok2 := pluginabi.NextItem(rest)
+		if !ok1 || !ok2 {
+			status = pluginabi.ErrBadArgument
+			break
+		}
+		attrs = rest
+		if n >= MaxAttrs {
+			continue
+		}
+		key := string(clip(k))
+		if reserved(key) {
+			key = "guest_" + key
+		}
+		rec.AddAttrs(slog.String(key, string(clip(v))))
+	}
+	_ = a.log.Handler().Handle(ctx, rec)
+	stack[0] = uint64(uint32(status))
+}
+
+func clip(b []byte) []byte {
+	if len(b) > MaxMessage {
+		return b[:MaxMessage]
+	}
+	return b
+}
+
+// dropCounter reports records dropped by the rate limit at most every 10 s, so the
+// warning cannot itself flood the log.
+type dropCounter struct {
+	log  *slog.Logger
+	n    chan struct{}
+	done chan struct{}
+}
+
+func newDropCounter(log *slog.Logger) *dropCounter {
+	d := &dropCounter{log: log, n: make(chan struct{}, 1024), done: make(chan struct{})}
+	go d.run()
+	return d
+}
+
+func (d *dropCounter) add() {
+	select {
+	case d.n <- struct{}{}:
+	default: // the reporter is behind; the count is a lower bound
+	}
+}
+
+func (d *dropCounter) run() {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	dropped := 0
+	for {
+		select {
+		case <-d.n:
+			dropped++
+		case <-t.C:
+			if dropped > 0 {
+				d.log.Warn("guest log records dropped by the rate limit", "dropped", dropped)
+				dropped = 0
+			}
+		case <-d.done:
+			return
+		}
+	}
+}
+
+func (d *dropCounter) stop() { close(d.done) }

@@ -1,0 +1,156 @@
+package plugins
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// DefaultGrant is granted to every app: structured logging carries no authority.
+const DefaultGrant = "log"
+
+// Registry is the set of plugins compiled into a binary. It is immutable after
+// NewRegistry and safe for concurrent use.
+type Registry struct {
+	byName map[string]Plugin
+	names  []string
+}
+
+// NewRegistry builds a registry, rejecting bad or duplicate names.
+func NewRegistry(ps ...Plugin) (*Registry, error) {
+	r := &Registry{byName: map[string]Plugin{}}
+	for _, p := range ps {
+		name := p.Name()
+		if !validName(name) {
+			return nil, fmt.Errorf("plugin name %q: want lower-case letters, digits and _", name)
+		}
+		if _, dup := r.byName[name]; dup {
+			return nil, fmt.Errorf("plugin %q registered twice", name)
+		}
+		r.byName[name] = p
+		r.names = append(r.names, name)
+	}
+	slices.Sort(r.names)
+	return r, nil
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// Names lists the registered plugins, sorted.
+func (r *Registry) Names() []string { return slices.Clone(r.names) }
+
+// Lookup returns the plugin called name.
+func (r *Registry) Lookup(name string) (Plugin, bool) {
+	p, ok := r.byName[name]
+	return p, ok
+}
+
+// Grants are an app's grants: plugin name → its config section (nil for none).
+type Grants map[string]Section
+
+// ParseGrants turns CLI grant lists ("kv,http", repeated flags) into Grants.
+func ParseGrants(lists ...string) Grants {
+	g := Grants{}
+	for _, l := range lists {
+		for _, name := range strings.Split(l, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				g[name] = g[name]
+			}
+		}
+	}
+	return g
+}
+
+// Opened is the set of plugins opened for one app.
+type Opened struct {
+	app      string
+	modules  []runtime.HostModule
+	closers  []func(context.Context) error
+	versions map[string]string
+}
+
+// Open opens the granted plugins (plus DefaultGrant) for app. An unknown grant is an
+// error naming the plugin and the app. On error nothing stays open.
+func (r *Registry) Open(ctx context.Context, app string, grants Grants, log *slog.Logger) (*Opened, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	names := make([]string, 0, len(grants)+1)
+	for name := range grants {
+		names = append(names, name)
+	}
+	if _, ok := r.byName[DefaultGrant]; ok && !slices.Contains(names, DefaultGrant) {
+		names = append(names, DefaultGrant)
+	}
+	slices.Sort(names)
+	o := &Opened{app: app, versions: map[string]string{}}
+	for _, name := range names {
+		p, ok := r.byName[name]
+		if !ok {
+			_ = o.Close(ctx)
+			return nil, fmt.Errorf("app %s: grant %q: no such plugin in this build (have: %s)", app, name, strings.Join(r.names, ", "))
+		}
+		b, err := p.Open(ctx, App{Name: app, Config: grants[name], Logger: log})
+		if err != nil {
+			_ = o.Close(ctx)
+			return nil, fmt.Errorf("app %s: plugin %s: %w", app, name, err)
+		}
+		o.modules = append(o.modules, runtime.HostModule{Name: Module(p), Funcs: b.Funcs})
+		if b.Close != nil {
+			o.closers = append(o.closers, b.Close)
+		}
+		o.versions[name] = p.Version()
+	}
+	return o, nil
+}
+
+// HostModules are the import modules to give the app's runtime.
+func (o *Opened) HostModules() []runtime.HostModule { return o.modules }
+
+// Versions maps each opened plugin to its ABI version (for status pages and logs).
+func (o *Opened) Versions() map[string]string { return o.versions }
+
+// Close releases every plugin's per-app state, in reverse order of opening. Call it
+// after the app's instances are closed.
+func (o *Opened) Close(ctx context.Context) error {
+	var errs []error
+	for i := len(o.closers) - 1; i >= 0; i-- {
+		if err := o.closers[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	o.closers = nil
+	if len(errs) > 0 {
+		return fmt.Errorf("app %s: closing plugins: %w", o.app, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Close closes the plugins that hold process-wide resources (io.Closer).
+func (r *Registry) Close() error {
+	var errs []error
+	for _, name := range r.names {
+		if c, ok := r.byName[name].(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("plugin %s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

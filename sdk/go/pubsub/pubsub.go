@@ -1,0 +1,96 @@
+// Package pubsub is the guest binding of the wasmsrv `pubsub` plugin
+// (plugins/pubsub/ABI.md): publish/subscribe between the instances of this app, on
+// this node or, with Redis configured, on every node. The app must be granted pubsub.
+//
+//	pubsub.Publish("room:1", []byte("hello"))
+//	s, _ := pubsub.Subscribe("room:1")
+//	defer s.Close()
+//	msg, err := s.Receive(30 * time.Second) // ErrTimeout when nothing came
+package pubsub
+
+import (
+	"time"
+	"unsafe"
+
+	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
+)
+
+// Error is a status returned by the host.
+type Error int32
+
+func (e Error) Error() string { return "pubsub: " + pluginabi.StatusText(int32(e)) }
+
+// Errors the host returns.
+const (
+	// ErrTimeout: no message within the timeout.
+	ErrTimeout = Error(pluginabi.ErrTimeout)
+	// ErrClosed: the request is over (deadline passed or client gone).
+	ErrClosed = Error(pluginabi.ErrClosed)
+	// ErrTooLarge: the message is over the app's limit.
+	ErrTooLarge = Error(pluginabi.ErrTooLarge)
+	// ErrQuota: too many subscriptions on this instance.
+	ErrQuota = Error(pluginabi.ErrQuota)
+	// ErrBadArgument: empty or over-long topic.
+	ErrBadArgument = Error(pluginabi.ErrBadArgument)
+	// ErrUnavailable: the broker (Redis) failed.
+	ErrUnavailable = Error(pluginabi.ErrUnavailable)
+)
+
+func sptr(s string) unsafe.Pointer { return unsafe.Pointer(unsafe.StringData(s)) }
+
+func ptr(b []byte) unsafe.Pointer {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Pointer(&b[0])
+}
+
+// Publish sends msg to every current subscriber of topic in this app.
+func Publish(topic string, msg []byte) error {
+	if r := publish(sptr(topic), uint32(len(topic)), ptr(msg), uint32(len(msg))); r != 0 {
+		return Error(r)
+	}
+	return nil
+}
+
+// Subscription receives the messages of one topic published after it was made.
+type Subscription struct {
+	h   uint32
+	buf []byte
+}
+
+// Subscribe starts receiving topic's messages.
+func Subscribe(topic string) (*Subscription, error) {
+	r := subscribe(sptr(topic), uint32(len(topic)))
+	if r < 0 {
+		return nil, Error(r)
+	}
+	return &Subscription{h: uint32(r), buf: make([]byte, 4096)}, nil
+}
+
+// Receive returns the next message, waiting up to timeout (0: only what is queued).
+// The returned slice is valid until the next Receive.
+func (s *Subscription) Receive(timeout time.Duration) ([]byte, error) {
+	ms := timeout.Milliseconds()
+	if ms > 1<<31-1 {
+		ms = 1<<31 - 1
+	}
+	for {
+		r := receive(s.h, ptr(s.buf), uint32(len(s.buf)), uint32(ms))
+		if r < 0 {
+			return nil, Error(r)
+		}
+		if int(r) <= len(s.buf) {
+			return s.buf[:r], nil
+		}
+		s.buf = make([]byte, r) // the host keeps the message for the retry
+	}
+}
+
+// Close ends the subscription.
+func (s *Subscription) Close() error {
+	if r := unsubscribe(s.h); r != 0 {
+		return Error(r)
+	}
+	return nil
+}
