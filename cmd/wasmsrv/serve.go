@@ -85,15 +85,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// Catch SIGHUP before announcing anything: a reload sent right after
+	// start must not kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	if err := s.Listen(); err != nil {
 		_ = s.Close(context.Background())
 		return err
 	}
 	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), s.AdminURL())
-
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for {
 			select {
