@@ -18,17 +18,18 @@
 // That exit to Go also served a second purpose: native code cannot be
 // preempted, so a guest spinning in compiled code blocks every stop-the-world
 // of the process (GC) until it leaves, and with it the goroutine that would
-// interrupt it: a deadlock. So modules with a memory also get a second,
-// unexported counter global; every 1024 loop iterations the check runs
-// `memory.grow 0`, which wazero implements as a short exit to Go where the
-// goroutine can be preempted. Per iteration that is one more load, subtract,
-// store and never-taken branch. Modules without a memory (rare: every
-// toolchain's guests have one) get the flag check only.
+// interrupt it: a deadlock. So in modules with a memory, each function with a
+// loop also gets a new i32 local counting iterations; every 1024 of them the
+// check runs `memory.grow 0`, which wazero implements as a short exit to Go
+// where the goroutine can be preempted. Per iteration that adds a register
+// decrement, an `and` and a never-taken branch. Modules without a memory
+// (rare: every toolchain's guests have one) get the flag check only.
 package interrupt
 
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ExportName is the export name of the injected global.
@@ -106,11 +107,15 @@ type section struct {
 // `global.get $g  if (empty block type 0x40)  unreachable  end`. Setting the
 // global to non-zero from the host (api.MutableGlobal.Set via
 // mod.ExportedGlobal(ExportName)) makes the guest trap with `unreachable` at its
-// next loop iteration. If the module has a memory, a second unexported global
-// counts iterations for the GC safepoint described in the package comment.
-// The new globals come after all existing ones, so no index changes. Every
-// section it does not need to change is kept byte for byte.
-func Instrument(bin []byte) ([]byte, error) {
+// next loop iteration. If the module has a memory, functions with loops also
+// get a local that counts iterations for the GC safepoint described in the
+// package comment. The new global and locals come after all existing ones, so
+// no index changes. Every section it does not need to change is kept byte for
+// byte.
+func Instrument(bin []byte) ([]byte, error) { return instrument(bin, true) }
+
+// instrument can leave out the safepoints, for benchmarks only.
+func instrument(bin []byte, safepoints bool) ([]byte, error) {
 	if len(bin) < 8 || string(bin[:4]) != "\x00asm" {
 		return nil, fmt.Errorf("%w: missing magic number", ErrMalformed)
 	}
@@ -125,6 +130,7 @@ func Instrument(bin []byte) ([]byte, error) {
 
 	var importedGlobals, definedGlobals uint32
 	hasMemory := false
+	var typeParams, funcTypes []uint32
 	hasGlobal, hasExport := false, false
 	for _, s := range sections {
 		switch s.id {
@@ -134,6 +140,14 @@ func Instrument(bin []byte) ([]byte, error) {
 				return nil, err
 			}
 			hasMemory = hasMemory || importedMemories > 0
+		case secType:
+			if typeParams, err = readTypeParams(s.content); err != nil {
+				return nil, err
+			}
+		case secFunction:
+			if funcTypes, err = readFuncTypes(s.content); err != nil {
+				return nil, err
+			}
 		case secMemory:
 			n, _, err := readU32(s.content, 0)
 			if err != nil {
@@ -153,17 +167,19 @@ func Instrument(bin []byte) ([]byte, error) {
 		}
 	}
 	globalIdx := uint64(importedGlobals) + uint64(definedGlobals)
-	if globalIdx >= 1<<32-2 {
+	if globalIdx >= 1<<32-1 {
 		return nil, fmt.Errorf("%w: too many globals", ErrMalformed)
 	}
 	gidx := uint32(globalIdx)
-	// Without a memory there is no memory.grow to reach Go through, so such
-	// modules get only the flag check (and no tick global).
-	newGlobals := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b} // (mut i32) (i32.const 0)
-	if hasMemory {
-		newGlobals = append(newGlobals, newGlobals...)
+	newGlobal := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b} // (mut i32) (i32.const 0)
+	// Parameter count of each defined function, to number the tick local.
+	params := make([]uint32, len(funcTypes))
+	for i, ti := range funcTypes {
+		if uint64(ti) >= uint64(len(typeParams)) {
+			return nil, fmt.Errorf("%w: function %d has type index %d out of range", ErrMalformed, i, ti)
+		}
+		params[i] = typeParams[ti]
 	}
-	nNew := uint32(len(newGlobals) / 5)
 
 	// The code section usually dominates; leave room for a few thousand checks.
 	out := make([]byte, 0, len(bin)+len(bin)/16+64)
@@ -173,7 +189,7 @@ func Instrument(bin []byte) ([]byte, error) {
 	// once the output reaches a section that must come after them.
 	insertMissing := func(rank int) {
 		if !hasGlobal && rank > sectionRank(secGlobal) {
-			out = appendSection(out, secGlobal, appendEntry(nil, 0, nNew, newGlobals))
+			out = appendSection(out, secGlobal, appendEntry(nil, 0, 1, newGlobal))
 			hasGlobal = true
 		}
 		if !hasExport && rank > sectionRank(secExport) {
@@ -188,12 +204,12 @@ func Instrument(bin []byte) ([]byte, error) {
 		}
 		switch s.id {
 		case secGlobal:
-			out = appendSection(out, secGlobal, appendEntry(s.content, definedGlobals, nNew, newGlobals))
+			out = appendSection(out, secGlobal, appendEntry(s.content, definedGlobals, 1, newGlobal))
 		case secExport:
 			n, _, _ := readU32(s.content, 0) // checked by checkExportName
 			out = appendSection(out, secExport, appendEntry(s.content, n, 1, exportEntry(gidx)))
 		case secCode:
-			code, err := instrumentCode(s.content, s.offset, checkSequence(gidx, hasMemory))
+			code, err := instrumentCode(s.content, s.offset, gidx, safepoints && hasMemory, params)
 			if err != nil {
 				return nil, err
 			}
@@ -262,28 +278,26 @@ func appendEntry(content []byte, count, n uint32, entries []byte) []byte {
 // power of two so the test is an `and`.
 const safepointInterval = 1024
 
-// checkSequence returns the code put at the start of every loop body. The
-// flag check is what the host's interrupt acts on. The tick part exists
-// because native code cannot be preempted by the Go scheduler: a guest
-// spinning without ever leaving native code blocks every stop-the-world
-// (GC) of the whole process, including the goroutine that would set the
-// flag. Every safepointInterval iterations it calls `memory.grow 0`, which
-// wazero implements as an exit to Go, where the goroutine can be preempted.
-func checkSequence(gidx uint32, tick bool) []byte {
-	b := []byte{0x23} // global.get $flag; if; unreachable; end
-	b = appendU32(b, gidx)
-	b = append(b, 0x04, 0x40, 0x00, 0x0b)
-	if !tick {
-		return b
-	}
-	t := appendU32(nil, gidx+1)
-	b = append(b, 0x23) // $tick = $tick - 1
-	b = append(b, t...)
-	b = append(b, 0x41, 0x01, 0x6b, 0x24)
-	b = append(b, t...)
-	b = append(b, 0x23) // if ($tick & (interval-1)) == 0 { drop(memory.grow 0) }
-	b = append(b, t...)
-	b = append(b, 0x41)
+// flagCheck is `global.get $flag; if; unreachable; end`, the interrupt itself.
+func flagCheck(gidx uint32) []byte {
+	b := appendU32([]byte{0x23}, gidx)
+	return append(b, 0x04, 0x40, 0x00, 0x0b)
+}
+
+// tickCheck counts loop iterations in local l and calls `memory.grow 0` every
+// safepointInterval of them. Native code cannot be preempted by the Go
+// scheduler: a guest spinning without ever leaving native code blocks every
+// stop-the-world (GC) of the whole process, including the goroutine that
+// would set the flag. wazero implements memory.grow as an exit to Go, where
+// the goroutine can be preempted. A local (a register, no memory traffic)
+// keeps this cheap; it restarts at each call, which is fine since a spin needs
+// a loop in some frame.
+func tickCheck(l uint32) []byte {
+	idx := appendU32(nil, l)
+	b := append([]byte{0x20}, idx...) // l = l - 1
+	b = append(b, 0x41, 0x01, 0x6b, 0x22)
+	b = append(b, idx...) // local.tee
+	b = append(b, 0x41)   // if (l & (interval-1)) == 0 { drop(memory.grow 0) }
 	b = appendS32(b, safepointInterval-1)
 	return append(b, 0x71, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b)
 }
@@ -293,6 +307,54 @@ func exportEntry(gidx uint32) []byte {
 	b = append(b, ExportName...)
 	b = append(b, 0x03) // export kind: global
 	return appendU32(b, gidx)
+}
+
+// readTypeParams returns the parameter count of each function type.
+func readTypeParams(c []byte) ([]uint32, error) {
+	count, off, err := readU32(c, 0)
+	if err != nil {
+		return nil, fmt.Errorf("type section: %w", err)
+	}
+	if uint64(count) > uint64(len(c)) {
+		return nil, fmt.Errorf("%w: type section: count %d overruns the section", ErrMalformed, count)
+	}
+	params := make([]uint32, count)
+	for i := range params {
+		if off >= len(c) || c[off] != 0x60 {
+			return nil, fmt.Errorf("%w: type section: type %d is not a function type", ErrMalformed, i)
+		}
+		// Value types are one byte each with the features we accept.
+		n, o, err := readU32(c, off+1)
+		if err != nil {
+			return nil, fmt.Errorf("type section: type %d: %w", i, err)
+		}
+		params[i] = n
+		if off, err = skipBytes(c, o, int(n)); err != nil { // params
+			return nil, fmt.Errorf("type section: type %d: %w", i, err)
+		}
+		if off, err = skipName(c, off); err != nil { // results: same layout as a name
+			return nil, fmt.Errorf("type section: type %d: %w", i, err)
+		}
+	}
+	return params, nil
+}
+
+// readFuncTypes returns the type index of each function defined in the module.
+func readFuncTypes(c []byte) ([]uint32, error) {
+	count, off, err := readU32(c, 0)
+	if err != nil {
+		return nil, fmt.Errorf("function section: %w", err)
+	}
+	if uint64(count) > uint64(len(c)) {
+		return nil, fmt.Errorf("%w: function section: count %d overruns the section", ErrMalformed, count)
+	}
+	types := make([]uint32, count)
+	for i := range types {
+		if types[i], off, err = readU32(c, off); err != nil {
+			return nil, fmt.Errorf("function section: function %d: %w", i, err)
+		}
+	}
+	return types, nil
 }
 
 // countImports returns the number of imported globals and memories.
@@ -401,11 +463,18 @@ func checkExportName(c []byte) error {
 
 // instrumentCode rewrites the code section content c, found at offset base in
 // the module. Errors give module offsets, as wasm-objdump -d prints them.
-func instrumentCode(c []byte, base int, check []byte) ([]byte, error) {
+//
+// Each function with a loop gets a new i32 local for the tick when the module
+// has a memory; it comes after all other locals, so no index changes.
+func instrumentCode(c []byte, base int, gidx uint32, safepoints bool, params []uint32) ([]byte, error) {
 	count, off, err := readU32(c, 0)
 	if err != nil {
 		return nil, fmt.Errorf("code section: %w", err)
 	}
+	if uint64(count) != uint64(len(params)) {
+		return nil, fmt.Errorf("%w: %d function bodies for %d functions", ErrMalformed, count, len(params))
+	}
+	flag := flagCheck(gidx)
 	out := make([]byte, 0, len(c)+len(c)/16)
 	out = appendU32(out, count)
 	var body []byte
@@ -418,7 +487,7 @@ func instrumentCode(c []byte, base int, check []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: code section: body %d overruns the section", ErrMalformed, i)
 		}
 		src := c[o : o+int(size)]
-		body, err = instrumentBody(body[:0], src, base+o, check)
+		body, err = instrumentBody(body[:0], src, base+o, flag, safepoints, params[i])
 		if err != nil {
 			return nil, fmt.Errorf("function body %d: %w", i, err)
 		}
@@ -436,21 +505,30 @@ func instrumentCode(c []byte, base int, check []byte) ([]byte, error) {
 // header. It decodes every instruction because immediates may contain the
 // byte 0x03.
 // base is src's offset in the module, for errors.
-func instrumentBody(dst, src []byte, base int, check []byte) ([]byte, error) {
+func instrumentBody(dst, src []byte, base int, flag []byte, safepoints bool, params uint32) ([]byte, error) {
 	// Locals: a vector of (count, value type).
 	groups, off, err := readU32(src, 0)
 	if err != nil {
 		return nil, fmt.Errorf("locals: %w", err)
 	}
+	groupsEnd := off
+	locals := uint64(params)
 	for range groups {
-		if _, off, err = readU32(src, off); err != nil {
+		var n uint32
+		if n, off, err = readU32(src, off); err != nil {
 			return nil, fmt.Errorf("locals: %w", err)
 		}
 		if off >= len(src) {
 			return nil, fmt.Errorf("%w: locals: truncated", ErrMalformed)
 		}
 		off++
+		locals += uint64(n)
 	}
+	if locals >= 1<<32-1 {
+		return nil, fmt.Errorf("%w: too many locals", ErrMalformed)
+	}
+	localsEnd := off
+	var check []byte // built at the first loop: most functions have none
 
 	copied := 0 // src[:copied] is already in dst
 	for off < len(src) {
@@ -460,6 +538,18 @@ func instrumentBody(dst, src []byte, base int, check []byte) ([]byte, error) {
 		if op == 0x03 { // loop blocktype
 			if off, err = skipLEB(src, off, 5); err != nil {
 				return nil, fmt.Errorf("offset %d: loop block type: %w", base+at, err)
+			}
+			if check == nil {
+				check = flag
+				if safepoints {
+					// Declare the tick local: one more (1 × i32) group.
+					// Nothing is copied yet (copied == 0).
+					dst = appendU32(dst, groups+1)
+					dst = append(dst, src[groupsEnd:localsEnd]...)
+					dst = append(dst, 0x01, 0x7f)
+					copied = localsEnd
+					check = append(slices.Clip(flag), tickCheck(uint32(locals))...)
+				}
 			}
 			dst = append(dst, src[copied:off]...)
 			dst = append(dst, check...)

@@ -53,6 +53,12 @@ func checkSeq(gidx ...byte) []byte {
 	return slices.Concat([]byte{0x23}, gidx, []byte{0x04, 0x40, 0x00, 0x0b})
 }
 
+// tickSeq is the safepoint counter on local l (< 128).
+func tickSeq(l byte) []byte {
+	return []byte{0x20, l, 0x41, 0x01, 0x6b, 0x22, l, // l = l - 1
+		0x41, 0xff, 0x07, 0x71, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b} // if l&1023 == 0 { memory.grow 0 }
+}
+
 func exportSec(gidx ...byte) []byte {
 	return sec(secExport, slices.Concat([]byte{1, byte(len(ExportName))}, []byte(ExportName), []byte{3}, gidx)...)
 }
@@ -97,19 +103,23 @@ func TestInstrumentBytes(t *testing.T) {
 			slices.Concat([]byte{0x01, 0x02, 0x7f, 0x03, 0x7f}, checkSeq(0), []byte{0x03, 0x00}, checkSeq(0),
 				[]byte{0x0b, 0x41, 0x01, 0x0b, 0x1a, 0x0b})))...),
 	}, {
-		name: "memory: tick global and safepoint",
+		name: "memory: tick local and safepoint",
 		in:   module(append(voidFunc(1), sec(secMemory, 1, 0, 0), codeSec([]byte{0x00, 0x03, 0x40, 0x0b, 0x0b}))...),
-		want: module(append(voidFunc(1), sec(secMemory, 1, 0, 0),
-			sec(secGlobal, 2, 0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b), exportSec(0),
-			codeSec(slices.Concat([]byte{0x00, 0x03, 0x40}, checkSeq(0),
-				[]byte{0x23, 0x01, 0x41, 0x01, 0x6b, 0x24, 0x01},                                                 // tick--
-				[]byte{0x23, 0x01, 0x41, 0xff, 0x07, 0x71, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b}, // safepoint
-				[]byte{0x0b, 0x0b})))...),
+		want: module(append(voidFunc(1), sec(secMemory, 1, 0, 0), newGlobal, exportSec(0),
+			codeSec(slices.Concat([]byte{0x01, 0x01, 0x7f, 0x03, 0x40}, checkSeq(0), tickSeq(0), []byte{0x0b, 0x0b})))...),
+	}, {
+		name: "tick local after params and locals, declared once",
+		in: module(sec(secType, 2, 0x60, 0, 0, 0x60, 2, 0x7f, 0x7f, 0),
+			sec(secFunction, 2, 0, 1), sec(secMemory, 1, 0, 0),
+			codeSec([]byte{0x00, 0x0b}, []byte{0x01, 0x02, 0x7e, 0x03, 0x40, 0x0b, 0x03, 0x40, 0x0b, 0x0b})),
+		want: module(sec(secType, 2, 0x60, 0, 0, 0x60, 2, 0x7f, 0x7f, 0),
+			sec(secFunction, 2, 0, 1), sec(secMemory, 1, 0, 0), newGlobal, exportSec(0),
+			codeSec([]byte{0x00, 0x0b}, slices.Concat([]byte{0x02, 0x02, 0x7e, 0x01, 0x7f, 0x03, 0x40}, checkSeq(0), tickSeq(4),
+				[]byte{0x0b, 0x03, 0x40}, checkSeq(0), tickSeq(4), []byte{0x0b, 0x0b}))),
 	}, {
 		name: "imported memory",
 		in:   module(sec(secImport, 1, 1, 'a', 1, 'm', 2, 0, 1), codeSec()),
-		want: module(sec(secImport, 1, 1, 'a', 1, 'm', 2, 0, 1),
-			sec(secGlobal, 2, 0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b), exportSec(0), codeSec()),
+		want: module(sec(secImport, 1, 1, 'a', 1, 'm', 2, 0, 1), newGlobal, exportSec(0), codeSec()),
 	}, {
 		name: "many globals, existing export, custom sections kept in place",
 		in: module(slices.Concat(voidFunc(1), [][]byte{sec(secGlobal, many...), custom, sec(secExport, otherExport...),
@@ -397,12 +407,8 @@ func TestSectionsKept(t *testing.T) {
 			for _, s := range after {
 				switch s.id {
 				case secGlobal:
-					want := []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}
-					if tt.memory {
-						want = slices.Concat(want, want)
-					}
-					if !bytes.HasSuffix(s.content, want) {
-						t.Error("global section does not end with the new globals")
+					if !bytes.HasSuffix(s.content, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}) {
+						t.Error("global section does not end with the new global")
 					}
 				case secExport:
 					if !bytes.HasSuffix(s.content, exportEntry(tt.gidx)) {
@@ -413,9 +419,12 @@ func TestSectionsKept(t *testing.T) {
 			if got := len(out) - len(orig); got < tt.loops*len(checkSeq(0)) {
 				t.Errorf("grew by %d bytes, too little for %d checks", got, tt.loops)
 			}
-			check := checkSequence(tt.gidx, tt.memory)
+			check := flagCheck(tt.gidx)
 			if got := bytes.Count(out, check) - bytes.Count(orig, check); got != tt.loops {
 				t.Errorf("%d checks added, want %d", got, tt.loops)
+			}
+			if got := bytes.Count(out, []byte{0x41, 0x00, 0x40, 0x00, 0x1a}); tt.memory != (got >= tt.loops) {
+				t.Errorf("%d safepoints, memory %v, %d loops", got, tt.memory, tt.loops)
 			}
 		})
 	}
@@ -546,5 +555,47 @@ func BenchmarkInstrumentGoHello(b *testing.B) {
 		if _, err := Instrument(bin); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkGoLoop compares a bounded Go loop (count(10000)) uninstrumented,
+// instrumented, and under WithCloseOnContextDone, which this package replaces.
+func BenchmarkGoLoop(b *testing.B) {
+	orig := buildGuest(b, "./runtime/interrupt/testdata/spin")
+	instrumented, err := Instrument(orig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	flagOnly, err := instrument(orig, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		bin   []byte
+		close bool
+	}{
+		{"plain", orig, false},
+		{"instrumented", instrumented, false},
+		{"flagOnly", flagOnly, false},
+		{"CloseOnContextDone", orig, true},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
+			rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(c.close))
+			defer rt.Close(ctx)
+			wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+			mod, err := rt.InstantiateWithConfig(ctx, c.bin, wazero.NewModuleConfig().WithStartFunctions("_initialize"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			count := mod.ExportedFunction("count")
+			for b.Loop() {
+				if _, err := count.Call(ctx, 10000); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
