@@ -1,0 +1,699 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+)
+
+// ErrConcurrencyLimit: the app (or every instance) already carries its maximum of
+// in-flight connections (uvicorn's --limit-concurrency). The host answers 503.
+var ErrConcurrencyLimit = errors.New("concurrency limit reached")
+
+// AsyncConfig holds the limits specific to async pools. Zero values take the
+// defaults noted.
+type AsyncConfig struct {
+	// MaxConnsPerInstance caps in-flight connections (HTTP requests and
+	// WebSockets) on one instance (default 10,000).
+	MaxConnsPerInstance int
+	// MaxConns caps in-flight connections over the whole app (default: no cap
+	// beyond Workers × MaxConnsPerInstance).
+	MaxConns int
+	// EventTimeout bounds one wasmsrv_on_event call (default 5 s). An instance that
+	// overruns it is discarded with every connection it carries.
+	EventTimeout time.Duration
+	// MailboxSize bounds the events queued for one instance (default 4096). New
+	// connections are refused with 503 while it is full; events of existing
+	// connections wait.
+	MailboxSize int
+}
+
+func (c *AsyncConfig) defaults() {
+	if c.MaxConnsPerInstance <= 0 {
+		c.MaxConnsPerInstance = 10000
+	}
+	if c.EventTimeout <= 0 {
+		c.EventTimeout = 5 * time.Second
+	}
+	if c.MailboxSize <= 0 {
+		c.MailboxSize = 4096
+	}
+}
+
+// DefaultAsyncInstances is uvicorn's advice for event loops: one per core.
+func DefaultAsyncInstances() int { return goruntime.NumCPU() }
+
+// maxTimersPerInstance bounds the host memory a guest can pin with timers.
+const maxTimersPerInstance = 1 << 17
+
+// AsyncPool runs an async-mode app: Workers instances, each owned by one goroutine
+// that feeds it events from a bounded mailbox, each carrying many connections. New
+// connections go to the least-loaded instance. A failed instance costs only its own
+// connections and is replaced in the background; a recycled one first drains.
+type AsyncPool struct {
+	app  *App
+	cfg  PoolConfig
+	acfg AsyncConfig
+
+	mu       sync.Mutex
+	insts    []*asyncInst // in rotation
+	building int
+	closing  bool
+	lastErr  error
+
+	conns   atomic.Int64 // in-flight connections over the app
+	need    chan struct{}
+	closed  chan struct{} // closed by Close: stop building
+	kill    chan struct{} // closed when Close runs out of time: fail what is left
+	owners  sync.WaitGroup
+	maint   sync.WaitGroup
+	limiter *rate.Limiter
+	stats   poolStats
+}
+
+// asyncInst is one instance of an async pool with its owner goroutine. Fields
+// below "owner goroutine only" are touched by nothing else: every host function
+// runs on that goroutine, so the handle table and the timers need no locks.
+type asyncInst struct {
+	pool   *AsyncPool
+	in     *Instance
+	mail   chan event
+	dead   chan struct{} // closed when the owner goroutine stops taking events
+	drainc chan struct{}
+	active atomic.Int64 // connections assigned: start event queued or in the table
+	bp     atomic.Bool  // the guest asked for no new connections
+	nextID uint32       // under pool.mu
+
+	// owner goroutine only
+	table     map[uint32]*Conn
+	timers    timerHeap
+	timerByID map[uint32]*guestTimer
+	freeTimer []*guestTimer
+	clock     *time.Timer
+	yield     bool
+	draining  bool
+	failErr   error
+}
+
+// Conn is one connection on an async instance, the host side's handle to post
+// events for it.
+type Conn struct {
+	ai   *asyncInst
+	id   uint32
+	ex   AsyncExchange
+	done bool // owner goroutine only: finished, events are dropped
+}
+
+// Post queues an event for the connection's guest. It blocks while the instance's
+// mailbox is full and returns false when the instance is gone (the connection was
+// or will be finished with an error).
+func (c *Conn) Post(kind int32, a, b int64) bool {
+	select {
+	case c.ai.mail <- event{conn: c, kind: kind, a: a, b: b}:
+		return true
+	case <-c.ai.dead:
+		return false
+	}
+}
+
+// TryPost is Post without waiting: it reports false when the mailbox is full or
+// the instance is gone. Code that must not block (or may run on the owner
+// goroutine itself) tries this first and falls back to Post on a goroutine.
+func (c *Conn) TryPost(kind int32, a, b int64) bool {
+	select {
+	case c.ai.mail <- event{conn: c, kind: kind, a: a, b: b}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Instance returns the id of the instance carrying the connection.
+func (c *Conn) Instance() uint64 { return c.ai.in.id }
+
+// NewAsyncPool starts an async pool, pre-warming every instance (start hooks
+// included) before it returns. It fails if no instance can start.
+func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfig) (*AsyncPool, error) {
+	if app.info.Mode != ModeAsync {
+		return nil, fmt.Errorf("app %s: module is %s-mode, an async pool needs an async guest", app.name, app.info.Mode)
+	}
+	cfg.defaults(DefaultAsyncInstances())
+	acfg.defaults()
+	p := &AsyncPool{
+		app: app, cfg: cfg, acfg: acfg,
+		need:    make(chan struct{}, 1),
+		closed:  make(chan struct{}),
+		kill:    make(chan struct{}),
+		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
+	}
+	start := time.Now()
+	for range cfg.Workers {
+		ai, err := p.build(ctx)
+		if err != nil {
+			p.mu.Lock()
+			insts := p.insts
+			p.insts = nil
+			p.mu.Unlock()
+			for _, ai := range insts {
+				close(ai.drainc) // no connections yet: the owner retires at once
+			}
+			p.owners.Wait()
+			return nil, fmt.Errorf("app %s: %w", app.name, err)
+		}
+		p.mu.Lock()
+		p.insts = append(p.insts, ai)
+		p.mu.Unlock()
+	}
+	app.log.Info("pool ready", "mode", "async", "instances", cfg.Workers,
+		"max_conns_per_instance", acfg.MaxConnsPerInstance, "took", time.Since(start).Round(time.Millisecond))
+	p.maint.Add(1)
+	go p.maintain()
+	return p, nil
+}
+
+// build instantiates one instance (start hook included) and starts its owner.
+func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
+	maxServed := 0
+	if p.cfg.MaxRequests > 0 {
+		maxServed = p.cfg.MaxRequests
+		if p.cfg.MaxRequestsJitter > 0 {
+			maxServed += rand.IntN(p.cfg.MaxRequestsJitter + 1)
+		}
+	}
+	in, err := p.app.newInstance(ctx, maxServed)
+	if err != nil {
+		return nil, err
+	}
+	ai := &asyncInst{
+		pool: p, in: in,
+		mail:      make(chan event, p.acfg.MailboxSize),
+		dead:      make(chan struct{}),
+		drainc:    make(chan struct{}),
+		table:     make(map[uint32]*Conn),
+		timerByID: make(map[uint32]*guestTimer),
+		clock:     time.NewTimer(time.Hour),
+	}
+	ai.clock.Stop()
+	in.async = ai
+	p.stats.built.Add(1)
+	p.owners.Add(1)
+	go ai.run()
+	return ai, nil
+}
+
+// Open assigns a new connection to the least-loaded instance and queues its start
+// event (abi.EventRequest, or abi.EventWSConnect for a WebSocket upgrade request).
+// Errors: ErrConcurrencyLimit, ErrQueueFull (mailbox full), ErrUnavailable,
+// ErrPoolClosed.
+func (p *AsyncPool) Open(ex AsyncExchange, websocket bool) (*Conn, error) {
+	kind := abi.EventRequest
+	if websocket {
+		kind = abi.EventWSConnect
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return nil, ErrPoolClosed
+	}
+	if p.acfg.MaxConns > 0 && p.conns.Load() >= int64(p.acfg.MaxConns) {
+		return nil, ErrConcurrencyLimit
+	}
+	var best *asyncInst
+	bestLoad := int64(p.acfg.MaxConnsPerInstance)
+	for _, ai := range p.insts {
+		if ai.bp.Load() {
+			continue
+		}
+		if n := ai.active.Load(); n < bestLoad {
+			best, bestLoad = ai, n
+		}
+	}
+	if best == nil {
+		if len(p.insts) == 0 && p.lastErr != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, p.lastErr)
+		}
+		if len(p.insts) == 0 {
+			return nil, ErrUnavailable
+		}
+		return nil, ErrConcurrencyLimit
+	}
+	best.nextID++
+	if best.nextID == 0 {
+		best.nextID = 1
+	}
+	c := &Conn{ai: best, id: best.nextID, ex: ex}
+	ex.Bind(c)
+	select {
+	case best.mail <- event{conn: c, kind: kind}:
+	default:
+		return nil, ErrQueueFull
+	}
+	best.active.Add(1)
+	p.conns.Add(1)
+	return c, nil
+}
+
+// run is the owner goroutine: the only one that ever calls into the instance.
+func (ai *asyncInst) run() {
+	defer ai.pool.owners.Done()
+	p := ai.pool
+	drainc := ai.drainc
+	for {
+		if ai.yield {
+			// The guest has work left: serve queued events first, then let it go on.
+			select {
+			case ev := <-ai.mail:
+				ai.dispatch(ev)
+			default:
+				ai.call(0, abi.EventPoll, 0, 0)
+			}
+		} else {
+			select {
+			case ev := <-ai.mail:
+				ai.dispatch(ev)
+			case <-ai.clock.C:
+				ai.fireTimers()
+			case <-drainc:
+				drainc = nil
+				ai.beginDrain(true)
+			case <-p.kill:
+				ai.fail(ErrPoolClosed)
+			}
+		}
+		if ai.failErr != nil {
+			ai.discard()
+			return
+		}
+		if ai.draining && ai.active.Load() == 0 {
+			ai.retire()
+			return
+		}
+		if !ai.draining && ai.in.recycleDue() {
+			p.stats.recycled.Add(1)
+			ai.beginDrain(false)
+		}
+	}
+}
+
+// dispatch delivers one mailbox event to the guest.
+func (ai *asyncInst) dispatch(ev event) {
+	c := ev.conn
+	switch ev.kind {
+	case abi.EventRequest, abi.EventWSConnect:
+		ai.table[c.id] = c
+	default:
+		if c.done {
+			return // the guest already ended this connection
+		}
+	}
+	ai.call(c.id, ev.kind, ev.a, ev.b)
+}
+
+// call runs wasmsrv_on_event under the per-event deadline.
+func (ai *asyncInst) call(ctx uint32, kind int32, a, b int64) {
+	if ai.failErr != nil {
+		return
+	}
+	in := ai.in
+	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
+	if err := in.call(in.handle, ai.pool.acfg.EventTimeout); err != nil {
+		ai.fail(err)
+		return
+	}
+	switch rc := int32(uint32(in.stack[0])); {
+	case rc == abi.EventYield:
+		ai.yield = true
+	case rc < 0:
+		in.broken = true
+		ai.fail(&GuestError{App: ai.pool.app.name, Kind: FailABI,
+			Err: fmt.Errorf("%s returned %d", abi.ExportOnEvent, rc), Stderr: in.stderr.Tail()})
+	default:
+		ai.yield = false
+	}
+}
+
+// exchange returns the exchange of handle h, trapping on a bad one (SPEC §2).
+func (ai *asyncInst) exchange(fn string, h uint64) Exchange {
+	c := ai.table[uint32(h)]
+	if c == nil || uint64(c.id) != h&0xffffffff {
+		trap(fn, fmt.Sprintf("unknown request handle %d", uint32(h)))
+	}
+	return c.ex
+}
+
+// finish ends connection h on behalf of the guest (ctx_done).
+func (ai *asyncInst) finish(h uint32, code int32) bool {
+	c := ai.table[h]
+	if c == nil {
+		return false
+	}
+	delete(ai.table, h)
+	c.done = true
+	ai.in.served++
+	ai.pool.stats.served.Add(1)
+	ai.active.Add(-1)
+	ai.pool.conns.Add(-1)
+	c.ex.Finish(code, nil)
+	return true
+}
+
+// fail marks the instance dead and fails every connection it carries: theirs is
+// the only traffic a broken instance costs.
+func (ai *asyncInst) fail(err error) {
+	if ai.failErr != nil {
+		return
+	}
+	ai.failErr = err
+	ai.in.broken = true
+	p := ai.pool
+	p.mu.Lock()
+	p.removeLocked(ai)
+	p.mu.Unlock()
+	close(ai.dead)
+	n := int64(0)
+	for id, c := range ai.table {
+		delete(ai.table, id)
+		c.done = true
+		c.ex.Finish(0, err)
+		n++
+	}
+	// Connections whose start event is still queued never reached the guest; Open
+	// cannot add more (the instance left the rotation under p.mu).
+	for {
+		select {
+		case ev := <-ai.mail:
+			if (ev.kind == abi.EventRequest || ev.kind == abi.EventWSConnect) && !ev.conn.done {
+				ev.conn.done = true
+				ev.conn.ex.Finish(0, err)
+				n++
+			}
+			continue
+		default:
+		}
+		break
+	}
+	ai.active.Add(-n)
+	p.conns.Add(-n)
+}
+
+// discard closes a failed instance and asks for a replacement.
+func (ai *asyncInst) discard() {
+	p := ai.pool
+	ai.clock.Stop()
+	if !errors.Is(ai.failErr, ErrPoolClosed) {
+		p.stats.discarded.Add(1)
+		attrs := []any{"instance", ai.in.id, "err", ai.failErr}
+		if ge, ok := ai.failErr.(*GuestError); ok && ge.Stderr != "" {
+			attrs = append(attrs, "stderr", ge.Stderr)
+		}
+		p.app.log.Error("async instance discarded with its connections", attrs...)
+	}
+	ai.in.close(context.Background())
+	p.requestReplacement()
+}
+
+// beginDrain takes the instance out of rotation: it finishes what it carries and
+// then retires. On pool close the guest also gets EventCancel for each connection.
+func (ai *asyncInst) beginDrain(cancel bool) {
+	ai.draining = true
+	p := ai.pool
+	p.mu.Lock()
+	p.removeLocked(ai)
+	p.mu.Unlock()
+	p.requestReplacement()
+	if cancel {
+		for id, c := range ai.table {
+			if !c.done {
+				ai.call(id, abi.EventCancel, 0, 0)
+			}
+		}
+	}
+}
+
+// retire runs the stop hook of a drained instance and closes it.
+func (ai *asyncInst) retire() {
+	close(ai.dead)
+	ai.clock.Stop()
+	ai.pool.app.stop(context.Background(), ai.in, ai.pool.cfg.StopTimeout)
+}
+
+func (p *AsyncPool) removeLocked(ai *asyncInst) {
+	for i, x := range p.insts {
+		if x == ai {
+			p.insts = append(p.insts[:i], p.insts[i+1:]...)
+			return
+		}
+	}
+}
+
+func (p *AsyncPool) requestReplacement() {
+	select {
+	case p.need <- struct{}{}:
+	default:
+	}
+}
+
+// maintain keeps Workers instances in rotation, building replacements in the
+// background at a bounded rate with backoff while builds fail.
+func (p *AsyncPool) maintain() {
+	defer p.maint.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { <-p.closed; cancel() }()
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case <-p.closed:
+			return
+		case <-p.need:
+		}
+		for {
+			p.mu.Lock()
+			short := !p.closing && len(p.insts) < p.cfg.Workers
+			p.mu.Unlock()
+			if !short {
+				break
+			}
+			if err := p.limiter.Wait(ctx); err != nil {
+				return
+			}
+			ai, err := p.build(ctx)
+			if err != nil {
+				p.mu.Lock()
+				p.lastErr = err
+				p.mu.Unlock()
+				p.app.log.Error("cannot start replacement instance", "err", err, "retry_in", backoff)
+				select {
+				case <-p.closed:
+					return
+				case <-time.After(backoff):
+				}
+				backoff = min(backoff*2, 10*time.Second)
+				continue
+			}
+			backoff = 100 * time.Millisecond
+			p.mu.Lock()
+			if p.closing {
+				p.mu.Unlock()
+				close(ai.drainc)
+				return
+			}
+			p.lastErr = nil
+			p.insts = append(p.insts, ai)
+			p.mu.Unlock()
+		}
+	}
+}
+
+// AsyncStats is a snapshot of an async pool.
+type AsyncStats struct {
+	Stats
+	// Conns is the number of in-flight connections per instance in rotation.
+	Conns []int
+}
+
+// Stats returns current counters.
+func (p *AsyncPool) Stats() AsyncStats {
+	p.mu.Lock()
+	loads := make([]int, len(p.insts))
+	for i, ai := range p.insts {
+		loads[i] = int(ai.active.Load())
+	}
+	p.mu.Unlock()
+	return AsyncStats{Stats: Stats{
+		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
+		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
+		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+	}, Conns: loads}
+}
+
+// Close drains the pool: no new connections, every guest connection gets
+// EventCancel, instances retire (stop hooks run) as they empty. When ctx ends first,
+// the remaining connections fail with ErrPoolClosed and their instances close
+// without stop hooks.
+func (p *AsyncPool) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closing {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closing = true
+	insts := p.insts
+	p.mu.Unlock()
+	close(p.closed)
+	p.maint.Wait()
+	for _, ai := range insts {
+		close(ai.drainc)
+	}
+	done := make(chan struct{})
+	go func() { p.owners.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		close(p.kill)
+		<-done
+		return fmt.Errorf("app %s: connections still open at close: %w", p.app.name, ctx.Err())
+	}
+}
+
+// guestTimer is one timer a guest set with timer_set.
+type guestTimer struct {
+	id   uint32
+	when time.Time
+	idx  int
+}
+
+// timerHeap is a min-heap on when (container/heap without the interface boxing).
+type timerHeap []*guestTimer
+
+func (h *timerHeap) push(t *guestTimer) {
+	*h = append(*h, t)
+	t.idx = len(*h) - 1
+	h.up(t.idx)
+}
+
+func (h *timerHeap) remove(i int) *guestTimer {
+	s := *h
+	n := len(s) - 1
+	t := s[i]
+	if i != n {
+		s[i] = s[n]
+		s[i].idx = i
+	}
+	s[n] = nil
+	*h = s[:n]
+	if i != n {
+		h.fix(i)
+	}
+	t.idx = -1
+	return t
+}
+
+func (h *timerHeap) fix(i int) {
+	if !h.down(i) {
+		h.up(i)
+	}
+}
+
+func (h timerHeap) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h[i].when.Before(h[parent].when) {
+			break
+		}
+		h[i], h[parent] = h[parent], h[i]
+		h[i].idx, h[parent].idx = i, parent
+		i = parent
+	}
+}
+
+func (h timerHeap) down(i int) bool {
+	start := i
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			break
+		}
+		j := l
+		if r := l + 1; r < n && h[r].when.Before(h[l].when) {
+			j = r
+		}
+		if !h[j].when.Before(h[i].when) {
+			break
+		}
+		h[i], h[j] = h[j], h[i]
+		h[i].idx, h[j].idx = i, j
+		i = j
+	}
+	return i > start
+}
+
+// setTimer arms (or re-arms) guest timer id to fire after d.
+func (ai *asyncInst) setTimer(id uint32, d time.Duration) int32 {
+	when := time.Now().Add(d)
+	if t := ai.timerByID[id]; t != nil {
+		t.when = when
+		ai.timers.fix(t.idx)
+	} else {
+		if len(ai.timerByID) >= maxTimersPerInstance {
+			return abi.ErrTooLarge
+		}
+		var t *guestTimer
+		if n := len(ai.freeTimer); n > 0 {
+			t, ai.freeTimer = ai.freeTimer[n-1], ai.freeTimer[:n-1]
+		} else {
+			t = new(guestTimer)
+		}
+		t.id, t.when = id, when
+		ai.timerByID[id] = t
+		ai.timers.push(t)
+	}
+	ai.armClock()
+	return abi.OK
+}
+
+func (ai *asyncInst) cancelTimer(id uint32) int32 {
+	t := ai.timerByID[id]
+	if t == nil {
+		return abi.ErrClosed
+	}
+	delete(ai.timerByID, id)
+	ai.timers.remove(t.idx)
+	ai.freeTimer = append(ai.freeTimer, t)
+	ai.armClock()
+	return abi.OK
+}
+
+func (ai *asyncInst) armClock() {
+	if len(ai.timers) == 0 {
+		ai.clock.Stop()
+		return
+	}
+	ai.clock.Reset(time.Until(ai.timers[0].when))
+}
+
+// fireTimers delivers every due timer as its own EventTimer.
+func (ai *asyncInst) fireTimers() {
+	now := time.Now()
+	for len(ai.timers) > 0 && !ai.timers[0].when.After(now) && ai.failErr == nil {
+		t := ai.timers.remove(0)
+		delete(ai.timerByID, t.id)
+		id := t.id
+		ai.freeTimer = append(ai.freeTimer, t)
+		ai.call(0, abi.EventTimer, int64(id), 0)
+	}
+	if ai.failErr == nil {
+		ai.armClock()
+	}
+}
