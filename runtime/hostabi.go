@@ -24,7 +24,7 @@ type HostModule struct {
 }
 
 // hostFeatures is what this host offers (SPEC §4 host_features).
-const hostFeatures = 0
+const hostFeatures = abi.FeatureWebSocket | abi.FeatureAsync
 
 // coreModule is the `wasmsrv` import module (SPEC §4).
 func coreModule() HostModule {
@@ -32,14 +32,14 @@ func coreModule() HostModule {
 	f := func(name string, fn api.GoModuleFunc) HostFunc {
 		return HostFunc{Name: name, Params: sigs[name].params, Results: sigs[name].results, Fn: fn}
 	}
-	return HostModule{Name: abi.ImportModule, Funcs: []HostFunc{
+	return HostModule{Name: abi.ImportModule, Funcs: append([]HostFunc{
 		f(abi.FnReqHead, hostReqHead),
 		f(abi.FnBodyRead, hostBodyRead),
 		f(abi.FnRespStart, hostRespStart),
 		f(abi.FnRespWrite, hostRespWrite),
 		f(abi.FnDisconnected, hostDisconnected),
 		f(abi.FnHostFeatures, func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = hostFeatures }),
-	}}
+	}, asyncHostFuncs()...)}
 }
 
 // guestRegion returns the guest memory view [ptr, ptr+n) or traps.

@@ -46,6 +46,10 @@ type Instance struct {
 	maxServed int // 0 = unlimited
 	broken    bool
 
+	// async is the instance's async-pool state (handle table, timers); nil in
+	// sync mode. Only the owner goroutine touches it.
+	async *asyncInst
+
 	// values and onClose hold plugin state that lives and dies with the instance
 	// (subscriptions, outbound-call handles); see Value and OnClose.
 	values  map[any]any
@@ -135,6 +139,9 @@ func exchangeFor(ctx context.Context, fn string, h uint64) Exchange {
 	if in == nil {
 		trap(fn, "called outside a request")
 	}
+	if in.async != nil {
+		return in.async.exchange(fn, h)
+	}
 	if in.cur.ex == nil || uint64(in.cur.handle) != h&0xffffffff {
 		trap(fn, fmt.Sprintf("unknown request handle %d", uint32(h)))
 	}
@@ -218,6 +225,9 @@ func (in *Instance) serveSync(ex Exchange, timeout time.Duration) (int32, error)
 	}
 	in.setExchange(exchangeSlot{handle: in.handles, ex: ex})
 	in.stack[0] = uint64(in.handles)
+	if ct, ok := ex.(CallTimeouter); ok {
+		timeout = ct.CallTimeout(timeout)
+	}
 	err := in.call(in.handle, timeout)
 	in.setExchange(exchangeSlot{})
 	in.served++

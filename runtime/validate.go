@@ -63,7 +63,7 @@ const (
 
 // hostSigs are the signatures of the core host functions (SPEC §4).
 func hostSigs() map[string]fnSig {
-	return map[string]fnSig{
+	m := map[string]fnSig{
 		abi.FnReqHead:      {[]api.ValueType{i32, i32, i32}, []api.ValueType{i32}},
 		abi.FnBodyRead:     {[]api.ValueType{i32, i32, i32}, []api.ValueType{i64}},
 		abi.FnRespStart:    {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
@@ -71,6 +71,10 @@ func hostSigs() map[string]fnSig {
 		abi.FnDisconnected: {[]api.ValueType{i32}, []api.ValueType{i32}},
 		abi.FnHostFeatures: {nil, []api.ValueType{i64}},
 	}
+	for name, sig := range asyncSigs() {
+		m[name] = sig
+	}
+	return m
 }
 
 // Validate checks that cm is a wasmsrv guest this host can run, naming the first
