@@ -67,9 +67,12 @@ func runHook(name string, f func() error) int32 {
 	return 0
 }
 
-// serve runs one request to completion on handle ctx.
-func serve(ctx uint32) (code int32) {
-	r, w := &app.req, &app.resp
+// serve runs one request to completion on handle ctx (sync shape: one at a time,
+// so one Request and ResponseWriter serve them all).
+func serve(ctx uint32) int32 { return serveOn(ctx, &app.req, &app.resp) }
+
+// serveOn runs one request to completion on handle ctx with r and w.
+func serveOn(ctx uint32, r *Request, w *ResponseWriter) (code int32) {
 	if err := r.reset(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "wasmsrv: reading request head: %v\n", err)
 		return 500
@@ -90,6 +93,11 @@ func serve(ctx uint32) (code int32) {
 		}
 	}()
 	app.handler.ServeWasm(w, r)
+	if r.IsWebSocket() && (r.ws != nil || !w.touched()) {
+		// An accepted WebSocket needs no HTTP response; an upgrade the handler
+		// neither accepted nor answered is denied (SPEC §9.1): the host sends 403.
+		return 0
+	}
 	w.finish()
 	return 0
 }

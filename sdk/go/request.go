@@ -42,6 +42,7 @@ type Request struct {
 	ctx  uint32
 	head abi.Head
 	body Body
+	ws   *WebSocket // set by Accept
 }
 
 // headBuf receives the request head; it grows when a head does not fit.
@@ -73,6 +74,7 @@ func (r *Request) reset(ctx uint32) error {
 	r.TLS, r.ContentLength = h.Flags&abi.HeadFlagTLS != 0, h.ContentLength
 	r.Header.list = h.Headers
 	r.ctx = ctx
+	r.ws = nil
 	r.body = Body{ctx: ctx}
 	r.Body = &r.body
 	return nil
@@ -120,6 +122,10 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	for {
 		r := bodyRead(b.ctx, unsafe.Pointer(&p[0]), uint32(len(p)))
+		if r == int64(abi.ErrWouldBlock) {
+			waitCtx(b.ctx) // async shape: a BODY event follows
+			continue
+		}
 		if r < 0 {
 			return 0, statusErr(int32(r))
 		}

@@ -26,10 +26,12 @@ type ResponseWriter struct {
 func (w *ResponseWriter) reset(ctx uint32) {
 	w.ctx, w.status, w.headSent, w.closed = ctx, 0, false, false
 	w.header.list = w.header.list[:0]
-	if w.buf == nil {
-		w.buf = make([]byte, 0, bufSize)
-	}
-	w.buf = w.buf[:0]
+	w.buf = w.buf[:0] // allocated at the first Write: an idle WebSocket costs no buffer
+}
+
+// touched reports whether the handler set a status or wrote anything.
+func (w *ResponseWriter) touched() bool {
+	return w.status != 0 || w.headSent || w.closed || len(w.buf) > 0
 }
 
 // Header returns the response headers, to be changed before the first write.
@@ -54,6 +56,9 @@ func (w *ResponseWriter) Status() int {
 func (w *ResponseWriter) Write(p []byte) (int, error) {
 	if w.closed {
 		return 0, ErrClosed
+	}
+	if w.buf == nil {
+		w.buf = make([]byte, 0, bufSize)
 	}
 	if len(w.buf)+len(p) <= cap(w.buf) {
 		w.buf = append(w.buf, p...)
@@ -113,9 +118,17 @@ func (w *ResponseWriter) send(p []byte, flags int32) error {
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
-	if rc := respWrite(w.ctx, ptr, uint32(len(p)), flags); rc != abi.OK {
-		w.closed = true
-		return statusErr(rc)
+	for {
+		rc := respWrite(w.ctx, ptr, uint32(len(p)), flags)
+		if rc == abi.ErrWouldBlock {
+			// async shape: the host's buffer for this client is full; WRITABLE follows
+			waitCtx(w.ctx)
+			continue
+		}
+		if rc != abi.OK {
+			w.closed = true
+			return statusErr(rc)
+		}
+		return nil
 	}
-	return nil
 }

@@ -1,0 +1,200 @@
+//go:build wasip1 && wasmsrv_async
+
+package wasmsrv
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+)
+
+// The async shape (SPEC §8): one instance carries many requests and WebSockets.
+// Handlers keep the blocking look of the sync shape: each request runs on its own
+// goroutine, and where a host call answers ERR_WOULD_BLOCK the SDK parks that
+// goroutine on a channel. Every wasmsrv_on_event call wakes the goroutines its event
+// concerns and then pumps the Go scheduler until every goroutine the SDK knows of
+// is parked again, and only then returns to the host: a Go guest cannot yield to the
+// host while goroutines are runnable (abis.md §6.2, §6.4).
+
+//go:wasmexport wasmsrv_abi_v1
+func markerABIv1() {}
+
+//go:wasmexport wasmsrv_mode_async
+func markerModeAsync() {}
+
+//go:wasmexport wasmsrv_on_start
+func exportOnStart() int32 { return runHook("start", app.onStart) }
+
+//go:wasmexport wasmsrv_on_stop
+func exportOnStop() int32 { return runHook("stop", app.onStop) }
+
+// sched is the SDK's view of the guest's goroutines. The guest is single-threaded,
+// so no locking: goroutines switch only where they block.
+var sched struct {
+	// active counts the goroutines the SDK considers runnable: started and not
+	// parked in an SDK wait. The pump runs until it is zero.
+	active    int
+	inEvent   bool
+	tasks     map[uint32]*task
+	timers    map[uint32]*waiter
+	nextTimer uint32
+	free      []*task
+}
+
+// waiter parks one goroutine until an event wakes it. A wake that comes while the
+// goroutine is not parked is remembered, so the next wait returns at once: events
+// are hints, and every caller re-checks its condition with the host afterwards.
+type waiter struct {
+	ch      chan struct{}
+	parked  bool
+	pending bool
+}
+
+func (w *waiter) wait() {
+	if w.pending {
+		w.pending = false
+		return
+	}
+	w.parked = true
+	sched.active--
+	<-w.ch
+}
+
+func (w *waiter) wake() {
+	if !w.parked {
+		w.pending = true
+		return
+	}
+	w.parked = false
+	sched.active++
+	w.ch <- struct{}{}
+}
+
+// task is one connection (ctx) and the goroutine serving it.
+type task struct {
+	ctx  uint32
+	w    waiter
+	req  Request
+	resp ResponseWriter
+}
+
+//go:wasmexport wasmsrv_on_event
+func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
+	if sched.tasks == nil {
+		sched.tasks = make(map[uint32]*task)
+		sched.timers = make(map[uint32]*waiter)
+	}
+	switch kind {
+	case abi.EventRequest, abi.EventWSConnect:
+		t := newTask(ctx)
+		sched.tasks[ctx] = t
+		sched.active++
+		go runTask(t)
+	case abi.EventTimer:
+		if w := sched.timers[uint32(a)]; w != nil {
+			delete(sched.timers, uint32(a))
+			w.wake()
+		}
+	case abi.EventPoll:
+	default:
+		// Body, writable, message, closed, disconnect, cancel: wake the task; its
+		// host call tells it what happened.
+		if t := sched.tasks[ctx]; t != nil {
+			t.w.wake()
+		}
+	}
+	sched.inEvent = true
+	for sched.active > 0 {
+		runtime.Gosched()
+	}
+	sched.inEvent = false
+	return abi.EventIdle
+}
+
+func newTask(ctx uint32) *task {
+	var t *task
+	if n := len(sched.free); n > 0 {
+		t, sched.free = sched.free[n-1], sched.free[:n-1]
+	} else {
+		t = &task{w: waiter{ch: make(chan struct{}, 1)}}
+	}
+	t.ctx = ctx
+	return t
+}
+
+func runTask(t *task) {
+	code := serveOn(t.ctx, &t.req, &t.resp)
+	delete(sched.tasks, t.ctx)
+	ctxDone(t.ctx, code)
+	// Keep a bounded number of tasks for reuse; drop big buffers so an idle
+	// instance does not hold the largest response it ever wrote.
+	t.w.pending, t.w.parked = false, false
+	t.req = Request{Header: Header{list: t.req.Header.list[:0]}}
+	if cap(t.resp.buf) > bufSize {
+		t.resp.buf = nil
+	}
+	if len(sched.free) < 256 {
+		sched.free = append(sched.free, t)
+	}
+	sched.active--
+}
+
+// waitCtx parks the calling goroutine until the next event for ctx.
+func waitCtx(ctx uint32) {
+	t := sched.tasks[ctx]
+	if t == nil {
+		panic("wasmsrv: wait on a request that is not running")
+	}
+	t.w.wait()
+}
+
+// Sleep pauses the calling goroutine for d using a host timer (SPEC §8.4), so the
+// instance keeps serving other connections meanwhile. time.Sleep would stall every
+// connection of the instance: use this in async guests.
+func Sleep(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if !sched.inEvent {
+		time.Sleep(d) // lifespan hooks: no other connection to serve
+		return
+	}
+	sched.nextTimer++
+	if sched.nextTimer == 0 {
+		sched.nextTimer = 1
+	}
+	id := sched.nextTimer
+	w := &waiter{ch: make(chan struct{}, 1)}
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	if timerSet(id, ms) != abi.OK {
+		panic("wasmsrv: timer_set failed (too many timers on this instance)")
+	}
+	sched.timers[id] = w
+	w.wait()
+}
+
+// Go starts f on a goroutine the SDK accounts for, so f may use the SDK's blocking
+// calls (Sleep, WebSocket reads, body reads of a request it was given). A plain go
+// statement works for goroutines that only compute and communicate with the
+// handler that started them while it waits for them.
+func Go(f func()) {
+	sched.active++
+	go func() {
+		defer func() { sched.active-- }()
+		f()
+	}()
+}
+
+// SetBackpressure asks the host to stop (true) or resume (false) sending new
+// connections to this instance; connections already here keep their events.
+func SetBackpressure(on bool) {
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	setBackpressure(v)
+}
+
+// Async reports whether the guest was built for the async shape.
+const Async = true
