@@ -1,0 +1,174 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// The WebSocket and async tests run real guests (host/testdata/wsapp, built with the
+// SDK in both shapes) behind real gateways on loopback sockets.
+
+var (
+	wsEngineOnce sync.Once
+	wsEngine     *runtime.Engine
+	wsEngineErr  error
+)
+
+func testEngine(t testing.TB) *runtime.Engine {
+	wsEngineOnce.Do(func() {
+		dir := filepath.Join(os.TempDir(), "wasmsrv-test-cache", "wazero-host")
+		wsEngine, wsEngineErr = runtime.NewEngine(context.Background(), runtime.EngineConfig{CacheDir: dir}, slog.New(slog.DiscardHandler))
+	})
+	if wsEngineErr != nil {
+		t.Fatal(wsEngineErr)
+	}
+	return wsEngine
+}
+
+// buildWSApp builds the test guest for the given shape (cached by content).
+func buildWSApp(t testing.TB, async bool) []byte {
+	t.Helper()
+	var tags []string
+	if async {
+		tags = []string{"wasmsrv_async"}
+	}
+	cache := filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds")
+	p, _, err := builder.Build(context.Background(), "testdata/wsapp", builder.Options{CacheDir: cache, Tags: tags})
+	if err != nil {
+		if strings.Contains(err.Error(), "not found in PATH") {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// logBuf collects logs so tests can check what an operator would see.
+type logBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+type asyncSetup struct {
+	pool *runtime.AsyncPool
+	gw   *AsyncGateway
+	srv  *httptest.Server
+	logs *logBuf
+}
+
+// startAsync serves the async test guest on a loopback server.
+func startAsync(t *testing.T, pc runtime.PoolConfig, ac runtime.AsyncConfig, wc WSConfig) *asyncSetup {
+	t.Helper()
+	bin := buildWSApp(t, true)
+	logs := &logBuf{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: "wsapp", Wasm: bin, Logger: log, MemoryLimit: 256 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := runtime.NewAsyncPool(context.Background(), app, pc, ac)
+	if err != nil {
+		_ = app.Close(context.Background())
+		t.Fatal(err)
+	}
+	gw := NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "wsapp", WebSocket: wc, BodyLimit: 1 << 20},
+		RequestTimeout: pc.RequestTimeout}, log)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() {
+		gw.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pool.Close(ctx); err != nil {
+			t.Errorf("pool close: %v", err)
+		}
+		_ = app.Close(context.Background())
+	})
+	return &asyncSetup{pool: pool, gw: gw, srv: srv, logs: logs}
+}
+
+// startSync serves the sync build of the test guest.
+func startSync(t *testing.T, pc runtime.PoolConfig, wc WSConfig) (*runtime.SyncPool, *httptest.Server) {
+	t.Helper()
+	bin := buildWSApp(t, false)
+	log := slog.New(slog.DiscardHandler)
+	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: "wsapp-sync", Wasm: bin, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := runtime.NewSyncPool(context.Background(), app, pc)
+	if err != nil {
+		_ = app.Close(context.Background())
+		t.Fatal(err)
+	}
+	gw := NewGateway(pool, GatewayConfig{App: "wsapp-sync", WebSocket: wc}, log)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() {
+		gw.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pool.Close(ctx); err != nil {
+			t.Errorf("pool close: %v", err)
+		}
+		_ = app.Close(context.Background())
+	})
+	return pool, srv
+}
+
+func wsURL(srv *httptest.Server, path string) string {
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + path
+}
+
+func get(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(resp.Body)
+	return resp, b.String()
+}
+
+func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,682 @@
+package host
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// AsyncPool is what the async gateway needs from a runtime pool.
+type AsyncPool interface {
+	Open(ex runtime.AsyncExchange, websocket bool) (*runtime.Conn, error)
+}
+
+// AsyncGatewayConfig configures an AsyncGateway.
+type AsyncGatewayConfig struct {
+	GatewayConfig
+	// RequestTimeout is the deadline of one HTTP request (default 30 s): the guest
+	// gets EventCancel and the client 504 (or a cut response). WebSockets have no
+	// deadline; idle ones are pinged (WSConfig).
+	RequestTimeout time.Duration
+}
+
+// outHighWater is how many response bytes the host takes from an async guest
+// before resp_write answers ERR_WOULD_BLOCK: enough for typical responses in one
+// piece, small enough that a slow client cannot make the host buffer much.
+const outHighWater = 64 << 10
+
+// bodyChunk and bodyHighWater size the request-body read-ahead for async guests.
+const (
+	bodyChunk     = 16 << 10
+	bodyHighWater = 64 << 10
+)
+
+// AsyncGateway is the http.Handler in front of an async pool: each request or
+// WebSocket becomes a connection on one instance, driven by events. Host calls made
+// by the guest never block: they only move bytes between guest memory and the
+// exchange's buffers; the request's own goroutine does the socket I/O.
+type AsyncGateway struct {
+	pool  AsyncPool
+	cfg   AsyncGatewayConfig
+	log   *slog.Logger
+	ws    *wsHub
+	ids   atomic.Uint64
+	retry string
+	exs   sync.Pool
+}
+
+// NewAsyncGateway returns a handler serving requests from an async pool.
+func NewAsyncGateway(pool AsyncPool, cfg AsyncGatewayConfig, log *slog.Logger) *AsyncGateway {
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = 1
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
+	log = log.With("app", cfg.App)
+	g := &AsyncGateway{pool: pool, cfg: cfg, log: log, retry: strconv.Itoa(cfg.RetryAfter),
+		ws: newWSHub(cfg.WebSocket, log)}
+	g.exs.New = func() any {
+		return &asyncExchange{wake: make(chan struct{}, 1), hdr: http.Header{}, base: new(exchange)}
+	}
+	return g
+}
+
+// Close closes every WebSocket (1001) and stops the WebSocket machinery. Call it
+// before closing the pool, so guests see their connections end.
+func (g *AsyncGateway) Close() { g.ws.close() }
+
+// ServeHTTP implements http.Handler.
+func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
+		w.Header().Set("Connection", "close")
+		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	isWS := isWebSocketRequest(r)
+	if r.ProtoMajor == 1 && r.ContentLength != 0 && !isWS {
+		_ = http.NewResponseController(w).EnableFullDuplex() // see Gateway.ServeHTTP
+	}
+	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	e := g.exs.Get().(*asyncExchange)
+	e.begin(g, w, r, rootPath, isWS)
+	if _, err := g.pool.Open(e, isWS); err != nil {
+		e.release()
+		e.release() // the pool never saw it: drop its reference too
+		g.log.Warn("request not served", "err", err)
+		w.Header().Set("Retry-After", g.retry)
+		http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	cut := e.serve()
+	e.release()
+	if cut {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// asyncExchange is one connection of an async guest. The owner goroutine (guest
+// host calls) and the request goroutine (socket I/O) share it under mu; the owner
+// side never blocks and never touches the ResponseWriter. It is pooled once both
+// sides are done with it (refs).
+type asyncExchange struct {
+	g    *AsyncGateway
+	w    http.ResponseWriter
+	r    *http.Request
+	base *exchange // head encoding shared with the sync gateway
+	head []byte
+	conn *runtime.Conn
+	wake chan struct{}
+	refs atomic.Int32
+	isWS bool
+
+	mu sync.Mutex
+	// response, filled by the guest, sent by the request goroutine
+	hdr          http.Header
+	status       int32
+	started      bool
+	committed    bool // resp_write called: the head is frozen
+	headSent     bool // request goroutine only
+	out          []byte
+	spare        []byte
+	flush        bool
+	ended        bool
+	wantWritable bool
+	clientGone   bool
+	detached     bool // the request goroutine returned: w and r are off limits
+	// request body, read ahead by a goroutine started on demand
+	in       []byte
+	inOff    int
+	inEOF    bool
+	inStatus int32
+	reading  bool
+	wantBody bool
+	bodyRead int64
+	tooLarge bool
+	readerWG sync.WaitGroup
+	// WebSocket
+	ws        *wsConn
+	accepted  bool
+	upgraded  bool
+	denied    bool
+	proto     string
+	acceptHdr http.Header
+	// end
+	finished bool
+	code     int32
+	err      error
+}
+
+func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Request, rootPath string, isWS bool) {
+	hdr, wake, spare, in := e.hdr, e.wake, e.spare[:0], e.in[:0]
+	clear(hdr)
+	select {
+	case <-wake:
+	default:
+	}
+	base := e.base
+	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, spare: spare, in: in, isWS: isWS, base: base}
+	e.refs.Store(2)
+	e.base.reset(nil, nil, r, rootPath, g.ids.Add(1))
+	e.head = e.base.Head()
+	if isWS {
+		e.head[1] = abi.KindWebSocket
+		e.ws = &wsConn{hub: g.ws, notify: e.notify}
+	}
+}
+
+// release drops one reference; the last one returns the exchange to the pool.
+func (e *asyncExchange) release() {
+	if e.refs.Add(-1) != 0 {
+		return
+	}
+	g := e.g
+	if e.isWS {
+		// The wsConn may still hold e.notify: never hand this exchange to
+		// another connection.
+		return
+	}
+	e.base.reset(nil, nil, nil, "", 0)
+	e.w, e.r, e.conn, e.ws, e.g, e.err = nil, nil, nil, nil, nil, nil
+	if cap(e.out) > outHighWater*2 {
+		e.out = nil
+	}
+	if cap(e.spare) > outHighWater*2 {
+		e.spare = nil
+	}
+	if cap(e.in) > bodyHighWater*2 {
+		e.in = nil
+	}
+	g.exs.Put(e)
+}
+
+func (e *asyncExchange) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// notify posts an event for the guest without ever blocking the caller, which may
+// be the owner goroutine itself (whose mailbox could be full).
+func (e *asyncExchange) notify(kind int32, a, b int64) {
+	c := e.conn
+	if c == nil || c.TryPost(kind, a, b) {
+		return
+	}
+	go c.Post(kind, a, b)
+}
+
+// Bind implements runtime.AsyncExchange.
+func (e *asyncExchange) Bind(c *runtime.Conn) { e.conn = c }
+
+// Head implements runtime.Exchange.
+func (e *asyncExchange) Head() []byte { return e.head }
+
+// ReadBody implements runtime.Exchange without blocking.
+func (e *asyncExchange) ReadBody(p []byte) (int, bool, int32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.detached || e.upgraded {
+		return 0, false, abi.ErrClosed
+	}
+	if e.tooLarge {
+		return 0, false, abi.ErrTooLarge
+	}
+	if avail := len(e.in) - e.inOff; avail > 0 {
+		n := copy(p, e.in[e.inOff:])
+		e.inOff += n
+		if e.inOff == len(e.in) {
+			e.in, e.inOff = e.in[:0], 0
+		}
+		e.startReaderLocked()
+		return n, e.inEOF && e.inOff == 0 && len(e.in) == 0, abi.OK
+	}
+	if e.inEOF || e.r.ContentLength == 0 || e.isWS {
+		return 0, true, abi.OK
+	}
+	if e.inStatus != abi.OK {
+		return 0, false, e.inStatus
+	}
+	if len(p) == 0 {
+		return 0, false, abi.OK
+	}
+	e.wantBody = true
+	e.startReaderLocked()
+	return 0, false, abi.ErrWouldBlock
+}
+
+func (e *asyncExchange) startReaderLocked() {
+	if e.reading || e.inEOF || e.inStatus != abi.OK || e.detached || len(e.in) >= bodyHighWater {
+		return
+	}
+	e.reading = true
+	e.readerWG.Add(1)
+	go e.readBody()
+}
+
+// readBody reads the request body ahead of the guest, up to bodyHighWater.
+func (e *asyncExchange) readBody() {
+	defer e.readerWG.Done()
+	var chunk [bodyChunk]byte
+	limit := e.g.cfg.BodyLimit
+	for {
+		n, err := e.r.Body.Read(chunk[:])
+		e.mu.Lock()
+		e.bodyRead += int64(n)
+		switch {
+		case limit > 0 && e.bodyRead > limit:
+			e.tooLarge = true
+			e.inStatus = abi.ErrTooLarge
+		case n > 0:
+			e.in = append(e.in, chunk[:n]...)
+		}
+		if err != nil && e.inStatus == abi.OK {
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.Is(err, io.EOF):
+				e.inEOF = true
+			case errors.As(err, &mbe):
+				e.tooLarge, e.inStatus = true, abi.ErrTooLarge
+			case e.detached:
+				e.inStatus = abi.ErrTimeout
+			default:
+				e.inStatus = abi.ErrClosed
+			}
+		}
+		stop := e.inEOF || e.inStatus != abi.OK || len(e.in)-e.inOff >= bodyHighWater || e.detached
+		if stop {
+			e.reading = false
+		}
+		want := e.wantBody && (n > 0 || stop)
+		if want {
+			e.wantBody = false
+		}
+		e.mu.Unlock()
+		if want {
+			e.notify(abi.EventBody, int64(n), 0)
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// Start implements runtime.Exchange: the head is staged in the exchange.
+func (e *asyncExchange) Start(status int32, block []byte) int32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.committed || e.ended || e.accepted || e.detached {
+		return abi.ErrState
+	}
+	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
+		return abi.ErrBadArgument
+	}
+	clear(e.hdr)
+	if err := abi.WalkHeaderBlock(block, func(name, value []byte) error {
+		return addHeader(e.hdr, name, value)
+	}); err != nil {
+		clear(e.hdr)
+		return abi.ErrBadArgument
+	}
+	e.status, e.started = status, true
+	return abi.OK
+}
+
+// Write implements runtime.Exchange: bytes are queued for the request goroutine,
+// up to the high-water mark.
+func (e *asyncExchange) Write(p []byte, flags int32) int32 {
+	e.mu.Lock()
+	switch {
+	case e.ended || e.accepted:
+		e.mu.Unlock()
+		return abi.ErrState
+	case e.detached:
+		e.mu.Unlock()
+		return abi.ErrTimeout
+	case e.clientGone:
+		e.mu.Unlock()
+		return abi.ErrClosed
+	case len(e.out) >= outHighWater:
+		e.wantWritable = true
+		e.mu.Unlock()
+		return abi.ErrWouldBlock
+	}
+	e.out = append(e.out, p...)
+	e.committed = true
+	if flags&abi.WriteEnd != 0 {
+		e.ended = true
+	} else if flags&abi.WriteNoFlush == 0 {
+		e.flush = true
+	}
+	e.mu.Unlock()
+	e.signal()
+	return abi.OK
+}
+
+// Disconnected implements runtime.Exchange.
+func (e *asyncExchange) Disconnected() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.clientGone || e.detached
+}
+
+// Abort implements runtime.Exchange. Async instances have no per-request call, so
+// the pool never aborts a single exchange; deadlines are the gateway's.
+func (e *asyncExchange) Abort() {}
+
+// Finish implements runtime.AsyncExchange.
+func (e *asyncExchange) Finish(code int32, err error) {
+	e.mu.Lock()
+	e.finished, e.code, e.err = true, code, err
+	upgraded := e.upgraded
+	e.mu.Unlock()
+	if upgraded {
+		e.closeWS(code, err)
+		e.release()
+		return
+	}
+	e.signal()
+	e.release()
+}
+
+func (e *asyncExchange) closeWS(code int32, err error) {
+	if err != nil {
+		e.ws.closeWith(abi.CloseInternalError, "internal error", true)
+	} else {
+		e.ws.closeWith(abi.CloseNormal, "", true)
+	}
+}
+
+// WSAccept implements runtime.WebSocket: the request goroutine does the handshake.
+func (e *asyncExchange) WSAccept(proto, hdrBlock []byte) int32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.isWS || e.accepted || e.committed || e.denied || e.detached {
+		return abi.ErrState
+	}
+	h := http.Header{}
+	if len(hdrBlock) > 0 {
+		if err := abi.WalkHeaderBlock(hdrBlock, func(name, value []byte) error {
+			return addHeader(h, name, value)
+		}); err != nil {
+			return abi.ErrBadArgument
+		}
+	}
+	if len(proto) > 0 {
+		if !validProto(proto) {
+			return abi.ErrBadArgument
+		}
+		e.proto = string(proto)
+	}
+	e.acceptHdr, e.accepted = h, true
+	e.signal()
+	return abi.OK
+}
+
+func validProto(p []byte) bool {
+	for _, c := range p {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// WSRecv implements runtime.WebSocket.
+func (e *asyncExchange) WSRecv(p []byte) (int32, int, int32) {
+	if !e.isWS {
+		return 0, 0, abi.ErrState
+	}
+	return e.ws.recv(p, nil)
+}
+
+// WSSend implements runtime.WebSocket.
+func (e *asyncExchange) WSSend(kind int32, p []byte) int32 {
+	e.mu.Lock()
+	ok := e.accepted
+	e.mu.Unlock()
+	if !ok {
+		return abi.ErrState
+	}
+	return e.ws.send(kind, p, nil)
+}
+
+// WSClose implements runtime.WebSocket; before accept it denies the upgrade (403).
+func (e *asyncExchange) WSClose(code int32, reason []byte) int32 {
+	e.mu.Lock()
+	if !e.isWS || e.detached {
+		e.mu.Unlock()
+		return abi.ErrState
+	}
+	if !e.accepted {
+		e.denied = true
+		e.mu.Unlock()
+		e.signal()
+		return abi.OK
+	}
+	e.mu.Unlock()
+	if code == 0 {
+		code = abi.CloseNormal
+	}
+	e.ws.closeWith(code, string(reason), false)
+	return abi.OK
+}
+
+// WSCloseInfo implements runtime.WebSocket.
+func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.closeInfo() }
+
+// serve is the request goroutine's part: it sends what the guest queued, reads
+// ahead the body, performs the WebSocket handshake, and enforces the deadline. It
+// reports whether the response must be cut.
+func (e *asyncExchange) serve() (cut bool) {
+	w, r := e.w, e.r
+	// The deadline covers a WebSocket only until the guest accepts or denies it.
+	t := time.NewTimer(e.g.cfg.RequestTimeout)
+	defer t.Stop()
+	deadline := t.C
+	ctxDone := r.Context().Done()
+	defer e.detach()
+	for {
+		select {
+		case <-e.wake:
+		case <-ctxDone:
+			ctxDone = nil
+			e.mu.Lock()
+			e.clientGone = true
+			e.mu.Unlock()
+			e.notify(abi.EventDisconnect, 0, 0)
+		case <-deadline:
+			return e.expire()
+		}
+		e.mu.Lock()
+		if e.accepted && !e.upgraded {
+			proto, hdr := e.proto, e.acceptHdr
+			e.mu.Unlock()
+			return e.upgrade(proto, hdr)
+		}
+		if e.denied && !e.committed {
+			e.mu.Unlock()
+			http.Error(w, "403 forbidden", http.StatusForbidden)
+			e.mu.Lock()
+			e.committed, e.ended, e.headSent = true, true, true
+			fin := e.finished
+			e.mu.Unlock()
+			if fin {
+				return false
+			}
+			continue
+		}
+		chunk := e.out
+		e.out = e.spare[:0]
+		e.spare = nil
+		end, flush, finished := e.ended, e.flush, e.finished
+		e.flush = false
+		first := !e.headSent && (len(chunk) > 0 || end || flush)
+		e.mu.Unlock()
+
+		if first {
+			h := w.Header()
+			for k, v := range e.hdr {
+				h[k] = v
+			}
+			if end && bodyAllowed(e.statusOr200()) {
+				if _, ok := h["Content-Length"]; !ok {
+					h["Content-Length"] = []string{strconv.Itoa(len(chunk))}
+				}
+			}
+			w.WriteHeader(int(e.statusOr200()))
+			e.headSent = true
+		}
+		var werr error
+		if len(chunk) > 0 {
+			_, werr = w.Write(chunk)
+		}
+		if werr == nil && flush && !end {
+			werr = http.NewResponseController(w).Flush()
+		}
+		e.mu.Lock()
+		e.spare = chunk[:0]
+		if werr != nil {
+			e.clientGone = true
+		}
+		wantW := e.wantWritable && (len(e.out) < outHighWater || e.clientGone)
+		if wantW {
+			e.wantWritable = false
+		}
+		more := len(e.out) > 0 || (e.accepted && !e.upgraded) || (e.denied && !e.committed)
+		finished = e.finished
+		e.mu.Unlock()
+		if wantW {
+			e.notify(abi.EventWritable, 0, 0)
+		}
+		if more {
+			e.signal()
+			continue
+		}
+		if finished {
+			return e.finish()
+		}
+	}
+}
+
+func (e *asyncExchange) statusOr200() int32 {
+	if e.status == 0 {
+		return http.StatusOK
+	}
+	return e.status
+}
+
+// detach marks the request goroutine gone and stops the body reader, so the
+// owner side no longer touches w or r.
+func (e *asyncExchange) detach() {
+	e.mu.Lock()
+	e.detached = true
+	reading := e.reading
+	e.mu.Unlock()
+	if reading && !e.upgraded {
+		rc := http.NewResponseController(e.w)
+		_ = rc.SetReadDeadline(time.Now())
+	}
+	e.readerWG.Wait()
+}
+
+// expire handles the request deadline: the guest is told to cancel, the client
+// gets 504 (or a cut response).
+func (e *asyncExchange) expire() bool {
+	e.mu.Lock()
+	e.detached = true
+	e.mu.Unlock()
+	e.notify(abi.EventCancel, 0, 0)
+	e.g.log.Error("request deadline exceeded", "method", e.r.Method, "path", e.r.URL.Path)
+	if e.headSent {
+		return true
+	}
+	clear(e.w.Header())
+	http.Error(e.w, "504 gateway timeout: the app did not answer in time", http.StatusGatewayTimeout)
+	return false
+}
+
+// finish completes the HTTP response once the guest ended the connection, with
+// the rules of SPEC §5 (and §9 for WebSocket requests that were not accepted).
+func (e *asyncExchange) finish() (cut bool) {
+	w := e.w
+	e.mu.Lock()
+	code, err, started, ended := e.code, e.err, e.started, e.ended
+	e.mu.Unlock()
+	if err != nil {
+		var ge *runtime.GuestError
+		switch {
+		case errors.Is(err, runtime.ErrDeadline), errors.As(err, &ge):
+			e.g.log.Error("instance failed; request lost", "err", err, "path", e.r.URL.Path)
+		case errors.Is(err, runtime.ErrPoolClosed):
+		default:
+			e.g.log.Error("request failed", "err", err)
+		}
+		if e.headSent {
+			return true
+		}
+		clear(w.Header())
+		if errors.Is(err, runtime.ErrPoolClosed) {
+			w.Header().Set("Retry-After", e.g.retry)
+			http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
+			return false
+		}
+		http.Error(w, "500 internal server error", http.StatusInternalServerError)
+		return false
+	}
+	switch {
+	case e.headSent:
+		return code != 0 && (code < 100 || code > 599) && !ended
+	case e.isWS && !started && (code == 0 || code < 100 || code > 599):
+		http.Error(w, "403 forbidden", http.StatusForbidden)
+	case code == 0 || (code >= 100 && code <= 599 && started):
+		for k, v := range e.hdr {
+			w.Header()[k] = v
+		}
+		if bodyAllowed(e.statusOr200()) {
+			w.Header().Set("Content-Length", "0")
+		}
+		w.WriteHeader(int(e.statusOr200()))
+	case code >= 100 && code <= 599:
+		w.WriteHeader(int(code))
+	default:
+		e.g.log.Error("app returned an error code", "code", code, "method", e.r.Method, "path", e.r.URL.Path)
+		http.Error(w, "500 internal server error", http.StatusInternalServerError)
+	}
+	return false
+}
+
+// upgrade performs the accepted WebSocket handshake and hands the socket to the
+// hub; the request goroutine then returns, so an idle WebSocket keeps none.
+func (e *asyncExchange) upgrade(proto string, hdr http.Header) bool {
+	err := e.ws.upgrade(e.w, e.r, proto, hdr)
+	e.mu.Lock()
+	e.upgraded = true
+	e.headSent = true
+	fin, code, ferr := e.finished, e.code, e.err
+	e.mu.Unlock()
+	if err != nil {
+		e.g.log.Info("websocket handshake failed", "err", err)
+		e.ws.shutdown()
+		return false
+	}
+	if fin {
+		e.closeWS(code, ferr)
+	}
+	return false
+}
+
+var _ runtime.AsyncExchange = (*asyncExchange)(nil)
+var _ runtime.WebSocket = (*asyncExchange)(nil)

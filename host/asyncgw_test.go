@@ -1,0 +1,153 @@
+package host
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+func TestAsyncHTTPBasics(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, WSConfig{})
+	resp, body := get(t, s.srv.URL+"/")
+	if resp.StatusCode != 200 || body != "hello\n" || resp.Header.Get("Content-Length") != "6" {
+		t.Fatalf("hello: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, _ = get(t, s.srv.URL+"/status")
+	if resp.StatusCode != 418 {
+		t.Fatalf("status: %d", resp.StatusCode)
+	}
+	resp, _ = get(t, s.srv.URL+"/nothing")
+	if resp.StatusCode != 404 {
+		t.Fatalf("404: %d", resp.StatusCode)
+	}
+	// A body bigger than the read-ahead window and a response bigger than the
+	// high-water mark exercise BODY and WRITABLE events.
+	in := bytes.Repeat([]byte("0123456789"), 30000)
+	r2, err := http.Post(s.srv.URL+"/echo", "application/octet-stream", bytes.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := io.ReadAll(r2.Body)
+	r2.Body.Close()
+	if r2.StatusCode != 200 || !bytes.Equal(in, out) {
+		t.Fatalf("echo: %d, %d bytes back of %d", r2.StatusCode, len(out), len(in))
+	}
+	resp, body = get(t, s.srv.URL+"/big?n=500")
+	if resp.StatusCode != 200 || len(body) != 500000 {
+		t.Fatalf("big: %d %d", resp.StatusCode, len(body))
+	}
+}
+
+// TestAsyncHTTPConcurrent checks every response matches its request id under
+// concurrent load, with requests overlapping on the instances.
+func TestAsyncHTTPConcurrent(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, WSConfig{})
+	const clients, each = 32, 40
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 20 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range each {
+				id := fmt.Sprintf("%d-%d", i, j)
+				resp, err := c.Get(s.srv.URL + "/id?ms=" + fmt.Sprint(j%3) + "&id=" + id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || string(b) != "id="+id {
+					errs <- fmt.Errorf("request %s: %d %q", id, resp.StatusCode, b)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := s.pool.Stats()
+	if st.Served < clients*each {
+		t.Errorf("served %d, want ≥ %d", st.Served, clients*each)
+	}
+}
+
+// TestAsyncSSEMany holds many SSE streams on one instance, each driven by host
+// timers, and checks each stream is complete.
+func TestAsyncSSEMany(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{}, WSConfig{})
+	const clients, events = 300, 5
+	tr := &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Get(s.srv.URL + fmt.Sprintf("/sse?n=%d&ms=200", events))
+			if err != nil {
+				errs <- err
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := ""
+			for i := 1; i <= events; i++ {
+				want += fmt.Sprintf("data: %d\n\n", i)
+			}
+			if string(b) != want {
+				errs <- fmt.Errorf("stream: %q", b)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Streams run concurrently: 300 streams of 4 sleeps of 200 ms take about 0.8 s,
+	// not 300 × 0.8 s.
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %s: streams did not run concurrently", d)
+	}
+}
+
+// TestAsyncTrapFailsOnlyItsRequests: a trap costs the requests on that instance,
+// the pool replaces it and keeps serving.
+func TestAsyncTrapHTTP(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, WSConfig{})
+	resp, _ := get(t, s.srv.URL+"/trap")
+	if resp.StatusCode != 500 {
+		t.Fatalf("trap: %d", resp.StatusCode)
+	}
+	for i := range 20 {
+		resp, body := get(t, s.srv.URL+"/")
+		if resp.StatusCode != 200 || body != "hello\n" {
+			t.Fatalf("after trap, request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	waitUntil(t, "replacement", 10*time.Second, func() bool { return s.pool.Stats().Live == 2 })
+	if st := s.pool.Stats(); st.Discarded != 1 {
+		t.Errorf("discarded %d, want 1", st.Discarded)
+	}
+	if !strings.Contains(s.logs.String(), "trap on purpose") {
+		t.Errorf("log lacks the guest's panic:\n%s", s.logs.String())
+	}
+}

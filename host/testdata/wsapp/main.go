@@ -1,0 +1,122 @@
+// Command wsapp is the host package's test guest for WebSockets and the async
+// gateway. The same source is built for both shapes (with and without the
+// wasmsrv_async tag).
+package main
+
+import (
+	"io"
+	"net/url"
+	"runtime"
+	"strconv"
+	"time"
+
+	wasmsrv "github.com/wasmsrv/wasmsrv/sdk/go"
+)
+
+func trap() {
+	go func() { panic("trap on purpose") }() // unrecovered: the instance dies
+	for {
+		runtime.Gosched()
+	}
+}
+
+func init() {
+	wasmsrv.HandleFunc(func(w *wasmsrv.ResponseWriter, r *wasmsrv.Request) {
+		q, _ := url.ParseQuery(r.RawQuery)
+		switch r.Path {
+		case "/":
+			w.WriteString("hello\n")
+		case "/id":
+			// Sleep a little so requests overlap on the instance.
+			if ms, _ := strconv.Atoi(q.Get("ms")); ms > 0 {
+				wasmsrv.Sleep(time.Duration(ms) * time.Millisecond)
+			}
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteString("id=" + q.Get("id"))
+		case "/echo":
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				w.WriteHeader(400)
+				return
+			}
+			w.Write(b)
+		case "/big":
+			n, _ := strconv.Atoi(q.Get("n"))
+			chunk := make([]byte, 1000)
+			for i := range chunk {
+				chunk[i] = 'a' + byte(i%26)
+			}
+			for i := 0; i < n; i++ {
+				w.Write(chunk)
+			}
+		case "/sse":
+			n, _ := strconv.Atoi(q.Get("n"))
+			ms, _ := strconv.Atoi(q.Get("ms"))
+			w.Header().Set("Content-Type", "text/event-stream")
+			for i := 1; i <= n; i++ {
+				if i > 1 {
+					wasmsrv.Sleep(time.Duration(ms) * time.Millisecond)
+				}
+				w.WriteString("data: " + strconv.Itoa(i) + "\n\n")
+				if w.Flush() != nil {
+					return
+				}
+			}
+		case "/status":
+			w.WriteHeader(418)
+		case "/trap":
+			trap()
+		case "/ws":
+			if !r.IsWebSocket() {
+				w.WriteHeader(400)
+				return
+			}
+			opts := &wasmsrv.AcceptOptions{}
+			for _, p := range r.Subprotocols() {
+				if p == "echo" {
+					opts.Subprotocol = p
+				}
+			}
+			ws, err := wasmsrv.Accept(w, r, opts)
+			if err != nil {
+				return
+			}
+			for {
+				kind, msg, err := ws.ReadMessage()
+				if err != nil {
+					if ce, ok := err.(*wasmsrv.CloseError); ok {
+						println("ws closed by peer", ce.Code, ce.Reason)
+					}
+					return
+				}
+				if kind == wasmsrv.TextMessage {
+					switch s := string(msg); {
+					case s == "trap":
+						trap()
+					case s == "close":
+						ws.Close(4000, "bye")
+						return
+					case len(s) > 6 && s[:6] == "sleep:":
+						ms, _ := strconv.Atoi(s[6:])
+						wasmsrv.Sleep(time.Duration(ms) * time.Millisecond)
+						msg = []byte("slept")
+					}
+				}
+				if ws.WriteMessage(kind, msg) != nil {
+					return
+				}
+			}
+		case "/ws-deny-custom":
+			w.WriteHeader(401)
+			w.WriteString("no entry\n")
+		default:
+			// "/ws-deny" and anything else: a WebSocket request neither accepted nor
+			// answered is denied with 403; plain requests get 404.
+			if !r.IsWebSocket() {
+				w.WriteHeader(404)
+			}
+		}
+	})
+}
+
+func main() {}
