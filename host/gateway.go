@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -26,6 +27,8 @@ type GatewayConfig struct {
 	BodyLimit int64
 	// RetryAfter is the Retry-After value, in seconds, sent with 503 (default 1).
 	RetryAfter int
+	// WebSocket configures WebSocket connections (websocket.go).
+	WebSocket WSConfig
 }
 
 // Gateway is the http.Handler that runs requests on a guest app through the ABI.
@@ -36,6 +39,9 @@ type Gateway struct {
 	exs   sync.Pool
 	ids   atomic.Uint64
 	retry string
+
+	wsOnce sync.Once
+	ws     *wsHub // created by the first WebSocket request (websocket_sync.go)
 }
 
 // NewGateway returns a handler serving requests from pool.
@@ -72,6 +78,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// unread body at the first write, and the guest then reads on from the wrong
 		// place: the body arrives silently corrupted.
 		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	if isWebSocketRequest(r) {
+		g.serveWebSocket(w, r)
+		return
 	}
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	ex := g.exs.Get().(*exchange)
@@ -142,6 +152,11 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 }
 
 func (g *Gateway) errorResponse(ex *exchange, status int, msg string) {
+	if ex.aborted.Load() {
+		// Abort expired the connection's deadlines to unblock the guest's I/O;
+		// lift the write deadline so the error response itself can go out.
+		_ = http.NewResponseController(ex.w).SetWriteDeadline(time.Time{})
+	}
 	clear(ex.w.Header())
 	http.Error(ex.w, msg, status)
 	ex.headSent, ex.ended = true, true
