@@ -30,6 +30,14 @@ type Spec struct {
 	BuildCacheDir string
 	// BuildTags are passed to go build for package directories.
 	BuildTags []string
+	// Mode is the shape a Go package directory is built for: "sync" (default) or
+	// "async" (adds the wasmsrv_async build tag). A .wasm declares its own mode by
+	// its marker export; a different Mode here is an error.
+	Mode string
+	// Async sets the limits of an async pool (async-mode apps).
+	Async runtime.AsyncConfig
+	// WebSocket configures WebSocket connections (both modes).
+	WebSocket host.WSConfig
 	// Pool sizes the pool and sets deadlines and recycling.
 	Pool runtime.PoolConfig
 	// MemoryLimit per instance in bytes (0 = runtime default).
@@ -75,7 +83,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	wasmPath := spec.Source
 	if builder.IsPackageDir(spec.Source) {
 		start := time.Now()
-		p, cached, err := builder.Build(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: spec.BuildTags})
+		p, cached, err := builder.Build(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: buildTags(spec)})
 		if err != nil {
 			return nil, fmt.Errorf("app %s: %w", spec.Name, err)
 		}
@@ -98,15 +106,22 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
+	if err := checkMode(spec, app); err != nil {
+		_ = app.Close(ctx)
+		return nil, err
+	}
 	switch app.Info().Mode {
+	case runtime.ModeAsync:
+		return openAsync(ctx, app, spec, wasmPath, log)
 	case runtime.ModeSync:
 		pool, err := runtime.NewSyncPool(ctx, app, spec.Pool)
 		if err != nil {
 			_ = app.Close(ctx)
 			return nil, err
 		}
-		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit}, log)
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, WebSocket: spec.WebSocket}, log)
 		return &App{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)
 			_ = app.Close(ctx)
 			return err

@@ -18,7 +18,15 @@ import (
 // prints them.
 type Run struct {
 	Listen            string   `env:"LISTEN" envDefault:"127.0.0.1:8080" flag:"listen" help:"address to listen on (host:port)"`
-	Workers           int      `env:"WORKERS" envDefault:"0" flag:"workers" help:"instances in the pool (0 = 2×CPU+1 for sync apps)"`
+	Workers           int      `env:"WORKERS" envDefault:"0" flag:"workers" help:"instances in the pool (0 = 2×CPU+1 for sync apps, CPU count for async apps)"`
+	Mode              string   `env:"MODE" envDefault:"auto" flag:"mode" help:"sync or async: the shape a Go package directory is built for (auto = sync); a .wasm declares its own"`
+	LimitConcurrency  int      `env:"LIMIT_CONCURRENCY" envDefault:"0" flag:"limit-concurrency" help:"async apps: in-flight connections per app before 503 (0 = only the per-instance cap)"`
+	MaxConnsPerInst   int      `env:"MAX_CONNS_PER_INSTANCE" envDefault:"10000" flag:"max-conns-per-instance" help:"async apps: in-flight connections per instance before 503"`
+	EventTimeout      Duration `env:"EVENT_TIMEOUT" envDefault:"5s" flag:"event-timeout" help:"async apps: deadline of one event call; an instance over it is replaced"`
+	WSMaxMessage      Size     `env:"WS_MAX_MESSAGE" envDefault:"1MiB" flag:"ws-max-message" help:"largest WebSocket message (closed with 1009 beyond)"`
+	WSPingInterval    Duration `env:"WS_PING_INTERVAL" envDefault:"20s" flag:"ws-ping-interval" help:"ping a WebSocket silent for this long"`
+	WSPingTimeout     Duration `env:"WS_PING_TIMEOUT" envDefault:"20s" flag:"ws-ping-timeout" help:"close a pinged WebSocket that stays silent this long"`
+	WSCompression     bool     `env:"WS_COMPRESSION" envDefault:"false" flag:"ws-compression" help:"offer permessage-deflate to WebSocket clients"`
 	QueueSize         int      `env:"QUEUE_SIZE" envDefault:"1024" flag:"queue-size" help:"requests that may wait for a free instance before 503"`
 	QueueWait         Duration `env:"QUEUE_WAIT" envDefault:"10s" flag:"queue-wait" help:"longest wait for a free instance before 503"`
 	Timeout           Duration `env:"TIMEOUT" envDefault:"30s" flag:"timeout" help:"per-request deadline; the guest is stopped and the client gets 504"`
@@ -119,6 +127,14 @@ func (c *Run) Validate() error {
 	}
 	if c.MemoryLimit < 64<<10 || c.MemoryLimit > 4<<30 {
 		errs = append(errs, fmt.Sprintf("memory-limit: %d bytes is outside 64KiB..4GiB", c.MemoryLimit))
+	}
+	switch c.Mode {
+	case "auto", "sync", "async":
+	default:
+		errs = append(errs, fmt.Sprintf("mode: %q, want auto, sync or async", c.Mode))
+	}
+	if c.LimitConcurrency < 0 || c.MaxConnsPerInst < 0 {
+		errs = append(errs, "limit-concurrency and max-conns-per-instance: must be ≥ 0")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

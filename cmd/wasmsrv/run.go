@@ -87,6 +87,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			Workers: cfg.Workers, QueueSize: cfg.QueueSize, QueueWait: cfg.QueueWait.D(),
 			RequestTimeout: cfg.Timeout.D(), MaxRequests: cfg.MaxRequests, MaxRequestsJitter: cfg.MaxRequestsJitter,
 		},
+		Mode: cfg.Mode,
+		Async: runtime.AsyncConfig{
+			MaxConns: cfg.LimitConcurrency, MaxConnsPerInstance: cfg.MaxConnsPerInst, EventTimeout: cfg.EventTimeout.D(),
+		},
+		WebSocket: host.WSConfig{
+			MaxMessage: int64(cfg.WSMaxMessage), PingInterval: cfg.WSPingInterval.D(), PingTimeout: cfg.WSPingTimeout.D(),
+			Compression: cfg.WSCompression,
+		},
 		MemoryLimit: int64(cfg.MemoryLimit),
 		BodyLimit:   int64(cfg.BodyLimit),
 		Env:         cfg.Env,
