@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -61,10 +62,10 @@ func Parse(path string, data []byte, lookup func(string) (string, bool)) (*Confi
 	case ".yaml", ".yml":
 		f, err := parser.ParseBytes(data, 0)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+			return nil, yamlError(path, nil, err)
 		}
 		if err := yaml.UnmarshalWithOptions(data, cfg, yaml.DisallowUnknownField(), yaml.Strict()); err != nil {
-			return nil, fmt.Errorf("%s: %s", path, yaml.FormatError(err, false, false))
+			return nil, yamlError(path, f, err)
 		}
 		loc = yamlLines(f)
 	default:
@@ -264,4 +265,89 @@ func (y yamlLocator) line(key string) int {
 		k = k[:i]
 	}
 	return 0
+}
+
+var (
+	goTypeMsg = regexp.MustCompile(`cannot unmarshal (.+?) into Go (?:struct field|value) \S* ?of type (\S+)`)
+	quoted    = regexp.MustCompile(`"([^"]*)"`)
+)
+
+// yamlError turns a go-yaml decode error into an *Error naming the key path
+// and line, in the same shape as TOML and validation errors.
+func yamlError(path string, f *ast.File, err error) error {
+	msg := err.Error()
+	var node ast.Node
+	var ye yaml.Error
+	if errors.As(err, &ye) {
+		msg = ye.GetMessage()
+		if tok := ye.GetToken(); tok != nil {
+			node = findNode(f, func(n ast.Node) bool {
+				t := n.GetToken()
+				return t != nil && t.Position.Line == tok.Position.Line && t.Position.Column == tok.Position.Column
+			})
+			if node == nil {
+				return &Error{File: path, Line: tok.Position.Line, Msg: cleanYAMLMsg(msg)}
+			}
+		}
+	} else if m := quoted.FindStringSubmatch(msg); m != nil {
+		// Errors from our own UnmarshalText (sizes, durations) carry no
+		// position: find the scalar holding the bad value.
+		node = findNode(f, func(n ast.Node) bool {
+			_, isMap := n.(*ast.MappingValueNode)
+			return !isMap && n.GetToken() != nil && n.GetToken().Value == m[1]
+		})
+	}
+	if node == nil {
+		return &Error{File: path, Msg: cleanYAMLMsg(msg)}
+	}
+	return &Error{File: path, Line: node.GetToken().Position.Line, Key: strings.TrimPrefix(strings.TrimPrefix(node.GetPath(), "$"), "."), Msg: cleanYAMLMsg(msg)}
+}
+
+// cleanYAMLMsg replaces Go type names with what a config author wrote.
+func cleanYAMLMsg(msg string) string {
+	if m := goTypeMsg.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("wrong type: got %s, want %s", yamlKind(m[1]), yamlKind(m[2]))
+	}
+	return msg
+}
+
+func yamlKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "[]"):
+		return "a list"
+	case strings.HasPrefix(goType, "map[") || strings.HasPrefix(goType, "config.") || strings.HasPrefix(goType, "*config."):
+		return "a mapping"
+	case strings.HasPrefix(goType, "int") || strings.HasPrefix(goType, "float"):
+		return "a number"
+	}
+	return goType
+}
+
+type finder struct {
+	match func(ast.Node) bool
+	found ast.Node
+}
+
+func (f *finder) Visit(n ast.Node) ast.Visitor {
+	if f.found != nil || n == nil {
+		return nil
+	}
+	if f.match(n) {
+		f.found = n
+		return nil
+	}
+	return f
+}
+
+func findNode(file *ast.File, match func(ast.Node) bool) ast.Node {
+	if file == nil {
+		return nil
+	}
+	fd := &finder{match: match}
+	for _, d := range file.Docs {
+		if d.Body != nil {
+			ast.Walk(fd, d.Body)
+		}
+	}
+	return fd.found
 }
