@@ -93,6 +93,24 @@ func route(w *wasmsrv.ResponseWriter, r *wasmsrv.Request, q url.Values) (string,
 			return "", err
 		}
 		return strconv.Itoa(resp.Status) + " " + string(resp.Body), nil
+	case "/loop":
+		// Per-call cost: n calls of a cheap host function, timed by the caller.
+		n, _ := strconv.Atoi(q.Get("n"))
+		switch q.Get("what") {
+		case "core": // no-op core call: wasmsrv.disconnected
+			for i := 0; i < n; i++ {
+				r.Disconnected()
+			}
+		case "log": // plugin call doing no work: wasmsrv_log.enabled
+			for i := 0; i < n; i++ {
+				log.Enabled(log.LevelDebug - 4)
+			}
+		case "config": // plugin call with a map lookup and a copy
+			for i := 0; i < n; i++ {
+				config.Lookup("greeting")
+			}
+		}
+		return "ok", nil
 	case "/pub":
 		return "ok", pubsub.Publish(q.Get("t"), []byte(q.Get("m")))
 	case "/sub":
