@@ -29,7 +29,6 @@ package interrupt
 import (
 	"errors"
 	"fmt"
-	"slices"
 )
 
 // ExportName is the export name of the injected global.
@@ -284,7 +283,7 @@ func flagCheck(gidx uint32) []byte {
 	return append(b, 0x04, 0x40, 0x00, 0x0b)
 }
 
-// tickCheck counts loop iterations in local l and calls `memory.grow 0` every
+// appendTickCheck counts loop iterations in local l and calls `memory.grow 0` every
 // safepointInterval of them. Native code cannot be preempted by the Go
 // scheduler: a guest spinning without ever leaving native code blocks every
 // stop-the-world (GC) of the whole process, including the goroutine that
@@ -292,13 +291,12 @@ func flagCheck(gidx uint32) []byte {
 // the goroutine can be preempted. A local (a register, no memory traffic)
 // keeps this cheap; it restarts at each call, which is fine since a spin needs
 // a loop in some frame.
-func tickCheck(l uint32) []byte {
-	idx := appendU32(nil, l)
-	b := append([]byte{0x20}, idx...) // l = l - 1
-	b = append(b, 0x41, 0x01, 0x6b, 0x22)
-	b = append(b, idx...) // local.tee
-	b = append(b, 0x41)   // if (l & (interval-1)) == 0 { drop(memory.grow 0) }
-	b = appendS32(b, safepointInterval-1)
+func appendTickCheck(b []byte, l uint32) []byte {
+	// local.get l; i32.const 1; i32.sub; local.tee l
+	b = appendU32(append(b, 0x20), l)
+	b = appendU32(append(b, 0x41, 0x01, 0x6b, 0x22), l)
+	// i32.const interval-1; i32.and; i32.eqz; if; i32.const 0; memory.grow 0; drop; end
+	b = appendS32(append(b, 0x41), safepointInterval-1)
 	return append(b, 0x71, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b)
 }
 
@@ -528,7 +526,6 @@ func instrumentBody(dst, src []byte, base int, flag []byte, safepoints bool, par
 		return nil, fmt.Errorf("%w: too many locals", ErrMalformed)
 	}
 	localsEnd := off
-	var check []byte // built at the first loop: most functions have none
 
 	copied := 0 // src[:copied] is already in dst
 	for off < len(src) {
@@ -539,20 +536,18 @@ func instrumentBody(dst, src []byte, base int, flag []byte, safepoints bool, par
 			if off, err = skipLEB(src, off, 5); err != nil {
 				return nil, fmt.Errorf("offset %d: loop block type: %w", base+at, err)
 			}
-			if check == nil {
-				check = flag
-				if safepoints {
-					// Declare the tick local: one more (1 × i32) group.
-					// Nothing is copied yet (copied == 0).
-					dst = appendU32(dst, groups+1)
-					dst = append(dst, src[groupsEnd:localsEnd]...)
-					dst = append(dst, 0x01, 0x7f)
-					copied = localsEnd
-					check = append(slices.Clip(flag), tickCheck(uint32(locals))...)
-				}
+			if safepoints && copied == 0 {
+				// First loop: declare the tick local, one more (1 × i32) group.
+				dst = appendU32(dst, groups+1)
+				dst = append(dst, src[groupsEnd:localsEnd]...)
+				dst = append(dst, 0x01, 0x7f)
+				copied = localsEnd
 			}
 			dst = append(dst, src[copied:off]...)
-			dst = append(dst, check...)
+			dst = append(dst, flag...)
+			if safepoints {
+				dst = appendTickCheck(dst, uint32(locals))
+			}
 			copied = off
 			continue
 		}
