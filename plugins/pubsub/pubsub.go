@@ -276,10 +276,16 @@ func (a *appPS) wait(ctx context.Context, s *sub, timeout time.Duration) ([]byte
 		return m, 0
 	default:
 	}
+	in := runtime.InstanceFrom(ctx)
+	if in.App().Info().Mode == runtime.ModeAsync {
+		// An async instance's host calls run on the goroutine that serves all its
+		// connections: never block it. The guest retries after a timer (ABI.md
+		// says how; an event-completed receive is the planned successor).
+		return nil, pluginabi.ErrWouldBlock
+	}
 	if timeout == 0 {
 		return nil, pluginabi.ErrTimeout
 	}
-	in := runtime.InstanceFrom(ctx)
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	poll := time.NewTicker(pollDisconnect)

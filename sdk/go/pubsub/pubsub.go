@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
+	wasmsrv "github.com/wasmsrv/wasmsrv/sdk/go"
 )
 
 // Error is a status returned by the host.
@@ -68,15 +69,34 @@ func Subscribe(topic string) (*Subscription, error) {
 	return &Subscription{h: uint32(r), buf: make([]byte, 4096)}, nil
 }
 
+// asyncPoll is how often an async guest looks for messages while it waits: the
+// host never blocks an async instance, so Receive sleeps on a host timer between
+// looks (other connections of the instance run meanwhile).
+const asyncPoll = 20 * time.Millisecond
+
 // Receive returns the next message, waiting up to timeout (0: only what is queued).
-// The returned slice is valid until the next Receive.
+// The returned slice is valid until the next Receive. It works in both shapes: in
+// the sync shape the host blocks; in the async shape only the calling goroutine
+// waits.
 func (s *Subscription) Receive(timeout time.Duration) ([]byte, error) {
 	ms := timeout.Milliseconds()
 	if ms > 1<<31-1 {
 		ms = 1<<31 - 1
 	}
+	var deadline time.Time
+	if wasmsrv.Async {
+		deadline = time.Now().Add(timeout)
+	}
 	for {
 		r := receive(s.h, ptr(s.buf), uint32(len(s.buf)), uint32(ms))
+		if r == int64(pluginabi.ErrWouldBlock) {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return nil, ErrTimeout
+			}
+			wasmsrv.Sleep(min(left, asyncPoll))
+			continue
+		}
 		if r < 0 {
 			return nil, Error(r)
 		}
