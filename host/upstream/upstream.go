@@ -108,7 +108,8 @@ type Group struct {
 	servers []*Server
 	bal     balancer
 	proxy   *httputil.ReverseProxy
-	base    *http.Transport
+	base    *http.Transport // https servers and health probes
+	h1      *h1             // plain-HTTP servers
 	log     *slog.Logger
 
 	inflight atomic.Int64
@@ -164,6 +165,7 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 		DisableCompression:     true, // pass Accept-Encoding and bodies through untouched
 		MaxResponseHeaderBytes: 64 << 10,
 	}
+	g.h1 = newH1(dial.DialContext, keep, 90*time.Second, cfg.ResponseHeaderTimeout)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    (*attempts)(g),
@@ -202,6 +204,7 @@ func (g *Group) Close() {
 	}
 	g.wg.Wait()
 	g.base.CloseIdleConnections()
+	g.h1.CloseIdleConnections()
 }
 
 type prefixKey struct{}
@@ -368,7 +371,13 @@ func (g *Group) send(req *http.Request, s *Server) (*http.Response, error) {
 	}
 	out.URL = &u
 	s.active.Add(1)
-	resp, err := g.base.RoundTrip(&out)
+	var resp *http.Response
+	var err error
+	if u.Scheme == "http" {
+		resp, err = g.h1.RoundTrip(&out)
+	} else {
+		resp, err = g.base.RoundTrip(&out)
+	}
 	if err != nil {
 		s.active.Add(-1)
 		return nil, err

@@ -1,0 +1,244 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1 is a small HTTP/1.1 client for plain-HTTP upstreams. Unlike
+// http.Transport, which runs a read and a write goroutine per connection
+// and hands every request and response across channels, it does the whole
+// exchange on the calling goroutine: on a busy proxy those hand-offs cost
+// more than the parsing. Request writing and response framing are
+// net/http's own (Request.Write, ReadResponse).
+type h1 struct {
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+	headTimeout time.Duration
+
+	mu   sync.Mutex
+	idle map[string][]*pconn // by host:port, most recently used last
+}
+
+type pconn struct {
+	conn     net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	lastUsed time.Time
+}
+
+func newH1(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle int, idleTimeout, headTimeout time.Duration) *h1 {
+	return &h1{dial: dial, maxIdle: maxIdle, idleTimeout: idleTimeout, headTimeout: headTimeout, idle: map[string][]*pconn{}}
+}
+
+func (t *h1) get(addr string, now time.Time) *pconn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		l := t.idle[addr]
+		if len(l) == 0 {
+			return nil
+		}
+		pc := l[len(l)-1]
+		l[len(l)-1] = nil
+		t.idle[addr] = l[:len(l)-1]
+		if now.Sub(pc.lastUsed) < t.idleTimeout {
+			return pc
+		}
+		pc.conn.Close()
+	}
+}
+
+func (t *h1) put(addr string, pc *pconn) {
+	pc.lastUsed = time.Now()
+	t.mu.Lock()
+	if len(t.idle[addr]) < t.maxIdle {
+		t.idle[addr] = append(t.idle[addr], pc)
+		t.mu.Unlock()
+		return
+	}
+	t.mu.Unlock()
+	pc.conn.Close()
+}
+
+func (t *h1) closeIdle(addr string) {
+	t.mu.Lock()
+	l := t.idle[addr]
+	delete(t.idle, addr)
+	t.mu.Unlock()
+	for _, pc := range l {
+		pc.conn.Close()
+	}
+}
+
+// CloseIdleConnections closes every pooled connection.
+func (t *h1) CloseIdleConnections() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for addr, l := range t.idle {
+		for _, pc := range l {
+			pc.conn.Close()
+		}
+		delete(t.idle, addr)
+	}
+}
+
+func (t *h1) newConn(ctx context.Context, addr string) (*pconn, error) {
+	c, err := t.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &pconn{conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, nil
+}
+
+// replayable: the request can be sent again on a fresh connection when a
+// reused one turns out to have been closed by the server meanwhile.
+func replayable(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody
+}
+
+// staleConn reports an error that a server's closing an idle keep-alive
+// connection produces before any response byte arrives.
+func staleConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		addr = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	ctx := req.Context()
+	for try := 0; ; try++ {
+		var pc *pconn
+		if try == 0 {
+			pc = t.get(addr, time.Now())
+		}
+		reused := pc != nil
+		if pc == nil {
+			var err error
+			if pc, err = t.newConn(ctx, addr); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := t.exchange(ctx, req, addr, pc)
+		if err == nil {
+			return resp, nil
+		}
+		pc.conn.Close()
+		if reused && staleConn(err) {
+			// The server closed this idle connection, most likely with its
+			// siblings (a restart): drop them all rather than fail on each.
+			t.closeIdle(addr)
+			if try == 0 && replayable(req) && ctx.Err() == nil {
+				continue
+			}
+		}
+		return nil, err
+	}
+}
+
+func (t *h1) exchange(ctx context.Context, req *http.Request, addr string, pc *pconn) (*http.Response, error) {
+	// Cancelling the request (client gone, deadline) unblocks any read or
+	// write on the connection, which is then not reused.
+	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(time.Unix(1, 0)) })
+	if err := req.Write(pc.bw); err != nil {
+		stop()
+		return nil, err
+	}
+	if err := pc.bw.Flush(); err != nil {
+		stop()
+		return nil, err
+	}
+	if t.headTimeout > 0 {
+		pc.conn.SetReadDeadline(time.Now().Add(t.headTimeout))
+	}
+	// Wait for the first byte on its own: ReadResponse reports a connection
+	// closed before any byte as ErrUnexpectedEOF, which would hide a stale
+	// keep-alive connection (see staleConn).
+	_, err := pc.br.Peek(1)
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(pc.br, req)
+	}
+	if err != nil {
+		stop()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("upstream request: %w", ctx.Err())
+		}
+		return nil, err
+	}
+	if t.headTimeout > 0 {
+		pc.conn.SetReadDeadline(time.Time{})
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection now belongs to the tunnel.
+		stop()
+		resp.Body = &upgraded{Reader: pc.br, conn: pc.conn}
+		return resp, nil
+	}
+	reusable := !resp.Close && !req.Close
+	if resp.Body == http.NoBody {
+		if stop() && reusable {
+			t.put(addr, pc)
+		} else {
+			pc.conn.Close()
+		}
+		return resp, nil
+	}
+	resp.Body = &h1Body{rc: resp.Body, t: t, addr: addr, pc: pc, stop: stop, reusable: reusable}
+	return resp, nil
+}
+
+// h1Body gives the connection back to the pool once the body was read to
+// the end and closed; any other ending closes it.
+type h1Body struct {
+	rc       io.ReadCloser
+	t        *h1
+	addr     string
+	pc       *pconn
+	stop     func() bool
+	reusable bool
+	eof      bool
+	closed   bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	// stop is false when the cancel already poisoned the deadline.
+	if b.stop() && b.eof && b.reusable {
+		b.t.put(b.addr, b.pc)
+		return nil
+	}
+	return b.pc.conn.Close()
+}
+
+// upgraded is a switched-protocols connection: buffered bytes first.
+type upgraded struct {
+	io.Reader
+	conn net.Conn
+}
+
+func (u *upgraded) Write(p []byte) (int, error) { return u.conn.Write(p) }
+func (u *upgraded) Close() error                { return u.conn.Close() }

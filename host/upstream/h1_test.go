@@ -1,0 +1,107 @@
+package upstream
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A server closing idle keep-alive connections must not cost a failed
+// request or an ejection: the request is replayed on a fresh connection.
+func TestStaleKeepAliveReplayed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	srv := &http.Server{
+		IdleTimeout: 30 * time.Millisecond,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	g, front := newFront(t, Config{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}, MaxFails: 1, Retries: 0})
+	for i := range 4 {
+		if code, body, _ := get(t, http.DefaultClient, front.URL+"/"); code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+		time.Sleep(80 * time.Millisecond) // the server drops the idle connection
+	}
+	if !g.servers[0].Available() {
+		t.Error("server ejected for closing idle connections")
+	}
+	if conns.Load() < 2 {
+		t.Errorf("%d connections: the idle close did not happen, test proves nothing", conns.Load())
+	}
+}
+
+// Connections are reused between requests, and bodies of every framing
+// come through intact.
+func TestKeepAliveReuseAndFraming(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns atomic.Int64
+	srv := &http.Server{
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			if s == http.StateNew {
+				conns.Add(1)
+			}
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.URL.Path {
+			case "/chunked":
+				for i := range 3 {
+					fmt.Fprintf(w, "part%d;", i)
+					w.(http.Flusher).Flush()
+				}
+			case "/empty":
+				w.WriteHeader(http.StatusNoContent)
+			case "/post":
+				b, _ := io.ReadAll(r.Body)
+				fmt.Fprintf(w, "got %d bytes", len(b))
+			default:
+				io.WriteString(w, "plain")
+			}
+		}),
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}})
+	for range 5 {
+		for path, want := range map[string]string{"/chunked": "part0;part1;part2;", "/empty": "", "/x": "plain"} {
+			if code, body, _ := get(t, http.DefaultClient, front.URL+path); body != want || code >= 300 {
+				t.Errorf("%s: %d %q", path, code, body)
+			}
+		}
+		resp, err := http.Post(front.URL+"/post", "text/plain", strings.NewReader(strings.Repeat("x", 100000)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "got 100000 bytes" {
+			t.Errorf("post: %q", b)
+		}
+		req, _ := http.NewRequest("HEAD", front.URL+"/x", nil)
+		if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 200 {
+			t.Errorf("HEAD: %v", err)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d upstream connections for 25 sequential requests, want 1 (keep-alive)", n)
+	}
+}
