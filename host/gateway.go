@@ -152,12 +152,14 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 }
 
 func (g *Gateway) errorResponse(ex *exchange, status int, msg string) {
-	if ex.aborted.Load() {
-		// Abort expired the connection's deadlines to unblock the guest's I/O;
-		// lift the write deadline so the error response itself can go out.
-		_ = http.NewResponseController(ex.w).SetWriteDeadline(time.Time{})
-	}
 	clear(ex.w.Header())
+	if ex.aborted.Load() {
+		// Abort expired the connection's deadlines to unblock the guest's I/O:
+		// lift the write deadline so this response can go out, and close the
+		// connection after it rather than reuse one with a half-read body.
+		_ = http.NewResponseController(ex.w).SetWriteDeadline(time.Time{})
+		ex.w.Header().Set("Connection", "close")
+	}
 	http.Error(ex.w, msg, status)
 	ex.headSent, ex.ended = true, true
 }

@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
 )
 
 // AppConfig describes one app: its module and the sandbox it runs in.
@@ -86,7 +89,11 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 }
 
 func (a *App) load(ctx context.Context, e *Engine) error {
-	cm, err := e.compile(ctx, a.rt, a.name, a.cfg.Wasm)
+	bin, err := interrupt.Instrument(a.cfg.Wasm)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotGuest, err)
+	}
+	cm, err := e.compile(ctx, a.rt, a.name, bin)
 	if err != nil {
 		return err
 	}
@@ -111,11 +118,9 @@ func (a *App) load(ctx context.Context, e *Engine) error {
 		WithName(""). // anonymous: other modules cannot import from an instance
 		WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader)
-	if info.HasInit {
-		mc = mc.WithStartFunctions(abi.ExportInitialize)
-	} else {
-		mc = mc.WithStartFunctions()
-	}
+	// _initialize is called by newInstance, not as a start function, so that the
+	// interrupt flag is reachable (and the start deadline enforceable) while it runs.
+	mc = mc.WithStartFunctions()
 	for _, kv := range a.cfg.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		mc = mc.WithEnv(k, v)
@@ -177,21 +182,26 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 	in.timer.Stop()
 
 	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
-	in.timer.Reset(a.cfg.StartTimeout)
 	mod, err := a.rt.InstantiateModule(in.ctx, a.cm, cfg)
-	if !in.timer.Stop() {
-		if mod != nil {
-			_ = mod.Close(ctx)
-		}
-		return nil, fmt.Errorf("instantiate: _initialize did not finish within %s", a.cfg.StartTimeout)
-	}
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(ctx)
 		}
-		return nil, fmt.Errorf("instantiate: %w (stderr: %s)", err, lastLine(in.stderr.Tail()))
+		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in.mod = mod
+	in.mu.Lock()
+	in.interrupt, _ = mod.ExportedGlobal(interrupt.ExportName).(api.MutableGlobal)
+	in.mu.Unlock()
+	if a.info.HasInit {
+		if err := in.call(mod.ExportedFunction(abi.ExportInitialize), a.cfg.StartTimeout); err != nil {
+			in.close(ctx)
+			if errors.Is(err, ErrDeadline) {
+				return nil, fmt.Errorf("_initialize did not finish within %s", a.cfg.StartTimeout)
+			}
+			return nil, fmt.Errorf("_initialize: %w", err)
+		}
+	}
 	switch a.info.Mode {
 	case ModeSync:
 		in.handle = mod.ExportedFunction(abi.ExportHandle)

@@ -75,10 +75,11 @@ func (e *Engine) newRuntime(ctx context.Context, memoryLimit int64) wazero.Runti
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(e.cache).
 		WithMemoryLimitPages(pages).
-		// The only way to stop a guest stuck in a loop: compiled code checks a flag
-		// on loop back-edges. It costs a watchdog goroutine per call (wazero #2466),
-		// which is why each instance serves many requests per call setup.
-		WithCloseOnContextDone(true)
+		// Not wazero's own interruption: it exits to Go on every loop back-edge
+		// (wazero #2466), and Go guests branch through a loop almost everywhere,
+		// which made a hello request 3× slower. Modules are instrumented with a
+		// cheap check instead (package interrupt; Instance.expire sets the flag).
+		WithCloseOnContextDone(false)
 	return wazero.NewRuntimeWithConfig(ctx, cfg)
 }
 

@@ -152,15 +152,17 @@ func exchangeFor(ctx context.Context, fn string, h uint64) Exchange {
 // which wazero watches, and the interruptible sleep) and unblocks host I/O.
 func (in *Instance) expire() {
 	in.expired.Store(true)
+	// Abort runs under mu: serveSync clears the exchange under mu once the guest
+	// returns, so the request cannot finish (and its connection move on to the
+	// next request) while Abort is still touching it.
 	in.mu.Lock()
-	ex, flag := in.cur.ex, in.interrupt
+	if in.cur.ex != nil {
+		in.cur.ex.Abort()
+	}
+	if in.interrupt != nil {
+		in.interrupt.Set(1) // the guest traps at its next loop iteration
+	}
 	in.mu.Unlock()
-	if flag != nil {
-		flag.Set(1) // the guest traps at its next loop iteration
-	}
-	if ex != nil {
-		ex.Abort()
-	}
 	close(in.done)
 }
 

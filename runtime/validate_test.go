@@ -69,7 +69,7 @@ func TestValidateNamesWhatIsWrong(t *testing.T) {
 		{"no memory", module(false, "wasmsrv_abi_v1", "wasmsrv_mode_sync"), `missing exported memory "memory"`, false},
 		{"no handle", module(true, "wasmsrv_abi_v1", "wasmsrv_mode_sync"), "missing export wasmsrv_handle(i32) -> (i32)", false},
 		{"handle wrong type", module(true, "wasmsrv_abi_v1", "wasmsrv_mode_sync", "wasmsrv_handle"), "export wasmsrv_handle has signature () -> (), want (i32) -> (i32)", false},
-		{"not wasm", []byte("hello"), "compile", false},
+		{"not wasm", []byte("hello"), "malformed", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
