@@ -43,9 +43,8 @@ type CommandApp struct {
 
 // CommandIO is the input and output of one run.
 type CommandIO struct {
-	// Env holds "KEY=value" entries for this run. They come before the app's
-	// configured Env, so on a duplicate key the run's value wins (getenv returns the
-	// first match in wasi-libc and Go).
+	// Env holds "KEY=value" entries for this run. On a key the app's configured
+	// Env also sets, the run's value wins.
 	Env []string
 	// Stdin is the guest's standard input; nil means empty.
 	Stdin io.Reader
@@ -194,7 +193,9 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 	}
 	for _, kv := range c.cfg.Env {
 		k, v, _ := strings.Cut(kv, "=")
-		mc = mc.WithEnv(k, v)
+		if !hasEnv(cio.Env, k) {
+			mc = mc.WithEnv(k, v)
+		}
 	}
 	if cio.Stdin != nil {
 		mc = mc.WithStdin(cio.Stdin)
@@ -226,6 +227,15 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 		return nil
 	}
 	return c.classify(ctx, runCtx, err, stderr.Tail())
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if len(kv) > len(key) && kv[len(key)] == '=' && kv[:len(key)] == key {
+			return true
+		}
+	}
+	return false
 }
 
 // classify turns a failed run into one of Run's documented errors.
@@ -284,10 +294,11 @@ func (c *CommandApp) acquire(ctx context.Context) error {
 }
 
 // Close refuses new runs, waits for running ones (until ctx ends) and releases the
-// compiled module.
+// compiled module. Calls after the first return at once.
 func (c *CommandApp) Close(ctx context.Context) error {
 	select {
 	case <-c.closing:
+		return nil
 	default:
 		close(c.closing)
 	}

@@ -1,0 +1,136 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func loadCommand(t *testing.T, file string, pool PoolConfig) (*CommandApp, *testLog) {
+	t.Helper()
+	bin, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &testLog{}
+	eng, err := NewEngine(context.Background(), EngineConfig{CacheDir: "-"}, log.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close(context.Background()) })
+	c, err := eng.LoadCommand(context.Background(), AppConfig{Name: "cmd", Wasm: bin, MemoryLimit: 8 << 20, Env: []string{"QUERY_STRING=operator"}}, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c, log
+}
+
+func TestLoadCommandRefusesNonCommands(t *testing.T) {
+	eng, err := NewEngine(context.Background(), EngineConfig{CacheDir: "-"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(context.Background())
+	reactor, err := os.ReadFile("../samples/c-hello/main.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		cfg  AppConfig
+		want string
+	}{
+		{"reactor", AppConfig{Wasm: reactor}, "not a WASI command: missing export _start"},
+		{"garbage", AppConfig{Wasm: []byte("\x00asm\x01\x00\x00\x00\xff")}, "malformed"},
+		{"plugins", AppConfig{Wasm: reactor, HostModules: []HostModule{{Name: "wasmsrv_kv"}}}, "plugins cannot be granted"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := eng.LoadCommand(context.Background(), c.cfg, PoolConfig{})
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to say %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestCommandRun(t *testing.T) {
+	c, log := loadCommand(t, "../samples/c-cgi/main.wasm", PoolConfig{Workers: 1})
+	var out bytes.Buffer
+	err := c.Run(context.Background(), CommandIO{
+		Env:    []string{"REQUEST_METHOD=PUT", "QUERY_STRING=status=201"},
+		Stdin:  strings.NewReader("payload"),
+		Stdout: &out,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Status: 201 Custom\n", "REQUEST_METHOD=PUT\n", "QUERY_STRING=status=201\n", "body=7\npayload"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stdout lacks %q:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(log.String(), "cgi: serving PUT") {
+		t.Errorf("stderr did not reach the log:\n%s", log.String())
+	}
+	// Nothing leaks from one run into the next: each is a fresh instance.
+	out.Reset()
+	if err := c.Run(context.Background(), CommandIO{Stdout: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "QUERY_STRING=operator\n") || !strings.Contains(out.String(), "body=0\n") {
+		t.Errorf("second run:\n%s", out.String())
+	}
+}
+
+func TestCommandFailures(t *testing.T) {
+	t.Run("exit status", func(t *testing.T) {
+		c, _ := loadCommand(t, "../host/testdata/cgi/exit3.wasm", PoolConfig{})
+		var ge *GuestError
+		if err := c.Run(context.Background(), CommandIO{}); !errors.As(err, &ge) || ge.Kind != FailExit {
+			t.Fatalf("err = %v, want a GuestError of kind %q", err, FailExit)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		c, _ := loadCommand(t, "../host/testdata/cgi/loop.wasm", PoolConfig{RequestTimeout: 100 * time.Millisecond})
+		start := time.Now()
+		if err := c.Run(context.Background(), CommandIO{}); !errors.Is(err, ErrDeadline) {
+			t.Fatalf("err = %v, want ErrDeadline", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("stopped after %v", d)
+		}
+	})
+	t.Run("caller cancels", func(t *testing.T) {
+		c, _ := loadCommand(t, "../host/testdata/cgi/loop.wasm", PoolConfig{RequestTimeout: time.Minute})
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		if err := c.Run(ctx, CommandIO{}); !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrDeadline) {
+			t.Fatalf("err = %v, want the caller's context error", err)
+		}
+	})
+	t.Run("trap", func(t *testing.T) {
+		c, _ := loadCommand(t, "../host/testdata/cgi/trap.wasm", PoolConfig{})
+		var out bytes.Buffer
+		var ge *GuestError
+		if err := c.Run(context.Background(), CommandIO{Stdout: &out}); !errors.As(err, &ge) || ge.Kind != FailTrap {
+			t.Fatalf("err = %v, want a trap", err)
+		}
+		if !strings.Contains(out.String(), "body before the trap") {
+			t.Fatalf("stdout before the trap lost: %q", out.String())
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		c, _ := loadCommand(t, "../host/testdata/cgi/silent.wasm", PoolConfig{})
+		if err := c.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Run(context.Background(), CommandIO{}); !errors.Is(err, ErrPoolClosed) {
+			t.Fatalf("err = %v, want ErrPoolClosed", err)
+		}
+	})
+}
