@@ -136,6 +136,13 @@ func startSync(t *testing.T, pc runtime.PoolConfig, wc WSConfig) (*runtime.SyncP
 		gw.Close()
 		srv.CloseClientConnections()
 		srv.Close()
+		// Let WebSocket guests see their sockets close and hand their instances
+		// back before the pool closes (SyncPool.Close racing a late release is
+		// flagged by the race detector).
+		deadline := time.Now().Add(10 * time.Second)
+		for st := pool.Stats(); st.Idle < st.Live && time.Now().Before(deadline); st = pool.Stats() {
+			time.Sleep(10 * time.Millisecond)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := pool.Close(ctx); err != nil {

@@ -456,7 +456,7 @@ func (e *asyncExchange) WSSend(kind int32, p []byte) int32 {
 // WSClose implements runtime.WebSocket; before accept it denies the upgrade (403).
 func (e *asyncExchange) WSClose(code int32, reason []byte) int32 {
 	e.mu.Lock()
-	if !e.isWS || e.detached {
+	if !e.isWS || (e.detached && !e.accepted) {
 		e.mu.Unlock()
 		return abi.ErrState
 	}

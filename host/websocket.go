@@ -140,6 +140,19 @@ func (h *wsHub) startLocked() {
 	go h.sweep()
 }
 
+// poller returns the hub's readiness poller for conn (nil: read with a goroutine),
+// starting the hub's goroutines on first use.
+func (h *wsHub) pollerFor(conn net.Conn) *poller {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.startLocked()
+	// TLS may hold decrypted bytes the socket no longer signals: poll plain TCP only.
+	if _, tcp := conn.(*net.TCPConn); tcp {
+		return h.poll
+	}
+	return nil
+}
+
 // register adds an upgraded connection and starts reading it.
 func (h *wsHub) register(c *wsConn, br *bufio.Reader) bool {
 	h.mu.Lock()
@@ -147,15 +160,9 @@ func (h *wsHub) register(c *wsConn, br *bufio.Reader) bool {
 		h.mu.Unlock()
 		return false
 	}
-	h.startLocked()
 	h.conns[c] = struct{}{}
-	poll := h.poll
 	h.mu.Unlock()
 	c.last.Store(time.Now().UnixNano())
-	_, tcp := c.conn.(*net.TCPConn)
-	if poll != nil && tcp {
-		c.poll = poll
-	}
 	// Bytes the client sent right behind the handshake are already in br: take them
 	// first, then wait for readiness.
 	if br != nil && br.Buffered() > 0 {
@@ -223,7 +230,8 @@ func (h *wsHub) close() {
 	poll := h.poll
 	h.mu.Unlock()
 	for _, c := range conns {
-		c.closeWith(abi.CloseGoingAway, "server shutting down", true)
+		// Not final: the guest still runs and must learn that its socket closes.
+		c.closeWith(abi.CloseGoingAway, "server shutting down", false)
 	}
 	close(h.stop)
 	if poll != nil {
@@ -860,8 +868,10 @@ func (c *wsConn) upgrade(w http.ResponseWriter, r *http.Request, proto string, h
 	if err != nil {
 		return err
 	}
-	_, c.deflate = ext.Accepted()
+	poll := c.hub.pollerFor(conn)
 	c.mu.Lock()
+	_, c.deflate = ext.Accepted()
+	c.poll = poll
 	c.conn = conn
 	c.kickLocked() // messages the guest sent before the handshake finished
 	c.mu.Unlock()
