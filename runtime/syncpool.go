@@ -226,13 +226,15 @@ func (p *SyncPool) discard(in *Instance, err error) {
 
 // retire stops a healthy instance in the background (stop hook, then close).
 func (p *SyncPool) retire(in *Instance) {
-	p.live.Add(-1)
-	p.noteGone()
+	// wg before live: once Close sees live reach zero it waits on wg, and that
+	// Wait must not run before this Add (the stop hook would outlive Close).
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		p.app.stop(context.Background(), in, p.cfg.StopTimeout)
 	}()
+	p.live.Add(-1)
+	p.noteGone()
 	p.requestReplacement()
 }
 
