@@ -77,7 +77,9 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 	appHandlers := map[string]http.Handler{}
 	var appNames []string
 	for _, name := range sortedKeys(cfg.Apps) {
-		sh, err := s.app(ctx, name, cfg.Apps[name])
+		// Pools outlive the reload request that opened them: give them the
+		// site's lifetime, not the (admin) request's.
+		sh, err := s.app(s.base, name, cfg.Apps[name])
 		if err != nil {
 			return nil, err
 		}

@@ -107,6 +107,12 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.handler.ServeHTTP(w, r)
 			return
 		}
+		if s.cur.Load() == g {
+			// Retired and not replaced: the site is closing.
+			w.Header().Set("Connection", "close")
+			http.Error(w, "503 shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		// g retired between Load and acquire: the new one is in place.
 	}
 }
