@@ -40,7 +40,15 @@ func newH1(dial func(ctx context.Context, network, addr string) (net.Conn, error
 	return &h1{dial: dial, maxIdle: maxIdle, idleTimeout: idleTimeout, headTimeout: headTimeout, idle: map[string][]*pconn{}}
 }
 
-func (t *h1) get(addr string, now time.Time) *pconn {
+// freshFor is how recently a connection must have been used to carry a
+// request that cannot be replayed (one with a body): servers close idle
+// connections after a few seconds at the earliest (Node: 5 s), so a
+// connection this fresh is very unlikely to be closing under us.
+const freshFor = 2 * time.Second
+
+// get takes the most recently used idle connection to addr that was used
+// within maxAge, or nil.
+func (t *h1) get(addr string, now time.Time, maxAge time.Duration) *pconn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for {
@@ -49,9 +57,13 @@ func (t *h1) get(addr string, now time.Time) *pconn {
 			return nil
 		}
 		pc := l[len(l)-1]
+		age := now.Sub(pc.lastUsed)
+		if age >= maxAge && age < t.idleTimeout {
+			return nil // usable later by a replayable request; keep it
+		}
 		l[len(l)-1] = nil
 		t.idle[addr] = l[:len(l)-1]
-		if now.Sub(pc.lastUsed) < t.idleTimeout {
+		if age < maxAge {
 			return pc
 		}
 		pc.conn.Close()
@@ -122,7 +134,11 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 	for try := 0; ; try++ {
 		var pc *pconn
 		if try == 0 {
-			pc = t.get(addr, time.Now())
+			maxAge := t.idleTimeout
+			if !replayable(req) {
+				maxAge = min(maxAge, freshFor)
+			}
+			pc = t.get(addr, time.Now(), maxAge)
 		}
 		reused := pc != nil
 		if pc == nil {

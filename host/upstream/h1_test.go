@@ -105,3 +105,18 @@ func TestKeepAliveReuseAndFraming(t *testing.T) {
 		t.Errorf("%d upstream connections for 25 sequential requests, want 1 (keep-alive)", n)
 	}
 }
+
+// A request with a body is not sent on a connection idle long enough for
+// the server to be closing it (it could not be replayed).
+func TestBodyRequestsAvoidOldConnections(t *testing.T) {
+	tr := newH1(nil, 4, time.Minute, 0)
+	now := time.Now()
+	old := &pconn{lastUsed: now.Add(-10 * time.Second)}
+	tr.idle["a:1"] = []*pconn{old}
+	if pc := tr.get("a:1", now, freshFor); pc != nil {
+		t.Error("10s-idle connection handed to a non-replayable request")
+	}
+	if pc := tr.get("a:1", now, time.Minute); pc != old {
+		t.Error("10s-idle connection not reused for a replayable request")
+	}
+}
