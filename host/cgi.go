@@ -185,8 +185,10 @@ func CGIEnv(r *http.Request, rootPath, localAddr string) []string {
 		}
 	}
 	pathInfo, err := url.PathUnescape(rawPath)
-	if err != nil {
-		pathInfo = rawPath // not valid percent-encoding: pass it as sent
+	if err != nil || strings.IndexByte(pathInfo, 0) >= 0 {
+		// Not valid percent-encoding, or a %00 that no environment can carry: pass
+		// it as sent.
+		pathInfo = rawPath
 	}
 	serverName, hostPort := r.Host, ""
 	if h, p, err := net.SplitHostPort(r.Host); err == nil {

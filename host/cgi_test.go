@@ -122,6 +122,10 @@ func TestCGISamples(t *testing.T) {
 			wantHeader: map[string]string{"Location": "/elsewhere"},
 		},
 		{
+			name: "NUL in the path stays encoded", method: "GET", target: "/a%00b",
+			status: 200, wantBody: []string{"PATH_INFO=/a%00b\n"},
+		},
+		{
 			name: "underscore and proxy headers dropped", method: "GET", target: "/",
 			header: http.Header{"X_test": {"smuggled"}, "Proxy": {"http://evil"}},
 			status: 200, wantBody: []string{"HTTP_X_TEST=\n"},
