@@ -84,6 +84,8 @@ func registry() []scenarioFunc {
 		proxyScenario,
 		staticScenario,
 		cacheScenario,
+		cHelloScenario,
+		cgiScenario,
 	}
 }
 
