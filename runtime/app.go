@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmsrv/wasmsrv/abi"
@@ -97,6 +98,7 @@ func (a *App) load(ctx context.Context, e *Engine) error {
 	if err != nil {
 		return err
 	}
+	a.cfg.Wasm = nil // compiled: the binary is megabytes the app no longer needs
 	granted := map[string]bool{}
 	for _, m := range a.cfg.HostModules {
 		granted[m.Name] = true
@@ -182,7 +184,7 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 	in.timer.Stop()
 
 	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
-	mod, err := a.rt.InstantiateModule(in.ctx, a.cm, cfg)
+	mod, err := a.rt.InstantiateModule(experimental.WithMemoryAllocator(in.ctx, memoryAllocator()), a.cm, cfg)
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(ctx)
