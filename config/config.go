@@ -68,6 +68,7 @@ type Upstream struct {
 	Keepalive             int      `toml:"keepalive" yaml:"keepalive"`
 	ConnectTimeout        Duration `toml:"connect_timeout" yaml:"connect_timeout"`
 	ResponseHeaderTimeout Duration `toml:"response_header_timeout" yaml:"response_header_timeout"`
+	ReadTimeout           Duration `toml:"read_timeout" yaml:"read_timeout"`
 	MaxFails              int      `toml:"max_fails" yaml:"max_fails"`
 	FailTimeout           Duration `toml:"fail_timeout" yaml:"fail_timeout"`
 	Retries               int      `toml:"retries" yaml:"retries"`

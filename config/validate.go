@@ -22,6 +22,7 @@ const (
 	DefaultKeepalive       = 64
 	DefaultConnectTimeout  = 5 * time.Second
 	DefaultHeaderTimeout   = 60 * time.Second
+	DefaultReadTimeout     = 60 * time.Second // nginx proxy_read_timeout
 	DefaultRetries         = 2
 	DefaultRetryBudget     = 0.2
 	DefaultHealthInterval  = 5 * time.Second
@@ -70,6 +71,9 @@ func (c *Config) defaults() {
 		}
 		if u.ResponseHeaderTimeout == 0 {
 			u.ResponseHeaderTimeout = Duration(DefaultHeaderTimeout)
+		}
+		if u.ReadTimeout == 0 {
+			u.ReadTimeout = Duration(DefaultReadTimeout)
 		}
 		if u.MaxFails == 0 {
 			u.MaxFails = DefaultMaxFails

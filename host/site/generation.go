@@ -208,7 +208,8 @@ func (s *Site) group(name string, uc config.Upstream, trusted []netip.Prefix) (*
 	gc := upstream.Config{
 		Name: name, Policy: uc.Policy, HashKind: kind, HashName: hname,
 		Keepalive: uc.Keepalive, ConnectTimeout: uc.ConnectTimeout.D(), ResponseHeaderTimeout: uc.ResponseHeaderTimeout.D(),
-		MaxFails: uc.MaxFails, FailTimeout: uc.FailTimeout.D(), Retries: uc.Retries, RetryBudget: uc.RetryBudget,
+		ReadTimeout: uc.ReadTimeout.D(),
+		MaxFails:    uc.MaxFails, FailTimeout: uc.FailTimeout.D(), Retries: uc.Retries, RetryBudget: uc.RetryBudget,
 		Health: upstream.HealthConfig{Path: uc.Health.Path, Interval: uc.Health.Interval.D(), Timeout: uc.Health.Timeout.D(),
 			Passes: uc.Health.Passes, Fails: uc.Health.Fails},
 		Trusted: trusted,

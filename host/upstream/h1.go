@@ -24,6 +24,7 @@ type h1 struct {
 	maxIdle     int
 	idleTimeout time.Duration
 	headTimeout time.Duration
+	readTimeout time.Duration // longest silence while reading a response body
 
 	mu   sync.Mutex
 	idle map[string][]*pconn // by host:port, most recently used last
@@ -36,8 +37,9 @@ type pconn struct {
 	lastUsed time.Time
 }
 
-func newH1(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle int, idleTimeout, headTimeout time.Duration) *h1 {
-	return &h1{dial: dial, maxIdle: maxIdle, idleTimeout: idleTimeout, headTimeout: headTimeout, idle: map[string][]*pconn{}}
+func newH1(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle int, idleTimeout, headTimeout, readTimeout time.Duration) *h1 {
+	return &h1{dial: dial, maxIdle: maxIdle, idleTimeout: idleTimeout, headTimeout: headTimeout, readTimeout: readTimeout,
+		idle: map[string][]*pconn{}}
 }
 
 // freshFor is how recently a connection must have been used to carry a
@@ -72,6 +74,9 @@ func (t *h1) get(addr string, now time.Time, maxAge time.Duration) *pconn {
 
 func (t *h1) put(addr string, pc *pconn) {
 	pc.lastUsed = time.Now()
+	if t.readTimeout > 0 {
+		pc.conn.SetReadDeadline(time.Time{})
+	}
 	t.mu.Lock()
 	if len(t.idle[addr]) < t.maxIdle {
 		t.idle[addr] = append(t.idle[addr], pc)
@@ -230,6 +235,9 @@ type h1Body struct {
 }
 
 func (b *h1Body) Read(p []byte) (int, error) {
+	if b.t.readTimeout > 0 {
+		b.pc.conn.SetReadDeadline(time.Now().Add(b.t.readTimeout))
+	}
 	n, err := b.rc.Read(p)
 	if err == io.EOF {
 		b.eof = true

@@ -109,7 +109,7 @@ func TestKeepAliveReuseAndFraming(t *testing.T) {
 // A request with a body is not sent on a connection idle long enough for
 // the server to be closing it (it could not be replayed).
 func TestBodyRequestsAvoidOldConnections(t *testing.T) {
-	tr := newH1(nil, 4, time.Minute, 0)
+	tr := newH1(nil, 4, time.Minute, 0, 0)
 	now := time.Now()
 	old := &pconn{lastUsed: now.Add(-10 * time.Second)}
 	tr.idle["a:1"] = []*pconn{old}
@@ -119,4 +119,40 @@ func TestBodyRequestsAvoidOldConnections(t *testing.T) {
 	if pc := tr.get("a:1", now, time.Minute); pc != old {
 		t.Error("10s-idle connection not reused for a replayable request")
 	}
+}
+
+// A body that stalls longer than ReadTimeout is cut, not waited on forever.
+func TestReadTimeout(t *testing.T) {
+	srv := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "start;")
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(2 * time.Second):
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "late")
+	}))
+	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: srv}}, ReadTimeout: 100 * time.Millisecond})
+	start := time.Now()
+	resp, err := http.Get(front.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if time.Since(start) > time.Second || strings.Contains(string(b), "late") {
+		t.Errorf("stalled body not cut: %q after %v", b, time.Since(start))
+	}
+}
+
+func httptestServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
 }

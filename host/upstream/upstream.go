@@ -37,6 +37,7 @@ type Config struct {
 	Keepalive             int           // idle connections kept per server
 	ConnectTimeout        time.Duration // dial
 	ResponseHeaderTimeout time.Duration // request sent → response head
+	ReadTimeout           time.Duration // longest silence within a response body (0: none)
 	MaxFails              int           // failures within FailTimeout that eject a server; 0 disables
 	FailTimeout           time.Duration // the window, and how long an ejection lasts
 	Retries               int           // extra attempts for idempotent, body-less requests
@@ -165,7 +166,7 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 		DisableCompression:     true, // pass Accept-Encoding and bodies through untouched
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	g.h1 = newH1(dial.DialContext, keep, 90*time.Second, cfg.ResponseHeaderTimeout)
+	g.h1 = newH1(dial.DialContext, keep, 90*time.Second, cfg.ResponseHeaderTimeout, cfg.ReadTimeout)
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
 		Transport:    (*attempts)(g),
