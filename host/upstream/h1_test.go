@@ -156,3 +156,30 @@ func httptestServer(t *testing.T, h http.Handler) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String()
 }
+
+// A client body over the limit answers 413 and does not count against the
+// server.
+func TestClientBodyErrorIsNotServerFailure(t *testing.T) {
+	up := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	g, err := New(Config{Name: "x", Servers: []ServerConfig{{URL: up}}, MaxFails: 1}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	front := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 10)
+		g.ServeHTTP(w, r)
+	}))
+	req, _ := http.NewRequest("POST", front+"/", io.MultiReader(strings.NewReader(strings.Repeat("x", 5000))))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 413 {
+		t.Errorf("status %d, want 413", resp.StatusCode)
+	}
+	if !g.servers[0].Available() {
+		t.Error("server ejected for the client's oversized body")
+	}
+}

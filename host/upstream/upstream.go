@@ -287,6 +287,15 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		key, hasKey = g.hashKey(req)
 	}
 	canRetry := retryable(req) && req.Header.Get("Upgrade") == ""
+	var body *clientBody
+	if req.Body != nil && req.Body != http.NoBody {
+		// Remember why reading the client's body failed: a body over the
+		// limit or an aborted upload is the client's doing, not the server's.
+		body = &clientBody{ReadCloser: req.Body}
+		r2 := *req
+		r2.Body = body
+		req = &r2
+	}
 	var f filter
 	var lastErr error
 	timeout := false
@@ -317,6 +326,12 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil && !gatewayStatus(resp.StatusCode) {
 			return resp, nil
 		}
+		if body != nil && body.err != nil {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return nil, body.err
+		}
 		if req.Context().Err() != nil {
 			// The client went away: not the server's fault.
 			if resp != nil {
@@ -346,6 +361,20 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		g.retrying.Add(1)
 		defer g.retrying.Add(-1)
 	}
+}
+
+// clientBody records the error of reading the client's request body.
+type clientBody struct {
+	io.ReadCloser
+	err error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
+	}
+	return n, err
 }
 
 // retryAllowed applies the budget: retries in flight may not exceed
