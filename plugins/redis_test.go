@@ -186,3 +186,8 @@ func TestTwoNodesShareRedis(t *testing.T) {
 		t.Fatalf("subscriber got %v", got)
 	}
 }
+
+func redisInstalled() bool {
+	_, err := exec.LookPath("redis-server")
+	return err == nil
+}

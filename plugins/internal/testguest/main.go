@@ -109,6 +109,11 @@ func route(w *wasmsrv.ResponseWriter, r *wasmsrv.Request, q url.Values) (string,
 			for i := 0; i < n; i++ {
 				config.Lookup("greeting")
 			}
+		case "alloc": // what config.Lookup does in the guest besides the call
+			b := []byte("hi")
+			for i := 0; i < n; i++ {
+				sink = string(b)
+			}
 		}
 		return "ok", nil
 	case "/pub":
@@ -137,5 +142,8 @@ func route(w *wasmsrv.ResponseWriter, r *wasmsrv.Request, q url.Values) (string,
 	w.WriteHeader(404)
 	return "no such test path", nil
 }
+
+// sink keeps the alloc loop from being optimised away.
+var sink string
 
 func main() {}
