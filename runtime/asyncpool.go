@@ -73,27 +73,32 @@ type AsyncPool struct {
 	conns   atomic.Int64 // in-flight connections over the app
 	need    chan struct{}
 	closed  chan struct{} // closed by Close: stop building
-	kill    chan struct{} // closed when Close runs out of time: fail what is left
 	owners  sync.WaitGroup
 	maint   sync.WaitGroup
 	limiter *rate.Limiter
 	stats   poolStats
 }
 
-// asyncInst is one instance of an async pool with its owner goroutine. Fields
-// below "owner goroutine only" are touched by nothing else: every host function
-// runs on that goroutine, so the handle table and the timers need no locks.
+// asyncInst is one instance of an async pool. Its owner is whichever goroutine
+// holds run: the goroutine that posts an event runs the instance itself when no
+// other goroutine does (flat combining), and otherwise leaves the event in the
+// mailbox for the current owner, which drains it before letting go. Events are
+// therefore serialized per instance exactly as with a dedicated goroutine, but a
+// request on an idle instance costs no goroutine hand-off. Fields below "owner
+// only" are touched only under run: every host function runs there, so the handle
+// table and the timers need no other locks.
 type asyncInst struct {
 	pool   *AsyncPool
 	in     *Instance
+	run    sync.Mutex
 	mail   chan event
-	dead   chan struct{} // closed when the owner goroutine stops taking events
-	drainc chan struct{}
-	active atomic.Int64 // connections assigned: start event queued or in the table
-	bp     atomic.Bool  // the guest asked for no new connections
-	nextID uint32       // under pool.mu
+	dead   chan struct{} // closed when the instance stops taking events
+	over   atomic.Bool   // retired or discarded: nothing more runs
+	active atomic.Int64  // connections assigned: start event queued or in the table
+	bp     atomic.Bool   // the guest asked for no new connections
+	nextID uint32        // under pool.mu
 
-	// owner goroutine only
+	// owner only
 	table     map[uint32]*Conn
 	timers    timerHeap
 	timerByID map[uint32]*guestTimer
@@ -103,6 +108,13 @@ type asyncInst struct {
 	draining  bool
 	failErr   error
 }
+
+// Control events (conn == nil) for the owner.
+const (
+	ctlTimer int32 = -1 - iota
+	ctlDrain
+	ctlKill
+)
 
 // Conn is one connection on an async instance, the host side's handle to post
 // events for it.
@@ -119,6 +131,7 @@ type Conn struct {
 func (c *Conn) Post(kind int32, a, b int64) bool {
 	select {
 	case c.ai.mail <- event{conn: c, kind: kind, a: a, b: b}:
+		c.ai.drain()
 		return true
 	case <-c.ai.dead:
 		return false
@@ -131,6 +144,7 @@ func (c *Conn) Post(kind int32, a, b int64) bool {
 func (c *Conn) TryPost(kind int32, a, b int64) bool {
 	select {
 	case c.ai.mail <- event{conn: c, kind: kind, a: a, b: b}:
+		c.ai.drain()
 		return true
 	default:
 		return false
@@ -152,7 +166,6 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 		app: app, cfg: cfg, acfg: acfg,
 		need:    make(chan struct{}, 1),
 		closed:  make(chan struct{}),
-		kill:    make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
 	}
 	start := time.Now()
@@ -164,7 +177,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 			p.insts = nil
 			p.mu.Unlock()
 			for _, ai := range insts {
-				close(ai.drainc) // no connections yet: the owner retires at once
+				ai.control(ctlDrain) // no connections yet: it retires at once
 			}
 			p.owners.Wait()
 			return nil, fmt.Errorf("app %s: %w", app.name, err)
@@ -197,16 +210,14 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 		pool: p, in: in,
 		mail:      make(chan event, p.acfg.MailboxSize),
 		dead:      make(chan struct{}),
-		drainc:    make(chan struct{}),
 		table:     make(map[uint32]*Conn),
 		timerByID: make(map[uint32]*guestTimer),
-		clock:     time.NewTimer(time.Hour),
 	}
+	ai.clock = time.AfterFunc(time.Hour, func() { ai.control(ctlTimer) })
 	ai.clock.Stop()
 	in.async = ai
 	p.stats.built.Add(1)
 	p.owners.Add(1)
-	go ai.run()
 	return ai, nil
 }
 
@@ -215,6 +226,16 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 // Errors: ErrConcurrencyLimit, ErrQueueFull (mailbox full), ErrUnavailable,
 // ErrPoolClosed.
 func (p *AsyncPool) Open(ex AsyncExchange, websocket bool) (*Conn, error) {
+	c, err := p.assign(ex, websocket)
+	if err != nil {
+		return nil, err
+	}
+	c.ai.drain() // most often this goroutine runs the guest right here
+	return c, nil
+}
+
+// assign picks the instance and queues the start event.
+func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, error) {
 	kind := abi.EventRequest
 	if websocket {
 		kind = abi.EventWSConnect
@@ -262,32 +283,65 @@ func (p *AsyncPool) Open(ex AsyncExchange, websocket bool) (*Conn, error) {
 	return c, nil
 }
 
-// run is the owner goroutine: the only one that ever calls into the instance.
-func (ai *asyncInst) run() {
-	defer ai.pool.owners.Done()
-	p := ai.pool
-	drainc := ai.drainc
-	for {
-		if ai.yield {
-			// The guest has work left: serve queued events first, then let it go on.
+// control queues a control event without blocking the caller (the timer
+// callback, Close) and runs the instance if it is free.
+func (ai *asyncInst) control(kind int32) {
+	select {
+	case ai.mail <- event{kind: kind}:
+		ai.drain()
+	default:
+		go func() {
 			select {
-			case ev := <-ai.mail:
-				ai.dispatch(ev)
-			default:
-				ai.call(0, abi.EventPoll, 0, 0)
+			case ai.mail <- event{kind: kind}:
+				ai.drain()
+			case <-ai.dead:
 			}
-		} else {
-			select {
-			case ev := <-ai.mail:
+		}()
+	}
+}
+
+// drain makes the calling goroutine the owner if no one else is, and runs queued
+// events until the mailbox is empty. An event queued just as the previous owner
+// let go is seen by the re-check after Unlock.
+func (ai *asyncInst) drain() {
+	for {
+		if ai.over.Load() || !ai.run.TryLock() {
+			return
+		}
+		if !ai.over.Load() {
+			ai.process()
+		}
+		ai.run.Unlock()
+		if ai.over.Load() || len(ai.mail) == 0 {
+			return
+		}
+	}
+}
+
+// process runs events until none is queued and the guest has nothing left to do.
+func (ai *asyncInst) process() {
+	p := ai.pool
+	for {
+		select {
+		case ev := <-ai.mail:
+			switch {
+			case ev.conn != nil:
 				ai.dispatch(ev)
-			case <-ai.clock.C:
+			case ev.kind == ctlTimer:
 				ai.fireTimers()
-			case <-drainc:
-				drainc = nil
-				ai.beginDrain(true)
-			case <-p.kill:
+			case ev.kind == ctlDrain:
+				if !ai.draining {
+					ai.beginDrain(true)
+				}
+			case ev.kind == ctlKill:
 				ai.fail(ErrPoolClosed)
 			}
+		default:
+			if !ai.yield {
+				return
+			}
+			// The guest has work left and nothing else is queued: let it go on.
+			ai.call(0, abi.EventPoll, 0, 0)
 		}
 		if ai.failErr != nil {
 			ai.discard()
@@ -408,6 +462,8 @@ func (ai *asyncInst) fail(err error) {
 // discard closes a failed instance and asks for a replacement.
 func (ai *asyncInst) discard() {
 	p := ai.pool
+	ai.over.Store(true)
+	defer p.owners.Done()
 	ai.clock.Stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
@@ -441,6 +497,8 @@ func (ai *asyncInst) beginDrain(cancel bool) {
 
 // retire runs the stop hook of a drained instance and closes it.
 func (ai *asyncInst) retire() {
+	ai.over.Store(true)
+	defer ai.pool.owners.Done()
 	close(ai.dead)
 	ai.clock.Stop()
 	ai.pool.app.stop(context.Background(), ai.in, ai.pool.cfg.StopTimeout)
@@ -504,7 +562,7 @@ func (p *AsyncPool) maintain() {
 			p.mu.Lock()
 			if p.closing {
 				p.mu.Unlock()
-				close(ai.drainc)
+				ai.control(ctlDrain)
 				return
 			}
 			p.lastErr = nil
@@ -552,7 +610,7 @@ func (p *AsyncPool) Close(ctx context.Context) error {
 	close(p.closed)
 	p.maint.Wait()
 	for _, ai := range insts {
-		close(ai.drainc)
+		ai.control(ctlDrain)
 	}
 	done := make(chan struct{})
 	go func() { p.owners.Wait(); close(done) }()
@@ -560,7 +618,9 @@ func (p *AsyncPool) Close(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		close(p.kill)
+		for _, ai := range insts {
+			ai.control(ctlKill) // fail what is left
+		}
 		<-done
 		return fmt.Errorf("app %s: connections still open at close: %w", p.app.name, ctx.Err())
 	}

@@ -40,7 +40,12 @@ var sched struct {
 	timers    map[uint32]*waiter
 	nextTimer uint32
 	free      []*task
+	idle      []chan *task // parked worker goroutines, reused across requests
 }
+
+// maxIdleWorkers bounds the goroutines kept parked for reuse: starting a goroutine
+// costs more than handing a task to a parked one.
+const maxIdleWorkers = 64
 
 // waiter parks one goroutine until an event wakes it. A wake that comes while the
 // goroutine is not parked is remembered, so the next wait returns at once: events
@@ -90,7 +95,13 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 		t := newTask(ctx)
 		sched.tasks[ctx] = t
 		sched.active++
-		go runTask(t)
+		if n := len(sched.idle); n > 0 {
+			w := sched.idle[n-1]
+			sched.idle = sched.idle[:n-1]
+			w <- t
+		} else {
+			go worker(t)
+		}
 	case abi.EventTimer:
 		if w := sched.timers[uint32(a)]; w != nil {
 			delete(sched.timers, uint32(a))
@@ -121,6 +132,23 @@ func newTask(ctx uint32) *task {
 	}
 	t.ctx = ctx
 	return t
+}
+
+// worker serves tasks: the one it was started with, then others handed to it
+// while it sits in the idle list.
+func worker(t *task) {
+	var ch chan *task
+	for {
+		runTask(t) // ends with the goroutine counted as parked
+		if len(sched.idle) >= maxIdleWorkers {
+			return
+		}
+		if ch == nil {
+			ch = make(chan *task, 1)
+		}
+		sched.idle = append(sched.idle, ch)
+		t = <-ch
+	}
 }
 
 func runTask(t *task) {
