@@ -153,4 +153,3 @@ func startRedisOrEmpty(b *testing.B) string {
 	}
 	return startRedis(b)
 }
-
