@@ -6,6 +6,7 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,14 +46,16 @@ func BenchmarkInstantiateCvsGo(b *testing.B) {
 
 	// measure pre-warms k instances in one pool and returns time, resident and heap
 	// bytes per instance.
-	measure := func(app *App, k int) (took time.Duration, rss, heap, linear int64) {
+	measure := func(app *App, k int) (took, cpu time.Duration, rss, heap, linear int64) {
 		var before, after goruntime.MemStats
 		goruntime.GC()
 		goruntime.ReadMemStats(&before)
 		rss0 := residentBytes(b)
+		cpu0 := cpuTime(b)
 		start := time.Now()
 		pool, err := NewSyncPool(ctx, app, PoolConfig{Workers: k})
 		took = time.Since(start)
+		cpu = cpuTime(b) - cpu0
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -66,19 +69,22 @@ func BenchmarkInstantiateCvsGo(b *testing.B) {
 			b.Fatal(err)
 		}
 		heap = int64(after.HeapAlloc) - int64(before.HeapAlloc)
-		return took / time.Duration(k), max(rss, 0) / int64(k), max(heap, 0) / int64(k), linear
+		return took / time.Duration(k), cpu / time.Duration(k), max(rss, 0) / int64(k), max(heap, 0) / int64(k), linear
 	}
-	var cTime, goTime time.Duration
+	var cTime, goTime, cCPU, goCPU time.Duration
 	var cRSS, goRSS, cHeap, goHeap, cLinear, goLinear int64
 	for b.Loop() {
-		t, r, h, l := measure(cApp, 64)
-		cTime, cRSS, cHeap, cLinear = cTime+t, cRSS+r, cHeap+h, l
-		t, r, h, l = measure(goApp, 8)
-		goTime, goRSS, goHeap, goLinear = goTime+t, goRSS+r, goHeap+h, l
+		t, c, r, h, l := measure(cApp, 64)
+		cTime, cCPU, cRSS, cHeap, cLinear = cTime+t, cCPU+c, cRSS+r, cHeap+h, l
+		t, c, r, h, l = measure(goApp, 8)
+		goTime, goCPU, goRSS, goHeap, goLinear = goTime+t, goCPU+c, goRSS+r, goHeap+h, l
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(cTime.Nanoseconds())/n/1e3, "c-µs/instance")
 	b.ReportMetric(float64(goTime.Nanoseconds())/n/1e3, "go-µs/instance")
+	// CPU time (process user+system) is steadier than wall time on a busy machine.
+	b.ReportMetric(float64(cCPU.Nanoseconds())/n/1e3, "c-cpu-µs/instance")
+	b.ReportMetric(float64(goCPU.Nanoseconds())/n/1e3, "go-cpu-µs/instance")
 	b.ReportMetric(float64(cRSS)/n/1024, "c-rss-KiB/instance")
 	b.ReportMetric(float64(goRSS)/n/1024, "go-rss-KiB/instance")
 	b.ReportMetric(float64(cLinear)/1024, "c-linear-KiB/instance")
@@ -89,6 +95,15 @@ func BenchmarkInstantiateCvsGo(b *testing.B) {
 	if cRSS > 0 {
 		b.ReportMetric(float64(goRSS)/float64(cRSS), "go/c-rss")
 	}
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Skipf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // residentBytes is the process's resident set size (Linux /proc/self/statm).
