@@ -1,0 +1,153 @@
+/*
+ * wasmsrv_plugins.h - C bindings of the standard wasmsrv plugins (plugins/README.md):
+ * log, config, kv, pubsub and http (outbound). Include it after wasmsrv.h. Each
+ * plugin's ABI is specified in plugins/<name>/ABI.md and versioned on its own; this
+ * header implements log 1.0, config 1.0, kv 1.0, pubsub 1.0 and http 1.0.
+ *
+ * An app may import only the plugins the operator granted it (log is always
+ * granted): `wasmsrv run --grant kv app.wasm`. A function of a plugin that is not
+ * granted makes the module fail to load, naming the module, so use only what you
+ * need: functions you never call are not imported.
+ *
+ * Conventions as in wasmsrv.h: lengths are size_t, data out of the guest is copied by
+ * the host during the call, data into the guest goes to caller buffers. Results are
+ * the sizes or the negative status codes below.
+ *
+ *   #include "wasmsrv.h"
+ *   #include "wasmsrv_plugins.h"
+ *
+ *   char buf[32];
+ *   int64_t n = wasmsrv_kv_get("hits", 4, buf, sizeof buf);   // or WASMSRV_ERR_NOT_FOUND
+ *   wasmsrv_log(WASMSRV_LOG_INFO, "hit", 3, NULL, 0);
+ */
+#ifndef WASMSRV_PLUGINS_H
+#define WASMSRV_PLUGINS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Plugin status codes (plugins/README.md); the core ones are in wasmsrv.h. */
+#define WASMSRV_ERR_NOT_FOUND (-16)
+#define WASMSRV_ERR_CONFLICT (-17)
+#define WASMSRV_ERR_DENIED (-18)
+#define WASMSRV_ERR_UNAVAILABLE (-19)
+#define WASMSRV_ERR_QUOTA (-20)
+
+#define WASMSRV__PLUGIN(mod, name) __attribute__((import_module(mod), import_name(name)))
+
+/* ---- log (wasmsrv_log 1.0) ---- */
+
+#define WASMSRV_LOG_DEBUG (-4)
+#define WASMSRV_LOG_INFO 0
+#define WASMSRV_LOG_WARN 4
+#define WASMSRV_LOG_ERROR 8
+
+WASMSRV__PLUGIN("wasmsrv_log", "write")
+int32_t wasmsrv_log_write(int32_t level, const void *msg, size_t msg_len, const void *attrs, size_t attrs_len);
+WASMSRV__PLUGIN("wasmsrv_log", "enabled")
+int32_t wasmsrv_log_enabled(int32_t level);
+
+/* Appends one length-prefixed item (u32 little-endian length, bytes) to dst at *off if
+ * it fits in cap; returns 0, or -1 when it does not fit. Builds log attribute lists
+ * (key, value, key, value...) and http request blocks. */
+static inline int wasmsrv_item(uint8_t *dst, size_t cap, size_t *off, const void *p, size_t n) {
+    if (cap - *off < 4 || cap - *off - 4 < n) return -1;
+    dst[*off] = (uint8_t)n; dst[*off + 1] = (uint8_t)(n >> 8);
+    dst[*off + 2] = (uint8_t)(n >> 16); dst[*off + 3] = (uint8_t)(n >> 24);
+    if (n) memcpy(dst + *off + 4, p, n);
+    *off += 4 + n;
+    return 0;
+}
+
+/* Logs msg with an attribute list built by wasmsrv_item (NULL, 0 for none). */
+static inline int32_t wasmsrv_log(int32_t level, const char *msg, size_t msg_len, const void *attrs, size_t attrs_len) {
+    return wasmsrv_log_write(level, msg, msg_len, attrs, attrs_len);
+}
+
+/* ---- config (wasmsrv_config 1.0) ---- */
+
+WASMSRV__PLUGIN("wasmsrv_config", "get")
+int64_t wasmsrv_config_get(const void *key, size_t key_len, void *buf, size_t limit);
+WASMSRV__PLUGIN("wasmsrv_config", "keys")
+int64_t wasmsrv_config_keys(void *buf, size_t limit);
+
+/* ---- kv (wasmsrv_kv 1.0) ---- */
+
+#define WASMSRV_KV_OLD_ABSENT 1
+#define WASMSRV_KV_DELETE 2
+
+/* Value length (written when <= limit), or WASMSRV_ERR_NOT_FOUND and friends. */
+WASMSRV__PLUGIN("wasmsrv_kv", "get")
+int64_t wasmsrv_kv_get(const void *key, size_t key_len, void *buf, size_t limit);
+WASMSRV__PLUGIN("wasmsrv_kv", "set")
+int32_t wasmsrv_kv_set(const void *key, size_t key_len, const void *val, size_t val_len, int64_t ttl_ms);
+WASMSRV__PLUGIN("wasmsrv_kv", "delete")
+int32_t wasmsrv_kv_delete(const void *key, size_t key_len);
+/* WASMSRV_OK when swapped, WASMSRV_ERR_CONFLICT when the value was not old. */
+WASMSRV__PLUGIN("wasmsrv_kv", "cas")
+int32_t wasmsrv_kv_cas(const void *key, size_t key_len, const void *old, size_t old_len,
+                       const void *new_val, size_t new_len, int32_t flags, int64_t ttl_ms);
+/* Result: more << 32 | bytes of items written; see plugins/kv/ABI.md. */
+WASMSRV__PLUGIN("wasmsrv_kv", "list")
+int64_t wasmsrv_kv_list(const void *prefix, size_t prefix_len, const void *after, size_t after_len, void *buf, size_t limit);
+
+/* ---- pubsub (wasmsrv_pubsub 1.0) ---- */
+
+WASMSRV__PLUGIN("wasmsrv_pubsub", "publish")
+int32_t wasmsrv_pubsub_publish(const void *topic, size_t topic_len, const void *msg, size_t msg_len);
+/* Subscription handle (> 0) or a status. */
+WASMSRV__PLUGIN("wasmsrv_pubsub", "subscribe")
+int32_t wasmsrv_pubsub_subscribe(const void *topic, size_t topic_len);
+/* Message length (written when <= limit; otherwise kept for the next call), or
+ * WASMSRV_ERR_TIMEOUT after timeout_ms, WASMSRV_ERR_CLOSED when the request ends. */
+WASMSRV__PLUGIN("wasmsrv_pubsub", "receive")
+int64_t wasmsrv_pubsub_receive(int32_t sub, void *buf, size_t limit, uint32_t timeout_ms);
+WASMSRV__PLUGIN("wasmsrv_pubsub", "unsubscribe")
+int32_t wasmsrv_pubsub_unsubscribe(int32_t sub);
+
+/* ---- http, outbound (wasmsrv_http 1.0) ---- */
+
+/* req: items method, URL, then header name/value pairs (build with wasmsrv_item).
+ * Returns a response handle (> 0) or WASMSRV_ERR_DENIED / _TIMEOUT / _TOO_LARGE /
+ * _UNAVAILABLE / _BAD_ARGUMENT / _QUOTA. */
+WASMSRV__PLUGIN("wasmsrv_http", "send")
+int64_t wasmsrv_http_send(const void *req, size_t req_len, const void *body, size_t body_len);
+/* The response block: u32 status, u32 H, H bytes of header block, body. Its length
+ * is returned; it is written only when it fits in limit. */
+WASMSRV__PLUGIN("wasmsrv_http", "response")
+int64_t wasmsrv_http_response(int32_t h, void *buf, size_t limit);
+WASMSRV__PLUGIN("wasmsrv_http", "close")
+int32_t wasmsrv_http_close(int32_t h);
+
+/* A decoded response block (views into the caller's buffer). */
+typedef struct {
+    uint32_t status;
+    const uint8_t *headers; /* header block (u32 count, then pairs), wasmsrv.h format */
+    size_t headers_len;
+    const uint8_t *body;
+    size_t body_len;
+} wasmsrv_http_resp;
+
+/* Splits a response block of n bytes; returns 0, or WASMSRV_ERR_BAD_ARGUMENT. */
+static inline int wasmsrv_http_parse(const uint8_t *b, size_t n, wasmsrv_http_resp *r) {
+    if (n < 8) return WASMSRV_ERR_BAD_ARGUMENT;
+    uint32_t hl = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
+    if (hl > n - 8) return WASMSRV_ERR_BAD_ARGUMENT;
+    r->status = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    r->headers = b + 8;
+    r->headers_len = hl;
+    r->body = b + 8 + hl;
+    r->body_len = n - 8 - hl;
+    return 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* WASMSRV_PLUGINS_H */
