@@ -21,6 +21,8 @@ type Result struct {
 	Wrk   WrkResult
 	RSS   int64
 	Procs int
+	// Extra holds a custom Drive's other measurements.
+	Extra map[string]float64
 }
 
 // OK reports whether the server was measured.
@@ -146,6 +148,17 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared
 	if err != nil {
 		res.Err = err
 		log.Error("start failed", "err", err)
+		return res
+	}
+	if sc.Drive != nil {
+		d, err := sc.Drive(ctx, p.addr, proc.Pid(), load)
+		if err != nil {
+			res.Err = err
+			log.Error("load run failed", "err", err)
+			return res
+		}
+		res.Wrk, res.RSS, res.Procs, res.Extra = d.Wrk, d.RSS, d.Procs, d.Extra
+		log.Info("measured", "rate", int(res.Wrk.RPS()), "rss_mb", res.RSS>>20, "extra", res.Extra)
 		return res
 	}
 	url := "http://" + p.addr + sc.Path

@@ -24,6 +24,20 @@ type Scenario struct {
 	Subject  string
 	Servers  []Server
 	Targets  []Target
+	// Drive, when set, replaces the response check and the wrk run: it loads the
+	// server itself (e.g. WebSockets, which wrk cannot speak) and fills the result.
+	// pid is the server's process, for memory samples taken under load.
+	Drive func(ctx context.Context, addr string, pid int, load Load) (Driven, error)
+}
+
+// Driven is what a custom Drive measured. Wrk carries the headline numbers in the
+// usual columns (Requests over Duration is the "rps" column); Extra holds the rest
+// for the scenario's targets.
+type Driven struct {
+	Wrk   WrkResult
+	RSS   int64
+	Procs int
+	Extra map[string]float64
 }
 
 // Expect is what a correct response looks like.
@@ -81,6 +95,8 @@ type scenarioFunc func() Scenario
 func registry() []scenarioFunc {
 	return []scenarioFunc{
 		helloScenario,
+		asyncHelloScenario,
+		wsHoldScenario,
 		proxyScenario,
 		staticScenario,
 		cacheScenario,
