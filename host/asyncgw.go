@@ -171,6 +171,9 @@ func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Re
 	e.base.reset(nil, nil, r, rootPath, g.ids.Add(1))
 	e.head = e.base.Head()
 	if isWS {
+		// A WebSocket exchange outlives its request: give it its own copy of the
+		// head, so the request and the pooled encoder can go after the upgrade.
+		e.head = append([]byte(nil), e.head...)
 		e.head[1] = abi.KindWebSocket
 		e.ws = &wsConn{hub: g.ws, notify: e.notify}
 	}
@@ -583,9 +586,9 @@ func (e *asyncExchange) statusOr200() int32 {
 func (e *asyncExchange) detach() {
 	e.mu.Lock()
 	e.detached = true
-	reading := e.reading
+	reading := e.reading && !e.upgraded
 	e.mu.Unlock()
-	if reading && !e.upgraded {
+	if reading {
 		rc := http.NewResponseController(e.w)
 		_ = rc.SetReadDeadline(time.Now())
 	}
@@ -661,14 +664,20 @@ func (e *asyncExchange) finish() (cut bool) {
 // upgrade performs the accepted WebSocket handshake and hands the socket to the
 // hub; the request goroutine then returns, so an idle WebSocket keeps none.
 func (e *asyncExchange) upgrade(proto string, hdr http.Header) bool {
+	remote := e.r.RemoteAddr
 	err := e.ws.upgrade(e.w, e.r, proto, hdr)
 	e.mu.Lock()
 	e.upgraded = true
 	e.headSent = true
 	fin, code, ferr := e.finished, e.code, e.err
+	// An idle WebSocket should cost a few KB: drop the request, the response
+	// writer (and through them net/http's connection state and buffers) and the
+	// head encoder. Nothing on the guest's side reads them after the upgrade.
+	e.w, e.r, e.base, e.hdr, e.acceptHdr = nil, nil, nil, nil, nil
+	e.out, e.spare, e.in = nil, nil, nil
 	e.mu.Unlock()
 	if err != nil {
-		e.g.log.Info("websocket handshake failed", "err", err)
+		e.g.log.Info("websocket handshake failed", "err", err, "remote", remote)
 		e.ws.shutdown()
 		return false
 	}

@@ -577,21 +577,31 @@ type AsyncStats struct {
 	Stats
 	// Conns is the number of in-flight connections per instance in rotation.
 	Conns []int
+	// Memory is the linear memory size of each instance in rotation, in bytes
+	// (0 when the instance was busy at the time of the snapshot).
+	Memory []uint32
 }
 
 // Stats returns current counters.
 func (p *AsyncPool) Stats() AsyncStats {
 	p.mu.Lock()
 	loads := make([]int, len(p.insts))
+	mem := make([]uint32, len(p.insts))
 	for i, ai := range p.insts {
 		loads[i] = int(ai.active.Load())
+		if ai.run.TryLock() { // the memory may grow only while its owner runs
+			if !ai.over.Load() {
+				mem[i] = ai.in.mod.Memory().Size()
+			}
+			ai.run.Unlock()
+		}
 	}
 	p.mu.Unlock()
 	return AsyncStats{Stats: Stats{
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
-	}, Conns: loads}
+	}, Conns: loads, Memory: mem}
 }
 
 // Close drains the pool: no new connections, every guest connection gets

@@ -62,6 +62,12 @@ func init() {
 					return
 				}
 			}
+		case "/memstats":
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			w.WriteString("stack=" + strconv.FormatUint(m.StackInuse, 10) + " heap=" + strconv.FormatUint(m.HeapAlloc, 10) +
+				" sys=" + strconv.FormatUint(m.Sys, 10) + " goroutines=" + strconv.Itoa(runtime.NumGoroutine()) +
+				" gc=" + strconv.FormatUint(uint64(m.NumGC), 10) + " next=" + strconv.FormatUint(m.NextGC, 10))
 		case "/status":
 			w.WriteHeader(418)
 		case "/trap":
