@@ -189,8 +189,13 @@ func (t *h1) exchange(ctx context.Context, req *http.Request, addr string, pc *p
 	// keep-alive connection (see staleConn).
 	_, err := pc.br.Peek(1)
 	var resp *http.Response
-	if err == nil {
+	for err == nil {
 		resp, err = http.ReadResponse(pc.br, req)
+		// Interim answers (100 Continue to a forwarded Expect, 103 Early
+		// Hints) precede the real one: skip them. 101 is final.
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
 	}
 	if err != nil {
 		stop()

@@ -183,3 +183,31 @@ func TestClientBodyErrorIsNotServerFailure(t *testing.T) {
 		t.Error("server ejected for the client's oversized body")
 	}
 }
+
+// Interim 1xx answers (100 Continue for a forwarded Expect, 103 Early
+// Hints) are not mistaken for the response.
+func TestInterimResponses(t *testing.T) {
+	up := httptestServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hints" {
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+		}
+		b, _ := io.ReadAll(r.Body) // answers 100 Continue first when asked
+		fmt.Fprintf(w, "final %d", len(b))
+	}))
+	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: up}}})
+	if code, body, _ := get(t, http.DefaultClient, front.URL+"/hints"); code != 200 || body != "final 0" {
+		t.Errorf("early hints: %d %q", code, body)
+	}
+	req, _ := http.NewRequest("POST", front.URL+"/upload", strings.NewReader(strings.Repeat("x", 3000)))
+	req.Header.Set("Expect", "100-continue")
+	resp, err := (&http.Client{Transport: &http.Transport{ExpectContinueTimeout: time.Second}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(b) != "final 3000" {
+		t.Errorf("expect-continue: %d %q", resp.StatusCode, b)
+	}
+}
