@@ -22,6 +22,7 @@ type Config struct {
 	Cache     Cache               `toml:"cache" yaml:"cache"`
 	Filter    Filter              `toml:"filter" yaml:"filter"`
 	Limits    Limits              `toml:"limits" yaml:"limits"`
+	Plugins   Plugins             `toml:"plugins" yaml:"plugins"`
 
 	// Path is the file the config was read from (relative paths in the
 	// config are resolved against its directory).
@@ -58,6 +59,21 @@ type App struct {
 	MemoryLimit    Size              `toml:"memory_limit" yaml:"memory_limit"`
 	RequestTimeout Duration          `toml:"request_timeout" yaml:"request_timeout"`
 	Env            map[string]string `toml:"env" yaml:"env"`
+	// Grants are the plugins the app may import (deny by default; log is always
+	// granted), e.g. ["kv", "http"].
+	Grants []string `toml:"grants" yaml:"grants"`
+	// PluginConfig holds each granted plugin's per-app section, by plugin name
+	// ([apps.NAME.plugins.http] allow = [...]); plugins/<name>/ABI.md lists the keys.
+	PluginConfig map[string]map[string]any `toml:"plugins" yaml:"plugins"`
+}
+
+// Plugins holds the process-wide plugin settings (read at start; a change needs a
+// restart, per-app sections reload).
+type Plugins struct {
+	// KVPath is the bbolt file of the kv plugin.
+	KVPath string `toml:"kv_path" yaml:"kv_path"`
+	// RedisURL makes kv and pubsub use Redis, shared by several nodes.
+	RedisURL string `toml:"redis_url" yaml:"redis_url"`
 }
 
 // Upstream is a group of existing HTTP servers behind one balancing policy.

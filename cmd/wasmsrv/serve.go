@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host/site"
+	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -80,8 +81,22 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer eng.Close(context.Background())
 
+	kvPath := cfg.Plugins.KVPath
+	if kvPath != "" && !filepath.IsAbs(kvPath) {
+		kvPath = filepath.Join(filepath.Dir(cfg.Path), kvPath) // like every path in the file
+	}
+	reg, err := plugins.NewRegistry(installedPlugins(&config.Run{KVPath: kvPath, RedisURL: cfg.Plugins.RedisURL})...)
+	if err != nil {
+		return err
+	}
+	// Runs when serve returns: Serve has closed the apps by then.
+	defer func() {
+		if err := reg.Close(); err != nil {
+			log.Warn("closing plugins", "err", err)
+		}
+	}()
 	s, err := site.New(ctx, site.Options{ConfigPath: *path, Lookup: os.LookupEnv, Engine: eng,
-		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log})
+		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log, Plugins: reg})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/route"
 	"github.com/wasmsrv/wasmsrv/host/static"
 	"github.com/wasmsrv/wasmsrv/host/upstream"
+	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -184,6 +185,7 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env,
+		Plugins: s.opt.Plugins, Grants: grants(ac),
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)
@@ -350,4 +352,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// grants turns an app's grants and plugin sections into plugins.Grants.
+func grants(ac config.App) plugins.Grants {
+	g := plugins.ParseGrants(ac.Grants...)
+	for name := range g {
+		if sec, ok := ac.PluginConfig[name]; ok {
+			g[name] = plugins.Section(sec)
+		}
+	}
+	return g
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/admin"
 	"github.com/wasmsrv/wasmsrv/host/cache"
+	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -38,7 +39,10 @@ type Options struct {
 	BuildCacheDir string
 	// AccessLog writes one log record per request on the site listeners.
 	AccessLog bool
-	Logger    *slog.Logger
+	// Plugins are the plugins compiled into this build; each app gets the ones its
+	// config grants. Nil: apps get no plugins.
+	Plugins *plugins.Registry
+	Logger  *slog.Logger
 }
 
 // Site is the running server. It is an http.Handler (the current
