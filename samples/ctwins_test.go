@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -32,7 +34,8 @@ func serve(t *testing.T, source string) string {
 		t.Fatal(err)
 	}
 	app, err := apps.Open(ctx, eng, apps.Spec{
-		Source: source, BuildCacheDir: t.TempDir(),
+		// Shared with other packages' tests: builds are keyed by content.
+		Source: source, BuildCacheDir: filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds"),
 		Pool: runtime.PoolConfig{Workers: 1}, BodyLimit: 1 << 20,
 	}, log)
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,22 +34,9 @@ var guests = []struct{ name, source string }{
 	{"c", "testdata/conform-c.wasm"},
 }
 
-// buildCache is shared by the guests of one test run so each Go guest builds once.
-var buildCache = sync.OnceValue(func() string {
-	dir, err := os.MkdirTemp("", "wasmsrv-conformance-")
-	if err != nil {
-		panic(err)
-	}
-	return dir
-})
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if d := buildCache(); d != "" {
-		os.RemoveAll(d)
-	}
-	os.Exit(code)
-}
+// buildCache is shared with other packages' tests (builds are keyed by content), so
+// each Go guest builds once.
+func buildCache() string { return filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds") }
 
 // serve starts the real server (apps.Open + host.Server, as `wasmsrv run` does) on a
 // loopback port and returns its address.
