@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -102,10 +103,49 @@ fallback = "echo"
 	if failed.Load() != 0 || total.Load() < 20 {
 		t.Errorf("%d of %d requests failed across an app reload", failed.Load(), total.Load())
 	}
-	f.site.mu.Lock()
-	napps := len(f.site.apps)
-	f.site.mu.Unlock()
-	if napps != 1 {
-		t.Errorf("%d app pools alive after the old generation drained, want 1", napps)
+	waitApps := func(want int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			f.site.mu.Lock()
+			n := len(f.site.apps)
+			f.site.mu.Unlock()
+			if n == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d app pools alive, want %d", n, want)
+			}
+		}
 	}
+	waitApps(1) // the old pool drained and closed
+
+	// An edited source restarts the app on reload even with the config
+	// unchanged; an untouched one keeps its pool.
+	appKey := func() string {
+		f.site.mu.Lock()
+		defer f.site.mu.Unlock()
+		for k := range f.site.apps {
+			return k
+		}
+		return ""
+	}
+	before := appKey()
+	if code, body := f.reload(t, cfgFor(3)); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if appKey() != before {
+		t.Error("unchanged app restarted by a reload")
+	}
+	touched := filepath.Join(echoDir, "main.go")
+	st, _ := os.Stat(touched)
+	later := st.ModTime().Add(time.Second)
+	os.Chtimes(touched, later, later)
+	defer os.Chtimes(touched, st.ModTime(), st.ModTime())
+	if code, body := f.reload(t, cfgFor(3)); code != 200 {
+		t.Fatalf("reload after edit: %d %s", code, body)
+	}
+	if appKey() == before {
+		t.Error("edited app kept its old pool")
+	}
+	waitApps(1)
 }

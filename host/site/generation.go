@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -165,7 +166,10 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 // app returns the shared app for this config, opening it if the config is
 // new or changed.
 func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, error) {
-	key := name + "\x00" + fmt.Sprintf("%+v", ac) // %v prints maps sorted: a stable key
+	// %v prints maps sorted: a stable key. The source's fingerprint makes a
+	// reload pick up a rebuilt module or edited package even when the
+	// config itself did not change.
+	key := name + "\x00" + fmt.Sprintf("%+v", ac) + "\x00" + fingerprint(ac.Module+ac.Package)
 	if sh := s.apps[key]; sh != nil {
 		sh.refs++
 		return sh, nil
@@ -343,6 +347,29 @@ func redirect(target string, code int) http.Handler {
 		loc := strings.ReplaceAll(target, "{uri}", r.RequestURI)
 		http.Redirect(w, r, loc, code)
 	})
+}
+
+// fingerprint summarises a module file or a package directory's files
+// (size and modification time), enough to notice an edit or a rebuild.
+func fingerprint(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if !st.IsDir() {
+		return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			fmt.Fprintf(&b, "%s/%d/%d;", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -168,7 +168,9 @@ func (s *Site) Serve(ctx context.Context) error {
 	}
 	var first error
 	for range len(s.servers) + 1 {
-		if err := <-errc; err != nil && first == nil {
+		// Requests that outlived the grace period had their connections closed;
+		// that is the configured behaviour, not a failure of serve.
+		if err := <-errc; err != nil && !errors.Is(err, host.ErrGraceExpired) && first == nil {
 			first = err
 		}
 	}
