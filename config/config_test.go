@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -139,5 +140,21 @@ func TestParseSize(t *testing.T) {
 		if _, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) accepted", in)
 		}
+	}
+}
+
+// The site sample exists in both formats; they must mean the same.
+func TestSampleTOMLAndYAMLAgree(t *testing.T) {
+	a, err := Load("../samples/site/site.toml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load("../samples/site/site.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Path, b.Path = "", ""
+	if !reflect.DeepEqual(a, b) {
+		t.Errorf("TOML and YAML samples differ:\n%+v\n%+v", a, b)
 	}
 }

@@ -31,6 +31,7 @@ func TestCheck(t *testing.T) {
 		{"good", good, true, "good.toml: ok (1 listeners, 0 apps, 0 upstream groups, 1 routes)"},
 		{"bad", bad, false, `bad.yaml:5: routes[0].upstream: unknown upstream "nowhere"`},
 		{"sample", "../../samples/site/site.toml", true, "ok (1 listeners, 1 apps, 1 upstream groups, 3 routes)"},
+		{"sample yaml", "../../samples/site/site.yaml", true, "ok (1 listeners, 1 apps, 1 upstream groups, 3 routes)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
