@@ -151,10 +151,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		s.log.Warn("grace period over: closing remaining connections", "err", err)
 		_ = s.http.Close()
+		<-errc
+		return ErrGraceExpired
 	}
 	<-errc
 	return nil
 }
+
+// ErrGraceExpired is returned by Serve when requests were still running at the end
+// of the grace period and their connections were closed; the caller should stop
+// the apps' remaining work at once rather than wait for it.
+var ErrGraceExpired = errors.New("shutdown grace period expired with requests in flight")
 
 // isH2CUpgrade reports whether h asks for an HTTP/1.1 Upgrade to h2c (RFC 7540 §3.2),
 // as h2c.NewHandler decides it.

@@ -151,7 +151,9 @@ func exchangeFor(ctx context.Context, fn string, h uint64) Exchange {
 // expire is the deadline timer's callback: it stops the guest (through callCtx.Done,
 // which wazero watches, and the interruptible sleep) and unblocks host I/O.
 func (in *Instance) expire() {
-	in.expired.Store(true)
+	if !in.expired.CompareAndSwap(false, true) {
+		return // already expired (deadline and shutdown can race)
+	}
 	// Abort runs under mu: serveSync clears the exchange under mu once the guest
 	// returns, so the request cannot finish (and its connection move on to the
 	// next request) while Abort is still touching it.
@@ -164,6 +166,18 @@ func (in *Instance) expire() {
 	}
 	in.mu.Unlock()
 	close(in.done)
+}
+
+// interruptIfBusy stops the request running on the instance, if any, as its
+// deadline would. It reports whether there was one.
+func (in *Instance) interruptIfBusy() bool {
+	in.mu.Lock()
+	busy := in.cur.ex != nil
+	in.mu.Unlock()
+	if busy {
+		in.expire()
+	}
+	return busy
 }
 
 // sleep is the guest's nanosleep: real time, but cut short when the instance dies,
@@ -183,7 +197,7 @@ func (in *Instance) call(fn api.Function, timeout time.Duration) error {
 	in.timer.Reset(timeout)
 	err := fn.CallWithStack(in.ctx, in.stack)
 	fired := !in.timer.Stop()
-	if fired {
+	if fired || in.expired.Load() { // the timer, or a shutdown that ran out of time
 		in.broken = true
 		// The deadline won the race even if the guest returned: the done channel
 		// is closed, so this instance cannot be used again.

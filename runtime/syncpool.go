@@ -64,7 +64,8 @@ type SyncPool struct {
 	waiting atomic.Int64
 	live    atomic.Int64 // instances alive: idle + busy
 	need    chan struct{}
-	gone    chan struct{} // capacity 1: an instance left the pool; wakes Close
+	gone    chan struct{}          // capacity 1: an instance left the pool; wakes Close
+	all     map[*Instance]struct{} // live instances, for interruptBusy; guarded by mu
 	closing chan struct{}
 	wg      sync.WaitGroup
 
@@ -97,6 +98,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		need:    make(chan struct{}, cfg.Workers),
 		gone:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
+		all:     map[*Instance]struct{}{},
 		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
 	}
 	start := time.Now()
@@ -128,7 +130,17 @@ func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
 	}
 	p.live.Add(1)
 	p.stats.built.Add(1)
+	p.mu.Lock()
+	p.all[in] = struct{}{}
+	p.mu.Unlock()
 	return in, nil
+}
+
+// forget drops a departing instance from the set Close may interrupt.
+func (p *SyncPool) forget(in *Instance) {
+	p.mu.Lock()
+	delete(p.all, in)
+	p.mu.Unlock()
 }
 
 // Serve runs one request on an instance. It returns the guest's wasmsrv_handle
@@ -209,6 +221,7 @@ func (p *SyncPool) release(in *Instance, err error) {
 
 // discard drops a dead instance and asks for a replacement.
 func (p *SyncPool) discard(in *Instance, err error) {
+	p.forget(in)
 	p.live.Add(-1)
 	p.noteGone()
 	p.stats.discarded.Add(1)
@@ -228,6 +241,7 @@ func (p *SyncPool) discard(in *Instance, err error) {
 func (p *SyncPool) retire(in *Instance) {
 	// wg before live: once Close sees live reach zero it waits on wg, and that
 	// Wait must not run before this Add (the stop hook would outlive Close).
+	p.forget(in)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -343,12 +357,46 @@ func (p *SyncPool) Close(ctx context.Context) error {
 			p.app.stop(ctx, in, p.cfg.StopTimeout)
 		case <-p.gone:
 		case <-ctx.Done():
-			p.wg.Wait()
-			return fmt.Errorf("app %s: %d instances still busy: %w", p.app.name, p.live.Load(), ctx.Err())
+			return p.interruptBusy(ctx.Err())
 		}
 	}
 	p.wg.Wait()
 	return nil
+}
+
+// interruptBusy ends a drain that ran out of time: requests still running are
+// stopped as if their deadline had passed (the guest traps at its next loop, its
+// blocked I/O is aborted), so shutdown is bounded by the caller's context rather
+// than by the slowest guest.
+func (p *SyncPool) interruptBusy(cause error) error {
+	p.mu.Lock()
+	busy := make([]*Instance, 0, len(p.all))
+	for in := range p.all {
+		busy = append(busy, in)
+	}
+	p.mu.Unlock()
+	n := 0
+	for _, in := range busy {
+		if in.interruptIfBusy() {
+			n++
+		}
+	}
+	wait := time.NewTimer(2 * time.Second)
+	defer wait.Stop()
+	for p.live.Load() > 0 {
+		select {
+		case in := <-p.idle:
+			p.live.Add(-1)
+			p.forget(in)
+			in.close(context.Background())
+		case <-p.gone:
+		case <-wait.C:
+			p.wg.Wait()
+			return fmt.Errorf("app %s: %d instances did not stop: %w", p.app.name, p.live.Load(), cause)
+		}
+	}
+	p.wg.Wait()
+	return fmt.Errorf("app %s: drain timed out, %d requests interrupted: %w", p.app.name, n, cause)
 }
 
 func (p *SyncPool) closeIdle(ctx context.Context) {

@@ -78,8 +78,18 @@ func TestE2EGracefulShutdown(t *testing.T) {
 }
 
 func TestE2EShutdownTimeout(t *testing.T) {
+	for _, interval := range []string{"200ms", "8s"} {
+		t.Run("interval="+interval, func(t *testing.T) { testShutdownTimeout(t, interval) })
+	}
+}
+
+// testShutdownTimeout: with a guest that sleeps between events (8s), the process
+// must still exit right after the grace period: the pool interrupts the guest
+// instead of waiting for it.
+func testShutdownTimeout(t *testing.T, interval string) {
 	srv := startServer(t, sample("sse"), "--workers", "2", "--shutdown-timeout", "300ms")
-	_, done := openStream(t, httpClient(t), srv.URL+"/events?n=40&interval=200ms")
+	_, done := openStream(t, httpClient(t), srv.URL+"/events?n=40&interval="+interval)
+	time.Sleep(100 * time.Millisecond) // the first event is out; the guest is mid-stream
 
 	sigAt := time.Now()
 	srv.signal(syscall.SIGTERM)

@@ -125,8 +125,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fmt.Fprintf(stdout, "wasmsrv: serving %s (%s mode) on %s\n", app.Name, app.Mode, srv.URL())
 
 	serveErr := srv.Serve(ctx)
-	// In-flight requests are done (or the grace period is over): run stop hooks.
-	cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// In-flight requests are done, or the grace period is over and what still
+	// runs is interrupted now; then stop hooks run.
+	drain := 10 * time.Second
+	if errors.Is(serveErr, host.ErrGraceExpired) {
+		drain, serveErr = 0, nil
+	}
+	cctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
 	if err := app.Close(cctx); err != nil {
 		log.Warn("app did not drain cleanly", "err", err)
