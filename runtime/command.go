@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 
@@ -36,6 +37,7 @@ type CommandApp struct {
 	cfg    AppConfig
 	pool   PoolConfig
 
+	memory  memoryPool
 	slots   chan struct{} // one token per run allowed at once
 	closing chan struct{}
 	waiting atomic.Int64
@@ -194,7 +196,7 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 	}
 
 	callCtx := context.WithValue(runCtx, commandEnvKey{}, c.environ(cio.Env))
-	mod, err := c.rt.InstantiateModule(callCtx, c.cm, mc)
+	mod, err := c.rt.InstantiateModule(experimental.WithMemoryAllocator(callCtx, &c.memory), c.cm, mc)
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(context.Background())

@@ -133,3 +133,18 @@ func TestCommandFailures(t *testing.T) {
 		}
 	})
 }
+
+// Linear memories are recycled between runs: each run must still start zeroed,
+// including pages a previous run grew.
+func TestCommandMemoryIsClean(t *testing.T) {
+	c, _ := loadCommand(t, "../host/testdata/cgi/memcheck.wasm", PoolConfig{Workers: 1})
+	for i := range 5 {
+		var out bytes.Buffer
+		if err := c.Run(context.Background(), CommandIO{Stdout: &out}); err != nil {
+			t.Fatalf("run %d: %v (memory not clean?)", i, err)
+		}
+		if !strings.HasSuffix(out.String(), "clean\n") {
+			t.Fatalf("run %d: stdout %q", i, out.String())
+		}
+	}
+}
