@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 )
 
 // options are the command-line settings. Zero load fields keep each scenario's own.
@@ -209,16 +210,16 @@ func listScenarios(w io.Writer, all map[string]Scenario) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b strings.Builder
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	for _, n := range names {
 		sc := all[n]
-		fmt.Fprintf(&b, "%s: %s\n", n, sc.Description)
+		fmt.Fprintf(tw, "%s: %s\n", n, sc.Description)
 		for _, s := range sc.Servers {
-			fmt.Fprintf(&b, "  %-10s %s\n", s.Name, s.Note)
+			fmt.Fprintf(tw, "  %s\t%s\n", s.Name, s.Note)
 		}
-		fmt.Fprintf(&b, "  load: -t%d -c%d -d%s, warm-up %s\n", sc.Load.Threads, sc.Load.Conns, wrkDuration(sc.Load.Duration), sc.Load.Warmup)
+		fmt.Fprintf(tw, "  load: -t%d -c%d -d%s, warm-up %s\n", sc.Load.Threads, sc.Load.Conns, wrkDuration(sc.Load.Duration), sc.Load.Warmup)
 	}
-	if _, err := io.WriteString(w, b.String()); err != nil {
+	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("list: %w", err)
 	}
 	return nil
