@@ -83,10 +83,16 @@ type served struct {
 // test ends.
 func serve(t testing.TB, reg *plugins.Registry, name, dir string, grants plugins.Grants, workers int) *served {
 	t.Helper()
+	return serveMode(t, reg, name, dir, "", grants, workers)
+}
+
+// serveMode is serve with the shape a package dir is built for ("" or "async").
+func serveMode(t testing.TB, reg *plugins.Registry, name, dir, mode string, grants plugins.Grants, workers int) *served {
+	t.Helper()
 	lb := &logBuf{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := apps.Open(context.Background(), engine(t), apps.Spec{
-		Name: name, Source: dir, BuildCacheDir: buildCache(),
+		Name: name, Source: dir, BuildCacheDir: buildCache(), Mode: mode,
 		Pool:    runtime.PoolConfig{Workers: workers},
 		Plugins: reg, Grants: grants,
 	}, log)

@@ -162,22 +162,37 @@ func (a *appHTTP) allowsURL(u *url.URL) bool {
 // it even if the guest never closes them.
 type handles struct {
 	next uint32
-	m    map[uint32][]byte
+	m    map[uint32]*pending
+}
+
+// pending is one outbound request: complete at once in sync mode, completed by a host
+// goroutine in async mode (done is closed when out/status are set).
+type pending struct {
+	done   chan struct{}
+	out    []byte
+	status int32
+	cancel context.CancelFunc
 }
 
 type handlesKey struct{}
 
-func instHandles(ctx context.Context, fn string) *handles {
+func instHandles(ctx context.Context, fn string) (*runtime.Instance, *handles) {
 	in := runtime.InstanceFrom(ctx)
 	if in == nil {
 		plugins.Trap(fn, "called outside an instance")
 	}
 	h, _ := in.Value(handlesKey{}).(*handles)
 	if h == nil {
-		h = &handles{m: map[uint32][]byte{}}
+		h = &handles{m: map[uint32]*pending{}}
 		in.SetValue(handlesKey{}, h)
+		// Requests still running when the instance goes are cancelled.
+		in.OnClose(func() {
+			for _, p := range h.m {
+				p.cancel()
+			}
+		})
 	}
-	return h
+	return in, h
 }
 
 // send(req, req_len, body, body_len) -> i64
@@ -185,7 +200,7 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "wasmsrv_http.send"
 	reqb := plugins.Region(fn, mod, stack[0], stack[1])
 	body := plugins.Region(fn, mod, stack[2], stack[3])
-	hs := instHandles(ctx, fn)
+	in, hs := instHandles(ctx, fn)
 	if len(hs.m) >= MaxOpen {
 		stack[0] = plugins.Status(pluginabi.ErrQuota)
 		return
@@ -194,21 +209,38 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = plugins.Status(pluginabi.ErrTooLarge)
 		return
 	}
-	req, status := a.decode(ctx, reqb, body)
+	rctx, cancel := context.WithTimeout(ctx, a.timeout)
+	req, status := a.decode(rctx, reqb, body)
 	if status != 0 {
+		cancel()
 		stack[0] = plugins.Status(status)
 		return
 	}
-	out, status := a.do(req)
-	if status != 0 {
-		stack[0] = plugins.Status(status)
-		return
+	p := &pending{done: make(chan struct{}), cancel: cancel}
+	if in.App().Info().Mode == runtime.ModeAsync {
+		// An async instance's calls run on the goroutine of all its connections:
+		// the request runs on its own, and response() says ERR_WOULD_BLOCK until
+		// it is done (ABI.md, "Async mode").
+		go func() {
+			p.out, p.status = a.do(req)
+			close(p.done)
+		}()
+	} else {
+		p.out, p.status = a.do(req)
+		close(p.done)
+		cancel()
+		if p.status != 0 {
+			stack[0] = plugins.Status(p.status)
+			return
+		}
 	}
-	hs.next++
-	if hs.next == 0 {
-		hs.next = 1
+	for {
+		hs.next++
+		if _, used := hs.m[hs.next]; hs.next != 0 && !used {
+			break
+		}
 	}
-	hs.m[hs.next] = out
+	hs.m[hs.next] = p
 	stack[0] = uint64(hs.next)
 }
 
@@ -261,11 +293,10 @@ func (a *appHTTP) decode(ctx context.Context, b, body []byte) (*nethttp.Request,
 	return req, 0
 }
 
-// do performs req with the app's timeout and encodes the response block.
+// do performs req (its context carries the app's timeout) and encodes the response
+// block.
 func (a *appHTTP) do(req *nethttp.Request) ([]byte, int32) {
-	ctx, cancel := context.WithTimeout(req.Context(), a.timeout)
-	defer cancel()
-	resp, err := a.client.Do(req.WithContext(ctx))
+	resp, err := a.client.Do(req)
 	if err != nil {
 		return nil, a.classify(req, err)
 	}
@@ -311,21 +342,34 @@ func (a *appHTTP) classify(req *nethttp.Request, err error) int32 {
 // response(h, buf, limit) -> i64
 func (a *appHTTP) response(ctx context.Context, mod api.Module, stack []uint64) {
 	const fn = "wasmsrv_http.response"
-	hs := instHandles(ctx, fn)
-	out, ok := hs.m[uint32(stack[0])]
+	_, hs := instHandles(ctx, fn)
+	p, ok := hs.m[uint32(stack[0])]
 	if !ok {
 		plugins.Trap(fn, fmt.Sprintf("unknown response handle %d", uint32(stack[0])))
 	}
-	stack[0] = plugins.Out(fn, mod, stack[1], stack[2], out)
+	select {
+	case <-p.done:
+	default:
+		stack[0] = plugins.Status(pluginabi.ErrWouldBlock)
+		return
+	}
+	if p.status != 0 {
+		plugins.Region(fn, mod, stack[1], stack[2])
+		stack[0] = plugins.Status(p.status)
+		return
+	}
+	stack[0] = plugins.Out(fn, mod, stack[1], stack[2], p.out)
 }
 
 // close(h) -> i32
 func (a *appHTTP) close(ctx context.Context, _ api.Module, stack []uint64) {
 	const fn = "wasmsrv_http.close"
-	hs := instHandles(ctx, fn)
-	if _, ok := hs.m[uint32(stack[0])]; !ok {
+	_, hs := instHandles(ctx, fn)
+	p, ok := hs.m[uint32(stack[0])]
+	if !ok {
 		plugins.Trap(fn, fmt.Sprintf("unknown response handle %d", uint32(stack[0])))
 	}
+	p.cancel() // stops a request still running (async mode)
 	delete(hs.m, uint32(stack[0]))
 	stack[0] = 0
 }

@@ -1,7 +1,8 @@
 // Package fetch is the guest binding of the wasmsrv `http` plugin
 // (plugins/http/ABI.md): outbound HTTP requests to hosts the operator allow-listed
 // (`wasmsrv run --grant http --http-allow api.example.com`). Anything else fails
-// with ErrDenied. In a sync app a request blocks until the response is read.
+// with ErrDenied. In a sync app a request blocks until the response is read; in an
+// async app only the calling goroutine waits.
 //
 //	resp, err := fetch.Get("https://api.example.com/v1/items")
 //
@@ -10,10 +11,12 @@ package fetch
 
 import (
 	"encoding/binary"
+	"time"
 	"unsafe"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
+	wasmsrv "github.com/wasmsrv/wasmsrv/sdk/go"
 )
 
 // Error is a status returned by the host.
@@ -88,8 +91,16 @@ func Do(req *Request) (*Response, error) {
 		return nil, Error(h)
 	}
 	defer closeResp(uint32(h))
+	wait := time.Millisecond
 	for {
 		n := response(uint32(h), ptr(respBuf), uint32(len(respBuf)))
+		if n == int64(pluginabi.ErrWouldBlock) {
+			// Async shape: the host runs the request on its own; this goroutine
+			// sleeps on a host timer meanwhile, the instance's other connections run.
+			wasmsrv.Sleep(wait)
+			wait = min(2*wait, 20*time.Millisecond)
+			continue
+		}
 		if n < 0 {
 			return nil, Error(n)
 		}
