@@ -20,7 +20,7 @@ func TestBuildMode(t *testing.T) {
 	ctx := context.Background()
 	cache := t.TempDir()
 	for _, c := range []struct {
-		dir          string
+		dir               string
 		start, initialize bool
 	}{
 		{"../samples/hello", false, true},

@@ -1,0 +1,41 @@
+package host_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// BenchmarkCGIHandler is one CGI-mode request through the handler, without the
+// network: environment, fresh instance, stdout parsing, response.
+func BenchmarkCGIHandler(b *testing.B) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: "-"}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	app, err := eng.LoadCommand(ctx, runtime.AppConfig{Name: "cgi", Wasm: readFile(b, "../bench/apps/cgi_hello.wasm")}, runtime.PoolConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer app.Close(ctx)
+	h := host.NewCGIHandler(app, host.CGIConfig{}, log)
+	req := httptest.NewRequest("GET", "http://127.0.0.1:8080/", nil)
+	req.Header.Set("User-Agent", "bench")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}
