@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/host"
@@ -316,6 +319,49 @@ func do(t *testing.T, addr string, s scenario) *result {
 	if err != nil {
 		t.Fatalf("reading response: %v", err)
 	}
+	return readResult(t, resp)
+}
+
+// doH2 sends s over cleartext HTTP/2 (prior knowledge) on a fresh connection. The
+// target goes out as :path unchanged; a "chunked" body is sent without a length.
+func doH2(t *testing.T, addr string, s scenario) *result {
+	t.Helper()
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	var body io.Reader
+	if s.body != nil {
+		body = bytes.NewReader(s.body)
+		if s.chunked {
+			body = io.MultiReader(body) // hides the length
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, s.method, "http://"+addr+"/", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = s.target // sent as :path byte for byte
+	req.Host = "conformance.test"
+	for _, h := range s.headers {
+		req.Header[h[0]] = append(req.Header[h[0]], h[1])
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("h2 round trip: %v", err)
+	}
+	return readResult(t, resp)
+}
+
+// readResult reads the body, timing the first line and the end.
+func readResult(t *testing.T, resp *http.Response) *result {
+	t.Helper()
 	defer resp.Body.Close()
 	r := &result{resp: resp}
 	var body bytes.Buffer
@@ -338,36 +384,57 @@ func do(t *testing.T, addr string, s scenario) *result {
 	return r
 }
 
+// transports are the ways the suite speaks to the server; every scenario runs on each.
+var transports = []struct {
+	name  string
+	do    func(t *testing.T, addr string, s scenario) *result
+	proto string // as the guest reports it in /req
+}{
+	{"http1", do, "HTTP/1.1"},
+	{"h2c", doH2, "HTTP/2.0"},
+}
+
 func TestConformance(t *testing.T) {
 	table := scenarios()
 	for _, g := range guests {
 		t.Run(g.name, func(t *testing.T) {
 			addr := serve(t, g.source)
-			for _, s := range table {
-				t.Run(s.name, func(t *testing.T) {
-					r := do(t, addr, s)
-					if r.resp.StatusCode != s.status {
-						t.Fatalf("status %d, want %d; body %.200q", r.resp.StatusCode, s.status, r.body)
-					}
-					for k, want := range s.wantHeaders {
-						if got := r.resp.Header.Values(k); !slices.Equal(got, want) {
-							t.Errorf("header %s = %q, want %q", k, got, want)
-						}
-					}
-					for _, k := range s.noHeaders {
-						if v, ok := r.resp.Header[k]; ok {
-							t.Errorf("header %s = %q, want none", k, v)
-						}
-					}
-					if s.wantBody != nil && !bytes.Equal(r.body, s.wantBody) {
-						t.Errorf("body (%d bytes) %.300q\nwant (%d bytes) %.300q", len(r.body), r.body, len(s.wantBody), s.wantBody)
-					}
-					if s.check != nil {
-						s.check(t, r)
+			for _, tr := range transports {
+				t.Run(tr.name, func(t *testing.T) {
+					for _, s := range table {
+						t.Run(s.name, func(t *testing.T) { check(t, s, tr.do(t, addr, s), tr.proto) })
 					}
 				})
 			}
 		})
+	}
+}
+
+// check holds r to what s requires; proto replaces HTTP/1.1 in expected /req reports.
+func check(t *testing.T, s scenario, r *result, proto string) {
+	t.Helper()
+	if r.resp.StatusCode != s.status {
+		t.Fatalf("status %d, want %d; body %.200q", r.resp.StatusCode, s.status, r.body)
+	}
+	for k, want := range s.wantHeaders {
+		if got := r.resp.Header.Values(k); !slices.Equal(got, want) {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+	for _, k := range s.noHeaders {
+		if v, ok := r.resp.Header[k]; ok {
+			t.Errorf("header %s = %q, want none", k, v)
+		}
+	}
+	want := s.wantBody
+	if want != nil && strings.HasPrefix(s.target, "/req") {
+		want = bytes.Replace(want, []byte("proto=HTTP/1.1\n"), []byte("proto="+proto+"\n"), 1)
+	}
+	if want != nil && !bytes.Equal(r.body, want) {
+		t.Errorf("body (%d bytes) %.300q\nwant (%d bytes) %.300q", len(r.body), r.body, len(want), want)
+	}
+	if s.check != nil {
+		s.check(t, r)
 	}
 }
 
