@@ -149,6 +149,11 @@ func Validate(cm wazero.CompiledModule, allowed func(module string) bool) (*Modu
 			}
 		default:
 			if allowed == nil || !allowed(mod) {
+				if plugin, ok := strings.CutPrefix(mod, "wasmsrv_"); ok {
+					// Name the plugin as operators grant it, and say how.
+					return nil, fmt.Errorf("%w: imports plugin %q (module %s, function %s), which is not granted to this app (grant it with --grant %s or the app's grants in the config file)",
+						ErrNotGuest, plugin, mod, name, plugin)
+				}
 				return nil, fmt.Errorf("%w: imports module %q (function %s), which is not granted to this app", ErrNotGuest, mod, name)
 			}
 			if !slices.Contains(info.Imports, mod) {
