@@ -75,7 +75,7 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	in := &cgiStdin{body: r.Body, limit: h.cfg.BodyLimit}
-	out := &cgiStdout{w: w, max: h.cfg.MaxHeaderBytes}
+	out := &cgiStdout{w: w, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted}
 	rc := http.NewResponseController(w)
 	abort := func() {
 		// Cut off only what is blocked: a read deadline on an idle body would make
@@ -281,7 +281,7 @@ type cgiStdin struct {
 	read     int64
 	tooLarge bool
 	reading  atomic.Bool // a Read is blocked on the client
-	aborted  atomic.Bool // the run is over: refuse further reads
+	aborted  atomic.Bool // the run is over: refuse further reads and writes
 }
 
 // errBodyTooLarge is what the command's read fails with past the body limit.
@@ -300,10 +300,13 @@ func (s *cgiStdin) Read(p []byte) (int, error) {
 	if s.limit > 0 && int64(len(p)) > s.limit-s.read+1 {
 		p = p[:s.limit-s.read+1] // one byte past the limit tells "over" from "at"
 	}
+	// reading is published before aborted is checked, and abort does the reverse:
+	// either this read sees the abort, or the abort sees this read and cuts it off.
+	s.reading.Store(true)
 	if s.aborted.Load() {
+		s.reading.Store(false)
 		return 0, errAborted
 	}
-	s.reading.Store(true)
 	n, err := s.body.Read(p)
 	s.reading.Store(false)
 	s.read += int64(n)
@@ -323,12 +326,17 @@ type cgiStdout struct {
 	sent bool   // the head went out; the rest of stdout is body
 	err  error  // a malformed header section; the rest of stdout is dropped
 
-	writing atomic.Bool // a write to the client is in progress
+	writing atomic.Bool  // a write to the client is in progress
+	aborted *atomic.Bool // shared with the stdin side: the run is over
 }
 
 // send writes body bytes to the client.
 func (o *cgiStdout) send(p []byte) error {
-	o.writing.Store(true)
+	o.writing.Store(true) // published before aborted is checked, as in cgiStdin.Read
+	if o.aborted.Load() {
+		o.writing.Store(false)
+		return errAborted
+	}
 	_, err := o.w.Write(p)
 	o.writing.Store(false)
 	if err != nil && !errors.Is(err, http.ErrBodyNotAllowed) {
