@@ -106,8 +106,7 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin, out *cgiStdout, err error) (cut bool) {
 	if in.tooLarge && !out.sent {
 		// The command may have failed on the refused read: the body is the cause.
-		w.Header().Set("Connection", "close")
-		h.errorResponse(w, http.StatusRequestEntityTooLarge, "413 request body too large")
+		h.errorResponse(w, in, http.StatusRequestEntityTooLarge, "413 request body too large")
 		return false
 	}
 	var ge *runtime.GuestError
@@ -124,7 +123,7 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 		if out.sent {
 			return true
 		}
-		h.errorResponse(w, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
+		h.errorResponse(w, in, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
 		return false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return out.sent // the client went away
@@ -137,14 +136,14 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 		if out.sent {
 			return true
 		}
-		h.errorResponse(w, http.StatusInternalServerError, "500 internal server error")
+		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
 		return false
 	default:
 		h.log.Error("request failed", "err", err)
 		if out.sent {
 			return true
 		}
-		h.errorResponse(w, http.StatusInternalServerError, "500 internal server error")
+		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
 		return false
 	}
 	if !out.sent {
@@ -157,13 +156,20 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 		default:
 			h.log.Error("CGI response has no blank line after its headers", "method", r.Method, "path", r.URL.Path)
 		}
-		h.errorResponse(w, http.StatusInternalServerError, "500 internal server error: the app sent no valid CGI response")
+		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error: the app sent no valid CGI response")
 	}
 	return false
 }
 
-func (h *CGIHandler) errorResponse(w http.ResponseWriter, status int, msg string) {
+// errorResponse replaces whatever the command set with an error. When the request
+// body was not read to its end (over the limit, or cut off at the deadline), the
+// connection is closed after the reply: net/http would otherwise try to drain the
+// rest of the body first, waiting on the very client that stalled.
+func (h *CGIHandler) errorResponse(w http.ResponseWriter, in *cgiStdin, status int, msg string) {
 	clear(w.Header())
+	if in.tooLarge || in.aborted.Load() {
+		w.Header().Set("Connection", "close")
+	}
 	http.Error(w, msg, status)
 }
 

@@ -248,6 +248,9 @@ func TestCGIBodyLimit(t *testing.T) {
 			if resp.StatusCode != c.status {
 				t.Fatalf("status %d, want %d; body %.200q", resp.StatusCode, c.status, b)
 			}
+			if c.status == 413 && !resp.Close {
+				t.Error("413 without Connection: close: the unread body would be drained first")
+			}
 			if c.status == 200 && !strings.Contains(string(b), fmt.Sprintf("body=%d\n", c.size)) {
 				t.Fatalf("body %.200q lacks body=%d", b, c.size)
 			}
@@ -350,5 +353,40 @@ func TestCGIEnv(t *testing.T) {
 		if _, ok := got[k]; ok {
 			t.Errorf("%s should not be set", k)
 		}
+	}
+}
+
+// A client that stops sending its body cannot hold a command past the deadline: the
+// blocked stdin read is cut off and the client gets 504.
+func TestCGISlowBody(t *testing.T) {
+	url := startCGI(t, readFile(t, "../samples/c-cgi/main.wasm"),
+		runtime.PoolConfig{Workers: 1, RequestTimeout: 300 * time.Millisecond}, host.CGIConfig{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten b")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatalf("no response: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("status %d, want 504", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("answered after %v", d)
+	}
+	// The slot is free again.
+	resp2, err := http.Get(url + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != 200 {
+		t.Fatalf("next request: status %d", resp2.StatusCode)
 	}
 }

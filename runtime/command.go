@@ -205,7 +205,12 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 	}
 	defer mod.Close(context.Background())
 	flag, _ := mod.ExportedGlobal(interrupt.ExportName).(api.MutableGlobal)
+	// deadlineFirst records what stopped the run: cutting off a blocked read can make
+	// the caller's context end too (net/http cancels a request whose body read
+	// failed), and the deadline must still be reported as the cause.
+	var deadlineFirst atomic.Bool
 	stop := context.AfterFunc(runCtx, func() {
+		deadlineFirst.Store(ctx.Err() == nil)
 		if flag != nil {
 			flag.Set(1) // the guest traps at its next loop iteration
 		}
@@ -216,6 +221,12 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 	_, err = mod.ExportedFunction(abi.ExportStart).Call(callCtx)
 	stop()
 	if err == nil {
+		return nil
+	}
+	if deadlineFirst.Load() {
+		if exit := (*sys.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != 0 {
+			return ErrDeadline
+		}
 		return nil
 	}
 	return c.classify(ctx, runCtx, err, stderr.Tail())
