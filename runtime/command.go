@@ -209,7 +209,9 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 	// the caller's context end too (net/http cancels a request whose body read
 	// failed), and the deadline must still be reported as the cause.
 	var deadlineFirst atomic.Bool
+	stopped := make(chan struct{})
 	stop := context.AfterFunc(runCtx, func() {
+		defer close(stopped)
 		deadlineFirst.Store(ctx.Err() == nil)
 		if flag != nil {
 			flag.Set(1) // the guest traps at its next loop iteration
@@ -219,7 +221,9 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 		}
 	})
 	_, err = mod.ExportedFunction(abi.ExportStart).Call(callCtx)
-	stop()
+	if !stop() {
+		<-stopped // Abort must be over before the caller answers the client
+	}
 	if err == nil {
 		return nil
 	}
