@@ -37,9 +37,10 @@ const (
 	DefaultTimeout     = 10 * time.Second
 	DefaultMaxResponse = 4 << 20
 	DefaultMaxRequest  = 4 << 20
-	// MaxOpen is how many responses one instance may hold unclosed.
-	MaxOpen      = 16
-	maxRedirects = 5
+	// DefaultMaxOpen is how many requests and responses one instance may hold
+	// unclosed (an async instance's connections share it).
+	DefaultMaxOpen = 256
+	maxRedirects   = 5
 )
 
 // Config is the per-app section.
@@ -52,6 +53,8 @@ type Config struct {
 	MaxResponse int64 `json:"max_response"`
 	// MaxRequest bounds the request body in bytes (default 4 MiB).
 	MaxRequest int64 `json:"max_request"`
+	// MaxOpen bounds the open handles per instance (default 256).
+	MaxOpen int `json:"max_open"`
 }
 
 // Plugin is the http plugin. The zero value is ready.
@@ -72,6 +75,7 @@ type appHTTP struct {
 	timeout     time.Duration
 	maxResponse int64
 	maxRequest  int64
+	maxOpen     int
 	log         *slog.Logger
 }
 
@@ -95,6 +99,10 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 	}
 	if a.maxRequest <= 0 {
 		a.maxRequest = DefaultMaxRequest
+	}
+	a.maxOpen = cfg.MaxOpen
+	if a.maxOpen <= 0 {
+		a.maxOpen = DefaultMaxOpen
 	}
 	dialer := &net.Dialer{Timeout: a.timeout, Control: a.control}
 	tr := &nethttp.Transport{
@@ -201,7 +209,7 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 	reqb := plugins.Region(fn, mod, stack[0], stack[1])
 	body := plugins.Region(fn, mod, stack[2], stack[3])
 	in, hs := instHandles(ctx, fn)
-	if len(hs.m) >= MaxOpen {
+	if len(hs.m) >= a.maxOpen {
 		stack[0] = plugins.Status(pluginabi.ErrQuota)
 		return
 	}

@@ -31,8 +31,9 @@ const (
 	// DefaultQueue is how many messages a subscription buffers before it drops
 	// the oldest: a slow reader loses messages, it never slows the publisher.
 	DefaultQueue = 256
-	// MaxSubscriptions is per instance.
-	MaxSubscriptions = 16
+	// DefaultMaxSubscriptions is per instance. An async instance carries many
+	// connections, each usually with its own subscription.
+	DefaultMaxSubscriptions = 1024
 	// pollDisconnect is how often a blocked receive checks for a gone client.
 	pollDisconnect = 250 * time.Millisecond
 )
@@ -47,8 +48,9 @@ type Options struct {
 
 // Config is the per-app section.
 type Config struct {
-	MaxMessage int `json:"max_message"`
-	Queue      int `json:"queue"`
+	MaxMessage       int `json:"max_message"`
+	Queue            int `json:"queue"`
+	MaxSubscriptions int `json:"max_subscriptions"`
 }
 
 // Plugin is the pubsub plugin.
@@ -108,6 +110,9 @@ func (p *Plugin) Open(ctx context.Context, app plugins.App) (*plugins.Binding, e
 	}
 	if cfg.Queue <= 0 {
 		cfg.Queue = DefaultQueue
+	}
+	if cfg.MaxSubscriptions <= 0 {
+		cfg.MaxSubscriptions = DefaultMaxSubscriptions
 	}
 	b, err := p.getBroker(ctx)
 	if err != nil {
@@ -213,7 +218,7 @@ func (a *appPS) subscribe(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	ss := instSubs(ctx, fn)
-	if len(ss.m) >= MaxSubscriptions {
+	if len(ss.m) >= a.cfg.MaxSubscriptions {
 		stack[0] = plugins.Status(pluginabi.ErrQuota)
 		return
 	}
