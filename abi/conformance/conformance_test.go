@@ -258,6 +258,10 @@ func scenarios() []scenario {
 			name: "application error", method: "GET", target: "/fail", status: 500,
 		},
 		scenario{
+			name: "start hook ran before traffic", method: "GET", target: "/started", status: 200,
+			wantBody: []byte("started\n"),
+		},
+		scenario{
 			name: "streaming flushes each write", method: "GET", target: "/stream?n=3", status: 200,
 			noHeaders: []string{"Content-Length"},
 			wantBody:  []byte("chunk 0\nchunk 1\nchunk 2\n"),

@@ -51,6 +51,14 @@ static int putstr(text *t, wasmsrv_str s) { return put(t, s.ptr, s.len); }
 
 static text out;
 
+/* Set by the start hook (SPEC §6), which runs before the instance takes traffic. */
+static int started;
+
+static int on_start(void) {
+    started = 1;
+    return 0;
+}
+
 static int text_plain(wasmsrv_response *resp) {
     return wasmsrv_resp_header(resp, "Content-Type", "text/plain; charset=utf-8");
 }
@@ -178,8 +186,13 @@ static int conform(wasmsrv_request *req, wasmsrv_response *resp) {
         text_plain(resp);
         return wasmsrv_resp_end(resp, "replaced\n", 9);
     }
+    if (wasmsrv_str_eq(path, "/started")) {
+        text_plain(resp);
+        return started ? wasmsrv_resp_end(resp, "started\n", 8) : wasmsrv_resp_end(resp, "not started\n", 12);
+    }
     if (wasmsrv_str_eq(path, "/fail")) return -1;
     return 404;
 }
 
 WASMSRV_HANDLER(conform)
+WASMSRV_ON_START(on_start)

@@ -17,7 +17,14 @@ import (
 	"github.com/wasmsrv/wasmsrv/sdk/go/wasmhttp"
 )
 
-func init() { wasmhttp.HandleFunc(conform) }
+// started is set by the start hook (SPEC §6), which runs before the instance takes
+// traffic.
+var started bool
+
+func init() {
+	wasmhttp.HandleFunc(conform)
+	wasmsrv.OnStart(func() error { started = true; return nil })
+}
 
 func main() {}
 
@@ -153,6 +160,13 @@ func conform(w http.ResponseWriter, r *http.Request) {
 		textPlain()
 		w.WriteHeader(503)
 		io.WriteString(w, "replaced\n")
+	case p == "/started":
+		textPlain()
+		if started {
+			io.WriteString(w, "started\n")
+		} else {
+			io.WriteString(w, "not started\n")
+		}
 	case p == "/fail":
 		panic("conformance: /fail")
 	default:

@@ -12,7 +12,14 @@ import (
 	wasmsrv "github.com/wasmsrv/wasmsrv/sdk/go"
 )
 
-func init() { wasmsrv.HandleFunc(conform) }
+// started is set by the start hook (SPEC §6), which runs before the instance takes
+// traffic.
+var started bool
+
+func init() {
+	wasmsrv.HandleFunc(conform)
+	wasmsrv.OnStart(func() error { started = true; return nil })
+}
 
 func main() {}
 
@@ -133,6 +140,13 @@ func conform(w *wasmsrv.ResponseWriter, r *wasmsrv.Request) {
 		w.WriteHeader(503)
 		textPlain()
 		w.WriteString("replaced\n")
+	case p == "/started":
+		textPlain()
+		if started {
+			w.WriteString("started\n")
+		} else {
+			w.WriteString("not started\n")
+		}
 	case p == "/fail":
 		panic("conformance: /fail")
 	default:
