@@ -117,8 +117,17 @@ func wasmsrvBinary(t testing.TB) string {
 // startNode runs `wasmsrv run` on a free port and returns its URL.
 func startNode(t testing.TB, bin, wasm string, args ...string) string {
 	t.Helper()
+	return startNodeWith(t, nil, bin, wasm, args...)
+}
+
+// startNodeWith is startNode that also hands the command to got (to stop it early).
+func startNodeWith(t testing.TB, got func(*exec.Cmd), bin, wasm string, args ...string) string {
+	t.Helper()
 	full := append([]string{"run", "--listen", "127.0.0.1:0", "--cache-dir", "-", "--access-log=false"}, args...)
 	cmd := exec.Command(bin, append(full, wasm)...)
+	if got != nil {
+		got(cmd)
+	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
