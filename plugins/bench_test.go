@@ -71,6 +71,13 @@ func BenchmarkKVStore(b *testing.B) {
 				}
 			})
 		})
+		b.Run(name+"/set-serial", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if err := s.Set(ctx, "bench", "k"+strconv.Itoa(i%1000), val, 0, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 		b.Run(name+"/set", func(b *testing.B) {
 			var n atomic.Int64
 			b.SetParallelism(8)
