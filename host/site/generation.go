@@ -185,11 +185,15 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	if s.opt.Engine == nil {
 		return nil, fmt.Errorf("apps.%s: no Wasm engine configured", name)
 	}
+	g, err := grants(ac)
+	if err != nil {
+		return nil, fmt.Errorf("apps.%s: %w", name, err)
+	}
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env,
-		Plugins: s.opt.Plugins, Grants: grants(ac),
+		Plugins: s.opt.Plugins, Grants: g,
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)
@@ -381,13 +385,15 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// grants turns an app's grants and plugin sections into plugins.Grants.
-func grants(ac config.App) plugins.Grants {
+// grants turns an app's grants and plugin sections into plugins.Grants. A section
+// for a plugin the app is not granted is an error: it would configure nothing.
+func grants(ac config.App) (plugins.Grants, error) {
 	g := plugins.ParseGrants(ac.Grants...)
-	for name := range g {
-		if sec, ok := ac.PluginConfig[name]; ok {
-			g[name] = plugins.Section(sec)
+	for name, sec := range ac.PluginConfig {
+		if _, ok := g[name]; !ok && name != plugins.DefaultGrant {
+			return nil, fmt.Errorf("plugins.%s is configured but %q is not in grants", name, name)
 		}
+		g[name] = plugins.Section(sec)
 	}
-	return g
+	return g, nil
 }
