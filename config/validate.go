@@ -183,8 +183,10 @@ func (c *Config) validate() []*Error {
 				add(errf(k+".package", "%q is not a directory", a.Package))
 			}
 		}
-		if a.Mode != "sync" && a.Mode != "async" {
-			add(errf(k+".mode", "unknown mode %q (sync or async)", a.Mode))
+		switch a.Mode {
+		case "sync", "async", "cgi": // cgi: a plain WASI command, run per request
+		default:
+			add(errf(k+".mode", "unknown mode %q (sync, async or cgi)", a.Mode))
 		}
 		if a.PoolSize < 0 {
 			add(errf(k+".pool_size", "must be >= 0"))
