@@ -19,6 +19,15 @@ samples:
         GOOS=wasip1 GOARCH=wasm go build "${mode[@]}" -o "bin/samples/$name.wasm" "./$dir"
     done
 
+# Rebuild the committed C guests (and WAT test guests) from source; `--check` verifies they match.
+c *ARGS:
+    bash sdk/c/build.sh {{ARGS}}
+
+# Per-instance costs: instantiate C vs Go guests, a whole CGI run, the gateway hot path.
+bench-go:
+    go test -run '^$' -bench 'InstantiateCvsGo|CommandRun' ./runtime/
+    go test -run '^$' -bench 'CGIHandler|GatewayHello' ./host/
+
 # Run every test with the race detector.
 test:
     go test -race ./...
