@@ -64,11 +64,12 @@ type AsyncPool struct {
 	cfg  PoolConfig
 	acfg AsyncConfig
 
-	mu       sync.Mutex
-	insts    []*asyncInst // in rotation
-	building int
-	closing  bool
-	lastErr  error
+	mu      sync.Mutex
+	insts   []*asyncInst            // in rotation
+	all     map[*asyncInst]struct{} // alive: in rotation or draining
+	avail   chan struct{}           // closed while insts is not empty
+	closing bool
+	lastErr error
 
 	conns   atomic.Int64 // in-flight connections over the app
 	need    chan struct{}
@@ -166,6 +167,8 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 		app: app, cfg: cfg, acfg: acfg,
 		need:    make(chan struct{}, 1),
 		closed:  make(chan struct{}),
+		all:     make(map[*asyncInst]struct{}),
+		avail:   make(chan struct{}),
 		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
 	}
 	start := time.Now()
@@ -183,7 +186,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 			return nil, fmt.Errorf("app %s: %w", app.name, err)
 		}
 		p.mu.Lock()
-		p.insts = append(p.insts, ai)
+		p.addLocked(ai)
 		p.mu.Unlock()
 	}
 	app.log.Info("pool ready", "mode", "async", "instances", cfg.Workers,
@@ -218,6 +221,9 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 	in.async = ai
 	p.stats.built.Add(1)
 	p.owners.Add(1)
+	p.mu.Lock()
+	p.all[ai] = struct{}{}
+	p.mu.Unlock()
 	return ai, nil
 }
 
@@ -225,17 +231,37 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 // event (abi.EventRequest, or abi.EventWSConnect for a WebSocket upgrade request).
 // Errors: ErrConcurrencyLimit, ErrQueueFull (mailbox full), ErrUnavailable,
 // ErrPoolClosed.
+// While every instance is being replaced (all recycled at once, or after a
+// crash) new connections wait up to QueueWait for one.
 func (p *AsyncPool) Open(ex AsyncExchange, websocket bool) (*Conn, error) {
-	c, err := p.assign(ex, websocket)
-	if err != nil {
-		return nil, err
+	var timeout <-chan time.Time
+	for {
+		c, wait, err := p.assign(ex, websocket)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			c.ai.drain() // most often this goroutine runs the guest right here
+			return c, nil
+		}
+		if timeout == nil {
+			t := time.NewTimer(p.cfg.QueueWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-wait:
+		case <-timeout:
+			return nil, ErrQueueTimeout
+		case <-p.closed:
+			return nil, ErrPoolClosed
+		}
 	}
-	c.ai.drain() // most often this goroutine runs the guest right here
-	return c, nil
 }
 
-// assign picks the instance and queues the start event.
-func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, error) {
+// assign picks the instance and queues the start event, or returns a channel to
+// wait on when no instance is in rotation but one is on its way.
+func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, <-chan struct{}, error) {
 	kind := abi.EventRequest
 	if websocket {
 		kind = abi.EventWSConnect
@@ -243,10 +269,10 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closing {
-		return nil, ErrPoolClosed
+		return nil, nil, ErrPoolClosed
 	}
 	if p.acfg.MaxConns > 0 && p.conns.Load() >= int64(p.acfg.MaxConns) {
-		return nil, ErrConcurrencyLimit
+		return nil, nil, ErrConcurrencyLimit
 	}
 	var best *asyncInst
 	bestLoad := int64(p.acfg.MaxConnsPerInstance)
@@ -260,12 +286,12 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, error) {
 	}
 	if best == nil {
 		if len(p.insts) == 0 && p.lastErr != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, p.lastErr)
+			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, p.lastErr)
 		}
 		if len(p.insts) == 0 {
-			return nil, ErrUnavailable
+			return nil, p.avail, nil
 		}
-		return nil, ErrConcurrencyLimit
+		return nil, nil, ErrConcurrencyLimit
 	}
 	best.nextID++
 	if best.nextID == 0 {
@@ -276,11 +302,11 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, error) {
 	select {
 	case best.mail <- event{conn: c, kind: kind}:
 	default:
-		return nil, ErrQueueFull
+		return nil, nil, ErrQueueFull
 	}
 	best.active.Add(1)
 	p.conns.Add(1)
-	return c, nil
+	return c, nil, nil
 }
 
 // control queues a control event without blocking the caller (the timer
@@ -347,13 +373,13 @@ func (ai *asyncInst) process() {
 			ai.discard()
 			return
 		}
-		if ai.draining && ai.active.Load() == 0 {
-			ai.retire()
-			return
-		}
 		if !ai.draining && ai.in.recycleDue() {
 			p.stats.recycled.Add(1)
 			ai.beginDrain(false)
+		}
+		if ai.draining && ai.active.Load() == 0 {
+			ai.retire()
+			return
 		}
 	}
 }
@@ -463,7 +489,7 @@ func (ai *asyncInst) fail(err error) {
 func (ai *asyncInst) discard() {
 	p := ai.pool
 	ai.over.Store(true)
-	defer p.owners.Done()
+	defer p.gone(ai)
 	ai.clock.Stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
@@ -498,7 +524,7 @@ func (ai *asyncInst) beginDrain(cancel bool) {
 // retire runs the stop hook of a drained instance and closes it.
 func (ai *asyncInst) retire() {
 	ai.over.Store(true)
-	defer ai.pool.owners.Done()
+	defer ai.pool.gone(ai)
 	close(ai.dead)
 	ai.clock.Stop()
 	ai.pool.app.stop(context.Background(), ai.in, ai.pool.cfg.StopTimeout)
@@ -508,9 +534,27 @@ func (p *AsyncPool) removeLocked(ai *asyncInst) {
 	for i, x := range p.insts {
 		if x == ai {
 			p.insts = append(p.insts[:i], p.insts[i+1:]...)
+			if len(p.insts) == 0 {
+				p.avail = make(chan struct{}) // new connections wait for a replacement
+			}
 			return
 		}
 	}
+}
+
+func (p *AsyncPool) addLocked(ai *asyncInst) {
+	p.insts = append(p.insts, ai)
+	if len(p.insts) == 1 {
+		close(p.avail)
+	}
+}
+
+// gone forgets an instance that retired or was discarded.
+func (p *AsyncPool) gone(ai *asyncInst) {
+	p.mu.Lock()
+	delete(p.all, ai)
+	p.mu.Unlock()
+	p.owners.Done()
 }
 
 func (p *AsyncPool) requestReplacement() {
@@ -566,7 +610,7 @@ func (p *AsyncPool) maintain() {
 				return
 			}
 			p.lastErr = nil
-			p.insts = append(p.insts, ai)
+			p.addLocked(ai)
 			p.mu.Unlock()
 		}
 	}
@@ -615,7 +659,10 @@ func (p *AsyncPool) Close(ctx context.Context) error {
 		return nil
 	}
 	p.closing = true
-	insts := p.insts
+	insts := make([]*asyncInst, 0, len(p.all))
+	for ai := range p.all {
+		insts = append(insts, ai) // draining ones too: a kill must reach them
+	}
 	p.mu.Unlock()
 	close(p.closed)
 	p.maint.Wait()

@@ -4,8 +4,10 @@
 package main
 
 import (
+	"errors"
 	"io"
 	"net/url"
+	"os"
 	"runtime"
 	"strconv"
 	"time"
@@ -21,6 +23,16 @@ func trap() {
 }
 
 func init() {
+	wasmsrv.OnStart(func() error {
+		if os.Getenv("FAIL_START") != "" {
+			return errors.New("start refused on purpose")
+		}
+		return nil
+	})
+	wasmsrv.OnStop(func() error {
+		println("stop hook ran")
+		return nil
+	})
 	wasmsrv.HandleFunc(func(w *wasmsrv.ResponseWriter, r *wasmsrv.Request) {
 		q, _ := url.ParseQuery(r.RawQuery)
 		switch r.Path {
