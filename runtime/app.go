@@ -61,6 +61,7 @@ type App struct {
 	log    *slog.Logger
 	cfg    AppConfig
 	nextID atomic.Uint64
+	alloc  experimental.MemoryAllocator
 }
 
 // Load compiles and validates a guest. The error names what is wrong with a module
@@ -81,7 +82,7 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	log = log.With("app", cfg.Name)
 	rt := e.newRuntime(ctx, cfg.MemoryLimit)
-	a := &App{name: cfg.Name, rt: rt, log: log, cfg: cfg}
+	a := &App{name: cfg.Name, rt: rt, log: log, cfg: cfg, alloc: e.alloc}
 	if err := a.load(ctx, e); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
@@ -184,7 +185,7 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 	in.timer.Stop()
 
 	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
-	mod, err := a.rt.InstantiateModule(experimental.WithMemoryAllocator(in.ctx, memoryAllocator()), a.cm, cfg)
+	mod, err := a.rt.InstantiateModule(experimental.WithMemoryAllocator(in.ctx, a.alloc), a.cm, cfg)
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(ctx)

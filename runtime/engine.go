@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
 )
 
 // EngineConfig configures an Engine.
@@ -26,6 +27,7 @@ type EngineConfig struct {
 // app still gets its own wazero Runtime (tenant isolation), while compiled code is
 // shared through the compilation cache.
 type Engine struct {
+	alloc    experimental.MemoryAllocator // guest linear memories (nil: wazero's)
 	cache    wazero.CompilationCache
 	cacheDir string
 	log      *slog.Logger
@@ -44,7 +46,7 @@ func NewEngine(ctx context.Context, cfg EngineConfig, log *slog.Logger) (*Engine
 		}
 		dir = filepath.Join(base, "wasmsrv", "wazero")
 	}
-	e := &Engine{log: log}
+	e := &Engine{log: log, alloc: newMemoryAllocator()}
 	if dir == "-" {
 		e.cache = wazero.NewCompilationCache()
 		return e, nil

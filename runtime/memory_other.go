@@ -1,8 +1,9 @@
-//go:build !(linux || darwin || freebsd)
+//go:build !linux
 
 package runtime
 
 import "github.com/tetratelabs/wazero/experimental"
 
-// memoryAllocator is wazero's default (Go heap) where mmap is not wired up.
-func memoryAllocator() experimental.MemoryAllocator { return nil }
+// newMemoryAllocator returns nil elsewhere: guest memories then use wazero's
+// default allocator (the Go heap).
+func newMemoryAllocator() experimental.MemoryAllocator { return nil }

@@ -1,8 +1,10 @@
-//go:build linux || darwin || freebsd
+//go:build linux
 
 package runtime
 
 import (
+	"sync"
+
 	"github.com/tetratelabs/wazero/experimental"
 	"golang.org/x/sys/unix"
 )
@@ -13,35 +15,57 @@ import (
 // growing never copies, the bytes are outside the Go heap (no GC scanning, no
 // heap-target doubling of guest memory in RSS), and a closed instance gives its
 // pages back to the OS at once.
-type mmapAllocator struct{}
+//
+// Freed reservations are kept (up to maxFreeReservations) with their pages
+// released by MADV_DONTNEED, which also makes them read as zero, as a fresh wasm
+// memory must: the next instance skips mmap and mprotect, which dominate the
+// instantiation of a small (C) guest.
+type mmapAllocator struct {
+	mu   sync.Mutex
+	free []*mmapMemory
+}
 
-func (mmapAllocator) Allocate(capacity, max uint64) experimental.LinearMemory {
+const maxFreeReservations = 64
+
+func newMemoryAllocator() experimental.MemoryAllocator { return &mmapAllocator{} }
+
+// Allocate implements experimental.MemoryAllocator.
+func (a *mmapAllocator) Allocate(_, max uint64) experimental.LinearMemory {
 	if max == 0 || max > 1<<32 {
-		return nil
+		return &heapMemory{max: max}
 	}
+	a.mu.Lock()
+	for i := len(a.free) - 1; i >= 0; i-- {
+		if m := a.free[i]; uint64(len(m.buf)) == max {
+			a.free = append(a.free[:i], a.free[i+1:]...)
+			a.mu.Unlock()
+			return m
+		}
+	}
+	a.mu.Unlock()
 	buf, err := unix.Mmap(-1, 0, int(max), unix.PROT_NONE, unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE)
 	if err != nil {
-		return nil
+		// Out of address space (many huge limits): wazero must get a memory, so
+		// fall back to the Go heap rather than fail the instance.
+		return &heapMemory{max: max}
 	}
-	return &mmapMemory{buf: buf}
+	return &mmapMemory{buf: buf, alloc: a}
 }
 
 type mmapMemory struct {
 	buf       []byte // the whole reservation
 	committed uint64 // bytes made readable and writable
+	alloc     *mmapAllocator
 }
 
 // Reallocate implements experimental.LinearMemory. Wasm memories only grow, and
-// fresh anonymous pages read as zero, as memory.grow requires.
+// fresh (or released) anonymous pages read as zero, as memory.grow requires.
 func (m *mmapMemory) Reallocate(size uint64) []byte {
 	if size > uint64(len(m.buf)) {
 		return nil
 	}
 	if size > m.committed {
-		end := (size + pageMask) &^ pageMask
-		if end > uint64(len(m.buf)) {
-			end = uint64(len(m.buf))
-		}
+		end := min((size+pageMask)&^pageMask, uint64(len(m.buf)))
 		if err := unix.Mprotect(m.buf[m.committed:end], unix.PROT_READ|unix.PROT_WRITE); err != nil {
 			return nil
 		}
@@ -50,15 +74,49 @@ func (m *mmapMemory) Reallocate(size uint64) []byte {
 	return m.buf[:size:size]
 }
 
-// Free implements experimental.LinearMemory.
+// Free implements experimental.LinearMemory: the pages go back to the OS and the
+// reservation to the free list (or is unmapped when the list is full).
 func (m *mmapMemory) Free() {
-	if m.buf != nil {
+	if m.buf == nil {
+		return
+	}
+	if m.committed > 0 && unix.Madvise(m.buf[:m.committed], unix.MADV_DONTNEED) != nil {
 		_ = unix.Munmap(m.buf)
 		m.buf = nil
+		return
 	}
+	a := m.alloc
+	a.mu.Lock()
+	if len(a.free) < maxFreeReservations {
+		a.free = append(a.free, m)
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	_ = unix.Munmap(m.buf)
+	m.buf = nil
 }
 
 // pageMask rounds commits to 64 KiB, the wasm page size (a multiple of the OS page).
 const pageMask = 1<<16 - 1
 
-func memoryAllocator() experimental.MemoryAllocator { return mmapAllocator{} }
+// heapMemory is the Go-heap fallback when a reservation cannot be made.
+type heapMemory struct {
+	buf []byte
+	max uint64
+}
+
+func (h *heapMemory) Reallocate(size uint64) []byte {
+	if size > h.max {
+		return nil
+	}
+	if size > uint64(cap(h.buf)) {
+		nb := make([]byte, size, max(size, 2*uint64(cap(h.buf))))
+		copy(nb, h.buf)
+		h.buf = nb
+	}
+	h.buf = h.buf[:size]
+	return h.buf
+}
+
+func (h *heapMemory) Free() { h.buf = nil }
