@@ -73,11 +73,25 @@ func serve(ctx uint32) int32 { return serveOn(ctx, &app.req, &app.resp) }
 
 // serveOn runs one request to completion on handle ctx with r and w.
 func serveOn(ctx uint32, r *Request, w *ResponseWriter) (code int32) {
+	if code := prepare(ctx, r, w); code != 0 {
+		return code
+	}
+	return handle(r, w)
+}
+
+// prepare reads the request head into r and resets w; non-zero is the status to
+// answer with instead of running the handler.
+func prepare(ctx uint32, r *Request, w *ResponseWriter) int32 {
 	if err := r.reset(ctx); err != nil {
 		fmt.Fprintf(os.Stderr, "wasmsrv: reading request head: %v\n", err)
 		return 500
 	}
 	w.reset(ctx)
+	return 0
+}
+
+// handle runs the app's handler on a prepared request.
+func handle(r *Request, w *ResponseWriter) (code int32) {
 	if app.handler == nil {
 		fmt.Fprintln(os.Stderr, "wasmsrv: no handler registered (call wasmsrv.Handle from init)")
 		return 500

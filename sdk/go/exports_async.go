@@ -79,6 +79,7 @@ func (w *waiter) wake() {
 // task is one connection (ctx) and the goroutine serving it.
 type task struct {
 	ctx  uint32
+	code int32 // non-zero: the head could not be read, answer with this
 	w    waiter
 	req  Request
 	resp ResponseWriter
@@ -93,6 +94,10 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 	switch kind {
 	case abi.EventRequest, abi.EventWSConnect:
 		t := newTask(ctx)
+		// Read the head here, on the event's goroutine: its decoding is the deepest
+		// stack of a request, and a goroutine's stack stays as large as it ever was
+		// while the connection lives (an idle WebSocket would keep it).
+		t.code = prepare(ctx, &t.req, &t.resp)
 		sched.tasks[ctx] = t
 		sched.active++
 		if n := len(sched.idle); n > 0 {
@@ -152,7 +157,10 @@ func worker(t *task) {
 }
 
 func runTask(t *task) {
-	code := serveOn(t.ctx, &t.req, &t.resp)
+	code := t.code
+	if code == 0 {
+		code = handle(&t.req, &t.resp)
+	}
 	delete(sched.tasks, t.ctx)
 	ctxDone(t.ctx, code)
 	// Keep a bounded number of tasks for reuse; drop big buffers so an idle

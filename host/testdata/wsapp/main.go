@@ -22,6 +22,18 @@ func trap() {
 	}
 }
 
+// memstats reports the guest's memory (its own function: runtime.MemStats is
+// big, and inlined into the handler it would make every request's stack grow).
+//
+//go:noinline
+func memstats(w *wasmsrv.ResponseWriter) {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	w.WriteString("stack=" + strconv.FormatUint(m.StackInuse, 10) + " heap=" + strconv.FormatUint(m.HeapAlloc, 10) +
+		" sys=" + strconv.FormatUint(m.Sys, 10) + " goroutines=" + strconv.Itoa(runtime.NumGoroutine()) +
+		" gc=" + strconv.FormatUint(uint64(m.NumGC), 10) + " next=" + strconv.FormatUint(m.NextGC, 10))
+}
+
 func init() {
 	wasmsrv.OnStart(func() error {
 		if os.Getenv("FAIL_START") != "" {
@@ -75,11 +87,23 @@ func init() {
 				}
 			}
 		case "/memstats":
-			var m runtime.MemStats
-			runtime.ReadMemStats(&m)
-			w.WriteString("stack=" + strconv.FormatUint(m.StackInuse, 10) + " heap=" + strconv.FormatUint(m.HeapAlloc, 10) +
-				" sys=" + strconv.FormatUint(m.Sys, 10) + " goroutines=" + strconv.Itoa(runtime.NumGoroutine()) +
-				" gc=" + strconv.FormatUint(uint64(m.NumGC), 10) + " next=" + strconv.FormatUint(m.NextGC, 10))
+			memstats(w)
+		case "/spawn":
+			// Diagnostics: park n SDK goroutines in Sleep, to compare their stack
+			// cost with that of parked requests (/id?ms=...).
+			n, _ := strconv.Atoi(q.Get("n"))
+			mode := q.Get("mode")
+			for range n {
+				wasmsrv.Go(func() {
+					switch mode {
+					case "import":
+						wasmsrv.SetBackpressure(false)
+					case "query":
+						url.ParseQuery("a=1&b=2")
+					}
+					wasmsrv.Sleep(10 * time.Second)
+				})
+			}
 		case "/status":
 			w.WriteHeader(418)
 		case "/trap":
