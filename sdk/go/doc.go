@@ -60,4 +60,21 @@
 // Goroutines started by a handler run only while the handler is blocked in Go (on a
 // channel, a mutex, time.Sleep); they do not run between requests. Do not leave work
 // running after the handler returns.
+//
+// # Async shape
+//
+// Built with -tags wasmsrv_async (wasmsrv run --mode async), the same app runs in the
+// async shape: one instance carries many requests and WebSockets at once, each on its
+// own goroutine, and reads and writes still look blocking (the SDK parks the goroutine
+// until the host's event arrives). App code must then block only in SDK calls: use
+// Sleep instead of time.Sleep, Go instead of go for goroutines that call the SDK, and
+// never wait on your own channels or mutexes for another request. docs/async.md has
+// the details.
+//
+// # WebSocket
+//
+// In both shapes a handler accepts an upgrade request (Request.IsWebSocket) with
+// Accept and then uses ReadMessage, WriteMessage and Close; returning without
+// accepting (or answering) denies it with 403. In the sync shape a WebSocket holds
+// its instance for the life of the connection.
 package wasmsrv
