@@ -108,6 +108,15 @@ func init() {
 			w.WriteHeader(418)
 		case "/trap":
 			trap()
+		case "/spin":
+			// A runaway loop: only the event (or request) deadline stops it.
+			x := 0
+			for x >= 0 {
+				x++
+				if x == 1<<62 {
+					x = 0
+				}
+			}
 		case "/ws":
 			if !r.IsWebSocket() {
 				w.WriteHeader(400)
@@ -138,6 +147,8 @@ func init() {
 					case s == "close":
 						ws.Close(4000, "bye")
 						return
+					case s == "bp:on" || s == "bp:off":
+						wasmsrv.SetBackpressure(s == "bp:on")
 					case len(s) > 6 && s[:6] == "sleep:":
 						ms, _ := strconv.Atoi(s[6:])
 						wasmsrv.Sleep(time.Duration(ms) * time.Millisecond)
