@@ -119,6 +119,11 @@ func DecodeHead(s string, h *Head) error {
 		off = next
 	}
 	h.Headers = h.Headers[:0]
+	if uint64(cap(h.Headers)) < uint64(nh) && uint64(nh)*8 <= uint64(len(s)-off) {
+		// Exactly the room needed, once: a request's headers live as long as it
+		// does (a WebSocket's for the whole connection), so no slack from doubling.
+		h.Headers = make([]Header, 0, nh)
+	}
 	return decodePairs(s, off, nh, &h.Headers)
 }
 

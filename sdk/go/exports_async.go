@@ -144,7 +144,14 @@ func newTask(ctx uint32) *task {
 func worker(t *task) {
 	var ch chan *task
 	for {
-		runTask(t) // ends with the goroutine counted as parked
+		// handle is called from here directly: a parked connection's stack is this
+		// frame, handle's and the handler's, and one frame less keeps it under the
+		// size at which the GC shrinks an idle goroutine's stack back to 2 KiB.
+		code := t.code
+		if code == 0 {
+			code = handle(&t.req, &t.resp)
+		}
+		endTask(t, code) // the goroutine now counts as parked
 		if len(sched.idle) >= maxIdleWorkers {
 			return
 		}
@@ -156,11 +163,8 @@ func worker(t *task) {
 	}
 }
 
-func runTask(t *task) {
-	code := t.code
-	if code == 0 {
-		code = handle(&t.req, &t.resp)
-	}
+// endTask reports the end of t to the host and keeps t for reuse.
+func endTask(t *task, code int32) {
 	delete(sched.tasks, t.ctx)
 	ctxDone(t.ctx, code)
 	// Keep a bounded number of tasks for reuse; drop big buffers so an idle

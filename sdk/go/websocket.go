@@ -119,7 +119,9 @@ func (ws *WebSocket) ReadMessage() (MessageType, []byte, error) {
 		return 0, nil, ws.closed
 	}
 	if ws.buf == nil {
-		ws.buf = make([]byte, 256)
+		// Small to start: an idle connection keeps this buffer. It grows to the
+		// largest message received.
+		ws.buf = make([]byte, 64)
 	}
 	for {
 		r := wsRecv(ws.ctx, unsafe.Pointer(&ws.buf[0]), uint32(len(ws.buf)))
