@@ -78,3 +78,23 @@ func TestAsyncLimits(t *testing.T) {
 		t.Errorf("with backpressure off: %d, want 200", resp.StatusCode)
 	}
 }
+
+// TestAsyncBlockedGuest: app code that blocks on its own channel (forbidden in the
+// async shape) makes Go report a deadlock at once: the instance traps, its requests
+// get 500, the pool goes on.
+func TestAsyncBlockedGuest(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{}, WSConfig{})
+	start := time.Now()
+	if resp, _ := get(t, s.srv.URL+"/block"); resp.StatusCode != 500 {
+		t.Fatalf("block: %d, want 500", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %s: the deadlock should be reported at once", d)
+	}
+	if resp, body := get(t, s.srv.URL+"/"); resp.StatusCode != 200 || body != "hello\n" {
+		t.Fatalf("after: %d %q", resp.StatusCode, body)
+	}
+	if !strings.Contains(s.logs.String(), "all goroutines are asleep") {
+		t.Errorf("log lacks Go's deadlock report:\n%s", s.logs.String())
+	}
+}

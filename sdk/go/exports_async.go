@@ -3,7 +3,6 @@
 package wasmsrv
 
 import (
-	"runtime"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
@@ -36,6 +35,8 @@ var sched struct {
 	// parked in an SDK wait. The pump runs until it is zero.
 	active    int
 	inEvent   bool
+	pumping   bool          // the event's goroutine waits on pumpDone
+	pumpDone  chan struct{} // buffered (1)
 	tasks     map[uint32]*task
 	timers    map[uint32]*waiter
 	nextTimer uint32
@@ -62,7 +63,7 @@ func (w *waiter) wait() {
 		return
 	}
 	w.parked = true
-	sched.active--
+	idle()
 	<-w.ch
 }
 
@@ -90,6 +91,7 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 	if sched.tasks == nil {
 		sched.tasks = make(map[uint32]*task)
 		sched.timers = make(map[uint32]*waiter)
+		sched.pumpDone = make(chan struct{}, 1)
 	}
 	switch kind {
 	case abi.EventRequest, abi.EventWSConnect:
@@ -122,7 +124,12 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 	}
 	sched.inEvent = true
 	for sched.active > 0 {
-		runtime.Gosched()
+		// Park until the last SDK goroutine parks (idle signals pumpDone). A
+		// goroutine blocked elsewhere (a channel of the app's own) leaves this
+		// goroutine asleep too, and Go reports the deadlock: the instance traps
+		// at once with "all goroutines are asleep" in its log.
+		sched.pumping = true
+		<-sched.pumpDone
 	}
 	sched.inEvent = false
 	return abi.EventIdle
@@ -177,7 +184,17 @@ func endTask(t *task, code int32) {
 	if len(sched.free) < 256 {
 		sched.free = append(sched.free, t)
 	}
+	idle()
+}
+
+// idle records that the calling SDK goroutine stops running (it parks or ends) and
+// wakes the event's goroutine when none is left.
+func idle() {
 	sched.active--
+	if sched.active == 0 && sched.pumping {
+		sched.pumping = false
+		sched.pumpDone <- struct{}{}
+	}
 }
 
 // waitCtx parks the calling goroutine until the next event for ctx.
@@ -221,7 +238,7 @@ func Sleep(d time.Duration) {
 func Go(f func()) {
 	sched.active++
 	go func() {
-		defer func() { sched.active-- }()
+		defer idle()
 		f()
 	}()
 }

@@ -108,6 +108,10 @@ func init() {
 			w.WriteHeader(418)
 		case "/trap":
 			trap()
+		case "/block":
+			// What an async guest must not do: wait on its own channel.
+			ch := make(chan int)
+			<-ch
 		case "/spin":
 			// A runaway loop: only the event (or request) deadline stops it.
 			x := 0
