@@ -15,6 +15,8 @@ samples:
         dir=$(dirname "$main"); name=$(basename "$dir")
         mode=()
         if grep -q '"github.com/wasmsrv/wasmsrv/sdk/go"' "$dir"/*.go; then mode=(-buildmode=c-shared); fi
+        # Samples documented as `wasmsrv run --mode async` are built for the async shape.
+        if grep -q -- '--mode async' "$dir"/*.go; then mode+=(-tags wasmsrv_async); fi
         echo "samples: $dir -> bin/samples/$name.wasm ${mode[*]:-(command)}"
         GOOS=wasip1 GOARCH=wasm go build "${mode[@]}" -o "bin/samples/$name.wasm" "./$dir"
     done

@@ -66,6 +66,7 @@ type SyncPool struct {
 	need    chan struct{}
 	gone    chan struct{}          // capacity 1: an instance left the pool; wakes Close
 	all     map[*Instance]struct{} // live instances, for interruptBusy; guarded by mu
+	drained bool                   // Close's drain timed out; guarded by mu
 	closing chan struct{}
 	wg      sync.WaitGroup
 
@@ -242,11 +243,20 @@ func (p *SyncPool) retire(in *Instance) {
 	// wg before live: once Close sees live reach zero it waits on wg, and that
 	// Wait must not run before this Add (the stop hook would outlive Close).
 	p.forget(in)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		p.app.stop(context.Background(), in, p.cfg.StopTimeout)
-	}()
+	p.mu.Lock()
+	late := p.drained // Close gave up waiting: no stop hook, and no wg.Add after its Wait
+	if !late {
+		p.wg.Add(1)
+	}
+	p.mu.Unlock()
+	if late {
+		in.close(context.Background())
+	} else {
+		go func() {
+			defer p.wg.Done()
+			p.app.stop(context.Background(), in, p.cfg.StopTimeout)
+		}()
+	}
 	p.live.Add(-1)
 	p.noteGone()
 	p.requestReplacement()
@@ -391,6 +401,9 @@ func (p *SyncPool) interruptBusy(cause error) error {
 			in.close(context.Background())
 		case <-p.gone:
 		case <-wait.C:
+			p.mu.Lock()
+			p.drained = true
+			p.mu.Unlock()
 			p.wg.Wait()
 			return fmt.Errorf("app %s: %d instances did not stop: %w", p.app.name, p.live.Load(), cause)
 		}
