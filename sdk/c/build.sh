@@ -28,6 +28,7 @@ reactor=("${common[@]}" -mexec-model=reactor)
 targets=(
 	"reactor samples/c-hello/main.c samples/c-hello/main.wasm"
 	"reactor samples/c-echo/main.c samples/c-echo/main.wasm"
+	"reactor samples/c-async-hello/main.c samples/c-async-hello/main.wasm"
 	"command samples/c-cgi/main.c samples/c-cgi/main.wasm"
 	"command bench/apps/cgi_hello.c bench/apps/cgi_hello.wasm"
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"

@@ -1,5 +1,5 @@
 /*
- * wasmsrv.h - single-header C SDK for the wasmsrv gateway ABI v1 (sync shape).
+ * wasmsrv.h - single-header C SDK for the wasmsrv gateway ABI v1 (sync and async shapes).
  *
  * The normative contract is abi/SPEC.md in the wasmsrv repository; this header is one
  * implementation of it. Nothing else is needed: include it, write a handler, name it
@@ -39,7 +39,8 @@
  * Lifespan hooks (optional): WASMSRV_ON_START(fn) and WASMSRV_ON_STOP(fn) with
  * `int fn(void)`; non-zero from the start hook keeps the instance out of rotation.
  *
- * The async shape (SPEC §8) is not in this header yet.
+ * The async shape (SPEC §8) is available as callbacks: #define WASMSRV_ASYNC before
+ * including this header, then see the "Async shape" section below.
  *
  * Everything here is static inline except what WASMSRV_HANDLER defines, so the header
  * may be included from several translation units; WASMSRV_HANDLER must appear in
@@ -381,6 +382,12 @@ static inline int wasmsrv_resp_write_flags(wasmsrv_response *resp, const void *p
         resp->head_sent = 1;
     }
     int32_t rc = wasmsrv_abi_resp_write(resp->ctx, p, n, flags);
+#ifdef WASMSRV_ASYNC
+    /* ERR_WOULD_BLOCK (async shape only) took nothing: the same write is retried
+     * after WRITABLE, so the response stays open. (Only compiled in for async apps so
+     * sync binaries stay byte-identical.) */
+    if (rc == WASMSRV_ERR_WOULD_BLOCK) return rc;
+#endif
     if (rc != WASMSRV_OK || (flags & WASMSRV_END)) resp->done = 1;
     return rc;
 }
@@ -427,6 +434,7 @@ static inline int32_t wasmsrv_serve(uint32_t ctx, wasmsrv_handler_fn fn, wasmsrv
 
 #define WASMSRV__EXPORT(name) __attribute__((export_name(name), visibility("default")))
 
+#ifndef WASMSRV_ASYNC
 /* Defines the ABI markers and the wasmsrv_handle export for a sync app. */
 #define WASMSRV_HANDLER(fn)                                                           \
     WASMSRV__EXPORT("wasmsrv_abi_v1") void wasmsrv__marker_abi_v1(void) {}            \
@@ -435,6 +443,7 @@ static inline int32_t wasmsrv_serve(uint32_t ctx, wasmsrv_handler_fn fn, wasmsrv
     WASMSRV__EXPORT("wasmsrv_handle") int32_t wasmsrv__export_handle(uint32_t ctx) {  \
         return wasmsrv_serve(ctx, fn, &wasmsrv__head_buf, &wasmsrv__hdr_buf);         \
     }
+#endif /* !WASMSRV_ASYNC: an async app defines WASMSRV_ASYNC_APP instead */
 
 /* Defines the wasmsrv_on_start export: int fn(void), non-zero = failed. */
 #define WASMSRV_ON_START(fn) \
@@ -443,6 +452,377 @@ static inline int32_t wasmsrv_serve(uint32_t ctx, wasmsrv_handler_fn fn, wasmsrv
 /* Defines the wasmsrv_on_stop export: int fn(void), non-zero is logged. */
 #define WASMSRV_ON_STOP(fn) \
     WASMSRV__EXPORT("wasmsrv_on_stop") int32_t wasmsrv__export_on_stop(void) { return fn(); }
+
+/* ---- WebSocket host functions (SPEC §9.2; both shapes) ---- */
+
+WASMSRV__IMPORT("ws_accept")
+int32_t wasmsrv_abi_ws_accept(uint32_t ctx, const void *proto, uint32_t proto_len, const void *hdr,
+                              uint32_t hdr_len);
+WASMSRV__IMPORT("ws_recv")
+int64_t wasmsrv_abi_ws_recv(uint32_t ctx, void *buf, uint32_t limit);
+WASMSRV__IMPORT("ws_send")
+int32_t wasmsrv_abi_ws_send(uint32_t ctx, int32_t kind, const void *ptr, uint32_t len);
+WASMSRV__IMPORT("ws_close")
+int32_t wasmsrv_abi_ws_close(uint32_t ctx, int32_t code, const void *reason, uint32_t reason_len);
+WASMSRV__IMPORT("ws_close_info")
+int64_t wasmsrv_abi_ws_close_info(uint32_t ctx, void *buf, uint32_t limit);
+
+/* WebSocket message kinds. */
+#define WASMSRV_WS_BINARY 1
+#define WASMSRV_WS_TEXT 2
+
+#ifdef WASMSRV_ASYNC
+/*
+ * ======== Async shape (SPEC §8) ========
+ *
+ * Define WASMSRV_ASYNC before including this header. One instance then carries many
+ * connections at once; the host calls the SDK's wasmsrv_on_event export once per
+ * event and the SDK calls the app's callbacks. Nothing blocks: a host call that
+ * would wait returns WASMSRV_ERR_WOULD_BLOCK and a later callback says when to try
+ * again. A complete app:
+ *
+ *   #define WASMSRV_ASYNC
+ *   #include "wasmsrv.h"
+ *
+ *   static int on_request(wasmsrv_conn *c) {
+ *       wasmsrv_resp_header(&c->resp, "content-type", "text/plain; charset=utf-8");
+ *       if (wasmsrv_resp_end(&c->resp, "hi\n", 3) == WASMSRV_ERR_WOULD_BLOCK)
+ *           return 0;                  // on_writable retries
+ *       return wasmsrv_done(c, 0);     // every connection ends with exactly one done
+ *   }
+ *   static const wasmsrv_callbacks app = {.on_request = on_request};
+ *   WASMSRV_ASYNC_APP(app)
+ *
+ * Connections. Each HTTP request or WebSocket is a wasmsrv_conn the SDK allocates at
+ * REQUEST_START / WS_CONNECT, with its head already decoded in c->req and an open
+ * response in c->resp (the sync response calls work on it). c->user and c->state are
+ * the app's, for per-connection state. The SDK keeps a table keyed by the host's
+ * handle, so wasmsrv_conn_get(ctx) finds a live connection again (e.g. from a timer).
+ * wasmsrv_done(c, code) ends the connection (ctx_done; code means what a sync
+ * handler's result means), calls on_end, and frees c: do not touch c afterwards.
+ *
+ * Events are hints (SPEC §8.2): a callback may come when there is nothing to do, so
+ * re-check with the host call (wasmsrv_body_read, wasmsrv_ws_recv, a write) and wait
+ * for the next callback on WASMSRV_ERR_WOULD_BLOCK.
+ *
+ * Callback results: 0 = done for now; WASMSRV_YIELD = more work pending (the host
+ * calls on_poll after serving other events); negative = the instance is broken (the
+ * host discards it with every connection it carries).
+ *
+ * Callbacks left NULL get a safe default: a request without on_request is answered
+ * 500; a WebSocket without on_ws_connect is denied (403); DISCONNECT, CANCEL and
+ * WS_CLOSED end the connection; unwanted WebSocket messages are received and dropped.
+ */
+
+/* Event kinds (SPEC §8.2) and wasmsrv_on_event results. */
+#define WASMSRV_EV_POLL 0
+#define WASMSRV_EV_REQUEST_START 1
+#define WASMSRV_EV_BODY 2
+#define WASMSRV_EV_WRITABLE 3
+#define WASMSRV_EV_WS_CONNECT 4
+#define WASMSRV_EV_WS_MESSAGE 5
+#define WASMSRV_EV_WS_CLOSED 6
+#define WASMSRV_EV_DISCONNECT 7
+#define WASMSRV_EV_TIMER 8
+#define WASMSRV_EV_CANCEL 9
+#define WASMSRV_IDLE 0
+#define WASMSRV_YIELD 1
+
+WASMSRV__IMPORT("ctx_done")
+int32_t wasmsrv_abi_ctx_done(uint32_t ctx, int32_t code);
+WASMSRV__IMPORT("timer_set")
+int32_t wasmsrv_abi_timer_set(uint32_t id, int64_t delay_ms);
+WASMSRV__IMPORT("timer_cancel")
+int32_t wasmsrv_abi_timer_cancel(uint32_t id);
+WASMSRV__IMPORT("set_backpressure")
+int32_t wasmsrv_abi_set_backpressure(int32_t on);
+
+typedef struct wasmsrv_conn {
+    uint32_t ctx;
+    int websocket;          /* 1: a WebSocket upgrade (WS_CONNECT), 0: an HTTP request */
+    wasmsrv_request req;    /* the decoded head; its strings live as long as c */
+    wasmsrv_response resp;  /* held head and writes, as in the sync shape */
+    void *user;             /* the app's, NULL at the start */
+    int state;              /* the app's, 0 at the start */
+    wasmsrv_str msg;        /* the last message wasmsrv_ws_recv took (valid until the next) */
+    /* private: buffers kept with the connection and reused by the next one */
+    wasmsrv__buf head_, hdr_, msg_;
+    struct wasmsrv_conn *next_free_;
+} wasmsrv_conn;
+
+typedef struct {
+    int (*on_request)(wasmsrv_conn *c);                  /* REQUEST_START: c->req is loaded */
+    int (*on_body)(wasmsrv_conn *c, int64_t ahead);      /* BODY: retry wasmsrv_body_read */
+    int (*on_writable)(wasmsrv_conn *c);                 /* WRITABLE: retry a blocked write or ws send */
+    int (*on_disconnect)(wasmsrv_conn *c);               /* DISCONNECT: the client left */
+    int (*on_cancel)(wasmsrv_conn *c);                   /* CANCEL: deadline or drain: finish now */
+    int (*on_timer)(uint32_t id);                        /* TIMER: timer id fired (no connection) */
+    int (*on_poll)(void);                                /* POLL: after a callback returned WASMSRV_YIELD */
+    int (*on_ws_connect)(wasmsrv_conn *c);               /* WS_CONNECT: accept or deny */
+    int (*on_ws_message)(wasmsrv_conn *c, int kind, uint32_t len); /* WS_MESSAGE: wasmsrv_ws_recv */
+    int (*on_ws_closed)(wasmsrv_conn *c, int code);      /* WS_CLOSED: end the connection */
+    void (*on_end)(wasmsrv_conn *c);                     /* c is about to be freed: release c->user */
+} wasmsrv_callbacks;
+
+/* Open-addressing table ctx -> connection, with linear probing; one per module
+ * (WASMSRV_ASYNC_APP defines it), so the header stays usable from several files. */
+typedef struct {
+    wasmsrv_conn **slots;
+    uint32_t cap, n;
+    wasmsrv_conn *free_;
+    const wasmsrv_callbacks *cb;
+} wasmsrv__async_state;
+extern wasmsrv__async_state wasmsrv__async;
+
+static inline uint32_t wasmsrv__slot(uint32_t ctx, uint32_t cap) {
+    return (ctx * 2654435761u) & (cap - 1); /* Fibonacci hashing; cap is a power of two */
+}
+
+/* The live connection with handle ctx, or NULL. */
+static inline wasmsrv_conn *wasmsrv_conn_get(uint32_t ctx) {
+    wasmsrv__async_state *s = &wasmsrv__async;
+    if (!s->cap) return NULL;
+    for (uint32_t i = wasmsrv__slot(ctx, s->cap);; i = (i + 1) & (s->cap - 1)) {
+        wasmsrv_conn *c = s->slots[i];
+        if (!c) return NULL;
+        if (c->ctx == ctx) return c;
+    }
+}
+
+static inline int wasmsrv__table_put(wasmsrv_conn *c) {
+    wasmsrv__async_state *s = &wasmsrv__async;
+    if ((uint64_t)(s->n + 1) * 2 > s->cap) {
+        /* Keep the load at most 1/2 so probes stay short. */
+        uint32_t cap = s->cap ? s->cap * 2 : 64;
+        wasmsrv_conn **slots = (wasmsrv_conn **)calloc(cap, sizeof *slots);
+        if (!slots) return WASMSRV_ERR_NOMEM;
+        for (uint32_t j = 0; j < s->cap; j++) {
+            wasmsrv_conn *o = s->slots[j];
+            if (!o) continue;
+            uint32_t i = wasmsrv__slot(o->ctx, cap);
+            while (slots[i]) i = (i + 1) & (cap - 1);
+            slots[i] = o;
+        }
+        free(s->slots);
+        s->slots = slots;
+        s->cap = cap;
+    }
+    uint32_t i = wasmsrv__slot(c->ctx, s->cap);
+    while (s->slots[i]) i = (i + 1) & (s->cap - 1);
+    s->slots[i] = c;
+    s->n++;
+    return 0;
+}
+
+static inline void wasmsrv__table_del(uint32_t ctx) {
+    wasmsrv__async_state *s = &wasmsrv__async;
+    if (!s->cap) return;
+    uint32_t mask = s->cap - 1, i = wasmsrv__slot(ctx, s->cap);
+    while (s->slots[i] && s->slots[i]->ctx != ctx) i = (i + 1) & mask;
+    if (!s->slots[i]) return;
+    s->slots[i] = NULL;
+    s->n--;
+    /* Backward-shift deletion: move later entries of the probe run into the hole
+     * when their home slot does not lie cyclically in (hole, j], so lookups that
+     * stop at an empty slot still find them (no tombstones needed). */
+    for (uint32_t j = (i + 1) & mask; s->slots[j]; j = (j + 1) & mask) {
+        uint32_t k = wasmsrv__slot(s->slots[j]->ctx, s->cap);
+        int in_range = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!in_range) {
+            s->slots[i] = s->slots[j];
+            s->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+/* Allocates (or reuses) a connection for a new handle and loads its head. */
+static inline wasmsrv_conn *wasmsrv__conn_new(uint32_t ctx, int websocket) {
+    wasmsrv__async_state *s = &wasmsrv__async;
+    wasmsrv_conn *c = s->free_;
+    if (c) {
+        s->free_ = c->next_free_;
+    } else {
+        c = (wasmsrv_conn *)calloc(1, sizeof *c);
+        if (!c) return NULL;
+    }
+    wasmsrv__buf head = c->head_, hdr = c->hdr_, msg = c->msg_;
+    memset(c, 0, sizeof *c);
+    c->head_ = head;
+    c->hdr_ = hdr;
+    c->msg_ = msg;
+    c->hdr_.len = 0;
+    c->ctx = ctx;
+    c->websocket = websocket;
+    c->resp.ctx = ctx;
+    c->resp.hdr_ = &c->hdr_;
+    if (wasmsrv__table_put(c) != 0) {
+        c->next_free_ = s->free_;
+        s->free_ = c;
+        return NULL;
+    }
+    return c;
+}
+
+/*
+ * Ends connection c (SPEC §8.3 ctx_done) and frees it. code: 0 = handled (a head
+ * still held in the SDK is sent with an empty body); 100..599 with nothing written =
+ * that status, empty body; anything else = application error (500 or a cut
+ * response). A WebSocket still open is closed with 1000. Returns what ctx_done
+ * returned (0).
+ */
+static inline int wasmsrv_done(wasmsrv_conn *c, int code) {
+    if (code == 0 && !c->resp.done && !c->resp.head_sent && !c->websocket) {
+        /* Nothing written yet, so nothing is queued and this cannot block. A started
+         * stream is not ended with an extra write (that could block): ctx_done
+         * finishes the response itself (SPEC §4). */
+        if (wasmsrv_resp_end(&c->resp, NULL, 0) == WASMSRV_ERR_BAD_ARGUMENT) code = 500;
+    }
+    int32_t rc = wasmsrv_abi_ctx_done(c->ctx, code);
+    if (wasmsrv__async.cb->on_end) wasmsrv__async.cb->on_end(c);
+    wasmsrv__table_del(c->ctx);
+    c->next_free_ = wasmsrv__async.free_;
+    wasmsrv__async.free_ = c;
+    return rc;
+}
+
+/* Arms timer id (the app's choice, per instance) to fire once after delay_ms as
+ * on_timer(id); re-arms an armed id. 0, WASMSRV_ERR_TOO_LARGE or _BAD_ARGUMENT. */
+static inline int wasmsrv_timer_set(uint32_t id, int64_t delay_ms) { return wasmsrv_abi_timer_set(id, delay_ms); }
+
+/* Disarms timer id; WASMSRV_ERR_CLOSED if it was not armed. */
+static inline int wasmsrv_timer_cancel(uint32_t id) { return wasmsrv_abi_timer_cancel(id); }
+
+/* on != 0: no new connections for this instance until called with 0. */
+static inline int wasmsrv_set_backpressure(int on) { return wasmsrv_abi_set_backpressure(on); }
+
+/*
+ * Accepts a WebSocket upgrade (in on_ws_connect) with subprotocol proto (NULL or ""
+ * for none) and the headers added with wasmsrv_resp_header. To deny, write an
+ * ordinary response, or call wasmsrv_done(c, 0) (403) or wasmsrv_done(c, status).
+ */
+static inline int wasmsrv_ws_accept(wasmsrv_conn *c, const char *proto) {
+    uint32_t plen = proto ? (uint32_t)strlen(proto) : 0;
+    const void *hdr = NULL;
+    uint32_t hdr_len = 0;
+    if (c->hdr_.len) {
+        wasmsrv__put32(c->hdr_.ptr, c->resp.nhdr_);
+        hdr = c->hdr_.ptr;
+        hdr_len = c->hdr_.len;
+    }
+    return wasmsrv_abi_ws_accept(c->ctx, proto, plen, hdr, hdr_len);
+}
+
+/*
+ * Takes the next whole message into c->msg (valid until the next call) and returns
+ * its kind (WASMSRV_WS_TEXT or _BINARY), or WASMSRV_ERR_WOULD_BLOCK (wait for
+ * on_ws_message), WASMSRV_ERR_CLOSED (closed and drained) or another negative status.
+ */
+static inline int wasmsrv_ws_recv(wasmsrv_conn *c) {
+    for (;;) {
+        int64_t r = wasmsrv_abi_ws_recv(c->ctx, c->msg_.ptr, c->msg_.cap);
+        if (r < 0) return (int)r;
+        uint32_t n = (uint32_t)r;
+        int kind = (int)(r >> 32);
+        if (n <= c->msg_.cap) {
+            c->msg.ptr = (const char *)c->msg_.ptr;
+            c->msg.len = n;
+            return kind;
+        }
+        /* Nothing was taken: grow and ask again (SPEC §2). */
+        int rc = wasmsrv__reserve(&c->msg_, n);
+        if (rc) return rc;
+    }
+}
+
+/* Sends one message; WASMSRV_ERR_WOULD_BLOCK: nothing queued, retry in on_writable. */
+static inline int wasmsrv_ws_send(wasmsrv_conn *c, int kind, const void *p, uint32_t n) {
+    return wasmsrv_abi_ws_send(c->ctx, kind, p, n);
+}
+
+/* Starts the closing handshake (code 0 = 1000, reason at most 123 bytes); WS_CLOSED follows. */
+static inline int wasmsrv_ws_close(wasmsrv_conn *c, int code, const char *reason) {
+    return wasmsrv_abi_ws_close(c->ctx, code, reason, reason ? (uint32_t)strlen(reason) : 0);
+}
+
+/* Once closed: the close code (the reason is not fetched); 0 while open. */
+static inline int wasmsrv_ws_close_code(wasmsrv_conn *c) {
+    int64_t r = wasmsrv_abi_ws_close_info(c->ctx, NULL, 0);
+    return r < 0 ? (int)r : (int)(r >> 32);
+}
+
+/* The body of wasmsrv_on_event: dispatches one event to the callbacks. */
+static inline int32_t wasmsrv_dispatch(const wasmsrv_callbacks *cb, uint32_t ctx, int32_t kind, int64_t a,
+                                       int64_t b) {
+    wasmsrv__async.cb = cb;
+    wasmsrv_conn *c;
+    switch (kind) {
+    case WASMSRV_EV_POLL:
+        return cb->on_poll ? cb->on_poll() : WASMSRV_IDLE;
+    case WASMSRV_EV_TIMER:
+        return cb->on_timer ? cb->on_timer((uint32_t)a) : WASMSRV_IDLE;
+    case WASMSRV_EV_REQUEST_START:
+    case WASMSRV_EV_WS_CONNECT: {
+        int ws = kind == WASMSRV_EV_WS_CONNECT;
+        c = wasmsrv__conn_new(ctx, ws);
+        if (!c) {
+            /* Out of memory for the connection itself: answer 500 and keep serving. */
+            wasmsrv_abi_ctx_done(ctx, 500);
+            return WASMSRV_IDLE;
+        }
+        if (wasmsrv_request_load(&c->req, ctx, &c->head_) != 0) {
+            wasmsrv_done(c, 500);
+            return WASMSRV_IDLE;
+        }
+        int (*fn)(wasmsrv_conn *) = ws ? cb->on_ws_connect : cb->on_request;
+        if (fn) return fn(c);
+        wasmsrv_done(c, ws ? 0 : 500); /* 0 on a WebSocket denies it: 403 */
+        return WASMSRV_IDLE;
+    }
+    }
+    c = wasmsrv_conn_get(ctx);
+    if (!c) return WASMSRV_IDLE; /* already ended: a late hint */
+    switch (kind) {
+    case WASMSRV_EV_BODY:
+        return cb->on_body ? cb->on_body(c, a) : WASMSRV_IDLE;
+    case WASMSRV_EV_WRITABLE:
+        return cb->on_writable ? cb->on_writable(c) : WASMSRV_IDLE;
+    case WASMSRV_EV_WS_MESSAGE:
+        if (cb->on_ws_message) return cb->on_ws_message(c, (int)a, (uint32_t)b);
+        while (wasmsrv_ws_recv(c) >= 0) {
+        }
+        return WASMSRV_IDLE;
+    case WASMSRV_EV_WS_CLOSED:
+        if (cb->on_ws_closed) return cb->on_ws_closed(c, (int)a);
+        wasmsrv_done(c, 0);
+        return WASMSRV_IDLE;
+    case WASMSRV_EV_DISCONNECT:
+        if (cb->on_disconnect) return cb->on_disconnect(c);
+        wasmsrv_done(c, 0);
+        return WASMSRV_IDLE;
+    case WASMSRV_EV_CANCEL:
+        if (cb->on_cancel) return cb->on_cancel(c);
+        wasmsrv_done(c, 0);
+        return WASMSRV_IDLE;
+    }
+    return WASMSRV_IDLE; /* unknown kinds are ignored (SPEC §8.2) */
+}
+
+/*
+ * Defines the ABI markers, the connection table and the wasmsrv_on_event export for
+ * an async app; cb is a wasmsrv_callbacks object (not a pointer). Use it in exactly
+ * one translation unit.
+ */
+#define WASMSRV_ASYNC_APP(cb)                                                                   \
+    WASMSRV__EXPORT("wasmsrv_abi_v1") void wasmsrv__marker_abi_v1(void) {}                      \
+    WASMSRV__EXPORT("wasmsrv_mode_async") void wasmsrv__marker_mode_async(void) {}              \
+    wasmsrv__async_state wasmsrv__async;                                                        \
+    WASMSRV__EXPORT("wasmsrv_on_event")                                                         \
+    int32_t wasmsrv__export_on_event(uint32_t ctx, int32_t kind, int64_t a, int64_t b) {        \
+        return wasmsrv_dispatch(&(cb), ctx, kind, a, b);                                        \
+    }
+
+#endif /* WASMSRV_ASYNC */
 
 #ifdef __cplusplus
 }
