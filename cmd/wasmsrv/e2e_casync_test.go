@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // TestE2ESampleCAsync serves the C SDK's async sample (samples/c-async-hello, the
@@ -16,7 +18,7 @@ import (
 // request below shares one guest and its connection table: c-hello's answer under
 // 200 concurrent requests, then 200 concurrent /later requests that each wait on a
 // 50 ms host timer (TIMER events drive the answer), after clients that left with
-// their timer still armed.
+// their timer still armed; and WebSocket echo through the SDK's ws wrappers.
 func TestE2ESampleCAsync(t *testing.T) {
 	srv := startServer(t, sample("c-async-hello/main.wasm"), "--workers", "1")
 	if out := srv.stdout.String(); !strings.Contains(out, "(async mode)") {
@@ -87,4 +89,40 @@ func TestE2ESampleCAsync(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("websocket", func(t *testing.T) {
+		ws := "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws"
+		conns := make([]*websocket.Conn, 20)
+		for i := range conns {
+			conns[i] = wsDial(t, ws)
+		}
+		// Interleaved across connections, so one instance carries them all at once;
+		// the large message makes the SDK grow its receive buffer (needed-length
+		// protocol of ws_recv).
+		big := strings.Repeat("0123456789abcdef", 8192)
+		for round, msg := range []string{"hello", "caf\u00e9", big} {
+			for i, c := range conns {
+				m := fmt.Sprintf("%d/%d %s", round, i, msg)
+				if got := wsRoundTrip(t, c, websocket.TextMessage, m); got != m {
+					t.Fatalf("conn %d round %d: echo of %d bytes came back as %d bytes", i, round, len(m), len(got))
+				}
+				if got := wsRoundTrip(t, c, websocket.BinaryMessage, "\x00\xff"+m); got != "\x00\xff"+m {
+					t.Fatalf("conn %d round %d: binary echo differs", i, round)
+				}
+			}
+		}
+		for _, c := range conns {
+			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"),
+				time.Now().Add(5*time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseNormalClosure) {
+				t.Errorf("after close: %v, want the echoed close 1000", err)
+			}
+		}
+		// The instance is still healthy after the WebSockets ended.
+		resp, body := get(t, c, srv.URL+"/")
+		if resp.StatusCode != http.StatusOK || body != "Hello from wasmsrv!\n" {
+			t.Fatalf("after WebSockets: %d %q", resp.StatusCode, body)
+		}
+	})
 }
