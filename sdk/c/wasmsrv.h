@@ -443,7 +443,11 @@ static inline int32_t wasmsrv_serve(uint32_t ctx, wasmsrv_handler_fn fn, wasmsrv
     WASMSRV__EXPORT("wasmsrv_handle") int32_t wasmsrv__export_handle(uint32_t ctx) {  \
         return wasmsrv_serve(ctx, fn, &wasmsrv__head_buf, &wasmsrv__hdr_buf);         \
     }
-#endif /* !WASMSRV_ASYNC: an async app defines WASMSRV_ASYNC_APP instead */
+#else
+/* An async build has no wasmsrv_handle: say so instead of a cryptic syntax error. */
+#define WASMSRV_HANDLER(fn) \
+    _Static_assert(0, "WASMSRV_HANDLER is the sync shape; with WASMSRV_ASYNC use WASMSRV_ASYNC_APP");
+#endif
 
 /* Defines the wasmsrv_on_start export: int fn(void), non-zero = failed. */
 #define WASMSRV_ON_START(fn) \
