@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/wasmsrv/wasmsrv/abi"
 )
 
@@ -71,13 +69,13 @@ type AsyncPool struct {
 	closing bool
 	lastErr error
 
-	conns   atomic.Int64 // in-flight connections over the app
-	need    chan struct{}
-	closed  chan struct{} // closed by Close: stop building
-	owners  sync.WaitGroup
-	maint   sync.WaitGroup
-	limiter *rate.Limiter
-	stats   poolStats
+	conns  atomic.Int64 // in-flight connections over the app
+	need   chan struct{}
+	closed chan struct{} // closed by Close: stop building
+	owners sync.WaitGroup
+	maint  sync.WaitGroup
+	repl   *replacer
+	stats  poolStats
 }
 
 // asyncInst is one instance of an async pool. Its owner is whichever goroutine
@@ -165,11 +163,11 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 	acfg.defaults()
 	p := &AsyncPool{
 		app: app, cfg: cfg, acfg: acfg,
-		need:    make(chan struct{}, 1),
-		closed:  make(chan struct{}),
-		all:     make(map[*asyncInst]struct{}),
-		avail:   make(chan struct{}),
-		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
+		need:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+		all:    make(map[*asyncInst]struct{}),
+		avail:  make(chan struct{}),
+		repl:   newReplacer(cfg.Workers, app.log),
 	}
 	start := time.Now()
 	for range cfg.Workers {
@@ -571,7 +569,6 @@ func (p *AsyncPool) maintain() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-p.closed; cancel() }()
-	backoff := 100 * time.Millisecond
 	for {
 		select {
 		case <-p.closed:
@@ -585,24 +582,16 @@ func (p *AsyncPool) maintain() {
 			if !short {
 				break
 			}
-			if err := p.limiter.Wait(ctx); err != nil {
+			ai, ok, err := nextInstance(ctx, p.repl, p.build)
+			if !ok {
 				return
 			}
-			ai, err := p.build(ctx)
 			if err != nil {
 				p.mu.Lock()
 				p.lastErr = err
 				p.mu.Unlock()
-				p.app.log.Error("cannot start replacement instance", "err", err, "retry_in", backoff)
-				select {
-				case <-p.closed:
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 10*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
 			p.mu.Lock()
 			if p.closing {
 				p.mu.Unlock()

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // PoolConfig sizes a pool and sets its limits. Zero values take the defaults noted.
@@ -72,7 +70,7 @@ type SyncPool struct {
 
 	// replacements are rate-limited so a module that crashes on every request
 	// cannot turn the pool into a busy instantiation loop.
-	limiter *rate.Limiter
+	repl *replacer
 	// health: the last build error while no instance is live; served as
 	// ErrUnavailable instead of making requests wait the whole queue timeout.
 	mu       sync.Mutex
@@ -100,7 +98,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		gone:    make(chan struct{}, 1),
 		closing: make(chan struct{}),
 		all:     map[*Instance]struct{}{},
-		limiter: rate.NewLimiter(rate.Limit(max(cfg.Workers, 4)), cfg.Workers),
+		repl:    newReplacer(cfg.Workers, app.log),
 	}
 	start := time.Now()
 	for range cfg.Workers {
@@ -287,7 +285,6 @@ func (p *SyncPool) maintain() {
 	go func() { <-p.closing; cancel() }()
 	report := time.NewTicker(10 * time.Second)
 	defer report.Stop()
-	backoff := 100 * time.Millisecond
 	for {
 		select {
 		case <-p.closing:
@@ -298,27 +295,16 @@ func (p *SyncPool) maintain() {
 		case <-p.need:
 		}
 		for p.live.Load() < int64(p.cfg.Workers) {
-			if err := p.limiter.Wait(ctx); err != nil {
+			in, ok, err := nextInstance(ctx, p.repl, p.build)
+			if !ok {
 				return
 			}
-			in, err := p.build(ctx)
+			p.mu.Lock()
+			p.lastErr = err
+			p.mu.Unlock()
 			if err != nil {
-				p.mu.Lock()
-				p.lastErr = err
-				p.mu.Unlock()
-				p.app.log.Error("cannot start replacement instance", "err", err, "retry_in", backoff)
-				select {
-				case <-p.closing:
-					return
-				case <-time.After(backoff):
-				}
-				backoff = min(backoff*2, 10*time.Second)
 				continue
 			}
-			backoff = 100 * time.Millisecond
-			p.mu.Lock()
-			p.lastErr = nil
-			p.mu.Unlock()
 			select {
 			case p.idle <- in:
 			case <-p.closing:
