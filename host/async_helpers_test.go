@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -39,43 +39,14 @@ func testEngine(t testing.TB) *runtime.Engine {
 
 // buildWSApp builds the test guest for the given shape (cached by content).
 func buildWSApp(t testing.TB, async bool) []byte {
-	t.Helper()
-	var tags []string
 	if async {
-		tags = []string{"wasmsrv_async"}
+		return testkit.Guest(t, "testdata/wsapp", "wasmsrv_async")
 	}
-	cache := filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds")
-	p, _, err := builder.Build(context.Background(), "testdata/wsapp", builder.Options{CacheDir: cache, Tags: tags})
-	if err != nil {
-		if strings.Contains(err.Error(), "not found in PATH") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return testkit.Guest(t, "testdata/wsapp")
 }
 
 // logBuf collects logs so tests can check what an operator would see.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type logBuf = testkit.LogBuffer
 
 type asyncSetup struct {
 	pool *runtime.AsyncPool

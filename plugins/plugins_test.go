@@ -7,13 +7,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/wasmsrv/wasmsrv/apps"
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
 	plughttp "github.com/wasmsrv/wasmsrv/plugins/http"
@@ -40,7 +40,7 @@ func engine(t testing.TB) *runtime.Engine {
 	return testEngine
 }
 
-func buildCache() string { return filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds") }
+func buildCache() string { return testkit.BuildCache() }
 
 // registry returns the standard plugins with kv in a fresh bbolt file (or path).
 func registry(t testing.TB, kvPath string, redisURL string) *plugins.Registry {
@@ -56,24 +56,8 @@ func registry(t testing.TB, kvPath string, redisURL string) *plugins.Registry {
 	return reg
 }
 
-type logBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
+type logBuf = testkit.LogBuffer
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// served is an app behind a real loopback HTTP server.
 type served struct {
 	url string
 	log *logBuf

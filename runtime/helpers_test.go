@@ -5,8 +5,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,47 +12,15 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
-// guestCache is shared by test runs so Go guests are built once per content.
-func guestCache() string { return filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds") }
-
-// buildGuest builds a Go guest package (relative to this package) or skips the test
-// when no Go toolchain is around.
-func buildGuest(t testing.TB, dir string) []byte {
-	t.Helper()
-	p, _, err := builder.Build(context.Background(), dir, builder.Options{CacheDir: guestCache()})
-	if err != nil {
-		if strings.Contains(err.Error(), "not found in PATH") {
-			t.Skip(err)
-		}
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
+// buildGuest builds a Go guest package (relative to this package), or skips the
+// test when no Go toolchain is around.
+func buildGuest(t testing.TB, dir string) []byte { return testkit.Guest(t, dir) }
 
 // testLog collects log output so tests can assert on what operators would see.
-type testLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *testLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *testLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+type testLog struct{ testkit.LogBuffer }
 
 func (l *testLog) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))

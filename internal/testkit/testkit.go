@@ -1,0 +1,56 @@
+// Package testkit holds what the tests of several packages need alike: building a
+// Go guest once per content (shared cache under the temp dir) and collecting logs.
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/wasmsrv/wasmsrv/builder"
+)
+
+// BuildCache is the build cache shared by test runs, so guests are built once per
+// content across packages.
+func BuildCache() string { return filepath.Join(os.TempDir(), "wasmsrv-test-cache", "builds") }
+
+// Guest builds the Go guest package dir (with build tags) and returns the module
+// bytes. It skips the test when no Go toolchain is available.
+func Guest(t testing.TB, dir string, tags ...string) []byte {
+	t.Helper()
+	p, _, err := builder.Build(context.Background(), dir, builder.Options{CacheDir: BuildCache(), Tags: tags})
+	if err != nil {
+		if strings.Contains(err.Error(), "not found in PATH") {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// LogBuffer collects log output safely across goroutines, so tests can check what
+// an operator would see.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
