@@ -181,8 +181,13 @@ type Rule struct {
 
 // Limits are server-wide connection limits.
 type Limits struct {
-	ConnPerIP int  `toml:"conn_per_ip" yaml:"conn_per_ip"`
-	MaxHeader Size `toml:"max_header" yaml:"max_header"`
+	// ConnPerIP caps requests in progress per client IP (nginx limit_conn: 503).
+	ConnPerIP int `toml:"conn_per_ip" yaml:"conn_per_ip"`
+	// MaxConnsPerIP caps open TCP connections per peer IP on every listener,
+	// idle keep-alive connections and WebSockets included; trusted proxies are
+	// exempt. Connections beyond it are closed on accept.
+	MaxConnsPerIP int  `toml:"max_conns_per_ip" yaml:"max_conns_per_ip"`
+	MaxHeader     Size `toml:"max_header" yaml:"max_header"`
 }
 
 // Duration is a time.Duration written as "1.5s", "250ms".

@@ -37,6 +37,7 @@ type Run struct {
 	MaxHeaderBytes    Size     `env:"MAX_HEADER_BYTES" envDefault:"64KiB" flag:"max-header-bytes" help:"largest request head (431 beyond)"`
 	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" help:"cut off clients slower than this to send headers"`
 	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" help:"close idle keep-alive connections after this"`
+	MaxConnsPerIP     int      `env:"MAX_CONNS_PER_IP" envDefault:"0" flag:"max-conns-per-ip" help:"open TCP connections one client IP may hold, idle and WebSocket included (0 = no cap)"`
 	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT"`
 	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
 	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" help:"PEM private key file"`
@@ -121,6 +122,9 @@ func (c *Run) Validate() error {
 	var errs []string
 	if c.Workers < 0 {
 		errs = append(errs, "workers: must be ≥ 0")
+	}
+	if c.MaxConnsPerIP < 0 {
+		errs = append(errs, "max-conns-per-ip: must be ≥ 0")
 	}
 	if c.QueueSize < 0 {
 		errs = append(errs, "queue-size: must be ≥ 0")

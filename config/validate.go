@@ -343,6 +343,9 @@ func (c *Config) validate() []*Error {
 			add(errf(k+".status", "must be 400..599"))
 		}
 	}
+	if c.Limits.MaxConnsPerIP < 0 {
+		add(errf("limits.max_conns_per_ip", "must be >= 0"))
+	}
 	if c.Limits.ConnPerIP < 0 {
 		add(errf("limits.conn_per_ip", "must be >= 0"))
 	}

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -38,6 +40,12 @@ type ServerConfig struct {
 	ShutdownGrace time.Duration
 	// AccessLog writes one structured log record per request.
 	AccessLog bool
+	// MaxConnsPerIP caps the open TCP connections one client IP may hold, idle
+	// keep-alive connections and WebSockets included; connections beyond it are
+	// closed as they are accepted (0: no cap). Peers in ConnLimitExempt (trusted
+	// proxies, which carry many clients) are not counted.
+	MaxConnsPerIP   int
+	ConnLimitExempt []netip.Prefix
 }
 
 func (c *ServerConfig) defaults() {
@@ -63,8 +71,12 @@ type Server struct {
 	cfg  ServerConfig
 	log  *slog.Logger
 	http *http.Server
-	ln   net.Listener
+	sock *Socket
 	tls  bool
+	// detached: the socket was handed to a successor; Serve must not close it.
+	detached atomic.Bool
+	// open counts accepted connections not yet closed or hijacked, for quiesce.
+	open atomic.Int64
 }
 
 // NewServer builds a server around h.
@@ -89,6 +101,7 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState:         s.connState,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			// once per connection, so requests do not format the address each time
 			return context.WithValue(ctx, localAddrKey{}, c.LocalAddr().String())
@@ -100,6 +113,43 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 // Listen binds the listener. It validates the TLS files first, so a bad cert fails
 // before anything is served.
 func (s *Server) Listen() error {
+	if err := s.loadTLS(); err != nil {
+		return err
+	}
+	sock, err := Bind(s.cfg.Addr, s.log)
+	if err != nil {
+		return err
+	}
+	s.use(sock)
+	return nil
+}
+
+// Adopt makes the server accept on a socket another Server bound (see Detach),
+// instead of binding its own.
+func (s *Server) Adopt(sock *Socket) error {
+	if err := s.loadTLS(); err != nil {
+		return err
+	}
+	s.use(sock)
+	return nil
+}
+
+func (s *Server) use(sock *Socket) {
+	sock.LimitPerIP(s.cfg.MaxConnsPerIP, s.cfg.ConnLimitExempt)
+	s.sock = sock
+}
+
+// Detach hands the socket over: when Serve stops it leaves the socket open
+// for the server that Adopts it. Call it before cancelling Serve's context.
+func (s *Server) Detach() *Socket {
+	s.detached.Store(true)
+	return s.sock
+}
+
+// Socket is the bound socket (after Listen or Adopt).
+func (s *Server) Socket() *Socket { return s.sock }
+
+func (s *Server) loadTLS() error {
 	if s.tls {
 		if s.cfg.TLSCert == "" || s.cfg.TLSKey == "" {
 			return errors.New("TLS needs both a certificate and a key file")
@@ -110,11 +160,6 @@ func (s *Server) Listen() error {
 		}
 		s.http.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	ln, err := net.Listen("tcp", s.cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
-	}
-	s.ln = ln
 	return nil
 }
 
@@ -124,19 +169,25 @@ func (s *Server) URL() string {
 	if s.tls {
 		scheme = "https"
 	}
-	return scheme + "://" + s.ln.Addr().String()
+	return scheme + "://" + s.sock.Addr().String()
 }
 
 // Serve serves until ctx is cancelled, then shuts down gracefully: it stops
 // accepting, lets in-flight requests finish within ShutdownGrace, then closes the
-// remaining connections.
+// remaining connections. The socket is closed too, unless it was Detached.
 func (s *Server) Serve(ctx context.Context) error {
+	ln := s.sock.handle(&s.open)
+	defer func() {
+		if !s.detached.Load() {
+			s.sock.Close()
+		}
+	}()
 	errc := make(chan error, 1)
 	go func() {
 		if s.tls {
-			errc <- s.http.ServeTLS(s.ln, "", "")
+			errc <- s.http.ServeTLS(ln, "", "")
 		} else {
-			errc <- s.http.Serve(s.ln)
+			errc <- s.http.Serve(ln)
 		}
 	}()
 	select {
@@ -147,6 +198,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("shutting down: finishing in-flight requests", "grace", s.cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
+	s.quiesce(sctx, ln)
 	err := s.http.Shutdown(sctx)
 	if err != nil {
 		s.log.Warn("grace period over: closing remaining connections", "err", err)
@@ -156,6 +208,45 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	<-errc
 	return nil
+}
+
+// quiesce lets the server's connections end before Shutdown.
+// http.Server.Shutdown drops, unanswered, a connection whose first request it
+// reads after shutdown began, so a client that connected just before would
+// fail (and on a reload that hands the socket over, many do). Instead: stop
+// accepting, turn keep-alives off (idle connections close now, busy ones
+// answer their request with "Connection: close"), and wait for the open
+// connections to close on their own; Shutdown then finds nothing left, or
+// the grace period runs out first.
+func (s *Server) quiesce(ctx context.Context, ln *handle) {
+	ln.Close()
+	if !s.detached.Load() {
+		s.sock.Close()
+	}
+	s.http.SetKeepAlivesEnabled(false)
+	if s.tls {
+		// HTTP/2 over TLS learns of the stop from Shutdown's GOAWAY, which
+		// also names the last stream served, so nothing is dropped there;
+		// waiting here would hold idle h2 connections for the whole grace.
+		return
+	}
+	for s.open.Load() > 0 && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// connState counts the server's open HTTP/1 connections (hijacked ones, such
+// as WebSockets and h2c, are someone else's to close).
+func (s *Server) connState(c net.Conn, st http.ConnState) {
+	if st != http.StateClosed && st != http.StateHijacked {
+		return
+	}
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if sc, ok := c.(*sockConn); ok && sc.open.CompareAndSwap(true, false) {
+		s.open.Add(-1)
+	}
 }
 
 // ErrGraceExpired is returned by Serve when requests were still running at the end

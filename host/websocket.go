@@ -147,10 +147,25 @@ func (h *wsHub) pollerFor(conn net.Conn) *poller {
 	defer h.mu.Unlock()
 	h.startLocked()
 	// TLS may hold decrypted bytes the socket no longer signals: poll plain TCP only.
-	if _, tcp := conn.(*net.TCPConn); tcp {
+	if plainTCP(conn) {
 		return h.poll
 	}
 	return nil
+}
+
+// plainTCP reports whether conn is a TCP socket, possibly inside wrappers that
+// pass its descriptor on (the per-IP connection cap); TLS does not unwrap.
+func plainTCP(conn net.Conn) bool {
+	for {
+		switch c := conn.(type) {
+		case *net.TCPConn:
+			return true
+		case interface{ Unwrap() net.Conn }:
+			conn = c.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // register adds an upgraded connection and starts reading it.

@@ -389,3 +389,46 @@ func TestE2EQueue(t *testing.T) {
 		t.Errorf("after the stream: status %d body %q, want 200 with one event", r.StatusCode, body)
 	}
 }
+
+// TestE2EMaxConnsPerIP: --max-conns-per-ip counts open connections, idle
+// keep-alive ones included; one over the cap is closed unanswered, and a
+// closed one frees its slot.
+func TestE2EMaxConnsPerIP(t *testing.T) {
+	srv := startServer(t, sample("hello"), "--workers", "1", "--max-conns-per-ip", "2")
+	get := func(c *rawConn) (*http.Response, error) {
+		if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			return nil, err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(c.r, nil)
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		return resp, err
+	}
+	held := []*rawConn{dialRaw(t, srv.Addr), dialRaw(t, srv.Addr)}
+	for i, c := range held {
+		if resp, err := get(c); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d: %v %v", i+1, resp, err)
+		}
+	}
+	if resp, err := get(dialRaw(t, srv.Addr)); err == nil {
+		t.Fatalf("a third connection was served (%s) while two are held", resp.Status)
+	}
+	held[0].Close()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, err := get(dialRaw(t, srv.Addr))
+		if err == nil && resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no slot after closing a connection: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if resp, err := get(held[1]); err != nil || resp.StatusCode != 200 {
+		t.Errorf("the held connection: %v %v", resp, err)
+	}
+}

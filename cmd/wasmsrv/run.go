@@ -115,7 +115,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
-		AccessLog: cfg.AccessLog,
+		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP,
 	}, app.Handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())

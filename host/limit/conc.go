@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 
 	"github.com/wasmsrv/wasmsrv/host/forwarded"
 )
@@ -16,10 +17,12 @@ type counter struct {
 	n   map[netip.Addr]int
 }
 
-func (c *counter) acquire(ip netip.Addr) bool {
+func (c *counter) acquire(ip netip.Addr) bool { return c.acquireMax(ip, c.max) }
+
+func (c *counter) acquireMax(ip netip.Addr, max int) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.n[ip] >= c.max {
+	if c.n[ip] >= max {
 		return false
 	}
 	c.n[ip]++
@@ -53,40 +56,61 @@ func Concurrency(max int, trusted []netip.Prefix, next http.Handler) http.Handle
 	})
 }
 
-// Listener closes new TCP connections from an IP that already holds max
-// open ones.
-func Listener(ln net.Listener, max int) net.Listener {
-	return &listener{Listener: ln, c: &counter{max: max, n: map[netip.Addr]int{}}}
+// Conns caps the open TCP connections per client IP, idle keep-alive
+// connections and WebSockets included (the resource a slow or abusive client
+// holds longest). Peers in the exempt prefixes, such as a trusted proxy that
+// carries many clients' connections, are not counted. The cap and the
+// exemptions can change while connections are open: a connection is checked
+// when it is accepted and released when it closes.
+type Conns struct {
+	cfg atomic.Pointer[connsConfig]
+	c   counter
 }
 
-type listener struct {
-	net.Listener
-	c *counter
+type connsConfig struct {
+	max    int
+	exempt []netip.Prefix
 }
 
-func (l *listener) Accept() (net.Conn, error) {
-	for {
-		conn, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		ip := forwarded.Peer(conn.RemoteAddr().String())
-		if !l.c.acquire(ip) {
-			conn.Close()
-			continue
-		}
-		return &trackedConn{Conn: conn, ip: ip, c: l.c}, nil
+// NewConns returns a cap of max connections per IP (0: no cap).
+func NewConns(max int, exempt []netip.Prefix) *Conns {
+	c := &Conns{c: counter{n: map[netip.Addr]int{}}}
+	c.Set(max, exempt)
+	return c
+}
+
+// Set changes the cap; connections already open stay open.
+func (c *Conns) Set(max int, exempt []netip.Prefix) {
+	c.cfg.Store(&connsConfig{max: max, exempt: exempt})
+}
+
+// Acquire takes a slot for a connection from remote. counted says whether a
+// slot was taken (the peer may be exempt, or the cap off) and must be given
+// back with Release(ip) when the connection closes; ok is false when the
+// peer already holds the maximum.
+func (c *Conns) Acquire(remote net.Addr) (ip netip.Addr, counted, ok bool) {
+	cfg := c.cfg.Load()
+	if cfg.max <= 0 {
+		return ip, false, true
 	}
+	ip = forwarded.Peer(remote.String())
+	for _, p := range cfg.exempt {
+		if p.Contains(ip) {
+			return ip, false, true
+		}
+	}
+	if !c.c.acquireMax(ip, cfg.max) {
+		return ip, false, false
+	}
+	return ip, true, true
 }
 
-type trackedConn struct {
-	net.Conn
-	ip   netip.Addr
-	c    *counter
-	once sync.Once
-}
+// Release gives back a slot Acquire counted.
+func (c *Conns) Release(ip netip.Addr) { c.c.release(ip) }
 
-func (t *trackedConn) Close() error {
-	t.once.Do(func() { t.c.release(t.ip) })
-	return t.Conn.Close()
+// Open reports the connections counted for ip.
+func (c *Conns) Open(ip netip.Addr) int {
+	c.c.mu.Lock()
+	defer c.c.mu.Unlock()
+	return c.c.n[ip]
 }

@@ -102,38 +102,32 @@ func TestConcurrencyPerIP(t *testing.T) {
 	}
 }
 
-func TestListenerPerIP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+func TestConnsAcquire(t *testing.T) {
+	peer := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000}
+	loop := netip.MustParseAddr("127.0.0.1")
+	c := NewConns(2, nil)
+	_, c1, ok1 := c.Acquire(peer)
+	_, c2, ok2 := c.Acquire(peer)
+	_, c3, ok3 := c.Acquire(peer)
+	if !ok1 || !ok2 || ok3 || !c1 || !c2 || c3 {
+		t.Fatalf("acquired %v %v %v (counted %v %v %v), want the third refused", ok1, ok2, ok3, c1, c2, c3)
 	}
-	srv := &http.Server{Handler: ok}
-	go srv.Serve(Listener(ln, 1))
-	defer srv.Close()
-	c1, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	c.Release(loop)
+	if n := c.Open(loop); n != 1 {
+		t.Fatalf("open after release: %d, want 1", n)
 	}
-	defer c1.Close()
-	io.WriteString(c1, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	buf := make([]byte, 64)
-	if _, err := c1.Read(buf); err != nil {
-		t.Fatal(err)
+	if _, _, ok := c.Acquire(peer); !ok {
+		t.Error("refused after a slot was freed")
 	}
-	c2, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	c.Set(2, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	for i := range 3 {
+		if _, counted, ok := c.Acquire(peer); !ok || counted {
+			t.Fatalf("exempt peer at %d: ok %v counted %v", i, ok, counted)
+		}
 	}
-	defer c2.Close()
-	io.WriteString(c2, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	c2.SetReadDeadline(time.Now().Add(2 * time.Second))
-	if n, err := c2.Read(buf); err == nil {
-		t.Errorf("second connection served: %q", buf[:n])
-	}
-	c1.Close()
-	time.Sleep(50 * time.Millisecond)
-	if code, _ := status(t, "http://"+ln.Addr().String()); code != 200 {
-		t.Errorf("after the first closed: %d", code)
+	c.Set(0, nil)
+	if _, counted, ok := c.Acquire(peer); !ok || counted {
+		t.Errorf("cap off: ok %v counted %v", ok, counted)
 	}
 }
 
