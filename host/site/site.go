@@ -14,13 +14,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/config"
-	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/admin"
 	"github.com/wasmsrv/wasmsrv/host/cache"
 	"github.com/wasmsrv/wasmsrv/plugins"
@@ -65,8 +63,11 @@ type Site struct {
 	storeSize int64
 	retiring  tracker
 
-	servers []*host.Server
-	admin   *host.Server
+	// live are the listeners in config order, the admin listener last.
+	live []*live
+	// serveCtx is set while Serve runs: listeners a reload adds start under it.
+	serveCtx context.Context
+	serveErr chan error
 }
 
 // shared is a resource used by one or more generations, closed when the
@@ -130,52 +131,69 @@ func (s *Site) Config() *config.Config {
 
 // Listen binds the site listeners and the admin listener.
 func (s *Site) Listen() error {
-	cfg := s.Config()
-	for _, l := range cfg.Listeners {
-		srv := host.NewServer(host.ServerConfig{
-			Addr: l.Addr, ReadHeaderTimeout: l.ReadHeaderTimeout.D(), IdleTimeout: l.IdleTimeout.D(),
-			MaxHeaderBytes: int(cfg.Limits.MaxHeader), ShutdownGrace: cfg.Server.ShutdownTimeout.D(),
-			AccessLog: s.opt.AccessLog,
-		}, s, s.log)
-		if err := srv.Listen(); err != nil {
-			return err
-		}
-		s.servers = append(s.servers, srv)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, err := s.planListeners(s.cfg)
+	if err != nil {
+		return err
 	}
-	s.admin = host.NewServer(host.ServerConfig{Addr: cfg.Admin.Addr, ShutdownGrace: 5 * time.Second},
-		admin.Handler(s, cfg.Admin.Token, s.log), s.log)
-	return s.admin.Listen()
+	s.apply(p)
+	return nil
 }
 
 // URLs are the site listeners' base URLs (after Listen).
 func (s *Site) URLs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []string
-	for _, srv := range s.servers {
-		out = append(out, srv.URL())
+	for _, l := range s.live {
+		if l.spec.key != "admin" {
+			out = append(out, l.srv.URL())
+		}
 	}
 	return out
 }
 
 // AdminURL is the admin listener's base URL (after Listen).
-func (s *Site) AdminURL() string { return s.admin.URL() }
+func (s *Site) AdminURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.live {
+		if l.spec.key == "admin" {
+			return l.srv.URL()
+		}
+	}
+	return ""
+}
 
 // Serve serves until ctx ends, then stops gracefully: listeners finish
 // in-flight requests within server.shutdown_timeout, then apps drain.
 func (s *Site) Serve(ctx context.Context) error {
-	errc := make(chan error, len(s.servers)+1)
-	for _, srv := range append(slices.Clone(s.servers), s.admin) {
-		go func() { errc <- srv.Serve(ctx) }()
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.serveCtx, s.serveErr = sctx, make(chan error, 1)
+	for _, l := range s.live {
+		s.start(l)
 	}
+	s.mu.Unlock()
 	var first error
-	for range len(s.servers) + 1 {
-		// Requests that outlived the grace period had their connections closed;
-		// that is the configured behaviour, not a failure of serve.
-		if err := <-errc; err != nil && !errors.Is(err, host.ErrGraceExpired) && first == nil {
+	select {
+	case <-ctx.Done():
+	case first = <-s.serveErr:
+	}
+	cancel()
+	s.mu.Lock()
+	s.serveCtx = nil // a reload racing the stop binds nothing new
+	live := s.live
+	s.mu.Unlock()
+	for _, l := range live {
+		if err := s.stop(l); err != nil && first == nil {
 			first = err
 		}
 	}
-	ctx2, cancel := context.WithTimeout(context.Background(), s.Config().Server.ShutdownTimeout.D()+time.Minute)
-	defer cancel()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), s.Config().Server.ShutdownTimeout.D()+time.Minute)
+	defer cancel2()
 	return errors.Join(first, s.Close(ctx2))
 }
 
@@ -248,40 +266,31 @@ func (s *Site) Reload(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := sameListeners(s.cfg, cfg); err != nil {
-		return err
+	var p *listenerPlan
+	if s.live != nil {
+		if s.serveCtx == nil && s.serveErr != nil {
+			return errors.New("reload: the site is stopping")
+		}
+		if p, err = s.planListeners(cfg); err != nil {
+			return err
+		}
 	}
 	g, err := s.build(ctx, cfg)
 	if err != nil {
+		if p != nil {
+			p.abort()
+		}
 		return err
 	}
 	old := s.cur.Swap(g)
 	s.cfg = cfg
+	if p != nil {
+		s.apply(p)
+	}
 	if old.retireOnce.CompareAndSwap(false, true) {
 		old.release()
 	}
 	s.log.Info("config reloaded", "generation", g.id, "file", s.opt.ConfigPath)
-	return nil
-}
-
-// sameListeners refuses reloads that move sockets: those need a restart.
-func sameListeners(a, b *config.Config) error {
-	addrs := func(c *config.Config) []string {
-		var out []string
-		for _, l := range c.Listeners {
-			out = append(out, l.Addr)
-		}
-		return out
-	}
-	if !slices.Equal(addrs(a), addrs(b)) {
-		return fmt.Errorf("listeners changed (%v → %v): restart wasmsrv to apply", addrs(a), addrs(b))
-	}
-	if a.Admin != b.Admin {
-		return fmt.Errorf("admin listener or token changed: restart wasmsrv to apply")
-	}
-	if a.Limits.MaxHeader != b.Limits.MaxHeader {
-		return fmt.Errorf("limits.max_header changed: restart wasmsrv to apply")
-	}
 	return nil
 }
 
