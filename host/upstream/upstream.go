@@ -59,6 +59,7 @@ type Server struct {
 	URL    *url.URL
 	Weight int
 	id     string
+	addr   string // host:port to dial
 
 	active atomic.Int64 // requests in flight, for least_conn and p2c
 	down   atomic.Bool  // set by active health probes
@@ -112,6 +113,9 @@ type Group struct {
 	base    *http.Transport // https servers and health probes
 	h1      *h1             // plain-HTTP servers
 	log     *slog.Logger
+	// allPlain: every server is plain HTTP, so requests without an Upgrade
+	// take the lean path (lean.go) instead of ReverseProxy.
+	allPlain bool
 
 	inflight atomic.Int64
 	retrying atomic.Int64
@@ -136,7 +140,11 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 		if w <= 0 {
 			w = 1
 		}
-		g.servers = append(g.servers, &Server{URL: u, Weight: w, id: u.Host})
+		g.servers = append(g.servers, &Server{URL: u, Weight: w, id: u.Host, addr: hostPort(u)})
+	}
+	g.allPlain = true
+	for _, s := range g.servers {
+		g.allPlain = g.allPlain && s.URL.Scheme == "http"
 	}
 	switch cfg.Policy {
 	case "", "round_robin":
@@ -194,6 +202,10 @@ func (g *Group) Servers() []*Server { return g.servers }
 func (g *Group) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.inflight.Add(1)
 	defer g.inflight.Add(-1)
+	if g.leanOK(r) {
+		g.serveLean(w, r)
+		return
+	}
 	g.proxy.ServeHTTP(w, r)
 }
 
