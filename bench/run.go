@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -246,7 +247,11 @@ func checkResponse(ctx context.Context, url string, want Expect) error {
 	if ct := resp.Header.Get("Content-Type"); ct != want.ContentType {
 		return fmt.Errorf("Content-Type %q, want %q", ct, want.ContentType)
 	}
-	if string(body) != want.Body {
+	if want.BodyPrefix != "" {
+		if !strings.HasPrefix(string(body), want.BodyPrefix) {
+			return fmt.Errorf("body %.80q..., want it to start with %q", body, want.BodyPrefix)
+		}
+	} else if string(body) != want.Body {
 		return fmt.Errorf("body %q, want %q", body, want.Body)
 	}
 	return nil

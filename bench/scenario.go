@@ -45,6 +45,8 @@ type Expect struct {
 	Status      int
 	ContentType string
 	Body        string
+	// BodyPrefix, when set, replaces the exact Body check (long generated pages).
+	BodyPrefix string
 }
 
 // Load is one wrk run's shape.
@@ -100,6 +102,7 @@ func registry() []scenarioFunc {
 		proxyScenario,
 		staticScenario,
 		cacheScenario,
+		cacheHelloScenario,
 		cHelloScenario,
 		cgiScenario,
 	}
