@@ -216,8 +216,8 @@ func (s *Server) Serve(ctx context.Context) error {
 // fail (and on a reload that hands the socket over, many do). Instead: stop
 // accepting, turn keep-alives off (idle connections close now, busy ones
 // answer their request with "Connection: close"), and wait for the open
-// connections to close on their own; Shutdown then finds nothing left, or
-// the grace period runs out first.
+// connections to close on their own; Shutdown then finds nothing left but
+// long streams and silent connections.
 func (s *Server) quiesce(ctx context.Context, ln *handle) {
 	ln.Close()
 	if !s.detached.Load() {
@@ -230,7 +230,12 @@ func (s *Server) quiesce(ctx context.Context, ln *handle) {
 		// waiting here would hold idle h2 connections for the whole grace.
 		return
 	}
-	for s.open.Load() > 0 && ctx.Err() == nil {
+	// Busy connections answer and close; a connection that has sent nothing
+	// within a couple of seconds (a browser's speculative preconnect) is left
+	// to Shutdown, as are long streams, which it lets run until the grace ends.
+	wait, done := context.WithTimeout(ctx, min(s.cfg.ReadHeaderTimeout, 2*time.Second))
+	defer done()
+	for s.open.Load() > 0 && wait.Err() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
