@@ -58,6 +58,37 @@ func TestParsePPID(t *testing.T) {
 	}
 }
 
+func TestParseCPUTicks(t *testing.T) {
+	tests := []struct {
+		stat string
+		want int64
+		ok   bool
+	}{
+		{"1234 (wasmsrv) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 37 0 0 20 0 8 0", 287, true},
+		{"99 (a (weird) name) R 1 99 99 0 -1 0 0 0 0 0 1 2 0 0", 3, true},
+		{"5 (short) S 1 2", 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := parseCPUTicks([]byte(tt.stat))
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("%q: %d %v, want %d %v", tt.stat, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestTreeCPUSelf(t *testing.T) {
+	// Burn a little CPU, then our own tree must show some.
+	for start := time.Now(); time.Since(start) < 60*time.Millisecond; {
+	}
+	d, err := TreeCPU("/proc", os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d <= 0 {
+		t.Errorf("TreeCPU of this test process: %v", d)
+	}
+}
+
 // TestTreeRSS builds a fake /proc: 1 → 2 → 3, and 4 unrelated.
 func TestTreeRSS(t *testing.T) {
 	root := t.TempDir()

@@ -44,8 +44,9 @@ func writeMarkdown(w io.Writer, m Machine, sections []Section) error {
 func writeSection(b *strings.Builder, s Section) {
 	sc, l := s.Scenario, s.Load
 	fmt.Fprintf(b, "\n## %s\n\n%s\n\n", sc.Name, sc.Description)
-	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s --latency` on `GET %s`, after a %s warm-up%s; RSS summed over the server's "+
-		"process tree after the run.\n\n", l.Threads, l.Conns, wrkDuration(l.Duration), sc.Path, l.Warmup, runsNote(l.Runs))
+	fmt.Fprintf(b, "`wrk -t%d -c%d -d%s --latency` on `GET %s`, after a %s warm-up%s; CPU/req is the server's "+
+		"process tree's CPU time (user + system) during the measured run divided by its requests; RSS summed over "+
+		"the process tree after the run.\n\n", l.Threads, l.Conns, wrkDuration(l.Duration), sc.Path, l.Warmup, runsNote(l.Runs))
 	writeTable(b, tableRows(s))
 	verdicts := s.Verdicts()
 	met := 0
@@ -70,7 +71,7 @@ func runsNote(runs int) string {
 func tableRows(s Section) [][]string {
 	sc := s.Scenario
 	rows := [][]string{{
-		"server", "config", "rps", "p50", "p99", "RSS (procs)", "errors",
+		"server", "config", "rps", "p50", "p99", "CPU/req", "RSS (procs)", "errors",
 		"rps vs " + sc.Baseline, "p99 vs " + sc.Baseline, sc.Subject + " rps ÷ this", "targets",
 	}}
 	base, hasBase := findResult(s.Results, sc.Baseline)
@@ -80,12 +81,13 @@ func tableRows(s Section) [][]string {
 		row := []string{r.Server.Name, r.Server.Note}
 		switch {
 		case r.Skipped != "":
-			row = append(row, r.Skipped, "", "", "", "", "", "", "")
+			row = append(row, r.Skipped, "", "", "", "", "", "", "", "")
 		case r.Err != nil:
-			row = append(row, "FAILED: "+oneLine(r.Err.Error(), 160), "", "", "", "", "", "", "")
+			row = append(row, "FAILED: "+oneLine(r.Err.Error(), 160), "", "", "", "", "", "", "", "")
 		default:
 			row = append(row,
 				formatCount(r.Wrk.RPS()), formatLatency(r.Wrk.P50), formatLatency(r.Wrk.P99),
+				cpuPerRequest(r),
 				fmt.Sprintf("%s (%d)", formatMB(float64(r.RSS)), r.Procs), formatErrors(r.Wrk),
 				ratioCell(r.Wrk.RPS(), base.Wrk.RPS(), hasBase),
 				ratioCell(float64(r.Wrk.P99), float64(base.Wrk.P99), hasBase),
@@ -182,4 +184,12 @@ func oneLine(s string, n int) string {
 		s = string([]rune(s)[:n]) + "…"
 	}
 	return s
+}
+
+// cpuPerRequest is the server's CPU time per request in the measured run.
+func cpuPerRequest(r Result) string {
+	if r.CPU <= 0 || r.Wrk.Requests <= 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f µs", float64(r.CPU.Microseconds())/float64(r.Wrk.Requests))
 }

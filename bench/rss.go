@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // TreeRSS sums VmRSS over pid and all its descendants, read from procRoot (normally
@@ -102,4 +103,53 @@ func vmRSS(procRoot string, pid int) (int64, error) {
 		return kb << 10, nil
 	}
 	return 0, fmt.Errorf("no VmRSS for %d", pid)
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat: 100
+// on every Linux the benchmark runs on (sysconf(_SC_CLK_TCK)).
+const clockTicks = 100
+
+// TreeCPU sums the CPU time (user + system) used so far by pid and all its
+// descendants, read from procRoot. Sampled before and after a load run, the
+// difference is what the server spent on it: a steadier measure than rps on a
+// machine the load generator shares.
+func TreeCPU(procRoot string, pid int) (time.Duration, error) {
+	children, err := childMap(procRoot)
+	if err != nil {
+		return 0, err
+	}
+	var ticks int64
+	n := 0
+	for _, p := range descendants(children, pid) {
+		stat, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(p), "stat"))
+		if err != nil {
+			continue // exited while we walked
+		}
+		t, ok := parseCPUTicks(stat)
+		if !ok {
+			continue
+		}
+		ticks += t
+		n++
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("no process found for pid %d", pid)
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// parseCPUTicks reads utime and stime (fields 14 and 15) of a stat line.
+func parseCPUTicks(stat []byte) (int64, bool) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, false
+	}
+	// After ')': field 3 (state) is fields[0], so field N is fields[N-3].
+	fields := strings.Fields(string(stat[i+1:]))
+	if len(fields) < 13 {
+		return 0, false
+	}
+	u, err1 := strconv.ParseInt(fields[11], 10, 64)
+	s, err2 := strconv.ParseInt(fields[12], 10, 64)
+	return u + s, err1 == nil && err2 == nil
 }

@@ -18,9 +18,11 @@ type Result struct {
 	// Skipped says why the server did not run (a tool could not be installed).
 	Skipped string
 	// Err is a failure: it did not build, start, answer correctly, or survive the load.
-	Err   error
-	Wrk   WrkResult
-	RSS   int64
+	Err error
+	Wrk WrkResult
+	RSS int64
+	// CPU is the server tree's CPU time during the measured run (0: not measured).
+	CPU   time.Duration
 	Procs int
 	// Extra holds a custom Drive's other measurements.
 	Extra map[string]float64
@@ -168,7 +170,7 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared
 		log.Error("correctness check failed", "err", err)
 		return res
 	}
-	if res.Wrk, err = r.drive(ctx, url, load); err != nil {
+	if res.Wrk, res.CPU, err = r.drive(ctx, url, load, proc.Pid()); err != nil {
 		res.Err = err
 		log.Error("load run failed", "err", err)
 		return res
@@ -181,21 +183,30 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared
 	return res
 }
 
-// drive warms the server up, then runs the measured wrk pass.
-func (r *Runner) drive(ctx context.Context, url string, load Load) (WrkResult, error) {
+// drive warms the server up, then runs the measured wrk pass and reports the
+// CPU time the server's process tree spent during it.
+func (r *Runner) drive(ctx context.Context, url string, load Load, pid int) (WrkResult, time.Duration, error) {
 	if load.Warmup > 0 {
 		if _, err := runWrk(ctx, r.Script, url, load, load.Warmup); err != nil {
-			return WrkResult{}, fmt.Errorf("warm-up: %w", err)
+			return WrkResult{}, 0, fmt.Errorf("warm-up: %w", err)
 		}
+	}
+	cpu0, err := TreeCPU("/proc", pid)
+	if err != nil {
+		return WrkResult{}, 0, fmt.Errorf("cpu before the run: %w", err)
 	}
 	res, err := runWrk(ctx, r.Script, url, load, load.Duration)
 	if err != nil {
-		return WrkResult{}, err
+		return WrkResult{}, 0, err
+	}
+	cpu1, err := TreeCPU("/proc", pid)
+	if err != nil {
+		return WrkResult{}, 0, fmt.Errorf("cpu after the run (did it crash?): %w", err)
 	}
 	if r.Verbose {
 		r.Log.Info("wrk output\n" + res.Raw)
 	}
-	return res, nil
+	return res, cpu1 - cpu0, nil
 }
 
 // startTree starts p's upstreams (recursively) then p, each answering before the next
