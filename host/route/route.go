@@ -6,7 +6,6 @@ package route
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -123,11 +122,20 @@ func methodMatch(methods []string, m string) bool {
 	return false
 }
 
-// HostOf returns the request's host name, lower-cased, without port.
+// HostOf returns the request's host name, lower-cased, without port (and
+// without the brackets of an IPv6 literal with a port), as net.SplitHostPort
+// would, but without allocating an error for the common Host with no port.
 func HostOf(r *http.Request) string {
 	h := r.Host
-	if hp, _, err := net.SplitHostPort(h); err == nil {
-		h = hp
+	if i := strings.LastIndexByte(h, ':'); i > 0 && strings.IndexByte(h[i:], ']') < 0 {
+		host := h[:i]
+		switch {
+		case strings.IndexByte(host, ':') < 0:
+			h = host // name:port or v4:port
+		case host[0] == '[' && host[len(host)-1] == ']':
+			h = host[1 : len(host)-1] // [v6]:port
+		}
+		// otherwise a bare IPv6 address: no port to strip
 	}
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }

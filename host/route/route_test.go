@@ -3,8 +3,10 @@ package route
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -94,5 +96,21 @@ func BenchmarkMatch(b *testing.B) {
 		if r, _ := rt.Match(req); r == nil {
 			b.Fatal("no match")
 		}
+	}
+}
+
+func TestHostOf(t *testing.T) {
+	for _, host := range []string{"example.com", "Example.COM:8080", "example.com.", "127.0.0.1:80", "[::1]:8080", "[::1]", "::1", "", "a:b:c"} {
+		want := host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			want = h
+		}
+		want = strings.ToLower(strings.TrimSuffix(want, "."))
+		if got := HostOf(&http.Request{Host: host}); got != want {
+			t.Errorf("HostOf(%q) = %q, want %q (as net.SplitHostPort)", host, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { HostOf(&http.Request{Host: "example.com"}) }); n != 0 {
+		t.Errorf("HostOf allocates %v times for a Host without port", n)
 	}
 }

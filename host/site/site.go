@@ -108,8 +108,7 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for {
 		g := s.cur.Load()
 		if g.acquire() {
-			defer g.release()
-			g.handler.ServeHTTP(w, r)
+			g.serve(w, r)
 			return
 		}
 		if s.cur.Load() == g {
@@ -120,6 +119,13 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		// g retired between Load and acquire: the new one is in place.
 	}
+}
+
+// serve runs r on g, which the caller acquired. A function of its own so the
+// release is an open-coded defer, not one allocated inside ServeHTTP's loop.
+func (g *generation) serve(w http.ResponseWriter, r *http.Request) {
+	defer g.release()
+	g.handler.ServeHTTP(w, r)
 }
 
 // Config returns the running config.

@@ -35,6 +35,9 @@ type pconn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	lastUsed time.Time
+	// poison unblocks any read or write on conn for good (a cancelled
+	// request); made once per connection so a request does not allocate it.
+	poison func()
 }
 
 func newH1(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle int, idleTimeout, headTimeout, readTimeout time.Duration) *h1 {
@@ -114,7 +117,9 @@ func (t *h1) newConn(ctx context.Context, addr string) (*pconn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pconn{conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}, nil
+	pc := &pconn{conn: c, br: bufio.NewReaderSize(c, 4096), bw: bufio.NewWriterSize(c, 4096)}
+	pc.poison = func() { c.SetDeadline(time.Unix(1, 0)) }
+	return pc, nil
 }
 
 // replayable: the request can be sent again on a fresh connection when a
@@ -172,7 +177,7 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *h1) exchange(ctx context.Context, req *http.Request, addr string, pc *pconn) (*http.Response, error) {
 	// Cancelling the request (client gone, deadline) unblocks any read or
 	// write on the connection, which is then not reused.
-	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, pc.poison)
 	if err := req.Write(pc.bw); err != nil {
 		stop()
 		return nil, err

@@ -54,6 +54,8 @@ type exchange struct {
 	tmp  []byte      // formatting scratch
 	vals []byte      // header values being read
 	lim  io.LimitedReader
+
+	filter filter // the attempts' server filter
 }
 
 var exchanges = sync.Pool{New: func() any {
@@ -90,11 +92,12 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 	}
 	ex := getExchange()
 	defer ex.release()
-	var f filter
+	f := &ex.filter // in the pooled exchange: the balancer interface would make a local escape
+	*f = filter{}
 	var lastErr error
 	timeout := false
 	for attempt := 0; ; attempt++ {
-		s := g.pickFor(key, hasKey, &f)
+		s := g.pickFor(key, hasKey, f)
 		if s == nil {
 			g.errorHandler(w, r, &Error{Group: g.cfg.Name, Tried: f.names(), Err: lastErr, Timeout: timeout})
 			return
@@ -359,7 +362,7 @@ func (t *h1) exchangeLean(ctx context.Context, r *http.Request, s *Server, body 
 	// Cancelling the request (client gone, deadline) unblocks any read or
 	// write on the connection, which is then not reused.
 	// It stays hooked while relay reads the body; finish unhooks it.
-	stop := context.AfterFunc(ctx, func() { pc.conn.SetDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, pc.poison)
 	if err := t.exchangeHead(ctx, r, s, body, g, ex, pc); err != nil {
 		stop()
 		return err
