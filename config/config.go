@@ -48,6 +48,10 @@ type Listener struct {
 	Addr              string   `toml:"addr" yaml:"addr"`
 	ReadHeaderTimeout Duration `toml:"read_header_timeout" yaml:"read_header_timeout"`
 	IdleTimeout       Duration `toml:"idle_timeout" yaml:"idle_timeout"`
+	// TLSCert and TLSKey (PEM files, relative to the config file) make the
+	// listener speak TLS, with HTTP/2 by ALPN. A reload re-reads them.
+	TLSCert string `toml:"tls_cert" yaml:"tls_cert"`
+	TLSKey  string `toml:"tls_key" yaml:"tls_key"`
 }
 
 // App is a Wasm application: a compiled module or a Go package directory.

@@ -46,6 +46,14 @@ func (c *Config) defaults() {
 	if c.Cache.MaxBytes == 0 {
 		c.Cache.MaxBytes = DefaultCacheBytes
 	}
+	for i, l := range c.Listeners {
+		if l.TLSCert != "" {
+			c.Listeners[i].TLSCert = c.Resolve(l.TLSCert)
+		}
+		if l.TLSKey != "" {
+			c.Listeners[i].TLSKey = c.Resolve(l.TLSKey)
+		}
+	}
 	for name, a := range c.Apps {
 		if a.Mode == "" {
 			a.Mode = "sync"
@@ -148,8 +156,20 @@ func (c *Config) validate() []*Error {
 		add(errf("listeners", "at least one listener is required"))
 	}
 	for i, l := range c.Listeners {
+		k := fmt.Sprintf("listeners[%d]", i)
 		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
-			add(errf(fmt.Sprintf("listeners[%d].addr", i), "bad address %q: want host:port", l.Addr))
+			add(errf(k+".addr", "bad address %q: want host:port", l.Addr))
+		}
+		if (l.TLSCert == "") != (l.TLSKey == "") {
+			add(errf(k+".tls_cert", "tls_cert and tls_key go together: set both or neither"))
+		}
+		for _, f := range []struct{ key, path string }{{"tls_cert", l.TLSCert}, {"tls_key", l.TLSKey}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				add(errf(k+"."+f.key, "cannot read %q: %v", f.path, err))
+			}
 		}
 	}
 	if host, _, err := net.SplitHostPort(c.Admin.Addr); err != nil {

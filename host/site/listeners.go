@@ -2,9 +2,12 @@ package site
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"time"
 
@@ -17,7 +20,8 @@ import (
 // address is bound before the new config is swapped in (a port in use rejects
 // the reload), a removed one stops accepting and finishes its connections,
 // and changed settings on an address (timeouts, header limit, connection cap,
-// the admin token) move the bound socket to a new server, so connections
+// TLS files, renewed in place or not, the admin token) move the bound socket
+// to a new server, so connections
 // queued in the kernel are not reset, while the old server finishes its own.
 
 // listenerSpec is one socket the config asks for.
@@ -25,6 +29,7 @@ type listenerSpec struct {
 	key     string // "admin" or the site listener's address
 	cfg     host.ServerConfig
 	token   string // admin only: part of what makes a change
+	tlsSum  string // digest of the certificate and key files: a renewed cert is a change
 	handler http.Handler
 }
 
@@ -40,8 +45,9 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 	trusted := trustedPrefixes(cfg)
 	var out []listenerSpec
 	for _, l := range cfg.Listeners {
-		out = append(out, listenerSpec{key: l.Addr, handler: s, cfg: host.ServerConfig{
-			Addr: l.Addr, ReadHeaderTimeout: l.ReadHeaderTimeout.D(), IdleTimeout: l.IdleTimeout.D(),
+		out = append(out, listenerSpec{key: l.Addr, handler: s, tlsSum: fileSum(l.TLSCert, l.TLSKey), cfg: host.ServerConfig{
+			Addr: l.Addr, TLSCert: l.TLSCert, TLSKey: l.TLSKey,
+			ReadHeaderTimeout: l.ReadHeaderTimeout.D(), IdleTimeout: l.IdleTimeout.D(),
 			MaxHeaderBytes: int(cfg.Limits.MaxHeader), ShutdownGrace: cfg.Server.ShutdownTimeout.D(),
 			AccessLog: s.opt.AccessLog, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
 		}})
@@ -54,7 +60,8 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 
 func sameSpec(a, b listenerSpec) bool {
 	ac, bc := a.cfg, b.cfg
-	return a.key == b.key && a.token == b.token && ac.Addr == bc.Addr &&
+	return a.key == b.key && a.token == b.token && a.tlsSum == b.tlsSum && ac.Addr == bc.Addr &&
+		ac.TLSCert == bc.TLSCert && ac.TLSKey == bc.TLSKey &&
 		ac.ReadHeaderTimeout == bc.ReadHeaderTimeout && ac.IdleTimeout == bc.IdleTimeout &&
 		ac.MaxHeaderBytes == bc.MaxHeaderBytes && ac.ShutdownGrace == bc.ShutdownGrace &&
 		ac.AccessLog == bc.AccessLog && ac.MaxConnsPerIP == bc.MaxConnsPerIP &&
@@ -194,4 +201,27 @@ func (s *Site) fail(err error) {
 	case s.serveErr <- err:
 	default:
 	}
+}
+
+// fileSum digests the named files ("" for none); unreadable files digest as
+// their error, which Listen then reports.
+func fileSum(paths ...string) string {
+	h := sha256.New()
+	any := false
+	for _, p := range paths {
+		if p == "" {
+			continue
+		}
+		any = true
+		b, err := os.ReadFile(p)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	if !any {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -3,17 +3,22 @@ package site
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 func freePort(t *testing.T) string {
@@ -177,5 +182,52 @@ func TestSiteMaxConnsPerIP(t *testing.T) {
 	}
 	if err := get(); err == nil {
 		t.Fatal("second open connection from the same IP was served with max_conns_per_ip = 1")
+	}
+}
+
+// TestTLSListenerAndCertRenewal: a TLS listener speaks HTTP/2 by ALPN; a
+// certificate renewed in place (same paths) is served after a reload, on the
+// same socket.
+func TestTLSListenerAndCertRenewal(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, cert1 := testkit.SelfSigned(t, dir)
+	cfg := fmt.Sprintf("[admin]\naddr = \"127.0.0.1:0\"\n\n[[listeners]]\naddr = %q\ntls_cert = %q\ntls_key = %q\n\n[[routes]]\nstatic = \"www\"\n",
+		freePort(t), certFile, keyFile)
+	f := start(t, cfg, nil)
+	if !strings.HasPrefix(f.url, "https://") {
+		t.Fatalf("URL %s, want https", f.url)
+	}
+	peerCert := func() (*x509.Certificate, string) {
+		t.Helper()
+		tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get(f.url + "/hello.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "hello file" {
+			t.Fatalf("body %q", b)
+		}
+		return resp.TLS.PeerCertificates[0], resp.Proto
+	}
+	if c, proto := peerCert(); !c.Equal(cert1) || proto != "HTTP/2.0" {
+		t.Fatalf("served %v over %s, want the first certificate over HTTP/2.0", c.Subject, proto)
+	}
+	_, _, cert2 := testkit.SelfSigned(t, dir) // renewed in place
+	if code, body := f.reload(t, cfg); code != 200 {
+		t.Fatalf("reload: %d %s", code, body)
+	}
+	if c, _ := peerCert(); !c.Equal(cert2) {
+		t.Error("after the reload the old certificate is still served")
+	}
+	// A broken key rejects the reload and keeps serving.
+	os.WriteFile(keyFile, []byte("not a key"), 0o600)
+	if code, body := f.reload(t, cfg); code != 422 || !strings.Contains(body, "TLS") {
+		t.Errorf("reload with a broken key: %d %s", code, body)
+	}
+	if c, _ := peerCert(); !c.Equal(cert2) {
+		t.Error("a rejected reload changed the certificate")
 	}
 }
