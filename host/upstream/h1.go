@@ -141,37 +141,51 @@ func (t *h1) RoundTrip(req *http.Request) (*http.Response, error) {
 		addr = net.JoinHostPort(req.URL.Hostname(), "80")
 	}
 	ctx := req.Context()
+	replay := replayable(req)
 	for try := 0; ; try++ {
-		var pc *pconn
-		if try == 0 {
-			maxAge := t.idleTimeout
-			if !replayable(req) {
-				maxAge = min(maxAge, freshFor)
-			}
-			pc = t.get(addr, time.Now(), maxAge)
-		}
-		reused := pc != nil
-		if pc == nil {
-			var err error
-			if pc, err = t.newConn(ctx, addr); err != nil {
-				return nil, err
-			}
+		pc, reused, err := t.conn(ctx, addr, try, replay)
+		if err != nil {
+			return nil, err
 		}
 		resp, err := t.exchange(ctx, req, addr, pc)
 		if err == nil {
 			return resp, nil
 		}
-		pc.conn.Close()
-		if reused && staleConn(err) {
-			// The server closed this idle connection, most likely with its
-			// siblings (a restart): drop them all rather than fail on each.
-			t.closeIdle(addr)
-			if try == 0 && replayable(req) && ctx.Err() == nil {
-				continue
-			}
+		if !t.failed(ctx, addr, pc, reused, err, try, replay) {
+			return nil, err
 		}
-		return nil, err
 	}
+}
+
+// conn returns the connection for attempt try of an exchange: on the first,
+// the most recently used idle one (a request that cannot be replayed takes
+// only one used within freshFor), otherwise a new one.
+func (t *h1) conn(ctx context.Context, addr string, try int, replay bool) (pc *pconn, reused bool, err error) {
+	if try == 0 {
+		maxAge := t.idleTimeout
+		if !replay {
+			maxAge = min(maxAge, freshFor)
+		}
+		if pc = t.get(addr, time.Now(), maxAge); pc != nil {
+			return pc, true, nil
+		}
+	}
+	pc, err = t.newConn(ctx, addr)
+	return pc, false, err
+}
+
+// failed closes pc after a failed exchange and reports whether to try again
+// on a fresh connection: only when a reused one turned out closed by the
+// server and the request can be sent again.
+func (t *h1) failed(ctx context.Context, addr string, pc *pconn, reused bool, err error, try int, replay bool) bool {
+	pc.conn.Close()
+	if !reused || !staleConn(err) {
+		return false
+	}
+	// The server closed this idle connection, most likely with its siblings
+	// (a restart): drop them all rather than fail on each.
+	t.closeIdle(addr)
+	return try == 0 && replay && ctx.Err() == nil
 }
 
 func (t *h1) exchange(ctx context.Context, req *http.Request, addr string, pc *pconn) (*http.Response, error) {

@@ -322,39 +322,20 @@ func readTrailers(br *bufio.Reader, h http.Header, announced []string) error {
 // head into ex. A reused connection the server closed meanwhile is retried
 // once on a fresh one when the request can be replayed.
 func (t *h1) send(ctx context.Context, r *http.Request, s *Server, body *clientBody, g *Group, ex *exchange) error {
-	addr := s.addr
 	replay := body == nil
 	for try := 0; ; try++ {
-		var pc *pconn
-		if try == 0 {
-			maxAge := t.idleTimeout
-			if !replay {
-				maxAge = min(maxAge, freshFor)
-			}
-			pc = t.get(addr, time.Now(), maxAge)
+		pc, reused, err := t.conn(ctx, s.addr, try, replay)
+		if err != nil {
+			return err
 		}
-		reused := pc != nil
-		if pc == nil {
-			var err error
-			if pc, err = t.newConn(ctx, addr); err != nil {
-				return err
-			}
-		}
-		err := t.exchangeLean(ctx, r, s, body, g, ex, pc)
+		err = t.exchangeLean(ctx, r, s, body, g, ex, pc)
 		if err == nil {
-			ex.pc, ex.addr = pc, addr
+			ex.pc, ex.addr = pc, s.addr
 			return nil
 		}
-		pc.conn.Close()
-		if reused && staleConn(err) {
-			// The server closed this idle connection, most likely with its
-			// siblings (a restart): drop them all rather than fail on each.
-			t.closeIdle(addr)
-			if try == 0 && replay && ctx.Err() == nil {
-				continue
-			}
+		if !t.failed(ctx, s.addr, pc, reused, err, try, replay) {
+			return err
 		}
-		return err
 	}
 }
 

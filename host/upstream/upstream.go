@@ -311,28 +311,10 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	var f filter
 	var lastErr error
 	timeout := false
-	tried := func() []string {
-		names := make([]string, f.nTried)
-		for i, s := range f.tried[:f.nTried] {
-			names[i] = s.id
-		}
-		return names
-	}
 	for attempt := 0; ; attempt++ {
-		f.now, f.allowEjected = time.Now(), false
-		s := g.bal.pick(key, hasKey, &f)
+		s := g.pickFor(key, hasKey, &f)
 		if s == nil {
-			// Everything is ejected: like nginx, try the ejected ones rather
-			// than fail outright (passive marks can be stale).
-			f.allowEjected = true
-			s = g.bal.pick(key, hasKey, &f)
-		}
-		if s == nil {
-			return nil, &Error{Group: g.cfg.Name, Tried: tried(), Err: lastErr, Timeout: timeout}
-		}
-		if f.nTried < len(f.tried) {
-			f.tried[f.nTried] = s
-			f.nTried++
+			return nil, &Error{Group: g.cfg.Name, Tried: f.names(), Err: lastErr, Timeout: timeout}
 		}
 		resp, err := g.send(req, s)
 		if err == nil && !gatewayStatus(resp.StatusCode) {
@@ -364,7 +346,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 			if resp != nil {
 				return resp, nil // pass the upstream's own 502/503/504 on
 			}
-			return nil, &Error{Group: g.cfg.Name, Tried: tried(), Err: lastErr, Timeout: timeout}
+			return nil, &Error{Group: g.cfg.Name, Tried: f.names(), Err: lastErr, Timeout: timeout}
 		}
 		if resp != nil {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
