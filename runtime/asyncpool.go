@@ -113,6 +113,7 @@ const (
 	ctlTimer int32 = -1 - iota
 	ctlDrain
 	ctlKill
+	ctlPlugin // a Waker's EventPlugin: a = token, b = connection handle (0: none)
 )
 
 // Conn is one connection on an async instance, the host side's handle to post
@@ -359,6 +360,8 @@ func (ai *asyncInst) process() {
 				}
 			case ev.kind == ctlKill:
 				ai.fail(ErrPoolClosed)
+			case ev.kind == ctlPlugin:
+				ai.dispatchPlugin(ev)
 			}
 		default:
 			if !ai.yield {

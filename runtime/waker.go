@@ -1,0 +1,93 @@
+package runtime
+
+import (
+	"fmt"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+)
+
+// Waker posts one abi.EventPlugin event (SPEC §8.2) to an async instance: the
+// completion of a plugin operation a guest armed a notification for (a pubsub
+// message arriving, an outbound response completing). A plugin gets one from
+// Instance.Waker inside the host function that arms the notification, keeps it
+// with the operation's state, and calls Wake from whatever goroutine completes
+// the operation.
+//
+// A Waker names its connection by handle, not by *Conn, so a plugin holding one
+// pins no connection state: when the connection has ended by the time the event
+// is dispatched, the event is dropped there. The zero Waker is not armed.
+type Waker struct {
+	ai    *asyncInst
+	conn  uint32 // connection handle, 0 for an instance-wide event
+	token uint32
+}
+
+// Waker returns a Waker that posts EventPlugin with token to connection handle h
+// of this instance (h 0: to the instance, ctx 0 like EventTimer). It must be
+// called from a host function of this instance. ok is false in sync mode, which
+// has no events. An h that names no live connection traps the guest, like any
+// unknown request handle (SPEC §2); fn names the calling function in that trap.
+func (in *Instance) Waker(fn string, h uint64, token uint32) (w Waker, ok bool) {
+	ai := in.async
+	if ai == nil {
+		return Waker{}, false
+	}
+	id := uint32(h)
+	if id != 0 {
+		c := ai.table[id]
+		if c == nil || c.done || uint64(id) != h&0xffffffff {
+			trap(fn, fmt.Sprintf("unknown request handle %d", id))
+		}
+	}
+	return Waker{ai: ai, conn: id, token: token}, true
+}
+
+// Armed reports whether w was made by Instance.Waker.
+func (w Waker) Armed() bool { return w.ai != nil }
+
+// Wake queues the event. It is safe from any goroutine, including another
+// instance's host function (the in-process pubsub broker delivers on the
+// publisher's goroutine), so it never blocks and never runs guest code on the
+// caller: when the mailbox has room the event is queued and the instance is
+// started on a fresh goroutine if it is idle; when the mailbox is full (the
+// bounded mailbox of AsyncConfig) one goroutine waits for room or for the
+// instance to go. Wake on an instance that is gone does nothing; it reports
+// whether the event was queued at once.
+func (w Waker) Wake() bool {
+	ai := w.ai
+	if ai == nil || ai.over.Load() {
+		return false
+	}
+	ev := event{kind: ctlPlugin, a: int64(w.token), b: int64(w.conn)}
+	select {
+	case ai.mail <- ev:
+	default:
+		go func() {
+			select {
+			case ai.mail <- ev:
+				ai.drain() // a goroutine of its own: it may run the instance
+			case <-ai.dead:
+			}
+		}()
+		return false
+	}
+	// The owner, if there is one, sees the event before it lets go (drain's
+	// re-check); otherwise the instance needs a goroutine to run on.
+	if ai.run.TryLock() {
+		ai.run.Unlock()
+		go ai.drain()
+	}
+	return true
+}
+
+// dispatchPlugin delivers a Waker's event on the owner goroutine: to the
+// connection it names if that is still live, else nowhere.
+func (ai *asyncInst) dispatchPlugin(ev event) {
+	id := uint32(ev.b)
+	if id != 0 {
+		if c := ai.table[id]; c == nil || c.done {
+			return // the connection ended first: the late completion is dropped
+		}
+	}
+	ai.call(id, abi.EventPlugin, ev.a, 0)
+}
