@@ -1,0 +1,238 @@
+package plugins_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/plugins"
+)
+
+// pollInterval is what the Go SDK's async Receive used to sleep between looks
+// (a host timer) before completions became events: a parked subscriber then
+// heard of a message 10 ms late on average.
+const pollInterval = 20 * time.Millisecond
+
+// TestAsyncReceiveWakesOnEvent: on ONE async instance a subscriber parked in
+// Receive hears each message through the plugin completion event. 50 publish →
+// receive round trips have a median far below what a 20 ms poll gives (10 ms).
+func TestAsyncReceiveWakesOnEvent(t *testing.T) {
+	reg := registry(t, "", "")
+	defer reg.Close()
+	s := serveMode(t, reg, "async-rx", guest, "async", allGrants(), 1)
+	const n = 50
+	sub := subscriber(t, s.url, "lat", n)
+	lat := make([]time.Duration, n)
+	for i := range lat {
+		start := time.Now()
+		want(t, s.url+"/pub?t=lat&m=m"+itoa(i), "ok")
+		if got := next(t, sub); got != "m"+itoa(i) {
+			t.Fatalf("round %d: got %q", i, got)
+		}
+		lat[i] = time.Since(start)
+	}
+	slices.Sort(lat)
+	med := lat[n/2]
+	t.Logf("publish→receive over HTTP on one async instance: median %s, p90 %s, max %s", med, lat[n*9/10], lat[n-1])
+	if med > pollInterval/5 {
+		t.Fatalf("median round trip %s: the subscriber is not woken by the event (a %s poll gives ~%s)", med, pollInterval, pollInterval/2)
+	}
+}
+
+// TestAsyncFetchesCompleteOnEvent: overlapping outbound calls on ONE async instance
+// each complete when the host posts their completion: a fetch takes the upstream's
+// delay plus well under the old poll's backoff (1, 2, 4, ... 20 ms sleeps).
+func TestAsyncFetchesCompleteOnEvent(t *testing.T) {
+	const delay = 40 * time.Millisecond // the old backoff would look at 31 and 51 ms
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(delay)
+		w.Write([]byte("late hi"))
+	}))
+	defer up.Close()
+	reg := registry(t, "", "")
+	defer reg.Close()
+	grants := allGrants()
+	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}
+	s := serveMode(t, reg, "async-fetch", guest, "async", grants, 1)
+	fetchURL := s.url + "/fetch?url=" + url.QueryEscape(up.URL+"/")
+	want(t, fetchURL, "200 late hi") // warm the upstream connections
+
+	const par, rounds = 4, 5
+	var mu sync.Mutex
+	var over []time.Duration
+	for range rounds {
+		var wg sync.WaitGroup
+		for range par {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				start := time.Now()
+				if _, body := get(t, fetchURL); body != "200 late hi" {
+					t.Errorf("fetch = %q", body)
+				}
+				mu.Lock()
+				over = append(over, time.Since(start)-delay)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+	}
+	slices.Sort(over)
+	med := over[len(over)/2]
+	t.Logf("%d overlapping fetches × %d rounds: time beyond the upstream's %s: median %s, max %s", par, rounds, delay, med, over[len(over)-1])
+	if med > 5*time.Millisecond {
+		t.Fatalf("median overhead %s: completions are not delivered by the event", med)
+	}
+}
+
+// goroutines reports whether any goroutine's stack contains one of frames.
+func goroutines(frames ...string) string {
+	var b bytes.Buffer
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 1)
+	for _, f := range frames {
+		if strings.Contains(b.String(), f) {
+			return f
+		}
+	}
+	return ""
+}
+
+// settle waits up to 5 s until no goroutine runs one of frames.
+func settle(t *testing.T, frames ...string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		f := goroutines(frames...)
+		if f == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a goroutine is still in %s", f)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hostFrames are the host goroutines a pending completion may hold: the outbound
+// request, and a Waker waiting for mailbox room.
+var hostFrames = []string{"plugins/http.(*appHTTP).send.func", "runtime.Waker.Wake.func"}
+
+// TestAsyncClientLeavesWhilePending: clients that go away while their request waits
+// for an outbound response or a message leave nothing behind: the completion that
+// comes later is delivered to a connection that is finishing (or dropped), no
+// goroutine stays, and the instance serves on.
+func TestAsyncClientLeavesWhilePending(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Write([]byte("too late"))
+	}))
+	defer up.Close()
+	reg := registry(t, "", "")
+	defer reg.Close()
+	grants := allGrants()
+	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}
+	s := serveMode(t, reg, "async-leave", guest, "async", grants, 1)
+
+	// A fetch whose client hangs up while the upstream holds the response.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/fetch?url="+url.QueryEscape(up.URL+"/"), nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	// A subscriber that hangs up while parked in Receive.
+	subCtx, subCancel := context.WithCancel(context.Background())
+	sreq, _ := http.NewRequestWithContext(subCtx, "GET", s.url+"/sub?t=gone&n=1", nil)
+	sresp, err := http.DefaultClient.Do(sreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, len("subscribed\n"))
+	if _, err := sresp.Body.Read(line); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // both parked
+	cancel()
+	subCancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the fetch client was not cut off")
+	}
+	sresp.Body.Close()
+	time.Sleep(50 * time.Millisecond)
+
+	// Now the completions come, for connections whose clients are gone.
+	close(release)
+	want(t, s.url+"/pub?t=gone&m=late", "ok")
+	settle(t, hostFrames...)
+	// The instance is fine and serves the next requests at once.
+	want(t, s.url+"/kv/set?k=x&v=1", "ok")
+	sub := subscriber(t, s.url, "gone", 1)
+	want(t, s.url+"/pub?t=gone&m=again", "ok")
+	if got := next(t, sub); got != "again" {
+		t.Fatalf("subscriber got %q", got)
+	}
+	if l := s.log.String(); strings.Contains(l, "panic") || strings.Contains(l, "discarded") {
+		t.Fatalf("the late completions broke something:\n%s", l)
+	}
+}
+
+// TestAsyncTrapWithPendingCompletions: an instance that traps with an outbound
+// request and an armed receive pending is replaced; the completions that come for
+// it afterwards are dropped (no panic, no goroutine left), and its subscription is
+// gone with it.
+func TestAsyncTrapWithPendingCompletions(t *testing.T) {
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Write([]byte("for the dead"))
+	}))
+	defer up.Close()
+	reg := registry(t, "", "")
+	defer reg.Close()
+	grants := allGrants()
+	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}
+	s := serveMode(t, reg, "async-trap", guest, "async", grants, 1)
+
+	if code, _ := get(t, s.url+"/trap-pending?t=doomed&url="+url.QueryEscape(up.URL+"/")); code != 500 {
+		t.Fatalf("trap-pending = %d, want 500", code)
+	}
+	// The replacement serves; the completions for the old instance come now.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if code, _ := get(t, s.url+"/kv/set?k=x&v=1"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no replacement instance")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(release)
+	want(t, s.url+"/pub?t=doomed&m=late", "ok")
+	settle(t, hostFrames...)
+	sub := subscriber(t, s.url, "doomed", 1)
+	want(t, s.url+"/pub?t=doomed&m=alive", "ok")
+	if got := next(t, sub); got != "alive" {
+		t.Fatalf("subscriber got %q", got)
+	}
+	l := s.log.String()
+	if !strings.Contains(l, "discarded") {
+		t.Fatalf("the trap was not logged:\n%s", l[max(0, len(l)-3000):])
+	}
+	if strings.Contains(l, "panic") {
+		t.Fatalf("a panic:\n%s", l)
+	}
+}
