@@ -236,3 +236,76 @@ func TestAsyncTrapWithPendingCompletions(t *testing.T) {
 		t.Fatalf("a panic:\n%s", l)
 	}
 }
+
+// TestCAsyncNotifyPerConnection: a C guest arms its notifications for its own
+// connections (ctx ≠ 0) on ONE async instance: overlapping outbound calls and a
+// parked subscriber each get their PLUGIN event on their connection, and a
+// completion for a connection the guest already ended is dropped by the host (the
+// guest counts any that reach it).
+func TestCAsyncNotifyPerConnection(t *testing.T) {
+	wasm := buildC(t, "testdata/c-async-notify.c")
+	release := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		w.Write([]byte("hi " + r.URL.Path))
+	}))
+	defer up.Close()
+	reg := registry(t, "", "")
+	defer reg.Close()
+	s := serve(t, reg, "c-notify", wasm, plugins.Grants{
+		"pubsub": nil,
+		"http":   plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}},
+		"config": plugins.Section{"vars": map[string]string{"fast": up.URL + "/fast", "slow": up.URL + "/slow"}},
+	}, 1)
+
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, body := get(t, s.url+"/fetch"); body != "200 hi /fast" {
+				t.Errorf("fetch = %q", body)
+			}
+		}()
+	}
+	wg.Wait()
+	sub := subscriber(t, s.url, "c-room", 1)
+	want(t, s.url+"/pub?t=c-room&n=1", "ok") // the guest's topic is the raw query
+	if got := next(t, sub); got != "hello" {
+		t.Fatalf("subscriber got %q", got)
+	}
+
+	// Clients that leave while their outbound request runs.
+	var cancels []context.CancelFunc
+	errc := make(chan error, 4)
+	for range 4 {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.url+"/leave", nil)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			errc <- err
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, c := range cancels {
+		c()
+	}
+	for range cancels {
+		if err := <-errc; err == nil {
+			t.Fatal("a /leave client was not cut off")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // the guest ends them on DISCONNECT
+	close(release)                     // now their completions come
+	settle(t, hostFrames...)
+	want(t, s.url+"/stats", "late=0")
+	if l := s.log.String(); strings.Contains(l, "panic") || strings.Contains(l, "discarded") {
+		t.Fatalf("the late completions broke something:\n%s", l)
+	}
+}
