@@ -72,10 +72,18 @@ func (w Waker) Wake() bool {
 		return false
 	}
 	// The owner, if there is one, sees the event before it lets go (drain's
-	// re-check); otherwise the instance needs a goroutine to run on.
+	// re-check); otherwise the instance needs a goroutine to run on. One is
+	// enough for a burst (a publish waking many subscribers of this instance):
+	// it clears kick before it drains, so an event queued after its last look
+	// starts another.
 	if ai.run.TryLock() {
 		ai.run.Unlock()
-		go ai.drain()
+		if ai.kick.CompareAndSwap(false, true) {
+			go func() {
+				ai.kick.Store(false)
+				ai.drain()
+			}()
+		}
 	}
 	return true
 }
