@@ -308,4 +308,12 @@ func TestCAsyncNotifyPerConnection(t *testing.T) {
 	if l := s.log.String(); strings.Contains(l, "panic") || strings.Contains(l, "discarded") {
 		t.Fatalf("the late completions broke something:\n%s", l)
 	}
+
+	// A notification for a connection that is not there traps the guest.
+	if code, _ := get(t, s.url+"/bad-ctx"); code != 500 {
+		t.Fatalf("bad-ctx = %d, want 500", code)
+	}
+	if l := s.log.String(); !strings.Contains(l, "unknown request handle") {
+		t.Fatalf("the trap is not explained in the log:\n%s", l)
+	}
 }

@@ -10,6 +10,8 @@
  *   /pub    publish "hello" to the raw query string as the topic
  *   /stats  "late=N": PLUGIN events that named a connection this guest had already
  *           ended (the host must drop them: always 0)
+ *   /bad-ctx  arms a notification for a connection that does not exist: the host
+ *           traps the guest, as for any unknown handle
  */
 #define WASMSRV_ASYNC
 #include "../../sdk/c/wasmsrv.h"
@@ -94,6 +96,12 @@ static int on_request(wasmsrv_conn *c) {
         c->state = SUB;
         wasmsrv_resp_write(&c->resp, "subscribed\n", 11);
         return sub_step(c);
+    }
+    if (wasmsrv_str_eq(p, "/bad-ctx")) {
+        int32_t s = wasmsrv_pubsub_subscribe("t", 1);
+        if (s < 0) return wasmsrv_done(c, 500);
+        wasmsrv_pubsub_notify(s, c->ctx + 1000, SUB); /* traps */
+        return wasmsrv_done(c, 200);
     }
     if (wasmsrv_str_eq(p, "/stats")) {
         for (uint32_t i = 0; i < norphans; i++) wasmsrv_http_close(orphans[i]);
