@@ -317,3 +317,20 @@ func TestCAsyncNotifyPerConnection(t *testing.T) {
 		t.Fatalf("the trap is not explained in the log:\n%s", l)
 	}
 }
+
+// TestAsyncFetchInStartHook: no event can reach a lifespan hook, so there fetch.Do
+// falls back to looking on a timer; an async app can still warm up from an upstream.
+func TestAsyncFetchInStartHook(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(30 * time.Millisecond)
+		w.Write([]byte("warm"))
+	}))
+	defer up.Close()
+	reg := registry(t, "", "")
+	defer reg.Close()
+	s := serveMode(t, reg, "async-hook", "internal/hookguest", "async", plugins.Grants{
+		"http":   plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}},
+		"config": plugins.Section{"vars": map[string]string{"upstream": up.URL + "/"}},
+	}, 1)
+	want(t, s.url+"/", "200 warm")
+}

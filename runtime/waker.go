@@ -24,12 +24,14 @@ type Waker struct {
 
 // Waker returns a Waker that posts EventPlugin with token to connection handle h
 // of this instance (h 0: to the instance, ctx 0 like EventTimer). It must be
-// called from a host function of this instance. ok is false in sync mode, which
-// has no events. An h that names no live connection traps the guest, like any
-// unknown request handle (SPEC §2); fn names the calling function in that trap.
+// called from a host function of this instance. ok is false where no event can
+// come: in sync mode and in lifespan hooks (the start hook runs before the
+// instance takes events, the stop hook after). An h that names no live connection
+// traps the guest, like any unknown request handle (SPEC §2); fn names the
+// calling function in that trap.
 func (in *Instance) Waker(fn string, h uint64, token uint32) (w Waker, ok bool) {
 	ai := in.async
-	if ai == nil {
+	if ai == nil || ai.over.Load() {
 		return Waker{}, false
 	}
 	id := uint32(h)

@@ -435,7 +435,7 @@ func (a *appHTTP) notify(ctx context.Context, _ api.Module, stack []uint64) {
 	}
 	w, ok := in.Waker(fn, stack[1], uint32(stack[2]))
 	if !ok {
-		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode: send blocks instead
+		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode (send blocks) or a hook
 		return
 	}
 	p.arm(w)

@@ -371,7 +371,7 @@ func (a *appPS) notify(ctx context.Context, _ api.Module, stack []uint64) {
 	_, s := lookup(ctx, fn, stack[0])
 	w, ok := runtime.InstanceFrom(ctx).Waker(fn, stack[1], uint32(stack[2]))
 	if !ok {
-		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode: receive blocks instead
+		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode (receive blocks) or a hook
 		return
 	}
 	s.arm(w)

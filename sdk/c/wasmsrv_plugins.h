@@ -112,7 +112,7 @@ int32_t wasmsrv_pubsub_unsubscribe(int32_t sub);
 /* Async apps (1.1): after receive returned WASMSRV_ERR_WOULD_BLOCK, asks for one
  * on_plugin(conn ctx, token) callback as soon as sub has a message (at once if it has
  * one now); ctx 0 calls on_plugin(NULL, token). Dropped if the connection ends first.
- * WASMSRV_ERR_UNSUPPORTED in sync apps (receive waits there). */
+ * WASMSRV_ERR_UNSUPPORTED in sync apps (receive waits there) and lifespan hooks. */
 WASMSRV__PLUGIN("wasmsrv_pubsub", "notify")
 int32_t wasmsrv_pubsub_notify(int32_t sub, uint32_t ctx, uint32_t token);
 
