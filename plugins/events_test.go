@@ -6,8 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	goruntime "runtime"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -317,6 +319,32 @@ func TestCAsyncNotifyPerConnection(t *testing.T) {
 	if l := s.log.String(); strings.Contains(l, "panic") || strings.Contains(l, "discarded") {
 		t.Fatalf("the late completions broke something:\n%s", l)
 	}
+
+	// A guest re-arming a ready handle in a loop (each arm fires at once) gets at
+	// most a mailbox plus an overflow queue of events (2 × 4096), not one per call,
+	// and no host goroutine per call.
+	before := goruntime.NumGoroutine()
+	want(t, s.url+"/flood", "ok")
+	if n := goruntime.NumGoroutine(); n > before+20 {
+		t.Fatalf("%d goroutines after the flood, %d before", n, before)
+	}
+	var got int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, body := get(t, s.url+"/floods")
+		n, err := strconv.Atoi(body)
+		if err != nil {
+			t.Fatalf("floods = %q", body)
+		}
+		if n == got && n > 0 || time.Now().After(deadline) {
+			break // settled
+		}
+		got = n
+	}
+	t.Logf("200000 notify calls on a ready subscription: %d events delivered", got)
+	if got == 0 || got > 2*4096+1 {
+		t.Fatalf("the flood delivered %d events, want 1..%d", got, 2*4096+1)
+	}
+	want(t, s.url+"/stats", "late=0") // and the instance serves on
 
 	// A notification for a connection that is not there traps the guest.
 	if code, _ := get(t, s.url+"/bad-ctx"); code != 500 {

@@ -95,7 +95,7 @@ type asyncInst struct {
 	over   atomic.Bool   // retired or discarded: nothing more runs
 	active atomic.Int64  // connections assigned: start event queued or in the table
 	bp     atomic.Bool   // the guest asked for no new connections
-	kick   atomic.Bool   // a goroutine to run the instance is on its way (Waker.Wake)
+	wakes  wakeQueue     // Waker events: start-up kick and those waiting for mailbox room
 	nextID uint32        // under pool.mu
 
 	// owner only

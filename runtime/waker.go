@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 )
@@ -52,9 +54,9 @@ func (w Waker) Armed() bool { return w.ai != nil }
 // publisher's goroutine), so it never blocks and never runs guest code on the
 // caller: when the mailbox has room the event is queued and the instance is
 // started on a fresh goroutine if it is idle; when the mailbox is full (the
-// bounded mailbox of AsyncConfig) one goroutine waits for room or for the
-// instance to go. Wake on an instance that is gone does nothing; it reports
-// whether the event was queued at once.
+// bounded mailbox of AsyncConfig) the event waits in the instance's overflow
+// queue, which one goroutine moves into the mailbox as room appears. Wake on an
+// instance that is gone does nothing. It reports whether the event was queued.
 func (w Waker) Wake() bool {
 	ai := w.ai
 	if ai == nil || ai.over.Load() {
@@ -64,14 +66,7 @@ func (w Waker) Wake() bool {
 	select {
 	case ai.mail <- ev:
 	default:
-		go func() {
-			select {
-			case ai.mail <- ev:
-				ai.drain() // a goroutine of its own: it may run the instance
-			case <-ai.dead:
-			}
-		}()
-		return false
+		return ai.wakes.add(ai, ev)
 	}
 	// The owner, if there is one, sees the event before it lets go (drain's
 	// re-check); otherwise the instance needs a goroutine to run on. One is
@@ -80,14 +75,67 @@ func (w Waker) Wake() bool {
 	// starts another.
 	if ai.run.TryLock() {
 		ai.run.Unlock()
-		if ai.kick.CompareAndSwap(false, true) {
+		if ai.wakes.kick.CompareAndSwap(false, true) {
 			go func() {
-				ai.kick.Store(false)
+				ai.wakes.kick.Store(false)
 				ai.drain()
 			}()
 		}
 	}
 	return true
+}
+
+// wakeQueue holds an instance's Waker events that found the mailbox full. Its
+// length is capped at the mailbox size: a guest cannot have that many
+// notifications armed through its handles (max_subscriptions, max_open), so only
+// one that re-arms a ready handle in a loop reaches the cap, and it loses the
+// events beyond it instead of growing host memory.
+type wakeQueue struct {
+	kick    atomic.Bool // a goroutine to run the idle instance is on its way
+	mu      sync.Mutex
+	q       []event
+	pumping bool // a goroutine moves q into the mailbox
+}
+
+func (wq *wakeQueue) add(ai *asyncInst, ev event) bool {
+	wq.mu.Lock()
+	if len(wq.q) >= cap(ai.mail) {
+		wq.mu.Unlock()
+		return false
+	}
+	wq.q = append(wq.q, ev)
+	start := !wq.pumping
+	wq.pumping = true
+	wq.mu.Unlock()
+	if start {
+		go wq.pump(ai)
+	}
+	return true
+}
+
+// pump moves deferred events into the mailbox, running the instance when it can
+// (a goroutine of its own), until none is left or the instance is gone.
+func (wq *wakeQueue) pump(ai *asyncInst) {
+	for {
+		wq.mu.Lock()
+		if len(wq.q) == 0 {
+			wq.q, wq.pumping = wq.q[:0], false
+			wq.mu.Unlock()
+			return
+		}
+		ev := wq.q[0]
+		wq.q = wq.q[1:]
+		wq.mu.Unlock()
+		select {
+		case ai.mail <- ev:
+			ai.drain()
+		case <-ai.dead:
+			wq.mu.Lock()
+			wq.q, wq.pumping = nil, false
+			wq.mu.Unlock()
+			return
+		}
+	}
 }
 
 // dispatchPlugin delivers a Waker's event on the owner goroutine: to the

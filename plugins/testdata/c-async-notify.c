@@ -10,8 +10,11 @@
  *   /pub    publish "hello" to the raw query string as the topic
  *   /stats  "late=N": PLUGIN events that named a connection this guest had already
  *           ended (the host must drop them: always 0)
+ *   /floods "N": PLUGIN events with ctx 0 the guest got (only /flood arms those)
  *   /bad-ctx  arms a notification for a connection that does not exist: the host
  *           traps the guest, as for any unknown handle
+ *   /flood  re-arms a ready subscription's notification 200,000 times in one event
+ *           (each fires at once): the host must bound what that queues
  */
 #define WASMSRV_ASYNC
 #include "../../sdk/c/wasmsrv.h"
@@ -22,7 +25,7 @@
 enum { FETCH = 1, LEAVE, SUB };
 
 static uint8_t buf[4096];
-static uint32_t late;
+static uint32_t late, instance_events;
 static int32_t orphans[64];
 static uint32_t norphans;
 
@@ -103,6 +106,18 @@ static int on_request(wasmsrv_conn *c) {
         wasmsrv_pubsub_notify(s, c->ctx + 1000, SUB); /* traps */
         return wasmsrv_done(c, 200);
     }
+    if (wasmsrv_str_eq(p, "/flood")) {
+        int32_t s = wasmsrv_pubsub_subscribe("flood", 5);
+        if (s < 0 || wasmsrv_pubsub_publish("flood", 5, "x", 1) != 0) return wasmsrv_done(c, 500);
+        for (int i = 0; i < 200000; i++) wasmsrv_pubsub_notify(s, 0, 99);
+        wasmsrv_pubsub_unsubscribe(s);
+        return reply(c, "ok", 2);
+    }
+    if (wasmsrv_str_eq(p, "/floods")) {
+        char out[32];
+        int k = snprintf(out, sizeof out, "%u", instance_events);
+        return reply(c, out, (uint32_t)k);
+    }
     if (wasmsrv_str_eq(p, "/stats")) {
         for (uint32_t i = 0; i < norphans; i++) wasmsrv_http_close(orphans[i]);
         norphans = 0;
@@ -114,7 +129,10 @@ static int on_request(wasmsrv_conn *c) {
 }
 
 static int on_plugin(wasmsrv_conn *c, uint32_t token) {
-    if (!c) return WASMSRV_IDLE; /* this guest never arms with ctx 0 */
+    if (!c) { /* only /flood arms with ctx 0 */
+        instance_events++;
+        return WASMSRV_IDLE;
+    }
     if (token == FETCH && (c->state == FETCH || c->state == LEAVE)) return fetch_step(c);
     if (token == SUB && c->state == SUB) return sub_step(c);
     return WASMSRV_IDLE; /* a hint with nothing to do */
