@@ -371,3 +371,31 @@ func TestAsyncFetchInStartHook(t *testing.T) {
 	}, 1)
 	want(t, s.url+"/", "200 warm")
 }
+
+// TestAsyncReceiveOverRedis: the completion event also comes from the Redis
+// broker's goroutine: a subscriber parked on one async instance of node A hears
+// what node B (its own registry and Redis client, same app) publishes, promptly.
+func TestAsyncReceiveOverRedis(t *testing.T) {
+	url := startRedis(t)
+	regA, regB := registry(t, "", url), registry(t, "", url)
+	defer regA.Close()
+	defer regB.Close()
+	a := serveMode(t, regA, "rchat", guest, "async", allGrants(), 1)
+	b := serveMode(t, regB, "rchat", guest, "async", allGrants(), 1)
+	const n = 20
+	sub := subscriber(t, a.url, "room", n)
+	lat := make([]time.Duration, n)
+	for i := range lat {
+		start := time.Now()
+		want(t, b.url+"/pub?t=room&m=r"+itoa(i), "ok")
+		if got := next(t, sub); got != "r"+itoa(i) {
+			t.Fatalf("round %d: got %q", i, got)
+		}
+		lat[i] = time.Since(start)
+	}
+	slices.Sort(lat)
+	t.Logf("publish on node B → receive on node A through Redis: median %s, max %s", lat[n/2], lat[n-1])
+	if lat[n/2] > pollInterval/5 {
+		t.Fatalf("median round trip %s: the subscriber is not woken by the event", lat[n/2])
+	}
+}
