@@ -2,7 +2,8 @@
 // HTTP requests from guests, to allow-listed hosts only. Deny by default; private
 // and loopback addresses are refused unless listed as IPs or CIDRs. Every request
 // has a timeout (never beyond the guest's own request deadline) and a response size
-// limit. In sync mode send blocks until the response is read.
+// limit. In sync mode send blocks until the response is read; in async mode it
+// returns at once and notify arms a completion event (core EventPlugin).
 package http
 
 import (

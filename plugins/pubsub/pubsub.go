@@ -2,7 +2,8 @@
 // publish/subscribe between the instances of one app — in-process by default, through
 // Redis when configured so every node sees every message. Topics are namespaced per
 // app. In sync mode receive blocks up to a guest-given timeout, never past the
-// request deadline, and gives up when the client goes away.
+// request deadline, and gives up when the client goes away. In async mode it never
+// blocks: notify arms a completion event (core EventPlugin) for the next message.
 package pubsub
 
 import (
