@@ -25,6 +25,9 @@ const (
 	EventDisconnect int32 = 7 // the client of ctx went away
 	EventTimer      int32 = 8 // timer a fired (ctx is 0)
 	EventCancel     int32 = 9 // ctx passed its deadline or the host is draining: finish it
+	// EventPlugin (ABI 1.1): a plugin operation the guest armed a notification for
+	// is ready: a = the guest's token; ctx is the connection named when arming, or 0.
+	EventPlugin int32 = 10
 )
 
 // Results of wasmsrv_on_event.

@@ -61,6 +61,8 @@ func TestHostileGuest(t *testing.T) {
 		{"/kv-buf-oob", 500, ""},
 		{"/kv-huge-len", 500, ""},
 		{"/ps-bad-handle", 500, ""},
+		{"/ps-notify-bad-handle", 500, ""},
+		{"/ps-notify-sync", 200, "-4"}, // ERR_UNSUPPORTED
 		{"/http-bad-handle", 500, ""},
 		{"/config-oob", 500, ""},
 		{"/kv-bad-flags", 200, "-3"}, // ERR_BAD_ARGUMENT

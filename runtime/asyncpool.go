@@ -95,6 +95,7 @@ type asyncInst struct {
 	over   atomic.Bool   // retired or discarded: nothing more runs
 	active atomic.Int64  // connections assigned: start event queued or in the table
 	bp     atomic.Bool   // the guest asked for no new connections
+	wakes  wakeQueue     // Waker events: start-up kick and those waiting for mailbox room
 	nextID uint32        // under pool.mu
 
 	// owner only
@@ -113,6 +114,7 @@ const (
 	ctlTimer int32 = -1 - iota
 	ctlDrain
 	ctlKill
+	ctlPlugin // a Waker's EventPlugin: a = token, b = connection handle (0: none)
 )
 
 // Conn is one connection on an async instance, the host side's handle to post
@@ -359,6 +361,8 @@ func (ai *asyncInst) process() {
 				}
 			case ev.kind == ctlKill:
 				ai.fail(ErrPoolClosed)
+			case ev.kind == ctlPlugin:
+				ai.dispatchPlugin(ev)
 			}
 		default:
 			if !ai.yield {

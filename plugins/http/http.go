@@ -2,7 +2,8 @@
 // HTTP requests from guests, to allow-listed hosts only. Deny by default; private
 // and loopback addresses are refused unless listed as IPs or CIDRs. Every request
 // has a timeout (never beyond the guest's own request deadline) and a response size
-// limit. In sync mode send blocks until the response is read.
+// limit. In sync mode send blocks until the response is read; in async mode it
+// returns at once and notify arms a completion event (core EventPlugin).
 package http
 
 import (
@@ -18,6 +19,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,8 +31,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// Version is the plugin ABI version (ABI.md).
-const Version = "1.0"
+// Version is the plugin ABI version (ABI.md). 1.1 added notify.
+const Version = "1.1"
 
 // Defaults for apps without their own settings.
 const (
@@ -123,6 +125,7 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 			{Name: "send", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.send},
 			{Name: "response", Params: s(i32, i32, i32), Results: s(i64), Fn: a.response},
 			{Name: "close", Params: s(i32), Results: s(i32), Fn: a.close},
+			{Name: "notify", Params: s(i32, i32, i32), Results: s(i32), Fn: a.notify},
 		},
 		Close: func(context.Context) error { tr.CloseIdleConnections(); return nil },
 	}, nil
@@ -180,6 +183,45 @@ type pending struct {
 	out    []byte
 	status int32
 	cancel context.CancelFunc
+
+	// armed is the guest's notify, woken once when done closes. mu orders arming
+	// on the instance with completion on the request's goroutine.
+	mu    sync.Mutex
+	armed runtime.Waker
+}
+
+// complete publishes the outcome and fires the armed notification, if any.
+func (p *pending) complete(out []byte, status int32) {
+	p.out, p.status = out, status
+	close(p.done)
+	p.mu.Lock()
+	w := p.armed
+	p.armed = runtime.Waker{}
+	p.mu.Unlock()
+	if w.Armed() {
+		w.Wake()
+	}
+}
+
+// arm sets the notification (replacing an earlier one) and fires it at once if
+// the response is already complete.
+func (p *pending) arm(w runtime.Waker) {
+	p.mu.Lock()
+	select {
+	case <-p.done:
+		p.mu.Unlock()
+		w.Wake()
+		return
+	default:
+	}
+	p.armed = w
+	p.mu.Unlock()
+}
+
+func (p *pending) disarm() {
+	p.mu.Lock()
+	p.armed = runtime.Waker{}
+	p.mu.Unlock()
 }
 
 type handlesKey struct{}
@@ -197,6 +239,7 @@ func instHandles(ctx context.Context, fn string) (*runtime.Instance, *handles) {
 		in.OnClose(func() {
 			for _, p := range h.m {
 				p.cancel()
+				p.disarm()
 			}
 		})
 	}
@@ -227,15 +270,13 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 	p := &pending{done: make(chan struct{}), cancel: cancel}
 	if in.App().Info().Mode == runtime.ModeAsync {
 		// An async instance's calls run on the goroutine of all its connections:
-		// the request runs on its own, and response() says ERR_WOULD_BLOCK until
-		// it is done (ABI.md, "Async mode").
+		// the request runs on its own, response() says ERR_WOULD_BLOCK until it
+		// is done, and notify() asks for EventPlugin then (ABI.md, "Async mode").
 		go func() {
-			p.out, p.status = a.do(req)
-			close(p.done)
+			p.complete(a.do(req))
 		}()
 	} else {
-		p.out, p.status = a.do(req)
-		close(p.done)
+		p.complete(a.do(req))
 		cancel()
 		if p.status != 0 {
 			stack[0] = plugins.Status(p.status)
@@ -378,6 +419,26 @@ func (a *appHTTP) close(ctx context.Context, _ api.Module, stack []uint64) {
 		plugins.Trap(fn, fmt.Sprintf("unknown response handle %d", uint32(stack[0])))
 	}
 	p.cancel() // stops a request still running (async mode)
+	p.disarm()
 	delete(hs.m, uint32(stack[0]))
+	stack[0] = 0
+}
+
+// notify(h, ctx, token) -> i32 (1.1): in async mode, arms a one-shot notification:
+// EventPlugin with a = token is posted to connection ctx (0: to the instance) when
+// the response of h is complete (or failed), at once if it already is.
+func (a *appHTTP) notify(ctx context.Context, _ api.Module, stack []uint64) {
+	const fn = "wasmsrv_http.notify"
+	in, hs := instHandles(ctx, fn)
+	p, ok := hs.m[uint32(stack[0])]
+	if !ok {
+		plugins.Trap(fn, fmt.Sprintf("unknown response handle %d", uint32(stack[0])))
+	}
+	w, ok := in.Waker(fn, stack[1], uint32(stack[2]))
+	if !ok {
+		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode (send blocks) or a hook
+		return
+	}
+	p.arm(w)
 	stack[0] = 0
 }

@@ -2,7 +2,8 @@
 // publish/subscribe between the instances of one app — in-process by default, through
 // Redis when configured so every node sees every message. Topics are namespaced per
 // app. In sync mode receive blocks up to a guest-given timeout, never past the
-// request deadline, and gives up when the client goes away.
+// request deadline, and gives up when the client goes away. In async mode it never
+// blocks: notify arms a completion event (core EventPlugin) for the next message.
 package pubsub
 
 import (
@@ -20,8 +21,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// Version is the plugin ABI version (ABI.md).
-const Version = "1.0"
+// Version is the plugin ABI version (ABI.md). 1.1 added notify.
+const Version = "1.1"
 
 // Limits.
 const (
@@ -126,6 +127,7 @@ func (p *Plugin) Open(ctx context.Context, app plugins.App) (*plugins.Binding, e
 		{Name: "subscribe", Params: s(i32, i32), Results: s(i32), Fn: a.subscribe},
 		{Name: "receive", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.receive},
 		{Name: "unsubscribe", Params: s(i32), Results: s(i32), Fn: a.unsubscribe},
+		{Name: "notify", Params: s(i32, i32, i32), Results: s(i32), Fn: a.notify},
 	}}, nil
 }
 
@@ -142,12 +144,19 @@ type sub struct {
 	pending []byte // a message too big for the guest's last buffer, kept for retry
 	unsub   func()
 	dropped atomic.Uint64
+
+	// armed is the notification an async guest armed with notify: woken (and
+	// disarmed) by the first message that arrives after it was armed. mu orders
+	// arming on the instance with delivery on the broker's goroutine.
+	mu    sync.Mutex
+	armed runtime.Waker
 }
 
 func (s *sub) deliver(msg []byte) {
 	for {
 		select {
 		case s.q <- msg:
+			s.wake()
 			return
 		default:
 		}
@@ -158,6 +167,35 @@ func (s *sub) deliver(msg []byte) {
 		default:
 		}
 	}
+}
+
+// wake fires the armed notification, if any: it is one-shot.
+func (s *sub) wake() {
+	s.mu.Lock()
+	w := s.armed
+	s.armed = runtime.Waker{}
+	s.mu.Unlock()
+	if w.Armed() {
+		w.Wake()
+	}
+}
+
+// arm sets the notification (replacing an earlier one, which then never fires)
+// and fires it at once if a message is already waiting.
+func (s *sub) arm(w runtime.Waker) {
+	s.mu.Lock()
+	s.armed = w
+	s.mu.Unlock()
+	// Checked after arming: a message delivered in between wakes it either way.
+	if s.pending != nil || len(s.q) > 0 {
+		s.wake()
+	}
+}
+
+func (s *sub) disarm() {
+	s.mu.Lock()
+	s.armed = runtime.Waker{}
+	s.mu.Unlock()
 }
 
 type subs struct {
@@ -181,6 +219,7 @@ func instSubs(ctx context.Context, fn string) *subs {
 		in.OnClose(func() {
 			for _, s := range ss.m {
 				s.unsub()
+				s.disarm()
 			}
 		})
 	}
@@ -284,8 +323,8 @@ func (a *appPS) wait(ctx context.Context, s *sub, timeout time.Duration) ([]byte
 	in := runtime.InstanceFrom(ctx)
 	if in.App().Info().Mode == runtime.ModeAsync {
 		// An async instance's host calls run on the goroutine that serves all its
-		// connections: never block it. The guest retries after a timer (ABI.md
-		// says how; an event-completed receive is the planned successor).
+		// connections: never block it. The guest arms notify and waits for the
+		// event (ABI.md, "Async mode").
 		return nil, pluginabi.ErrWouldBlock
 	}
 	if timeout == 0 {
@@ -317,9 +356,25 @@ func (a *appPS) unsubscribe(ctx context.Context, _ api.Module, stack []uint64) {
 	const fn = "wasmsrv_pubsub.unsubscribe"
 	ss, s := lookup(ctx, fn, stack[0])
 	s.unsub()
+	s.disarm()
 	delete(ss.m, uint32(stack[0]))
 	if d := s.dropped.Load(); d > 0 {
 		a.log.Debug("subscription dropped messages (slow reader)", "dropped", d)
 	}
+	stack[0] = 0
+}
+
+// notify(sub, ctx, token) -> i32 (1.1): in async mode, arms a one-shot
+// notification: EventPlugin with a = token is posted to connection ctx (0: to the
+// instance) as soon as sub has a message to receive, at once if it already has.
+func (a *appPS) notify(ctx context.Context, _ api.Module, stack []uint64) {
+	const fn = "wasmsrv_pubsub.notify"
+	_, s := lookup(ctx, fn, stack[0])
+	w, ok := runtime.InstanceFrom(ctx).Waker(fn, stack[1], uint32(stack[2]))
+	if !ok {
+		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode (receive blocks) or a hook
+		return
+	}
+	s.arm(w)
 	stack[0] = 0
 }

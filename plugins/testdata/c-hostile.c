@@ -31,6 +31,13 @@ static int hostile(wasmsrv_request *req, wasmsrv_response *resp) {
         r = wasmsrv_kv_set("k", 1, "v", 1, -5);
     } else if (path_is(req, "/ps-bad-handle")) {
         r = wasmsrv_pubsub_receive(999, buf, sizeof buf, 0);
+    } else if (path_is(req, "/ps-notify-bad-handle")) {
+        r = wasmsrv_pubsub_notify(999, 0, 1);
+    } else if (path_is(req, "/ps-notify-sync")) {
+        /* A sync guest has no events: notify is refused, receive waits instead. */
+        int32_t s = wasmsrv_pubsub_subscribe("t", 1);
+        r = wasmsrv_pubsub_notify(s, 12345, 1);
+        wasmsrv_pubsub_unsubscribe(s);
     } else if (path_is(req, "/http-bad-handle")) {
         r = wasmsrv_http_response(12345, buf, sizeof buf);
     } else if (path_is(req, "/http-garbage")) {

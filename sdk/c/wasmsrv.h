@@ -529,6 +529,7 @@ int64_t wasmsrv_abi_ws_close_info(uint32_t ctx, void *buf, uint32_t limit);
 #define WASMSRV_EV_DISCONNECT 7
 #define WASMSRV_EV_TIMER 8
 #define WASMSRV_EV_CANCEL 9
+#define WASMSRV_EV_PLUGIN 10 /* ABI 1.1 (SPEC §8.6) */
 #define WASMSRV_IDLE 0
 #define WASMSRV_YIELD 1
 
@@ -566,6 +567,9 @@ typedef struct {
     int (*on_ws_message)(wasmsrv_conn *c, int kind, uint32_t len); /* WS_MESSAGE: wasmsrv_ws_recv */
     int (*on_ws_closed)(wasmsrv_conn *c, int code);      /* WS_CLOSED: end the connection */
     void (*on_end)(wasmsrv_conn *c);                     /* c is about to be freed: release c->user */
+    /* PLUGIN (ABI 1.1): a plugin notification armed with token is ready: retry the
+     * plugin call. c is the connection named when arming, NULL for ctx 0. */
+    int (*on_plugin)(wasmsrv_conn *c, uint32_t token);
 } wasmsrv_callbacks;
 
 /* Open-addressing table ctx -> connection, with linear probing; one per module
@@ -765,6 +769,11 @@ static inline int32_t wasmsrv_dispatch(const wasmsrv_callbacks *cb, uint32_t ctx
         return cb->on_poll ? cb->on_poll() : WASMSRV_IDLE;
     case WASMSRV_EV_TIMER:
         return cb->on_timer ? cb->on_timer((uint32_t)a) : WASMSRV_IDLE;
+    case WASMSRV_EV_PLUGIN:
+        if (!cb->on_plugin) return WASMSRV_IDLE;
+        if (ctx == 0) return cb->on_plugin(NULL, (uint32_t)a);
+        c = wasmsrv_conn_get(ctx);
+        return c ? cb->on_plugin(c, (uint32_t)a) : WASMSRV_IDLE;
     case WASMSRV_EV_REQUEST_START:
     case WASMSRV_EV_WS_CONNECT: {
         int ws = kind == WASMSRV_EV_WS_CONNECT;

@@ -2,7 +2,7 @@
  * wasmsrv_plugins.h - C bindings of the standard wasmsrv plugins (plugins/README.md):
  * log, config, kv, pubsub and http (outbound). Include it after wasmsrv.h. Each
  * plugin's ABI is specified in plugins/<name>/ABI.md and versioned on its own; this
- * header implements log 1.0, config 1.0, kv 1.0, pubsub 1.0 and http 1.0.
+ * header implements log 1.0, config 1.0, kv 1.0, pubsub 1.1 and http 1.1.
  *
  * An app may import only the plugins the operator granted it (log is always
  * granted): `wasmsrv run --grant kv app.wasm`. A function of a plugin that is not
@@ -96,7 +96,7 @@ int32_t wasmsrv_kv_cas(const void *key, size_t key_len, const void *old, size_t 
 WASMSRV__PLUGIN("wasmsrv_kv", "list")
 int64_t wasmsrv_kv_list(const void *prefix, size_t prefix_len, const void *after, size_t after_len, void *buf, size_t limit);
 
-/* ---- pubsub (wasmsrv_pubsub 1.0) ---- */
+/* ---- pubsub (wasmsrv_pubsub 1.1) ---- */
 
 WASMSRV__PLUGIN("wasmsrv_pubsub", "publish")
 int32_t wasmsrv_pubsub_publish(const void *topic, size_t topic_len, const void *msg, size_t msg_len);
@@ -109,8 +109,14 @@ WASMSRV__PLUGIN("wasmsrv_pubsub", "receive")
 int64_t wasmsrv_pubsub_receive(int32_t sub, void *buf, size_t limit, uint32_t timeout_ms);
 WASMSRV__PLUGIN("wasmsrv_pubsub", "unsubscribe")
 int32_t wasmsrv_pubsub_unsubscribe(int32_t sub);
+/* Async apps (1.1): after receive returned WASMSRV_ERR_WOULD_BLOCK, asks for one
+ * on_plugin(conn ctx, token) callback as soon as sub has a message (at once if it has
+ * one now); ctx 0 calls on_plugin(NULL, token). Dropped if the connection ends first.
+ * WASMSRV_ERR_UNSUPPORTED in sync apps (receive waits there) and lifespan hooks. */
+WASMSRV__PLUGIN("wasmsrv_pubsub", "notify")
+int32_t wasmsrv_pubsub_notify(int32_t sub, uint32_t ctx, uint32_t token);
 
-/* ---- http, outbound (wasmsrv_http 1.0) ---- */
+/* ---- http, outbound (wasmsrv_http 1.1) ---- */
 
 /* req: items method, URL, then header name/value pairs (build with wasmsrv_item).
  * Returns a response handle (> 0) or WASMSRV_ERR_DENIED / _TIMEOUT / _TOO_LARGE /
@@ -123,6 +129,11 @@ WASMSRV__PLUGIN("wasmsrv_http", "response")
 int64_t wasmsrv_http_response(int32_t h, void *buf, size_t limit);
 WASMSRV__PLUGIN("wasmsrv_http", "close")
 int32_t wasmsrv_http_close(int32_t h);
+/* Async apps (1.1): sends return at once and response answers WASMSRV_ERR_WOULD_BLOCK
+ * until done; this asks for one on_plugin(conn ctx, token) callback when the response
+ * is complete or failed (at once if it is). ctx 0 calls on_plugin(NULL, token). */
+WASMSRV__PLUGIN("wasmsrv_http", "notify")
+int32_t wasmsrv_http_notify(int32_t h, uint32_t ctx, uint32_t token);
 
 /* A decoded response block (views into the caller's buffer). */
 typedef struct {

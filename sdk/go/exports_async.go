@@ -114,6 +114,8 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 			delete(sched.timers, uint32(a))
 			w.wake()
 		}
+	case abi.EventPlugin:
+		wakePlugin(uint32(a))
 	case abi.EventPoll:
 	default:
 		// Body, writable, message, closed, disconnect, cancel: wake the task; its

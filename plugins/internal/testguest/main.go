@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -138,6 +139,17 @@ func route(w *wasmsrv.ResponseWriter, r *wasmsrv.Request, q url.Values) (string,
 			w.Flush()
 		}
 		return "", nil
+	case "/trap-pending":
+		// Async only: leaves an outbound request and an armed receive pending on
+		// the instance, then kills it (proc_exit: the SDK recovers handler panics).
+		s, err := pubsub.Subscribe(q.Get("t"))
+		if err != nil {
+			return "", err
+		}
+		wasmsrv.Go(func() { _, _ = fetch.Get(q.Get("url")) })
+		wasmsrv.Go(func() { _, _ = s.Receive(10 * time.Second) })
+		wasmsrv.Sleep(50 * time.Millisecond) // both are parked in the host by now
+		os.Exit(3)
 	}
 	w.WriteHeader(404)
 	return "no such test path", nil

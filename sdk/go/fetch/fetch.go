@@ -95,10 +95,18 @@ func Do(req *Request) (*Response, error) {
 	for {
 		n := response(uint32(h), ptr(respBuf), uint32(len(respBuf)))
 		if n == int64(pluginabi.ErrWouldBlock) {
-			// Async shape: the host runs the request on its own; this goroutine
-			// sleeps on a host timer meanwhile, the instance's other connections run.
-			wasmsrv.Sleep(wait)
-			wait = min(2*wait, 20*time.Millisecond)
+			// Async shape: the host runs the request on its own and posts a
+			// completion event when it is done (the host's timeout bounds it);
+			// this goroutine parks meanwhile, the instance's other connections run.
+			switch rc := wasmsrv.AwaitPlugin(notify, uint32(h), -1); rc {
+			case 0:
+			case pluginabi.ErrUnsupported:
+				// A lifespan hook: no event can come, so look again after a sleep.
+				wasmsrv.Sleep(wait)
+				wait = min(2*wait, 20*time.Millisecond)
+			default:
+				return nil, Error(rc)
+			}
 			continue
 		}
 		if n < 0 {

@@ -12,4 +12,6 @@ func response(uint32, unsafe.Pointer, uint32) int64 { panic(errNotGuest) }
 
 func closeResp(uint32) int32 { panic(errNotGuest) }
 
+func notify(uint32, uint32, uint32) int32 { panic(errNotGuest) }
+
 const errNotGuest = "wasmsrv/fetch: host functions exist only in a GOOS=wasip1 guest granted http"

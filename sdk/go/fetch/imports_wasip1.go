@@ -12,3 +12,6 @@ func response(h uint32, buf unsafe.Pointer, limit uint32) int64
 
 //go:wasmimport wasmsrv_http close
 func closeResp(h uint32) int32
+
+//go:wasmimport wasmsrv_http notify
+func notify(h, ctx, token uint32) int32

@@ -14,4 +14,6 @@ func receive(uint32, unsafe.Pointer, uint32, uint32) int64 { panic(errNotGuest) 
 
 func unsubscribe(uint32) int32 { panic(errNotGuest) }
 
+func notify(uint32, uint32, uint32) int32 { panic(errNotGuest) }
+
 const errNotGuest = "wasmsrv/pubsub: host functions exist only in a GOOS=wasip1 guest granted pubsub"

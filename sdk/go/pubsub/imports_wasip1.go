@@ -15,3 +15,6 @@ func receive(h uint32, buf unsafe.Pointer, limit uint32, timeoutMs uint32) int64
 
 //go:wasmimport wasmsrv_pubsub unsubscribe
 func unsubscribe(h uint32) int32
+
+//go:wasmimport wasmsrv_pubsub notify
+func notify(h, ctx, token uint32) int32

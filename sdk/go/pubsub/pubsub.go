@@ -69,15 +69,15 @@ func Subscribe(topic string) (*Subscription, error) {
 	return &Subscription{h: uint32(r), buf: make([]byte, 4096)}, nil
 }
 
-// asyncPoll is how often an async guest looks for messages while it waits: the
-// host never blocks an async instance, so Receive sleeps on a host timer between
-// looks (other connections of the instance run meanwhile).
-const asyncPoll = 20 * time.Millisecond
+// hookPoll is how often Receive looks for messages in an async guest's lifespan
+// hook, where no event can arrive to wake it (and a hook holds its instance anyway).
+const hookPoll = 20 * time.Millisecond
 
 // Receive returns the next message, waiting up to timeout (0: only what is queued).
 // The returned slice is valid until the next Receive. It works in both shapes: in
 // the sync shape the host blocks; in the async shape only the calling goroutine
-// waits.
+// waits, parked until the host's completion event for the subscription (notify,
+// ABI 1.1) or a host timer for the timeout.
 func (s *Subscription) Receive(timeout time.Duration) ([]byte, error) {
 	ms := timeout.Milliseconds()
 	if ms > 1<<31-1 {
@@ -94,7 +94,15 @@ func (s *Subscription) Receive(timeout time.Duration) ([]byte, error) {
 			if left <= 0 {
 				return nil, ErrTimeout
 			}
-			wasmsrv.Sleep(min(left, asyncPoll))
+			switch rc := wasmsrv.AwaitPlugin(notify, s.h, left); rc {
+			case 0: // a message is there (or was taken by another goroutine): look
+			case pluginabi.ErrTimeout:
+				return nil, ErrTimeout
+			case pluginabi.ErrUnsupported:
+				wasmsrv.Sleep(min(left, hookPoll))
+			default:
+				return nil, Error(rc)
+			}
 			continue
 		}
 		if r < 0 {
