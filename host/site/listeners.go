@@ -169,7 +169,11 @@ func (s *Site) apply(p *listenerPlan) {
 		s.log.Info("listener retired", "addr", l.spec.cfg.Addr, "handed_over", p.handoff[l])
 	}
 	for _, l := range p.start {
-		s.log.Info("listener started", "addr", l.srv.Socket().Addr().String(), "role", l.spec.key)
+		role := "site"
+		if l.spec.key == "admin" {
+			role = "admin"
+		}
+		s.log.Info("listener started", "addr", l.srv.URL(), "role", role)
 	}
 }
 
