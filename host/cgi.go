@@ -42,9 +42,11 @@ type CGIConfig struct {
 // CGIHandler serves requests with a WASI command module run CGI-style (RFC 3875,
 // WAGI semantics): request metadata as environment variables, the body on stdin, the
 // response parsed from stdout (header lines such as Status, Content-Type and Location,
-// a blank line, the body). Each request runs in a fresh instance. The body is
-// streamed to the client as the command writes it, through net/http's buffer, so a
-// small response gets a Content-Length and a large one is sent chunked.
+// a blank line, the body). Each request runs in a fresh instance. The head is held
+// until the first body byte (or the command's exit), so a command that fails before
+// writing any body still gets a 500; from then on each write of the command reaches
+// the client at once (flushed, like a sync guest's resp_write), so a command that
+// prints progressively streams.
 type CGIHandler struct {
 	app   CommandRunner
 	cfg   CGIConfig
@@ -75,8 +77,8 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	in := &cgiStdin{body: r.Body, limit: h.cfg.BodyLimit}
-	out := &cgiStdout{w: w, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted}
 	rc := http.NewResponseController(w)
+	out := &cgiStdout{w: w, rc: rc, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted}
 	abort := func() {
 		// Cut off only what is blocked: a read deadline on an idle body would make
 		// net/http cancel the request's context and hide the 504.
@@ -144,6 +146,11 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 			return true
 		}
 		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
+		return false
+	}
+	if out.parsed && !out.sent {
+		// A head with no body: it goes out now.
+		out.commit()
 		return false
 	}
 	if !out.sent {
@@ -326,24 +333,40 @@ func (s *cgiStdin) Read(p []byte) (int, error) {
 // cgiStdout parses the command's stdout: the CGI header section (RFC 3875 §6),
 // then the body, streamed to w.
 type cgiStdout struct {
-	w    http.ResponseWriter
-	max  int
-	head []byte // header section bytes until the blank line
-	sent bool   // the head went out; the rest of stdout is body
-	err  error  // a malformed header section; the rest of stdout is dropped
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	max    int
+	head   []byte // header section bytes until the blank line
+	status int    // parsed from the header section
+	parsed bool   // the header section is complete: status and w.Header() are set
+	sent   bool   // the head went out (with the first body byte); errors now cut the response
+	err    error  // a malformed header section; the rest of stdout is dropped
 
 	writing atomic.Bool  // a write to the client is in progress
 	aborted *atomic.Bool // shared with the stdin side: the run is over
 }
 
-// send writes body bytes to the client.
+// commit sends the parsed head.
+func (o *cgiStdout) commit() {
+	o.w.WriteHeader(o.status)
+	o.sent = true
+}
+
+// send writes body bytes to the client and flushes them: the command may be
+// about to sleep or compute, and what it printed must not wait in a buffer.
 func (o *cgiStdout) send(p []byte) error {
 	o.writing.Store(true) // published before aborted is checked, as in cgiStdin.Read
 	if o.aborted.Load() {
 		o.writing.Store(false)
 		return errAborted
 	}
+	if !o.sent {
+		o.commit()
+	}
 	_, err := o.w.Write(p)
+	if err == nil {
+		err = o.rc.Flush()
+	}
 	o.writing.Store(false)
 	if err != nil && !errors.Is(err, http.ErrBodyNotAllowed) {
 		return err // the client is gone: the command's write fails
@@ -353,7 +376,10 @@ func (o *cgiStdout) send(p []byte) error {
 
 // Write implements io.Writer for the guest's stdout.
 func (o *cgiStdout) Write(p []byte) (int, error) {
-	if o.sent {
+	if o.parsed {
+		if len(p) == 0 {
+			return 0, nil
+		}
 		if err := o.send(p); err != nil {
 			return 0, err
 		}
@@ -374,11 +400,18 @@ func (o *cgiStdout) Write(p []byte) (int, error) {
 		}
 		return len(p), nil
 	}
-	if err := o.sendHead(o.head[:end]); err != nil {
+	if err := o.parseHead(o.head[:end]); err != nil {
 		o.err = err
 		return len(p), nil
 	}
-	for _, body := range [][]byte{o.head[bodyAt:], p[take:]} {
+	head, rest := o.head[bodyAt:], p[take:]
+	o.head = nil
+	if len(head) > 0 && len(rest) > 0 {
+		// One flush for one write of the command.
+		head = append(head, rest...)
+		rest = nil
+	}
+	for _, body := range [][]byte{head, rest} {
 		if len(body) == 0 {
 			continue
 		}
@@ -386,7 +419,6 @@ func (o *cgiStdout) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
-	o.head = nil
 	return len(p), nil
 }
 
@@ -418,8 +450,9 @@ func headerEnd(b []byte, start int) (end, bodyAt int) {
 // hopByHop are the fields a command may not set (RFC 9110 §7.6.1).
 var hopByHop = []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Connection"}
 
-// sendHead parses the header lines and sends the response head.
-func (o *cgiStdout) sendHead(block []byte) error {
+// parseHead parses the header lines into the response head, which goes out with
+// the first body byte (commit).
+func (o *cgiStdout) parseHead(block []byte) error {
 	h := o.w.Header()
 	status, location := 0, false
 	for len(block) > 0 {
@@ -461,8 +494,7 @@ func (o *cgiStdout) sendHead(block []byte) error {
 			status = http.StatusFound // RFC 3875 §6.2.3: a Location alone redirects
 		}
 	}
-	o.w.WriteHeader(status)
-	o.sent = true
+	o.status, o.parsed = status, true
 	return nil
 }
 
