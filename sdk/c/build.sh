@@ -32,6 +32,7 @@ targets=(
 	"command samples/c-cgi/main.c samples/c-cgi/main.wasm"
 	"command bench/apps/cgi_hello.c bench/apps/cgi_hello.wasm"
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"
+	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
 )
 
 tmp=$(mktemp -d)

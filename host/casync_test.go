@@ -1,0 +1,285 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// The C SDK's async callbacks (sdk/c/wasmsrv.h, WASMSRV_ASYNC) end to end: the
+// guest host/testdata/casync/main.c on one instance behind a real gateway and
+// loopback sockets.
+
+type cAsync struct {
+	srv  *httptest.Server
+	pool *runtime.AsyncPool
+	logs *logBuf
+}
+
+func startCAsync(t *testing.T, pc runtime.PoolConfig) *cAsync {
+	t.Helper()
+	bin, err := os.ReadFile("testdata/casync/main.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuf{}
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: "casync", Wasm: bin, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := runtime.NewAsyncPool(context.Background(), app, pc, runtime.AsyncConfig{})
+	if err != nil {
+		_ = app.Close(context.Background())
+		t.Fatal(err)
+	}
+	gw := NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "casync", BodyLimit: 8 << 20},
+		RequestTimeout: pc.RequestTimeout}, log)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(func() {
+		gw.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := pool.Close(ctx); err != nil {
+			t.Errorf("pool close: %v", err)
+		}
+		_ = app.Close(context.Background())
+	})
+	return &cAsync{srv: srv, pool: pool, logs: logs}
+}
+
+func (s *cAsync) stats(t *testing.T) string {
+	t.Helper()
+	resp, body := get(t, s.srv.URL+"/stats")
+	if resp.StatusCode != 200 {
+		t.Fatalf("/stats: %d %q", resp.StatusCode, body)
+	}
+	return strings.TrimSpace(body)
+}
+
+func fnv32a(b []byte) uint32 {
+	h := fnv.New32a()
+	h.Write(b)
+	return h.Sum32()
+}
+
+// field returns the value of key=value in a guest's space-separated answer.
+func field(t *testing.T, answer, key string) int {
+	t.Helper()
+	for _, f := range strings.Fields(answer) {
+		if v, ok := strings.CutPrefix(f, key+"="); ok {
+			n, err := strconv.ParseInt(v, 0, 64)
+			if err != nil {
+				t.Fatalf("%s in %q: %v", key, answer, err)
+			}
+			return int(n)
+		}
+	}
+	t.Fatalf("no %s in %q", key, answer)
+	return 0
+}
+
+// A request body reaches on_body as the client sends it: a body written in pauses
+// arrives over several callbacks, and a body far over the host's 64 KiB read-ahead
+// arrives whole (the host stops reading while its buffer is full and resumes as the
+// guest drains it).
+func TestCAsyncBody(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 1})
+	t.Run("chunks with pauses", func(t *testing.T) {
+		const chunks, size = 5, 10000
+		pr, pw := io.Pipe()
+		var sent []byte
+		go func() {
+			for i := range chunks {
+				if i > 0 {
+					time.Sleep(50 * time.Millisecond)
+				}
+				chunk := []byte(strings.Repeat(string(rune('a'+i)), size))
+				sent = append(sent, chunk...)
+				if _, err := pw.Write(chunk); err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+			}
+			pw.Close()
+		}()
+		resp, err := http.Post(s.srv.URL+"/body", "application/octet-stream", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answer := string(b)
+		if resp.StatusCode != 200 || field(t, answer, "bytes") != chunks*size || uint32(field(t, answer, "fnv")) != fnv32a(sent) {
+			t.Fatalf("status %d, answer %q; want bytes=%d fnv=%08x", resp.StatusCode, answer, chunks*size, fnv32a(sent))
+		}
+		// Each pause ends a BODY event's worth of bytes; a little coalescing is fine.
+		if n := field(t, answer, "chunks"); n < 3 {
+			t.Errorf("%d callbacks found bytes, want the paused writes spread over several on_body calls", n)
+		}
+	})
+	t.Run("large body", func(t *testing.T) {
+		body := make([]byte, 3<<20)
+		for i := range body {
+			body[i] = byte(i * 7 >> 3)
+		}
+		resp, err := http.Post(s.srv.URL+"/body", "application/octet-stream", strings.NewReader(string(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		answer := string(b)
+		if resp.StatusCode != 200 || field(t, answer, "bytes") != len(body) || uint32(field(t, answer, "fnv")) != fnv32a(body) {
+			t.Fatalf("status %d, answer %q; want bytes=%d fnv=%08x", resp.StatusCode, answer, len(body), fnv32a(body))
+		}
+	})
+}
+
+// The request deadline reaches the guest as on_cancel (the client gets 504 and the
+// guest's late write is refused with ERR_TIMEOUT); a client that leaves reaches it as
+// on_disconnect. Both end the connection and the instance keeps serving.
+func TestCAsyncCancelAndDisconnect(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 1, RequestTimeout: 300 * time.Millisecond})
+	start := time.Now()
+	resp, _ := get(t, s.srv.URL+"/hang")
+	if resp.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("/hang: %d, want 504", resp.StatusCode)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("504 after %v, deadline 300 ms", d)
+	}
+	waitUntil(t, "on_cancel", 5*time.Second, func() bool { return field(t, s.stats(t), "cancels") == 1 })
+	if st := s.stats(t); field(t, st, "cancel_write") != -7 || field(t, st, "disconnects") != 0 {
+		t.Fatalf("stats %q: want the write after CANCEL refused with ERR_TIMEOUT (-7), no disconnect", st)
+	}
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+	// The request reached the guest before the client leaves: otherwise the host
+	// may drop it before REQUEST_START.
+	time.Sleep(100 * time.Millisecond)
+	conn.Close()
+	waitUntil(t, "on_disconnect", 5*time.Second, func() bool { return field(t, s.stats(t), "disconnects") == 1 })
+	if st := s.stats(t); field(t, st, "cancels") != 1 {
+		t.Fatalf("stats %q: a disconnect is not a cancel", st)
+	}
+	if got := s.pool.Stats().Live; got != 1 {
+		t.Fatalf("%d live instances, want the one instance kept", got)
+	}
+}
+
+// A guest in backpressure gets no new requests: with one instance they are refused
+// with 503 and Retry-After until it turns backpressure off, while its own request
+// keeps getting events.
+func TestCAsyncBackpressure(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 1})
+	pr, pw := io.Pipe()
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	held := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(s.srv.URL+"/hold", "text/plain", pr)
+		if err != nil {
+			held <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		held <- result{resp.StatusCode, string(b), err}
+	}()
+	if _, err := pw.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	// REQUEST_START turns backpressure on; from then on new requests are refused.
+	waitUntil(t, "503 while held", 5*time.Second, func() bool {
+		resp, _ := get(t, s.srv.URL+"/")
+		if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+		return resp.StatusCode == 503
+	})
+	// Still held: the held request's body events keep flowing.
+	if _, err := pw.Write([]byte("yz")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _ := get(t, s.srv.URL+"/"); resp.StatusCode != 503 {
+		t.Fatalf("while held: %d, want 503", resp.StatusCode)
+	}
+	pw.Close() // the body ends: the guest turns backpressure off and answers
+	r := <-held
+	if r.err != nil || r.status != 200 || r.body != "released bytes=3\n" {
+		t.Fatalf("held request: %d %q %v", r.status, r.body, r.err)
+	}
+	if resp, body := get(t, s.srv.URL+"/"); resp.StatusCode != 200 || body != "hello\n" {
+		t.Fatalf("after release: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A guest that returns WASMSRV_YIELD keeps getting on_poll until it is done, and
+// requests arriving meanwhile are served in between rather than after it; their
+// callbacks returning IDLE do not cancel the pending poll.
+func TestCAsyncYield(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 1, RequestTimeout: 10 * time.Second})
+	const work = 800 * time.Millisecond
+	start := time.Now()
+	type result struct {
+		at   time.Duration
+		body string
+		code int
+	}
+	yielded := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("%s/yield?ms=%d", s.srv.URL, work.Milliseconds()))
+		if err != nil {
+			yielded <- result{body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		yielded <- result{time.Since(start), string(b), resp.StatusCode}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	for i := range 5 {
+		resp, body := get(t, s.srv.URL+"/")
+		if resp.StatusCode != 200 || body != "hello\n" {
+			t.Fatalf("request %d during the yield: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	servedBy := time.Since(start)
+	var r result
+	select {
+	case r = <-yielded:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("/yield not answered 5 s after it started (work %v): the POLLs stopped", work)
+	}
+	if r.code != 200 || field(t, r.body, "polls") < 2 {
+		t.Fatalf("/yield: %d %q", r.code, r.body)
+	}
+	if r.at < work {
+		t.Errorf("/yield answered after %v, before its %v of work", r.at, work)
+	}
+	if servedBy >= r.at {
+		t.Errorf("requests during the yield were served after it (%v >= %v)", servedBy, r.at)
+	}
+}

@@ -1,0 +1,204 @@
+/*
+ * casync: a test guest for the C SDK's async callbacks (sdk/c/wasmsrv.h with
+ * WASMSRV_ASYNC) that the host tests drive over real sockets (host/casync_test.go).
+ *
+ *   POST /body   reads the body in on_body as the host delivers it and answers
+ *                "bytes=N chunks=K fnv=H": K is how many callbacks found bytes, H the
+ *                FNV-1a hash of what it read
+ *   POST /hold   the same, with backpressure on from the request's start until its
+ *                body ends: meanwhile the host sends this instance no new requests
+ *   GET /yield?ms=N  keeps returning WASMSRV_YIELD (on_poll) for N ms of wall time,
+ *                then answers "polls=P"
+ *   GET /hang    never answers: it ends on CANCEL (deadline) or DISCONNECT
+ *   GET /stats   "cancels=C disconnects=D cancel_write=W": W is what a write
+ *                returned inside on_cancel (the host must refuse it)
+ *   anything else  "hello"
+ *
+ *   bash sdk/c/build.sh    # rebuilds main.wasm
+ */
+#define WASMSRV_ASYNC
+#include "../../../sdk/c/wasmsrv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+enum { READING = 1, YIELDING, HANGING, WRITING };
+
+/* c->user of a /body, /hold or /yield connection. */
+typedef struct {
+    uint64_t bytes;
+    uint32_t chunks, hash, polls;
+    int hold;
+    int64_t until_ns; /* /yield: answer once the monotonic clock passes it */
+    char out[96];     /* the answer, kept for a write retried in on_writable */
+    uint32_t out_len;
+} conn_state;
+
+static int cancels, disconnects, cancel_write;
+
+/* Connections in /yield, served by on_poll. */
+#define MAX_YIELDERS 64
+static uint32_t yielders[MAX_YIELDERS];
+static int nyielders;
+
+static int64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Writes c's answer (kept in its state) and ends it, or waits for on_writable. */
+static int finish(wasmsrv_conn *c) {
+    conn_state *st = (conn_state *)c->user;
+    c->state = WRITING;
+    int rc = wasmsrv_resp_end(&c->resp, st->out, st->out_len);
+    if (rc == WASMSRV_ERR_WOULD_BLOCK) return WASMSRV_IDLE;
+    return wasmsrv_done(c, 0);
+}
+
+__attribute__((format(printf, 2, 3))) static int answer(wasmsrv_conn *c, const char *fmt, ...) {
+    conn_state *st = (conn_state *)c->user;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(st->out, sizeof st->out, fmt, ap);
+    va_end(ap);
+    st->out_len = n < 0 ? 0 : (uint32_t)n;
+    wasmsrv_resp_header(&c->resp, "Content-Type", "text/plain");
+    return finish(c);
+}
+
+/* Reads what the host has buffered; on WOULD_BLOCK waits for the next on_body. */
+static int pump_body(wasmsrv_conn *c) {
+    static uint8_t buf[4096];
+    conn_state *st = (conn_state *)c->user;
+    int got = 0;
+    for (;;) {
+        int64_t n = wasmsrv_body_read(&c->req, buf, sizeof buf);
+        if (n == WASMSRV_ERR_WOULD_BLOCK) {
+            st->chunks += got;
+            return WASMSRV_IDLE;
+        }
+        if (n < 0) return wasmsrv_done(c, 500); /* too large: the host answers 413 */
+        if (n == 0) break;
+        got = 1;
+        st->bytes += (uint64_t)n;
+        for (int64_t i = 0; i < n; i++) st->hash = (st->hash ^ buf[i]) * 16777619u;
+    }
+    st->chunks += got;
+    if (st->hold) {
+        wasmsrv_set_backpressure(0);
+        return answer(c, "released bytes=%llu\n", (unsigned long long)st->bytes);
+    }
+    return answer(c, "bytes=%llu chunks=%u fnv=0x%08x\n", (unsigned long long)st->bytes, (unsigned)st->chunks,
+                  (unsigned)st->hash);
+}
+
+static int on_request(wasmsrv_conn *c) {
+    wasmsrv_str p = c->req.path;
+    if (wasmsrv_str_eq(p, "/stats")) {
+        char out[96];
+        int n = snprintf(out, sizeof out, "cancels=%d disconnects=%d cancel_write=%d\n", cancels, disconnects,
+                         cancel_write);
+        if (wasmsrv_resp_end(&c->resp, out, (uint32_t)n) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
+        return wasmsrv_done(c, 0);
+    }
+    if (wasmsrv_str_eq(p, "/hang")) {
+        c->state = HANGING;
+        return WASMSRV_IDLE;
+    }
+    if (!wasmsrv_str_eq(p, "/body") && !wasmsrv_str_eq(p, "/hold") && !wasmsrv_str_eq(p, "/yield")) {
+        if (wasmsrv_resp_end(&c->resp, "hello\n", 6) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
+        return wasmsrv_done(c, 0);
+    }
+    conn_state *st = (conn_state *)calloc(1, sizeof *st);
+    if (!st) return wasmsrv_done(c, 500);
+    st->hash = 2166136261u;
+    c->user = st;
+    if (wasmsrv_str_eq(p, "/yield")) {
+        long ms = 0;
+        if (c->req.query.len > 3 && memcmp(c->req.query.ptr, "ms=", 3) == 0) {
+            for (uint32_t i = 3; i < c->req.query.len && c->req.query.ptr[i] >= '0' && c->req.query.ptr[i] <= '9'; i++)
+                ms = ms * 10 + (c->req.query.ptr[i] - '0');
+        }
+        if (nyielders == MAX_YIELDERS) return wasmsrv_done(c, 503);
+        st->until_ns = now_ns() + (int64_t)ms * 1000000;
+        yielders[nyielders++] = c->ctx;
+        c->state = YIELDING;
+        return WASMSRV_YIELD; /* on_poll carries on, after the host served what is queued */
+    }
+    if (wasmsrv_str_eq(p, "/hold")) {
+        st->hold = 1;
+        wasmsrv_set_backpressure(1);
+    }
+    c->state = READING;
+    return pump_body(c);
+}
+
+static void drop_yielder(uint32_t ctx) {
+    for (int i = 0; i < nyielders; i++) {
+        if (yielders[i] == ctx) {
+            yielders[i] = yielders[--nyielders];
+            return;
+        }
+    }
+}
+
+static int on_poll(void) {
+    int64_t now = now_ns();
+    for (int i = 0; i < nyielders;) {
+        wasmsrv_conn *c = wasmsrv_conn_get(yielders[i]);
+        conn_state *st = c ? (conn_state *)c->user : NULL;
+        if (!st) {
+            yielders[i] = yielders[--nyielders];
+            continue;
+        }
+        st->polls++;
+        if (now < st->until_ns) {
+            i++;
+            continue;
+        }
+        yielders[i] = yielders[--nyielders];
+        answer(c, "polls=%u\n", (unsigned)st->polls);
+    }
+    return nyielders ? WASMSRV_YIELD : WASMSRV_IDLE;
+}
+
+static int on_body(wasmsrv_conn *c, int64_t ahead) {
+    (void)ahead; /* a hint: body_read says what is really there */
+    return c->state == READING ? pump_body(c) : WASMSRV_IDLE;
+}
+
+static int on_writable(wasmsrv_conn *c) { return c->state == WRITING ? finish(c) : WASMSRV_IDLE; }
+
+static int on_cancel(wasmsrv_conn *c) {
+    cancels++;
+    /* After the deadline the host refuses further writes (SPEC §8.4). */
+    cancel_write = wasmsrv_resp_write(&c->resp, "late", 4);
+    return wasmsrv_done(c, 0);
+}
+
+static int on_disconnect(wasmsrv_conn *c) {
+    disconnects++;
+    return wasmsrv_done(c, 0);
+}
+
+static void on_end(wasmsrv_conn *c) {
+    conn_state *st = (conn_state *)c->user;
+    if (c->state == YIELDING) drop_yielder(c->ctx);
+    if (st && st->hold) wasmsrv_set_backpressure(0); /* a /hold that ended early */
+    free(st);
+    c->user = NULL;
+}
+
+static const wasmsrv_callbacks app = {
+    .on_request = on_request,
+    .on_body = on_body,
+    .on_writable = on_writable,
+    .on_cancel = on_cancel,
+    .on_disconnect = on_disconnect,
+    .on_poll = on_poll,
+    .on_end = on_end,
+};
+
+WASMSRV_ASYNC_APP(app)
