@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -145,6 +146,54 @@ func TestCommandMemoryIsClean(t *testing.T) {
 		}
 		if !strings.HasSuffix(out.String(), "clean\n") {
 			t.Fatalf("run %d: stdout %q", i, out.String())
+		}
+	}
+}
+
+// A run slot is reused: what stopped one run (its deadline, its caller leaving) and
+// what it wrote to stderr must not reach the next run on the same slot.
+func TestCommandSlotReuse(t *testing.T) {
+	c, log := loadCommand(t, "../samples/c-cgi/main.wasm", PoolConfig{Workers: 1, RequestTimeout: 200 * time.Millisecond})
+	ok := func(i int) {
+		t.Helper()
+		var out bytes.Buffer
+		if err := c.Run(context.Background(), CommandIO{Stdout: &out, Env: []string{"REQUEST_METHOD=GET"}}); err != nil {
+			t.Fatalf("run %d after a stopped one: %v", i, err)
+		}
+		if !strings.Contains(out.String(), "body=0\n") {
+			t.Fatalf("run %d: stdout %q", i, out.String())
+		}
+	}
+	// A stdin read that never returns until Abort cuts it off.
+	blocked := func() (io.Reader, func()) {
+		pr, pw := io.Pipe()
+		return pr, func() { pw.CloseWithError(errors.New("cut off")) }
+	}
+
+	stdin, abort := blocked()
+	if err := c.Run(context.Background(), CommandIO{Stdin: stdin, Abort: abort}); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("blocked run: %v, want ErrDeadline", err)
+	}
+	ok(1)
+	// The next run lasts past where the old deadline's timer would have fired.
+	time.Sleep(250 * time.Millisecond)
+	ok(2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stdin, abort = blocked()
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if err := c.Run(ctx, CommandIO{Stdin: stdin, Abort: abort}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v, want context.Canceled", err)
+	}
+	ok(3)
+
+	// Each run's stderr is tagged with its own run number.
+	if n := strings.Count(log.String(), "cgi: serving GET"); n != 3 {
+		t.Errorf("%d stderr lines of the successful runs, want 3:\n%s", n, log.String())
+	}
+	for _, run := range []string{"run=2", "run=4"} {
+		if !strings.Contains(log.String(), run) {
+			t.Errorf("log lacks %s:\n%s", run, log.String())
 		}
 	}
 }

@@ -23,6 +23,9 @@ type logWriter struct {
 	// reason is the first line that explains a crash (Go's "fatal error:",
 	// "panic:"): the stack dump that follows can push it out of tail.
 	reason string
+	// run tags records with a CGI run's number (0: not a CGI run); a CGI slot's
+	// writer serves one run after another (reset).
+	run uint64
 }
 
 func newLogWriter(log *slog.Logger, stream string, level slog.Level) *logWriter {
@@ -68,7 +71,31 @@ func (w *logWriter) emit(line []byte) {
 	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
 		return
 	}
+	if w.run != 0 {
+		w.log.Log(context.Background(), w.level, string(line), "stream", w.stream, "run", w.run)
+		return
+	}
 	w.log.Log(context.Background(), w.level, string(line), "stream", w.stream)
+}
+
+// reset readies the writer for CGI run number run, dropping the previous run's
+// tail and reason.
+func (w *logWriter) reset(run uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial, w.tail, w.reason = w.partial[:0], w.tail[:0], ""
+	w.run = run
+}
+
+// flushLine logs an unfinished last line (a command that exits without a final
+// newline).
+func (w *logWriter) flushLine() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) > 0 {
+		w.emit(w.partial)
+		w.partial = w.partial[:0]
+	}
 }
 
 // Reason returns the first crash-explaining line seen, or "".
