@@ -146,7 +146,7 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 func (c *CommandApp) newSlot() *runSlot {
 	s := &runSlot{
 		c:         c,
-		stderr:    newLogWriter(c.log, "stderr", slog.LevelWarn),
+		stderr:    newLogWriter(c.log, "stderr", slog.LevelWarn, "run", 0),
 		timerDone: make(chan struct{}, 1),
 		ctxDone:   make(chan struct{}, 1),
 	}

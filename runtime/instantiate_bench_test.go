@@ -122,3 +122,28 @@ func residentBytes(b *testing.B) int64 {
 	}
 	return pages * int64(os.Getpagesize())
 }
+
+// BenchmarkNewInstanceC is the life of one C sync instance (samples/c-hello):
+// instantiate, _initialize, close, with its allocations. The per-instance costs
+// the host adds (logger, writers, timer) show up here next to wazero's own.
+func BenchmarkNewInstanceC(b *testing.B) {
+	ctx := context.Background()
+	bin, err := os.ReadFile("../samples/c-hello/main.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := (&testLog{}).logger()
+	app, err := engine(b).Load(ctx, AppConfig{Name: "c-hello", Wasm: bin, Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer app.Close(ctx)
+	b.ReportAllocs()
+	for b.Loop() {
+		in, err := app.newInstance(ctx, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		in.close(ctx)
+	}
+}
