@@ -39,3 +39,35 @@ func BenchmarkCGIHandler(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCGIServer is one CGI-mode hello request over a real loopback socket
+// (keep-alive), so the response's syscalls and framing count too.
+func BenchmarkCGIServer(b *testing.B) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: "-"}, log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	app, err := eng.LoadCommand(ctx, runtime.AppConfig{Name: "cgi", Wasm: readFile(b, "../bench/apps/cgi_hello.wasm")}, runtime.PoolConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer app.Close(ctx)
+	srv := httptest.NewServer(host.NewCGIHandler(app, host.CGIConfig{}, log))
+	defer srv.Close()
+	client := srv.Client()
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := client.Get(srv.URL + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+}

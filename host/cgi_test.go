@@ -395,7 +395,12 @@ func TestCGISlowBody(t *testing.T) {
 // A command printing events with sleeps between them streams: each event reaches a
 // client reading the socket while the command still sleeps, not all at its exit.
 func TestCGIStreaming(t *testing.T) {
-	wasm := buildGoCommand(t, "./testdata/cgistream")
+	t.Run("go", func(t *testing.T) { testCGIStreaming(t, buildGoCommand(t, "./testdata/cgistream")) })
+	// C's stdio holds stdout until exit unless the command flushes: this one does.
+	t.Run("c", func(t *testing.T) { testCGIStreaming(t, readFile(t, "testdata/cgi/stream.wasm")) })
+}
+
+func testCGIStreaming(t *testing.T, wasm []byte) {
 	url := startCGI(t, wasm, runtime.PoolConfig{Workers: 1, QueueWait: 3 * time.Second, RequestTimeout: 20 * time.Second}, host.CGIConfig{})
 
 	t.Run("events arrive as written", func(t *testing.T) {

@@ -31,6 +31,7 @@ targets=(
 	"reactor samples/c-async-hello/main.c samples/c-async-hello/main.wasm"
 	"command samples/c-cgi/main.c samples/c-cgi/main.wasm"
 	"command bench/apps/cgi_hello.c bench/apps/cgi_hello.wasm"
+	"command host/testdata/cgi/stream.c host/testdata/cgi/stream.wasm"
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"
 	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
 )
