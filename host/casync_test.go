@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -281,5 +282,85 @@ func TestCAsyncYield(t *testing.T) {
 	}
 	if servedBy >= r.at {
 		t.Errorf("requests during the yield were served after it (%v >= %v)", servedBy, r.at)
+	}
+}
+
+// On shutdown the guest gets CANCEL for a request it holds and may still answer
+// it: the client gets that answer, and Close returns once the guest ended it.
+func TestCAsyncDrain(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 1})
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(s.srv.URL + "/hang")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- result{resp.StatusCode, string(b), err}
+	}()
+	waitUntil(t, "the request in the guest", 5*time.Second, func() bool { return field(t, s.stats(t), "hanging") == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.pool.Close(ctx); err != nil {
+		t.Fatalf("close: %v (the guest did not end its connection on CANCEL)", err)
+	}
+	r := <-got
+	if r.err != nil || r.status != 200 || r.body != "late" {
+		t.Fatalf("held request at shutdown: %d %q %v, want the guest's answer from on_cancel", r.status, r.body, r.err)
+	}
+}
+
+// A client that reads slowly fills the host's queue for its response: the guest's
+// write gets WASMSRV_ERR_WOULD_BLOCK, it retries in on_writable, and the client
+// still receives every byte in order.
+func TestCAsyncWriteBackpressure(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 1})
+	const size = 8 << 20
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "GET /big?kb=%d HTTP/1.1\r\nHost: t\r\n\r\n", size>>10)
+	// Not reading at first, then slowly: the socket buffers fill, then the host's
+	// queue. (A tiny SO_RCVBUF would be slower still, but on loopback's 64 KiB MTU it
+	// stalls TCP itself in zero-window probes.)
+	time.Sleep(300 * time.Millisecond)
+	resp, err := http.ReadResponse(bufio.NewReaderSize(conn, 4096), &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body []byte
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		body = append(body, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v; guest stats %q", len(body), err, s.stats(t))
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	if resp.StatusCode != 200 || len(body) != size {
+		t.Fatalf("status %d, %d bytes, want %d", resp.StatusCode, len(body), size)
+	}
+	for i, b := range body {
+		if want := byte(i * 7 >> 3); b != want {
+			t.Fatalf("byte %d is %#x, want %#x: a retried write was lost or doubled", i, b, want)
+		}
+	}
+	if st := s.stats(t); field(t, st, "blocked") < 1 {
+		t.Fatalf("stats %q: no write was refused, so on_writable was not exercised", st)
 	}
 }

@@ -9,9 +9,15 @@
  *                body ends: meanwhile the host sends this instance no new requests
  *   GET /yield?ms=N  keeps returning WASMSRV_YIELD (on_poll) for N ms of wall time,
  *                then answers "polls=P"
- *   GET /hang    never answers: it ends on CANCEL (deadline) or DISCONNECT
- *   GET /stats   "cancels=C disconnects=D cancel_write=W": W is what a write
- *                returned inside on_cancel (the host must refuse it)
+ *   GET /big?kb=N  answers N KiB (byte i is (i*7)>>3 mod 256) in 16 KiB writes; a
+ *                write the host refuses (its queue for a slow client is full) is
+ *                retried in on_writable
+ *   GET /hang    never answers by itself: it ends on CANCEL (deadline or drain),
+ *                where it tries to write "late", or on DISCONNECT
+ *   GET /stats   "cancels=C disconnects=D cancel_write=W hanging=H blocked=B": W is
+ *                what the write in the last on_cancel returned (refused after a
+ *                deadline, taken on a drain), H how many /hang requests are open,
+ *                B how many /big writes got WASMSRV_ERR_WOULD_BLOCK
  *   anything else  "hello"
  *
  *   bash sdk/c/build.sh    # rebuilds main.wasm
@@ -23,7 +29,7 @@
 #include <stdio.h>
 #include <time.h>
 
-enum { READING = 1, YIELDING, HANGING, WRITING };
+enum { READING = 1, YIELDING, HANGING, WRITING, STREAMING };
 
 /* c->user of a /body, /hold or /yield connection. */
 typedef struct {
@@ -31,11 +37,12 @@ typedef struct {
     uint32_t chunks, hash, polls;
     int hold;
     int64_t until_ns; /* /yield: answer once the monotonic clock passes it */
+    uint64_t total, sent; /* /big */
     char out[96];     /* the answer, kept for a write retried in on_writable */
     uint32_t out_len;
 } conn_state;
 
-static int cancels, disconnects, cancel_write;
+static int cancels, disconnects, cancel_write, hanging, blocked;
 
 /* Connections in /yield, served by on_poll. */
 #define MAX_YIELDERS 64
@@ -94,20 +101,58 @@ static int pump_body(wasmsrv_conn *c) {
                   (unsigned)st->hash);
 }
 
+/* Writes the rest of a /big answer until done or until the host's queue is full. */
+static int pump_out(wasmsrv_conn *c) {
+    static uint8_t buf[16384];
+    conn_state *st = (conn_state *)c->user;
+    while (st->sent < st->total) {
+        uint32_t n = st->total - st->sent < sizeof buf ? (uint32_t)(st->total - st->sent) : (uint32_t)sizeof buf;
+        for (uint32_t i = 0; i < n; i++) buf[i] = (uint8_t)(((st->sent + i) * 7) >> 3);
+        int last = st->sent + n == st->total;
+        int rc = wasmsrv_resp_write_flags(&c->resp, buf, n, last ? WASMSRV_END : 0);
+        if (rc == WASMSRV_ERR_WOULD_BLOCK) {
+            blocked++;
+            return WASMSRV_IDLE; /* on_writable: the same bytes again */
+        }
+        if (rc != WASMSRV_OK) break; /* the client is gone */
+        st->sent += n;
+    }
+    return wasmsrv_done(c, 0);
+}
+
+/* The decimal value of query parameter key (key=digits), or 0. */
+static long query_param(const wasmsrv_conn *c, const char *key) {
+    const char *q = c->req.query.ptr, *end = q + c->req.query.len;
+    size_t k = strlen(key);
+    while (q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp ? amp : end;
+        if ((size_t)(stop - q) > k && memcmp(q, key, k) == 0 && q[k] == '=') {
+            long v = 0;
+            for (const char *d = q + k + 1; d < stop && *d >= '0' && *d <= '9'; d++) v = v * 10 + (*d - '0');
+            return v;
+        }
+        q = stop + 1;
+    }
+    return 0;
+}
+
 static int on_request(wasmsrv_conn *c) {
     wasmsrv_str p = c->req.path;
     if (wasmsrv_str_eq(p, "/stats")) {
         char out[96];
-        int n = snprintf(out, sizeof out, "cancels=%d disconnects=%d cancel_write=%d\n", cancels, disconnects,
-                         cancel_write);
+        int n = snprintf(out, sizeof out, "cancels=%d disconnects=%d cancel_write=%d hanging=%d blocked=%d\n",
+                         cancels, disconnects, cancel_write, hanging, blocked);
         if (wasmsrv_resp_end(&c->resp, out, (uint32_t)n) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
         return wasmsrv_done(c, 0);
     }
     if (wasmsrv_str_eq(p, "/hang")) {
         c->state = HANGING;
+        hanging++;
         return WASMSRV_IDLE;
     }
-    if (!wasmsrv_str_eq(p, "/body") && !wasmsrv_str_eq(p, "/hold") && !wasmsrv_str_eq(p, "/yield")) {
+    if (!wasmsrv_str_eq(p, "/body") && !wasmsrv_str_eq(p, "/hold") && !wasmsrv_str_eq(p, "/yield") &&
+        !wasmsrv_str_eq(p, "/big")) {
         if (wasmsrv_resp_end(&c->resp, "hello\n", 6) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
         return wasmsrv_done(c, 0);
     }
@@ -115,14 +160,15 @@ static int on_request(wasmsrv_conn *c) {
     if (!st) return wasmsrv_done(c, 500);
     st->hash = 2166136261u;
     c->user = st;
+    if (wasmsrv_str_eq(p, "/big")) {
+        st->total = (uint64_t)query_param(c, "kb") * 1024;
+        c->state = STREAMING;
+        wasmsrv_resp_header(&c->resp, "Content-Type", "application/octet-stream");
+        return pump_out(c);
+    }
     if (wasmsrv_str_eq(p, "/yield")) {
-        long ms = 0;
-        if (c->req.query.len > 3 && memcmp(c->req.query.ptr, "ms=", 3) == 0) {
-            for (uint32_t i = 3; i < c->req.query.len && c->req.query.ptr[i] >= '0' && c->req.query.ptr[i] <= '9'; i++)
-                ms = ms * 10 + (c->req.query.ptr[i] - '0');
-        }
         if (nyielders == MAX_YIELDERS) return wasmsrv_done(c, 503);
-        st->until_ns = now_ns() + (int64_t)ms * 1000000;
+        st->until_ns = now_ns() + (int64_t)query_param(c, "ms") * 1000000;
         yielders[nyielders++] = c->ctx;
         c->state = YIELDING;
         return WASMSRV_YIELD; /* on_poll carries on, after the host served what is queued */
@@ -169,11 +215,16 @@ static int on_body(wasmsrv_conn *c, int64_t ahead) {
     return c->state == READING ? pump_body(c) : WASMSRV_IDLE;
 }
 
-static int on_writable(wasmsrv_conn *c) { return c->state == WRITING ? finish(c) : WASMSRV_IDLE; }
+static int on_writable(wasmsrv_conn *c) {
+    if (c->state == WRITING) return finish(c);
+    if (c->state == STREAMING) return pump_out(c);
+    return WASMSRV_IDLE; /* a hint with nothing to retry */
+}
 
 static int on_cancel(wasmsrv_conn *c) {
     cancels++;
-    /* After the deadline the host refuses further writes (SPEC §8.4). */
+    /* After the deadline the host refuses further writes (SPEC §8.4); on a drain
+     * the connection may still be answered. */
     cancel_write = wasmsrv_resp_write(&c->resp, "late", 4);
     return wasmsrv_done(c, 0);
 }
@@ -185,6 +236,7 @@ static int on_disconnect(wasmsrv_conn *c) {
 
 static void on_end(wasmsrv_conn *c) {
     conn_state *st = (conn_state *)c->user;
+    if (c->state == HANGING) hanging--;
     if (c->state == YIELDING) drop_yielder(c->ctx);
     if (st && st->hold) wasmsrv_set_backpressure(0); /* a /hold that ended early */
     free(st);
