@@ -76,9 +76,11 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
-	in := &cgiStdin{body: r.Body, limit: h.cfg.BodyLimit}
-	rc := http.NewResponseController(w)
-	out := &cgiStdout{w: w, rc: rc, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted}
+	// One allocation for the request's stdin, stdout and the controller they share.
+	run := &cgiRun{rc: *http.NewResponseController(w)}
+	in, out, rc := &run.in, &run.out, &run.rc
+	*in = cgiStdin{body: r.Body, limit: h.cfg.BodyLimit}
+	*out = cgiStdout{w: w, rc: rc, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted}
 	abort := func() {
 		// Cut off only what is blocked: a read deadline on an idle body would make
 		// net/http cancel the request's context and hide the 504.
@@ -317,6 +319,13 @@ func appendCGIVarName(b []byte, name string) []byte {
 		b = append(b, c)
 	}
 	return b
+}
+
+// cgiRun is the state of one request's run.
+type cgiRun struct {
+	in  cgiStdin
+	out cgiStdout
+	rc  http.ResponseController
 }
 
 // cgiStdin is the command's stdin: the request body, cut at the body limit.

@@ -13,27 +13,28 @@ const maxPooledMemory = 1 << 20
 // memoryPool recycles the linear memories of CGI runs. A command instance lives for
 // one request, so without it every request allocates (and the GC later reclaims)
 // a fresh memory of at least 64 KiB per page: most of a small command's cost.
-// Buffers rest in the pool zeroed, as a new wasm memory must be.
+// Memories rest in the pool with their buffers zeroed, as a new wasm memory must be.
 type memoryPool struct{ p sync.Pool }
 
 var _ experimental.MemoryAllocator = (*memoryPool)(nil)
 
 // Allocate implements experimental.MemoryAllocator.
 func (mp *memoryPool) Allocate(_, max uint64) experimental.LinearMemory {
-	m := &pooledMemory{pool: mp, max: max}
-	if h, ok := mp.p.Get().(*[]byte); ok {
-		m.buf, m.holder = (*h)[:0], h
+	m, ok := mp.p.Get().(*pooledMemory)
+	if !ok {
+		m = &pooledMemory{pool: mp}
 	}
+	m.max, m.used = max, 0
 	return m
 }
 
-// pooledMemory is one instance's linear memory.
+// pooledMemory is one instance's linear memory. wazero calls Free once, when the
+// instance closes, and does not touch it afterwards, so Free may pool it.
 type pooledMemory struct {
-	pool   *memoryPool
-	buf    []byte
-	holder *[]byte // reused on Put, so returning a buffer does not allocate
-	max    uint64
-	used   int // the longest the guest has seen the buffer: all it can have dirtied
+	pool *memoryPool
+	buf  []byte // empty or zeroed up to cap when handed out
+	max  uint64
+	used int // the longest the guest has seen the buffer: all it can have dirtied
 }
 
 // Reallocate implements experimental.LinearMemory.
@@ -54,14 +55,11 @@ func (m *pooledMemory) Reallocate(size uint64) []byte {
 // Free implements experimental.LinearMemory: the buffer is cleared and pooled.
 func (m *pooledMemory) Free() {
 	b := m.buf
-	m.buf = nil
-	if cap(b) == 0 || cap(b) > maxPooledMemory {
-		return
+	if cap(b) > maxPooledMemory {
+		m.buf = nil // a fresh one next time instead of pinning the space
+	} else {
+		clear(b[:m.used])
+		m.buf = b[:0]
 	}
-	clear(b[:m.used])
-	if m.holder == nil {
-		m.holder = new([]byte)
-	}
-	*m.holder = b[:0]
-	m.pool.p.Put(m.holder)
+	m.pool.p.Put(m)
 }
