@@ -139,6 +139,7 @@ func BenchmarkNewInstanceC(b *testing.B) {
 	}
 	defer app.Close(ctx)
 	b.ReportAllocs()
+	cpu0 := cpuTime(b)
 	for b.Loop() {
 		in, err := app.newInstance(ctx, 0)
 		if err != nil {
@@ -146,4 +147,5 @@ func BenchmarkNewInstanceC(b *testing.B) {
 		}
 		in.close(ctx)
 	}
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
 }
