@@ -31,14 +31,14 @@
 
 enum { READING = 1, YIELDING, HANGING, WRITING, STREAMING };
 
-/* c->user of a /body, /hold or /yield connection. */
+/* c->user of a /body, /hold, /yield or /big connection. */
 typedef struct {
-    uint64_t bytes;
+    uint64_t bytes;               /* /body, /hold: read so far */
     uint32_t chunks, hash, polls;
-    int hold;
-    int64_t until_ns; /* /yield: answer once the monotonic clock passes it */
-    uint64_t total, sent; /* /big */
-    char out[96];     /* the answer, kept for a write retried in on_writable */
+    int hold;                     /* /hold: backpressure is on */
+    int64_t until_ns;             /* /yield: answer once the monotonic clock passes it */
+    uint64_t total, sent;         /* /big */
+    char out[96];                 /* the answer, kept for a write retried in on_writable */
     uint32_t out_len;
 } conn_state;
 
