@@ -38,7 +38,6 @@ type CommandApp struct {
 	cfg    AppConfig
 	pool   PoolConfig
 
-	memory  memoryPool
 	slots   chan *runSlot // the free ones: one per run allowed at once
 	closing chan struct{}
 	waiting atomic.Int64
@@ -47,13 +46,14 @@ type CommandApp struct {
 
 // runSlot is one of the runs a CommandApp allows at once, with what a run needs
 // built once instead of per request: the module config with stdio and sleep bound
-// to the slot (each With* of wazero's config clones it), the stderr writer, the
-// deadline timer and the context wazero sees. A run then allocates little beyond
+// to the slot (each With* of wazero's config clones it), the linear memory, the
+// stderr writer, the deadline timer and the context wazero sees. A run then allocates little beyond
 // wazero's instance itself.
 type runSlot struct {
 	c         *CommandApp
 	modCfg    wazero.ModuleConfig
 	ctx       context.Context // slotCtx with the memory allocator
+	memory    slotMemory
 	stdin     slotStdin
 	stdout    slotStdout
 	stderr    *logWriter
@@ -150,7 +150,7 @@ func (c *CommandApp) newSlot() *runSlot {
 		timerDone: make(chan struct{}, 1),
 		ctxDone:   make(chan struct{}, 1),
 	}
-	s.ctx = experimental.WithMemoryAllocator(slotCtx{s}, &c.memory)
+	s.ctx = experimental.WithMemoryAllocator(slotCtx{s}, &s.memory)
 	s.modCfg = c.modCfg.WithStdin(&s.stdin).WithStdout(&s.stdout).WithStderr(s.stderr).WithNanosleep(s.sleep)
 	s.timer = time.AfterFunc(time.Hour, func() {
 		s.stop(true)
