@@ -25,10 +25,11 @@ import (
 
 // CommandApp runs a plain WASI command module (exports _start, no wasmsrv markers)
 // with a fresh instance per run, the way CGI runs a process per request (WAGI). A
-// command exits when it is done, so there is nothing to pool: only the compiled code
-// is shared. Runs get the app's memory limit, a per-run deadline and a concurrency
-// cap with a bounded wait queue (PoolConfig: Workers, QueueSize, QueueWait,
-// RequestTimeout), like the instances of a SyncPool.
+// command exits when it is done, so instances are never reused; what a run needs
+// besides its instance (module config, linear memory buffer, stderr writer, timer)
+// is kept per concurrency slot (runSlot). Runs get the app's memory limit, a
+// per-run deadline and a concurrency cap with a bounded wait queue (PoolConfig:
+// Workers, QueueSize, QueueWait, RequestTimeout), like the instances of a SyncPool.
 type CommandApp struct {
 	name   string
 	rt     wazero.Runtime
