@@ -104,14 +104,15 @@ func TestCAsyncBody(t *testing.T) {
 		const chunks, size = 5, 10000
 		pr, pw := io.Pipe()
 		var sent []byte
+		for i := range chunks {
+			sent = append(sent, strings.Repeat(string(rune('a'+i)), size)...)
+		}
 		go func() {
 			for i := range chunks {
 				if i > 0 {
 					time.Sleep(50 * time.Millisecond)
 				}
-				chunk := []byte(strings.Repeat(string(rune('a'+i)), size))
-				sent = append(sent, chunk...)
-				if _, err := pw.Write(chunk); err != nil {
+				if _, err := pw.Write(sent[i*size : (i+1)*size]); err != nil {
 					pw.CloseWithError(err)
 					return
 				}
@@ -272,7 +273,7 @@ func TestCAsyncYield(t *testing.T) {
 	select {
 	case r = <-yielded:
 	case <-time.After(5 * time.Second):
-		t.Fatalf("/yield not answered 5 s after it started (work %v): the POLLs stopped", work)
+		t.Fatalf("/yield not answered 5 s after it started (work %v): the POLLs stopped\nlog:\n%s", work, s.logs.String())
 	}
 	if r.code != 200 || field(t, r.body, "polls") < 2 {
 		t.Fatalf("/yield: %d %q", r.code, r.body)
@@ -348,7 +349,7 @@ func TestCAsyncWriteBackpressure(t *testing.T) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("after %d bytes: %v; guest stats %q", len(body), err, s.stats(t))
+			t.Fatalf("after %d bytes: %v; guest stats %q\nlog:\n%s", len(body), err, s.stats(t), s.logs.String())
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
