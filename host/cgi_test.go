@@ -395,17 +395,21 @@ func TestCGISlowBody(t *testing.T) {
 // A command printing events with sleeps between them streams: each event reaches a
 // client reading the socket while the command still sleeps, not all at its exit.
 func TestCGIStreaming(t *testing.T) {
-	t.Run("go", func(t *testing.T) { testCGIStreaming(t, buildGoCommand(t, "./testdata/cgistream")) })
+	goCmd := buildGoCommand(t, "./testdata/cgistream")
+	t.Run("go", func(t *testing.T) { testCGIStreaming(t, goCmd, "") })
+	// Between writes the command computes instead of sleeping: the flush timer
+	// sends what it wrote.
+	t.Run("go computing", func(t *testing.T) { testCGIStreaming(t, goCmd, "&spin=1") })
 	// C's stdio holds stdout until exit unless the command flushes: this one does.
-	t.Run("c", func(t *testing.T) { testCGIStreaming(t, readFile(t, "testdata/cgi/stream.wasm")) })
+	t.Run("c", func(t *testing.T) { testCGIStreaming(t, readFile(t, "testdata/cgi/stream.wasm"), "") })
 }
 
-func testCGIStreaming(t *testing.T, wasm []byte) {
+func testCGIStreaming(t *testing.T, wasm []byte, query string) {
 	url := startCGI(t, wasm, runtime.PoolConfig{Workers: 1, QueueWait: 3 * time.Second, RequestTimeout: 20 * time.Second}, host.CGIConfig{})
 
 	t.Run("events arrive as written", func(t *testing.T) {
 		const gap = 600 * time.Millisecond
-		resp, err := http.Get(url + "/?n=3&gap=600")
+		resp, err := http.Get(url + "/?n=3&gap=600" + query)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -459,7 +463,7 @@ func testCGIStreaming(t *testing.T, wasm []byte) {
 		}
 		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 		// 100 events 200 ms apart: 20 s, far past the next request's queue wait.
-		fmt.Fprintf(conn, "GET /?n=100&gap=200 HTTP/1.1\r\nHost: t\r\n\r\n")
+		fmt.Fprintf(conn, "GET /?n=100&gap=200%s HTTP/1.1\r\nHost: t\r\n\r\n", query)
 		br := bufio.NewReader(conn)
 		for {
 			line, err := br.ReadString('\n')

@@ -57,6 +57,7 @@ type runSlot struct {
 	memory    slotMemory
 	stdin     slotStdin
 	stdout    slotStdout
+	flusher   interface{ Flush() error } // the run's Stdout, if it can flush
 	stderr    *logWriter
 	env       commandEnv
 	timer     *time.Timer   // the run's deadline: expire
@@ -79,7 +80,10 @@ type CommandIO struct {
 	Env []string
 	// Stdin is the guest's standard input; nil means empty.
 	Stdin io.Reader
-	// Stdout receives the guest's standard output; nil discards it.
+	// Stdout receives the guest's standard output; nil discards it. If it has a
+	// Flush() error method, that is called whenever the guest sleeps (WASI
+	// poll_oneoff on a clock): what a command printed before a pause should reach
+	// its reader (a CGI client) without waiting for the next write.
 	Stdout io.Writer
 	// Abort, if set, is called from another goroutine when the run's deadline passes
 	// or ctx ends while the guest runs. The deadline stops guest code, not a host
@@ -231,6 +235,7 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
 	c := s.c
 	s.stdin.r, s.stdout.w = cio.Stdin, cio.Stdout
+	s.flusher, _ = cio.Stdout.(interface{ Flush() error })
 	s.stderr.reset(c.runs.Add(1))
 	c.environ(&s.env, cio.Env)
 	s.mu.Lock()
@@ -243,7 +248,7 @@ func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
 		if !s.timer.Stop() {
 			<-s.timerDone
 		}
-		s.stdin.r, s.stdout.w = nil, nil
+		s.stdin.r, s.stdout.w, s.flusher = nil, nil, nil
 		s.stderr.flushLine()
 	}()
 
@@ -301,6 +306,9 @@ func (s *runSlot) stop(deadline bool) {
 // sleep is the guest's nanosleep: real time, cut short when the run is stopped, so
 // a sleeping guest cannot outlive its deadline.
 func (s *runSlot) sleep(ns int64) {
+	if s.flusher != nil {
+		_ = s.flusher.Flush() // a failure shows in the guest's next write
+	}
 	s.mu.Lock()
 	done := s.done
 	s.mu.Unlock()

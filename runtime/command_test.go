@@ -197,3 +197,43 @@ func TestCommandSlotReuse(t *testing.T) {
 		}
 	}
 }
+
+// flushCounter is a Stdout that records, at each Flush, how many bytes had been
+// written so far.
+type flushCounter struct {
+	bytes.Buffer
+	flushedAt []int
+}
+
+func (f *flushCounter) Flush() error {
+	f.flushedAt = append(f.flushedAt, f.Len())
+	return nil
+}
+
+// A Stdout that can flush is flushed whenever the guest sleeps, so what the
+// command printed before a pause goes out without waiting for its next write.
+func TestCommandFlushesStdoutWhenSleeping(t *testing.T) {
+	// Three events 20 ms apart, each written (fflush) before the next sleep.
+	c, _ := loadCommand(t, "../host/testdata/cgi/stream.wasm", PoolConfig{Workers: 1})
+	var out flushCounter
+	if err := c.Run(context.Background(), CommandIO{Stdout: &out, Env: []string{"QUERY_STRING=n=3&gap=20"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "data: 1\n\ndata: 2\n\ndata: 3\n\n") {
+		t.Fatalf("stdout %q", out.String())
+	}
+	// Before each of the two sleeps, everything up to that event was flushed.
+	var after []string
+	for _, n := range out.flushedAt {
+		after = append(after, out.String()[:n])
+	}
+	for _, event := range []string{"data: 1\n\n", "data: 2\n\n"} {
+		found := false
+		for _, s := range after {
+			found = found || strings.HasSuffix(s, event)
+		}
+		if !found {
+			t.Errorf("no flush right after %q; flushes came after %q", event, after)
+		}
+	}
+}

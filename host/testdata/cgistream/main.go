@@ -1,7 +1,8 @@
 // Command cgistream is a CGI command that prints an event stream progressively:
 // n events (query n, default 3) with gap milliseconds (default 500) of sleep between
-// them, each printed with its own write. With fail=1 it panics after its header
-// section instead, before any body byte.
+// them, each printed with its own write; with spin=1 it computes (spins on the
+// clock) through the gaps instead of sleeping. With fail=1 it panics after its
+// header section instead, before any body byte.
 //
 // Built by the host tests (GOOS=wasip1 GOARCH=wasm go build).
 package main
@@ -30,7 +31,13 @@ func main() {
 	}
 	for i := 1; i <= n; i++ {
 		if i > 1 {
-			time.Sleep(time.Duration(gap) * time.Millisecond)
+			d := time.Duration(gap) * time.Millisecond
+			if q.Get("spin") == "" {
+				time.Sleep(d)
+			} else {
+				for start := time.Now(); time.Since(start) < d; {
+				}
+			}
 		}
 		if _, err := fmt.Printf("data: %d\n\n", i); err != nil {
 			fmt.Fprintln(os.Stderr, "cgistream: client gone:", err)
