@@ -188,53 +188,99 @@ func TestCAsyncCancelAndDisconnect(t *testing.T) {
 	}
 }
 
+// hold starts a /hold request: once it returns, the instance holding it is in
+// backpressure. It returns that instance's id, a writer for the request body and
+// a function that ends the body and returns the rest of the answer.
+func (s *cAsync) hold(t *testing.T) (id int, body io.Writer, release func() string) {
+	t.Helper()
+	pr, pw := io.Pipe()
+	type result struct {
+		resp *http.Response
+		err  error
+	}
+	started := make(chan result, 1)
+	go func() {
+		resp, err := http.Post(s.srv.URL+"/hold", "text/plain", pr)
+		started <- result{resp, err}
+	}()
+	r := <-started
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	t.Cleanup(func() { r.resp.Body.Close() })
+	br := bufio.NewReader(r.resp.Body)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "holding ") {
+		t.Fatalf("/hold: %d %q %v", r.resp.StatusCode, line, err)
+	}
+	return field(t, line, "id"), pw, func() string {
+		pw.Close()
+		rest, err := io.ReadAll(br)
+		if err != nil {
+			t.Fatalf("/hold after release: %v", err)
+		}
+		return string(rest)
+	}
+}
+
 // A guest in backpressure gets no new requests: with one instance they are refused
 // with 503 and Retry-After until it turns backpressure off, while its own request
 // keeps getting events.
 func TestCAsyncBackpressure(t *testing.T) {
 	s := startCAsync(t, runtime.PoolConfig{Workers: 1})
-	pr, pw := io.Pipe()
-	type result struct {
-		status int
-		body   string
-		err    error
-	}
-	held := make(chan result, 1)
-	go func() {
-		resp, err := http.Post(s.srv.URL+"/hold", "text/plain", pr)
-		if err != nil {
-			held <- result{err: err}
-			return
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		held <- result{resp.StatusCode, string(b), err}
-	}()
-	if _, err := pw.Write([]byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	// REQUEST_START turns backpressure on; from then on new requests are refused.
-	waitUntil(t, "503 while held", 5*time.Second, func() bool {
+	_, body, release := s.hold(t)
+	for i, chunk := range []string{"x", "yz"} {
 		resp, _ := get(t, s.srv.URL+"/")
-		if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
-			t.Error("503 without Retry-After")
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("request %d while held: %d (Retry-After %q), want 503 with Retry-After", i, resp.StatusCode, resp.Header.Get("Retry-After"))
 		}
-		return resp.StatusCode == 503
-	})
-	// Still held: the held request's body events keep flowing.
-	if _, err := pw.Write([]byte("yz")); err != nil {
-		t.Fatal(err)
+		// The held request's own body events keep flowing meanwhile.
+		if _, err := body.Write([]byte(chunk)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if resp, _ := get(t, s.srv.URL+"/"); resp.StatusCode != 503 {
-		t.Fatalf("while held: %d, want 503", resp.StatusCode)
-	}
-	pw.Close() // the body ends: the guest turns backpressure off and answers
-	r := <-held
-	if r.err != nil || r.status != 200 || r.body != "released bytes=3\n" {
-		t.Fatalf("held request: %d %q %v", r.status, r.body, r.err)
+	// The body ends: the guest turns backpressure off and answers.
+	if rest := release(); rest != "released bytes=3\n" {
+		t.Fatalf("held request ended with %q", rest)
 	}
 	if resp, body := get(t, s.srv.URL+"/"); resp.StatusCode != 200 || body != "hello\n" {
 		t.Fatalf("after release: %d %q", resp.StatusCode, body)
+	}
+}
+
+// With two instances, the one in backpressure gets no new connections even when
+// it carries fewer than the other: they all go to the other one.
+func TestCAsyncBackpressurePlacement(t *testing.T) {
+	s := startCAsync(t, runtime.PoolConfig{Workers: 2, RequestTimeout: 30 * time.Second})
+	holder, _, release := s.hold(t)
+	// Three open requests: without backpressure the least loaded instance would
+	// take each, ending two and two, and the next request would go to the holder.
+	for n := 2; n <= 4; n++ {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(s.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "GET /hang HTTP/1.1\r\nHost: t\r\n\r\n")
+		waitUntil(t, "the request placed", 5*time.Second, func() bool {
+			total := 0
+			for _, c := range s.pool.Stats().Conns {
+				total += c
+			}
+			return total == n
+		})
+	}
+	if conns := s.pool.Stats().Conns; !(len(conns) == 2 && (conns[0] == 1 && conns[1] == 3 || conns[0] == 3 && conns[1] == 1)) {
+		t.Fatalf("connections per instance %v, want the holder's one and the other three", conns)
+	}
+	for i := range 10 {
+		resp, body := get(t, s.srv.URL+"/whoami")
+		if resp.StatusCode != 200 || field(t, body, "id") == holder {
+			t.Fatalf("request %d: %d %q, want it served by the instance not holding (%d)", i, resp.StatusCode, body, holder)
+		}
+	}
+	if rest := release(); rest != "released bytes=0\n" {
+		t.Fatalf("held request ended with %q", rest)
 	}
 }
 

@@ -5,8 +5,12 @@
  *   POST /body   reads the body in on_body as the host delivers it and answers
  *                "bytes=N chunks=K fnv=H": K is how many callbacks found bytes, H the
  *                FNV-1a hash of what it read
- *   POST /hold   the same, with backpressure on from the request's start until its
- *                body ends: meanwhile the host sends this instance no new requests
+ *   POST /hold   turns backpressure on (the host sends this instance no new
+ *                requests), writes "holding id=I" at once, reads the body like
+ *                /body and, at its end, turns backpressure off and ends with
+ *                "released bytes=N"
+ *   GET /whoami  "id=I": I tells this instance from others (its clock at its first
+ *                request)
  *   GET /yield?ms=N  keeps returning WASMSRV_YIELD (on_poll) for N ms of wall time,
  *                then answers "polls=P"
  *   GET /big?kb=N  answers N KiB (byte i is (i*7)>>3 mod 256) in 16 KiB writes; a
@@ -43,6 +47,7 @@ typedef struct {
 } conn_state;
 
 static int cancels, disconnects, cancel_write, hanging, blocked;
+static long long instance_id;
 
 /* Connections in /yield, served by on_poll. */
 #define MAX_YIELDERS 64
@@ -139,6 +144,13 @@ static long query_param(const wasmsrv_conn *c, const char *key) {
 
 static int on_request(wasmsrv_conn *c) {
     wasmsrv_str p = c->req.path;
+    if (!instance_id) instance_id = now_ns();
+    if (wasmsrv_str_eq(p, "/whoami")) {
+        char out[32];
+        int n = snprintf(out, sizeof out, "id=%lld\n", instance_id);
+        if (wasmsrv_resp_end(&c->resp, out, (uint32_t)n) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
+        return wasmsrv_done(c, 0);
+    }
     if (wasmsrv_str_eq(p, "/stats")) {
         char out[96];
         int n = snprintf(out, sizeof out, "cancels=%d disconnects=%d cancel_write=%d hanging=%d blocked=%d\n",
@@ -176,6 +188,11 @@ static int on_request(wasmsrv_conn *c) {
     if (wasmsrv_str_eq(p, "/hold")) {
         st->hold = 1;
         wasmsrv_set_backpressure(1);
+        /* Tells the client backpressure is on. A first write cannot block. */
+        char line[48];
+        int n = snprintf(line, sizeof line, "holding id=%lld\n", instance_id);
+        wasmsrv_resp_header(&c->resp, "Content-Type", "text/plain");
+        if (wasmsrv_resp_write(&c->resp, line, (uint32_t)n) != WASMSRV_OK) return wasmsrv_done(c, 500);
     }
     c->state = READING;
     return pump_body(c);
