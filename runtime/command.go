@@ -143,14 +143,15 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}
 	for range pool.Workers {
-		c.slots <- c.newSlot()
+		c.slots <- c.newSlot(e.alloc)
 	}
 	return c, nil
 }
 
-func (c *CommandApp) newSlot() *runSlot {
+func (c *CommandApp) newSlot(large experimental.MemoryAllocator) *runSlot {
 	s := &runSlot{
 		c:         c,
+		memory:    slotMemory{large: large},
 		stderr:    newLogWriter(c.log, "stderr", slog.LevelWarn, "run", 0),
 		timerDone: make(chan struct{}, 1),
 		ctxDone:   make(chan struct{}, 1),

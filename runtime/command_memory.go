@@ -15,11 +15,17 @@ const maxPooledMemory = 1 << 20
 // cost. A slot runs one instance at a time and closes it before the next run, so
 // the buffer passes from run to run without a pool, cleared as far as the last run
 // could have dirtied it (a new wasm memory must read as zero).
+//
+// A memory that grows past maxPooledMemory (a Go command starts with megabytes)
+// moves to the engine's allocator, outside the Go heap: as a Go-heap buffer it
+// would be megabytes of garbage per request.
 type slotMemory struct {
-	buf  []byte // empty, and zero up to cap, while no instance holds it
-	max  uint64
-	used int  // the longest the guest has seen the buffer: all it can have dirtied
-	live bool // an instance holds it
+	large experimental.MemoryAllocator // the engine's; nil: large memories stay on the Go heap
+	buf   []byte                       // empty, and zero up to cap, while no instance holds it
+	max   uint64
+	used  int                       // the longest the guest has seen buf: all it can have dirtied
+	live  bool                      // an instance holds it
+	big   experimental.LinearMemory // the run's memory once it outgrew buf
 }
 
 var _ experimental.MemoryAllocator = (*slotMemory)(nil)
@@ -38,6 +44,20 @@ func (m *slotMemory) Reallocate(size uint64) []byte {
 	if size > m.max {
 		return nil
 	}
+	if m.big != nil {
+		return m.big.Reallocate(size)
+	}
+	if size > maxPooledMemory && m.large != nil {
+		big := m.large.Allocate(size, m.max)
+		b := big.Reallocate(size)
+		if b == nil {
+			big.Free()
+			return nil
+		}
+		copy(b, m.buf) // what the guest has so far; buf is cleared at Free
+		m.big = big
+		return b
+	}
 	if size > uint64(cap(m.buf)) {
 		nb := make([]byte, size)
 		copy(nb, m.buf)
@@ -55,6 +75,10 @@ func (m *slotMemory) Free() {
 		return
 	}
 	m.live = false
+	if m.big != nil {
+		m.big.Free()
+		m.big = nil
+	}
 	if cap(m.buf) > maxPooledMemory {
 		m.buf = nil
 	} else {
