@@ -320,8 +320,11 @@ func (e *asyncExchange) readBody() {
 func (e *asyncExchange) Start(status int32, block []byte) int32 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.committed || e.ended || e.accepted || e.detached {
+	if e.committed || e.ended || e.accepted {
 		return abi.ErrState
+	}
+	if e.detached {
+		return abi.ErrTimeout // past the deadline (SPEC §8.4), as Write answers
 	}
 	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
 		return abi.ErrBadArgument

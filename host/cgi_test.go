@@ -101,7 +101,7 @@ func TestCGISamples(t *testing.T) {
 		{
 			name: "get", method: "GET", target: "/hello/w%C3%B6rld?x=1&y=%20",
 			header: http.Header{"X-Test": {"a", "b"}},
-			status: 200, wantHeader: map[string]string{"Content-Type": "text/plain; charset=utf-8", "X-Cgi": "1", "Content-Length": "171"},
+			status: 200, wantHeader: map[string]string{"Content-Type": "text/plain; charset=utf-8", "X-Cgi": "1"},
 			exactBody: "REQUEST_METHOD=GET\nPATH_INFO=/hello/wörld\nQUERY_STRING=x=1&y=%20\nCONTENT_TYPE=\nCONTENT_LENGTH=\n" +
 				"SERVER_PROTOCOL=HTTP/1.1\nGATEWAY_INTERFACE=CGI/1.1\nHTTP_X_TEST=a, b\nbody=0\n",
 		},
@@ -191,6 +191,7 @@ func TestCGIFailures(t *testing.T) {
 		{"exit3.wasm", 500},
 		{"bighead.wasm", 500},
 		{"trap.wasm", 0},
+		{"headtrap.wasm", 500}, // the head was held: no body byte yet, so still a 500
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {
@@ -389,4 +390,101 @@ func TestCGISlowBody(t *testing.T) {
 	if resp2.StatusCode != 200 {
 		t.Fatalf("next request: status %d", resp2.StatusCode)
 	}
+}
+
+// A command printing events with sleeps between them streams: each event reaches a
+// client reading the socket while the command still sleeps, not all at its exit.
+func TestCGIStreaming(t *testing.T) {
+	goCmd := buildGoCommand(t, "./testdata/cgistream")
+	t.Run("go", func(t *testing.T) { testCGIStreaming(t, goCmd, "") })
+	// Between writes the command computes instead of sleeping: the flush timer
+	// sends what it wrote.
+	t.Run("go computing", func(t *testing.T) { testCGIStreaming(t, goCmd, "&spin=1") })
+	// C's stdio holds stdout until exit unless the command flushes: this one does.
+	t.Run("c", func(t *testing.T) { testCGIStreaming(t, readFile(t, "testdata/cgi/stream.wasm"), "") })
+}
+
+func testCGIStreaming(t *testing.T, wasm []byte, query string) {
+	url := startCGI(t, wasm, runtime.PoolConfig{Workers: 1, QueueWait: 3 * time.Second, RequestTimeout: 20 * time.Second}, host.CGIConfig{})
+
+	t.Run("events arrive as written", func(t *testing.T) {
+		const gap = 600 * time.Millisecond
+		resp, err := http.Get(url + "/?n=3&gap=600" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("status %d, Content-Type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		br := bufio.NewReader(resp.Body)
+		var at []time.Time
+		for i := 1; i <= 3; i++ {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("event %d: %v", i, err)
+			}
+			if want := fmt.Sprintf("data: %d\n", i); line != want {
+				t.Fatalf("line %q, want %q", line, want)
+			}
+			at = append(at, time.Now())
+			if blank, err := br.ReadString('\n'); err != nil || blank != "\n" {
+				t.Fatalf("after event %d: %q, %v", i, blank, err)
+			}
+		}
+		if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+			t.Fatalf("after the events: %q, %v", rest, err)
+		}
+		// Buffered until exit, all three would arrive together.
+		for i := 1; i < len(at); i++ {
+			if d := at[i].Sub(at[i-1]); d < gap*3/4 {
+				t.Errorf("event %d came %v after event %d, want about %v: not streamed", i+1, d, i, gap)
+			}
+		}
+	})
+
+	t.Run("failure before the first body byte is a 500", func(t *testing.T) {
+		resp, err := http.Get(url + "/?fail=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 500 || resp.Header.Get("Content-Type") == "text/event-stream" {
+			t.Fatalf("status %d, Content-Type %q, body %q: want the held head replaced by a 500",
+				resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	})
+
+	t.Run("client gone stops the command", func(t *testing.T) {
+		conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		// 100 events 200 ms apart: 20 s, far past the next request's queue wait.
+		fmt.Fprintf(conn, "GET /?n=100&gap=200%s HTTP/1.1\r\nHost: t\r\n\r\n", query)
+		br := bufio.NewReader(conn)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("before the first event: %v", err)
+			}
+			if strings.HasPrefix(line, "data: 1") {
+				break
+			}
+		}
+		conn.Close()
+		// The only worker is free again once the command noticed.
+		start := time.Now()
+		resp, err := http.Get(url + "/?n=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != "data: 1\n\n" {
+			t.Fatalf("next request: status %d, body %q after %v", resp.StatusCode, body, time.Since(start))
+		}
+	})
 }

@@ -62,7 +62,9 @@ type App struct {
 	log    *slog.Logger
 	cfg    AppConfig
 	nextID atomic.Uint64
-	alloc  experimental.MemoryAllocator
+	// allocCtx carries the engine's memory allocator to wazero's instantiation;
+	// an instance's callCtx falls back to it, so instantiating adds no context.
+	allocCtx context.Context
 }
 
 // Load compiles and validates a guest. The error names what is wrong with a module
@@ -83,7 +85,8 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	log = log.With("app", cfg.Name)
 	rt := e.newRuntime(ctx, cfg.MemoryLimit)
-	a := &App{name: cfg.Name, rt: rt, log: log, cfg: cfg, alloc: e.alloc}
+	a := &App{name: cfg.Name, rt: rt, log: log, cfg: cfg,
+		allocCtx: experimental.WithMemoryAllocator(context.Background(), e.alloc)}
 	if err := a.load(ctx, e); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
@@ -173,22 +176,22 @@ func (a *App) Close(ctx context.Context) error { return a.rt.Close(ctx) }
 // slow (milliseconds for a Go guest): pools call it in the background only.
 func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error) {
 	id := a.nextID.Add(1)
-	log := a.log.With("instance", id)
 	in := &Instance{
 		app:       a,
 		id:        id,
 		stack:     make([]uint64, 4),
 		done:      make(chan struct{}),
-		stdout:    newLogWriter(log, "stdout", slog.LevelInfo),
-		stderr:    newLogWriter(log, "stderr", slog.LevelWarn),
+		stdout:    newLogWriter(a.log, "stdout", slog.LevelInfo, "instance", id),
+		stderr:    newLogWriter(a.log, "stderr", slog.LevelWarn, "instance", id),
 		maxServed: maxServed,
 	}
-	in.ctx = &callCtx{in: in}
+	in.cctx.in = in
+	in.ctx = &in.cctx
 	in.timer = time.AfterFunc(math.MaxInt64, in.expire)
 	in.timer.Stop()
 
 	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
-	mod, err := a.rt.InstantiateModule(experimental.WithMemoryAllocator(in.ctx, a.alloc), a.cm, cfg)
+	mod, err := a.rt.InstantiateModule(in.ctx, a.cm, cfg)
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(ctx)

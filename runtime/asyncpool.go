@@ -418,7 +418,10 @@ func (ai *asyncInst) call(ctx uint32, kind int32, a, b int64) {
 		in.broken = true
 		ai.fail(&GuestError{App: ai.pool.app.name, Kind: FailABI,
 			Err: fmt.Errorf("%s returned %d", abi.ExportOnEvent, rc), Stderr: in.stderr.Tail()})
-	default:
+	case kind == abi.EventPoll:
+		// Only the guest's answer to POLL ends a YIELD: another event's IDLE may
+		// come from a callback that knows nothing of the pending work (a C app's
+		// on_request while on_poll has a job half done).
 		ai.yield = false
 	}
 }

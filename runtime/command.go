@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,10 +25,11 @@ import (
 
 // CommandApp runs a plain WASI command module (exports _start, no wasmsrv markers)
 // with a fresh instance per run, the way CGI runs a process per request (WAGI). A
-// command exits when it is done, so there is nothing to pool: only the compiled code
-// is shared. Runs get the app's memory limit, a per-run deadline and a concurrency
-// cap with a bounded wait queue (PoolConfig: Workers, QueueSize, QueueWait,
-// RequestTimeout), like the instances of a SyncPool.
+// command exits when it is done, so instances are never reused; what a run needs
+// besides its instance (module config, linear memory buffer, stderr writer, timer)
+// is kept per concurrency slot (runSlot). Runs get the app's memory limit, a
+// per-run deadline and a concurrency cap with a bounded wait queue (PoolConfig:
+// Workers, QueueSize, QueueWait, RequestTimeout), like the instances of a SyncPool.
 type CommandApp struct {
 	name   string
 	rt     wazero.Runtime
@@ -37,11 +39,38 @@ type CommandApp struct {
 	cfg    AppConfig
 	pool   PoolConfig
 
-	memory  memoryPool
-	slots   chan struct{} // one token per run allowed at once
+	slots   chan *runSlot // the free ones: one per run allowed at once
 	closing chan struct{}
 	waiting atomic.Int64
 	runs    atomic.Uint64
+}
+
+// runSlot is one of the runs a CommandApp allows at once, with what a run needs
+// built once instead of per request: the module config with stdio and sleep bound
+// to the slot (each With* of wazero's config clones it), the linear memory, the
+// stderr writer, the deadline timer and the context wazero sees. A run then allocates little beyond
+// wazero's instance itself.
+type runSlot struct {
+	c         *CommandApp
+	modCfg    wazero.ModuleConfig
+	ctx       context.Context // slotCtx with the memory allocator
+	memory    slotMemory
+	stdin     slotStdin
+	stdout    slotStdout
+	flusher   interface{ Flush() error } // the run's Stdout, if it can flush
+	stderr    *logWriter
+	env       commandEnv
+	timer     *time.Timer   // the run's deadline: expire
+	timerDone chan struct{} // expire has finished (capacity 1)
+	ctxDone   chan struct{} // cancelled has finished (capacity 1)
+	cancelled func()        // the caller's context ended; built once
+
+	mu       sync.Mutex
+	done     chan struct{}     // closed when the run is stopped; new per run
+	flag     api.MutableGlobal // the instance's interrupt flag, once instantiated
+	abort    func()
+	stopped  bool
+	deadline bool // the deadline, not the caller, stopped the run
 }
 
 // CommandIO is the input and output of one run.
@@ -51,7 +80,10 @@ type CommandIO struct {
 	Env []string
 	// Stdin is the guest's standard input; nil means empty.
 	Stdin io.Reader
-	// Stdout receives the guest's standard output; nil discards it.
+	// Stdout receives the guest's standard output; nil discards it. If it has a
+	// Flush() error method, that is called whenever the guest sleeps (WASI
+	// poll_oneoff on a clock): what a command printed before a pause should reach
+	// its reader (a CGI client) without waiting for the next write.
 	Stdout io.Writer
 	// Abort, if set, is called from another goroutine when the run's deadline passes
 	// or ctx ends while the guest runs. The deadline stops guest code, not a host
@@ -103,14 +135,39 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 	rt := e.newRuntime(ctx, cfg.MemoryLimit)
 	c := &CommandApp{
 		name: cfg.Name, rt: rt, log: log, cfg: cfg, pool: pool,
-		slots:   make(chan struct{}, pool.Workers),
+		slots:   make(chan *runSlot, pool.Workers),
 		closing: make(chan struct{}),
 	}
 	if err := c.load(ctx, e); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}
+	for range pool.Workers {
+		c.slots <- c.newSlot(e.alloc)
+	}
 	return c, nil
+}
+
+func (c *CommandApp) newSlot(large experimental.MemoryAllocator) *runSlot {
+	s := &runSlot{
+		c:         c,
+		memory:    slotMemory{large: large},
+		stderr:    newLogWriter(c.log, "stderr", slog.LevelWarn, "run", 0),
+		timerDone: make(chan struct{}, 1),
+		ctxDone:   make(chan struct{}, 1),
+	}
+	s.ctx = experimental.WithMemoryAllocator(slotCtx{s}, &s.memory)
+	s.modCfg = c.modCfg.WithStdin(&s.stdin).WithStdout(&s.stdout).WithStderr(s.stderr).WithNanosleep(s.sleep)
+	s.timer = time.AfterFunc(time.Hour, func() {
+		s.stop(true)
+		s.timerDone <- struct{}{}
+	})
+	s.timer.Stop()
+	s.cancelled = func() {
+		s.stop(false)
+		s.ctxDone <- struct{}{}
+	}
+	return s
 }
 
 func (c *CommandApp) load(ctx context.Context, e *Engine) error {
@@ -168,72 +225,134 @@ func (c *CommandApp) PoolConfig() PoolConfig { return c.pool }
 // RequestTimeout; ctx's error (wrapped) when ctx ended first; and *GuestError for a
 // trap, a non-zero exit or memory exhaustion. The guest's stderr goes to the log.
 func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
-	if err := c.acquire(ctx); err != nil {
+	s, err := c.acquire(ctx)
+	if err != nil {
 		return err
 	}
-	defer func() { <-c.slots }()
+	defer func() { c.slots <- s }()
+	return s.run(ctx, cio)
+}
 
-	id := c.runs.Add(1)
-	stderr := newLogWriter(c.log.With("run", id), "stderr", slog.LevelWarn)
-	runCtx, cancel := context.WithTimeout(ctx, c.pool.RequestTimeout)
-	defer cancel()
-
-	mc := c.modCfg.WithStderr(stderr).WithNanosleep(func(ns int64) {
-		// Real sleep, cut short when the run ends, so a sleeping guest cannot
-		// outlive its deadline.
-		t := time.NewTimer(time.Duration(ns))
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-runCtx.Done():
+func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
+	c := s.c
+	s.stdin.r, s.stdout.w = cio.Stdin, cio.Stdout
+	s.flusher, _ = cio.Stdout.(interface{ Flush() error })
+	s.stderr.reset(c.runs.Add(1))
+	c.environ(&s.env, cio.Env)
+	s.mu.Lock()
+	s.done, s.flag, s.abort, s.stopped, s.deadline = make(chan struct{}), nil, cio.Abort, false, false
+	s.mu.Unlock()
+	s.timer.Reset(c.pool.RequestTimeout)
+	defer func() {
+		// A callback that already started must be over before the next run reuses
+		// the slot, and Abort before the caller answers the client.
+		if !s.timer.Stop() {
+			<-s.timerDone
 		}
-	})
-	if cio.Stdin != nil {
-		mc = mc.WithStdin(cio.Stdin)
-	}
-	if cio.Stdout != nil {
-		mc = mc.WithStdout(cio.Stdout)
-	}
+		s.stdin.r, s.stdout.w, s.flusher = nil, nil, nil
+		s.stderr.flushLine()
+	}()
 
-	callCtx := context.WithValue(runCtx, commandEnvKey{}, c.environ(cio.Env))
-	mod, err := c.rt.InstantiateModule(experimental.WithMemoryAllocator(callCtx, &c.memory), c.cm, mc)
+	mod, err := c.rt.InstantiateModule(s.ctx, c.cm, s.modCfg)
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(context.Background())
 		}
-		return c.classify(ctx, runCtx, err, stderr.Tail())
+		return s.classify(ctx, err)
 	}
 	defer mod.Close(context.Background())
 	flag, _ := mod.ExportedGlobal(interrupt.ExportName).(api.MutableGlobal)
-	// deadlineFirst records what stopped the run: cutting off a blocked read can make
-	// the caller's context end too (net/http cancels a request whose body read
-	// failed), and the deadline must still be reported as the cause.
-	var deadlineFirst atomic.Bool
-	stopped := make(chan struct{})
-	stop := context.AfterFunc(runCtx, func() {
-		defer close(stopped)
-		deadlineFirst.Store(ctx.Err() == nil)
-		if flag != nil {
-			flag.Set(1) // the guest traps at its next loop iteration
-		}
-		if cio.Abort != nil {
-			cio.Abort()
-		}
-	})
-	_, err = mod.ExportedFunction(abi.ExportStart).Call(callCtx)
-	if !stop() {
-		<-stopped // Abort must be over before the caller answers the client
+	s.mu.Lock()
+	s.flag = flag
+	if s.stopped && flag != nil {
+		flag.Set(1) // stopped while instantiating: trap at the first loop iteration
 	}
+	s.mu.Unlock()
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, s.cancelled)
+		defer func() {
+			if !stop() {
+				<-s.ctxDone
+			}
+		}()
+	}
+	_, err = mod.ExportedFunction(abi.ExportStart).Call(s.ctx)
 	if err == nil {
 		return nil
 	}
-	if deadlineFirst.Load() {
-		if exit := (*sys.ExitError)(nil); !errors.As(err, &exit) || exit.ExitCode() != 0 {
-			return ErrDeadline
-		}
-		return nil
+	return s.classify(ctx, err)
+}
+
+// stop ends the run: the deadline passed, or the caller's context ended. The guest
+// traps at its next loop iteration, a sleep returns, and Abort cuts off host I/O
+// blocked on the client. Only the first call counts, so the cause is the first one.
+func (s *runSlot) stop(deadline bool) {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
 	}
-	return c.classify(ctx, runCtx, err, stderr.Tail())
+	s.stopped, s.deadline = true, deadline
+	if s.flag != nil {
+		s.flag.Set(1)
+	}
+	close(s.done)
+	abort := s.abort
+	s.mu.Unlock()
+	if abort != nil {
+		abort()
+	}
+}
+
+// sleep is the guest's nanosleep: real time, cut short when the run is stopped, so
+// a sleeping guest cannot outlive its deadline.
+func (s *runSlot) sleep(ns int64) {
+	if s.flusher != nil {
+		_ = s.flusher.Flush() // a failure shows in the guest's next write
+	}
+	s.mu.Lock()
+	done := s.done
+	s.mu.Unlock()
+	t := time.NewTimer(time.Duration(ns))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-done:
+	}
+}
+
+// slotCtx is the context wazero sees for a run: it carries the slot's environment
+// to environ_get. Deadlines do not go through it (wazero does not watch contexts
+// here: WithCloseOnContextDone is off); stop does.
+type slotCtx struct{ s *runSlot }
+
+func (slotCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (slotCtx) Done() <-chan struct{}       { return nil }
+func (slotCtx) Err() error                  { return nil }
+func (c slotCtx) Value(key any) any {
+	if key == (commandEnvKey{}) {
+		return &c.s.env
+	}
+	return nil
+}
+
+// slotStdin and slotStdout are a slot's stdio: the current run's reader and writer.
+type slotStdin struct{ r io.Reader }
+
+func (s *slotStdin) Read(p []byte) (int, error) {
+	if s.r == nil {
+		return 0, io.EOF
+	}
+	return s.r.Read(p)
+}
+
+type slotStdout struct{ w io.Writer }
+
+func (s *slotStdout) Write(p []byte) (int, error) {
+	if s.w == nil {
+		return len(p), nil
+	}
+	return s.w.Write(p)
 }
 
 // commandEnvKey carries a run's environment (*commandEnv) to the WASI environ
@@ -246,10 +365,10 @@ type commandEnv struct {
 	size uint32 // bytes of all entries with their NUL terminators
 }
 
-// environ merges a run's variables with the app's configured ones (the run's win)
-// and drops entries WASI cannot carry (no '=', or a NUL byte).
-func (c *CommandApp) environ(run []string) *commandEnv {
-	env := &commandEnv{vars: make([]string, 0, len(run)+len(c.cfg.Env))}
+// environ fills env with a run's variables merged with the app's configured ones
+// (the run's win), dropping entries WASI cannot carry (no '=', or a NUL byte).
+func (c *CommandApp) environ(env *commandEnv, run []string) {
+	env.vars, env.size = env.vars[:0], 0
 	add := func(kv string) {
 		if strings.IndexByte(kv, '=') <= 0 || strings.IndexByte(kv, 0) >= 0 {
 			return
@@ -265,7 +384,6 @@ func (c *CommandApp) environ(run []string) *commandEnv {
 			add(kv)
 		}
 	}
-	return env
 }
 
 // instantiateCommandWASI instantiates WASI preview 1 in rt with environ_get and
@@ -342,21 +460,30 @@ func hasEnv(env []string, key string) bool {
 }
 
 // classify turns a failed run into one of Run's documented errors.
-func (c *CommandApp) classify(ctx, runCtx context.Context, err error, stderr string) error {
+func (s *runSlot) classify(ctx context.Context, err error) error {
 	var exit *sys.ExitError
 	isExit := errors.As(err, &exit)
 	if isExit && exit.ExitCode() == 0 {
 		return nil // proc_exit(0), as Go's runtime does after main returns
 	}
-	// Stopped (by the interrupt flag's trap, or by wazero on a done context):
-	// the caller going away comes first, then the run's own deadline.
+	// Stopped (by the interrupt flag's trap, or a cut-off read or write): by the
+	// caller going away or by the deadline, whichever came first. Cutting off a
+	// blocked read can make the caller's context end too (net/http cancels a request
+	// whose body read failed), so the first cause is the one reported.
+	s.mu.Lock()
+	stopped, deadline := s.stopped, s.deadline
+	s.mu.Unlock()
+	if stopped {
+		if deadline {
+			return ErrDeadline
+		}
+		return fmt.Errorf("app %s: run stopped: %w", s.c.name, ctx.Err())
+	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("app %s: run stopped: %w", c.name, ctx.Err())
+		return fmt.Errorf("app %s: run stopped: %w", s.c.name, ctx.Err())
 	}
-	if runCtx.Err() != nil {
-		return ErrDeadline
-	}
-	ge := &GuestError{App: c.name, Kind: FailTrap, Err: err, Stderr: stderr}
+	stderr := s.stderr.Tail()
+	ge := &GuestError{App: s.c.name, Kind: FailTrap, Err: err, Stderr: stderr}
 	switch {
 	case isExit:
 		ge.Kind = FailExit
@@ -366,33 +493,33 @@ func (c *CommandApp) classify(ctx, runCtx context.Context, err error, stderr str
 	return ge
 }
 
-func (c *CommandApp) acquire(ctx context.Context) error {
+func (c *CommandApp) acquire(ctx context.Context) (*runSlot, error) {
 	select {
 	case <-c.closing:
-		return ErrPoolClosed
+		return nil, ErrPoolClosed
 	default:
 	}
 	select {
-	case c.slots <- struct{}{}:
-		return nil
+	case s := <-c.slots:
+		return s, nil
 	default:
 	}
 	if c.waiting.Add(1) > int64(c.pool.QueueSize) {
 		c.waiting.Add(-1)
-		return ErrQueueFull
+		return nil, ErrQueueFull
 	}
 	defer c.waiting.Add(-1)
 	t := time.NewTimer(c.pool.QueueWait)
 	defer t.Stop()
 	select {
-	case c.slots <- struct{}{}:
-		return nil
+	case s := <-c.slots:
+		return s, nil
 	case <-t.C:
-		return ErrQueueTimeout
+		return nil, ErrQueueTimeout
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	case <-c.closing:
-		return ErrPoolClosed
+		return nil, ErrPoolClosed
 	}
 }
 
@@ -408,7 +535,8 @@ func (c *CommandApp) Close(ctx context.Context) error {
 	// Taking every slot means no run is in flight.
 	for range cap(c.slots) {
 		select {
-		case c.slots <- struct{}{}:
+		case s := <-c.slots:
+			s.timer.Stop()
 		case <-ctx.Done():
 			_ = c.rt.Close(context.Background())
 			return fmt.Errorf("app %s: runs still in flight: %w", c.name, ctx.Err())

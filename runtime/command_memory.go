@@ -1,67 +1,89 @@
 package runtime
 
 import (
-	"sync"
-
 	"github.com/tetratelabs/wazero/experimental"
 )
 
-// maxPooledMemory bounds the linear memories kept for reuse between CGI runs; a
-// run that grew past it gets a fresh one next time instead of pinning the space.
+// maxPooledMemory bounds the linear memory kept for reuse between CGI runs; a
+// run that grew past it leaves a fresh one to the next run instead of pinning the
+// space.
 const maxPooledMemory = 1 << 20
 
-// memoryPool recycles the linear memories of CGI runs. A command instance lives for
-// one request, so without it every request allocates (and the GC later reclaims)
-// a fresh memory of at least 64 KiB per page: most of a small command's cost.
-// Buffers rest in the pool zeroed, as a new wasm memory must be.
-type memoryPool struct{ p sync.Pool }
+// slotMemory is the linear memory of a CGI run slot. A command instance lives for
+// one request, so without reuse every request allocates (and the GC later
+// reclaims) a fresh memory of at least 64 KiB per page: most of a small command's
+// cost. A slot runs one instance at a time and closes it before the next run, so
+// the buffer passes from run to run without a pool, cleared as far as the last run
+// could have dirtied it (a new wasm memory must read as zero).
+//
+// A memory that grows past maxPooledMemory (a Go command starts with megabytes)
+// moves to the engine's allocator, outside the Go heap: as a Go-heap buffer it
+// would be megabytes of garbage per request.
+type slotMemory struct {
+	large experimental.MemoryAllocator // the engine's; nil: large memories stay on the Go heap
+	buf   []byte                       // empty, and zero up to cap, while no instance holds it
+	max   uint64
+	used  int                       // the longest the guest has seen buf: all it can have dirtied
+	live  bool                      // an instance holds it
+	big   experimental.LinearMemory // the run's memory once it outgrew buf
+}
 
-var _ experimental.MemoryAllocator = (*memoryPool)(nil)
+var _ experimental.MemoryAllocator = (*slotMemory)(nil)
 
 // Allocate implements experimental.MemoryAllocator.
-func (mp *memoryPool) Allocate(_, max uint64) experimental.LinearMemory {
-	m := &pooledMemory{pool: mp, max: max}
-	if h, ok := mp.p.Get().(*[]byte); ok {
-		m.buf, m.holder = (*h)[:0], h
+func (m *slotMemory) Allocate(_, max uint64) experimental.LinearMemory {
+	if m.live {
+		m.Free() // a failed instantiation that never closed its module
 	}
+	m.max, m.live = max, true
 	return m
 }
 
-// pooledMemory is one instance's linear memory.
-type pooledMemory struct {
-	pool   *memoryPool
-	buf    []byte
-	holder *[]byte // reused on Put, so returning a buffer does not allocate
-	max    uint64
-	used   int // the longest the guest has seen the buffer: all it can have dirtied
-}
-
 // Reallocate implements experimental.LinearMemory.
-func (m *pooledMemory) Reallocate(size uint64) []byte {
+func (m *slotMemory) Reallocate(size uint64) []byte {
 	if size > m.max {
 		return nil
+	}
+	if m.big != nil {
+		return m.big.Reallocate(size)
+	}
+	if size > maxPooledMemory && m.large != nil {
+		big := m.large.Allocate(size, m.max)
+		b := big.Reallocate(size)
+		if b == nil {
+			big.Free()
+			return nil
+		}
+		copy(b, m.buf) // what the guest has so far; buf is cleared at Free
+		m.big = big
+		return b
 	}
 	if size > uint64(cap(m.buf)) {
 		nb := make([]byte, size)
 		copy(nb, m.buf)
-		m.buf, m.used = nb, len(m.buf) // the old buffer is dropped, nb is clean past the copy
+		m.buf = nb // the old buffer is dropped; nb is clean past the copy
 	}
 	m.buf = m.buf[:size]
 	m.used = max(m.used, int(size))
 	return m.buf
 }
 
-// Free implements experimental.LinearMemory: the buffer is cleared and pooled.
-func (m *pooledMemory) Free() {
-	b := m.buf
-	m.buf = nil
-	if cap(b) == 0 || cap(b) > maxPooledMemory {
+// Free implements experimental.LinearMemory (wazero calls it once, when the
+// instance closes): the buffer is cleared for the next run.
+func (m *slotMemory) Free() {
+	if !m.live {
 		return
 	}
-	clear(b[:m.used])
-	if m.holder == nil {
-		m.holder = new([]byte)
+	m.live = false
+	if m.big != nil {
+		m.big.Free()
+		m.big = nil
 	}
-	*m.holder = b[:0]
-	m.pool.p.Put(m.holder)
+	if cap(m.buf) > maxPooledMemory {
+		m.buf = nil
+	} else {
+		clear(m.buf[:m.used])
+		m.buf = m.buf[:0]
+	}
+	m.used = 0
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -135,16 +136,109 @@ func TestCommandFailures(t *testing.T) {
 }
 
 // Linear memories are recycled between runs: each run must still start zeroed,
-// including pages a previous run grew.
+// including pages a previous run grew, in the slot's pooled buffer and (past
+// 1 MiB) in the engine's allocator.
 func TestCommandMemoryIsClean(t *testing.T) {
-	c, _ := loadCommand(t, "../host/testdata/cgi/memcheck.wasm", PoolConfig{Workers: 1})
-	for i := range 5 {
+	for _, file := range []string{"memcheck.wasm", "bigmemcheck.wasm"} {
+		t.Run(file, func(t *testing.T) {
+			c, _ := loadCommand(t, "../host/testdata/cgi/"+file, PoolConfig{Workers: 1})
+			for i := range 5 {
+				var out bytes.Buffer
+				if err := c.Run(context.Background(), CommandIO{Stdout: &out}); err != nil {
+					t.Fatalf("run %d: %v (memory not clean?)", i, err)
+				}
+				if !strings.HasSuffix(out.String(), "clean\n") {
+					t.Fatalf("run %d: stdout %q", i, out.String())
+				}
+			}
+		})
+	}
+}
+
+// A run slot is reused: what stopped one run (its deadline, its caller leaving) and
+// what it wrote to stderr must not reach the next run on the same slot.
+func TestCommandSlotReuse(t *testing.T) {
+	c, log := loadCommand(t, "../samples/c-cgi/main.wasm", PoolConfig{Workers: 1, RequestTimeout: 200 * time.Millisecond})
+	ok := func(i int) {
+		t.Helper()
 		var out bytes.Buffer
-		if err := c.Run(context.Background(), CommandIO{Stdout: &out}); err != nil {
-			t.Fatalf("run %d: %v (memory not clean?)", i, err)
+		if err := c.Run(context.Background(), CommandIO{Stdout: &out, Env: []string{"REQUEST_METHOD=GET"}}); err != nil {
+			t.Fatalf("run %d after a stopped one: %v", i, err)
 		}
-		if !strings.HasSuffix(out.String(), "clean\n") {
+		if !strings.Contains(out.String(), "body=0\n") {
 			t.Fatalf("run %d: stdout %q", i, out.String())
+		}
+	}
+	// A stdin read that never returns until Abort cuts it off.
+	blocked := func() (io.Reader, func()) {
+		pr, pw := io.Pipe()
+		return pr, func() { pw.CloseWithError(errors.New("cut off")) }
+	}
+
+	stdin, abort := blocked()
+	if err := c.Run(context.Background(), CommandIO{Stdin: stdin, Abort: abort}); !errors.Is(err, ErrDeadline) {
+		t.Fatalf("blocked run: %v, want ErrDeadline", err)
+	}
+	ok(1)
+	// The next run lasts past where the old deadline's timer would have fired.
+	time.Sleep(250 * time.Millisecond)
+	ok(2)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	stdin, abort = blocked()
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if err := c.Run(ctx, CommandIO{Stdin: stdin, Abort: abort}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v, want context.Canceled", err)
+	}
+	ok(3)
+
+	// Each run's stderr is tagged with its own run number.
+	if n := strings.Count(log.String(), "cgi: serving GET"); n != 3 {
+		t.Errorf("%d stderr lines of the successful runs, want 3:\n%s", n, log.String())
+	}
+	for _, run := range []string{"run=2", "run=4"} {
+		if !strings.Contains(log.String(), run) {
+			t.Errorf("log lacks %s:\n%s", run, log.String())
+		}
+	}
+}
+
+// flushCounter is a Stdout that records, at each Flush, how many bytes had been
+// written so far.
+type flushCounter struct {
+	bytes.Buffer
+	flushedAt []int
+}
+
+func (f *flushCounter) Flush() error {
+	f.flushedAt = append(f.flushedAt, f.Len())
+	return nil
+}
+
+// A Stdout that can flush is flushed whenever the guest sleeps, so what the
+// command printed before a pause goes out without waiting for its next write.
+func TestCommandFlushesStdoutWhenSleeping(t *testing.T) {
+	// Three events 20 ms apart, each written (fflush) before the next sleep.
+	c, _ := loadCommand(t, "../host/testdata/cgi/stream.wasm", PoolConfig{Workers: 1})
+	var out flushCounter
+	if err := c.Run(context.Background(), CommandIO{Stdout: &out, Env: []string{"QUERY_STRING=n=3&gap=20"}}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "data: 1\n\ndata: 2\n\ndata: 3\n\n") {
+		t.Fatalf("stdout %q", out.String())
+	}
+	// Before each of the two sleeps, everything up to that event was flushed.
+	var after []string
+	for _, n := range out.flushedAt {
+		after = append(after, out.String()[:n])
+	}
+	for _, event := range []string{"data: 1\n\n", "data: 2\n\n"} {
+		found := false
+		for _, s := range after {
+			found = found || strings.HasSuffix(s, event)
+		}
+		if !found {
+			t.Errorf("no flush right after %q; flushes came after %q", event, after)
 		}
 	}
 }

@@ -23,7 +23,8 @@ type Instance struct {
 	mod    api.Module
 	handle api.Function
 	stack  []uint64
-	ctx    *callCtx
+	ctx    *callCtx // &cctx
+	cctx   callCtx
 
 	stdout, stderr *logWriter
 
@@ -62,8 +63,9 @@ type exchangeSlot struct {
 }
 
 // callCtx is the context.Context wazero sees for every call into this instance. It
-// carries the instance (for host functions) and its deadline (done) without a
-// per-request context allocation.
+// carries the instance (for host functions), its deadline (done) and, for
+// instantiation, the app's memory allocator without a per-request (or
+// per-instance) context allocation.
 type callCtx struct{ in *Instance }
 
 type instanceKey struct{}
@@ -80,7 +82,7 @@ func (c *callCtx) Value(key any) any {
 	if key == (instanceKey{}) {
 		return c.in
 	}
-	return nil
+	return c.in.app.allocCtx.Value(key)
 }
 
 // InstanceFrom returns the instance a host function is called from, or nil.

@@ -122,3 +122,41 @@ func residentBytes(b *testing.B) int64 {
 	}
 	return pages * int64(os.Getpagesize())
 }
+
+// BenchmarkNewInstance is the life of one sync instance of the hello app as a C
+// guest (samples/c-hello) and as a Go guest (samples/hello): instantiate,
+// _initialize, close, with its allocations. The per-instance costs the host adds
+// (log writers, timer, context) show up here next to wazero's own.
+func BenchmarkNewInstance(b *testing.B) {
+	ctx := context.Background()
+	cBin, err := os.ReadFile("../samples/c-hello/main.wasm")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, g := range []struct {
+		name string
+		bin  func() []byte
+	}{
+		{"c", func() []byte { return cBin }},
+		{"go", func() []byte { return buildGuest(b, "../samples/hello") }},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			log := (&testLog{}).logger()
+			app, err := engine(b).Load(ctx, AppConfig{Name: g.name + "-hello", Wasm: g.bin(), Logger: log})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer app.Close(ctx)
+			b.ReportAllocs()
+			cpu0 := cpuTime(b)
+			for b.Loop() {
+				in, err := app.newInstance(ctx, 0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in.close(ctx)
+			}
+			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}

@@ -23,10 +23,15 @@ type logWriter struct {
 	// reason is the first line that explains a crash (Go's "fatal error:",
 	// "panic:"): the stack dump that follows can push it out of tail.
 	reason string
+	// idKey and id tag each record ("instance" 7, or a CGI run's "run" 1234). They
+	// are added per record, not with Logger.With per writer: an instance or run is
+	// created far more often than it logs, and With formats its attributes at once.
+	idKey string
+	id    uint64
 }
 
-func newLogWriter(log *slog.Logger, stream string, level slog.Level) *logWriter {
-	return &logWriter{log: log, stream: stream, level: level}
+func newLogWriter(log *slog.Logger, stream string, level slog.Level, idKey string, id uint64) *logWriter {
+	return &logWriter{log: log, stream: stream, level: level, idKey: idKey, id: id}
 }
 
 // Write implements io.Writer for wazero's WithStdout/WithStderr.
@@ -68,7 +73,27 @@ func (w *logWriter) emit(line []byte) {
 	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
 		return
 	}
-	w.log.Log(context.Background(), w.level, string(line), "stream", w.stream)
+	w.log.Log(context.Background(), w.level, string(line), w.idKey, w.id, "stream", w.stream)
+}
+
+// reset readies the writer for CGI run number run, dropping the previous run's
+// tail and reason.
+func (w *logWriter) reset(run uint64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.partial, w.tail, w.reason = w.partial[:0], w.tail[:0], ""
+	w.id = run
+}
+
+// flushLine logs an unfinished last line (a command that exits without a final
+// newline).
+func (w *logWriter) flushLine() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.partial) > 0 {
+		w.emit(w.partial)
+		w.partial = w.partial[:0]
+	}
 }
 
 // Reason returns the first crash-explaining line seen, or "".

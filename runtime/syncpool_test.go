@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -232,5 +233,52 @@ func TestCrashLoopIsRateLimited(t *testing.T) {
 	// 12 replacements need at least ~2.5 s.
 	if took := time.Since(start); took < 2*time.Second {
 		t.Fatalf("12 crash/replace cycles took %s: replacements are not rate-limited", took)
+	}
+}
+
+// Instances share nothing: each has its own globals and linear memory, and an
+// instance built on a reused memory reservation starts from zero.
+func TestInstanceStateIsOwn(t *testing.T) {
+	bin, err := os.ReadFile("testdata/state/state.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	app, err := engine(t).Load(ctx, AppConfig{Name: "state", Wasm: bin, MemoryLimit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	newInst := func() *Instance {
+		t.Helper()
+		in, err := app.newInstance(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return in
+	}
+	call := func(in *Instance) int32 {
+		t.Helper()
+		code, err := in.serveSync(newFakeExchange("GET", "/", "", nil), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
+	}
+	a, b := newInst(), newInst()
+	for want := int32(1001); want <= 3003; want += 1001 {
+		if got := call(a); got != want {
+			t.Fatalf("instance a: %d, want %d", got, want)
+		}
+	}
+	if got := call(b); got != 1001 {
+		t.Fatalf("instance b after three requests on a: %d, want 1001 (its own global and memory)", got)
+	}
+	a.close(ctx)
+	c := newInst() // takes a's memory reservation from the allocator's free list
+	defer c.close(ctx)
+	defer b.close(ctx)
+	if got := call(c); got != 1001 {
+		t.Fatalf("instance on a reused reservation: %d, want 1001 (zeroed memory, fresh global)", got)
 	}
 }
