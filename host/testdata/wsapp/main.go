@@ -87,6 +87,12 @@ func init() {
 				}
 			}
 		case "/memstats":
+			if q.Get("gc") != "" {
+				// Two cycles: the first shrinks idle goroutine stacks, the second
+				// frees what the first released.
+				runtime.GC()
+				runtime.GC()
+			}
 			memstats(w)
 		case "/spawn":
 			// Diagnostics: park n SDK goroutines in Sleep, to compare their stack
