@@ -118,8 +118,11 @@ type asyncExchange struct {
 	head []byte
 	conn *runtime.Conn
 	wake chan struct{}
-	refs atomic.Int32
-	isWS bool
+	// deadline is the request timer, kept with the pooled exchange (request
+	// goroutine only).
+	deadline *time.Timer
+	refs     atomic.Int32
+	isWS     bool
 
 	mu sync.Mutex
 	// response, filled by the guest, sent by the request goroutine
@@ -159,14 +162,15 @@ type asyncExchange struct {
 }
 
 func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Request, rootPath string, isWS bool) {
-	hdr, wake, spare, in := e.hdr, e.wake, e.spare[:0], e.in[:0]
+	hdr, wake, out, spare, in, deadline := e.hdr, e.wake, e.out[:0], e.spare[:0], e.in[:0], e.deadline
 	clear(hdr)
 	select {
 	case <-wake:
 	default:
 	}
 	base := e.base
-	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, spare: spare, in: in, isWS: isWS, base: base}
+	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, out: out, spare: spare, in: in, isWS: isWS, base: base,
+		deadline: deadline}
 	e.refs.Store(2)
 	e.base.reset(nil, nil, r, rootPath, g.ids.Add(1))
 	e.head = e.base.Head()
@@ -486,9 +490,13 @@ func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.closeInfo() 
 func (e *asyncExchange) serve() (cut bool) {
 	w, r := e.w, e.r
 	// The deadline covers a WebSocket only until the guest accepts or denies it.
-	t := time.NewTimer(e.g.cfg.RequestTimeout)
-	defer t.Stop()
-	deadline := t.C
+	if e.deadline == nil {
+		e.deadline = time.NewTimer(e.g.cfg.RequestTimeout)
+	} else {
+		e.deadline.Reset(e.g.cfg.RequestTimeout) // stopped: no stale tick (Go ≥ 1.23 timers)
+	}
+	defer e.deadline.Stop()
+	deadline := e.deadline.C
 	ctxDone := r.Context().Done()
 	defer e.detach()
 	for {

@@ -1,13 +1,19 @@
 package host
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	goruntime "runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -144,4 +150,110 @@ func BenchmarkAsyncGatewayHelloParallel(b *testing.B) {
 	}
 	defer pool.Close(ctx)
 	benchHelloParallel(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
+}
+
+// benchServeLoopback serves h on a loopback socket and drives it like wrk -c64:
+// 64 keep-alive connections, each writing one small GET and reading the whole
+// response before the next. The client is minimal (it learns the response size
+// from the first one, the responses being identical but for the Date value of
+// fixed length), so most of the CPU time per request is the server's.
+func benchServeLoopback(b *testing.B, h http.Handler) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const conns = 64
+	req := []byte("GET /hello?x=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	cs := make([]net.Conn, conns)
+	size := 0
+	for i := range cs {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+		if i == 0 {
+			resp, err := roundTrip(c, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			size = len(resp)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, size)
+			for next.Add(1) <= int64(b.N) {
+				if _, err := c.Write(req); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	reportCPU(b, cpu0)
+}
+
+// roundTrip sends req and returns the raw bytes of the one response, which must
+// have a Content-Length.
+func roundTrip(c net.Conn, req []byte) ([]byte, error) {
+	if _, err := c.Write(req); err != nil {
+		return nil, err
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		got = append(got, buf[:n]...)
+		head, body, ok := bytes.Cut(got, []byte("\r\n\r\n"))
+		if !ok {
+			continue
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(got)), nil)
+		if err != nil {
+			return nil, err
+		}
+		if resp.ContentLength < 0 {
+			return nil, fmt.Errorf("no Content-Length in %q", head)
+		}
+		if int64(len(body)) >= resp.ContentLength {
+			return got, nil
+		}
+	}
+}
+
+func BenchmarkServeHello(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b)
+	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchServeLoopback(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+}
+
+func BenchmarkAsyncServeHello(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b, "wasmsrv_async")
+	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{}, runtime.AsyncConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchServeLoopback(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
 }
