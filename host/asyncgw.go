@@ -179,7 +179,7 @@ func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Re
 		// head, so the request and the pooled encoder can go after the upgrade.
 		e.head = append([]byte(nil), e.head...)
 		e.head[1] = abi.KindWebSocket
-		e.ws = &wsConn{hub: g.ws, notify: e.notify}
+		e.ws = &wsConn{hub: g.ws, notify: e.notifyClosed}
 	}
 }
 
@@ -223,6 +223,23 @@ func (e *asyncExchange) notify(kind int32, a, b int64) {
 		return
 	}
 	go c.Post(kind, a, b)
+}
+
+// notifyClosed is the WebSocket's notify once upgraded: after WS_CLOSED the
+// connection no longer counts toward the pool's caps, whether or not the guest
+// ends it (it may still take the messages received before the close).
+func (e *asyncExchange) notifyClosed(kind int32, a, b int64) {
+	e.notify(kind, a, b)
+	if kind == abi.EventWSClosed {
+		e.abandon(0)
+	}
+}
+
+// abandon tells the pool the host is done with the connection (runtime.Conn.Abandon).
+func (e *asyncExchange) abandon(status int32) {
+	if c := e.conn; c != nil {
+		c.Abandon(status)
+	}
 }
 
 // Bind implements runtime.AsyncExchange.
@@ -349,12 +366,12 @@ func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 	case e.ended || e.accepted:
 		e.mu.Unlock()
 		return abi.ErrState
-	case e.detached:
-		e.mu.Unlock()
-		return abi.ErrTimeout
 	case e.clientGone:
 		e.mu.Unlock()
 		return abi.ErrClosed
+	case e.detached:
+		e.mu.Unlock()
+		return abi.ErrTimeout
 	case len(e.out) >= outHighWater:
 		e.wantWritable = true
 		e.mu.Unlock()
@@ -503,6 +520,9 @@ func (e *asyncExchange) serve() (cut bool) {
 		select {
 		case <-e.wake:
 		case <-ctxDone:
+			// The client is gone (or half-closed: net/http cannot tell, so the
+			// response is still sent). A guest that ignores this is bounded by
+			// the request deadline, which abandons the connection (expire).
 			ctxDone = nil
 			e.mu.Lock()
 			e.clientGone = true
@@ -610,6 +630,7 @@ func (e *asyncExchange) expire() bool {
 	e.detached = true
 	e.mu.Unlock()
 	e.notify(abi.EventCancel, 0, 0)
+	e.abandon(abi.ErrTimeout) // the guest need not end it for the caps to recover
 	e.g.log.Error("request deadline exceeded", "method", e.r.Method, "path", e.r.URL.Path)
 	if e.headSent {
 		return true
