@@ -507,29 +507,46 @@ func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.closeInfo() 
 func (e *asyncExchange) serve() (cut bool) {
 	w, r := e.w, e.r
 	// The deadline covers a WebSocket only until the guest accepts or denies it.
-	if e.deadline == nil {
-		e.deadline = time.NewTimer(e.g.cfg.RequestTimeout)
-	} else {
-		e.deadline.Reset(e.g.cfg.RequestTimeout) // stopped: no stale tick (Go ≥ 1.23 timers)
-	}
-	defer e.deadline.Stop()
-	deadline := e.deadline.C
+	// It is armed when this goroutine first has to wait: a guest that answered
+	// within Open (the usual case on an idle instance) costs no timer.
+	var deadline <-chan time.Time
+	defer func() {
+		if deadline != nil {
+			e.deadline.Stop()
+		}
+	}()
 	ctxDone := r.Context().Done()
 	defer e.detach()
 	for {
-		select {
-		case <-e.wake:
-		case <-ctxDone:
-			// The client is gone (or half-closed: net/http cannot tell, so the
-			// response is still sent). A guest that ignores this is bounded by
-			// the request deadline, which abandons the connection (expire).
-			ctxDone = nil
-			e.mu.Lock()
-			e.clientGone = true
-			e.mu.Unlock()
-			e.notify(abi.EventDisconnect, 0, 0)
-		case <-deadline:
-			return e.expire()
+		woken := false
+		if deadline == nil {
+			select {
+			case <-e.wake:
+				woken = true
+			default:
+				if e.deadline == nil {
+					e.deadline = time.NewTimer(e.g.cfg.RequestTimeout)
+				} else {
+					e.deadline.Reset(e.g.cfg.RequestTimeout) // stopped: no stale tick (Go ≥ 1.23 timers)
+				}
+				deadline = e.deadline.C
+			}
+		}
+		if !woken {
+			select {
+			case <-e.wake:
+			case <-ctxDone:
+				// The client is gone (or half-closed: net/http cannot tell, so the
+				// response is still sent). A guest that ignores this is bounded by
+				// the request deadline, which abandons the connection (expire).
+				ctxDone = nil
+				e.mu.Lock()
+				e.clientGone = true
+				e.mu.Unlock()
+				e.notify(abi.EventDisconnect, 0, 0)
+			case <-deadline:
+				return e.expire()
+			}
 		}
 		e.mu.Lock()
 		if e.accepted && !e.upgraded {
