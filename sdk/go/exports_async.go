@@ -46,7 +46,7 @@ var sched struct {
 	inEvent   bool
 	pumping   bool          // the event's goroutine waits on pumpDone
 	pumpDone  chan struct{} // buffered (1)
-	tasks     map[uint32]*task
+	tasks     ctxTable[task]
 	timers    map[uint32]*waiter
 	nextTimer uint32
 	free      []*task
@@ -132,8 +132,7 @@ type task struct {
 
 //go:wasmexport wasmsrv_on_event
 func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
-	if sched.tasks == nil {
-		sched.tasks = make(map[uint32]*task)
+	if sched.timers == nil {
 		sched.timers = make(map[uint32]*waiter)
 		sched.pumpDone = make(chan struct{}, 1)
 	}
@@ -144,7 +143,7 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 		// stack of a request, and a goroutine's stack stays as large as it ever was
 		// while the connection lives (an idle WebSocket would keep it).
 		t.code = prepare(ctx, &t.req, &t.resp)
-		sched.tasks[ctx] = t
+		sched.tasks.put(ctx, t)
 		var wk *worker
 		if n := len(sched.idle); n > 0 {
 			wk = sched.idle[n-1]
@@ -163,7 +162,7 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 	default:
 		// Body, writable, message, closed, disconnect, cancel: wake the task; its
 		// host call tells it what happened.
-		if t := sched.tasks[ctx]; t != nil {
+		if t := sched.tasks.get(ctx); t != nil {
 			t.w.wake()
 		}
 	}
@@ -249,7 +248,7 @@ func newWorker() *worker {
 
 // endTask reports the end of t to the host and keeps t for reuse.
 func endTask(t *task, code int32) {
-	delete(sched.tasks, t.ctx)
+	sched.tasks.del(t.ctx)
 	ctxDone(t.ctx, code)
 	// Keep a bounded number of tasks for reuse; drop big buffers so an idle
 	// instance does not hold the largest response it ever wrote.
@@ -275,7 +274,7 @@ func idle() {
 
 // waitCtx parks the calling goroutine until the next event for ctx.
 func waitCtx(ctx uint32) {
-	t := sched.tasks[ctx]
+	t := sched.tasks.get(ctx)
 	if t == nil {
 		panic("wasmsrv: wait on a request that is not running")
 	}
