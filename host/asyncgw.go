@@ -225,9 +225,9 @@ func (e *asyncExchange) notify(kind int32, a, b int64) {
 	go c.Post(kind, a, b)
 }
 
-// notifyClosed is the WebSocket's notify once upgraded: after WS_CLOSED the
-// connection no longer counts toward the pool's caps, whether or not the guest
-// ends it (it may still take the messages received before the close).
+// notifyClosed is the WebSocket's notify: after WS_CLOSED the connection no
+// longer counts toward the pool's caps, whether or not the guest ends it (it may
+// still take the messages received before the close).
 func (e *asyncExchange) notifyClosed(kind int32, a, b int64) {
 	e.notify(kind, a, b)
 	if kind == abi.EventWSClosed {
