@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,5 +150,45 @@ func TestAsyncTrapHTTP(t *testing.T) {
 	}
 	if !strings.Contains(s.logs.String(), "trap on purpose") {
 		t.Errorf("log lacks the guest's panic:\n%s", s.logs.String())
+	}
+}
+
+// TestAsyncGoGoroutines: goroutines started with wasmsrv.Go park in SDK calls on
+// channels while connections run on coroutines; both kinds interleave on one
+// instance without stalling it, and the goroutines' sleeps all return.
+func TestAsyncGoGoroutines(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{}, WSConfig{})
+	done := func() int {
+		_, body := get(t, s.srv.URL+"/memstats")
+		for _, f := range strings.Fields(body) {
+			if v, ok := strings.CutPrefix(f, "spawned_done="); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatalf("no spawned_done in %q", body)
+		return 0
+	}
+	if resp, _ := get(t, s.srv.URL+"/spawn?n=50&ms=400"); resp.StatusCode != 200 {
+		t.Fatalf("spawn: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	for i := range 3 {
+		if resp, body := get(t, s.srv.URL+fmt.Sprintf("/id?ms=50&id=%d", i)); resp.StatusCode != 200 || body != fmt.Sprintf("id=%d", i) {
+			t.Fatalf("request %d beside the goroutines: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := done(); n != 0 && time.Since(start) < 350*time.Millisecond {
+		t.Fatalf("%d goroutines done before their sleep was over", n)
+	}
+	waitUntil(t, "the goroutines' sleeps", 5*time.Second, func() bool { return done() == 50 })
+	if resp, body := get(t, s.srv.URL+"/"); resp.StatusCode != 200 || body != "hello\n" {
+		t.Fatalf("after: %d %q", resp.StatusCode, body)
+	}
+	if st := s.pool.Stats(); st.Discarded != 0 {
+		t.Errorf("discarded %d instances", st.Discarded)
 	}
 }
