@@ -75,3 +75,28 @@ func TestAsyncAbandonedConnectionsFreeCaps(t *testing.T) {
 		})
 	}
 }
+
+// TestAsyncLateWebSocketAccept: an upgrade the guest accepts only after the
+// request deadline gets 504; the guest's late accept fails with the deadline
+// (ErrTimeout from the host), the connection left the caps at the deadline, and
+// the instance carries on.
+func TestAsyncLateWebSocketAccept(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 1, RequestTimeout: 200 * time.Millisecond},
+		runtime.AsyncConfig{MaxConnsPerInstance: 1}, WSConfig{})
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(s.srv, "/ws-slow-accept?ms=600"), nil)
+	if err == nil || resp == nil || resp.StatusCode != 504 {
+		t.Fatalf("late accept: %v %v, want a 504", err, resp)
+	}
+	// The guest still sleeps, yet the cap of one connection is free again.
+	if resp, body := get(t, s.srv.URL+"/"); resp.StatusCode != 200 || body != "hello\n" {
+		t.Fatalf("beside the pending accept: %d %q", resp.StatusCode, body)
+	}
+	waitUntil(t, "the late accept", 5*time.Second, func() bool {
+		return strings.Contains(s.logs.String(), "late accept: wasmsrv: request deadline exceeded")
+	})
+	c := dial(t, wsURL(s.srv, "/ws"))
+	echo(t, c, websocket.TextMessage, []byte("after"))
+	if st := s.pool.Stats(); st.Discarded != 0 {
+		t.Errorf("discarded %d", st.Discarded)
+	}
+}

@@ -179,6 +179,14 @@ func init() {
 					return
 				}
 			}
+		case "/ws-slow-accept":
+			// Accepts only after ms: past the request deadline the host has
+			// answered 504 and the accept fails.
+			ms, _ := strconv.Atoi(q.Get("ms"))
+			wasmsrv.Sleep(time.Duration(ms) * time.Millisecond)
+			if _, err := wasmsrv.Accept(w, r, nil); err != nil {
+				println("late accept:", err.Error())
+			}
 		case "/ws-deny-custom":
 			w.WriteHeader(401)
 			w.WriteString("no entry\n")
