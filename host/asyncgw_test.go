@@ -192,3 +192,51 @@ func TestAsyncGoGoroutines(t *testing.T) {
 		t.Errorf("discarded %d instances", st.Discarded)
 	}
 }
+
+// TestAsyncTrapCostsOnlyItsInstance: requests in flight on both instances when
+// one traps: those on the trapped instance get 500, those on the other complete.
+func TestAsyncTrapCostsOnlyItsInstance(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, WSConfig{})
+	const n = 10
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(fmt.Sprintf("%s/id?ms=800&id=%d", s.srv.URL, i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	waitUntil(t, "requests on both instances", 5*time.Second, func() bool {
+		c := s.pool.Stats().Conns
+		return len(c) == 2 && c[0]+c[1] == n
+	})
+	if resp, _ := get(t, s.srv.URL+"/trap"); resp.StatusCode != 500 {
+		t.Fatalf("trap: %d", resp.StatusCode)
+	}
+	wg.Wait()
+	close(codes)
+	ok, failed := 0, 0
+	for c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 500:
+			failed++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if ok == 0 || failed == 0 || ok+failed != n {
+		t.Errorf("%d completed, %d failed of %d: a trap must fail its own instance's requests only", ok, failed, n)
+	}
+	if st := s.pool.Stats(); st.Discarded != 1 {
+		t.Errorf("discarded %d, want 1", st.Discarded)
+	}
+}
