@@ -47,7 +47,7 @@ var sched struct {
 	pumping   bool          // the event's goroutine waits on pumpDone
 	pumpDone  chan struct{} // buffered (1)
 	tasks     ctxTable[task]
-	timers    ctxTable[waiter] // Sleep's timers by id
+	timers    map[uint32]*waiter
 	nextTimer uint32
 	free      []*task
 	// cur is the worker coroutine running now, nil outside one: an SDK wait
@@ -132,7 +132,8 @@ type task struct {
 
 //go:wasmexport wasmsrv_on_event
 func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
-	if sched.pumpDone == nil {
+	if sched.timers == nil {
+		sched.timers = make(map[uint32]*waiter)
 		sched.pumpDone = make(chan struct{}, 1)
 	}
 	switch kind {
@@ -153,8 +154,8 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 		wk.t = t
 		sched.runq = append(sched.runq, wk)
 	case abi.EventTimer:
-		if w := sched.timers.get(uint32(a)); w != nil {
-			sched.timers.del(uint32(a))
+		if w := sched.timers[uint32(a)]; w != nil {
+			delete(sched.timers, uint32(a))
 			w.wake()
 		}
 	case abi.EventPoll:
@@ -302,7 +303,7 @@ func Sleep(d time.Duration) {
 	if timerSet(id, ms) != abi.OK {
 		panic("wasmsrv: timer_set failed (too many timers on this instance)")
 	}
-	sched.timers.put(id, w)
+	sched.timers[id] = w
 	w.wait()
 }
 
