@@ -84,6 +84,7 @@ type waiter struct {
 	co      *worker
 	ch      chan struct{} // Go goroutines; made at the first such wait
 	nplain  int
+	parked  bool // co or Go goroutines wait here
 	pending bool
 }
 
@@ -92,6 +93,7 @@ func (w *waiter) wait() {
 		w.pending = false
 		return
 	}
+	w.parked = true
 	if c := sched.cur; c != nil {
 		w.co = c
 		sched.cur = nil
@@ -107,10 +109,11 @@ func (w *waiter) wait() {
 }
 
 func (w *waiter) wake() {
-	if w.co == nil && w.nplain == 0 {
+	if !w.parked {
 		w.pending = true
 		return
 	}
+	w.parked = false
 	if c := w.co; c != nil {
 		w.co = nil
 		sched.runq = append(sched.runq, c)
