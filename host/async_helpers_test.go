@@ -56,7 +56,7 @@ type asyncSetup struct {
 }
 
 // startAsync serves the async test guest on a loopback server.
-func startAsync(t *testing.T, pc runtime.PoolConfig, ac runtime.AsyncConfig, wc WSConfig) *asyncSetup {
+func startAsync(t testing.TB, pc runtime.PoolConfig, ac runtime.AsyncConfig, wc WSConfig) *asyncSetup {
 	t.Helper()
 	bin := buildWSApp(t, true)
 	logs := &logBuf{}

@@ -118,8 +118,11 @@ type asyncExchange struct {
 	head []byte
 	conn *runtime.Conn
 	wake chan struct{}
-	refs atomic.Int32
-	isWS bool
+	// deadline is the request timer, kept with the pooled exchange (request
+	// goroutine only).
+	deadline *time.Timer
+	refs     atomic.Int32
+	isWS     bool
 
 	mu sync.Mutex
 	// response, filled by the guest, sent by the request goroutine
@@ -159,14 +162,15 @@ type asyncExchange struct {
 }
 
 func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Request, rootPath string, isWS bool) {
-	hdr, wake, spare, in := e.hdr, e.wake, e.spare[:0], e.in[:0]
+	hdr, wake, out, spare, in, deadline := e.hdr, e.wake, e.out[:0], e.spare[:0], e.in[:0], e.deadline
 	clear(hdr)
 	select {
 	case <-wake:
 	default:
 	}
 	base := e.base
-	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, spare: spare, in: in, isWS: isWS, base: base}
+	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, out: out, spare: spare, in: in, isWS: isWS, base: base,
+		deadline: deadline}
 	e.refs.Store(2)
 	e.base.reset(nil, nil, r, rootPath, g.ids.Add(1))
 	e.head = e.base.Head()
@@ -175,7 +179,7 @@ func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Re
 		// head, so the request and the pooled encoder can go after the upgrade.
 		e.head = append([]byte(nil), e.head...)
 		e.head[1] = abi.KindWebSocket
-		e.ws = &wsConn{hub: g.ws, notify: e.notify}
+		e.ws = &wsConn{hub: g.ws, notify: e.notifyClosed}
 	}
 }
 
@@ -219,6 +223,23 @@ func (e *asyncExchange) notify(kind int32, a, b int64) {
 		return
 	}
 	go c.Post(kind, a, b)
+}
+
+// notifyClosed is the WebSocket's notify: after WS_CLOSED the connection no
+// longer counts toward the pool's caps, whether or not the guest ends it (it may
+// still take the messages received before the close).
+func (e *asyncExchange) notifyClosed(kind int32, a, b int64) {
+	e.notify(kind, a, b)
+	if kind == abi.EventWSClosed {
+		e.abandon(0)
+	}
+}
+
+// abandon tells the pool the host is done with the connection (runtime.Conn.Abandon).
+func (e *asyncExchange) abandon(status int32) {
+	if c := e.conn; c != nil {
+		c.Abandon(status)
+	}
 }
 
 // Bind implements runtime.AsyncExchange.
@@ -348,12 +369,12 @@ func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 	case e.ended || e.accepted:
 		e.mu.Unlock()
 		return abi.ErrState
-	case e.detached:
-		e.mu.Unlock()
-		return abi.ErrTimeout
 	case e.clientGone:
 		e.mu.Unlock()
 		return abi.ErrClosed
+	case e.detached:
+		e.mu.Unlock()
+		return abi.ErrTimeout
 	case len(e.out) >= outHighWater:
 		e.wantWritable = true
 		e.mu.Unlock()
@@ -489,22 +510,46 @@ func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.closeInfo() 
 func (e *asyncExchange) serve() (cut bool) {
 	w, r := e.w, e.r
 	// The deadline covers a WebSocket only until the guest accepts or denies it.
-	t := time.NewTimer(e.g.cfg.RequestTimeout)
-	defer t.Stop()
-	deadline := t.C
+	// It is armed when this goroutine first has to wait: a guest that answered
+	// within Open (the usual case on an idle instance) costs no timer.
+	var deadline <-chan time.Time
+	defer func() {
+		if deadline != nil {
+			e.deadline.Stop()
+		}
+	}()
 	ctxDone := r.Context().Done()
 	defer e.detach()
 	for {
-		select {
-		case <-e.wake:
-		case <-ctxDone:
-			ctxDone = nil
-			e.mu.Lock()
-			e.clientGone = true
-			e.mu.Unlock()
-			e.notify(abi.EventDisconnect, 0, 0)
-		case <-deadline:
-			return e.expire()
+		woken := false
+		if deadline == nil {
+			select {
+			case <-e.wake:
+				woken = true
+			default:
+				if e.deadline == nil {
+					e.deadline = time.NewTimer(e.g.cfg.RequestTimeout)
+				} else {
+					e.deadline.Reset(e.g.cfg.RequestTimeout) // stopped: no stale tick (Go ≥ 1.23 timers)
+				}
+				deadline = e.deadline.C
+			}
+		}
+		if !woken {
+			select {
+			case <-e.wake:
+			case <-ctxDone:
+				// The client is gone (or half-closed: net/http cannot tell, so the
+				// response is still sent). A guest that ignores this is bounded by
+				// the request deadline, which abandons the connection (expire).
+				ctxDone = nil
+				e.mu.Lock()
+				e.clientGone = true
+				e.mu.Unlock()
+				e.notify(abi.EventDisconnect, 0, 0)
+			case <-deadline:
+				return e.expire()
+			}
 		}
 		e.mu.Lock()
 		if e.accepted && !e.upgraded {
@@ -605,6 +650,7 @@ func (e *asyncExchange) expire() bool {
 	e.detached = true
 	e.mu.Unlock()
 	e.notify(abi.EventCancel, 0, 0)
+	e.abandon(abi.ErrTimeout) // the guest need not end it for the caps to recover
 	e.g.log.Error("request deadline exceeded", "method", e.r.Method, "path", e.r.URL.Path)
 	if e.headSent {
 		return true

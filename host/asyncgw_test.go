@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,5 +150,93 @@ func TestAsyncTrapHTTP(t *testing.T) {
 	}
 	if !strings.Contains(s.logs.String(), "trap on purpose") {
 		t.Errorf("log lacks the guest's panic:\n%s", s.logs.String())
+	}
+}
+
+// TestAsyncGoGoroutines: goroutines started with wasmsrv.Go park in SDK calls on
+// channels while connections run on coroutines; both kinds interleave on one
+// instance without stalling it, and the goroutines' sleeps all return.
+func TestAsyncGoGoroutines(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{}, WSConfig{})
+	done := func() int {
+		_, body := get(t, s.srv.URL+"/memstats")
+		for _, f := range strings.Fields(body) {
+			if v, ok := strings.CutPrefix(f, "spawned_done="); ok {
+				n, err := strconv.Atoi(v)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
+			}
+		}
+		t.Fatalf("no spawned_done in %q", body)
+		return 0
+	}
+	if resp, _ := get(t, s.srv.URL+"/spawn?n=50&ms=400"); resp.StatusCode != 200 {
+		t.Fatalf("spawn: %d", resp.StatusCode)
+	}
+	start := time.Now()
+	for i := range 3 {
+		if resp, body := get(t, s.srv.URL+fmt.Sprintf("/id?ms=50&id=%d", i)); resp.StatusCode != 200 || body != fmt.Sprintf("id=%d", i) {
+			t.Fatalf("request %d beside the goroutines: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if n := done(); n != 0 && time.Since(start) < 350*time.Millisecond {
+		t.Fatalf("%d goroutines done before their sleep was over", n)
+	}
+	waitUntil(t, "the goroutines' sleeps", 5*time.Second, func() bool { return done() == 50 })
+	if resp, body := get(t, s.srv.URL+"/"); resp.StatusCode != 200 || body != "hello\n" {
+		t.Fatalf("after: %d %q", resp.StatusCode, body)
+	}
+	if st := s.pool.Stats(); st.Discarded != 0 {
+		t.Errorf("discarded %d instances", st.Discarded)
+	}
+}
+
+// TestAsyncTrapCostsOnlyItsInstance: requests in flight on both instances when
+// one traps: those on the trapped instance get 500, those on the other complete.
+func TestAsyncTrapCostsOnlyItsInstance(t *testing.T) {
+	s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, WSConfig{})
+	const n = 10
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(fmt.Sprintf("%s/id?ms=800&id=%d", s.srv.URL, i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	waitUntil(t, "requests on both instances", 5*time.Second, func() bool {
+		c := s.pool.Stats().Conns
+		return len(c) == 2 && c[0]+c[1] == n
+	})
+	if resp, _ := get(t, s.srv.URL+"/trap"); resp.StatusCode != 500 {
+		t.Fatalf("trap: %d", resp.StatusCode)
+	}
+	wg.Wait()
+	close(codes)
+	ok, failed := 0, 0
+	for c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 500:
+			failed++
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if ok == 0 || failed == 0 || ok+failed != n {
+		t.Errorf("%d completed, %d failed of %d: a trap must fail its own instance's requests only", ok, failed, n)
+	}
+	if st := s.pool.Stats(); st.Discarded != 1 {
+		t.Errorf("discarded %d, want 1", st.Discarded)
 	}
 }

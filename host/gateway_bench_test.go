@@ -1,13 +1,22 @@
 package host
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	goruntime "runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/builder"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -21,9 +30,10 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
-func BenchmarkGatewayHello(b *testing.B) {
+// loadHello builds samples/hello (with the given build tags) and loads it.
+func loadHello(b *testing.B, tags ...string) *runtime.App {
 	ctx := context.Background()
-	path, _, err := builder.Build(ctx, "../samples/hello", builder.Options{})
+	path, _, err := builder.Build(ctx, "../samples/hello", builder.Options{Tags: tags})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,20 +50,210 @@ func BenchmarkGatewayHello(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{Workers: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	gw := NewGateway(pool, GatewayConfig{App: "hello"}, log)
+	b.Cleanup(func() { _ = app.Close(ctx) })
+	return app
+}
+
+// benchHello drives h with the same small GET as the wrk benchmark, serially.
+func benchHello(b *testing.B, h http.Handler) {
 	req := httptest.NewRequest("GET", "/hello?x=1", nil)
 	req.Header.Set("User-Agent", "bench")
 	req.Header.Set("Accept", "*/*")
 	w := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := cpuTime(b)
 	for b.Loop() {
 		clear(w.h)
-		gw.ServeHTTP(w, req)
+		h.ServeHTTP(w, req)
 	}
+	reportCPU(b, cpu0)
+}
+
+// cpuTime is the process's user+system CPU time: per request it is steadier
+// than wall time on a busy machine.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Skipf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func reportCPU(b *testing.B, cpu0 time.Duration) {
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// benchHelloParallel drives h from 64 goroutines at once, like wrk -c64: with
+// the default pools (sync 2×CPU+1 instances, async CPU instances) requests
+// queue for instances, as they do under load.
+func benchHelloParallel(b *testing.B, h http.Handler) {
+	b.ReportAllocs()
+	b.SetParallelism((64 + goruntime.GOMAXPROCS(0) - 1) / goruntime.GOMAXPROCS(0))
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	b.RunParallel(func(pb *testing.PB) {
+		req := httptest.NewRequest("GET", "/hello?x=1", nil)
+		req.Header.Set("User-Agent", "bench")
+		req.Header.Set("Accept", "*/*")
+		w := &nopWriter{h: http.Header{}}
+		for pb.Next() {
+			clear(w.h)
+			h.ServeHTTP(w, req)
+		}
+	})
+	reportCPU(b, cpu0)
+}
+
+func BenchmarkGatewayHello(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b)
+	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{Workers: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchHello(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+}
+
+// BenchmarkAsyncGatewayHello is BenchmarkGatewayHello for the same guest built for
+// the async shape: the difference is the cost of the event machinery (SDK
+// goroutine hand-offs, ctx_done, the exchange's hand-off to the request goroutine).
+func BenchmarkAsyncGatewayHello(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b, "wasmsrv_async")
+	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchHello(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
+}
+
+func BenchmarkGatewayHelloParallel(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b)
+	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchHelloParallel(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+}
+
+func BenchmarkAsyncGatewayHelloParallel(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b, "wasmsrv_async")
+	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{}, runtime.AsyncConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchHelloParallel(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
+}
+
+// benchServeLoopback serves h on a loopback socket and drives it like wrk -c64:
+// 64 keep-alive connections, each writing one small GET and reading the whole
+// response before the next. The client is minimal (it learns the response size
+// from the first one, the responses being identical but for the Date value of
+// fixed length), so most of the CPU time per request is the server's.
+func benchServeLoopback(b *testing.B, h http.Handler) {
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	const conns = 64
+	req := []byte("GET /hello?x=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+	cs := make([]net.Conn, conns)
+	size := 0
+	for i := range cs {
+		c, err := net.Dial("tcp", srv.Listener.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		cs[i] = c
+		if i == 0 {
+			resp, err := roundTrip(c, req)
+			if err != nil {
+				b.Fatal(err)
+			}
+			size = len(resp)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime(b)
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, size)
+			for next.Add(1) <= int64(b.N) {
+				if _, err := c.Write(req); err != nil {
+					b.Error(err)
+					return
+				}
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	reportCPU(b, cpu0)
+}
+
+// roundTrip sends req and returns the raw bytes of the one response, which must
+// have a Content-Length.
+func roundTrip(c net.Conn, req []byte) ([]byte, error) {
+	if _, err := c.Write(req); err != nil {
+		return nil, err
+	}
+	var got []byte
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return nil, err
+		}
+		got = append(got, buf[:n]...)
+		head, body, ok := bytes.Cut(got, []byte("\r\n\r\n"))
+		if !ok {
+			continue
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(got)), nil)
+		if err != nil {
+			return nil, err
+		}
+		if resp.ContentLength < 0 {
+			return nil, fmt.Errorf("no Content-Length in %q", head)
+		}
+		if int64(len(body)) >= resp.ContentLength {
+			return got, nil
+		}
+	}
+}
+
+func BenchmarkServeHello(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b)
+	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchServeLoopback(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+}
+
+func BenchmarkAsyncServeHello(b *testing.B) {
+	ctx := context.Background()
+	app := loadHello(b, "wasmsrv_async")
+	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{}, runtime.AsyncConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	benchServeLoopback(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
 }

@@ -97,7 +97,7 @@ func (p *poller) run(h *wsHub) {
 			c := p.conns[fd]
 			p.mu.Unlock()
 			if c != nil {
-				go c.readLoop(nil)
+				h.read(c, nil)
 			}
 		}
 	}

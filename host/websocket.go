@@ -105,6 +105,11 @@ type wsHub struct {
 	readers sync.Pool // *bufio.Reader
 	outBufs sync.Pool // *[]byte
 
+	// readq hands a readable connection to an idle read worker (unbuffered:
+	// only a worker waiting takes it); workers counts them.
+	readq   chan wsRead
+	workers atomic.Int32
+
 	mu      sync.Mutex
 	conns   map[*wsConn]struct{}
 	poll    *poller // nil when the platform has none: one reader goroutine per conn
@@ -116,7 +121,8 @@ type wsHub struct {
 
 func newWSHub(cfg WSConfig, log *slog.Logger) *wsHub {
 	cfg.defaults()
-	h := &wsHub{cfg: cfg, log: log, conns: make(map[*wsConn]struct{}), stop: make(chan struct{})}
+	h := &wsHub{cfg: cfg, log: log, conns: make(map[*wsConn]struct{}), stop: make(chan struct{}),
+		readq: make(chan wsRead)}
 	h.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	return h
 }
@@ -181,11 +187,54 @@ func (h *wsHub) register(c *wsConn, br *bufio.Reader) bool {
 	// Bytes the client sent right behind the handshake are already in br: take them
 	// first, then wait for readiness.
 	if br != nil && br.Buffered() > 0 {
-		go c.readLoop(br)
+		h.read(c, br)
 	} else {
 		c.waitReadable()
 	}
 	return true
+}
+
+// maxReadWorkers bounds the goroutines kept to read WebSockets that became
+// readable. A reader also runs the guest for the events it posts (the poster runs
+// an idle instance), so it needs wazero's stack depth: a fresh goroutine per
+// readiness grew its stack every time (a tenth of the CPU of an echo), a kept
+// worker has it. Beyond the bound, readiness gets a goroutine of its own, so a
+// slow guest never delays reading other connections.
+const maxReadWorkers = 16
+
+// wsRead is one readable connection for a read worker (br: bytes already read).
+type wsRead struct {
+	c  *wsConn
+	br *bufio.Reader
+}
+
+// read runs c.readLoop(br) on an idle read worker, a new one, or (all busy at the
+// bound) a goroutine of its own. It never blocks.
+func (h *wsHub) read(c *wsConn, br *bufio.Reader) {
+	select {
+	case h.readq <- wsRead{c, br}:
+		return
+	default:
+	}
+	if h.workers.Add(1) <= maxReadWorkers {
+		go h.readWorker(c, br)
+		return
+	}
+	h.workers.Add(-1)
+	go c.readLoop(br)
+}
+
+func (h *wsHub) readWorker(c *wsConn, br *bufio.Reader) {
+	defer h.workers.Add(-1)
+	for {
+		c.readLoop(br)
+		select {
+		case r := <-h.readq:
+			c, br = r.c, r.br
+		case <-h.stop:
+			return
+		}
+	}
 }
 
 func (h *wsHub) unregister(c *wsConn) {
@@ -824,7 +873,7 @@ func (c *wsConn) recv(p []byte, block func() bool) (int32, int, int32) {
 	}
 	c.mu.Unlock()
 	if resume != nil {
-		go c.readLoop(resume)
+		c.hub.read(c, resume)
 	}
 	return m.kind, n, abi.OK
 }

@@ -104,6 +104,7 @@ type asyncInst struct {
 	timerByID map[uint32]*guestTimer
 	freeTimer []*guestTimer
 	clock     *time.Timer
+	abandoned int // connections the host gave up on that the guest has not ended
 	yield     bool
 	draining  bool
 	failErr   error
@@ -114,16 +115,18 @@ const (
 	ctlTimer int32 = -1 - iota
 	ctlDrain
 	ctlKill
-	ctlPlugin // a Waker's EventPlugin: a = token, b = connection handle (0: none)
+	ctlPlugin  // a Waker's EventPlugin: a = token, b = connection handle (0: none)
+	ctlAbandon // conn != nil, a = status
 )
 
 // Conn is one connection on an async instance, the host side's handle to post
 // events for it.
 type Conn struct {
-	ai   *asyncInst
-	id   uint32
-	ex   AsyncExchange
-	done bool // owner goroutine only: finished, events are dropped
+	ai        *asyncInst
+	id        uint32
+	ex        AsyncExchange
+	done      bool // owner goroutine only: finished, events are dropped
+	abandoned bool // owner goroutine only: no longer counted, see Abandon
 }
 
 // Post queues an event for the connection's guest. It blocks while the instance's
@@ -149,6 +152,36 @@ func (c *Conn) TryPost(kind int32, a, b int64) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// Abandon tells the pool that the host side is done with the connection before
+// the guest ended it: the client is gone, or the request deadline passed and the
+// client got its 504. The connection stops counting toward the per-instance and
+// per-app caps at once, so a guest that never calls ctx_done cannot lock new
+// connections out. The guest's handle stays valid until its ctx_done, and events
+// for it are still delivered.
+//
+// With status 0 the exchange stays in use until ctx_done (a closed WebSocket:
+// the guest may still take the messages received before the close). Otherwise
+// the exchange is finished now (Finish with ErrAbandoned) and the guest's host
+// calls on the handle answer status (abi.ErrTimeout, abi.ErrClosed) from then on.
+//
+// An instance carrying more abandoned connections than MaxConnsPerInstance is
+// recycled. Abandon never blocks.
+func (c *Conn) Abandon(status int32) {
+	ev := event{conn: c, kind: ctlAbandon, a: int64(status)}
+	select {
+	case c.ai.mail <- ev:
+		c.ai.drain()
+	default:
+		go func() {
+			select {
+			case c.ai.mail <- ev:
+				c.ai.drain()
+			case <-c.ai.dead:
+			}
+		}()
 	}
 }
 
@@ -390,6 +423,9 @@ func (ai *asyncInst) process() {
 func (ai *asyncInst) dispatch(ev event) {
 	c := ev.conn
 	switch ev.kind {
+	case ctlAbandon:
+		ai.abandon(c, int32(ev.a))
+		return
 	case abi.EventRequest, abi.EventWSConnect:
 		ai.table[c.id] = c
 	default:
@@ -443,12 +479,45 @@ func (ai *asyncInst) finish(h uint32, code int32) bool {
 	}
 	delete(ai.table, h)
 	c.done = true
+	if c.abandoned {
+		ai.abandoned-- // counted and served when it was abandoned
+		c.ex.Finish(code, nil)
+		return true
+	}
 	ai.in.served++
 	ai.pool.stats.served.Add(1)
 	ai.active.Add(-1)
 	ai.pool.conns.Add(-1)
 	c.ex.Finish(code, nil)
 	return true
+}
+
+// abandon stops counting connection c (Conn.Abandon), on the owner goroutine.
+func (ai *asyncInst) abandon(c *Conn, status int32) {
+	if c.done || c.abandoned || ai.table[c.id] != c {
+		return
+	}
+	c.abandoned = true
+	ai.abandoned++
+	ai.in.served++
+	ai.pool.stats.served.Add(1)
+	ai.active.Add(-1)
+	ai.pool.conns.Add(-1)
+	if status != 0 {
+		head := append([]byte(nil), c.ex.Head()...)
+		_, ws := c.ex.(WebSocket)
+		ws = ws && len(head) > 1 && head[1] == abi.KindWebSocket
+		c.ex.Finish(0, ErrAbandoned)
+		c.ex = &endedExchange{head: head, status: status, ws: ws}
+	}
+	if ai.abandoned > ai.pool.acfg.MaxConnsPerInstance && !ai.draining {
+		// The guest does not end the connections it is told are over: what it
+		// keeps costs memory on both sides, so replace it once it has drained.
+		ai.pool.app.log.Warn("async instance recycled: its guest does not end abandoned connections",
+			"instance", ai.in.id, "abandoned", ai.abandoned)
+		ai.pool.stats.recycled.Add(1)
+		ai.beginDrain(false)
+	}
 }
 
 // fail marks the instance dead and fails every connection it carries: theirs is
@@ -469,7 +538,9 @@ func (ai *asyncInst) fail(err error) {
 		delete(ai.table, id)
 		c.done = true
 		c.ex.Finish(0, err)
-		n++
+		if !c.abandoned {
+			n++
+		}
 	}
 	// Connections whose start event is still queued never reached the guest; Open
 	// cannot add more (the instance left the rotation under p.mu).
@@ -531,6 +602,11 @@ func (ai *asyncInst) retire() {
 	ai.over.Store(true)
 	defer ai.pool.gone(ai)
 	close(ai.dead)
+	for id, c := range ai.table { // abandoned connections the guest never ended
+		delete(ai.table, id)
+		c.done = true
+		c.ex.Finish(0, ErrPoolClosed)
+	}
 	ai.clock.Stop()
 	ai.pool.app.stop(context.Background(), ai.in, ai.pool.cfg.StopTimeout)
 }

@@ -18,6 +18,9 @@ var (
 	ErrPoolClosed = errors.New("pool closed")
 	// ErrDeadline: the request overran its deadline; the instance was discarded.
 	ErrDeadline = errors.New("request deadline exceeded")
+	// ErrAbandoned: the host gave up on an async connection before its guest
+	// ended it (Conn.Abandon); the client was already answered or is gone.
+	ErrAbandoned = errors.New("connection abandoned by the host")
 )
 
 // Kinds of guest failure.

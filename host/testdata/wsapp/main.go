@@ -31,8 +31,13 @@ func memstats(w *wasmsrv.ResponseWriter) {
 	runtime.ReadMemStats(&m)
 	w.WriteString("stack=" + strconv.FormatUint(m.StackInuse, 10) + " heap=" + strconv.FormatUint(m.HeapAlloc, 10) +
 		" sys=" + strconv.FormatUint(m.Sys, 10) + " goroutines=" + strconv.Itoa(runtime.NumGoroutine()) +
-		" gc=" + strconv.FormatUint(uint64(m.NumGC), 10) + " next=" + strconv.FormatUint(m.NextGC, 10))
+		" gc=" + strconv.FormatUint(uint64(m.NumGC), 10) + " next=" + strconv.FormatUint(m.NextGC, 10) +
+		" spawned_done=" + strconv.Itoa(spawnedDone))
 }
+
+// spawnedDone counts the /spawn goroutines whose Sleep returned (the guest is
+// single-threaded: no atomics needed).
+var spawnedDone int
 
 func init() {
 	wasmsrv.OnStart(func() error {
@@ -87,12 +92,22 @@ func init() {
 				}
 			}
 		case "/memstats":
+			if q.Get("gc") != "" {
+				// Two cycles: the first shrinks idle goroutine stacks, the second
+				// frees what the first released.
+				runtime.GC()
+				runtime.GC()
+			}
 			memstats(w)
 		case "/spawn":
 			// Diagnostics: park n SDK goroutines in Sleep, to compare their stack
 			// cost with that of parked requests (/id?ms=...).
 			n, _ := strconv.Atoi(q.Get("n"))
 			mode := q.Get("mode")
+			sleep := 10 * time.Second
+			if ms, _ := strconv.Atoi(q.Get("ms")); ms > 0 {
+				sleep = time.Duration(ms) * time.Millisecond
+			}
 			for range n {
 				wasmsrv.Go(func() {
 					switch mode {
@@ -101,7 +116,8 @@ func init() {
 					case "query":
 						url.ParseQuery("a=1&b=2")
 					}
-					wasmsrv.Sleep(10 * time.Second)
+					wasmsrv.Sleep(sleep)
+					spawnedDone++
 				})
 			}
 		case "/status":
@@ -162,6 +178,14 @@ func init() {
 				if ws.WriteMessage(kind, msg) != nil {
 					return
 				}
+			}
+		case "/ws-slow-accept":
+			// Accepts only after ms: past the request deadline the host has
+			// answered 504 and the accept fails.
+			ms, _ := strconv.Atoi(q.Get("ms"))
+			wasmsrv.Sleep(time.Duration(ms) * time.Millisecond)
+			if _, err := wasmsrv.Accept(w, r, nil); err != nil {
+				println("late accept:", err.Error())
 			}
 		case "/ws-deny-custom":
 			w.WriteHeader(401)
