@@ -149,3 +149,35 @@ func (ai *asyncInst) dispatchPlugin(ev event) {
 	}
 	ai.call(id, abi.EventPlugin, ev.a, 0)
 }
+
+// Notification is a plugin operation's slot for the one Waker a guest armed on
+// it: Fire wakes it at most once. Arm, Fire and Disarm are safe from any
+// goroutine. To arm without losing a completion that races it, arm first,
+// then check whether the operation is already complete and Fire if so (the
+// completing side completes first, then Fires): one of the two Fires sees the
+// Waker, the other finds the slot empty.
+type Notification struct {
+	mu sync.Mutex
+	w  Waker
+}
+
+// Arm sets w, replacing an earlier Waker, which then never fires.
+func (n *Notification) Arm(w Waker) {
+	n.mu.Lock()
+	n.w = w
+	n.mu.Unlock()
+}
+
+// Disarm drops the armed Waker, if any.
+func (n *Notification) Disarm() { n.Arm(Waker{}) }
+
+// Fire wakes the armed Waker, if any, and disarms it.
+func (n *Notification) Fire() {
+	n.mu.Lock()
+	w := n.w
+	n.w = Waker{}
+	n.mu.Unlock()
+	if w.Armed() {
+		w.Wake()
+	}
+}

@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -184,45 +183,29 @@ type pending struct {
 	status int32
 	cancel context.CancelFunc
 
-	// armed is the guest's notify, woken once when done closes. mu orders arming
-	// on the instance with completion on the request's goroutine.
-	mu    sync.Mutex
-	armed runtime.Waker
+	// armed is the guest's notify, fired once when done closes.
+	armed runtime.Notification
 }
 
 // complete publishes the outcome and fires the armed notification, if any.
 func (p *pending) complete(out []byte, status int32) {
 	p.out, p.status = out, status
 	close(p.done)
-	p.mu.Lock()
-	w := p.armed
-	p.armed = runtime.Waker{}
-	p.mu.Unlock()
-	if w.Armed() {
-		w.Wake()
-	}
+	p.armed.Fire()
 }
 
 // arm sets the notification (replacing an earlier one) and fires it at once if
 // the response is already complete.
 func (p *pending) arm(w runtime.Waker) {
-	p.mu.Lock()
+	p.armed.Arm(w)
 	select {
 	case <-p.done:
-		p.mu.Unlock()
-		w.Wake()
-		return
+		p.armed.Fire()
 	default:
 	}
-	p.armed = w
-	p.mu.Unlock()
 }
 
-func (p *pending) disarm() {
-	p.mu.Lock()
-	p.armed = runtime.Waker{}
-	p.mu.Unlock()
-}
+func (p *pending) disarm() { p.armed.Disarm() }
 
 type handlesKey struct{}
 

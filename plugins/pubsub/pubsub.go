@@ -145,11 +145,9 @@ type sub struct {
 	unsub   func()
 	dropped atomic.Uint64
 
-	// armed is the notification an async guest armed with notify: woken (and
-	// disarmed) by the first message that arrives after it was armed. mu orders
-	// arming on the instance with delivery on the broker's goroutine.
-	mu    sync.Mutex
-	armed runtime.Waker
+	// armed is the notification an async guest armed with notify: fired (and
+	// disarmed) by the first message that arrives after it was armed.
+	armed runtime.Notification
 }
 
 func (s *sub) deliver(msg []byte) {
@@ -170,33 +168,19 @@ func (s *sub) deliver(msg []byte) {
 }
 
 // wake fires the armed notification, if any: it is one-shot.
-func (s *sub) wake() {
-	s.mu.Lock()
-	w := s.armed
-	s.armed = runtime.Waker{}
-	s.mu.Unlock()
-	if w.Armed() {
-		w.Wake()
-	}
-}
+func (s *sub) wake() { s.armed.Fire() }
 
 // arm sets the notification (replacing an earlier one, which then never fires)
 // and fires it at once if a message is already waiting.
 func (s *sub) arm(w runtime.Waker) {
-	s.mu.Lock()
-	s.armed = w
-	s.mu.Unlock()
+	s.armed.Arm(w)
 	// Checked after arming: a message delivered in between wakes it either way.
 	if s.pending != nil || len(s.q) > 0 {
 		s.wake()
 	}
 }
 
-func (s *sub) disarm() {
-	s.mu.Lock()
-	s.armed = runtime.Waker{}
-	s.mu.Unlock()
-}
+func (s *sub) disarm() { s.armed.Disarm() }
 
 type subs struct {
 	next uint32
