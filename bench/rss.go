@@ -16,6 +16,14 @@ import (
 // pages (a prefork master's copy-on-write heap) count once per process, which is how
 // ps and top report them too.
 func TreeRSS(procRoot string, pid int) (int64, int, error) {
+	// A process that exited while we walked, or a kernel thread without VmRSS,
+	// is skipped.
+	return sumTree(procRoot, pid, vmRSS)
+}
+
+// sumTree adds up read(procRoot, p) over pid and its descendants, skipping
+// those it cannot read, and says how many it counted.
+func sumTree(procRoot string, pid int, read func(procRoot string, pid int) (int64, error)) (int64, int, error) {
 	children, err := childMap(procRoot)
 	if err != nil {
 		return 0, 0, err
@@ -23,11 +31,11 @@ func TreeRSS(procRoot string, pid int) (int64, int, error) {
 	var total int64
 	n := 0
 	for _, p := range descendants(children, pid) {
-		rss, err := vmRSS(procRoot, p)
+		v, err := read(procRoot, p)
 		if err != nil {
-			continue // exited while we walked, or a kernel thread without VmRSS
+			continue
 		}
-		total += rss
+		total += v
 		n++
 	}
 	if n == 0 {
@@ -114,28 +122,21 @@ const clockTicks = 100
 // difference is what the server spent on it: a steadier measure than rps on a
 // machine the load generator shares.
 func TreeCPU(procRoot string, pid int) (time.Duration, error) {
-	children, err := childMap(procRoot)
+	ticks, _, err := sumTree(procRoot, pid, cpuTicks)
+	return time.Duration(ticks) * time.Second / clockTicks, err
+}
+
+// cpuTicks reads utime + stime of one process.
+func cpuTicks(procRoot string, pid int) (int64, error) {
+	stat, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return 0, err
 	}
-	var ticks int64
-	n := 0
-	for _, p := range descendants(children, pid) {
-		stat, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(p), "stat"))
-		if err != nil {
-			continue // exited while we walked
-		}
-		t, ok := parseCPUTicks(stat)
-		if !ok {
-			continue
-		}
-		ticks += t
-		n++
+	t, ok := parseCPUTicks(stat)
+	if !ok {
+		return 0, fmt.Errorf("stat of %d: no utime/stime", pid)
 	}
-	if n == 0 {
-		return 0, fmt.Errorf("no process found for pid %d", pid)
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
+	return t, nil
 }
 
 // parseCPUTicks reads utime and stime (fields 14 and 15) of a stat line.
