@@ -143,18 +143,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // getFresh is get on a new connection (no reuse of an idle one).
 func getFresh(t *testing.T, url string, hdr ...string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url, nil)
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
+	return getWith(t, &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}, url, hdr...)
 }
 
 func TestSiteMaxConnsPerIP(t *testing.T) {

@@ -112,11 +112,16 @@ func (f *fixture) reload(t *testing.T, body string) (int, string) {
 
 func get(t *testing.T, url string, hdr ...string) (int, http.Header, string) {
 	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return getWith(t, c, url, hdr...)
+}
+
+func getWith(t *testing.T, c *http.Client, url string, hdr ...string) (int, http.Header, string) {
+	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
