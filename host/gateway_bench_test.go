@@ -55,6 +55,29 @@ func loadHello(b *testing.B, tags ...string) *runtime.App {
 }
 
 // benchHello drives h with the same small GET as the wrk benchmark, serially.
+// syncHello is the gateway of a sync pool running samples/hello, closed when
+// the benchmark ends.
+func syncHello(b *testing.B, pc runtime.PoolConfig) http.Handler {
+	ctx := context.Background()
+	pool, err := runtime.NewSyncPool(ctx, loadHello(b), pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pool.Close(ctx) })
+	return NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler))
+}
+
+// asyncHello is syncHello for the guest built for the async shape.
+func asyncHello(b *testing.B, pc runtime.PoolConfig) http.Handler {
+	ctx := context.Background()
+	pool, err := runtime.NewAsyncPool(ctx, loadHello(b, "wasmsrv_async"), pc, runtime.AsyncConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pool.Close(ctx) })
+	return NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler))
+}
+
 func benchHello(b *testing.B, h http.Handler) {
 	req := httptest.NewRequest("GET", "/hello?x=1", nil)
 	req.Header.Set("User-Agent", "bench")
@@ -106,50 +129,22 @@ func benchHelloParallel(b *testing.B, h http.Handler) {
 }
 
 func BenchmarkGatewayHello(b *testing.B) {
-	ctx := context.Background()
-	app := loadHello(b)
-	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{Workers: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	benchHello(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+	benchHello(b, syncHello(b, runtime.PoolConfig{Workers: 1}))
 }
 
 // BenchmarkAsyncGatewayHello is BenchmarkGatewayHello for the same guest built for
 // the async shape: the difference is the cost of the event machinery (SDK
 // goroutine hand-offs, ctx_done, the exchange's hand-off to the request goroutine).
 func BenchmarkAsyncGatewayHello(b *testing.B) {
-	ctx := context.Background()
-	app := loadHello(b, "wasmsrv_async")
-	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	benchHello(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
+	benchHello(b, asyncHello(b, runtime.PoolConfig{Workers: 1}))
 }
 
 func BenchmarkGatewayHelloParallel(b *testing.B) {
-	ctx := context.Background()
-	app := loadHello(b)
-	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	benchHelloParallel(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+	benchHelloParallel(b, syncHello(b, runtime.PoolConfig{}))
 }
 
 func BenchmarkAsyncGatewayHelloParallel(b *testing.B) {
-	ctx := context.Background()
-	app := loadHello(b, "wasmsrv_async")
-	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{}, runtime.AsyncConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	benchHelloParallel(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
+	benchHelloParallel(b, asyncHello(b, runtime.PoolConfig{}))
 }
 
 // benchServeLoopback serves h on a loopback socket and drives it like wrk -c64:
@@ -237,23 +232,9 @@ func roundTrip(c net.Conn, req []byte) ([]byte, error) {
 }
 
 func BenchmarkServeHello(b *testing.B) {
-	ctx := context.Background()
-	app := loadHello(b)
-	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	benchServeLoopback(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+	benchServeLoopback(b, syncHello(b, runtime.PoolConfig{}))
 }
 
 func BenchmarkAsyncServeHello(b *testing.B) {
-	ctx := context.Background()
-	app := loadHello(b, "wasmsrv_async")
-	pool, err := runtime.NewAsyncPool(ctx, app, runtime.PoolConfig{}, runtime.AsyncConfig{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pool.Close(ctx)
-	benchServeLoopback(b, NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler)))
+	benchServeLoopback(b, asyncHello(b, runtime.PoolConfig{}))
 }
