@@ -14,11 +14,10 @@ import (
 	goruntime "runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -85,26 +84,12 @@ func benchHello(b *testing.B, h http.Handler) {
 	w := &nopWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := testkit.CPUTime(b)
 	for b.Loop() {
 		clear(w.h)
 		h.ServeHTTP(w, req)
 	}
-	reportCPU(b, cpu0)
-}
-
-// cpuTime is the process's user+system CPU time: per request it is steadier
-// than wall time on a busy machine.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Skipf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func reportCPU(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	testkit.ReportCPU(b, cpu0)
 }
 
 // benchHelloParallel drives h from 64 goroutines at once, like wrk -c64: with
@@ -114,7 +99,7 @@ func benchHelloParallel(b *testing.B, h http.Handler) {
 	b.ReportAllocs()
 	b.SetParallelism((64 + goruntime.GOMAXPROCS(0) - 1) / goruntime.GOMAXPROCS(0))
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := testkit.CPUTime(b)
 	b.RunParallel(func(pb *testing.PB) {
 		req := httptest.NewRequest("GET", "/hello?x=1", nil)
 		req.Header.Set("User-Agent", "bench")
@@ -125,7 +110,7 @@ func benchHelloParallel(b *testing.B, h http.Handler) {
 			h.ServeHTTP(w, req)
 		}
 	})
-	reportCPU(b, cpu0)
+	testkit.ReportCPU(b, cpu0)
 }
 
 func BenchmarkGatewayHello(b *testing.B) {
@@ -177,7 +162,7 @@ func benchServeLoopback(b *testing.B, h http.Handler) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := testkit.CPUTime(b)
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Add(1)
@@ -197,7 +182,7 @@ func benchServeLoopback(b *testing.B, h http.Handler) {
 		}()
 	}
 	wg.Wait()
-	reportCPU(b, cpu0)
+	testkit.ReportCPU(b, cpu0)
 }
 
 // roundTrip sends req and returns the raw bytes of the one response, which must

@@ -6,6 +6,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -22,7 +23,7 @@ func BenchmarkAsyncWebSocketEcho(b *testing.B) {
 	msg := []byte("hello over a websocket")
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := testkit.CPUTime(b)
 	for b.Loop() {
 		if err := c.WriteMessage(websocket.TextMessage, msg); err != nil {
 			b.Fatal(err)
@@ -32,5 +33,5 @@ func BenchmarkAsyncWebSocketEcho(b *testing.B) {
 			b.Fatalf("echo: %q %v", got, err)
 		}
 	}
-	reportCPU(b, cpu0)
+	testkit.ReportCPU(b, cpu0)
 }

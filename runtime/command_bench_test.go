@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // BenchmarkCommandRun is one CGI-mode request without HTTP: a fresh instance of a C
@@ -17,12 +19,12 @@ func BenchmarkCommandRun(b *testing.B) {
 		"REMOTE_PORT=40000", "HTTP_HOST=127.0.0.1:8080", "HTTP_USER_AGENT=wrk", "HTTP_ACCEPT=*/*",
 	}
 	b.ReportAllocs()
-	cpu0 := cpuTime(b)
+	cpu0 := testkit.CPUTime(b)
 	for b.Loop() {
 		if err := c.Run(context.Background(), CommandIO{Env: env, Stdout: io.Discard}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	// Process CPU time (GC included) is steadier than wall time on a busy machine.
-	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+	testkit.ReportCPU(b, cpu0)
 }

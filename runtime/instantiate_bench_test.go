@@ -6,9 +6,10 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // BenchmarkInstantiateCvsGo measures what one pre-warmed sync instance costs for the
@@ -51,11 +52,11 @@ func BenchmarkInstantiateCvsGo(b *testing.B) {
 		goruntime.GC()
 		goruntime.ReadMemStats(&before)
 		rss0 := residentBytes(b)
-		cpu0 := cpuTime(b)
+		cpu0 := testkit.CPUTime(b)
 		start := time.Now()
 		pool, err := NewSyncPool(ctx, app, PoolConfig{Workers: k})
 		took = time.Since(start)
-		cpu = cpuTime(b) - cpu0
+		cpu = testkit.CPUTime(b) - cpu0
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -95,15 +96,6 @@ func BenchmarkInstantiateCvsGo(b *testing.B) {
 	if cRSS > 0 {
 		b.ReportMetric(float64(goRSS)/float64(cRSS), "go/c-rss")
 	}
-}
-
-// cpuTime is the process's user plus system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Skipf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // residentBytes is the process's resident set size (Linux /proc/self/statm).
@@ -148,7 +140,7 @@ func BenchmarkNewInstance(b *testing.B) {
 			}
 			defer app.Close(ctx)
 			b.ReportAllocs()
-			cpu0 := cpuTime(b)
+			cpu0 := testkit.CPUTime(b)
 			for b.Loop() {
 				in, err := app.newInstance(ctx, 0)
 				if err != nil {
@@ -156,7 +148,7 @@ func BenchmarkNewInstance(b *testing.B) {
 				}
 				in.close(ctx)
 			}
-			b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N), "cpu-ns/op")
+			testkit.ReportCPU(b, cpu0)
 		})
 	}
 }
