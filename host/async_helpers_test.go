@@ -58,10 +58,18 @@ type asyncSetup struct {
 // startAsync serves the async test guest on a loopback server.
 func startAsync(t testing.TB, pc runtime.PoolConfig, ac runtime.AsyncConfig, wc WSConfig) *asyncSetup {
 	t.Helper()
-	bin := buildWSApp(t, true)
+	return serveAsync(t, "wsapp", buildWSApp(t, true), 256<<20, pc, ac,
+		GatewayConfig{App: "wsapp", WebSocket: wc, BodyLimit: 1 << 20})
+}
+
+// serveAsync loads bin as app name (memLimit 0: the default) on an async pool
+// and serves it through an async gateway on a loopback server, all closed at
+// the end of the test.
+func serveAsync(t testing.TB, name string, bin []byte, memLimit int64, pc runtime.PoolConfig, ac runtime.AsyncConfig, gc GatewayConfig) *asyncSetup {
+	t.Helper()
 	logs := &logBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: "wsapp", Wasm: bin, Logger: log, MemoryLimit: 256 << 20})
+	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: name, Wasm: bin, Logger: log, MemoryLimit: memLimit})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +78,7 @@ func startAsync(t testing.TB, pc runtime.PoolConfig, ac runtime.AsyncConfig, wc 
 		_ = app.Close(context.Background())
 		t.Fatal(err)
 	}
-	gw := NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "wsapp", WebSocket: wc, BodyLimit: 1 << 20},
-		RequestTimeout: pc.RequestTimeout}, log)
+	gw := NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: gc, RequestTimeout: pc.RequestTimeout}, log)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		gw.Close()

@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -23,47 +21,17 @@ import (
 // guest host/testdata/casync/main.c on one instance behind a real gateway and
 // loopback sockets.
 
-type cAsync struct {
-	srv  *httptest.Server
-	pool *runtime.AsyncPool
-	logs *logBuf
-}
-
-func startCAsync(t *testing.T, pc runtime.PoolConfig) *cAsync {
+// startCAsync serves the C async test guest (testdata/casync) on a loopback server.
+func startCAsync(t *testing.T, pc runtime.PoolConfig) *asyncSetup {
 	t.Helper()
 	bin, err := os.ReadFile("testdata/casync/main.wasm")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuf{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: "casync", Wasm: bin, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := runtime.NewAsyncPool(context.Background(), app, pc, runtime.AsyncConfig{})
-	if err != nil {
-		_ = app.Close(context.Background())
-		t.Fatal(err)
-	}
-	gw := NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "casync", BodyLimit: 8 << 20},
-		RequestTimeout: pc.RequestTimeout}, log)
-	srv := httptest.NewServer(gw)
-	t.Cleanup(func() {
-		gw.Close()
-		srv.CloseClientConnections()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := pool.Close(ctx); err != nil {
-			t.Errorf("pool close: %v", err)
-		}
-		_ = app.Close(context.Background())
-	})
-	return &cAsync{srv: srv, pool: pool, logs: logs}
+	return serveAsync(t, "casync", bin, 0, pc, runtime.AsyncConfig{}, GatewayConfig{App: "casync", BodyLimit: 8 << 20})
 }
 
-func (s *cAsync) stats(t *testing.T) string {
+func (s *asyncSetup) stats(t *testing.T) string {
 	t.Helper()
 	resp, body := get(t, s.srv.URL+"/stats")
 	if resp.StatusCode != 200 {
@@ -191,7 +159,7 @@ func TestCAsyncCancelAndDisconnect(t *testing.T) {
 // hold starts a /hold request: once it returns, the instance holding it is in
 // backpressure. It returns that instance's id, a writer for the request body and
 // a function that ends the body and returns the rest of the answer.
-func (s *cAsync) hold(t *testing.T) (id int, body io.Writer, release func() string) {
+func (s *asyncSetup) hold(t *testing.T) (id int, body io.Writer, release func() string) {
 	t.Helper()
 	pr, pw := io.Pipe()
 	type result struct {
