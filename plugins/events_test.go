@@ -27,22 +27,29 @@ const pollInterval = 20 * time.Millisecond
 // Receive hears each message through the plugin completion event. 50 publish →
 // receive round trips have a median far below what a 20 ms poll gives (the
 // previous SDK measured 20.5 ms here).
-func TestAsyncReceiveWakesOnEvent(t *testing.T) {
-	reg := registry(t, "", "")
-	defer reg.Close()
-	s := serveMode(t, reg, "async-rx", guest, "async", allGrants(), 1)
-	const n = 50
-	sub := subscriber(t, s.url, "lat", n)
+// roundTrips publishes n messages to topic through pubURL, one at a time, each
+// after the subscriber got the last, and returns the round trips, sorted.
+func roundTrips(t *testing.T, pubURL string, sub <-chan string, topic string, n int) []time.Duration {
+	t.Helper()
 	lat := make([]time.Duration, n)
 	for i := range lat {
 		start := time.Now()
-		want(t, s.url+"/pub?t=lat&m=m"+itoa(i), "ok")
+		want(t, pubURL+"/pub?t="+topic+"&m=m"+itoa(i), "ok")
 		if got := next(t, sub); got != "m"+itoa(i) {
 			t.Fatalf("round %d: got %q", i, got)
 		}
 		lat[i] = time.Since(start)
 	}
 	slices.Sort(lat)
+	return lat
+}
+
+func TestAsyncReceiveWakesOnEvent(t *testing.T) {
+	reg := registry(t, "", "")
+	defer reg.Close()
+	s := serveMode(t, reg, "async-rx", guest, "async", allGrants(), 1)
+	const n = 50
+	lat := roundTrips(t, s.url, subscriber(t, s.url, "lat", n), "lat", n)
 	med := lat[n/2]
 	t.Logf("publish→receive over HTTP on one async instance: median %s, p90 %s, max %s", med, lat[n*9/10], lat[n-1])
 	if med > pollInterval/5 {
@@ -383,17 +390,7 @@ func TestAsyncReceiveOverRedis(t *testing.T) {
 	a := serveMode(t, regA, "rchat", guest, "async", allGrants(), 1)
 	b := serveMode(t, regB, "rchat", guest, "async", allGrants(), 1)
 	const n = 20
-	sub := subscriber(t, a.url, "room", n)
-	lat := make([]time.Duration, n)
-	for i := range lat {
-		start := time.Now()
-		want(t, b.url+"/pub?t=room&m=r"+itoa(i), "ok")
-		if got := next(t, sub); got != "r"+itoa(i) {
-			t.Fatalf("round %d: got %q", i, got)
-		}
-		lat[i] = time.Since(start)
-	}
-	slices.Sort(lat)
+	lat := roundTrips(t, b.url, subscriber(t, a.url, "room", n), "room", n)
 	t.Logf("publish on node B → receive on node A through Redis: median %s, max %s", lat[n/2], lat[n-1])
 	if lat[n/2] > pollInterval/5 {
 		t.Fatalf("median round trip %s: the subscriber is not woken by the event", lat[n/2])
