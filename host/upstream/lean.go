@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -58,11 +57,11 @@ type exchange struct {
 	filter filter // the attempts' server filter
 }
 
-var exchanges = sync.Pool{New: func() any {
+func newExchange() any {
 	return &exchange{hdr: make(http.Header, 8), buf: make([]byte, 32<<10), tmp: make([]byte, 0, 64), vals: make([]byte, 0, 1024)}
-}}
+}
 
-func getExchange() *exchange { return exchanges.Get().(*exchange) }
+func (g *Group) getExchange() *exchange { return g.exchanges.Get().(*exchange) }
 
 func (ex *exchange) reset() {
 	clear(ex.hdr)
@@ -70,12 +69,12 @@ func (ex *exchange) reset() {
 	ex.pc, ex.addr, ex.stop = nil, "", nil
 }
 
-func (ex *exchange) release() {
+func (g *Group) putExchange(ex *exchange) {
 	if len(ex.hdr) > 64 {
 		ex.hdr = make(http.Header, 8) // do not keep a giant map around
 	}
 	ex.reset()
-	exchanges.Put(ex)
+	g.exchanges.Put(ex)
 }
 
 // serveLean is ServeHTTP's lean path: pick, send, retry when safe, relay.
@@ -90,8 +89,8 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 	if r.Body != nil && r.Body != http.NoBody {
 		body = &clientBody{ReadCloser: r.Body}
 	}
-	ex := getExchange()
-	defer ex.release()
+	ex := g.getExchange()
+	defer g.putExchange(ex)
 	f := &ex.filter // in the pooled exchange: the balancer interface would make a local escape
 	*f = filter{}
 	var lastErr error

@@ -115,7 +115,8 @@ type Group struct {
 	log     *slog.Logger
 	// allPlain: every server is plain HTTP, so requests without an Upgrade
 	// take the lean path (lean.go) instead of ReverseProxy.
-	allPlain bool
+	allPlain  bool
+	exchanges sync.Pool // *exchange, for the lean path
 
 	inflight atomic.Int64
 	retrying atomic.Int64
@@ -131,6 +132,7 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 		return nil, fmt.Errorf("upstream %q: no servers", cfg.Name)
 	}
 	g := &Group{cfg: cfg, log: log.With("upstream", cfg.Name)}
+	g.exchanges.New = newExchange
 	for i, sc := range cfg.Servers {
 		u, err := url.Parse(sc.URL)
 		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
