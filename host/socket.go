@@ -25,10 +25,10 @@ type Socket struct {
 	conns *limit.Conns
 	log   *slog.Logger
 
-	accepted chan net.Conn
+	accepted chan *sockConn
 	closed   chan struct{} // closed by Close
 	done     chan struct{} // closed when the accept loop ends
-	err      error         // why it ended, set before done closes
+	err      error         // why it ended (net.ErrClosed after Close), set before done closes
 
 	closeOnce sync.Once
 }
@@ -43,7 +43,7 @@ func Bind(addr string, log *slog.Logger) (*Socket, error) {
 		log = slog.Default()
 	}
 	s := &Socket{ln: ln, conns: limit.NewConns(0, nil), log: log,
-		accepted: make(chan net.Conn), closed: make(chan struct{}), done: make(chan struct{})}
+		accepted: make(chan *sockConn), closed: make(chan struct{}), done: make(chan struct{})}
 	go s.acceptLoop()
 	return s, nil
 }
@@ -73,11 +73,11 @@ func (s *Socket) acceptLoop() {
 	var backoff time.Duration
 	for {
 		c, err := s.ln.Accept()
-		if err != nil && isClosed(s.closed) {
-			s.err = net.ErrClosed
-			return
-		}
 		if err != nil {
+			if isClosed(s.closed) {
+				s.err = net.ErrClosed
+				return
+			}
 			if transientAccept(err) {
 				// Out of descriptors or similar: wait rather than spin (net/http's policy).
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -122,18 +122,13 @@ func (s *Socket) handle(open *atomic.Int64) *handle {
 func (h *handle) Accept() (net.Conn, error) {
 	select {
 	case c := <-h.s.accepted:
-		if sc, ok := c.(*sockConn); ok {
-			sc.open.Store(true)
-			h.open.Add(1)
-		}
+		c.open.Store(true)
+		h.open.Add(1)
 		return c, nil
 	case <-h.closed:
 		return nil, net.ErrClosed
 	case <-h.s.done:
-		if h.s.err != nil {
-			return nil, h.s.err
-		}
-		return nil, net.ErrClosed
+		return nil, h.s.err
 	}
 }
 
