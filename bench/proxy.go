@@ -29,6 +29,8 @@ func proxyScenario() Scenario {
 		Servers: []Server{
 			withUpstream(wasmsrvSite("upstream group, round_robin, keepalive 64", proxySite), upstream),
 			withUpstream(nginxServer("upstream keepalive 64, proxy_http_version 1.1", nginxProxy), upstream),
+			withUpstream(floorServer("goroutine"), upstream),
+			withUpstream(floorServer("epoll"), upstream),
 			nativeServer(),
 		},
 		Targets: []Target{rpsAtLeast("nginx", 1), p99AtMost("nginx", 1)},
@@ -86,6 +88,27 @@ func cacheHelloScenario() Scenario {
 		Servers: []Server{
 			wasmsrvSite("app route with cache (ttl 200 = 1h): X-Cache HIT", cachedAppSite("./samples/hello", true)),
 			named("app", wasmsrvSite("same app route, no cache", cachedAppSite("./samples/hello", false))),
+		},
+	}
+}
+
+// floorServer runs bench/floorproxy: the least a Go proxy can do per
+// request, in one of its two models, to show how far below nginx the floor
+// of any proxy written in Go lies on this machine.
+func floorServer(mode string) Server {
+	notes := map[string]string{
+		"goroutine": "least Go proxy: goroutine per connection on Go's netpoller (net/http's model), no routing or parsing",
+		"epoll":     "least Go proxy: epoll loop per core on raw syscalls (nginx's model), no routing or parsing",
+	}
+	return Server{
+		Name: "floor-" + mode,
+		Note: notes[mode],
+		Launch: func(ctx context.Context, env LaunchEnv) (Command, error) {
+			bin, err := env.WS.GoBinary(ctx, "./bench/floorproxy")
+			if err != nil {
+				return Command{}, err
+			}
+			return Command{Argv: []string{bin, "-mode", mode, "-listen", env.Addr, "-upstream", env.Upstreams[0]}}, nil
 		},
 	}
 }
