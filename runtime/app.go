@@ -134,19 +134,24 @@ func (a *App) load(ctx context.Context, e *Engine) error {
 		k, v, _ := strings.Cut(kv, "=")
 		mc = mc.WithEnv(k, v)
 	}
-	if len(a.cfg.Mounts) > 0 {
-		fsc := wazero.NewFSConfig()
-		for _, m := range a.cfg.Mounts {
-			if m.ReadOnly {
-				fsc = fsc.WithReadOnlyDirMount(m.HostDir, m.GuestDir)
-			} else {
-				fsc = fsc.WithDirMount(m.HostDir, m.GuestDir)
-			}
-		}
-		mc = mc.WithFSConfig(fsc)
-	}
-	a.modCfg = mc
+	a.modCfg = withMounts(mc, a.cfg.Mounts)
 	return nil
+}
+
+// withMounts gives the module the configured directories, if any.
+func withMounts(mc wazero.ModuleConfig, mounts []Mount) wazero.ModuleConfig {
+	if len(mounts) == 0 {
+		return mc
+	}
+	fsc := wazero.NewFSConfig()
+	for _, m := range mounts {
+		if m.ReadOnly {
+			fsc = fsc.WithReadOnlyDirMount(m.HostDir, m.GuestDir)
+		} else {
+			fsc = fsc.WithDirMount(m.HostDir, m.GuestDir)
+		}
+	}
+	return mc.WithFSConfig(fsc)
 }
 
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	goruntime "runtime"
 	"sync"
 	"sync/atomic"
@@ -231,14 +230,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 
 // build instantiates one instance (start hook included) and starts its owner.
 func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
-	maxServed := 0
-	if p.cfg.MaxRequests > 0 {
-		maxServed = p.cfg.MaxRequests
-		if p.cfg.MaxRequestsJitter > 0 {
-			maxServed += rand.IntN(p.cfg.MaxRequestsJitter + 1)
-		}
-	}
-	in, err := p.app.newInstance(ctx, maxServed)
+	in, err := p.app.newInstance(ctx, p.cfg.recycleAfter())
 	if err != nil {
 		return nil, err
 	}

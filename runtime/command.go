@@ -195,18 +195,7 @@ func (c *CommandApp) load(ctx context.Context, e *Engine) error {
 		WithRandSource(rand.Reader).
 		// _start is called by Run once the interrupt flag is in reach.
 		WithStartFunctions()
-	if len(c.cfg.Mounts) > 0 {
-		fsc := wazero.NewFSConfig()
-		for _, m := range c.cfg.Mounts {
-			if m.ReadOnly {
-				fsc = fsc.WithReadOnlyDirMount(m.HostDir, m.GuestDir)
-			} else {
-				fsc = fsc.WithDirMount(m.HostDir, m.GuestDir)
-			}
-		}
-		mc = mc.WithFSConfig(fsc)
-	}
-	c.modCfg = mc
+	c.modCfg = withMounts(mc, c.cfg.Mounts)
 	return nil
 }
 

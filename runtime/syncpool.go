@@ -33,6 +33,18 @@ type PoolConfig struct {
 // DefaultSyncWorkers is gunicorn's recommended worker count: 2×CPU+1.
 func DefaultSyncWorkers() int { return 2*goruntime.NumCPU() + 1 }
 
+// recycleAfter draws one instance's request budget: MaxRequests plus its
+// jitter, or 0 (never recycle).
+func (c *PoolConfig) recycleAfter() int {
+	if c.MaxRequests <= 0 {
+		return 0
+	}
+	if c.MaxRequestsJitter > 0 {
+		return c.MaxRequests + rand.IntN(c.MaxRequestsJitter+1)
+	}
+	return c.MaxRequests
+}
+
 func (c *PoolConfig) defaults(workers int) {
 	if c.Workers <= 0 {
 		c.Workers = workers
@@ -116,14 +128,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 }
 
 func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
-	max := 0
-	if p.cfg.MaxRequests > 0 {
-		max = p.cfg.MaxRequests
-		if p.cfg.MaxRequestsJitter > 0 {
-			max += rand.IntN(p.cfg.MaxRequestsJitter + 1)
-		}
-	}
-	in, err := p.app.newInstance(ctx, max)
+	in, err := p.app.newInstance(ctx, p.cfg.recycleAfter())
 	if err != nil {
 		return nil, err
 	}
