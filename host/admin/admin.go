@@ -1,5 +1,5 @@
 // Package admin is the control API served on its own listener: health,
-// config reload, cache purge and upstream status. A token, when set, must
+// config reload, cache purge, upstream status and Go's runtime profiles. A token, when set, must
 // be sent as "Authorization: Bearer TOKEN" (config requires one whenever
 // the listener is not loopback).
 package admin
@@ -51,6 +51,7 @@ func Handler(c Controller, token string, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"purged": c.Purge(key)})
 	})
+	profiles(mux)
 	if token == "" {
 		return mux
 	}
