@@ -1,6 +1,7 @@
 package host
 
 import (
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -53,6 +54,23 @@ func (r *recorder) Write(p []byte) (int, error) {
 	}
 	n, err := r.ResponseWriter.Write(p)
 	r.bytes += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps net/http's sendfile path for static files when the access
+// log is on: io.Copy finds no ReaderFrom on an embedded interface.
+func (r *recorder) ReadFrom(src io.Reader) (int64, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	var n int64
+	var err error
+	if rf, ok := r.ResponseWriter.(io.ReaderFrom); ok {
+		n, err = rf.ReadFrom(src)
+	} else {
+		n, err = io.Copy(struct{ io.Writer }{r.ResponseWriter}, src)
+	}
+	r.bytes += n
 	return n, err
 }
 
