@@ -137,6 +137,22 @@ type Route struct {
 	MaxHeader Size        `toml:"max_header" yaml:"max_header"`
 	Compress  *bool       `toml:"compress" yaml:"compress"`
 	ConnPerIP int         `toml:"conn_per_ip" yaml:"conn_per_ip"`
+	// Headers edits the request before the target sees it and every answer
+	// of the route (nginx proxy_set_header / add_header / proxy_hide_header).
+	Headers *RouteHeaders `toml:"headers" yaml:"headers"`
+}
+
+// RouteHeaders holds a route's header edits, by direction.
+type RouteHeaders struct {
+	Request  HeaderRules `toml:"request" yaml:"request"`
+	Response HeaderRules `toml:"response" yaml:"response"`
+}
+
+// HeaderRules are applied in the order remove, set, add; values are literal.
+type HeaderRules struct {
+	Set    map[string]string `toml:"set" yaml:"set"`
+	Add    map[string]string `toml:"add" yaml:"add"`
+	Remove []string          `toml:"remove" yaml:"remove"`
 }
 
 // Strip reports whether the route's path prefix is removed before the

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/headers"
 )
 
 // Defaults applied when a key is absent.
@@ -303,6 +305,31 @@ func (c *Config) validate() []*Error {
 			case 301, 302, 303, 307, 308:
 			default:
 				add(errf(k+".redirect_code", "must be 301, 302, 303, 307 or 308"))
+			}
+		}
+		if hd := r.Headers; hd != nil {
+			for _, d := range []struct {
+				name  string
+				rules HeaderRules
+			}{{"request", hd.Request}, {"response", hd.Response}} {
+				hk := k + ".headers." + d.name
+				for j, name := range d.rules.Remove {
+					if err := headers.CheckName(name); err != nil {
+						add(errf(fmt.Sprintf("%s.remove[%d]", hk, j), "%v", err))
+					}
+				}
+				for _, op := range []struct {
+					name string
+					kv   map[string]string
+				}{{"set", d.rules.Set}, {"add", d.rules.Add}} {
+					for _, name := range sortedKeys(op.kv) {
+						if err := headers.CheckName(name); err != nil {
+							add(errf(hk+"."+op.name+"."+name, "%v", err))
+						} else if err := headers.CheckValue(op.kv[name]); err != nil {
+							add(errf(hk+"."+op.name+"."+name, "%v", err))
+						}
+					}
+				}
 			}
 		}
 		if rl := r.RateLimit; rl != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/cache"
 	"github.com/wasmsrv/wasmsrv/host/compress"
 	"github.com/wasmsrv/wasmsrv/host/filter"
+	"github.com/wasmsrv/wasmsrv/host/headers"
 	"github.com/wasmsrv/wasmsrv/host/limit"
 	"github.com/wasmsrv/wasmsrv/host/route"
 	"github.com/wasmsrv/wasmsrv/host/static"
@@ -261,7 +262,7 @@ func (s *Site) releaseShared(held []*shared) {
 
 // routeHandler builds one route's target and its middleware, inner to
 // outer: target → cache → compression → size limits → per-IP concurrency
-// → rate limit.
+// → rate limit → header edits (so 429s and cache HITs get them too).
 func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.Handler, groups map[string]*upstream.Group,
 	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix) (http.Handler, func() error, error) {
 	key := fmt.Sprintf("routes[%d]", i)
@@ -319,6 +320,13 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	}
 	if rl := rc.RateLimit; rl != nil {
 		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted}, h)
+	}
+	if hd := rc.Headers; hd != nil {
+		rules := func(r config.HeaderRules) headers.Rules { return headers.Rules{Set: r.Set, Add: r.Add, Remove: r.Remove} }
+		var err error
+		if h, err = headers.New(headers.Config{Request: rules(hd.Request), Response: rules(hd.Response)}, h); err != nil {
+			return nil, closer, fmt.Errorf("%s.headers.%w", key, err)
+		}
 	}
 	return h, closer, nil
 }
