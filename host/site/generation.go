@@ -322,7 +322,9 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted}, h)
 	}
 	if hd := rc.Headers; hd != nil {
-		rules := func(r config.HeaderRules) headers.Rules { return headers.Rules{Set: r.Set, Add: r.Add, Remove: r.Remove} }
+		rules := func(r config.HeaderRules) headers.Rules {
+			return headers.Rules{Set: r.Set, Add: r.Add, Remove: r.Remove}
+		}
 		var err error
 		if h, err = headers.New(headers.Config{Request: rules(hd.Request), Response: rules(hd.Response)}, h); err != nil {
 			return nil, closer, fmt.Errorf("%s.headers.%w", key, err)
