@@ -44,6 +44,8 @@ type Spec struct {
 	MemoryLimit int64
 	// BodyLimit per request in bytes (0 = unlimited).
 	BodyLimit int64
+	// BodyBuffer reads request bodies ahead for sync and CGI apps.
+	BodyBuffer host.BodyBuffer
 	// Env and Mounts configure the sandbox.
 	Env    []string
 	Mounts []runtime.Mount
@@ -119,7 +121,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			_ = app.Close(ctx)
 			return nil, err
 		}
-		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, WebSocket: spec.WebSocket}, log)
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, WebSocket: spec.WebSocket}, log)
 		return &App{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)

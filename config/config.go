@@ -56,13 +56,20 @@ type Listener struct {
 
 // App is a Wasm application: a compiled module or a Go package directory.
 type App struct {
-	Module         string            `toml:"module" yaml:"module"`
-	Package        string            `toml:"package" yaml:"package"`
-	Mode           string            `toml:"mode" yaml:"mode"`
-	PoolSize       int               `toml:"pool_size" yaml:"pool_size"`
-	MemoryLimit    Size              `toml:"memory_limit" yaml:"memory_limit"`
-	RequestTimeout Duration          `toml:"request_timeout" yaml:"request_timeout"`
-	Env            map[string]string `toml:"env" yaml:"env"`
+	Module         string   `toml:"module" yaml:"module"`
+	Package        string   `toml:"package" yaml:"package"`
+	Mode           string   `toml:"mode" yaml:"mode"`
+	PoolSize       int      `toml:"pool_size" yaml:"pool_size"`
+	MemoryLimit    Size     `toml:"memory_limit" yaml:"memory_limit"`
+	RequestTimeout Duration `toml:"request_timeout" yaml:"request_timeout"`
+	// BufferBody is how much of a request body a sync or CGI app's requests
+	// read ahead in memory before taking an instance, the rest going to a
+	// temp file (default 64KiB; 0 streams bodies to the instance).
+	BufferBody *Size `toml:"buffer_body" yaml:"buffer_body"`
+	// BodyTimeout is the longest silence while a body is read ahead (408;
+	// default 60s).
+	BodyTimeout Duration          `toml:"body_timeout" yaml:"body_timeout"`
+	Env         map[string]string `toml:"env" yaml:"env"`
 	// Grants are the plugins the app may import (deny by default; log is always
 	// granted), e.g. ["kv", "http"].
 	Grants []string `toml:"grants" yaml:"grants"`

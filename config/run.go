@@ -34,6 +34,8 @@ type Run struct {
 	MaxRequestsJitter int      `env:"MAX_REQUESTS_JITTER" envDefault:"0" flag:"max-requests-jitter" help:"random extra requests per instance before recycling"`
 	MemoryLimit       Size     `env:"MEMORY_LIMIT" envDefault:"128MiB" flag:"memory-limit" help:"memory cap per instance"`
 	BodyLimit         Size     `env:"BODY_LIMIT" envDefault:"10MiB" flag:"body-limit" help:"largest request body (413 beyond; 0 = unlimited)"`
+	BufferBody        Size     `env:"BUFFER_BODY" envDefault:"64KiB" flag:"buffer-body" help:"sync and CGI apps: read a request body before it takes an instance, this much in memory and the rest in a temp file (0 = stream bodies to the instance)"`
+	BodyTimeout       Duration `env:"BODY_TIMEOUT" envDefault:"60s" flag:"body-timeout" help:"longest silence while a request body is read ahead (408 beyond)"`
 	MaxHeaderBytes    Size     `env:"MAX_HEADER_BYTES" envDefault:"64KiB" flag:"max-header-bytes" help:"largest request head (431 beyond)"`
 	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" help:"cut off clients slower than this to send headers"`
 	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" help:"close idle keep-alive connections after this"`

@@ -30,6 +30,7 @@ const (
 	DefaultHealthInterval  = 5 * time.Second
 	DefaultHealthTimeout   = 2 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
+	DefaultBufferBody      = 64 << 10 // as `wasmsrv run --buffer-body`
 )
 
 // Policies names the upstream balancing policies.
@@ -59,6 +60,10 @@ func (c *Config) defaults() {
 	for name, a := range c.Apps {
 		if a.Mode == "" {
 			a.Mode = "sync"
+		}
+		if a.BufferBody == nil {
+			b := Size(DefaultBufferBody)
+			a.BufferBody = &b
 		}
 		a.Module = c.Resolve(a.Module)
 		a.Package = c.Resolve(a.Package)

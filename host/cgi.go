@@ -38,6 +38,8 @@ type CGIConfig struct {
 	// MaxHeaderBytes caps the CGI header section a command prints before its body
 	// (default 64 KiB); a command that exceeds it gets 500.
 	MaxHeaderBytes int
+	// Buffer reads request bodies before the command starts (bodybuf.go).
+	Buffer BodyBuffer
 }
 
 // CGIHandler serves requests with a WASI command module run CGI-style (RFC 3875,
@@ -55,6 +57,7 @@ type CGIHandler struct {
 	cfg   CGIConfig
 	log   *slog.Logger
 	retry string
+	bufs  bodyBuffers
 }
 
 // NewCGIHandler returns a handler serving requests with app.
@@ -78,6 +81,11 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
+	release, ok := h.bufs.readAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)
+	if !ok {
+		return
+	}
+	defer release()
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	// One allocation for the request's stdin, stdout and the controller they share.
 	run := &cgiRun{rc: *http.NewResponseController(w)}

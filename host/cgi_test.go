@@ -488,3 +488,45 @@ func testCGIStreaming(t *testing.T, wasm []byte, query string) {
 		}
 	})
 }
+
+// With buffering, a slow upload waits outside the only run slot, and a
+// chunked body reaches the command with its length known.
+func TestCGIBufferedBody(t *testing.T) {
+	url := startCGI(t, readFile(t, "../samples/c-cgi/main.wasm"),
+		runtime.PoolConfig{Workers: 1, QueueSize: 1, QueueWait: 100 * time.Millisecond}, host.CGIConfig{Buffer: host.BodyBuffer{Memory: 1 << 10}})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nonly")
+	time.Sleep(100 * time.Millisecond)
+	resp, err := http.Get(url + "/") // would get 503 (queue wait) if the upload held the slot
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("another request during a slow upload: %d", resp.StatusCode)
+	}
+	fmt.Fprint(conn, " ten!!")
+	resp, err = http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: "POST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), "CONTENT_LENGTH=10\n") || !strings.Contains(string(b), "body=10\n") {
+		t.Errorf("upload: %d %q", resp.StatusCode, b)
+	}
+
+	resp, err = http.Post(url+"/", "text/plain", io.MultiReader(strings.NewReader(strings.Repeat("x", 5000))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "CONTENT_LENGTH=5000\n") || !strings.Contains(string(b), "body=5000\n") {
+		t.Errorf("chunked upload: %d %q", resp.StatusCode, b)
+	}
+}

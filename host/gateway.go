@@ -27,6 +27,10 @@ type GatewayConfig struct {
 	BodyLimit int64
 	// RetryAfter is the Retry-After value, in seconds, sent with 503 (default 1).
 	RetryAfter int
+	// Buffer reads request bodies before the request takes an instance
+	// (bodybuf.go); the sync gateway only: an async instance is not held by
+	// a slow upload.
+	Buffer BodyBuffer
 	// WebSocket configures WebSocket connections (websocket.go).
 	WebSocket WSConfig
 }
@@ -37,6 +41,7 @@ type Gateway struct {
 	cfg   GatewayConfig
 	log   *slog.Logger
 	exs   sync.Pool
+	bufs  bodyBuffers
 	ids   atomic.Uint64
 	retry string
 
@@ -83,6 +88,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveWebSocket(w, r)
 		return
 	}
+	release, ok := g.bufs.readAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
+	if !ok {
+		return
+	}
+	defer release()
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))

@@ -387,3 +387,48 @@ func TestE2EMaxConnsPerIP(t *testing.T) {
 		t.Errorf("the held connection: %v %v", resp, err)
 	}
 }
+
+// A slow upload must not hold a sync app's only instance: by default the
+// body is read ahead, so another client is served meanwhile; with
+// --buffer-body 0 (the control) the instance waits for the upload and the
+// other client's queue wait runs out (503).
+func TestE2ESlowUploadBuffering(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		args  []string
+		other int
+	}{
+		{"default: read ahead", nil, 200},
+		{"--buffer-body 0: streamed", []string{"--buffer-body", "0"}, 503},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startServer(t, sample("echo"), append([]string{"--workers", "1", "--queue-wait", "300ms"}, tt.args...)...)
+			up := dialRaw(t, srv.Addr)
+			if _, err := io.WriteString(up, "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+			c := &http.Client{Timeout: 5 * time.Second}
+			resp, err := c.Get(srv.URL + "/other")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.other {
+				t.Errorf("another request during the upload: %d, want %d", resp.StatusCode, tt.other)
+			}
+			if _, err := io.WriteString(up, "defghij"); err != nil {
+				t.Fatal(err)
+			}
+			_ = up.SetReadDeadline(time.Now().Add(5 * time.Second))
+			uresp, err := http.ReadResponse(up.r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(uresp.Body)
+			if uresp.StatusCode != 200 || string(b) != "abcdefghij" {
+				t.Errorf("upload: %d %q", uresp.StatusCode, b)
+			}
+		})
+	}
+}

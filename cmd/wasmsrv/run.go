@@ -101,6 +101,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		},
 		MemoryLimit: int64(cfg.MemoryLimit),
 		BodyLimit:   int64(cfg.BodyLimit),
+		BodyBuffer:  host.BodyBuffer{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
 		Env:         cfg.Env,
 		Mounts:      mounts,
 		Plugins:     reg,

@@ -170,7 +170,13 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	// %v prints maps sorted: a stable key. The source's fingerprint makes a
 	// reload pick up a rebuilt module or edited package even when the
 	// config itself did not change.
-	key := name + "\x00" + fmt.Sprintf("%+v", ac) + "\x00" + fingerprint(ac.Module+ac.Package)
+	buffer := int64(config.DefaultBufferBody)
+	if ac.BufferBody != nil {
+		buffer = int64(*ac.BufferBody)
+	}
+	kc := ac
+	kc.BufferBody = nil // a pointer would print as an address: its value is keyed below
+	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d", kc, buffer) + "\x00" + fingerprint(ac.Module+ac.Package)
 	if sh := s.apps[key]; sh != nil {
 		sh.refs++
 		return sh, nil
@@ -194,7 +200,8 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env,
-		Plugins: s.opt.Plugins, Grants: g,
+		BodyBuffer: host.BodyBuffer{Memory: int64(*ac.BufferBody), Timeout: ac.BodyTimeout.D()},
+		Plugins:    s.opt.Plugins, Grants: g,
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)

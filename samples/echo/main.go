@@ -1,7 +1,9 @@
 // Command echo reflects requests, through the SDK's native API:
 //
 //   - a request with a body gets that body streamed back as it arrives, each chunk
-//     flushed, with the request's method, path and query in X-Echo-* headers;
+//     flushed, with the request's method, path and query in X-Echo-* headers
+//     (with --buffer-body 0: by default a sync app's request body is read in
+//     whole before the request takes an instance);
 //
 //   - a request without a body gets a JSON report of its method, path, query,
 //     root path and headers (in order, duplicates kept).

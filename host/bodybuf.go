@@ -1,0 +1,270 @@
+package host
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// A sync instance serves one request at a time, so a client that uploads
+// slowly would hold it for as long as it likes (up to the request deadline):
+// a handful of such clients stop a sync app, which is why gunicorn's sync
+// workers are run behind nginx. The gateways for sync apps and CGI commands
+// therefore read a request body before the request takes an instance, as
+// nginx's request buffering does: the first BodyBuffer.Memory bytes in
+// memory, the rest in an unlinked temporary file, within the body limit.
+// A slow upload then costs a goroutine and its bytes, not an instance.
+
+// BodyBuffer configures request-body buffering.
+type BodyBuffer struct {
+	// Memory is how much of a body is kept in memory; beyond it the body goes
+	// to a temporary file. 0 turns buffering off: the instance reads the
+	// body from the client as it arrives (for apps that answer while the
+	// upload runs).
+	Memory int64
+	// Timeout is the longest silence while reading a body (408 beyond it);
+	// 0 means 60 s, nginx's client_body_timeout.
+	Timeout time.Duration
+}
+
+const defaultBodyTimeout = 60 * time.Second
+
+// maxReadAhead bounds what is read ahead when there is no body limit: the
+// rest of a larger body streams to the instance, so an unlimited route
+// cannot be made to fill the disk.
+const maxReadAhead = 16 << 20
+
+// bufChunk is the read size, and the largest buffer kept in the pool.
+const bufChunk = 32 << 10
+
+var errBodyTimeout = errors.New("request body timeout")
+
+// bodyBuffers recycles the in-memory part of small bodies.
+type bodyBuffers struct{ pool sync.Pool }
+
+func (p *bodyBuffers) get() *[]byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, bufChunk)
+	return &b
+}
+
+func (p *bodyBuffers) put(b *[]byte) {
+	if cap(*b) <= bufChunk {
+		*b = (*b)[:0]
+		p.pool.Put(b)
+	}
+}
+
+// buffered is a request body read ahead: memory first, then the file.
+type buffered struct {
+	mem    *[]byte
+	r      bytes.Reader
+	file   *os.File // nil when the body fit in memory
+	inFile bool
+	rest   io.Reader // the unread rest of a body larger than maxReadAhead
+}
+
+func (b *buffered) Read(p []byte) (int, error) {
+	if !b.inFile {
+		n, err := b.r.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		b.inFile = true
+		if n > 0 {
+			return n, nil
+		}
+	}
+	if b.file != nil {
+		n, err := b.file.Read(p)
+		if err != io.EOF {
+			return n, err
+		}
+		b.file = nil // closed by release
+		if n > 0 {
+			return n, nil
+		}
+	}
+	if b.rest != nil {
+		return b.rest.Read(p)
+	}
+	return 0, io.EOF
+}
+
+func (b *buffered) Close() error { return nil } // released by the gateway
+
+// readAhead buffers r's body per cfg when there is one to buffer.
+func (p *bodyBuffers) readAhead(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (release func(), ok bool) {
+	if cfg.Memory <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return noRelease, true
+	}
+	return p.bufferBody(w, r, cfg, limit, log)
+}
+
+func noRelease() {}
+
+// bufferBody reads r's body ahead per cfg, within limit (0: none), and
+// replaces r.Body with it. It answers the client itself when the body is
+// too large (413), too slow (408) or cut, and then returns ok = false.
+// release gives the buffers back once the request is done.
+func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (release func(), ok bool) {
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = defaultBodyTimeout
+	}
+	rc := http.NewResponseController(w)
+	b := &buffered{mem: p.get()}
+	var file *os.File
+	release = func() {
+		if file != nil {
+			file.Close()
+		}
+		p.put(b.mem)
+	}
+	ahead := limit
+	if ahead <= 0 {
+		ahead = maxReadAhead
+	}
+	n, eof, err := b.fill(r.Body, rc, cfg.Memory, ahead, limit > 0, timeout)
+	file = b.file
+	if err != nil {
+		// net/http reads what is left of a small unread body once the
+		// handler returns: cut that read short, the connection closes.
+		defer rc.SetReadDeadline(time.Now())
+		release()
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.Is(err, errBodyTooLarge), errors.As(err, &mbe):
+			w.Header().Set("Connection", "close")
+			http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+		case errors.Is(err, errBodyTimeout):
+			w.Header().Set("Connection", "close")
+			http.Error(w, "408 request timeout: the request body stopped arriving", http.StatusRequestTimeout)
+		case errors.Is(err, errSpill):
+			log.Error("cannot buffer a request body", "err", err)
+			http.Error(w, "500 internal server error", http.StatusInternalServerError)
+		default:
+			// The client sent a broken body or went away: nobody to answer.
+			w.Header().Set("Connection", "close")
+			http.Error(w, "400 bad request: "+err.Error(), http.StatusBadRequest)
+		}
+		return nil, false
+	}
+	// Later reads (net/http's own, after the handler) must not inherit the
+	// body's deadline.
+	_ = rc.SetReadDeadline(time.Time{})
+	b.r.Reset(*b.mem)
+	if b.file != nil {
+		if _, err := b.file.Seek(0, io.SeekStart); err != nil {
+			release()
+			log.Error("cannot buffer a request body", "err", err)
+			http.Error(w, "500 internal server error", http.StatusInternalServerError)
+			return nil, false
+		}
+	}
+	if !eof {
+		b.rest = r.Body
+	}
+	r.Body = b
+	if eof && r.ContentLength < 0 {
+		// A chunked upload now has a known length: tell the app, as nginx
+		// tells its upstreams.
+		r.ContentLength = n
+		r.Header.Set("Content-Length", strconv.FormatInt(n, 10))
+		r.TransferEncoding = nil
+	}
+	return release, true
+}
+
+var errSpill = errors.New("request body buffer file")
+
+// fill reads src: the first mem bytes into b.mem, the rest into a
+// temporary file, re-arming the read deadline before every read. It stops
+// at the end (eof), or after ahead bytes: an error when ahead is the body
+// limit, else the rest is left in src.
+func (b *buffered) fill(src io.Reader, rc *http.ResponseController, mem, ahead int64, isLimit bool, timeout time.Duration) (total int64, eof bool, err error) {
+	var chunk []byte
+	for {
+		if total >= ahead && !isLimit {
+			return total, false, nil
+		}
+		if derr := rc.SetReadDeadline(time.Now().Add(timeout)); derr != nil && !errors.Is(derr, http.ErrNotSupported) {
+			return total, false, derr
+		}
+		var dst []byte
+		toMem := int64(len(*b.mem)) < mem
+		if toMem {
+			m := *b.mem
+			room := mem - int64(len(m))
+			if len(m) == cap(m) {
+				m = slices.Grow(m, int(min(int64(max(cap(m), bufChunk)), room)))
+				*b.mem = m
+			}
+			dst = m[len(m):cap(m)]
+			if int64(len(dst)) > room {
+				dst = dst[:room]
+			}
+		} else {
+			if chunk == nil {
+				chunk = make([]byte, bufChunk)
+			}
+			dst = chunk
+		}
+		if !isLimit && int64(len(dst)) > ahead-total {
+			dst = dst[:ahead-total]
+		}
+		n, rerr := src.Read(dst)
+		total += int64(n)
+		if isLimit && total > ahead {
+			return total, false, errBodyTooLarge
+		}
+		if n > 0 {
+			if toMem {
+				*b.mem = (*b.mem)[:len(*b.mem)+n]
+			} else if werr := b.spill(dst[:n]); werr != nil {
+				return total, false, werr
+			}
+		}
+		if rerr == io.EOF {
+			return total, true, nil
+		}
+		if rerr != nil {
+			if isTimeout(rerr) {
+				return total, false, errBodyTimeout
+			}
+			return total, false, rerr
+		}
+	}
+}
+
+func (b *buffered) spill(p []byte) error {
+	if b.file == nil {
+		f, err := os.CreateTemp("", "wasmsrv-body-*")
+		if err != nil {
+			return fmt.Errorf("%w: %w", errSpill, err)
+		}
+		// Unlinked at once: the space goes back when the file is closed, even
+		// if the process dies.
+		os.Remove(f.Name())
+		b.file = f
+	}
+	if _, err := b.file.Write(p); err != nil {
+		return fmt.Errorf("%w: %w", errSpill, err)
+	}
+	return nil
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
