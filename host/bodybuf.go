@@ -47,31 +47,41 @@ const bufChunk = 32 << 10
 
 var errBodyTimeout = errors.New("request body timeout")
 
-// bodyBuffers recycles the in-memory part of small bodies.
+// bodyBuffers recycles read-ahead buffers; the memory part of bodies up to
+// bufChunk stays with them.
 type bodyBuffers struct{ pool sync.Pool }
 
-func (p *bodyBuffers) get() *[]byte {
-	if b, ok := p.pool.Get().(*[]byte); ok {
+func (p *bodyBuffers) get() *buffered {
+	if b, ok := p.pool.Get().(*buffered); ok {
 		return b
 	}
-	b := make([]byte, 0, bufChunk)
-	return &b
+	return &buffered{mem: make([]byte, 0, bufChunk)}
 }
 
-func (p *bodyBuffers) put(b *[]byte) {
-	if cap(*b) <= bufChunk {
-		*b = (*b)[:0]
-		p.pool.Put(b)
+// release closes b's file and recycles it; b may be nil (nothing read ahead).
+func (p *bodyBuffers) release(b *buffered) {
+	if b == nil {
+		return
 	}
+	if b.file != nil {
+		b.file.Close()
+	}
+	mem := b.mem[:0]
+	if cap(mem) > bufChunk {
+		return // a large body's buffer goes to the collector
+	}
+	*b = buffered{mem: mem}
+	p.pool.Put(b)
 }
 
 // buffered is a request body read ahead: memory first, then the file.
 type buffered struct {
-	mem    *[]byte
-	r      bytes.Reader
-	file   *os.File // nil when the body fit in memory
-	inFile bool
-	rest   io.Reader // the unread rest of a body larger than maxReadAhead
+	mem     []byte
+	r       bytes.Reader
+	file    *os.File // nil when the body fit in memory
+	inFile  bool
+	fileEOF bool
+	rest    io.Reader // the unread rest of a body larger than maxReadAhead
 }
 
 func (b *buffered) Read(p []byte) (int, error) {
@@ -85,12 +95,12 @@ func (b *buffered) Read(p []byte) (int, error) {
 			return n, nil
 		}
 	}
-	if b.file != nil {
+	if b.file != nil && !b.fileEOF {
 		n, err := b.file.Read(p)
 		if err != io.EOF {
 			return n, err
 		}
-		b.file = nil // closed by release
+		b.fileEOF = true
 		if n > 0 {
 			return n, nil
 		}
@@ -103,45 +113,35 @@ func (b *buffered) Read(p []byte) (int, error) {
 
 func (b *buffered) Close() error { return nil } // released by the gateway
 
-// readAhead buffers r's body per cfg when there is one to buffer.
-func (p *bodyBuffers) readAhead(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (release func(), ok bool) {
+// readAhead buffers r's body per cfg when there is one to buffer. The
+// caller hands the result to release once the request is done.
+func (p *bodyBuffers) readAhead(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (*buffered, bool) {
 	if cfg.Memory <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return noRelease, true
+		return nil, true
 	}
 	return p.bufferBody(w, r, cfg, limit, log)
 }
 
-func noRelease() {}
-
 // bufferBody reads r's body ahead per cfg, within limit (0: none), and
 // replaces r.Body with it. It answers the client itself when the body is
 // too large (413), too slow (408) or cut, and then returns ok = false.
-// release gives the buffers back once the request is done.
-func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (release func(), ok bool) {
+func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (*buffered, bool) {
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = defaultBodyTimeout
 	}
 	rc := http.NewResponseController(w)
-	b := &buffered{mem: p.get()}
-	var file *os.File
-	release = func() {
-		if file != nil {
-			file.Close()
-		}
-		p.put(b.mem)
-	}
+	b := p.get()
 	ahead := limit
 	if ahead <= 0 {
 		ahead = maxReadAhead
 	}
 	n, eof, err := b.fill(r.Body, rc, cfg.Memory, ahead, limit > 0, timeout)
-	file = b.file
 	if err != nil {
 		// net/http reads what is left of a small unread body once the
 		// handler returns: cut that read short, the connection closes.
 		defer rc.SetReadDeadline(time.Now())
-		release()
+		p.release(b)
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.Is(err, errBodyTooLarge), errors.As(err, &mbe):
@@ -163,10 +163,10 @@ func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg Bod
 	// Later reads (net/http's own, after the handler) must not inherit the
 	// body's deadline.
 	_ = rc.SetReadDeadline(time.Time{})
-	b.r.Reset(*b.mem)
+	b.r.Reset(b.mem)
 	if b.file != nil {
 		if _, err := b.file.Seek(0, io.SeekStart); err != nil {
-			release()
+			p.release(b)
 			log.Error("cannot buffer a request body", "err", err)
 			http.Error(w, "500 internal server error", http.StatusInternalServerError)
 			return nil, false
@@ -183,7 +183,7 @@ func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg Bod
 		r.Header.Set("Content-Length", strconv.FormatInt(n, 10))
 		r.TransferEncoding = nil
 	}
-	return release, true
+	return b, true
 }
 
 var errSpill = errors.New("request body buffer file")
@@ -202,15 +202,13 @@ func (b *buffered) fill(src io.Reader, rc *http.ResponseController, mem, ahead i
 			return total, false, derr
 		}
 		var dst []byte
-		toMem := int64(len(*b.mem)) < mem
+		toMem := int64(len(b.mem)) < mem
 		if toMem {
-			m := *b.mem
-			room := mem - int64(len(m))
-			if len(m) == cap(m) {
-				m = slices.Grow(m, int(min(int64(max(cap(m), bufChunk)), room)))
-				*b.mem = m
+			room := mem - int64(len(b.mem))
+			if len(b.mem) == cap(b.mem) {
+				b.mem = slices.Grow(b.mem, int(min(int64(max(cap(b.mem), bufChunk)), room)))
 			}
-			dst = m[len(m):cap(m)]
+			dst = b.mem[len(b.mem):cap(b.mem)]
 			if int64(len(dst)) > room {
 				dst = dst[:room]
 			}
@@ -230,7 +228,7 @@ func (b *buffered) fill(src io.Reader, rc *http.ResponseController, mem, ahead i
 		}
 		if n > 0 {
 			if toMem {
-				*b.mem = (*b.mem)[:len(*b.mem)+n]
+				b.mem = b.mem[:len(b.mem)+n]
 			} else if werr := b.spill(dst[:n]); werr != nil {
 				return total, false, werr
 			}

@@ -81,11 +81,11 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	release, ok := h.bufs.readAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)
+	body, ok := h.bufs.readAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)
 	if !ok {
 		return
 	}
-	defer release()
+	defer h.bufs.release(body)
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	// One allocation for the request's stdin, stdout and the controller they share.
 	run := &cgiRun{rc: *http.NewResponseController(w)}

@@ -88,11 +88,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveWebSocket(w, r)
 		return
 	}
-	release, ok := g.bufs.readAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
+	body, ok := g.bufs.readAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
 	if !ok {
 		return
 	}
-	defer release()
+	defer g.bufs.release(body)
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))

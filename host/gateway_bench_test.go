@@ -12,9 +12,11 @@ import (
 	"net/http/httptest"
 	"os"
 	goruntime "runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/builder"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
@@ -28,6 +30,9 @@ type nopWriter struct{ h http.Header }
 func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *nopWriter) WriteHeader(int)             {}
+
+// SetReadDeadline is there as on net/http's writer, for the body read-ahead.
+func (w *nopWriter) SetReadDeadline(time.Time) error { return nil }
 
 // loadHello builds samples/hello (with the given build tags) and loads it.
 func loadHello(b *testing.B, tags ...string) *runtime.App {
@@ -57,13 +62,17 @@ func loadHello(b *testing.B, tags ...string) *runtime.App {
 // syncHello is the gateway of a sync pool running samples/hello, closed when
 // the benchmark ends.
 func syncHello(b *testing.B, pc runtime.PoolConfig) http.Handler {
+	return syncHelloWith(b, pc, GatewayConfig{App: "hello"})
+}
+
+func syncHelloWith(b *testing.B, pc runtime.PoolConfig, gc GatewayConfig) http.Handler {
 	ctx := context.Background()
 	pool, err := runtime.NewSyncPool(ctx, loadHello(b), pc)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { pool.Close(ctx) })
-	return NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler))
+	return NewGateway(pool, gc, slog.New(slog.DiscardHandler))
 }
 
 // asyncHello is syncHello for the guest built for the async shape.
@@ -122,6 +131,29 @@ func BenchmarkGatewayHello(b *testing.B) {
 // goroutine hand-offs, ctx_done, the exchange's hand-off to the request goroutine).
 func BenchmarkAsyncGatewayHello(b *testing.B) {
 	benchHello(b, asyncHello(b, runtime.PoolConfig{Workers: 1}))
+}
+
+// BenchmarkGatewayPost is a 1 KiB POST to the hello guest, with the body
+// read ahead (the default) and streamed: the cost of request buffering.
+func BenchmarkGatewayPost(b *testing.B) {
+	body := strings.Repeat("x", 1<<10)
+	for _, bc := range []struct {
+		name   string
+		buffer BodyBuffer
+	}{{"buffered", BodyBuffer{Memory: 64 << 10}}, {"streamed", BodyBuffer{}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := syncHelloWith(b, runtime.PoolConfig{Workers: 1}, GatewayConfig{App: "hello", Buffer: bc.buffer})
+			w := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			cpu0 := testkit.CPUTime(b)
+			for b.Loop() {
+				clear(w.h)
+				req := httptest.NewRequest("POST", "/hello", strings.NewReader(body))
+				h.ServeHTTP(w, req)
+			}
+			testkit.ReportCPU(b, cpu0)
+		})
+	}
 }
 
 func BenchmarkGatewayHelloParallel(b *testing.B) {
