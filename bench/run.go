@@ -142,8 +142,8 @@ func (r *Runner) launch(ctx context.Context, s Server) (prepared, error) {
 
 // measure starts p (and its upstreams), checks one response, warms up, runs wrk,
 // samples memory while the server is still up, and stops everything.
-func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared) Result {
-	res := Result{Server: p.server}
+func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared) (res Result) {
+	res = Result{Server: p.server}
 	log := r.Log.With("scenario", sc.Name, "server", p.server.Name)
 	var started []*Process
 	defer func() { r.stopAll(started) }()
@@ -169,6 +169,15 @@ func (r *Runner) measure(ctx context.Context, sc Scenario, load Load, p prepared
 		res.Err = fmt.Errorf("wrong response: %w", err)
 		log.Error("correctness check failed", "err", err)
 		return res
+	}
+	if sc.Background != nil {
+		stop, err := sc.Background(ctx, p.addr)
+		if err != nil {
+			res.Err = fmt.Errorf("background load: %w", err)
+			log.Error("background load failed", "err", err)
+			return res
+		}
+		defer func() { res.Extra = stop() }() // res is the named result: the report sees it
 	}
 	if res.Wrk, res.CPU, err = r.drive(ctx, url, load, proc.Pid()); err != nil {
 		res.Err = err

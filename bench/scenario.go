@@ -24,6 +24,11 @@ type Scenario struct {
 	Subject  string
 	Servers  []Server
 	Targets  []Target
+	// Background, when set, starts extra load on the server after the response
+	// check and before the warm-up (e.g. slow uploads), and keeps it up through
+	// the measured run; the function it returns stops it and reports what it
+	// saw, into Result.Extra.
+	Background func(ctx context.Context, addr string) (stop func() map[string]float64, err error)
 	// Drive, when set, replaces the response check and the wrk run: it loads the
 	// server itself (e.g. WebSockets, which wrk cannot speak) and fills the result.
 	// pid is the server's process, for memory samples taken under load.
@@ -105,6 +110,7 @@ func registry() []scenarioFunc {
 		cacheHelloScenario,
 		cHelloScenario,
 		cgiScenario,
+		slowUploadScenario,
 	}
 }
 
