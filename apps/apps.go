@@ -16,6 +16,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/builder"
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -45,7 +46,7 @@ type Spec struct {
 	// BodyLimit per request in bytes (0 = unlimited).
 	BodyLimit int64
 	// BodyBuffer reads request bodies ahead for sync and CGI apps.
-	BodyBuffer host.BodyBuffer
+	BodyBuffer bodybuf.Config
 	// Env and Mounts configure the sandbox.
 	Env    []string
 	Mounts []runtime.Mount

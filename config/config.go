@@ -144,6 +144,14 @@ type Route struct {
 	MaxHeader Size        `toml:"max_header" yaml:"max_header"`
 	Compress  *bool       `toml:"compress" yaml:"compress"`
 	ConnPerIP int         `toml:"conn_per_ip" yaml:"conn_per_ip"`
+	// BufferBody (upstream routes) reads a request body before it goes to
+	// the upstream, this much in memory and the rest in a temp file, as
+	// nginx's proxy_request_buffering does (default 64KiB; 0 streams it).
+	// Apps set theirs in apps.NAME.buffer_body.
+	BufferBody *Size `toml:"buffer_body" yaml:"buffer_body"`
+	// BodyTimeout is the longest silence while a body is read ahead (408;
+	// default 60s).
+	BodyTimeout Duration `toml:"body_timeout" yaml:"body_timeout"`
 	// Headers edits the request before the target sees it and every answer
 	// of the route (nginx proxy_set_header / add_header / proxy_hide_header).
 	Headers *RouteHeaders `toml:"headers" yaml:"headers"`

@@ -123,6 +123,10 @@ func (c *Config) defaults() {
 		if r.Path == "" {
 			r.Path = "/"
 		}
+		if r.Upstream != "" && r.BufferBody == nil {
+			b := Size(DefaultBufferBody)
+			r.BufferBody = &b
+		}
 		if r.Static != "" {
 			r.Static = c.Resolve(r.Static)
 			if len(r.Index) == 0 {
@@ -310,6 +314,17 @@ func (c *Config) validate() []*Error {
 			case 301, 302, 303, 307, 308:
 			default:
 				add(errf(k+".redirect_code", "must be 301, 302, 303, 307 or 308"))
+			}
+		}
+		if r.Upstream == "" && (r.BufferBody != nil || r.BodyTimeout != 0) {
+			key := k + ".buffer_body"
+			if r.BufferBody == nil {
+				key = k + ".body_timeout"
+			}
+			if r.App != "" {
+				add(errf(key, "only for upstream routes: an app reads bodies ahead by apps.%s.buffer_body", r.App))
+			} else {
+				add(errf(key, "only for upstream routes"))
 			}
 		}
 		if hd := r.Headers; hd != nil {

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -38,8 +39,8 @@ type CGIConfig struct {
 	// MaxHeaderBytes caps the CGI header section a command prints before its body
 	// (default 64 KiB); a command that exceeds it gets 500.
 	MaxHeaderBytes int
-	// Buffer reads request bodies before the command starts (bodybuf.go).
-	Buffer BodyBuffer
+	// Buffer reads request bodies before the command starts (package bodybuf).
+	Buffer bodybuf.Config
 }
 
 // CGIHandler serves requests with a WASI command module run CGI-style (RFC 3875,
@@ -57,7 +58,7 @@ type CGIHandler struct {
 	cfg   CGIConfig
 	log   *slog.Logger
 	retry string
-	bufs  bodyBuffers
+	bufs  bodybuf.Pool
 }
 
 // NewCGIHandler returns a handler serving requests with app.
@@ -81,11 +82,11 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
-	body, ok := h.bufs.readAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)
+	body, ok := h.bufs.ReadAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)
 	if !ok {
 		return
 	}
-	defer h.bufs.release(body)
+	defer h.bufs.Release(body)
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	// One allocation for the request's stdin, stdout and the controller they share.
 	run := &cgiRun{rc: *http.NewResponseController(w)}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -493,7 +494,7 @@ func testCGIStreaming(t *testing.T, wasm []byte, query string) {
 // chunked body reaches the command with its length known.
 func TestCGIBufferedBody(t *testing.T) {
 	url := startCGI(t, readFile(t, "../samples/c-cgi/main.wasm"),
-		runtime.PoolConfig{Workers: 1, QueueSize: 1, QueueWait: 100 * time.Millisecond}, host.CGIConfig{Buffer: host.BodyBuffer{Memory: 1 << 10}})
+		runtime.PoolConfig{Workers: 1, QueueSize: 1, QueueWait: 100 * time.Millisecond}, host.CGIConfig{Buffer: bodybuf.Config{Memory: 1 << 10}})
 	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)

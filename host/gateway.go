@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -28,9 +29,9 @@ type GatewayConfig struct {
 	// RetryAfter is the Retry-After value, in seconds, sent with 503 (default 1).
 	RetryAfter int
 	// Buffer reads request bodies before the request takes an instance
-	// (bodybuf.go); the sync gateway only: an async instance is not held by
+	// (package bodybuf); the sync gateway only: an async instance is not held by
 	// a slow upload.
-	Buffer BodyBuffer
+	Buffer bodybuf.Config
 	// WebSocket configures WebSocket connections (websocket.go).
 	WebSocket WSConfig
 }
@@ -41,7 +42,7 @@ type Gateway struct {
 	cfg   GatewayConfig
 	log   *slog.Logger
 	exs   sync.Pool
-	bufs  bodyBuffers
+	bufs  bodybuf.Pool
 	ids   atomic.Uint64
 	retry string
 
@@ -88,11 +89,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveWebSocket(w, r)
 		return
 	}
-	body, ok := g.bufs.readAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
+	body, ok := g.bufs.ReadAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
 	if !ok {
 		return
 	}
-	defer g.bufs.release(body)
+	defer g.bufs.Release(body)
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))

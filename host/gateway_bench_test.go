@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -139,8 +140,8 @@ func BenchmarkGatewayPost(b *testing.B) {
 	body := strings.Repeat("x", 1<<10)
 	for _, bc := range []struct {
 		name   string
-		buffer BodyBuffer
-	}{{"buffered", BodyBuffer{Memory: 64 << 10}}, {"streamed", BodyBuffer{}}} {
+		buffer bodybuf.Config
+	}{{"buffered", bodybuf.Config{Memory: 64 << 10}}, {"streamed", bodybuf.Config{}}} {
 		b.Run(bc.name, func(b *testing.B) {
 			h := syncHelloWith(b, runtime.PoolConfig{Workers: 1}, GatewayConfig{App: "hello", Buffer: bc.buffer})
 			w := &nopWriter{h: http.Header{}}

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -101,7 +102,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		},
 		MemoryLimit: int64(cfg.MemoryLimit),
 		BodyLimit:   int64(cfg.BodyLimit),
-		BodyBuffer:  host.BodyBuffer{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
+		BodyBuffer:  bodybuf.Config{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
 		Env:         cfg.Env,
 		Mounts:      mounts,
 		Plugins:     reg,

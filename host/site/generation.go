@@ -15,6 +15,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/host/cache"
 	"github.com/wasmsrv/wasmsrv/host/compress"
 	"github.com/wasmsrv/wasmsrv/host/filter"
@@ -200,7 +201,7 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env,
-		BodyBuffer: host.BodyBuffer{Memory: int64(*ac.BufferBody), Timeout: ac.BodyTimeout.D()},
+		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()},
 		Plugins:    s.opt.Plugins, Grants: g,
 	}, s.log)
 	if err != nil {
@@ -286,6 +287,10 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		h = mountApp(appHandlers[rc.App])
 	case rc.Upstream != "":
 		h = mountUpstream(groups[rc.Upstream])
+		if rc.BufferBody != nil {
+			// Slow uploads wait here, not in the upstream's workers.
+			h = bodybuf.Handler(bodybuf.Config{Memory: int64(*rc.BufferBody), Timeout: rc.BodyTimeout.D()}, 0, s.log, h)
+		}
 	case rc.Static != "":
 		var fb http.Handler
 		if rc.Fallback != "" {

@@ -1,4 +1,6 @@
-package host
+// Package bodybuf reads request bodies ahead of the handler that serves
+// them, as nginx's request buffering does.
+package bodybuf
 
 import (
 	"bytes"
@@ -14,17 +16,17 @@ import (
 	"time"
 )
 
-// A sync instance serves one request at a time, so a client that uploads
-// slowly would hold it for as long as it likes (up to the request deadline):
-// a handful of such clients stop a sync app, which is why gunicorn's sync
-// workers are run behind nginx. The gateways for sync apps and CGI commands
-// therefore read a request body before the request takes an instance, as
-// nginx's request buffering does: the first BodyBuffer.Memory bytes in
-// memory, the rest in an unlinked temporary file, within the body limit.
-// A slow upload then costs a goroutine and its bytes, not an instance.
+// A sync instance (or a gunicorn worker behind the proxy) serves one request
+// at a time, so a client that uploads slowly holds it for as long as it
+// likes: a handful of such clients stop the app, which is why gunicorn's
+// sync workers are run behind nginx. The gateways of sync apps and CGI
+// commands, and proxied routes, therefore read a request body before the
+// request goes on: the first Config.Memory bytes in memory, the rest in an
+// unlinked temporary file, within the body limit. A slow upload then costs
+// a goroutine and its bytes, not a worker.
 
-// BodyBuffer configures request-body buffering.
-type BodyBuffer struct {
+// Config configures request-body buffering.
+type Config struct {
 	// Memory is how much of a body is kept in memory; beyond it the body goes
 	// to a temporary file. 0 turns buffering off: the instance reads the
 	// body from the client as it arrives (for apps that answer while the
@@ -45,21 +47,25 @@ const maxReadAhead = 16 << 20
 // bufChunk is the read size, and the largest buffer kept in the pool.
 const bufChunk = 32 << 10
 
-var errBodyTimeout = errors.New("request body timeout")
+var (
+	errBodyTimeout  = errors.New("request body timeout")
+	errBodyTooLarge = errors.New("request body too large")
+)
 
-// bodyBuffers recycles read-ahead buffers; the memory part of bodies up to
-// bufChunk stays with them.
-type bodyBuffers struct{ pool sync.Pool }
+// Pool recycles read-ahead buffers; the memory part of bodies up to
+// bufChunk stays with them. The zero value is ready to use.
+type Pool struct{ pool sync.Pool }
 
-func (p *bodyBuffers) get() *buffered {
-	if b, ok := p.pool.Get().(*buffered); ok {
+func (p *Pool) get() *Body {
+	if b, ok := p.pool.Get().(*Body); ok {
 		return b
 	}
-	return &buffered{mem: make([]byte, 0, bufChunk)}
+	return &Body{mem: make([]byte, 0, bufChunk)}
 }
 
-// release closes b's file and recycles it; b may be nil (nothing read ahead).
-func (p *bodyBuffers) release(b *buffered) {
+// Release closes b's file and recycles it; b may be nil (nothing was read
+// ahead). The request's Body must not be read after it.
+func (p *Pool) Release(b *Body) {
 	if b == nil {
 		return
 	}
@@ -70,12 +76,13 @@ func (p *bodyBuffers) release(b *buffered) {
 	if cap(mem) > bufChunk {
 		return // a large body's buffer goes to the collector
 	}
-	*b = buffered{mem: mem}
+	*b = Body{mem: mem}
 	p.pool.Put(b)
 }
 
-// buffered is a request body read ahead: memory first, then the file.
-type buffered struct {
+// Body is a request body read ahead: memory first, then the file, then
+// (past maxReadAhead) the rest of the client's body.
+type Body struct {
 	mem     []byte
 	r       bytes.Reader
 	file    *os.File // nil when the body fit in memory
@@ -84,7 +91,7 @@ type buffered struct {
 	rest    io.Reader // the unread rest of a body larger than maxReadAhead
 }
 
-func (b *buffered) Read(p []byte) (int, error) {
+func (b *Body) Read(p []byte) (int, error) {
 	if !b.inFile {
 		n, err := b.r.Read(p)
 		if err != io.EOF {
@@ -111,21 +118,37 @@ func (b *buffered) Read(p []byte) (int, error) {
 	return 0, io.EOF
 }
 
-func (b *buffered) Close() error { return nil } // released by the gateway
+func (b *Body) Close() error { return nil } // Pool.Release frees it
 
-// readAhead buffers r's body per cfg when there is one to buffer. The
-// caller hands the result to release once the request is done.
-func (p *bodyBuffers) readAhead(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (*buffered, bool) {
+// ReadAhead reads r's body per cfg, within limit (0: none), and replaces
+// r.Body with it; with nothing to buffer it returns nil, true. When the body
+// is too large (413), too slow (408) or broken it answers the client itself
+// and returns false. The caller hands the Body to Release once the request
+// is done.
+func (p *Pool) ReadAhead(w http.ResponseWriter, r *http.Request, cfg Config, limit int64, log *slog.Logger) (*Body, bool) {
 	if cfg.Memory <= 0 || r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, true
 	}
 	return p.bufferBody(w, r, cfg, limit, log)
 }
 
-// bufferBody reads r's body ahead per cfg, within limit (0: none), and
-// replaces r.Body with it. It answers the client itself when the body is
-// too large (413), too slow (408) or cut, and then returns ok = false.
-func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg BodyBuffer, limit int64, log *slog.Logger) (*buffered, bool) {
+// Handler reads request bodies ahead per cfg before next serves them.
+func Handler(cfg Config, limit int64, log *slog.Logger, next http.Handler) http.Handler {
+	if cfg.Memory <= 0 {
+		return next
+	}
+	p := &Pool{}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, ok := p.ReadAhead(w, r, cfg, limit, log)
+		if !ok {
+			return
+		}
+		defer p.Release(b)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (p *Pool) bufferBody(w http.ResponseWriter, r *http.Request, cfg Config, limit int64, log *slog.Logger) (*Body, bool) {
 	timeout := cfg.Timeout
 	if timeout <= 0 {
 		timeout = defaultBodyTimeout
@@ -141,7 +164,7 @@ func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg Bod
 		// net/http reads what is left of a small unread body once the
 		// handler returns: cut that read short, the connection closes.
 		defer rc.SetReadDeadline(time.Now())
-		p.release(b)
+		p.Release(b)
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.Is(err, errBodyTooLarge), errors.As(err, &mbe):
@@ -166,7 +189,7 @@ func (p *bodyBuffers) bufferBody(w http.ResponseWriter, r *http.Request, cfg Bod
 	b.r.Reset(b.mem)
 	if b.file != nil {
 		if _, err := b.file.Seek(0, io.SeekStart); err != nil {
-			p.release(b)
+			p.Release(b)
 			log.Error("cannot buffer a request body", "err", err)
 			http.Error(w, "500 internal server error", http.StatusInternalServerError)
 			return nil, false
@@ -192,7 +215,7 @@ var errSpill = errors.New("request body buffer file")
 // temporary file, re-arming the read deadline before every read. It stops
 // at the end (eof), or after ahead bytes: an error when ahead is the body
 // limit, else the rest is left in src.
-func (b *buffered) fill(src io.Reader, rc *http.ResponseController, mem, ahead int64, isLimit bool, timeout time.Duration) (total int64, eof bool, err error) {
+func (b *Body) fill(src io.Reader, rc *http.ResponseController, mem, ahead int64, isLimit bool, timeout time.Duration) (total int64, eof bool, err error) {
 	var chunk []byte
 	for {
 		if total >= ahead && !isLimit {
@@ -245,7 +268,7 @@ func (b *buffered) fill(src io.Reader, rc *http.ResponseController, mem, ahead i
 	}
 }
 
-func (b *buffered) spill(p []byte) error {
+func (b *Body) spill(p []byte) error {
 	if b.file == nil {
 		f, err := os.CreateTemp("", "wasmsrv-body-*")
 		if err != nil {
