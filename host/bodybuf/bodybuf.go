@@ -86,18 +86,18 @@ type Body struct {
 	mem     []byte
 	r       bytes.Reader
 	file    *os.File // nil when the body fit in memory
-	inFile  bool
+	memDone bool // the memory part has been read
 	fileEOF bool
 	rest    io.Reader // the unread rest of a body larger than maxReadAhead
 }
 
 func (b *Body) Read(p []byte) (int, error) {
-	if !b.inFile {
+	if !b.memDone {
 		n, err := b.r.Read(p)
 		if err != io.EOF {
 			return n, err
 		}
-		b.inFile = true
+		b.memDone = true
 		if n > 0 {
 			return n, nil
 		}
