@@ -86,7 +86,7 @@ type Body struct {
 	mem     []byte
 	r       bytes.Reader
 	file    *os.File // nil when the body fit in memory
-	memDone bool // the memory part has been read
+	memDone bool     // the memory part has been read
 	fileEOF bool
 	rest    io.Reader // the unread rest of a body larger than maxReadAhead
 }
