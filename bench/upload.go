@@ -35,8 +35,8 @@ func slowUploadScenario() Scenario {
 		Servers: []Server{
 			wasmsrvServer("bench/apps/upload, 5 sync instances, request bodies read ahead (the default)", goGuest("./bench/apps/upload")),
 			named("wasmsrv-stream", wasmsrvServer("the same with --buffer-body 0: bodies streamed to the instance", goGuest("./bench/apps/upload"), "--buffer-body", "0")),
-			uvicornServer("asgi_upload:app"),
-			gunicornServer("wsgi_upload:app"),
+			uvicornServer("asgi_hello:upload"),
+			gunicornServer("wsgi_hello:upload"),
 		},
 		Background: slowUploads,
 		Targets:    []Target{rpsAtLeast("uvicorn", 0.5)},

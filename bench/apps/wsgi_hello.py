@@ -1,4 +1,5 @@
-"""WSGI twin of samples/hello for the benchmark: same body, same Content-Type."""
+"""WSGI twins for the benchmark: app of samples/hello (same body, same
+Content-Type), upload of bench/apps/upload (reads the request body first)."""
 
 BODY = b"Hello from wasmsrv!\n"
 HEADERS = [
@@ -10,3 +11,10 @@ HEADERS = [
 def app(environ, start_response):
     start_response("200 OK", HEADERS)
     return [BODY]
+
+
+def upload(environ, start_response):
+    stream = environ["wsgi.input"]
+    while stream.read(65536):
+        pass
+    return app(environ, start_response)

@@ -1,6 +1,6 @@
 // Command upload is the guest of the bench's slow-upload scenario: it reads the
 // request body to its end, as a form or JSON handler does, then answers like
-// samples/hello. Its twins are bench/apps/wsgi_upload.py and asgi_upload.py.
+// samples/hello. Its twins are upload in bench/apps/wsgi_hello.py and asgi_hello.py.
 package main
 
 import (
