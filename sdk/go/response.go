@@ -10,8 +10,9 @@ import (
 // writes less than this in total is sent in one piece with a Content-Length.
 const bufSize = 4096
 
-// ResponseWriter builds the response. Like net/http's, it buffers: bytes reach the
-// client when the buffer fills, on Flush, or when the handler returns. Headers may be
+// ResponseWriter builds the response. Like net/http's, it buffers: bytes go to the
+// host when the buffer fills, and reach the client on Flush or when the handler
+// returns (the host may send them earlier). Headers may be
 // changed until the first byte is sent.
 type ResponseWriter struct {
 	ctx      uint32
@@ -64,12 +65,15 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 		w.buf = append(w.buf, p...)
 		return len(p), nil
 	}
-	if err := w.send(w.buf, 0); err != nil {
+	// A full buffer is passed on without a flush (as net/http's bufio
+	// does), so the host may hold the response until the handler returns;
+	// Flush is what asks for bytes to reach the client now.
+	if err := w.send(w.buf, abi.WriteNoFlush); err != nil {
 		return 0, err
 	}
 	w.buf = w.buf[:0]
 	if len(p) >= cap(w.buf) {
-		if err := w.send(p, 0); err != nil {
+		if err := w.send(p, abi.WriteNoFlush); err != nil {
 			return 0, err
 		}
 		return len(p), nil
