@@ -47,6 +47,8 @@ type Spec struct {
 	BodyLimit int64
 	// BodyBuffer reads request bodies ahead for sync and CGI apps.
 	BodyBuffer bodybuf.Config
+	// ResponseBuffer holds sync apps' responses up to this size (bytes).
+	ResponseBuffer int
 	// Env and Mounts configure the sandbox.
 	Env    []string
 	Mounts []runtime.Mount
@@ -122,7 +124,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			_ = app.Close(ctx)
 			return nil, err
 		}
-		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, WebSocket: spec.WebSocket}, log)
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket}, log)
 		return &App{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)

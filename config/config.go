@@ -68,8 +68,12 @@ type App struct {
 	BufferBody *Size `toml:"buffer_body" yaml:"buffer_body"`
 	// BodyTimeout is the longest silence while a body is read ahead (408;
 	// default 60s).
-	BodyTimeout Duration          `toml:"body_timeout" yaml:"body_timeout"`
-	Env         map[string]string `toml:"env" yaml:"env"`
+	BodyTimeout Duration `toml:"body_timeout" yaml:"body_timeout"`
+	// BufferResponse holds a sync app's response up to this size until the
+	// app finishes, freeing its instance before a slow client has read it
+	// (default 256KiB; 0 writes responses through).
+	BufferResponse *Size             `toml:"buffer_response" yaml:"buffer_response"`
+	Env            map[string]string `toml:"env" yaml:"env"`
 	// Grants are the plugins the app may import (deny by default; log is always
 	// granted), e.g. ["kv", "http"].
 	Grants []string `toml:"grants" yaml:"grants"`

@@ -36,6 +36,7 @@ type Run struct {
 	BodyLimit         Size     `env:"BODY_LIMIT" envDefault:"10MiB" flag:"body-limit" help:"largest request body (413 beyond; 0 = unlimited)"`
 	BufferBody        Size     `env:"BUFFER_BODY" envDefault:"64KiB" flag:"buffer-body" help:"sync and CGI apps: read a request body before it takes an instance, this much in memory and the rest in a temp file (0 = stream bodies to the instance)"`
 	BodyTimeout       Duration `env:"BODY_TIMEOUT" envDefault:"60s" flag:"body-timeout" help:"longest silence while a request body is read ahead (408 beyond)"`
+	BufferResponse    Size     `env:"BUFFER_RESPONSE" envDefault:"256KiB" flag:"buffer-response" help:"sync apps: hold a response up to this size until the app finishes, so its instance is free before a slow client has read it (a flush or a larger response is written through; 0 = write through)"`
 	MaxHeaderBytes    Size     `env:"MAX_HEADER_BYTES" envDefault:"64KiB" flag:"max-header-bytes" help:"largest request head (431 beyond)"`
 	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" help:"cut off clients slower than this to send headers"`
 	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" help:"close idle keep-alive connections after this"`

@@ -30,7 +30,8 @@ const (
 	DefaultHealthInterval  = 5 * time.Second
 	DefaultHealthTimeout   = 2 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
-	DefaultBufferBody      = 64 << 10 // as `wasmsrv run --buffer-body`
+	DefaultBufferBody      = 64 << 10  // as `wasmsrv run --buffer-body`
+	DefaultBufferResponse  = 256 << 10 // as `wasmsrv run --buffer-response`
 )
 
 // Policies names the upstream balancing policies.
@@ -64,6 +65,10 @@ func (c *Config) defaults() {
 		if a.BufferBody == nil {
 			b := Size(DefaultBufferBody)
 			a.BufferBody = &b
+		}
+		if a.BufferResponse == nil {
+			b := Size(DefaultBufferResponse)
+			a.BufferResponse = &b
 		}
 		a.Module = c.Resolve(a.Module)
 		a.Package = c.Resolve(a.Package)

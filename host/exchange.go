@@ -32,8 +32,15 @@ type exchange struct {
 	tooLarge  bool
 	status    int32
 	started   bool // resp_start called: a head is held
-	headSent  bool
+	committed bool // the guest wrote to the body: its head is final
+	headSent  bool // the head went to the ResponseWriter
 	ended     bool
+	// hold is how much of the response may still be held (response
+	// buffering, gateway.go): while the guest neither flushes nor writes
+	// more, its bytes collect in held and go out after its instance is back
+	// in the pool. 0: written through.
+	hold      int
+	held      []byte
 	closed    bool
 	written   int64
 	aborted   atomic.Bool
@@ -41,8 +48,16 @@ type exchange struct {
 }
 
 func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
+	held := e.held[:0]
+	if cap(held) > maxKeptHold {
+		held = nil // do not keep a large response's buffer in the pool
+	}
+	hold := 0
+	if gw != nil {
+		hold = gw.cfg.ResponseBuffer
+	}
 	*e = exchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
-		enc: e.enc, keys: e.keys[:0], head: nil}
+		enc: e.enc, keys: e.keys[:0], head: nil, hold: hold, held: held}
 }
 
 // Head implements runtime.Exchange.
@@ -153,9 +168,12 @@ func (e *exchange) ReadBody(p []byte) (int, bool, int32) {
 	}
 }
 
+// maxKeptHold bounds the held-response buffer a pooled exchange keeps.
+const maxKeptHold = 64 << 10
+
 // Start implements runtime.Exchange.
 func (e *exchange) Start(status int32, block []byte) int32 {
-	if e.headSent || e.ended {
+	if e.headSent || e.committed || e.ended {
 		return abi.ErrState
 	}
 	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
@@ -184,6 +202,25 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 		return abi.ErrClosed
 	}
 	end := flags&abi.WriteEnd != 0
+	flush := !end && flags&abi.WriteNoFlush == 0
+	e.committed = true
+	if e.hold > 0 {
+		if !flush && len(e.held)+len(p) <= e.hold {
+			e.held = append(e.held, p...)
+			e.ended = end
+			return abi.OK
+		}
+		// Streaming, or more than may be held: what was held goes out
+		// first, and from here on everything is written through.
+		e.hold = 0
+		if len(e.held) > 0 {
+			e.sendHead()
+			if rc := e.writeThrough(e.held); rc != abi.OK {
+				return rc
+			}
+			e.held = e.held[:0]
+		}
+	}
 	if !e.headSent {
 		if end && bodyAllowed(e.status) {
 			h := e.w.Header()
@@ -194,24 +231,65 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 		e.sendHead()
 	}
 	if len(p) > 0 {
-		n, err := e.w.Write(p)
-		e.written += int64(n)
-		if err != nil {
-			e.closed = true
-			return abi.ErrClosed
+		if rc := e.writeThrough(p); rc != abi.OK {
+			return rc
 		}
 	}
 	if end {
 		e.ended = true
 		return abi.OK
 	}
-	if flags&abi.WriteNoFlush == 0 {
+	if flush {
 		if err := http.NewResponseController(e.w).Flush(); err != nil {
 			e.closed = true
 			return abi.ErrClosed
 		}
 	}
 	return abi.OK
+}
+
+func (e *exchange) writeThrough(p []byte) int32 {
+	n, err := e.w.Write(p)
+	e.written += int64(n)
+	if err != nil {
+		e.closed = true
+		return abi.ErrClosed
+	}
+	return abi.OK
+}
+
+// heldSlow is the size from which sending a held response gets a write
+// deadline: smaller ones fit in the socket's buffer and cannot block.
+const heldSlow = 16 << 10
+
+// sendTimeout bounds sending a held response to a client that does not read
+// (nginx's send_timeout).
+const sendTimeout = 60 * time.Second
+
+// sendHeld writes the response the guest wrote while it was held. Its
+// instance is back in the pool by now, so a slow client delays only this
+// goroutine. The body is complete: it gets a Content-Length.
+func (e *exchange) sendHeld() {
+	if e.headSent || !e.committed {
+		return
+	}
+	if bodyAllowed(e.status) {
+		h := e.w.Header()
+		if _, ok := h["Content-Length"]; !ok {
+			h["Content-Length"] = []string{strconv.Itoa(len(e.held))}
+		}
+	}
+	e.sendHead()
+	if len(e.held) == 0 {
+		return
+	}
+	if len(e.held) >= heldSlow {
+		rc := http.NewResponseController(e.w)
+		_ = rc.SetWriteDeadline(time.Now().Add(sendTimeout))
+		defer rc.SetWriteDeadline(time.Time{})
+	}
+	e.writeThrough(e.held)
+	e.held = e.held[:0]
 }
 
 func (e *exchange) sendHead() {

@@ -28,6 +28,11 @@ type GatewayConfig struct {
 	BodyLimit int64
 	// RetryAfter is the Retry-After value, in seconds, sent with 503 (default 1).
 	RetryAfter int
+	// ResponseBuffer is how much of a response is held in memory until the
+	// guest finishes (sync gateway): its instance goes back to the pool
+	// before a slow client has taken the bytes. A flush, or a response
+	// larger than this, is written through. 0 writes everything through.
+	ResponseBuffer int
 	// Buffer reads request bodies before the request takes an instance
 	// (package bodybuf); the sync gateway only: an async instance is not held by
 	// a slow upload.
@@ -143,12 +148,17 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 		return false
 	}
 	switch {
-	case ex.tooLarge && !ex.headSent:
+	case ex.tooLarge && !ex.headSent && !ex.committed:
 		w.Header().Set("Connection", "close")
 		g.errorResponse(ex, http.StatusRequestEntityTooLarge, "413 request body too large")
-	case ex.headSent:
-		if code != 0 && (code < 100 || code > 599) {
-			return !ex.ended
+	case ex.headSent || ex.committed:
+		if code != 0 && (code < 100 || code > 599) && !ex.ended {
+			if ex.headSent {
+				return true
+			}
+			// Held, so nothing reached the client: answer cleanly.
+			g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
+			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
 		}
 	case code == 0 || (code >= 100 && code <= 599 && ex.started):
 		ex.Write(nil, abi.WriteEnd) // send the held (or default) head with an empty body
@@ -159,6 +169,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 		g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
 		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
 	}
+	ex.sendHeld()
 	return false
 }
 

@@ -127,6 +127,12 @@ func BenchmarkGatewayHello(b *testing.B) {
 	benchHello(b, syncHello(b, runtime.PoolConfig{Workers: 1}))
 }
 
+// BenchmarkGatewayHelloHeld is BenchmarkGatewayHello with responses held
+// until the guest finishes (wasmsrv run's default): the cost of holding.
+func BenchmarkGatewayHelloHeld(b *testing.B) {
+	benchHello(b, syncHelloWith(b, runtime.PoolConfig{Workers: 1}, GatewayConfig{App: "hello", ResponseBuffer: 256 << 10}))
+}
+
 // BenchmarkAsyncGatewayHello is BenchmarkGatewayHello for the same guest built for
 // the async shape: the difference is the cost of the event machinery (SDK
 // goroutine hand-offs, ctx_done, the exchange's hand-off to the request goroutine).

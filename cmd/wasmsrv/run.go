@@ -100,13 +100,14 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			MaxMessage: int64(cfg.WSMaxMessage), PingInterval: cfg.WSPingInterval.D(), PingTimeout: cfg.WSPingTimeout.D(),
 			Compression: cfg.WSCompression,
 		},
-		MemoryLimit: int64(cfg.MemoryLimit),
-		BodyLimit:   int64(cfg.BodyLimit),
-		BodyBuffer:  bodybuf.Config{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
-		Env:         cfg.Env,
-		Mounts:      mounts,
-		Plugins:     reg,
-		Grants:      runGrants(cfg),
+		MemoryLimit:    int64(cfg.MemoryLimit),
+		BodyLimit:      int64(cfg.BodyLimit),
+		BodyBuffer:     bodybuf.Config{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
+		ResponseBuffer: int(cfg.BufferResponse),
+		Env:            cfg.Env,
+		Mounts:         mounts,
+		Plugins:        reg,
+		Grants:         runGrants(cfg),
 	}, log)
 	if err != nil {
 		return err

@@ -175,9 +175,13 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	if ac.BufferBody != nil {
 		buffer = int64(*ac.BufferBody)
 	}
+	held := int64(config.DefaultBufferResponse)
+	if ac.BufferResponse != nil {
+		held = int64(*ac.BufferResponse)
+	}
 	kc := ac
-	kc.BufferBody = nil // a pointer would print as an address: its value is keyed below
-	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d", kc, buffer) + "\x00" + fingerprint(ac.Module+ac.Package)
+	kc.BufferBody, kc.BufferResponse = nil, nil // pointers would print as addresses: their values are keyed below
+	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d|held=%d", kc, buffer, held) + "\x00" + fingerprint(ac.Module+ac.Package)
 	if sh := s.apps[key]; sh != nil {
 		sh.refs++
 		return sh, nil
@@ -201,8 +205,8 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env,
-		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()},
-		Plugins:    s.opt.Plugins, Grants: g,
+		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
+		Plugins: s.opt.Plugins, Grants: g,
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)

@@ -78,6 +78,14 @@ func init() {
 			for i := 0; i < n; i++ {
 				w.Write(chunk)
 			}
+		case "/big-then-exit":
+			// More than the SDK buffers, so bytes reach the host, then the
+			// instance dies without finishing the response.
+			chunk := make([]byte, 1000)
+			for range 10 {
+				w.Write(chunk)
+			}
+			os.Exit(3)
 		case "/sse":
 			n, _ := strconv.Atoi(q.Get("n"))
 			ms, _ := strconv.Atoi(q.Get("ms"))
