@@ -65,7 +65,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // hijacked: the exchange keeps the (dead) ResponseWriter, do not pool it
 	}
 	switch {
-	case err == nil && !ex.started && !ex.headSent && (sx.denied || code == 0 || code < 100 || code > 599):
+	case err == nil && !ex.started && !ex.headSent && !ex.committed && (sx.denied || code == 0 || code < 100 || code > 599):
 		http.Error(w, "403 forbidden", http.StatusForbidden)
 	default:
 		if g.finish(ex, code, err) {
@@ -113,7 +113,7 @@ func (s *syncWS) Abort() {
 
 // WSAccept implements runtime.WebSocket: the handshake happens right here.
 func (s *syncWS) WSAccept(proto, hdrBlock []byte) int32 {
-	if s.accepted || s.denied || s.started || s.headSent {
+	if s.accepted || s.denied || s.started || s.headSent || s.committed {
 		return abi.ErrState
 	}
 	h := http.Header{}
