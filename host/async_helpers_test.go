@@ -108,7 +108,8 @@ func startSync(t *testing.T, pc runtime.PoolConfig, wc WSConfig) (*runtime.SyncP
 		_ = app.Close(context.Background())
 		t.Fatal(err)
 	}
-	gw := NewGateway(pool, GatewayConfig{App: "wsapp-sync", WebSocket: wc}, log)
+	// Responses held as by wasmsrv run's default.
+	gw := NewGateway(pool, GatewayConfig{App: "wsapp-sync", WebSocket: wc, ResponseBuffer: 256 << 10}, log)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		gw.Close()
