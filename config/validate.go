@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host/headers"
+	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 )
 
 // Defaults applied when a key is absent.
@@ -468,30 +469,11 @@ func ParseHashKey(s string) (kind, name string, err error) {
 	return "", "", fmt.Errorf("bad hash key %q (ip, header:NAME or cookie:NAME)", s)
 }
 
-// KeyVars are the variables a cache key template may use.
-var keyVars = map[string]bool{"method": true, "scheme": true, "host": true, "path": true, "query": true, "uri": true}
-
 // CheckKeyTemplate checks a cache key template such as
 // "{method}:{host}{path}?{query}" or "{header:Accept-Language}".
 func CheckKeyTemplate(t string) error {
-	for rest := t; ; {
-		i := strings.IndexByte(rest, '{')
-		if i < 0 {
-			if strings.IndexByte(rest, '}') >= 0 {
-				return fmt.Errorf("unbalanced } in %q", t)
-			}
-			return nil
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return fmt.Errorf("unclosed { in %q", t)
-		}
-		v := rest[i+1 : i+j]
-		if !keyVars[v] && !strings.HasPrefix(v, "header:") && !strings.HasPrefix(v, "cookie:") {
-			return fmt.Errorf("unknown variable {%s} (method, scheme, host, path, query, uri, header:NAME, cookie:NAME)", v)
-		}
-		rest = rest[i+j+1:]
-	}
+	_, err := reqtmpl.Compile(t)
+	return err
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -11,13 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/host/route"
+	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 )
 
 // Policy is one route's caching rules.
 type Policy struct {
-	// Key is a template: {method} {scheme} {host} {path} {query} {uri}
-	// {header:NAME} {cookie:NAME}. Empty means "{scheme}://{host}{uri}".
+	// Key is a template (package reqtmpl): {method} {scheme} {host} {path}
+	// {query} {uri} {client_ip} {header:NAME} {cookie:NAME}. Empty means
+	// "{scheme}://{host}{uri}".
 	Key string
 	// TTL by status code; a status without an entry is not stored unless
 	// the response's own max-age/s-maxage says so. Default applies to 200,
@@ -35,7 +36,7 @@ type Policy struct {
 type Handler struct {
 	store  *Store
 	policy Policy
-	key    []part
+	key    *reqtmpl.Template
 	next   http.Handler
 	log    *slog.Logger
 
@@ -50,9 +51,9 @@ func New(store *Store, p Policy, next http.Handler, log *slog.Logger) (*Handler,
 	if p.Key == "" {
 		p.Key = "{scheme}://{host}{uri}"
 	}
-	parts, err := compile(p.Key)
+	parts, err := reqtmpl.Compile(p.Key)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cache key: %w", err)
 	}
 	if p.MaxEntry <= 0 {
 		p.MaxEntry = 8 << 20
@@ -60,88 +61,9 @@ func New(store *Store, p Policy, next http.Handler, log *slog.Logger) (*Handler,
 	return &Handler{store: store, policy: p, key: parts, next: next, log: log, inflight: map[string]*flight{}}, nil
 }
 
-type part struct {
-	lit  string
-	kind string // "", method, scheme, host, path, query, uri, header, cookie
-	name string
-}
-
-func compile(t string) ([]part, error) {
-	var ps []part
-	for rest := t; rest != ""; {
-		i := strings.IndexByte(rest, '{')
-		if i < 0 {
-			ps = append(ps, part{lit: rest})
-			break
-		}
-		if i > 0 {
-			ps = append(ps, part{lit: rest[:i]})
-		}
-		j := strings.IndexByte(rest[i:], '}')
-		if j < 0 {
-			return nil, fmt.Errorf("cache key %q: unclosed {", t)
-		}
-		v := rest[i+1 : i+j]
-		kind, name, _ := strings.Cut(v, ":")
-		switch kind {
-		case "method", "scheme", "host", "path", "query", "uri":
-		case "header", "cookie":
-			if name == "" {
-				return nil, fmt.Errorf("cache key %q: {%s} needs a name", t, kind)
-			}
-		default:
-			return nil, fmt.Errorf("cache key %q: unknown variable {%s}", t, v)
-		}
-		ps = append(ps, part{kind: kind, name: name})
-		rest = rest[i+j+1:]
-	}
-	return ps, nil
-}
-
 // Key renders the key template for r.
 func (h *Handler) Key(r *http.Request) string {
-	var b strings.Builder
-	for _, p := range h.key {
-		switch p.kind {
-		case "":
-			b.WriteString(p.lit)
-		case "method":
-			if r.Method == http.MethodHead {
-				b.WriteString(http.MethodGet) // HEAD is answered from GET
-			} else {
-				b.WriteString(r.Method)
-			}
-		case "scheme":
-			if r.TLS != nil {
-				b.WriteString("https")
-			} else {
-				b.WriteString("http")
-			}
-		case "host":
-			b.WriteString(strings.ToLower(r.Host))
-		case "path":
-			// The full path: routes strip their prefix before the cache sees
-			// the request, and /a/x and /b/x must not share an entry.
-			b.WriteString(route.RootPath(r.Context()))
-			b.WriteString(r.URL.EscapedPath())
-		case "query":
-			b.WriteString(r.URL.RawQuery)
-		case "uri":
-			if strings.HasPrefix(r.RequestURI, "/") {
-				b.WriteString(r.RequestURI) // as received, before prefix stripping
-			} else {
-				b.WriteString(route.RootPath(r.Context()))
-				b.WriteString(r.URL.RequestURI())
-			}
-		case "header":
-			b.WriteString(r.Header.Get(p.name))
-		case "cookie":
-			if c, err := r.Cookie(p.name); err == nil {
-				b.WriteString(c.Value)
-			}
-		}
-	}
-	return b.String()
+	return h.key.String(r, reqtmpl.Vars{HeadAsGet: true})
 }
 
 func fullKey(primary string, names []string, r *http.Request) string {

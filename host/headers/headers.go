@@ -1,18 +1,23 @@
 // Package headers edits a route's request and response header fields: what
 // nginx does with proxy_set_header, add_header and proxy_hide_header, and
-// Caddy with its header directive. Values are literal. Response edits apply
-// to every answer of the route (errors, cache HITs and 429s included), just
-// before its head is written.
+// Caddy with its header directive. Values are templates over the request
+// (package reqtmpl: "{client_ip}", "{scheme}", "{header:NAME}"…; "{{" and
+// "}}" for literal braces). Response edits apply to every answer of the
+// route (errors, cache HITs and 429s included), just before its head is
+// written.
 package headers
 
 import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"sort"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 )
 
 // Rules are one direction's edits, applied in this order: remove, set, add.
@@ -29,6 +34,8 @@ type Rules struct {
 type Config struct {
 	Request  Rules
 	Response Rules
+	// Trusted are the proxies whose X-Forwarded-For {client_ip} believes.
+	Trusted []netip.Prefix
 }
 
 // framing are fields that describe the message itself or the connection:
@@ -49,10 +56,13 @@ func CheckName(name string) error {
 	return nil
 }
 
-// CheckValue reports why a field value cannot be sent, or nil.
+// CheckValue reports why a field value template cannot be used, or nil.
 func CheckValue(value string) error {
 	if !httpguts.ValidHeaderFieldValue(value) {
 		return fmt.Errorf("value %q has control characters", value)
+	}
+	if _, err := reqtmpl.Compile(value); err != nil {
+		return fmt.Errorf("value: %w", err)
 	}
 	return nil
 }
@@ -61,7 +71,7 @@ func CheckValue(value string) error {
 type edit struct {
 	op    byte // 'r' remove, 's' set, 'a' add
 	key   string
-	value string
+	value *reqtmpl.Template
 }
 
 func compile(r Rules) ([]edit, error) {
@@ -88,21 +98,22 @@ func compile(r Rules) ([]edit, error) {
 			if err := CheckValue(m.kv[name]); err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			out = append(out, edit{op: m.op, key: textproto.CanonicalMIMEHeaderKey(name), value: m.kv[name]})
+			t, _ := reqtmpl.Compile(m.kv[name]) // checked above
+			out = append(out, edit{op: m.op, key: textproto.CanonicalMIMEHeaderKey(name), value: t})
 		}
 	}
 	return out, nil
 }
 
-func apply(h http.Header, edits []edit) {
+func apply(h http.Header, edits []edit, r *http.Request, v reqtmpl.Vars) {
 	for _, e := range edits {
 		switch e.op {
 		case 'r':
 			delete(h, e.key)
 		case 's':
-			h[e.key] = []string{e.value}
+			h[e.key] = []string{e.value.String(r, v)}
 		case 'a':
-			h[e.key] = append(h[e.key], e.value)
+			h[e.key] = append(h[e.key], e.value.String(r, v))
 		}
 	}
 }
@@ -120,25 +131,34 @@ func New(cfg Config, next http.Handler) (http.Handler, error) {
 	if len(req) == 0 && len(resp) == 0 {
 		return next, nil
 	}
-	var host *string
+	vars := reqtmpl.Vars{Trusted: cfg.Trusted}
+	var host *reqtmpl.Template
 	for _, e := range req {
 		if e.key == "Host" && e.op == 's' {
-			host = &e.value // Go keeps the request's Host in r.Host, not in the map
+			host = e.value // Go keeps the request's Host in r.Host, not in the map
 		}
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(req) > 0 {
-			apply(r.Header, req)
 			if host != nil {
-				r.Host = *host
+				h := host.String(r, vars)
+				apply(r.Header, req, r, vars)
+				r.Host = h
 				delete(r.Header, "Host")
+			} else {
+				apply(r.Header, req, r, vars)
 			}
 		}
-		if len(resp) > 0 {
-			ew := &editor{ResponseWriter: w, edits: resp}
-			w = ew
+		if len(resp) == 0 {
+			next.ServeHTTP(w, r)
+			return
 		}
-		next.ServeHTTP(w, r)
+		// Rendered against the request with its edits.
+		ew := &editor{ResponseWriter: w, edits: resp, r: r, vars: vars}
+		next.ServeHTTP(ew, r)
+		// A handler that wrote nothing gets net/http's implicit 200 after
+		// it returns: it carries the edits too.
+		ew.head()
 	}), nil
 }
 
@@ -146,13 +166,15 @@ func New(cfg Config, next http.Handler) (http.Handler, error) {
 type editor struct {
 	http.ResponseWriter
 	edits []edit
+	r     *http.Request
+	vars  reqtmpl.Vars
 	done  bool
 }
 
 func (e *editor) head() {
 	if !e.done {
 		e.done = true
-		apply(e.ResponseWriter.Header(), e.edits)
+		apply(e.ResponseWriter.Header(), e.edits, e.r, e.vars)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -57,33 +58,37 @@ func TestResponseEdits(t *testing.T) {
 		name   string
 		handle func(w http.ResponseWriter, r *http.Request)
 		code   int
+		empty  bool // the handler writes no body
 	}{
 		{"implicit 200", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Server", "app/1.0")
 			w.Header().Set("Vary", "Accept-Encoding")
 			io.WriteString(w, body)
-		}, 200},
+		}, 200, false},
 		{"explicit 404", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Powered-By", "php")
 			w.Header().Set("Vary", "Accept-Encoding")
 			w.WriteHeader(404)
 			io.WriteString(w, body)
-		}, 404},
+		}, 404, false},
 		{"early hints then 200", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Link", "</a.css>; rel=preload")
 			w.WriteHeader(http.StatusEarlyHints)
 			w.Header().Set("Vary", "Accept-Encoding")
 			io.WriteString(w, body)
-		}, 200},
+		}, 200, false},
 		{"flush first", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Vary", "Accept-Encoding")
 			w.(http.Flusher).Flush()
 			io.WriteString(w, body)
-		}, 200},
+		}, 200, false},
+		{"nothing written (implicit 200)", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Vary", "Accept-Encoding")
+		}, 200, true},
 		{"ServeContent (ReadFrom, sendfile path)", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Vary", "Accept-Encoding")
 			http.ServeContent(w, r, "a.txt", mod, strings.NewReader(body))
-		}, 200},
+		}, 200, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,7 +105,11 @@ func TestResponseEdits(t *testing.T) {
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != tt.code || string(b) != body {
+				want := body
+				if tt.empty {
+					want = ""
+				}
+				if resp.StatusCode != tt.code || string(b) != want {
 					t.Fatalf("%d %q", resp.StatusCode, b)
 				}
 				hd := resp.Header
@@ -115,6 +124,46 @@ func TestResponseEdits(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestValueTemplates(t *testing.T) {
+	var seen http.Header
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = r.Header.Clone()
+	})
+	h, err := New(Config{
+		Request: Rules{Set: map[string]string{"X-Real-Ip": "{client_ip}", "X-Orig": "{scheme}://{host}{uri}"}},
+		Response: Rules{Set: map[string]string{
+			"Report-To": `{{"group":"csp","endpoints":[{{"url":"https://{host}/r"}}]}}`,
+			"X-Lang":    "{header:Accept-Language}",
+		}},
+		Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")},
+	}, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		peer, xff, want string
+	}{{"192.0.2.1:1", "198.51.100.9", "192.0.2.1"}, {"10.1.2.3:1", "198.51.100.9", "198.51.100.9"}} {
+		req := httptest.NewRequest("GET", "http://site.test/a?b=1", nil)
+		req.RemoteAddr = tt.peer
+		req.Header.Set("X-Forwarded-For", tt.xff)
+		req.Header.Set("Accept-Language", "fr")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if got := seen.Get("X-Real-Ip"); got != tt.want {
+			t.Errorf("peer %s: X-Real-IP %q, want %q (only a trusted peer's X-Forwarded-For counts)", tt.peer, got, tt.want)
+		}
+		if got := seen.Get("X-Orig"); got != "http://site.test/a?b=1" {
+			t.Errorf("X-Orig %q", got)
+		}
+		if got := w.Header().Get("Report-To"); got != `{"group":"csp","endpoints":[{"url":"https://site.test/r"}]}` {
+			t.Errorf("Report-To %q", got)
+		}
+		if got := w.Header().Get("X-Lang"); got != "fr" {
+			t.Errorf("X-Lang %q", got)
+		}
 	}
 }
 
@@ -139,6 +188,8 @@ func TestBadRules(t *testing.T) {
 		{Config{Response: Rules{Add: map[string]string{"Transfer-Encoding": "chunked"}}}, "Transfer-Encoding"},
 		{Config{Response: Rules{Set: map[string]string{"Bad Name": "x"}}}, "not a valid header field name"},
 		{Config{Request: Rules{Set: map[string]string{"X-A": "a\r\nX-Injected: 1"}}}, "control characters"},
+		{Config{Response: Rules{Add: map[string]string{"X-A": "{nope}"}}}, "unknown variable {nope}"},
+		{Config{Response: Rules{Set: map[string]string{"Report-To": `{"a":1}`}}}, "unknown variable"},
 	}
 	for _, tt := range tests {
 		_, err := New(tt.cfg, http.NotFoundHandler())

@@ -342,7 +342,7 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 			return headers.Rules{Set: r.Set, Add: r.Add, Remove: r.Remove}
 		}
 		var err error
-		if h, err = headers.New(headers.Config{Request: rules(hd.Request), Response: rules(hd.Response)}, h); err != nil {
+		if h, err = headers.New(headers.Config{Request: rules(hd.Request), Response: rules(hd.Response), Trusted: trusted}, h); err != nil {
 			return nil, closer, fmt.Errorf("%s.headers.%w", key, err)
 		}
 	}
