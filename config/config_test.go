@@ -90,6 +90,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"buffer_body on an app route", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[routes]]\nredirect = \"/x\"\nbuffer_body = \"1KiB\"\n", []string{"a.toml:5", "routes[0].buffer_body", "only for upstream routes"}},
 		{"negative app body timeout", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nbody_timeout = \"-1s\"\n", []string{"a.toml:5", "apps.a.body_timeout", "negative duration"}},
 		{"header value template", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[routes]]\nredirect = \"/x\"\n[routes.headers.request]\nset = { \"X-Real-IP\" = \"{remote_addr}\" }\n", []string{"a.toml:6", "routes[0].headers.request.set.X-Real-IP", "unknown variable {remote_addr}", "client_ip"}},
+		{"redirect template", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[routes]]\nredirect = \"https://{hostname}{uri}\"\n", []string{"a.toml:4", "routes[0].redirect", "unknown variable {hostname}"}},
 		{"no listeners", "a.toml", "", []string{"listeners", "at least one"}},
 		{"admin off loopback without token", "a.toml", "[admin]\naddr = \"0.0.0.0:9\"\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:1", "admin.token"}},
 		{"yaml unknown key", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n    nope: 2\n", []string{"a.yaml:3", "unknown field \"nope\""}},

@@ -316,6 +316,9 @@ func (c *Config) validate() []*Error {
 			}
 		}
 		if r.Redirect != "" {
+			if _, err := reqtmpl.Compile(r.Redirect); err != nil {
+				add(errf(k+".redirect", "%v", err))
+			}
 			switch r.RedirectCode {
 			case 301, 302, 303, 307, 308:
 			default:

@@ -21,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/filter"
 	"github.com/wasmsrv/wasmsrv/host/headers"
 	"github.com/wasmsrv/wasmsrv/host/limit"
+	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 	"github.com/wasmsrv/wasmsrv/host/route"
 	"github.com/wasmsrv/wasmsrv/host/static"
 	"github.com/wasmsrv/wasmsrv/host/upstream"
@@ -306,7 +307,10 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		}
 		h, closer = sh, sh.Close
 	case rc.Redirect != "":
-		h = redirect(rc.Redirect, rc.RedirectCode)
+		var err error
+		if h, err = redirect(rc.Redirect, rc.RedirectCode, trusted); err != nil {
+			return nil, nil, fmt.Errorf("%s.redirect: %w", key, err)
+		}
 	}
 	if rc.Cache != nil {
 		p := cache.Policy{Key: rc.Cache.Key, TTL: map[int]time.Duration{},
@@ -370,13 +374,17 @@ func mountUpstream(g *upstream.Group) http.Handler {
 	})
 }
 
-// redirect answers with code to target, where {uri} stands for the
-// original request URI (path and query).
-func redirect(target string, code int) http.Handler {
+// redirect answers with code to target, a request template
+// (package reqtmpl): "https://{host}{uri}" sends plain HTTP to HTTPS.
+func redirect(target string, code int, trusted []netip.Prefix) (http.Handler, error) {
+	t, err := reqtmpl.Compile(target)
+	if err != nil {
+		return nil, err
+	}
+	vars := reqtmpl.Vars{Trusted: trusted}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		loc := strings.ReplaceAll(target, "{uri}", r.RequestURI)
-		http.Redirect(w, r, loc, code)
-	})
+		http.Redirect(w, r, t.String(r, vars), code)
+	}), nil
 }
 
 // fingerprint summarises a module file or a package directory's files

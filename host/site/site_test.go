@@ -168,6 +168,10 @@ redirect = "https://new.example{uri}"
 redirect_code = 301
 
 [[routes]]
+hosts = ["plain.test"]
+redirect = "https://{host}{uri}"
+
+[[routes]]
 hosts = ["*.internal.test"]
 path = "/"
 upstream = "back"
@@ -233,6 +237,19 @@ static = "www"
 		code, h, _ := get(t, f.url+"/old/page?q=1")
 		if code != 301 || h.Get("Location") != "https://new.example/old/page?q=1" {
 			t.Errorf("%d %q", code, h.Get("Location"))
+		}
+	})
+	t.Run("redirect to https, by template", func(t *testing.T) {
+		req, _ := http.NewRequest("GET", f.url+"/a/b?c=d", nil)
+		req.Host = "Plain.test"
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 308 || resp.Header.Get("Location") != "https://plain.test/a/b?c=d" {
+			t.Errorf("%d %q", resp.StatusCode, resp.Header.Get("Location"))
 		}
 	})
 	t.Run("virtual host", func(t *testing.T) {
