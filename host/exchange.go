@@ -203,7 +203,18 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 	}
 	end := flags&abi.WriteEnd != 0
 	flush := !end && flags&abi.WriteNoFlush == 0
-	e.committed = true
+	if !e.committed {
+		e.committed = true
+		// nginx's X-Accel-Buffering: an app turns holding off for one
+		// response (a long poll, a stream without explicit flushes).
+		h := e.w.Header()
+		if v, ok := h["X-Accel-Buffering"]; ok {
+			if len(v) == 1 && strings.EqualFold(v[0], "no") {
+				e.hold = 0
+			}
+			delete(h, "X-Accel-Buffering")
+		}
+	}
 	if e.hold > 0 {
 		if !flush && len(e.held)+len(p) <= e.hold {
 			e.held = append(e.held, p...)

@@ -38,18 +38,22 @@ func dialSlowReader(t *testing.T, addr string) net.Conn {
 func TestHeldResponseFreesInstance(t *testing.T) {
 	const n = 8000 // KB: more than the kernel buffers for a reader that does not read (tcp_wmem max 4 MiB)
 	for _, tt := range []struct {
-		name   string
-		hold   int
-		served bool
-	}{{"held", 16 << 20, true}, {"written through (the control)", 0, false}} {
+		name, path string
+		hold       int
+		served     bool
+	}{
+		{"held", "/big", 16 << 20, true},
+		{"written through (the control)", "/big", 0, false},
+		{"X-Accel-Buffering: no from the app", "/big-nohold", 16 << 20, false},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := serveSyncWith(t, GatewayConfig{App: "wsapp-sync", ResponseBuffer: tt.hold})
 			slow := dialSlowReader(t, srv.Listener.Addr().String())
-			if _, err := io.WriteString(slow, "GET /big?n=8000 HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
+			if _, err := io.WriteString(slow, "GET "+tt.path+"?n=8000 HTTP/1.1\r\nHost: t\r\n\r\n"); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond) // the guest has answered (or is blocked writing)
-			client := &http.Client{Timeout: time.Second}
+			time.Sleep(500 * time.Millisecond) // the guest has answered (or is blocked writing)
+			client := &http.Client{Timeout: 2 * time.Second}
 			resp, err := client.Get(srv.URL + "/")
 			if served := err == nil; served != tt.served {
 				t.Fatalf("another request served while a slow client reads: %v (%v), want %v", served, err, tt.served)
@@ -67,8 +71,11 @@ func TestHeldResponseFreesInstance(t *testing.T) {
 			if err != nil || len(b) != n*1000 || !bytes.HasPrefix(b, []byte("abcdefghij")) {
 				t.Fatalf("slow client got %d bytes (%v)", len(b), err)
 			}
-			if tt.hold > 0 && resp.ContentLength != n*1000 {
+			if tt.served && resp.ContentLength != n*1000 {
 				t.Errorf("held response: Content-Length %d, want %d", resp.ContentLength, n*1000)
+			}
+			if v := resp.Header.Get("X-Accel-Buffering"); v != "" {
+				t.Errorf("X-Accel-Buffering %q reached the client", v)
 			}
 		})
 	}

@@ -78,6 +78,17 @@ func init() {
 			for i := 0; i < n; i++ {
 				w.Write(chunk)
 			}
+		case "/big-nohold":
+			// As /big, but asks the host not to hold the response.
+			w.Header().Set("X-Accel-Buffering", "no")
+			n, _ := strconv.Atoi(q.Get("n"))
+			chunk := make([]byte, 1000)
+			for i := range chunk {
+				chunk[i] = 'a' + byte(i%26)
+			}
+			for range n {
+				w.Write(chunk)
+			}
 		case "/big-then-exit":
 			// More than the SDK buffers, so bytes reach the host, then the
 			// instance dies without finishing the response.
