@@ -3,6 +3,7 @@ package host
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -146,6 +147,34 @@ func get(t *testing.T, url string) (*http.Response, string) {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp, b.String()
+}
+
+// slowGets starts n concurrent requests to /id?ms=800 on base; the returned
+// func waits for them and counts their statuses.
+func slowGets(t *testing.T, base string, n int) (wait func() map[int]int) {
+	t.Helper()
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, err := http.Get(fmt.Sprintf("%s/id?ms=800&id=%d", base, i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		})
+	}
+	return func() map[int]int {
+		wg.Wait()
+		close(codes)
+		got := map[int]int{}
+		for c := range codes {
+			got[c]++
+		}
+		return got
+	}
 }
 
 func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() bool) {

@@ -1,10 +1,7 @@
 package host
 
 import (
-	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,32 +35,8 @@ func TestAsyncEventDeadline(t *testing.T) {
 // --limit-concurrency), and so does an instance in backpressure when it is the only one.
 func TestAsyncLimits(t *testing.T) {
 	s := startAsync(t, runtime.PoolConfig{Workers: 1}, runtime.AsyncConfig{MaxConns: 3}, WSConfig{})
-	var wg sync.WaitGroup
-	codes := make(chan int, 6)
-	for i := range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := http.Get(fmt.Sprintf("%s/id?ms=800&id=%d", s.srv.URL, i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	n200, n503 := 0, 0
-	for c := range codes {
-		switch c {
-		case 200:
-			n200++
-		case 503:
-			n503++
-		}
-	}
+	codes := slowGets(t, s.srv.URL, 6)()
+	n200, n503 := codes[200], codes[503]
 	if n200 != 3 || n503 != 3 {
 		t.Errorf("200s %d, 503s %d; want 3 and 3", n200, n503)
 	}

@@ -198,21 +198,7 @@ func TestAsyncGoGoroutines(t *testing.T) {
 func TestAsyncTrapCostsOnlyItsInstance(t *testing.T) {
 	s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, WSConfig{})
 	const n = 10
-	codes := make(chan int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := http.Get(fmt.Sprintf("%s/id?ms=800&id=%d", s.srv.URL, i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			resp.Body.Close()
-			codes <- resp.StatusCode
-		}()
-	}
+	wait := slowGets(t, s.srv.URL, n)
 	waitUntil(t, "requests on both instances", 5*time.Second, func() bool {
 		c := s.pool.Stats().Conns
 		return len(c) == 2 && c[0]+c[1] == n
@@ -220,16 +206,10 @@ func TestAsyncTrapCostsOnlyItsInstance(t *testing.T) {
 	if resp, _ := get(t, s.srv.URL+"/trap"); resp.StatusCode != 500 {
 		t.Fatalf("trap: %d", resp.StatusCode)
 	}
-	wg.Wait()
-	close(codes)
-	ok, failed := 0, 0
+	codes := wait()
+	ok, failed := codes[200], codes[500]
 	for c := range codes {
-		switch c {
-		case 200:
-			ok++
-		case 500:
-			failed++
-		default:
+		if c != 200 && c != 500 {
 			t.Errorf("status %d", c)
 		}
 	}
