@@ -174,6 +174,29 @@ type HeaderRules struct {
 	Remove []string          `toml:"remove" yaml:"remove"`
 }
 
+// ReadAhead is how much of a request body an upstream route reads ahead in
+// memory (BufferBody, default DefaultBufferBody; 0 for other routes).
+func (r Route) ReadAhead() int64 { return sizeOr(r.BufferBody, r.Upstream != "", DefaultBufferBody) }
+
+// ReadAhead is how much of a request body the app reads ahead in memory
+// (BufferBody, default DefaultBufferBody).
+func (a App) ReadAhead() int64 { return sizeOr(a.BufferBody, true, DefaultBufferBody) }
+
+// HoldResponse is how much of a response the app's gateway holds
+// (BufferResponse, default DefaultBufferResponse).
+func (a App) HoldResponse() int64 { return sizeOr(a.BufferResponse, true, DefaultBufferResponse) }
+
+// sizeOr is *p when set, else def when the default applies, else 0.
+func sizeOr(p *Size, applies bool, def int64) int64 {
+	switch {
+	case p != nil:
+		return int64(*p)
+	case applies:
+		return def
+	}
+	return 0
+}
+
 // Strip reports whether the route's path prefix is removed before the
 // target sees the request (default true for apps and upstreams).
 func (r Route) Strip() bool { return r.StripPrefix == nil || *r.StripPrefix }

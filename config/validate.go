@@ -63,14 +63,6 @@ func (c *Config) defaults() {
 		if a.Mode == "" {
 			a.Mode = "sync"
 		}
-		if a.BufferBody == nil {
-			b := Size(DefaultBufferBody)
-			a.BufferBody = &b
-		}
-		if a.BufferResponse == nil {
-			b := Size(DefaultBufferResponse)
-			a.BufferResponse = &b
-		}
 		a.Module = c.Resolve(a.Module)
 		a.Package = c.Resolve(a.Package)
 		c.Apps[name] = a
@@ -128,10 +120,6 @@ func (c *Config) defaults() {
 		r := &c.Routes[i]
 		if r.Path == "" {
 			r.Path = "/"
-		}
-		if r.Upstream != "" && r.BufferBody == nil {
-			b := Size(DefaultBufferBody)
-			r.BufferBody = &b
 		}
 		if r.Static != "" {
 			r.Static = c.Resolve(r.Static)

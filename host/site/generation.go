@@ -172,14 +172,7 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	// %v prints maps sorted: a stable key. The source's fingerprint makes a
 	// reload pick up a rebuilt module or edited package even when the
 	// config itself did not change.
-	buffer := int64(config.DefaultBufferBody)
-	if ac.BufferBody != nil {
-		buffer = int64(*ac.BufferBody)
-	}
-	held := int64(config.DefaultBufferResponse)
-	if ac.BufferResponse != nil {
-		held = int64(*ac.BufferResponse)
-	}
+	buffer, held := ac.ReadAhead(), ac.HoldResponse()
 	kc := ac
 	kc.BufferBody, kc.BufferResponse = nil, nil // pointers would print as addresses: their values are keyed below
 	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d|held=%d", kc, buffer, held) + "\x00" + fingerprint(ac.Module+ac.Package)
@@ -292,10 +285,8 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		h = mountApp(appHandlers[rc.App])
 	case rc.Upstream != "":
 		h = mountUpstream(groups[rc.Upstream])
-		if rc.BufferBody != nil {
-			// Slow uploads wait here, not in the upstream's workers.
-			h = bodybuf.Handler(bodybuf.Config{Memory: int64(*rc.BufferBody), Timeout: rc.BodyTimeout.D()}, 0, s.log, h)
-		}
+		// Slow uploads wait here, not in the upstream's workers.
+		h = bodybuf.Handler(bodybuf.Config{Memory: rc.ReadAhead(), Timeout: rc.BodyTimeout.D()}, 0, s.log, h)
 	case rc.Static != "":
 		var fb http.Handler
 		if rc.Fallback != "" {
