@@ -582,10 +582,8 @@ func (e *asyncExchange) serve() (cut bool) {
 			for k, v := range e.hdr {
 				h[k] = v
 			}
-			if end && bodyAllowed(e.statusOr200()) {
-				if _, ok := h["Content-Length"]; !ok {
-					h["Content-Length"] = []string{strconv.Itoa(len(chunk))}
-				}
+			if end {
+				setLength(h, e.statusOr200(), len(chunk))
 			}
 			w.WriteHeader(int(e.statusOr200()))
 			e.headSent = true

@@ -233,11 +233,8 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 		}
 	}
 	if !e.headSent {
-		if end && bodyAllowed(e.status) {
-			h := e.w.Header()
-			if _, ok := h["Content-Length"]; !ok {
-				h["Content-Length"] = []string{strconv.Itoa(len(p))}
-			}
+		if end {
+			setLength(e.w.Header(), e.status, len(p))
 		}
 		e.sendHead()
 	}
@@ -284,12 +281,7 @@ func (e *exchange) sendHeld() {
 	if e.headSent || !e.committed {
 		return
 	}
-	if bodyAllowed(e.status) {
-		h := e.w.Header()
-		if _, ok := h["Content-Length"]; !ok {
-			h["Content-Length"] = []string{strconv.Itoa(len(e.held))}
-		}
-	}
+	setLength(e.w.Header(), e.status, len(e.held))
 	e.sendHead()
 	if len(e.held) == 0 {
 		return
@@ -309,6 +301,17 @@ func (e *exchange) sendHead() {
 	}
 	e.w.WriteHeader(int(e.status))
 	e.headSent = true
+}
+
+// setLength gives a response whose whole body is n bytes its Content-Length,
+// unless the app set one or the status has no body.
+func setLength(h http.Header, status int32, n int) {
+	if !bodyAllowed(status) {
+		return
+	}
+	if _, ok := h["Content-Length"]; !ok {
+		h["Content-Length"] = []string{strconv.Itoa(n)}
+	}
 }
 
 func bodyAllowed(status int32) bool {

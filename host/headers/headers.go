@@ -58,13 +58,19 @@ func CheckName(name string) error {
 
 // CheckValue reports why a field value template cannot be used, or nil.
 func CheckValue(value string) error {
+	_, err := parseValue(value)
+	return err
+}
+
+func parseValue(value string) (*reqtmpl.Template, error) {
 	if !httpguts.ValidHeaderFieldValue(value) {
-		return fmt.Errorf("value %q has control characters", value)
+		return nil, fmt.Errorf("value %q has control characters", value)
 	}
-	if _, err := reqtmpl.Compile(value); err != nil {
-		return fmt.Errorf("value: %w", err)
+	t, err := reqtmpl.Compile(value)
+	if err != nil {
+		return nil, fmt.Errorf("value: %w", err)
 	}
-	return nil
+	return t, nil
 }
 
 // edit is one compiled operation.
@@ -95,10 +101,10 @@ func compile(r Rules) ([]edit, error) {
 			if err := CheckName(name); err != nil {
 				return nil, err
 			}
-			if err := CheckValue(m.kv[name]); err != nil {
+			t, err := parseValue(m.kv[name])
+			if err != nil {
 				return nil, fmt.Errorf("%s: %w", name, err)
 			}
-			t, _ := reqtmpl.Compile(m.kv[name]) // checked above
 			out = append(out, edit{op: m.op, key: textproto.CanonicalMIMEHeaderKey(name), value: t})
 		}
 	}
@@ -140,13 +146,14 @@ func New(cfg Config, next http.Handler) (http.Handler, error) {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if len(req) > 0 {
+			var newHost string
 			if host != nil {
-				h := host.String(r, vars)
-				apply(r.Header, req, r, vars)
-				r.Host = h
+				newHost = host.String(r, vars) // from the request as it came
+			}
+			apply(r.Header, req, r, vars)
+			if host != nil {
+				r.Host = newHost
 				delete(r.Header, "Host")
-			} else {
-				apply(r.Header, req, r, vars)
 			}
 		}
 		if len(resp) == 0 {
