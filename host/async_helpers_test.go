@@ -95,8 +95,16 @@ func serveAsync(t testing.TB, name string, bin []byte, memLimit int64, pc runtim
 	return &asyncSetup{pool: pool, gw: gw, srv: srv, logs: logs}
 }
 
-// startSync serves the sync build of the test guest.
+// startSync serves the sync build of the test guest, with responses held as
+// by wasmsrv run's default.
 func startSync(t *testing.T, pc runtime.PoolConfig, wc WSConfig) (*runtime.SyncPool, *httptest.Server) {
+	t.Helper()
+	return startSyncWith(t, pc, GatewayConfig{App: "wsapp-sync", WebSocket: wc, ResponseBuffer: 256 << 10})
+}
+
+// startSyncWith serves the sync build of the test guest through a gateway
+// configured by gc, all closed at the end of the test.
+func startSyncWith(t *testing.T, pc runtime.PoolConfig, gc GatewayConfig) (*runtime.SyncPool, *httptest.Server) {
 	t.Helper()
 	bin := buildWSApp(t, false)
 	log := slog.New(slog.DiscardHandler)
@@ -109,8 +117,7 @@ func startSync(t *testing.T, pc runtime.PoolConfig, wc WSConfig) (*runtime.SyncP
 		_ = app.Close(context.Background())
 		t.Fatal(err)
 	}
-	// Responses held as by wasmsrv run's default.
-	gw := NewGateway(pool, GatewayConfig{App: "wsapp-sync", WebSocket: wc, ResponseBuffer: 256 << 10}, log)
+	gw := NewGateway(pool, gc, log)
 	srv := httptest.NewServer(gw)
 	t.Cleanup(func() {
 		gw.Close()

@@ -2,9 +2,7 @@ package host
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,25 +17,7 @@ import (
 // gateway configured by gc.
 func serveSyncWith(t *testing.T, gc GatewayConfig) *httptest.Server {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	app, err := testEngine(t).Load(context.Background(), runtime.AppConfig{Name: "wsapp-sync", Wasm: buildWSApp(t, false), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := runtime.NewSyncPool(context.Background(), app, runtime.PoolConfig{Workers: 1, RequestTimeout: 10 * time.Second})
-	if err != nil {
-		_ = app.Close(context.Background())
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(NewGateway(pool, gc, log))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = pool.Close(ctx)
-		_ = app.Close(context.Background())
-	})
+	_, srv := startSyncWith(t, runtime.PoolConfig{Workers: 1, RequestTimeout: 10 * time.Second}, gc)
 	return srv
 }
 
