@@ -61,6 +61,7 @@ type App struct {
 	modCfg wazero.ModuleConfig
 	log    *slog.Logger
 	cfg    AppConfig
+	mounts mounts
 	nextID atomic.Uint64
 	// allocCtx carries the engine's memory allocator to wazero's instantiation;
 	// an instance's callCtx falls back to it, so instantiating adds no context.
@@ -134,24 +135,8 @@ func (a *App) load(ctx context.Context, e *Engine) error {
 		k, v, _ := strings.Cut(kv, "=")
 		mc = mc.WithEnv(k, v)
 	}
-	a.modCfg = withMounts(mc, a.cfg.Mounts)
-	return nil
-}
-
-// withMounts gives the module the configured directories, if any.
-func withMounts(mc wazero.ModuleConfig, mounts []Mount) wazero.ModuleConfig {
-	if len(mounts) == 0 {
-		return mc
-	}
-	fsc := wazero.NewFSConfig()
-	for _, m := range mounts {
-		if m.ReadOnly {
-			fsc = fsc.WithReadOnlyDirMount(m.HostDir, m.GuestDir)
-		} else {
-			fsc = fsc.WithDirMount(m.HostDir, m.GuestDir)
-		}
-	}
-	return mc.WithFSConfig(fsc)
+	a.modCfg, a.mounts, err = withMounts(mc, a.cfg.Mounts)
+	return err
 }
 
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule) error {
@@ -175,7 +160,9 @@ func (a *App) Info() *ModuleInfo { return a.info }
 func (a *App) Logger() *slog.Logger { return a.log }
 
 // Close releases the app's runtime and every instance still open.
-func (a *App) Close(ctx context.Context) error { return a.rt.Close(ctx) }
+func (a *App) Close(ctx context.Context) error {
+	return errors.Join(a.rt.Close(ctx), a.mounts.close())
+}
 
 // newInstance instantiates the module, runs _initialize and the start hook. It is
 // slow (milliseconds for a Go guest): pools call it in the background only.

@@ -38,6 +38,7 @@ type CommandApp struct {
 	log    *slog.Logger
 	cfg    AppConfig
 	pool   PoolConfig
+	mounts mounts
 
 	slots   chan *runSlot // the free ones: one per run allowed at once
 	closing chan struct{}
@@ -195,8 +196,8 @@ func (c *CommandApp) load(ctx context.Context, e *Engine) error {
 		WithRandSource(rand.Reader).
 		// _start is called by Run once the interrupt flag is in reach.
 		WithStartFunctions()
-	c.modCfg = withMounts(mc, c.cfg.Mounts)
-	return nil
+	c.modCfg, c.mounts, err = withMounts(mc, c.cfg.Mounts)
+	return err
 }
 
 // Name returns the app's name.
@@ -528,8 +529,9 @@ func (c *CommandApp) Close(ctx context.Context) error {
 			s.timer.Stop()
 		case <-ctx.Done():
 			_ = c.rt.Close(context.Background())
+			_ = c.mounts.close()
 			return fmt.Errorf("app %s: runs still in flight: %w", c.name, ctx.Err())
 		}
 	}
-	return c.rt.Close(ctx)
+	return errors.Join(c.rt.Close(ctx), c.mounts.close())
 }

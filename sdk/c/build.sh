@@ -34,6 +34,7 @@ targets=(
 	"command host/testdata/cgi/stream.c host/testdata/cgi/stream.wasm"
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"
 	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
+	"command runtime/testdata/escape/main.c runtime/testdata/escape/main.wasm"
 )
 
 tmp=$(mktemp -d)

@@ -1,0 +1,7 @@
+//go:build !unix
+
+package testkit
+
+import "io/fs"
+
+func nlink(fs.FileInfo) string { return "?" }
