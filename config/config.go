@@ -74,12 +74,25 @@ type App struct {
 	// (default 256KiB; 0 writes responses through).
 	BufferResponse *Size             `toml:"buffer_response" yaml:"buffer_response"`
 	Env            map[string]string `toml:"env" yaml:"env"`
+	// Mounts are host directories the guest sees (none by default). Every path
+	// the guest opens stays inside them, symbolic links included.
+	Mounts []Mount `toml:"mounts" yaml:"mounts"`
 	// Grants are the plugins the app may import (deny by default; log is always
 	// granted), e.g. ["kv", "http"].
 	Grants []string `toml:"grants" yaml:"grants"`
 	// PluginConfig holds each granted plugin's per-app section, by plugin name
 	// ([apps.NAME.plugins.http] allow = [...]); plugins/<name>/ABI.md lists the keys.
 	PluginConfig map[string]map[string]any `toml:"plugins" yaml:"plugins"`
+}
+
+// Mount is a host directory visible inside an app's guest.
+type Mount struct {
+	// Host is the directory on the host, relative to the config file.
+	Host string `toml:"host" yaml:"host"`
+	// Guest is where the guest sees it: an absolute path such as "/data".
+	Guest string `toml:"guest" yaml:"guest"`
+	// ReadOnly refuses every change (EROFS).
+	ReadOnly bool `toml:"read_only" yaml:"read_only"`
 }
 
 // Plugins holds the process-wide plugin settings (read at start; a change needs a

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -72,6 +73,19 @@ func TestLoadGood(t *testing.T) {
 	}
 }
 
+func TestAppMounts(t *testing.T) {
+	p := write(t, "site.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"site.toml\"\n"+
+		"[[apps.a.mounts]]\nhost = \".\"\nguest = \"/data\"\n[[apps.a.mounts]]\nhost = \"/\"\nguest = \"/ro\"\nread_only = true\n")
+	c, err := Load(p, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Mount{{Host: filepath.Dir(p), Guest: "/data"}, {Host: "/", Guest: "/ro", ReadOnly: true}}
+	if got := c.Apps["a"].Mounts; !slices.Equal(got, want) {
+		t.Errorf("mounts = %+v, want %+v (host relative to the config file)", got, want)
+	}
+}
+
 func TestErrorsNameKeyAndLine(t *testing.T) {
 	tests := []struct {
 		name, file, body string
@@ -101,6 +115,10 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"yaml bad route", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\nroutes:\n  - path: /a\n    app: ghost\n", []string{"a.yaml:5", "routes[0].app"}},
 		{"bad regex", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[filter.rules]]\npath = \"(\"\n", []string{"a.toml:4", "filter.rules[0].path", "bad pattern"}},
 		{"format", "a.ini", "", []string{"unknown config format"}},
+		{"mount host missing", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\n[[apps.a.mounts]]\nhost = \"nope\"\nguest = \"/data\"\n", []string{"a.toml:6", "apps.a.mounts[0].host", "is not a directory"}},
+		{"mount host is a file", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmounts = [{ host = \"a.toml\", guest = \"/data\" }]\n", []string{"a.toml:5", "apps.a.mounts[0].host", "is not a directory"}},
+		{"mount guest relative", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmounts = [{ host = \".\", guest = \"data\" }]\n", []string{"apps.a.mounts[0].guest", "want an absolute path"}},
+		{"mount guest twice", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\napps:\n  a:\n    module: a.yaml\n    mounts:\n      - host: .\n        guest: /data\n      - host: .\n        guest: /data/\n        read_only: true\n", []string{"a.yaml:10", "apps.a.mounts[1].guest", "mounted twice"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -65,6 +66,9 @@ func (c *Config) defaults() {
 		}
 		a.Module = c.Resolve(a.Module)
 		a.Package = c.Resolve(a.Package)
+		for i := range a.Mounts {
+			a.Mounts[i].Host = c.Resolve(a.Mounts[i].Host)
+		}
 		c.Apps[name] = a
 	}
 	for name, u := range c.Upstreams {
@@ -215,6 +219,23 @@ func (c *Config) validate() []*Error {
 		}
 		if a.PoolSize < 0 {
 			add(errf(k+".pool_size", "must be >= 0"))
+		}
+		guests := map[string]bool{}
+		for i, m := range a.Mounts {
+			mk := fmt.Sprintf("%s.mounts[%d]", k, i)
+			if m.Host == "" {
+				add(errf(mk+".host", "the host directory is required"))
+			} else if st, err := os.Stat(m.Host); err != nil || !st.IsDir() {
+				add(errf(mk+".host", "%q is not a directory", m.Host))
+			}
+			g := path.Clean(m.Guest)
+			switch {
+			case !strings.HasPrefix(m.Guest, "/"):
+				add(errf(mk+".guest", "%q: want an absolute path such as \"/data\"", m.Guest))
+			case guests[g]:
+				add(errf(mk+".guest", "%q is mounted twice", m.Guest))
+			}
+			guests[g] = true
 		}
 	}
 	for _, name := range sortedKeys(c.Upstreams) {

@@ -110,8 +110,9 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// servingLine is what `wasmsrv run` prints on stdout once it accepts connections.
-var servingLine = regexp.MustCompile(`^wasmsrv: serving .* on (https?://\S+)$`)
+// servingLine is what `wasmsrv run` and `wasmsrv serve` print on stdout once they
+// accept connections (serve lists every listener, then the admin URL).
+var servingLine = regexp.MustCompile(`^wasmsrv: serving .* on (https?://[^\s,]+)`)
 
 // stdoutWatcher records stdout and reports the URL of the "serving" line once.
 type stdoutWatcher struct {
@@ -202,10 +203,16 @@ func startServer(t testing.TB, app string, args ...string) *server {
 
 func startServerEnv(t testing.TB, env []string, app string, args ...string) *server {
 	t.Helper()
-	unlock := warmLock(app)
-	defer unlock()
 	full := append([]string{"run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache}, args...)
-	full = append(full, app)
+	return startWasmsrv(t, env, app, append(full, app)...)
+}
+
+// startWasmsrv runs the binary with args (a `run` or a `serve`) and waits for its
+// "serving ... on URL" line; warm names what it builds, for warmLock.
+func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *server {
+	t.Helper()
+	unlock := warmLock(warm)
+	defer unlock()
 	s := &server{
 		t:      t,
 		cmd:    exec.Command(wasmsrvBin, full...),

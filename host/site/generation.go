@@ -195,10 +195,14 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)
 	}
+	mounts := make([]runtime.Mount, 0, len(ac.Mounts))
+	for _, m := range ac.Mounts {
+		mounts = append(mounts, runtime.Mount{HostDir: m.Host, GuestDir: m.Guest, ReadOnly: m.ReadOnly})
+	}
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
-		MemoryLimit: int64(ac.MemoryLimit), Env: env,
+		MemoryLimit: int64(ac.MemoryLimit), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
 		Plugins: s.opt.Plugins, Grants: g,
 	}, s.log)
