@@ -42,6 +42,7 @@ type FS struct {
 	experimentalsys.UnimplementedFS
 
 	root     *os.Root
+	fast     *beneath // Linux: openat2 with RESOLVE_BENEATH on the root; nil elsewhere
 	dir      string
 	readOnly bool
 
@@ -60,11 +61,14 @@ func Open(dir string, readOnly bool) (*FS, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &FS{root: root, dir: dir, readOnly: readOnly}, nil
+	return &FS{root: root, fast: openBeneath(root), dir: dir, readOnly: readOnly}, nil
 }
 
 // Close releases the mount's root. Files the guest still holds stay usable.
-func (f *FS) Close() error { return f.root.Close() }
+func (f *FS) Close() error {
+	f.fast.close()
+	return f.root.Close()
+}
 
 // String names the host directory (wazero prints it in debug output).
 func (f *FS) String() string { return f.dir }
@@ -134,7 +138,16 @@ func (f *FS) OpenFile(name string, flag experimentalsys.Oflag, perm fs.FileMode)
 		of  *os.File
 		err error
 	)
+	fastFlag := osFlag
 	if flag&experimentalsys.O_NOFOLLOW != 0 {
+		fastFlag |= noFollowFlag
+	}
+	if nf, errno, ok := f.fast.open(name, fastFlag, perm&fs.ModePerm); ok {
+		if errno != 0 {
+			return nil, errno
+		}
+		of = nf
+	} else if flag&experimentalsys.O_NOFOLLOW != 0 {
 		// os.Root follows a final symbolic link whatever the flags say; WASI's
 		// path_open without LOOKUP_SYMLINK_FOLLOW must fail with ELOOP instead.
 		of, err = f.openNoFollow(name, osFlag, perm&fs.ModePerm)
@@ -187,6 +200,11 @@ func (f *FS) Lstat(name string) (sys.Stat_t, experimentalsys.Errno) {
 	if errno != 0 {
 		return sys.Stat_t{}, errno
 	}
+	if strings.Contains(name, "/") { // at the top os.Root needs a single fstatat
+		if st, errno, ok := f.fast.stat(name, false); ok {
+			return st, errno
+		}
+	}
 	fi, err := f.root.Lstat(name)
 	if err != nil {
 		return sys.Stat_t{}, toErrno(err)
@@ -199,6 +217,11 @@ func (f *FS) Stat(name string) (sys.Stat_t, experimentalsys.Errno) {
 	name, errno := clean(name)
 	if errno != 0 {
 		return sys.Stat_t{}, errno
+	}
+	if strings.Contains(name, "/") { // at the top os.Root needs a single fstatat
+		if st, errno, ok := f.fast.stat(name, true); ok {
+			return st, errno
+		}
 	}
 	fi, err := f.root.Stat(name)
 	if err != nil {
