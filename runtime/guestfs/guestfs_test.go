@@ -139,6 +139,16 @@ func TestEscapeIsEPERM(t *testing.T) {
 					t.Errorf("OpenFile(%s) = %v, want EPERM", name, errno)
 				}
 			}
+			// Creating through a dangling link out creates nothing out there.
+			if err := os.Symlink("../outside/created", filepath.Join(dir, "dangle")); err != nil {
+				t.Fatal(err)
+			}
+			if _, errno := fsys.OpenFile("dangle", experimentalsys.O_WRONLY|experimentalsys.O_CREAT, 0o644); errno != experimentalsys.EPERM {
+				t.Errorf("O_CREAT through a dangling link out = %v, want EPERM", errno)
+			}
+			if _, err := os.Lstat(filepath.Join(filepath.Dir(dir), "outside", "created")); err == nil {
+				t.Errorf("a file was created outside the mount")
+			}
 			// The links themselves are in the mount: lstat and readlink see them.
 			if st, errno := fsys.Lstat("rel"); errno != 0 || st.Mode&fs.ModeSymlink == 0 {
 				t.Errorf("Lstat(rel) = %v, %v", st.Mode, errno)

@@ -8,6 +8,7 @@
 //   /data (writable)   file.txt "inside", sub/, and links planted by the host:
 //                      pre_rel -> ../outside, pre_abs -> $OUTSIDE,
 //                      pre_file -> ../outside/canary.txt, pre_in -> file.txt,
+//                      pre_dangle -> ../outside/created.txt (nothing there),
 //                      sub/pre_up -> ../../outside/canary.txt, sub/pre_ok -> ../file.txt
 //   /ro (read-only)    file.txt "ro-inside", sub/, pre_rel, pre_abs, pre_in as above
 //
@@ -239,6 +240,8 @@ int main(void) {
 	int fd = open("/data/pre_rel/new.txt", O_CREAT | O_WRONLY, 0644);
 	result("create-via-link", fd < 0 ? -1 : 0);
 	rawopen("raw-create-dotdot", data, "../outside/new2.txt", follow, __WASI_OFLAGS_CREAT, wr);
+	fd = open("/data/pre_dangle", O_CREAT | O_WRONLY, 0644);
+	result("create-via-dangling-link", fd < 0 ? -1 : 0);
 	result("mkdir-via-link", mkdir("/data/pre_rel/newdir", 0755));
 	fd = open("/data/pre_file", O_WRONLY | O_TRUNC);
 	result("trunc-via-link", fd < 0 ? -1 : 0);
