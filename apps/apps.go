@@ -101,9 +101,13 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", spec.Name, err)
 	}
+	var plugins []string
+	if spec.Plugins != nil {
+		plugins = spec.Plugins.Names()
+	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
-		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Logger: log,
+		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log,
 	})
 	if errors.Is(err, runtime.ErrCommandModule) {
 		return openCommand(ctx, eng, spec, bin, wasmPath, log)

@@ -39,6 +39,9 @@ type AppConfig struct {
 	// HostModules are plugin import modules granted to the app (the core `wasmsrv`
 	// module and WASI are always present).
 	HostModules []HostModule
+	// Plugins names every plugin this build has, granted or not, so that a guest
+	// importing one it lacks is told so rather than "not granted". Nil: unknown.
+	Plugins []string
 	// Logger receives the app's logs and guest stdout/stderr; nil means the engine's.
 	Logger *slog.Logger
 }
@@ -107,15 +110,6 @@ func (a *App) load(ctx context.Context, e *Engine) error {
 		return err
 	}
 	a.cfg.Wasm = nil // compiled: the binary is megabytes the app no longer needs
-	granted := map[string]bool{}
-	for _, m := range a.cfg.HostModules {
-		granted[m.Name] = true
-	}
-	info, err := Validate(cm, func(mod string) bool { return granted[mod] })
-	if err != nil {
-		return err
-	}
-	a.cm, a.info = cm, info
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, a.rt); err != nil {
 		return fmt.Errorf("wasi: %w", err)
 	}
@@ -124,6 +118,12 @@ func (a *App) load(ctx context.Context, e *Engine) error {
 			return err
 		}
 	}
+	// Every import is checked against the host modules just instantiated.
+	info, err := Validate(cm, a.rt, a.cfg.Plugins)
+	if err != nil {
+		return err
+	}
+	a.cm, a.info = cm, info
 	mc := wazero.NewModuleConfig().
 		WithName(""). // anonymous: other modules cannot import from an instance
 		WithSysWalltime().WithSysNanotime().

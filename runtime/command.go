@@ -94,8 +94,9 @@ type CommandIO struct {
 }
 
 // ValidateCommand checks that cm is a WASI command module this host can run: it
-// exports _start () -> () and memory, and imports nothing but WASI preview 1.
-func ValidateCommand(cm wazero.CompiledModule) error {
+// exports _start () -> () and memory, and imports nothing but WASI preview 1
+// functions, checked against the WASI module rt holds (an *ImportError otherwise).
+func ValidateCommand(cm wazero.CompiledModule, rt wazero.Runtime) error {
 	exports := cm.ExportedFunctions()
 	start, ok := exports[abi.ExportStart]
 	if !ok {
@@ -108,13 +109,14 @@ func ValidateCommand(cm wazero.CompiledModule) error {
 	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
 		return fmt.Errorf("%w: missing exported memory %q", ErrNotGuest, abi.ExportMemory)
 	}
-	for _, imp := range cm.ImportedFunctions() {
-		if mod, name, _ := imp.Import(); mod != wasi_snapshot_preview1.ModuleName {
-			return fmt.Errorf("%w: a CGI-mode command may import only %s, not %s.%s", ErrNotGuest,
-				wasi_snapshot_preview1.ModuleName, mod, name)
+	wasi := hostModules(rt)
+	only := func(module string) (map[string]api.FunctionDefinition, bool) {
+		if module != wasi_snapshot_preview1.ModuleName {
+			return nil, false
 		}
+		return wasi(module)
 	}
-	return nil
+	return checkImports(cm.ImportedFunctions(), cm.ImportedMemories(), only, nil, true)
 }
 
 // LoadCommand compiles and validates a WASI command module. cfg.HostModules are not
@@ -182,11 +184,11 @@ func (c *CommandApp) load(ctx context.Context, e *Engine) error {
 	if err != nil {
 		return err
 	}
-	if err := ValidateCommand(cm); err != nil {
-		return err
-	}
 	if err := instantiateCommandWASI(ctx, c.rt); err != nil {
 		return fmt.Errorf("wasi: %w", err)
+	}
+	if err := ValidateCommand(cm, c.rt); err != nil {
+		return err
 	}
 	c.cm = cm
 	mc := wazero.NewModuleConfig().

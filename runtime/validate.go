@@ -8,6 +8,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 )
@@ -78,8 +79,12 @@ func hostSigs() map[string]fnSig {
 }
 
 // Validate checks that cm is a wasmsrv guest this host can run, naming the first
-// problem it finds. allowed says which extra import modules (plugins) may be used.
-func Validate(cm wazero.CompiledModule, allowed func(module string) bool) (*ModuleInfo, error) {
+// problem it finds. rt must hold the host modules the app may import (WASI, the
+// wasmsrv module and the plugins granted to it): every import is checked against
+// them (an *ImportError otherwise). plugins lists the plugins of this build, granted
+// or not, so that an import of one it lacks is not called "not granted"; nil if
+// unknown.
+func Validate(cm wazero.CompiledModule, rt wazero.Runtime, plugins []string) (*ModuleInfo, error) {
 	exports := cm.ExportedFunctions()
 	info := &ModuleInfo{}
 	_, hasStart := exports[abi.ExportStart]
@@ -133,32 +138,13 @@ func Validate(cm wazero.CompiledModule, allowed func(module string) bool) (*Modu
 		}
 		info.HasInit = true
 	}
-	sigs := hostSigs()
+	if err := checkImports(cm.ImportedFunctions(), cm.ImportedMemories(), hostModules(rt), plugins, false); err != nil {
+		return nil, err
+	}
 	for _, imp := range cm.ImportedFunctions() {
-		mod, name, _ := imp.Import()
-		switch mod {
-		case "wasi_snapshot_preview1":
-		case abi.ImportModule:
-			want, ok := sigs[name]
-			if !ok {
-				return nil, fmt.Errorf("%w: imports unknown host function %s.%s (this host speaks ABI v1)", ErrNotGuest, mod, name)
-			}
-			if !slices.Equal(want.params, imp.ParamTypes()) || !slices.Equal(want.results, imp.ResultTypes()) {
-				return nil, fmt.Errorf("%w: import %s.%s has signature %s, want %s", ErrNotGuest, mod, name,
-					sigString(imp.ParamTypes(), imp.ResultTypes()), sigString(want.params, want.results))
-			}
-		default:
-			if allowed == nil || !allowed(mod) {
-				if plugin, ok := strings.CutPrefix(mod, "wasmsrv_"); ok {
-					// Name the plugin as operators grant it, and say how.
-					return nil, fmt.Errorf("%w: imports plugin %q (module %s, function %s), which is not granted to this app (grant it with --grant %s or the app's grants in the config file)",
-						ErrNotGuest, plugin, mod, name, plugin)
-				}
-				return nil, fmt.Errorf("%w: imports module %q (function %s), which is not granted to this app", ErrNotGuest, mod, name)
-			}
-			if !slices.Contains(info.Imports, mod) {
-				info.Imports = append(info.Imports, mod)
-			}
+		mod, _, _ := imp.Import()
+		if mod != abi.ImportModule && mod != wasi_snapshot_preview1.ModuleName && !slices.Contains(info.Imports, mod) {
+			info.Imports = append(info.Imports, mod)
 		}
 	}
 	slices.Sort(info.Imports)

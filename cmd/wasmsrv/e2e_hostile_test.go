@@ -111,3 +111,22 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestEnvImportIsNamed: a C guest with an undefined function (an import from "env")
+// is refused at load with a message that says "env" is not provided by the host,
+// and not that it is a plugin to grant.
+func TestEnvImportIsNamed(t *testing.T) {
+	guest := filepath.Join(samplesDir, "..", "runtime", "testdata", "envimport", "main.wasm")
+	res := runWasmsrv(t, time.Minute, nil, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, guest)
+	if res.code == 0 {
+		t.Fatal("served a guest whose import nothing provides")
+	}
+	for _, want := range []string{`imports env.lookup_user from module "env", which this host does not provide`, "left undefined"} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+		}
+	}
+	if strings.Contains(res.stderr, "not granted") || strings.Contains(res.stderr, "--grant") {
+		t.Errorf("the error sends the operator to grant a plugin:\n%s", res.stderr)
+	}
+}

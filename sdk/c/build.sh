@@ -35,6 +35,7 @@ targets=(
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"
 	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
 	"command runtime/testdata/escape/main.c runtime/testdata/escape/main.wasm"
+	"reactor runtime/testdata/envimport/main.c runtime/testdata/envimport/main.wasm"
 )
 
 tmp=$(mktemp -d)
