@@ -12,6 +12,8 @@ import (
 	experimentalsys "github.com/tetratelabs/wazero/experimental/sys"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // benchTree makes a 4 KiB file at the root and three directories down.
@@ -50,7 +52,11 @@ var benchCases = []struct{ name, path string }{{"depth0", "f.txt"}, {"depth3", "
 // BenchmarkFS is the filesystem alone: what a guest's open+read+close or stat costs
 // the host below wazero's WASI layer. Compare dirfs and guestfs in one run:
 //
-//	go test -run '^$' -bench 'BenchmarkFS' -count 6 ./runtime/guestfs/ | benchstat -col /fs -
+//	go test -run '^$' -bench . -count 6 ./runtime/guestfs/ > fs.txt
+//	go run golang.org/x/perf/cmd/benchstat@latest -col /fs fs.txt
+//
+// cpu-ns/op (the process's CPU time per operation, system calls included) is
+// steadier than ns/op on a busy machine.
 func BenchmarkFS(b *testing.B) {
 	dir := benchTree(b)
 	buf := make([]byte, 4096)
@@ -59,6 +65,7 @@ func BenchmarkFS(b *testing.B) {
 			fsys := benchFS(b, kind, dir)
 			b.Run("op=read/"+c.name+"/fs="+kind, func(b *testing.B) {
 				b.ReportAllocs()
+				cpu0 := testkit.CPUTime(b)
 				for b.Loop() {
 					f, errno := fsys.OpenFile(c.path, experimentalsys.O_RDONLY, 0)
 					if errno != 0 {
@@ -69,14 +76,17 @@ func BenchmarkFS(b *testing.B) {
 					}
 					f.Close()
 				}
+				testkit.ReportCPU(b, cpu0)
 			})
 			b.Run("op=stat/"+c.name+"/fs="+kind, func(b *testing.B) {
 				b.ReportAllocs()
+				cpu0 := testkit.CPUTime(b)
 				for b.Loop() {
 					if _, errno := fsys.Stat(c.path); errno != 0 {
 						b.Fatal(errno)
 					}
 				}
+				testkit.ReportCPU(b, cpu0)
 			})
 		}
 	}
@@ -107,11 +117,13 @@ func BenchmarkGuest(b *testing.B) {
 				fn := mod.ExportedFunction(op)
 				b.Run("op="+op+"/"+c.name+"/fs="+kind, func(b *testing.B) {
 					b.ReportAllocs()
+					cpu0 := testkit.CPUTime(b)
 					// The loop runs in the guest: one call per b.N.
 					res, err := fn.Call(ctx, 3, api.EncodeU32(uint32(len(c.path))), api.EncodeU32(uint32(b.N)))
 					if err != nil || res[0] != 0 {
 						b.Fatalf("%s: errno %v, %v", op, res, err)
 					}
+					testkit.ReportCPU(b, cpu0)
 				})
 			}
 		}
