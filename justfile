@@ -34,6 +34,10 @@ bench-go:
 test:
     go test -race ./...
 
+# Run every fuzz target for a shared budget of seconds (default 70), e.g. `just fuzz 600`.
+fuzz *ARGS:
+    bash .ci/fuzz {{ARGS}}
+
 # Benchmark wasmsrv against its peers with wrk, e.g. `just bench -d 3s hello` or `just bench -o bench.md`.
 bench *ARGS:
     go run ./bench {{ARGS}}

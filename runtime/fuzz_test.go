@@ -33,9 +33,10 @@ const maxFuzzAlloc = 16 << 20
 
 // fuzzState is one program run and what the checks found.
 type fuzzState struct {
-	calls []testkit.FuzzCall
-	names []string // call<i> export names
-	funcs []testkit.ABIFunc
+	memory []byte // the guest's memory from 0, laid out before the calls
+	calls  []testkit.FuzzCall
+	names  []string // call<i> export names
+	funcs  []testkit.ABIFunc
 
 	ran chan struct{} // closed when fuzz.run returns or traps
 
@@ -51,6 +52,7 @@ func fuzzRun(ctx context.Context, mod api.Module, stack []uint64) {
 	handle := stack[0]
 	st := exchangeFor(ctx, "fuzz.run", handle).(interface{ state() *fuzzState }).state()
 	defer close(st.ran)
+	mod.Memory().Write(0, st.memory)
 	args := make([]uint64, testkit.FuzzArgs)
 	for _, c := range st.calls {
 		for j := range args {
@@ -227,8 +229,10 @@ func fuzzSeeds(f *testing.F, funcs []testkit.ABIFunc, prefix ...byte) {
 	const mem = testkit.FuzzGuestPages * 65536
 	edges := []uint64{0, 1, 8, mem - 1, mem, mem + 1, 1<<31 - 1, 1 << 31, 1<<32 - 1, 1 << 32, 1<<63 - 1, 1 << 63, 1<<64 - 1, mem - 16}
 	idx := func(name string) int { return testkit.FuzzFuncIndex(funcs, abi.ImportModule, name) }
+	var memory []byte
 	add := func(calls ...testkit.FuzzCall) {
-		f.Add(append(append([]byte(nil), prefix...), testkit.EncodeFuzzProgram(calls...)...))
+		p := testkit.FuzzProgram{Memory: memory, Calls: calls}
+		f.Add(append(append([]byte(nil), prefix...), p.Encode()...))
 	}
 	for i := range funcs {
 		for _, e := range edges {
@@ -244,6 +248,23 @@ func fuzzSeeds(f *testing.F, funcs []testkit.ABIFunc, prefix ...byte) {
 		}
 		add(testkit.FuzzCall{Func: i}) // handle 0: not a request
 	}
+	// With memory laid out as a guest would: a header block at 0 (x-a: b), a
+	// subprotocol at 64, a body at 128.
+	hdr := abi.AppendHeaderBlock(nil, []abi.Header{{Name: "x-a", Value: "b"}})
+	memory = make([]byte, 160)
+	copy(memory, hdr)
+	copy(memory[64:], "chat")
+	copy(memory[128:], "body")
+	add(testkit.FuzzCall{Func: idx(abi.FnRespStart), HandleMask: 1, Args: [testkit.FuzzArgs]uint64{0, 201, 0, uint64(len(hdr))}},
+		testkit.FuzzCall{Func: idx(abi.FnRespStart), HandleMask: 1, Args: [testkit.FuzzArgs]uint64{0, 200, 0, uint64(len(hdr)) - 1}},
+		testkit.FuzzCall{Func: idx(abi.FnRespWrite), HandleMask: 1, Args: [testkit.FuzzArgs]uint64{0, 128, 4, 1}})
+	add(testkit.FuzzCall{Func: idx(abi.FnWSAccept), HandleMask: 1, Args: [testkit.FuzzArgs]uint64{0, 64, 4, 0, uint64(len(hdr))}},
+		testkit.FuzzCall{Func: idx(abi.FnWSSend), HandleMask: 1, Args: [testkit.FuzzArgs]uint64{0, 1, 128, 4}})
+	memory = nil
+	// The handle passed as a plain value (upper bits set) rather than by mask;
+	// then a call on it after ctx_done (async: now an unknown handle).
+	add(testkit.FuzzCall{Func: idx(abi.FnCtxDone), Args: [testkit.FuzzArgs]uint64{1<<32 | 1, 0}},
+		testkit.FuzzCall{Func: idx(abi.FnDisconnected), HandleMask: 1})
 	ok := [testkit.FuzzArgs]uint64{0, 1024, 4096}
 	add(testkit.FuzzCall{Func: idx(abi.FnReqHead), HandleMask: 1, Args: ok},
 		testkit.FuzzCall{Func: idx(abi.FnBodyRead), HandleMask: 1, Args: ok},
@@ -276,7 +297,8 @@ func FuzzHostABI(f *testing.F) {
 		if len(program) == 0 {
 			return
 		}
-		st := &fuzzState{calls: testkit.DecodeFuzzProgram(program[1:], len(funcs)), names: names, funcs: funcs, ran: make(chan struct{})}
+		p := testkit.DecodeFuzzProgram(program[1:], len(funcs))
+		st := &fuzzState{memory: p.Memory, calls: p.Calls, names: names, funcs: funcs, ran: make(chan struct{})}
 		fx := fuzzExchange{fakeExchange: newFakeExchange("POST", "/", "", fuzzBody()), st: st}
 		var ex Exchange = &fx
 		if program[0]&1 != 0 {
@@ -306,7 +328,8 @@ func FuzzHostABIAsync(f *testing.F) {
 	names := fuzzNames(len(funcs))
 	done := testkit.FuzzFuncIndex(funcs, abi.ImportModule, abi.FnCtxDone)
 	f.Fuzz(func(t *testing.T, program []byte) {
-		st := &fuzzState{calls: testkit.DecodeFuzzProgram(program, len(funcs)), names: names, funcs: funcs, ran: make(chan struct{})}
+		p := testkit.DecodeFuzzProgram(program, len(funcs))
+		st := &fuzzState{memory: p.Memory, calls: p.Calls, names: names, funcs: funcs, ran: make(chan struct{})}
 		// The connection ends with ctx_done(ctx, 0) unless the program ended it.
 		st.calls = append(st.calls, testkit.FuzzCall{Func: done, HandleMask: 1})
 		ex := &fuzzAsync{fuzzExchange: fuzzExchange{fakeExchange: newFakeExchange("POST", "/", "", fuzzBody()), st: st}, finished: make(chan error, 1)}

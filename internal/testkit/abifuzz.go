@@ -14,9 +14,10 @@ import (
 // import's i32 parameters, as a guest passing any bit pattern would) and returning
 // its result as an i64 (sign-extended from i32, 0 for none). Its entry point
 // (wasmsrv_handle, or wasmsrv_on_event for a request start) calls the test's own
-// host function fuzz.run(ctx), which replays the fuzz program through the wrappers
-// from inside the request, so every call reaches the host exactly as a guest's
-// would, with the request's handle or any other value as ctx.
+// host function fuzz.run(ctx), which lays out the program's memory image and
+// replays its calls through the wrappers from inside the request, so every call
+// reaches the host exactly as a guest's would, with the request's handle or any
+// other value as ctx.
 
 // ABIFunc is a host function a fuzz guest imports.
 type ABIFunc struct {
@@ -37,30 +38,47 @@ type FuzzCall struct {
 	Args       [FuzzArgs]uint64
 }
 
+// FuzzProgram is what one fuzz input runs: the guest's memory from offset 0 (what a
+// guest would have written there: header blocks, keys, request blocks), then calls.
+type FuzzProgram struct {
+	Memory []byte
+	Calls  []FuzzCall
+}
+
 const fuzzCallSize = 2 + 8*FuzzArgs
 
-// MaxFuzzCalls bounds a program.
-const MaxFuzzCalls = 24
+// Bounds of a program.
+const (
+	MaxFuzzCalls  = 24
+	MaxFuzzMemory = 4096
+)
 
-// DecodeFuzzProgram splits b into calls of the n functions (a trailing partial call
-// is dropped).
-func DecodeFuzzProgram(b []byte, n int) []FuzzCall {
-	var calls []FuzzCall
-	for len(b) >= fuzzCallSize && len(calls) < MaxFuzzCalls {
+// DecodeFuzzProgram reads a program for n functions from b: a u16 (little-endian)
+// memory length, that many bytes, then calls of fuzzCallSize bytes (a trailing
+// partial call is dropped).
+func DecodeFuzzProgram(b []byte, n int) FuzzProgram {
+	var p FuzzProgram
+	if len(b) < 2 {
+		return p
+	}
+	m := min(int(binary.LittleEndian.Uint16(b)), MaxFuzzMemory, len(b)-2)
+	p.Memory, b = b[2:2+m], b[2+m:]
+	for len(b) >= fuzzCallSize && len(p.Calls) < MaxFuzzCalls {
 		c := FuzzCall{Func: int(b[0]) % n, HandleMask: b[1]}
 		for i := range c.Args {
 			c.Args[i] = binary.LittleEndian.Uint64(b[2+8*i:])
 		}
-		calls = append(calls, c)
+		p.Calls = append(p.Calls, c)
 		b = b[fuzzCallSize:]
 	}
-	return calls
+	return p
 }
 
-// EncodeFuzzProgram is the inverse of DecodeFuzzProgram, for seed corpora.
-func EncodeFuzzProgram(calls ...FuzzCall) []byte {
-	var b []byte
-	for _, c := range calls {
+// Encode is the inverse of DecodeFuzzProgram, for seed corpora.
+func (p FuzzProgram) Encode() []byte {
+	b := binary.LittleEndian.AppendUint16(nil, uint16(len(p.Memory)))
+	b = append(b, p.Memory...)
+	for _, c := range p.Calls {
 		b = append(b, byte(c.Func), c.HandleMask)
 		for _, a := range c.Args {
 			b = binary.LittleEndian.AppendUint64(b, a)
