@@ -30,7 +30,7 @@ import (
 // ptr+len, negative and huge values, bad handles, any order. The host must never
 // panic, never allocate by a guest length, and only trap the guest or answer with a
 // status code the SPEC or plugins/README.md define. The http plugin may reach one
-// loopback server; pubsub waits are bounded by a short request deadline.
+// loopback server; pubsub waits are capped at maxFuzzWait.
 //
 //	go test -run '^$' -fuzz '^FuzzPluginABI$' -fuzztime 30s ./plugins/
 func FuzzPluginABI(f *testing.F) {
@@ -79,7 +79,7 @@ func FuzzPluginABI(f *testing.F) {
 		st := &pluginFuzz{memory: p.Memory, calls: p.Calls, names: names, funcs: funcs}
 		ex := &pluginExchange{st: st}
 		ctx := context.Background()
-		pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{Workers: 1, RequestTimeout: 300 * time.Millisecond})
+		pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{Workers: 1, RequestTimeout: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -98,14 +98,7 @@ func FuzzPluginABI(f *testing.F) {
 		if st.trap != nil && !errors.As(st.trap, &ae) {
 			t.Fatalf("the guest trapped other than by the ABI's checks: %v", st.trap)
 		}
-		switch {
-		case err == nil:
-		case errors.Is(err, runtime.ErrDeadline):
-			// Only a wait the guest asked for may run into the deadline.
-			if !st.waited {
-				t.Fatalf("the request overran its deadline without a pubsub wait: %v", err)
-			}
-		default:
+		if err != nil {
 			var ge *runtime.GuestError
 			if !errors.As(err, &ge) || ge.Kind != runtime.FailABI || !errors.As(err, &ae) {
 				t.Fatalf("the request failed other than by an ABI trap: %v", err)
@@ -127,11 +120,13 @@ type pluginFuzz struct {
 	names  []string
 	funcs  []testkit.ABIFunc
 
-	mu     sync.Mutex
-	trap   error
-	bad    []string
-	waited bool // a pubsub receive with a timeout ran
+	mu   sync.Mutex
+	trap error
+	bad  []string
 }
+
+// maxFuzzWait caps the wait of a pubsub receive (milliseconds).
+const maxFuzzWait = 20
 
 func pluginFuzzRun(ctx context.Context, mod api.Module, stack []uint64) {
 	handle := stack[0] & 0xffffffff
@@ -147,10 +142,10 @@ func pluginFuzzRun(ctx context.Context, mod api.Module, stack []uint64) {
 			}
 		}
 		f := st.funcs[c.Func]
-		if f.Name == "receive" && uint32(args[3]) != 0 {
-			st.mu.Lock()
-			st.waited = true
-			st.mu.Unlock()
+		if f.Module == "wasmsrv_pubsub" && f.Name == "receive" && uint32(args[3]) > maxFuzzWait {
+			// A sync receive waits as long as the guest asks (up to the
+			// request deadline): capped, so a run stays short.
+			args[3] = args[3]&^0xffffffff | maxFuzzWait
 		}
 		res, err := mod.ExportedFunction(st.names[c.Func]).Call(ctx, args...)
 		st.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
@@ -145,4 +146,18 @@ func swapRace(t *testing.T, tree *testkit.MountTree, get func() string) {
 		}
 	}
 	tree.CheckUntouched(t)
+}
+
+// TestMountMissingDirectory: a --dir that is not there stops `wasmsrv run` at load,
+// naming the directory, before any request.
+func TestMountMissingDirectory(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nope")
+	res := runWasmsrv(t, time.Minute, nil, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache,
+		"--dir", missing+":/data", escapeGuest())
+	if res.code == 0 {
+		t.Fatal("served with a missing mount directory")
+	}
+	if want := "mount " + missing + " at /data"; !strings.Contains(res.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
+	}
 }
