@@ -32,8 +32,11 @@ func benchTree(b *testing.B) string {
 	return dir
 }
 
-// benchFS is one filesystem under comparison: wazero's DirFS (the baseline, which
-// follows links out of the mount) or guestfs.
+// benchKinds are the filesystems under comparison: wazero's DirFS (the baseline,
+// which follows links out of the mount), guestfs, and guestfs without openat2 (what
+// runs where the kernel lacks it).
+var benchKinds = []string{"dirfs", "guestfs", "osroot"}
+
 func benchFS(b *testing.B, kind, dir string) experimentalsys.FS {
 	b.Helper()
 	if kind == "dirfs" {
@@ -42,6 +45,10 @@ func benchFS(b *testing.B, kind, dir string) experimentalsys.FS {
 	fsys, err := Open(dir, false)
 	if err != nil {
 		b.Fatal(err)
+	}
+	if kind == "osroot" {
+		fsys.fast.close()
+		fsys.fast = nil
 	}
 	b.Cleanup(func() { _ = fsys.Close() })
 	return fsys
@@ -61,7 +68,7 @@ func BenchmarkFS(b *testing.B) {
 	dir := benchTree(b)
 	buf := make([]byte, 4096)
 	for _, c := range benchCases {
-		for _, kind := range []string{"dirfs", "guestfs"} {
+		for _, kind := range benchKinds {
 			fsys := benchFS(b, kind, dir)
 			b.Run("op=read/"+c.name+"/fs="+kind, func(b *testing.B) {
 				b.ReportAllocs()
@@ -102,7 +109,7 @@ func BenchmarkGuest(b *testing.B) {
 	dir := benchTree(b)
 	ctx := context.Background()
 	for _, c := range benchCases {
-		for _, kind := range []string{"dirfs", "guestfs"} {
+		for _, kind := range benchKinds {
 			fsys := benchFS(b, kind, dir)
 			rt := wazero.NewRuntime(ctx)
 			b.Cleanup(func() { _ = rt.Close(ctx) })
