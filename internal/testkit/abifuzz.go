@@ -128,7 +128,9 @@ func FuzzGuest(funcs []ABIFunc, async bool) []byte {
 		}
 		return out
 	}
-	section := func(id byte, body []byte) []byte { return append(append([]byte{id}, leb(uint64(len(body)))...), body...) }
+	section := func(id byte, body []byte) []byte {
+		return append(append([]byte{id}, leb(uint64(len(body)))...), body...)
+	}
 	name := func(s string) []byte { return append(leb(uint64(len(s))), s...) }
 	fnType := func(params, results []api.ValueType) []byte {
 		return append(append(append([]byte{0x60}, leb(uint64(len(params)))...), params...), append(leb(uint64(len(results))), results...)...)
@@ -152,7 +154,9 @@ func FuzzGuest(funcs []ABIFunc, async bool) []byte {
 	nImports := n + 1
 
 	var funcTypes, bodies, exports [][]byte
-	export := func(s string, kind byte, idx uint64) { exports = append(exports, append(name(s), append([]byte{kind}, leb(idx)...)...)) }
+	export := func(s string, kind byte, idx uint64) {
+		exports = append(exports, append(name(s), append([]byte{kind}, leb(idx)...)...))
+	}
 	body := func(code ...byte) []byte {
 		b := append([]byte{0x00}, code...) // no locals
 		return append(leb(uint64(len(b))), b...)
