@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // imp is one import of a test module: a function (params -> results) or, with
@@ -20,76 +22,39 @@ type imp struct {
 // importing assembles a sync guest (markers, handle, memory) with the given
 // imports, or a WASI command (exports _start and memory) when command is set.
 func importing(command bool, imps ...imp) []byte {
-	leb := func(n int) []byte {
-		var b []byte
-		for {
-			c := byte(n & 0x7f)
-			n >>= 7
-			if n != 0 {
-				c |= 0x80
-			}
-			b = append(b, c)
-			if n == 0 {
-				return b
-			}
-		}
-	}
-	vec := func(items ...[]byte) []byte {
-		out := leb(len(items))
-		for _, it := range items {
-			out = append(out, it...)
-		}
-		return out
-	}
-	section := func(id byte, body []byte) []byte { return append(append([]byte{id}, leb(len(body))...), body...) }
-	name := func(s string) []byte { return append(leb(len(s)), s...) }
-	fnType := func(params, results []api.ValueType) []byte {
-		return append(append([]byte{0x60}, vec(bytesOf(params)...)...), vec(bytesOf(results)...)...)
-	}
-	types := [][]byte{fnType(nil, nil), fnType([]api.ValueType{i32}, []api.ValueType{i32})}
+	types := [][]byte{testkit.FuncType(nil, nil), testkit.FuncType([]api.ValueType{i32}, []api.ValueType{i32})}
 	var imports [][]byte
-	importedMemory, nfuncs := false, 0
+	importedMemory, nfuncs := false, uint64(0)
 	for _, im := range imps {
-		entry := append(name(im.module), name(im.name)...)
 		if im.memory {
 			importedMemory = true
-			imports = append(imports, append(entry, 0x02, 0x00, 0x01))
+			imports = append(imports, append(append(testkit.Name(im.module), testkit.Name(im.name)...), 0x02, 0x00, 0x01))
 			continue
 		}
-		types = append(types, fnType(im.params, im.results))
-		imports = append(imports, append(entry, append([]byte{0x00}, leb(len(types)-1)...)...))
+		types = append(types, testkit.FuncType(im.params, im.results))
+		imports = append(imports, testkit.ImportFunc(im.module, im.name, uint64(len(types)-1)))
 		nfuncs++
 	}
-	bin := []byte("\x00asm\x01\x00\x00\x00")
-	bin = append(bin, section(1, vec(types...))...)
-	bin = append(bin, section(2, vec(imports...))...)
-	export := func(n string, kind byte, idx int) []byte {
-		return append(name(n), append([]byte{kind}, leb(idx)...)...)
-	}
+	bin := []byte(testkit.WasmHeader)
+	bin = append(bin, testkit.Section(1, testkit.Vec(types...))...)
+	bin = append(bin, testkit.Section(2, testkit.Vec(imports...))...)
 	var funcs, bodies, exports [][]byte
 	if command {
-		funcs, bodies = [][]byte{{0}}, [][]byte{{2, 0, 0x0b}}
-		exports = [][]byte{export("_start", 0, nfuncs)}
+		funcs, bodies = [][]byte{{0}}, [][]byte{testkit.Body(0x0b)}
+		exports = [][]byte{testkit.Export("_start", 0, nfuncs)}
 	} else {
 		funcs = [][]byte{{0}, {0}, {1}}
-		bodies = [][]byte{{2, 0, 0x0b}, {2, 0, 0x0b}, {4, 0, 0x41, 0, 0x0b}}
-		exports = [][]byte{export("wasmsrv_abi_v1", 0, nfuncs), export("wasmsrv_mode_sync", 0, nfuncs+1), export("wasmsrv_handle", 0, nfuncs+2)}
+		bodies = [][]byte{testkit.Body(0x0b), testkit.Body(0x0b), testkit.Body(0x41, 0, 0x0b)}
+		exports = [][]byte{testkit.Export("wasmsrv_abi_v1", 0, nfuncs), testkit.Export("wasmsrv_mode_sync", 0, nfuncs+1),
+			testkit.Export("wasmsrv_handle", 0, nfuncs+2)}
 	}
-	bin = append(bin, section(3, vec(funcs...))...)
+	bin = append(bin, testkit.Section(3, testkit.Vec(funcs...))...)
 	if !importedMemory {
-		bin = append(bin, section(5, vec([]byte{0, 1}))...)
+		bin = append(bin, testkit.Section(5, testkit.Vec([]byte{0, 1}))...)
 	}
-	exports = append(exports, export("memory", 2, 0))
-	bin = append(bin, section(7, vec(exports...))...)
-	return append(bin, section(10, vec(bodies...))...)
-}
-
-func bytesOf(ts []api.ValueType) [][]byte {
-	out := make([][]byte, len(ts))
-	for i, t := range ts {
-		out[i] = []byte{t}
-	}
-	return out
+	exports = append(exports, testkit.Export("memory", 2, 0))
+	bin = append(bin, testkit.Section(7, testkit.Vec(exports...))...)
+	return append(bin, testkit.Section(10, testkit.Vec(bodies...))...)
 }
 
 // TestImportErrors: each way an import can be wrong has its own message, naming the

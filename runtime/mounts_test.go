@@ -3,11 +3,9 @@ package runtime
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,82 +71,18 @@ func TestMountEscapes(t *testing.T) {
 }
 
 // TestMountSwapRace replaces a directory of the mount by a link out, and back, while
-// the guest reads through it (time of check to time of use): every read either
-// finds the file inside or fails, never the canary.
+// two runs of the guest read through it (time of check to time of use): every read
+// either finds the file inside or fails, never the canary.
 func TestMountSwapRace(t *testing.T) {
 	tree := testkit.NewMountTree(t)
 	c := loadEscape(t, tree, 2)
-	swap := filepath.Join(tree.Data, "swap")
-	real := filepath.Join(tree.Data, "swap.real")
-	if err := os.Mkdir(real, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(real, "canary.txt"), []byte("INSIDE\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("swap.real", swap); err != nil {
-		t.Fatal(err)
-	}
-	// The host swaps swap between a link to the real directory and links out
-	// (relative and absolute), each rename atomic, as fast as it can, until the
-	// guests end.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	swaps := 0
-	go func() {
-		defer wg.Done()
-		tmp := filepath.Join(tree.Data, "swap.tmp")
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			_ = os.Symlink("../outside", tmp)
-			_ = os.Rename(tmp, swap)
-			_ = os.Symlink(tree.Outside, tmp)
-			_ = os.Rename(tmp, swap)
-			_ = os.Symlink("swap.real", tmp)
-			_ = os.Rename(tmp, swap)
-			swaps++
+	tree.SwapRace(t, func() string {
+		var out bytes.Buffer
+		if err := c.Run(context.Background(), CommandIO{Env: []string{"QUERY_STRING=race=3000"}, Stdout: &out}); err != nil {
+			return "run: " + err.Error()
 		}
-	}()
-	var runs sync.WaitGroup
-	reports := make([]string, 2)
-	for i := range reports {
-		runs.Add(1)
-		go func() {
-			defer runs.Done()
-			var out bytes.Buffer
-			if err := c.Run(context.Background(), CommandIO{Env: []string{"QUERY_STRING=race=3000"}, Stdout: &out}); err != nil {
-				reports[i] = "run: " + err.Error()
-				return
-			}
-			reports[i] = out.String()
-		}()
-	}
-	runs.Wait()
-	close(stop)
-	wg.Wait()
-	for _, r := range reports {
-		var inside, canary, errors int
-		i := strings.Index(r, "race ")
-		if i < 0 {
-			t.Fatalf("no counts in the report: %q", r)
-		}
-		if _, err := fmt.Sscanf(r[i:], "race inside=%d canary=%d errors=%d", &inside, &canary, &errors); err != nil {
-			t.Fatalf("report %q: %v", r, err)
-		}
-		t.Logf("reads: %d inside, %d canary, %d refused (%d host swaps)", inside, canary, errors, swaps)
-		if canary != 0 || strings.Contains(r, tree.Canary) {
-			t.Errorf("read the canary %d times through a swapped link", canary)
-		}
-		if inside == 0 {
-			t.Errorf("no read found the file inside: the test exercised nothing")
-		}
-	}
-	tree.CheckUntouched(t)
+		return out.String()
+	})
 }
 
 // TestMountsInSyncInstances: the mounts of a sync app are one guestfs per

@@ -5,52 +5,28 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // module assembles a minimal wasm binary: one type () -> (), one empty function per
 // export name (exported under that name), an exported memory when withMemory.
 func module(withMemory bool, exports ...string) []byte {
-	leb := func(n int) []byte {
-		var b []byte
-		for {
-			c := byte(n & 0x7f)
-			n >>= 7
-			if n != 0 {
-				c |= 0x80
-			}
-			b = append(b, c)
-			if n == 0 {
-				return b
-			}
-		}
-	}
-	section := func(id byte, body []byte) []byte {
-		return append(append([]byte{id}, leb(len(body))...), body...)
-	}
-	vec := func(items ...[]byte) []byte {
-		out := leb(len(items))
-		for _, it := range items {
-			out = append(out, it...)
-		}
-		return out
-	}
-	name := func(s string) []byte { return append(leb(len(s)), s...) }
-
-	bin := []byte("\x00asm\x01\x00\x00\x00")
-	bin = append(bin, section(1, vec([]byte{0x60, 0, 0}))...) // type 0: () -> ()
+	bin := []byte(testkit.WasmHeader)
+	bin = append(bin, testkit.Section(1, testkit.Vec(testkit.FuncType(nil, nil)))...) // type 0: () -> ()
 	var funcs, bodies, exps [][]byte
 	for i, e := range exports {
-		funcs = append(funcs, leb(0))
-		bodies = append(bodies, []byte{2, 0, 0x0b}) // size 2: no locals, end
-		exps = append(exps, append(name(e), append([]byte{0}, leb(i)...)...))
+		funcs = append(funcs, testkit.LEB(0))
+		bodies = append(bodies, testkit.Body(0x0b))
+		exps = append(exps, testkit.Export(e, 0, uint64(i)))
 	}
-	bin = append(bin, section(3, vec(funcs...))...)
+	bin = append(bin, testkit.Section(3, testkit.Vec(funcs...))...)
 	if withMemory {
-		bin = append(bin, section(5, vec([]byte{0, 1}))...) // min 1 page
-		exps = append(exps, append(name("memory"), 2, 0))
+		bin = append(bin, testkit.Section(5, testkit.Vec([]byte{0, 1}))...) // min 1 page
+		exps = append(exps, testkit.Export("memory", 2, 0))
 	}
-	bin = append(bin, section(7, vec(exps...))...)
-	bin = append(bin, section(10, vec(bodies...))...)
+	bin = append(bin, testkit.Section(7, testkit.Vec(exps...))...)
+	bin = append(bin, testkit.Section(10, testkit.Vec(bodies...))...)
 	return bin
 }
 

@@ -107,71 +107,37 @@ func FuzzGuest(funcs []ABIFunc, async bool) []byte {
 		i32 = api.ValueTypeI32
 		i64 = api.ValueTypeI64
 	)
-	leb := func(n uint64) []byte {
-		var b []byte
-		for {
-			c := byte(n & 0x7f)
-			n >>= 7
-			if n != 0 {
-				c |= 0x80
-			}
-			b = append(b, c)
-			if n == 0 {
-				return b
-			}
-		}
-	}
-	vec := func(items ...[]byte) []byte {
-		out := leb(uint64(len(items)))
-		for _, it := range items {
-			out = append(out, it...)
-		}
-		return out
-	}
-	section := func(id byte, body []byte) []byte {
-		return append(append([]byte{id}, leb(uint64(len(body)))...), body...)
-	}
-	name := func(s string) []byte { return append(leb(uint64(len(s))), s...) }
-	fnType := func(params, results []api.ValueType) []byte {
-		return append(append(append([]byte{0x60}, leb(uint64(len(params)))...), params...), append(leb(uint64(len(results))), results...)...)
-	}
 	wrapperParams := make([]api.ValueType, FuzzArgs)
 	for i := range wrapperParams {
 		wrapperParams[i] = i64
 	}
 	var types, imports [][]byte
 	for i, f := range funcs {
-		types = append(types, fnType(f.Params, f.Results))
-		imports = append(imports, append(append(name(f.Module), name(f.Name)...), append([]byte{0x00}, leb(uint64(i))...)...))
+		types = append(types, FuncType(f.Params, f.Results))
+		imports = append(imports, ImportFunc(f.Module, f.Name, uint64(i)))
 	}
 	n := uint64(len(funcs))
 	tWrapper, tVoid, tEntry, tRun, tEvent := n, n+1, n+2, n+3, n+4
-	types = append(types, fnType(wrapperParams, []api.ValueType{i64}), fnType(nil, nil),
-		fnType([]api.ValueType{i32}, []api.ValueType{i32}), fnType([]api.ValueType{i32}, []api.ValueType{i32}),
-		fnType([]api.ValueType{i32, i32, i64, i64}, []api.ValueType{i32}))
-	imports = append(imports, append(append(name("fuzz"), name("run")...), append([]byte{0x00}, leb(tRun)...)...))
+	types = append(types, FuncType(wrapperParams, []api.ValueType{i64}), FuncType(nil, nil),
+		FuncType([]api.ValueType{i32}, []api.ValueType{i32}), FuncType([]api.ValueType{i32}, []api.ValueType{i32}),
+		FuncType([]api.ValueType{i32, i32, i64, i64}, []api.ValueType{i32}))
+	imports = append(imports, ImportFunc("fuzz", "run", tRun))
 	runIdx := n
 	nImports := n + 1
 
 	var funcTypes, bodies, exports [][]byte
-	export := func(s string, kind byte, idx uint64) {
-		exports = append(exports, append(name(s), append([]byte{kind}, leb(idx)...)...))
-	}
-	body := func(code ...byte) []byte {
-		b := append([]byte{0x00}, code...) // no locals
-		return append(leb(uint64(len(b))), b...)
-	}
+	export := func(s string, kind byte, idx uint64) { exports = append(exports, Export(s, kind, idx)) }
 	for i, f := range funcs {
 		var code []byte
 		for j, p := range f.Params {
 			code = append(code, 0x20) // local.get
-			code = append(code, leb(uint64(j))...)
+			code = append(code, LEB(uint64(j))...)
 			if p == i32 {
 				code = append(code, 0xa7) // i32.wrap_i64
 			}
 		}
 		code = append(code, 0x10)
-		code = append(code, leb(uint64(i))...)
+		code = append(code, LEB(uint64(i))...)
 		switch {
 		case len(f.Results) == 0:
 			code = append(code, 0x42, 0x00) // i64.const 0
@@ -179,8 +145,8 @@ func FuzzGuest(funcs []ABIFunc, async bool) []byte {
 			code = append(code, 0xac) // i64.extend_i32_s
 		}
 		code = append(code, 0x0b)
-		funcTypes = append(funcTypes, leb(tWrapper))
-		bodies = append(bodies, body(code...))
+		funcTypes = append(funcTypes, LEB(tWrapper))
+		bodies = append(bodies, Body(code...))
 		export(fmt.Sprintf("call%d", i), 0, nImports+uint64(i))
 	}
 	next := nImports + n
@@ -189,35 +155,35 @@ func FuzzGuest(funcs []ABIFunc, async bool) []byte {
 		mode = "wasmsrv_mode_async"
 	}
 	for _, marker := range []string{"wasmsrv_abi_v1", mode} {
-		funcTypes = append(funcTypes, leb(tVoid))
-		bodies = append(bodies, body(0x0b))
+		funcTypes = append(funcTypes, LEB(tVoid))
+		bodies = append(bodies, Body(0x0b))
 		export(marker, 0, next)
 		next++
 	}
-	callRun := append([]byte{0x10}, leb(runIdx)...)
+	callRun := append([]byte{0x10}, LEB(runIdx)...)
 	if async {
 		// on_event(kind, ctx, a, b): on REQUEST_START (1) run the program for ctx.
 		code := []byte{0x20, 0x00, 0x41, 0x01, 0x46, 0x04, 0x40, 0x20, 0x01}
 		code = append(code, callRun...)
 		code = append(code, 0x1a, 0x0b, 0x41, 0x00, 0x0b) // drop, end if, i32.const 0, end
-		funcTypes = append(funcTypes, leb(tEvent))
-		bodies = append(bodies, body(code...))
+		funcTypes = append(funcTypes, LEB(tEvent))
+		bodies = append(bodies, Body(code...))
 		export("wasmsrv_on_event", 0, next)
 	} else {
 		code := append([]byte{0x20, 0x00}, callRun...)
-		funcTypes = append(funcTypes, leb(tEntry))
-		bodies = append(bodies, body(append(code, 0x0b)...))
+		funcTypes = append(funcTypes, LEB(tEntry))
+		bodies = append(bodies, Body(append(code, 0x0b)...))
 		export("wasmsrv_handle", 0, next)
 	}
 	export("memory", 2, 0)
 
-	bin := []byte("\x00asm\x01\x00\x00\x00")
-	bin = append(bin, section(1, vec(types...))...)
-	bin = append(bin, section(2, vec(imports...))...)
-	bin = append(bin, section(3, vec(funcTypes...))...)
-	bin = append(bin, section(5, vec([]byte{0x01, FuzzGuestPages, FuzzGuestPages}))...)
-	bin = append(bin, section(7, vec(exports...))...)
-	return append(bin, section(10, vec(bodies...))...)
+	bin := []byte(WasmHeader)
+	bin = append(bin, Section(1, Vec(types...))...)
+	bin = append(bin, Section(2, Vec(imports...))...)
+	bin = append(bin, Section(3, Vec(funcTypes...))...)
+	bin = append(bin, Section(5, Vec([]byte{0x01, FuzzGuestPages, FuzzGuestPages}))...)
+	bin = append(bin, Section(7, Vec(exports...))...)
+	return append(bin, Section(10, Vec(bodies...))...)
 }
 
 // FuzzStatusOK reports whether r, a host function's result, is a success value or

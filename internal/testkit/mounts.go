@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -229,6 +231,86 @@ func (m *MountTree) CheckEscapeReport(t testing.TB, report string) {
 	}
 	if t.Failed() {
 		t.Logf("guest report:\n%s", report)
+	}
+	m.CheckUntouched(t)
+}
+
+// SwapLink keeps replacing the symbolic link at path by links to each of targets in
+// turn, each replacement an atomic rename, until stop is called; stop returns the
+// number of rounds made.
+func SwapLink(t testing.TB, path string, targets ...string) (stop func() int) {
+	t.Helper()
+	done := make(chan struct{})
+	rounds := make(chan int, 1)
+	tmp := path + ".swap"
+	go func() {
+		n := 0
+		defer func() { rounds <- n }()
+		for {
+			for _, target := range targets {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				_ = os.Symlink(target, tmp)
+				_ = os.Rename(tmp, path)
+			}
+			n++
+		}
+	}()
+	return func() int {
+		close(done)
+		return <-rounds
+	}
+}
+
+// SwapRace has the host replace /data/swap, a link to a directory inside the mount
+// holding canary.txt ("INSIDE"), by links out of the mount (relative and absolute)
+// and back, as fast as it can, while two calls of read at once run the escape
+// guest's "race=N" mode (each returning its report). No read may reach the canary
+// outside, and some must reach the file inside.
+func (m *MountTree) SwapRace(t testing.TB, read func() string) {
+	t.Helper()
+	real := filepath.Join(m.Data, "swap.real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, "canary.txt"), []byte("INSIDE\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	swap := filepath.Join(m.Data, "swap")
+	if err := os.Symlink("swap.real", swap); err != nil {
+		t.Fatal(err)
+	}
+	stop := SwapLink(t, swap, "../outside", m.Outside, "swap.real")
+	reports := make([]string, 2)
+	var wg sync.WaitGroup
+	for i := range reports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reports[i] = read()
+		}()
+	}
+	wg.Wait()
+	rounds := stop()
+	for _, r := range reports {
+		var inside, canary, refused int
+		i := strings.Index(r, "race ")
+		if i < 0 {
+			t.Fatalf("no counts in the report: %q", r)
+		}
+		if _, err := fmt.Sscanf(r[i:], "race inside=%d canary=%d errors=%d", &inside, &canary, &refused); err != nil {
+			t.Fatalf("report %q: %v", r, err)
+		}
+		t.Logf("reads: %d inside, %d canary, %d refused (%d rounds of host swaps)", inside, canary, refused, rounds)
+		if canary != 0 || strings.Contains(r, m.Canary) {
+			t.Errorf("read the canary %d times through a swapped link", canary)
+		}
+		if inside == 0 {
+			t.Errorf("no read reached the file inside: the race exercised nothing")
+		}
 	}
 	m.CheckUntouched(t)
 }

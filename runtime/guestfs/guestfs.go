@@ -195,35 +195,30 @@ func (f *FS) readOnlyOpen(name string, flag *experimentalsys.Oflag) experimental
 }
 
 // Lstat implements sys.FS.
-func (f *FS) Lstat(name string) (sys.Stat_t, experimentalsys.Errno) {
-	name, errno := clean(name)
-	if errno != 0 {
-		return sys.Stat_t{}, errno
-	}
-	if strings.Contains(name, "/") { // at the top os.Root needs a single fstatat
-		if st, errno, ok := f.fast.stat(name, false); ok {
-			return st, errno
-		}
-	}
-	fi, err := f.root.Lstat(name)
-	if err != nil {
-		return sys.Stat_t{}, toErrno(err)
-	}
-	return sys.NewStat_t(fi), 0
-}
+func (f *FS) Lstat(name string) (sys.Stat_t, experimentalsys.Errno) { return f.stat(name, false) }
 
 // Stat implements sys.FS.
-func (f *FS) Stat(name string) (sys.Stat_t, experimentalsys.Errno) {
+func (f *FS) Stat(name string) (sys.Stat_t, experimentalsys.Errno) { return f.stat(name, true) }
+
+func (f *FS) stat(name string, follow bool) (sys.Stat_t, experimentalsys.Errno) {
 	name, errno := clean(name)
 	if errno != 0 {
 		return sys.Stat_t{}, errno
 	}
 	if strings.Contains(name, "/") { // at the top os.Root needs a single fstatat
-		if st, errno, ok := f.fast.stat(name, true); ok {
+		if st, errno, ok := f.fast.stat(name, follow); ok {
 			return st, errno
 		}
 	}
-	fi, err := f.root.Stat(name)
+	var (
+		fi  fs.FileInfo
+		err error
+	)
+	if follow {
+		fi, err = f.root.Stat(name)
+	} else {
+		fi, err = f.root.Lstat(name)
+	}
 	if err != nil {
 		return sys.Stat_t{}, toErrno(err)
 	}
@@ -328,27 +323,14 @@ func (f *FS) Symlink(target, link string) experimentalsys.Errno {
 // Link implements sys.FS: a hard link. A hard link to a symbolic link is a second
 // symbolic link, so it is checked like one at its new place.
 func (f *FS) Link(oldName, newName string) experimentalsys.Errno {
-	oldName, errno := f.writable(oldName)
+	oldName, newName, errno := f.writable2(oldName, newName)
 	if errno != 0 {
-		return errno
-	}
-	if newName, errno = clean(newName); errno != 0 {
 		return errno
 	}
 	f.links.Lock()
 	defer f.links.Unlock()
-	fi, err := f.root.Lstat(oldName)
-	if err != nil {
-		return toErrno(err)
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		target, err := f.root.Readlink(oldName)
-		if err != nil {
-			return toErrno(err)
-		}
-		if errno := f.checkLink(target, newName); errno != 0 {
-			return errno
-		}
+	if _, errno := f.checkMove(oldName, newName); errno != 0 {
+		return errno
 	}
 	return toErrno(f.root.Link(oldName, newName))
 }
@@ -356,11 +338,8 @@ func (f *FS) Link(oldName, newName string) experimentalsys.Errno {
 // Rename implements sys.FS with rename(2)'s semantics (a directory may replace an
 // empty one), checking that no symbolic link it moves would lead out of the mount.
 func (f *FS) Rename(from, to string) experimentalsys.Errno {
-	from, errno := f.writable(from)
+	from, to, errno := f.writable2(from, to)
 	if errno != 0 {
-		return errno
-	}
-	if to, errno = clean(to); errno != 0 {
 		return errno
 	}
 	if from == to {
@@ -368,20 +347,11 @@ func (f *FS) Rename(from, to string) experimentalsys.Errno {
 	}
 	f.links.Lock()
 	defer f.links.Unlock()
-	fi, err := f.root.Lstat(from)
-	if err != nil {
-		return toErrno(err)
+	isDir, errno := f.checkMove(from, to)
+	if errno != 0 {
+		return errno
 	}
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		target, err := f.root.Readlink(from)
-		if err != nil {
-			return toErrno(err)
-		}
-		if errno := f.checkLink(target, to); errno != 0 {
-			return errno
-		}
-	case fi.IsDir():
+	if isDir {
 		if errno := f.checkDirMove(from, to); errno != 0 {
 			return errno
 		}
@@ -391,6 +361,33 @@ func (f *FS) Rename(from, to string) experimentalsys.Errno {
 			return renameat(oldDir, oldBase, newDir, newBase)
 		})
 	})
+}
+
+// checkMove checks that from, when it is a symbolic link, may be placed at to, and
+// says whether from is a directory. The caller holds f.links.
+func (f *FS) checkMove(from, to string) (isDir bool, errno experimentalsys.Errno) {
+	fi, err := f.root.Lstat(from)
+	if err != nil {
+		return false, toErrno(err)
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 {
+		return fi.IsDir(), 0
+	}
+	target, err := f.root.Readlink(from)
+	if err != nil {
+		return false, toErrno(err)
+	}
+	return false, f.checkLink(target, to)
+}
+
+// writable2 is writable for the two names of a link or rename.
+func (f *FS) writable2(a, b string) (string, string, experimentalsys.Errno) {
+	a, errno := f.writable(a)
+	if errno != 0 {
+		return "", "", errno
+	}
+	b, errno = clean(b)
+	return a, b, errno
 }
 
 // writable refuses changes to a read-only mount, and cleans name.

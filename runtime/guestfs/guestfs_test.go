@@ -22,11 +22,12 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
-// runProbe runs the probe command with fs mounted at /m and returns its output.
-func runProbe(t *testing.T, bin []byte, mount experimentalsys.FS) string {
+// runProbe runs the probe command with fs mounted at /m and returns its output;
+// cache spares compiling it for every run.
+func runProbe(t *testing.T, bin []byte, cache wazero.CompilationCache, mount experimentalsys.FS) string {
 	t.Helper()
 	ctx := context.Background()
-	rt := wazero.NewRuntime(ctx)
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache))
 	defer rt.Close(ctx)
 	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
 	var out bytes.Buffer
@@ -45,10 +46,12 @@ func runProbe(t *testing.T, bin []byte, mount experimentalsys.FS) string {
 // exactly what wazero's DirFS answered, errno included.
 func TestSameAsDirFS(t *testing.T) {
 	bin := testkit.Guest(t, "testdata/probe")
-	want := runProbe(t, bin, sysfs.DirFS(t.TempDir()))
+	cache := wazero.NewCompilationCache()
+	defer cache.Close(context.Background())
+	want := runProbe(t, bin, cache, sysfs.DirFS(t.TempDir()))
 	for _, resolver := range resolvers {
 		t.Run(resolver, func(t *testing.T) {
-			got := runProbe(t, bin, openFS(t, t.TempDir(), false, resolver))
+			got := runProbe(t, bin, cache, openFS(t, t.TempDir(), false, resolver))
 			sameOutput(t, want, got)
 		})
 	}
@@ -525,23 +528,8 @@ func TestConcurrentSwaps(t *testing.T) {
 			if err := os.Symlink("real", filepath.Join(dir, "swap")); err != nil {
 				t.Fatal(err)
 			}
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				tmp := filepath.Join(dir, "tmp")
-				targets := []string{"../outside", filepath.Join(filepath.Dir(dir), "outside"), "real", "sub/../../outside"}
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					_ = os.Symlink(targets[i%len(targets)], tmp)
-					_ = os.Rename(tmp, filepath.Join(dir, "swap"))
-				}
-			}()
+			stop := testkit.SwapLink(t, filepath.Join(dir, "swap"),
+				"../outside", filepath.Join(filepath.Dir(dir), "outside"), "real", "sub/../../outside")
 			var readers sync.WaitGroup
 			var mu sync.Mutex
 			inside, leaked := 0, 0
@@ -568,8 +556,7 @@ func TestConcurrentSwaps(t *testing.T) {
 				}()
 			}
 			readers.Wait()
-			close(stop)
-			wg.Wait()
+			stop()
 			if leaked != 0 {
 				t.Errorf("read %d files outside the mount", leaked)
 			}
