@@ -52,6 +52,7 @@ const (
 	CloseInvalidData   = 1007
 	CloseTooBig        = 1009
 	CloseInternalError = 1011
+	CloseTryAgainLater = 1013 // a client too slow to take what is sent (SPEC §9.3)
 )
 
 // PackKindLen packs a ws_recv result (kind in the high half, length in the low).

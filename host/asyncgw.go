@@ -494,11 +494,7 @@ func (e *asyncExchange) WSClose(code int32, reason []byte) int32 {
 		return abi.OK
 	}
 	e.mu.Unlock()
-	if code == 0 {
-		code = abi.CloseNormal
-	}
-	e.ws.closeWith(code, string(reason), false)
-	return abi.OK
+	return e.ws.guestClose(code, reason)
 }
 
 // WSCloseInfo implements runtime.WebSocket.

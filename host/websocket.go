@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"compress/flate"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,8 +34,8 @@ type WSConfig struct {
 	// PingTimeout: a connection that stays silent this long after the ping is
 	// closed (1001 "ping timeout") (default 20 s).
 	PingTimeout time.Duration
-	// WriteTimeout drops a client that does not take our bytes for this long
-	// (default 10 s).
+	// WriteTimeout closes a client that does not take our bytes for this long
+	// (1013, see SendBuffer) (default 10 s).
 	WriteTimeout time.Duration
 	// FrameTimeout bounds reading one frame once its first byte arrived, so a
 	// slow client cannot hold a reader (default 10 s).
@@ -42,8 +44,11 @@ type WSConfig struct {
 	CloseTimeout time.Duration
 	// Compression offers permessage-deflate (no context takeover) to clients.
 	Compression bool
-	// SendBuffer is the high-water mark of bytes queued for one client: above it,
-	// ws_send blocks (sync) or returns ERR_WOULD_BLOCK (async) (default 256 KiB).
+	// SendBuffer bounds the bytes held for one client (queued and being
+	// written): a message that does not fit makes ws_send block (sync) or
+	// return ERR_WOULD_BLOCK (async) until it does; a message bigger than the
+	// buffer goes alone (default 256 KiB). A client that takes less than 32 KiB
+	// of them within WriteTimeout is closed with 1013.
 	SendBuffer int
 }
 
@@ -109,6 +114,9 @@ type wsHub struct {
 	// only a worker waiting takes it); workers counts them.
 	readq   chan wsRead
 	workers atomic.Int32
+	// peakHeld is the most the hub held for one client at once (the send
+	// buffer's accounting; a figure for tests and operators).
+	peakHeld atomic.Int64
 
 	mu      sync.Mutex
 	conns   map[*wsConn]struct{}
@@ -237,6 +245,16 @@ func (h *wsHub) readWorker(c *wsConn, br *bufio.Reader) {
 	}
 }
 
+// notePeak records n bytes held for one client if that is a new peak.
+func (h *wsHub) notePeak(n int) {
+	for {
+		p := h.peakHeld.Load()
+		if int64(n) <= p || h.peakHeld.CompareAndSwap(p, int64(n)) {
+			return
+		}
+	}
+}
+
 func (h *wsHub) unregister(c *wsConn) {
 	h.mu.Lock()
 	delete(h.conns, c)
@@ -332,7 +350,9 @@ type wsConn struct {
 	closed       bool // no more messages will come (peer close, error, or shutdown)
 	closeCode    int32
 	closeReason  string
-	out          *[]byte
+	out          *[]byte // frames queued, not yet taken by the writer
+	inflight     int     // bytes of the batch the writer is sending
+	wantRoom     int     // with wantWritable: the size of the send refused
 	writing      bool
 	sentClose    bool
 	closeAfter   bool // shut the TCP connection once out is flushed
@@ -344,11 +364,7 @@ type wsConn struct {
 	pingSent atomic.Bool
 
 	// reader-owned (one reader at a time)
-	frag     []byte
-	fragOp   ws.OpCode
-	fragComp bool
-	inMsg    bool
-	hdrBuf   [ws.MaxHeaderSize - 2]byte
+	dec wsDecoder
 }
 
 // readLoop reads frames while bytes are buffered, then waits for readiness again.
@@ -365,15 +381,16 @@ func (c *wsConn) readLoop(br *bufio.Reader) {
 			c.release(br)
 			return
 		}
-		if len(c.inbox) >= inboxMax || c.inBytes > c.hub.cfg.MaxMessage {
-			// The guest is behind: stop reading until it catches up (WSRecv resumes).
+		if c.readBlockedLocked() {
+			// The guest or the client is behind: stop reading until it catches
+			// up (recv or the writer resumes).
 			c.readerParked, c.parked = true, br
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
-		if more {
-			continue
+		if more || br.Buffered() > 0 {
+			continue // (buffered: the reason to stop went away meanwhile)
 		}
 		c.release(br)
 		br = nil
@@ -383,6 +400,27 @@ func (c *wsConn) readLoop(br *bufio.Reader) {
 		}
 		// No poller: this goroutine waits for the next frame itself.
 	}
+}
+
+// readBlockedLocked reports whether the host should stop reading the client's
+// frames: the guest has not taken what came in (32 messages, or MaxMessage
+// bytes), or the client has not taken what goes out (the send buffer is full,
+// and it would fill on with pongs). TCP then holds the client back.
+func (c *wsConn) readBlockedLocked() bool {
+	cfg := &c.hub.cfg
+	return len(c.inbox) >= inboxMax || c.inBytes > cfg.MaxMessage || c.heldLocked() >= cfg.SendBuffer
+}
+
+// resumeLocked returns the parked reader once both sides caught up halfway (nil:
+// keep it parked); the caller hands it to c.hub.read outside the lock.
+func (c *wsConn) resumeLocked() *bufio.Reader {
+	cfg := &c.hub.cfg
+	if !c.readerParked || len(c.inbox) >= inboxMax/2 || c.inBytes > cfg.MaxMessage/2 || c.heldLocked() >= cfg.SendBuffer/2 {
+		return nil
+	}
+	br := c.parked
+	c.readerParked, c.parked = false, nil
+	return br
 }
 
 func (c *wsConn) release(br *bufio.Reader) {
@@ -412,12 +450,12 @@ func (c *wsConn) readFrames(br *bufio.Reader) bool {
 	for {
 		if c.poll != nil {
 			_ = c.conn.SetReadDeadline(time.Now().Add(cfg.FrameTimeout))
-		} else if !c.inMsg {
+		} else if !c.dec.inMsg {
 			_ = c.conn.SetReadDeadline(time.Time{})
 		}
 		if _, err := br.Peek(1); err != nil {
 			var ne net.Error
-			if c.poll != nil && errors.As(err, &ne) && ne.Timeout() && !c.inMsg {
+			if c.poll != nil && errors.As(err, &ne) && ne.Timeout() && !c.dec.inMsg {
 				return false // spurious readiness: nothing arrived after all
 			}
 			c.fail(abi.CloseAbnormal, "")
@@ -430,7 +468,7 @@ func (c *wsConn) readFrames(br *bufio.Reader) bool {
 			return false
 		}
 		c.mu.Lock()
-		stop := c.closed || len(c.inbox) >= inboxMax || c.inBytes > cfg.MaxMessage
+		stop := c.closed || c.readBlockedLocked()
 		c.mu.Unlock()
 		if stop || br.Buffered() == 0 {
 			return !stop && c.poll == nil
@@ -440,178 +478,70 @@ func (c *wsConn) readFrames(br *bufio.Reader) bool {
 
 // readFrame reads and handles one frame. false means the connection is done.
 func (c *wsConn) readFrame(br *bufio.Reader) bool {
-	cfg := &c.hub.cfg
-	h, err := ws.ReadHeaderBuffer(br, c.hdrBuf[:2])
-	if err != nil {
-		c.fail(abi.CloseProtocolError, "bad frame header")
-		return false
-	}
 	c.last.Store(time.Now().UnixNano())
 	c.pingSent.Store(false)
-	if !h.Masked {
-		c.fail(abi.CloseProtocolError, "client frames must be masked")
+	var ctl [125]byte
+	f := c.dec.next(br, c.hub.cfg.MaxMessage, c.deflate, &ctl)
+	switch {
+	case f.fail != 0:
+		c.fail(f.fail, f.reason)
 		return false
-	}
-	if h.OpCode.IsControl() {
-		if h.Length > 125 || !h.Fin || h.Rsv != 0 {
-			c.fail(abi.CloseProtocolError, "bad control frame")
-			return false
-		}
-		var buf [125]byte
-		p := buf[:h.Length]
-		if _, err := io.ReadFull(br, p); err != nil {
-			c.fail(abi.CloseAbnormal, "")
-			return false
-		}
-		ws.Cipher(p, h.Mask, 0)
-		return c.control(h.OpCode, p)
-	}
-	switch h.OpCode {
-	case ws.OpContinuation:
-		if !c.inMsg || h.Rsv != 0 {
-			c.fail(abi.CloseProtocolError, "unexpected continuation frame")
-			return false
-		}
-	case ws.OpText, ws.OpBinary:
-		if c.inMsg {
-			c.fail(abi.CloseProtocolError, "new message inside a fragmented one")
-			return false
-		}
-		comp := h.Rsv == 0x4 && c.deflate
-		if h.Rsv != 0 && !comp {
-			c.fail(abi.CloseProtocolError, "reserved bits set")
-			return false
-		}
-		c.inMsg, c.fragOp, c.fragComp, c.frag = true, h.OpCode, comp, c.frag[:0]
-	default:
-		c.fail(abi.CloseProtocolError, "unknown opcode")
-		return false
-	}
-	if int64(len(c.frag))+h.Length > cfg.MaxMessage {
-		c.fail(abi.CloseTooBig, "message too big")
-		return false
-	}
-	n := int(h.Length)
-	start := len(c.frag)
-	c.frag = growLen(c.frag, start+n)
-	if _, err := io.ReadFull(br, c.frag[start:]); err != nil {
-		c.fail(abi.CloseAbnormal, "")
-		return false
-	}
-	ws.Cipher(c.frag[start:], h.Mask, 0)
-	if !h.Fin {
+	case f.op == ws.OpContinuation:
 		return true
-	}
-	msg := c.frag
-	c.frag, c.inMsg = nil, false
-	if c.fragComp {
-		var ok bool
-		if msg, ok = c.inflate(msg); !ok {
-			return false
-		}
+	case f.op.IsControl():
+		return c.control(f)
 	}
 	kind := abi.MessageBinary
-	if c.fragOp == ws.OpText {
+	if f.op == ws.OpText {
 		kind = abi.MessageText
-		if !utf8.Valid(msg) {
-			c.fail(abi.CloseInvalidData, "invalid UTF-8 in text message")
-			return false
-		}
 	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
 	}
-	c.inbox = append(c.inbox, wsMsg{kind: kind, data: msg})
-	c.inBytes += int64(len(msg))
+	c.inbox = append(c.inbox, wsMsg{kind: kind, data: f.data})
+	c.inBytes += int64(len(f.data))
 	gone := c.guestGone
 	c.mu.Unlock()
 	if !gone {
-		c.notify(abi.EventWSMessage, int64(kind), int64(len(msg)))
+		c.notify(abi.EventWSMessage, int64(kind), int64(len(f.data)))
 	}
 	return true
 }
 
-func growLen(b []byte, n int) []byte {
-	if n <= cap(b) {
-		return b[:n]
-	}
-	nb := make([]byte, n, max(n, 2*cap(b)))
-	copy(nb, b)
-	return nb
-}
-
-// inflate decompresses a permessage-deflate message, bounded by MaxMessage.
-func (c *wsConn) inflate(p []byte) ([]byte, bool) {
-	fr := wsflate.NewReader(bytes.NewReader(p), func(r io.Reader) wsflate.Decompressor { return flate.NewReader(r) })
-	var out bytes.Buffer
-	n, err := io.Copy(&out, io.LimitReader(fr, c.hub.cfg.MaxMessage+1))
-	_ = fr.Close()
-	if n > c.hub.cfg.MaxMessage {
-		c.fail(abi.CloseTooBig, "message too big")
-		return nil, false
-	}
-	if err != nil {
-		c.fail(abi.CloseInvalidData, "bad compressed data")
-		return nil, false
-	}
-	return out.Bytes(), true
-}
-
 // control handles ping, pong and close frames.
-func (c *wsConn) control(op ws.OpCode, p []byte) bool {
-	switch op {
+func (c *wsConn) control(f wsFrame) bool {
+	switch f.op {
 	case ws.OpPing:
 		c.mu.Lock()
-		c.queueFrameLocked(ws.OpPong, p, false)
+		c.queueFrameLocked(ws.OpPong, f.data, false)
 		c.mu.Unlock()
 		return true
 	case ws.OpPong:
 		return true
-	case ws.OpClose:
-		code, reason := int32(abi.CloseNoStatus), ""
-		if len(p) == 1 {
-			c.fail(abi.CloseProtocolError, "bad close frame")
-			return false
-		}
-		if len(p) >= 2 {
-			sc, r := ws.ParseCloseFrameData(p)
-			code, reason = int32(sc), r
-			if !validCloseCode(code) || !utf8.ValidString(reason) {
-				c.fail(abi.CloseProtocolError, "bad close code")
-				return false
-			}
-		}
-		c.mu.Lock()
-		first := !c.closed
-		if first {
-			c.closed, c.closeCode, c.closeReason = true, code, reason
-		}
-		if !c.sentClose {
-			// Echo the peer's code (RFC 6455 §5.5.1), then hang up once it is out.
-			echo := code
-			if echo == abi.CloseNoStatus {
-				echo = abi.CloseNormal
-			}
-			c.queueCloseLocked(echo, "")
-		}
-		c.closeAfter = true
-		c.kickLocked()
-		gone := c.guestGone
-		c.mu.Unlock()
-		if first && !gone {
-			c.notify(abi.EventWSClosed, int64(code), 0)
-		}
-		return false
 	}
-	return true
-}
-
-func validCloseCode(code int32) bool {
-	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
-		return true
+	// A close frame (the decoder passes no other control opcode).
+	code, reason := f.closeCode, f.closeReason
+	c.mu.Lock()
+	first := !c.closed
+	if first {
+		c.closed, c.closeCode, c.closeReason = true, code, reason
+	}
+	if !c.sentClose {
+		// Echo the peer's code (RFC 6455 §5.5.1), then hang up once it is out.
+		echo := code
+		if echo == abi.CloseNoStatus {
+			echo = abi.CloseNormal
+		}
+		c.queueCloseLocked(echo, "")
+	}
+	c.closeAfter = true
+	c.kickLocked()
+	gone := c.guestGone
+	c.mu.Unlock()
+	if first && !gone {
+		c.notify(abi.EventWSClosed, int64(code), 0)
 	}
 	return false
 }
@@ -693,7 +623,21 @@ func (c *wsConn) armCloseTimerLocked() {
 }
 
 // shutdown drops the socket. Safe to call more than once.
-func (c *wsConn) shutdown() {
+func (c *wsConn) shutdown() { c.drop(false) }
+
+// hangUp drops the socket once our close frame went out. It half-closes first
+// and reads what the client still sends until it closes its side too (within
+// CloseTimeout, at most lingerBytes): closing a socket with unread bytes makes
+// the kernel answer with a reset, which destroys what it has not delivered
+// yet, the close frame included (nginx's lingering_close, for the same
+// reason).
+func (c *wsConn) hangUp() { c.drop(true) }
+
+// lingerBytes bounds what hangUp reads and discards: more than the kernel
+// buffers a flooding client can fill (tcp_rmem's maximum is 6–32 MiB).
+const lingerBytes = 64 << 20
+
+func (c *wsConn) drop(linger bool) {
 	c.mu.Lock()
 	if c.shut {
 		c.mu.Unlock()
@@ -714,6 +658,10 @@ func (c *wsConn) shutdown() {
 		if c.poll != nil {
 			c.poll.remove(c)
 		}
+		if linger && closeWrite(c.conn) == nil {
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
+			_, _ = io.CopyN(io.Discard, c.conn, lingerBytes)
+		}
 		_ = c.conn.Close()
 		c.hub.unregister(c)
 	}
@@ -723,16 +671,44 @@ func (c *wsConn) shutdown() {
 	}
 }
 
-func (c *wsConn) queueCloseLocked(code int32, reason string) {
-	if len(reason) > 123 {
-		reason = reason[:123]
+// closeWrite half-closes conn (a FIN, or TLS close_notify), through wrappers
+// that pass the connection on.
+func closeWrite(conn net.Conn) error {
+	for {
+		switch c := conn.(type) {
+		case interface{ CloseWrite() error }:
+			return c.CloseWrite()
+		case interface{ Unwrap() net.Conn }:
+			conn = c.Unwrap()
+		default:
+			return errors.ErrUnsupported
+		}
 	}
-	var buf [125]byte
-	p := buf[:2+len(reason)]
-	p[0], p[1] = byte(code>>8), byte(code)
-	copy(p[2:], reason)
-	c.queueFrameLocked(ws.OpClose, p, false)
+}
+
+func (c *wsConn) queueCloseLocked(code int32, reason string) {
+	var buf [ws.MaxHeaderSize + 125]byte
+	c.appendLocked(appendCloseFrame(buf[:0], code, reason))
 	c.sentClose = true
+}
+
+// appendCloseFrame appends an unmasked close frame with code and reason, cut to
+// the 123 bytes a control frame leaves it without splitting a character.
+func appendCloseFrame(dst []byte, code int32, reason string) []byte {
+	reason = truncUTF8(reason, 123)
+	dst = append(dst, 0x80|byte(ws.OpClose), byte(2+len(reason)), byte(code>>8), byte(code))
+	return append(dst, reason...)
+}
+
+// truncUTF8 cuts s to at most n bytes, at a character boundary.
+func truncUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // queueFrameLocked appends one unmasked frame to the send queue and makes sure a
@@ -750,6 +726,22 @@ func (c *wsConn) queueFrameLocked(op ws.OpCode, p []byte, compress bool) {
 	} else {
 		compress = false
 	}
+	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
+	if compress {
+		h.Rsv = 0x4
+	}
+	var hb [ws.MaxHeaderSize]byte
+	w := fixedWriter{b: hb[:0]}
+	_ = ws.WriteHeader(&w, h)
+	c.appendLocked(w.b, p)
+}
+
+// appendLocked adds the bytes of one frame to the send queue, counts the most
+// the hub has held for one client, and makes sure a writer runs.
+func (c *wsConn) appendLocked(frame ...[]byte) {
+	if c.shut || c.sentClose {
+		return
+	}
 	if c.out == nil {
 		if b, ok := c.hub.outBufs.Get().(*[]byte); ok {
 			c.out = b
@@ -758,14 +750,10 @@ func (c *wsConn) queueFrameLocked(op ws.OpCode, p []byte, compress bool) {
 			c.out = &b
 		}
 	}
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
-	if compress {
-		h.Rsv = 0x4
+	for _, p := range frame {
+		*c.out = append(*c.out, p...)
 	}
-	var hb [ws.MaxHeaderSize]byte
-	w := fixedWriter{b: hb[:0]}
-	_ = ws.WriteHeader(&w, h)
-	*c.out = append(append(*c.out, w.b...), p...)
+	c.hub.notePeak(c.heldLocked())
 	c.kickLocked()
 }
 
@@ -784,56 +772,166 @@ func (c *wsConn) kickLocked() {
 	go c.flush()
 }
 
+// heldLocked is what the host holds for the client: the frames queued and the
+// batch being written (its memory goes only once the client took all of it).
+func (c *wsConn) heldLocked() int {
+	n := c.inflight
+	if c.out != nil {
+		n += len(*c.out)
+	}
+	return n
+}
+
+// fitsLocked reports whether a message of need bytes (framed) may be queued:
+// the send buffer bounds what is held for the client, and a message bigger
+// than the buffer goes alone.
+func (c *wsConn) fitsLocked(need int) bool {
+	held := c.heldLocked()
+	return held == 0 || held+need <= c.hub.cfg.SendBuffer
+}
+
 // flush writes queued bytes until the queue is empty; it is the only writer of
 // the socket, so frames from the guest, pongs and pings never interleave.
 func (c *wsConn) flush() {
 	for {
 		c.mu.Lock()
+		c.inflight = 0
 		if c.shut {
 			c.writing = false
 			c.mu.Unlock()
 			return
 		}
+		writable := c.wantWritable && c.fitsLocked(c.wantRoom)
+		if writable {
+			c.wantWritable = false
+		}
+		writable = writable && !c.guestGone
+		resume := c.resumeLocked()
 		if c.out == nil || len(*c.out) == 0 {
 			c.writing = false
-			wantW := c.wantWritable
-			c.wantWritable = false
 			hangup := c.closeAfter && c.sentClose
-			gone := c.guestGone
 			c.mu.Unlock()
-			if wantW && !gone {
-				c.notify(abi.EventWritable, 0, 0)
-			}
+			c.caughtUp(writable, resume)
 			if hangup {
-				c.shutdown()
+				c.hangUp()
 			}
 			return
 		}
 		buf := c.out
 		c.out = nil
+		c.inflight = len(*buf)
 		c.mu.Unlock()
-		_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
-		_, err := c.conn.Write(*buf)
+		c.caughtUp(writable, resume)
+		if !c.write(*buf) {
+			return
+		}
 		if cap(*buf) <= 64<<10 {
 			*buf = (*buf)[:0]
 			c.hub.outBufs.Put(buf)
 		}
-		if err != nil {
-			c.mu.Lock()
-			c.writing = false
-			c.mu.Unlock()
-			c.fail(abi.CloseAbnormal, "")
-			return
-		}
 	}
 }
 
-// queued returns the bytes waiting to be written (under mu).
-func (c *wsConn) queuedLocked() int {
-	if c.out == nil {
-		return 0
+// caughtUp tells the guest that a send it was refused fits now, and resumes a
+// reader parked while the client was behind.
+func (c *wsConn) caughtUp(writable bool, resume *bufio.Reader) {
+	if writable {
+		c.notify(abi.EventWritable, 0, 0)
 	}
-	return len(*c.out)
+	if resume != nil {
+		c.hub.read(c, resume)
+	}
+}
+
+// wsWriteChunk is how much of a batch goes to the socket per write: a client
+// must take this much within WriteTimeout, or it is too far behind.
+const wsWriteChunk = 32 << 10
+
+// write sends one batch of frames a chunk at a time. false: the connection
+// failed or is being closed (already handled).
+func (c *wsConn) write(p []byte) bool {
+	for off := 0; off < len(p); {
+		end := min(len(p), off+wsWriteChunk)
+		_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
+		n, err := c.conn.Write(p[off:end])
+		off += n
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			c.tooSlow(p, off)
+			return false
+		}
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
+		c.fail(abi.CloseAbnormal, "")
+		return false
+	}
+	return true
+}
+
+// tooSlow closes the connection of a client that stopped taking the host's
+// bytes, with 1013 "try again later" (the code IANA registered for a server
+// casting off clients it cannot serve now; 1008 is for a message that broke a
+// policy, and this client sent none). The frames not yet started are dropped
+// at once; the frame cut short is finished and the close frame follows, both
+// within CloseTimeout; then the socket goes. p[:off] was written.
+func (c *wsConn) tooSlow(p []byte, off int) {
+	end := frameEnd(p, off)
+	c.mu.Lock()
+	if c.out != nil {
+		*c.out = (*c.out)[:0] // the guest's unsent messages: dropped
+	}
+	if c.sentClose || c.shut {
+		// Closing already, and the close frame was queued behind what the
+		// client does not take: nothing more to try.
+		c.writing = false
+		c.mu.Unlock()
+		c.shutdown()
+		return
+	}
+	first := !c.closed
+	if first {
+		c.closed, c.closeCode, c.closeReason = true, abi.CloseTryAgainLater, "client too slow"
+	}
+	tail := make([]byte, 0, end-off+4+len(c.closeReason))
+	tail = appendCloseFrame(append(tail, p[off:end]...), abi.CloseTryAgainLater, "client too slow")
+	c.sentClose, c.closeAfter = true, true
+	c.inflight = len(tail)
+	gone := c.guestGone
+	c.mu.Unlock()
+	c.hub.log.Info("websocket client too slow: closing (1013)", "remote", c.conn.RemoteAddr().String())
+	if first && !gone {
+		c.notify(abi.EventWSClosed, abi.CloseTryAgainLater, 0)
+	}
+	_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.CloseTimeout))
+	_, err := c.conn.Write(tail)
+	c.mu.Lock()
+	c.writing, c.inflight = false, 0
+	c.mu.Unlock()
+	if err != nil {
+		c.shutdown() // it never caught up
+		return
+	}
+	c.hangUp()
+}
+
+// frameEnd returns where the frame holding byte off of p ends (off itself when
+// a frame starts there). p holds whole frames as the host wrote them: no mask.
+func frameEnd(p []byte, off int) int {
+	i := 0
+	for i < off {
+		n, h := int(p[i+1]&0x7f), 2
+		switch n {
+		case 126:
+			n, h = int(binary.BigEndian.Uint16(p[i+2:])), 4
+		case 127:
+			n, h = int(binary.BigEndian.Uint64(p[i+2:])), 10
+		}
+		i += h + n
+	}
+	return i
 }
 
 // recv moves the next message into p (see runtime.WebSocket.WSRecv). block is
@@ -866,11 +964,7 @@ func (c *wsConn) recv(p []byte, block func() bool) (int32, int, int32) {
 		c.inbox = nil // an idle connection keeps no inbox array
 	}
 	c.inBytes -= int64(n)
-	var resume *bufio.Reader
-	if c.readerParked && len(c.inbox) < inboxMax/2 && c.inBytes <= c.hub.cfg.MaxMessage/2 {
-		c.readerParked = false
-		resume, c.parked = c.parked, nil
-	}
+	resume := c.resumeLocked()
 	c.mu.Unlock()
 	if resume != nil {
 		c.hub.read(c, resume)
@@ -878,12 +972,25 @@ func (c *wsConn) recv(p []byte, block func() bool) (int32, int, int32) {
 	return m.kind, n, abi.OK
 }
 
-// send queues a message. block is nil in the async shape: above the high-water mark
-// it returns ERR_WOULD_BLOCK and a WRITABLE notification follows.
+// send queues a message (runtime.WebSocket.WSSend). A message is taken whole
+// when it fits in the send buffer, or alone when it is bigger; otherwise the
+// sync shape blocks (block waits for the next notification) and the async
+// shape (block nil) gets ERR_WOULD_BLOCK, then WRITABLE once it fits. A message
+// bigger than both the send buffer and MaxMessage can never be taken
+// (ERR_TOO_LARGE); text must be UTF-8 (ERR_BAD_ARGUMENT), since a client fails
+// the connection on anything else (RFC 6455 §8.1).
 func (c *wsConn) send(kind int32, p []byte, block func() bool) int32 {
+	cfg := &c.hub.cfg
+	if int64(len(p)) > max(int64(cfg.SendBuffer), cfg.MaxMessage) {
+		return abi.ErrTooLarge
+	}
+	if kind == abi.MessageText && !utf8.Valid(p) {
+		return abi.ErrBadArgument
+	}
+	need := len(p) + ws.MaxHeaderSize
 	c.mu.Lock()
-	for c.queuedLocked() >= c.hub.cfg.SendBuffer && !c.shut && !c.sentClose {
-		c.wantWritable = true
+	for !c.fitsLocked(need) && !c.shut && !c.sentClose {
+		c.wantWritable, c.wantRoom = true, need
 		c.mu.Unlock()
 		if block == nil {
 			return abi.ErrWouldBlock
@@ -903,6 +1010,21 @@ func (c *wsConn) send(kind int32, p []byte, block func() bool) int32 {
 	}
 	c.queueFrameLocked(op, p, true)
 	c.mu.Unlock()
+	return abi.OK
+}
+
+// guestClose starts the closing handshake for the guest (ws_close): code 0
+// means 1000. A code that may not go on the wire (RFC 6455 §7.4) or a reason
+// that is not UTF-8 is refused with ERR_BAD_ARGUMENT; a reason over 123 bytes
+// is cut at a character boundary.
+func (c *wsConn) guestClose(code int32, reason []byte) int32 {
+	if code == 0 {
+		code = abi.CloseNormal
+	}
+	if !sendableCloseCode(code) || !utf8.Valid(reason) {
+		return abi.ErrBadArgument
+	}
+	c.closeWith(code, string(reason), false)
 	return abi.OK
 }
 

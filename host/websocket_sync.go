@@ -159,11 +159,7 @@ func (s *syncWS) WSClose(code int32, reason []byte) int32 {
 		s.denied = true
 		return abi.OK
 	}
-	if code == 0 {
-		code = abi.CloseNormal
-	}
-	s.ws.closeWith(code, string(reason), false)
-	return abi.OK
+	return s.ws.guestClose(code, reason)
 }
 
 // WSCloseInfo implements runtime.WebSocket.

@@ -58,13 +58,18 @@ func trunc(b []byte) string {
 
 // wsShapes runs a test against both shapes.
 func wsShapes(t *testing.T, wc WSConfig, fn func(t *testing.T, url func(string) string)) {
+	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, _ *wsHub) { fn(t, url) })
+}
+
+// wsShapesHub is wsShapes for tests that look at the gateway's WebSocket hub.
+func wsShapesHub(t *testing.T, wc WSConfig, fn func(t *testing.T, url func(string) string, hub *wsHub)) {
 	t.Run("async", func(t *testing.T) {
 		s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, wc)
-		fn(t, func(p string) string { return wsURL(s.srv, p) })
+		fn(t, func(p string) string { return wsURL(s.srv, p) }, s.gw.ws)
 	})
 	t.Run("sync", func(t *testing.T) {
 		_, srv := startSync(t, runtime.PoolConfig{Workers: 3}, wc)
-		fn(t, func(p string) string { return wsURL(srv, p) })
+		fn(t, func(p string) string { return wsURL(srv, p) }, srv.Config.Handler.(*Gateway).wsHub())
 	})
 }
 

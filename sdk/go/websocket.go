@@ -20,23 +20,38 @@ const (
 
 // Close codes (RFC 6455 §7.4.1) apps commonly use.
 const (
-	CloseNormal      = abi.CloseNormal
-	CloseGoingAway   = abi.CloseGoingAway
-	ClosePolicy      = 1008
-	CloseTooBig      = abi.CloseTooBig
-	CloseInternal    = abi.CloseInternalError
-	CloseNoStatus    = abi.CloseNoStatus
-	CloseAbnormal    = abi.CloseAbnormal
-	CloseUnsupported = 1003
+	CloseNormal        = abi.CloseNormal
+	CloseGoingAway     = abi.CloseGoingAway
+	ClosePolicy        = 1008
+	CloseTooBig        = abi.CloseTooBig
+	CloseInternal      = abi.CloseInternalError
+	CloseNoStatus      = abi.CloseNoStatus
+	CloseAbnormal      = abi.CloseAbnormal
+	CloseUnsupported   = 1003
+	CloseTryAgainLater = abi.CloseTryAgainLater
 )
 
-// ErrNotWebSocket is returned by Accept for a request that is not a WebSocket
-// upgrade.
-var ErrNotWebSocket = errors.New("wasmsrv: not a WebSocket upgrade request")
+var (
+	// ErrNotWebSocket is returned by Accept for a request that is not a
+	// WebSocket upgrade.
+	ErrNotWebSocket = errors.New("wasmsrv: not a WebSocket upgrade request")
+	// ErrMessageTooLarge is returned by WriteMessage for a message bigger than
+	// both the host's send buffer and its message limit: the host cannot take it.
+	ErrMessageTooLarge = errors.New("wasmsrv: message over the host's limit")
+	// ErrInvalidUTF8 is returned by WriteMessage for a text message that is not
+	// UTF-8 (a client would fail the connection on it).
+	ErrInvalidUTF8 = errors.New("wasmsrv: text message is not UTF-8")
+	// ErrCloseCode is returned by Close for a code that may not be sent
+	// (RFC 6455 §7.4: use 1000–1003, 1007–1014, 3000–4999) or a reason that
+	// is not UTF-8.
+	ErrCloseCode = errors.New("wasmsrv: close code may not be sent, or reason not UTF-8")
+)
 
 // CloseError is returned by reads and writes once the WebSocket is closed: the code
 // and reason the peer sent (1005 when its close frame had no code, 1006 when the
-// connection dropped without one, 1009 when its message was over the host's limit).
+// connection dropped without one), or the code the host closed with (1009 when
+// the peer's message was over the host's limit, 1002 or 1007 when it broke the
+// protocol, 1013 when it stopped taking what the app sends).
 type CloseError struct {
 	Code   int
 	Reason string
@@ -87,6 +102,13 @@ type WebSocket struct {
 
 // Accept completes the upgrade of r. To deny it, write an ordinary response
 // instead (or return without writing: the client gets 403).
+//
+// The host has already checked where the request comes from: a browser page
+// of another origin never reaches the app (403, cross-site WebSocket
+// hijacking). Same-origin pages and non-browser clients (no Origin header)
+// do; the operator allows other origins per app (`wasmsrv run --ws-origins`,
+// `ws_origins` in a site file). r.Header.Get("Origin") is there for apps that
+// want to be stricter.
 func Accept(w *ResponseWriter, r *Request, opts *AcceptOptions) (*WebSocket, error) {
 	if !r.IsWebSocket() {
 		return nil, ErrNotWebSocket
@@ -143,8 +165,12 @@ func (ws *WebSocket) ReadMessage() (MessageType, []byte, error) {
 	}
 }
 
-// WriteMessage sends one message. In the async shape it waits (parked) while the
-// host's send buffer for this client is full.
+// WriteMessage sends one message. It waits (blocked in the sync shape, parked in
+// the async one) while the host's send buffer for this client has no room for
+// it; a client that takes nothing for a while is closed with 1013 and the
+// error is then a *CloseError. A message bigger than both the send buffer and
+// the message limit gets ErrMessageTooLarge, text that is not UTF-8
+// ErrInvalidUTF8.
 func (ws *WebSocket) WriteMessage(t MessageType, p []byte) error {
 	if ws.closed != nil {
 		return ws.closed
@@ -158,6 +184,10 @@ func (ws *WebSocket) WriteMessage(t MessageType, p []byte) error {
 			waitCtx(ws.ctx)
 		case abi.ErrClosed:
 			return ws.closeError()
+		case abi.ErrTooLarge:
+			return ErrMessageTooLarge
+		case abi.ErrBadArgument:
+			return ErrInvalidUTF8
 		default:
 			return statusErr(rc)
 		}
@@ -169,9 +199,15 @@ func (ws *WebSocket) WriteText(s string) error {
 	return ws.WriteMessage(TextMessage, unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
-// Close starts the closing handshake with code and reason; the host finishes it.
+// Close starts the closing handshake with code (0 means 1000) and reason (UTF-8;
+// cut to 123 bytes); the host finishes it. A code that may not go on the wire
+// gets ErrCloseCode and leaves the connection open.
 func (ws *WebSocket) Close(code int, reason string) error {
-	if rc := wsClose(ws.ctx, int32(code), strPtr(reason), uint32(len(reason))); rc != abi.OK && rc != abi.ErrClosed {
+	switch rc := wsClose(ws.ctx, int32(code), strPtr(reason), uint32(len(reason))); rc {
+	case abi.OK, abi.ErrClosed:
+	case abi.ErrBadArgument:
+		return ErrCloseCode
+	default:
 		return statusErr(rc)
 	}
 	if ws.closed == nil {

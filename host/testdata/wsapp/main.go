@@ -198,6 +198,56 @@ func init() {
 					return
 				}
 			}
+		case "/ws-flood":
+			// Sends n messages of size bytes as fast as the host takes them
+			// (a client that does not read makes the sends wait, then fail).
+			n, _ := strconv.Atoi(q.Get("n"))
+			size, _ := strconv.Atoi(q.Get("size"))
+			ws, err := wasmsrv.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			msg := make([]byte, size)
+			for i := range n {
+				if err := ws.WriteMessage(wasmsrv.BinaryMessage, msg); err != nil {
+					println("flood stopped after", i, "messages:", err.Error())
+					return
+				}
+			}
+			println("flood done")
+			ws.ReadMessage()
+		case "/ws-limits":
+			// Answers each request with what the host said to a send or a
+			// close: "big:N" sends N bytes, "bad-text" invalid UTF-8 as text,
+			// "close:CODE" closes with CODE.
+			ws, err := wasmsrv.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			for {
+				_, msg, err := ws.ReadMessage()
+				if err != nil {
+					return
+				}
+				s := string(msg)
+				switch {
+				case len(s) > 4 && s[:4] == "big:":
+					n, _ := strconv.Atoi(s[4:])
+					err = ws.WriteMessage(wasmsrv.BinaryMessage, make([]byte, n))
+				case s == "bad-text":
+					err = ws.WriteMessage(wasmsrv.TextMessage, []byte("caf\xc3"))
+				case len(s) > 6 && s[:6] == "close:":
+					code, _ := strconv.Atoi(s[6:])
+					err = ws.Close(code, "")
+				}
+				result := "ok"
+				if err != nil {
+					result = err.Error()
+				}
+				if ws.WriteText(s+" -> "+result) != nil {
+					return
+				}
+			}
 		case "/ws-slow-accept":
 			// Accepts only after ms: past the request deadline the host has
 			// answered 504 and the accept fails.
