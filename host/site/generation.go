@@ -199,8 +199,12 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	for _, m := range ac.Mounts {
 		mounts = append(mounts, runtime.Mount{HostDir: m.Host, GuestDir: m.Guest, ReadOnly: m.ReadOnly})
 	}
+	mode := ac.Mode // the shape a package is built for
+	if mode == "cgi" {
+		mode = "" // a command module: nothing to build for
+	}
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
-		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir,
+		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir, Mode: mode,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
