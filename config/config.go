@@ -77,6 +77,13 @@ type App struct {
 	// Mounts are host directories the guest sees (none by default). Every path
 	// the guest opens stays inside them, symbolic links included.
 	Mounts []Mount `toml:"mounts" yaml:"mounts"`
+	// WSOrigins are the web origins, besides the app's own, whose pages may open
+	// WebSockets to the app ("https://app.example.com", "https://*.example.com",
+	// or "*" for any; default: same origin only). Refused upgrades get 403.
+	WSOrigins []string `toml:"ws_origins" yaml:"ws_origins"`
+	// WSSendBuffer bounds the bytes held for one WebSocket client that has not
+	// taken them (default 256KiB).
+	WSSendBuffer Size `toml:"ws_send_buffer" yaml:"ws_send_buffer"`
 	// Grants are the plugins the app may import (deny by default; log is always
 	// granted), e.g. ["kv", "http"].
 	Grants []string `toml:"grants" yaml:"grants"`
@@ -169,6 +176,11 @@ type Route struct {
 	// BodyTimeout is the longest silence while a body is read ahead (408;
 	// default 60s).
 	BodyTimeout Duration `toml:"body_timeout" yaml:"body_timeout"`
+	// WSOrigins (upstream routes, and static routes falling back to one): the
+	// web origins, besides the site's own, whose pages may open WebSockets
+	// through the route (default: same origin only; "*" leaves it to the
+	// upstream). Apps set theirs in apps.NAME.ws_origins.
+	WSOrigins []string `toml:"ws_origins" yaml:"ws_origins"`
 	// Headers edits the request before the target sees it and every answer
 	// of the route (nginx proxy_set_header / add_header / proxy_hide_header).
 	Headers *RouteHeaders `toml:"headers" yaml:"headers"`

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 )
 
 // Run is the configuration of `wasmsrv run`: one app, sensible defaults. Every field
@@ -27,6 +29,8 @@ type Run struct {
 	WSPingInterval    Duration `env:"WS_PING_INTERVAL" envDefault:"20s" flag:"ws-ping-interval" help:"ping a WebSocket silent for this long"`
 	WSPingTimeout     Duration `env:"WS_PING_TIMEOUT" envDefault:"20s" flag:"ws-ping-timeout" help:"close a pinged WebSocket that stays silent this long"`
 	WSCompression     bool     `env:"WS_COMPRESSION" envDefault:"false" flag:"ws-compression" help:"offer permessage-deflate to WebSocket clients"`
+	WSSendBuffer      Size     `env:"WS_SEND_BUFFER" envDefault:"256KiB" flag:"ws-send-buffer" help:"bytes held for one WebSocket client that has not taken them; beyond, the app's sends wait (one larger message goes alone)"`
+	WSOrigins         []string `env:"WS_ORIGINS" envSeparator:"," flag:"ws-origins" help:"web origins besides the app's own whose pages may open WebSockets: https://app.example.com, https://*.example.com, or * for any (repeatable; default: same origin only)"`
 	QueueSize         int      `env:"QUEUE_SIZE" envDefault:"1024" flag:"queue-size" help:"requests that may wait for a free instance before 503"`
 	QueueWait         Duration `env:"QUEUE_WAIT" envDefault:"10s" flag:"queue-wait" help:"longest wait for a free instance before 503"`
 	Timeout           Duration `env:"TIMEOUT" envDefault:"30s" flag:"timeout" help:"per-request deadline; the guest is stopped and the client gets 504"`
@@ -139,6 +143,12 @@ func (c *Run) Validate() error {
 	case "auto", "sync", "async":
 	default:
 		errs = append(errs, fmt.Sprintf("mode: %q, want auto, sync or async", c.Mode))
+	}
+	if c.WSSendBuffer <= 0 {
+		errs = append(errs, "ws-send-buffer: must be > 0")
+	}
+	if _, err := wsorigin.Parse(c.WSOrigins); err != nil {
+		errs = append(errs, "ws-origins"+err.Error())
 	}
 	if c.LimitConcurrency < 0 || c.MaxConnsPerInst < 0 {
 		errs = append(errs, "limit-concurrency and max-conns-per-instance: must be ≥ 0")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/host/headers"
 	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 )
 
 // Defaults applied when a key is absent.
@@ -145,6 +146,17 @@ func (c *Config) defaults() {
 	}
 }
 
+// checkOrigins validates a WebSocket origin allow-list (package wsorigin).
+func checkOrigins(key string, list []string, add func(*Error)) {
+	for j, o := range list {
+		if err := wsorigin.CheckEntry(o); err != nil {
+			add(errf(fmt.Sprintf("%s[%d]", key, j), "%v", err))
+		} else if o == "*" && len(list) > 1 {
+			add(errf(fmt.Sprintf("%s[%d]", key, j), "\"*\" allows every origin: list nothing else with it"))
+		}
+	}
+}
+
 // Resolve makes a relative path relative to the config file's directory.
 func (c *Config) Resolve(p string) string {
 	if p == "" || filepath.IsAbs(p) || c.Path == "" {
@@ -236,6 +248,10 @@ func (c *Config) validate() []*Error {
 				add(errf(mk+".guest", "%q is mounted twice", m.Guest))
 			}
 			guests[g] = true
+		}
+		checkOrigins(k+".ws_origins", a.WSOrigins, add)
+		if a.WSSendBuffer < 0 {
+			add(errf(k+".ws_send_buffer", "must be > 0"))
 		}
 	}
 	for _, name := range sortedKeys(c.Upstreams) {
@@ -343,6 +359,17 @@ func (c *Config) validate() []*Error {
 				add(errf(key, "only for upstream routes: an app reads bodies ahead by apps.%s.buffer_body", r.App))
 			} else {
 				add(errf(key, "only for upstream routes"))
+			}
+		}
+		if len(r.WSOrigins) > 0 {
+			_, fallbackApp := c.Apps[r.Fallback]
+			switch {
+			case r.App != "":
+				add(errf(k+".ws_origins", "only for routes to an upstream: an app sets apps.%s.ws_origins", r.App))
+			case r.Upstream == "" && (r.Fallback == "" || fallbackApp):
+				add(errf(k+".ws_origins", "only for routes to an upstream (upstream, or static with an upstream fallback)"))
+			default:
+				checkOrigins(k+".ws_origins", r.WSOrigins, add)
 			}
 		}
 		if hd := r.Headers; hd != nil {

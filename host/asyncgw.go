@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -85,6 +86,9 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	isWS := isWebSocketRequest(r)
+	if isWS && !wsorigin.Check(w, r, g.cfg.WebSocket.Origins, g.log) {
+		return
+	}
 	if r.ProtoMajor == 1 && r.ContentLength != 0 && !isWS {
 		_ = http.NewResponseController(w).EnableFullDuplex() // see Gateway.ServeHTTP
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/gobwas/ws/wsflate"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 )
 
 // WSConfig configures WebSockets (both shapes). Zero values take the defaults noted.
@@ -50,6 +51,9 @@ type WSConfig struct {
 	// buffer goes alone (default 256 KiB). A client that takes less than 32 KiB
 	// of them within WriteTimeout is closed with 1013.
 	SendBuffer int
+	// Origins are the web origins, besides the app's own, whose pages may open
+	// WebSockets (package wsorigin); the zero value allows same-origin only.
+	Origins wsorigin.Policy
 }
 
 func (c *WSConfig) defaults() {

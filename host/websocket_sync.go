@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -49,6 +50,9 @@ var (
 
 // serveWebSocket runs a WebSocket upgrade request on a sync instance.
 func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	if !wsorigin.Check(w, r, g.cfg.WebSocket.Origins, g.log) {
+		return // before an instance is taken
+	}
 	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))

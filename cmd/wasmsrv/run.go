@@ -18,6 +18,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -80,6 +81,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 	}()
 
+	origins, _ := wsorigin.Parse(cfg.WSOrigins) // checked by cfg.Validate
 	var mounts []runtime.Mount
 	for _, d := range cfg.Dirs {
 		hg, ro, _ := config.ParseMount(d)
@@ -98,7 +100,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		},
 		WebSocket: host.WSConfig{
 			MaxMessage: int64(cfg.WSMaxMessage), PingInterval: cfg.WSPingInterval.D(), PingTimeout: cfg.WSPingTimeout.D(),
-			Compression: cfg.WSCompression,
+			Compression: cfg.WSCompression, SendBuffer: int(cfg.WSSendBuffer), Origins: origins,
 		},
 		MemoryLimit:    int64(cfg.MemoryLimit),
 		BodyLimit:      int64(cfg.BodyLimit),

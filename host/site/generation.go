@@ -25,6 +25,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/route"
 	"github.com/wasmsrv/wasmsrv/host/static"
 	"github.com/wasmsrv/wasmsrv/host/upstream"
+	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -199,6 +200,10 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	for _, m := range ac.Mounts {
 		mounts = append(mounts, runtime.Mount{HostDir: m.Host, GuestDir: m.Guest, ReadOnly: m.ReadOnly})
 	}
+	origins, err := wsorigin.Parse(ac.WSOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("apps.%s.ws_origins%w", name, err)
+	}
 	mode := ac.Mode // the shape a package is built for
 	if mode == "cgi" {
 		mode = "" // a command module: nothing to build for
@@ -208,7 +213,8 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
-		Plugins: s.opt.Plugins, Grants: g,
+		WebSocket: host.WSConfig{Origins: origins, SendBuffer: int(ac.WSSendBuffer)},
+		Plugins:   s.opt.Plugins, Grants: g,
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)
@@ -282,17 +288,21 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	key := fmt.Sprintf("routes[%d]", i)
 	var h http.Handler
 	var closer func() error
+	origins, err := wsorigin.Parse(rc.WSOrigins)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.ws_origins%w", key, err)
+	}
 	target := func(name string) http.Handler {
 		if a, ok := appHandlers[name]; ok {
 			return mountApp(a)
 		}
-		return mountUpstream(groups[name])
+		return wsorigin.Guard(origins, s.log.With("route", key), mountUpstream(groups[name]))
 	}
 	switch {
 	case rc.App != "":
 		h = mountApp(appHandlers[rc.App])
 	case rc.Upstream != "":
-		h = mountUpstream(groups[rc.Upstream])
+		h = target(rc.Upstream)
 		// Slow uploads wait here, not in the upstream's workers.
 		h = bodybuf.Handler(bodybuf.Config{Memory: rc.ReadAhead(), Timeout: rc.BodyTimeout.D()}, 0, s.log, h)
 	case rc.Static != "":
