@@ -293,7 +293,7 @@ func (h *wsHub) sweep() {
 			case !c.pingSent.Load() && idle > h.cfg.PingInterval:
 				c.pingSent.Store(true)
 				c.mu.Lock()
-				c.queueFrameLocked(ws.OpPing, nil, false)
+				c.queueFrameLocked(ws.OpPing, 0, nil)
 				c.mu.Unlock()
 			}
 		}
@@ -493,7 +493,7 @@ func (c *wsConn) readFrame(br *bufio.Reader) bool {
 	case f.op == ws.OpContinuation:
 		return true
 	case f.op.IsControl():
-		return c.control(f)
+		return c.control(f, ctl[:f.ctlLen])
 	}
 	kind := abi.MessageBinary
 	if f.op == ws.OpText {
@@ -514,12 +514,12 @@ func (c *wsConn) readFrame(br *bufio.Reader) bool {
 	return true
 }
 
-// control handles ping, pong and close frames.
-func (c *wsConn) control(f wsFrame) bool {
+// control handles ping, pong and close frames (p: the payload).
+func (c *wsConn) control(f wsFrame, p []byte) bool {
 	switch f.op {
 	case ws.OpPing:
 		c.mu.Lock()
-		c.queueFrameLocked(ws.OpPong, f.data, false)
+		c.queueFrameLocked(ws.OpPong, 0, p)
 		c.mu.Unlock()
 		return true
 	case ws.OpPong:
@@ -700,7 +700,7 @@ func (c *wsConn) queueCloseLocked(code int32, reason string) {
 // the 123 bytes a control frame leaves it without splitting a character.
 func appendCloseFrame(dst []byte, code int32, reason string) []byte {
 	reason = truncUTF8(reason, 123)
-	dst = append(dst, 0x80|byte(ws.OpClose), byte(2+len(reason)), byte(code>>8), byte(code))
+	dst = append(appendFrameHeader(dst, ws.OpClose, 0, 2+len(reason)), byte(code>>8), byte(code))
 	return append(dst, reason...)
 }
 
@@ -716,28 +716,26 @@ func truncUTF8(s string, n int) string {
 }
 
 // queueFrameLocked appends one unmasked frame to the send queue and makes sure a
-// writer runs.
-func (c *wsConn) queueFrameLocked(op ws.OpCode, p []byte, compress bool) {
+// writer runs. rsv 0x4 marks a compressed message.
+func (c *wsConn) queueFrameLocked(op ws.OpCode, rsv byte, p []byte) {
 	if c.shut || c.sentClose {
 		return
 	}
-	if compress && c.deflate && len(p) > 0 {
-		if z, ok := deflateMessage(p); ok {
-			p = z
-		} else {
-			compress = false
-		}
-	} else {
-		compress = false
-	}
-	h := ws.Header{Fin: true, OpCode: op, Length: int64(len(p))}
-	if compress {
-		h.Rsv = 0x4
-	}
 	var hb [ws.MaxHeaderSize]byte
-	w := fixedWriter{b: hb[:0]}
-	_ = ws.WriteHeader(&w, h)
-	c.appendLocked(w.b, p)
+	c.appendLocked(appendFrameHeader(hb[:0], op, rsv, len(p)), p)
+}
+
+// appendFrameHeader appends the header of a final, unmasked frame (the
+// server's) with payload length n, in its shortest form.
+func appendFrameHeader(dst []byte, op ws.OpCode, rsv byte, n int) []byte {
+	dst = append(dst, 0x80|rsv<<4|byte(op))
+	switch {
+	case n < 126:
+		return append(dst, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(dst, 126), uint16(n))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 127), uint64(n))
 }
 
 // appendLocked adds the bytes of one frame to the send queue, counts the most
@@ -760,10 +758,6 @@ func (c *wsConn) appendLocked(frame ...[]byte) {
 	c.hub.notePeak(c.heldLocked())
 	c.kickLocked()
 }
-
-type fixedWriter struct{ b []byte }
-
-func (w *fixedWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
 
 func (c *wsConn) kickLocked() {
 	if c.writing || c.conn == nil || c.shut {
@@ -1012,7 +1006,13 @@ func (c *wsConn) send(kind int32, p []byte, block func() bool) int32 {
 	if kind == abi.MessageText {
 		op = ws.OpText
 	}
-	c.queueFrameLocked(op, p, true)
+	var rsv byte
+	if c.deflate && len(p) > 0 && !c.shut {
+		if z, ok := deflateMessage(p); ok {
+			p, rsv = z, 0x4
+		}
+	}
+	c.queueFrameLocked(op, rsv, p)
 	c.mu.Unlock()
 	return abi.OK
 }

@@ -47,10 +47,11 @@ type wsDecoder struct {
 // wsFrame is what one call of wsDecoder.next produced.
 type wsFrame struct {
 	// op is OpText or OpBinary for a whole message in data, a control opcode
-	// (data: its payload), or OpContinuation when a fragment was taken and there
-	// is nothing to deliver yet.
-	op   ws.OpCode
-	data []byte
+	// (its payload: ctl[:ctlLen] of next's ctl), or OpContinuation when a
+	// fragment was taken and there is nothing to deliver yet.
+	op     ws.OpCode
+	data   []byte
+	ctlLen int // (an index, not a slice: ctl stays on the caller's stack)
 	// fail, when not 0, is the code the connection fails with (1006: the socket
 	// failed or ended mid-frame; no close frame is due); reason goes with it.
 	fail   int32
@@ -63,8 +64,8 @@ type wsFrame struct {
 
 func failFrame(code int32, reason string) wsFrame { return wsFrame{fail: code, reason: reason} }
 
-// next reads one frame from br. Control payloads land in ctl, which the result's
-// data then points into. deflate says whether permessage-deflate was agreed.
+// next reads one frame from br. Control payloads land in ctl. deflate says
+// whether permessage-deflate was agreed.
 func (d *wsDecoder) next(br *bufio.Reader, maxMessage int64, deflate bool, ctl *[125]byte) wsFrame {
 	fin, rsv, op, masked, length, mask, f := d.header(br)
 	if f.fail != 0 {
@@ -81,7 +82,7 @@ func (d *wsDecoder) next(br *bufio.Reader, maxMessage int64, deflate bool, ctl *
 			return failFrame(abi.CloseProtocolError, "bad control frame")
 		}
 		p := ctl[:length]
-		if _, err := io.ReadFull(br, p); err != nil {
+		if !peekFull(br, p) {
 			return failFrame(abi.CloseAbnormal, "")
 		}
 		ws.Cipher(p, mask, 0)
@@ -92,7 +93,7 @@ func (d *wsDecoder) next(br *bufio.Reader, maxMessage int64, deflate bool, ctl *
 			}
 			return wsFrame{op: op, closeCode: code, closeReason: reason}
 		}
-		return wsFrame{op: op, data: p}
+		return wsFrame{op: op, ctlLen: len(p)}
 	}
 	switch op {
 	case ws.OpContinuation:
@@ -194,6 +195,22 @@ func (d *wsDecoder) header(br *bufio.Reader) (fin bool, rsv byte, op ws.OpCode, 
 		copy(mask[:], b)
 	}
 	return fin, rsv, op, masked, length, mask, wsFrame{}
+}
+
+// peekFull fills p from br, through Peek and not Read: Read may hand p to the
+// reader underneath, an interface, which would move the caller's buffer (a
+// control payload on its stack) to the heap for every frame.
+func peekFull(br *bufio.Reader, p []byte) bool {
+	for len(p) > 0 {
+		b, err := br.Peek(min(len(p), br.Size()))
+		n := copy(p, b)
+		_, _ = br.Discard(n)
+		p = p[n:]
+		if err != nil && len(p) > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // utf8Prefix reports whether p is valid UTF-8 — or, when more fragments follow

@@ -34,7 +34,7 @@ func decodeAll(in []byte, deflate bool, maxMessage int64) []string {
 		case f.op == ws.OpClose:
 			return append(ev, fmt.Sprintf("close %d %q", f.closeCode, f.closeReason))
 		case f.op == ws.OpPing || f.op == ws.OpPong:
-			ev = append(ev, fmt.Sprintf("control %d %q", f.op, f.data))
+			ev = append(ev, fmt.Sprintf("control %d %q", f.op, ctl[:f.ctlLen]))
 		default:
 			ev = append(ev, fmt.Sprintf("message %d %q", f.op, f.data))
 		}
@@ -297,7 +297,7 @@ func TestFrameEnd(t *testing.T) {
 	var ends []int
 	c.mu.Lock()
 	for _, n := range sizes {
-		c.queueFrameLocked(ws.OpBinary, make([]byte, n), false)
+		c.queueFrameLocked(ws.OpBinary, 0, make([]byte, n))
 		ends = append(ends, len(*c.out))
 	}
 	c.queueCloseLocked(abi.CloseTryAgainLater, "bye")
