@@ -457,7 +457,16 @@ static inline int32_t wasmsrv_serve(uint32_t ctx, wasmsrv_handler_fn fn, wasmsrv
 #define WASMSRV_ON_STOP(fn) \
     WASMSRV__EXPORT("wasmsrv_on_stop") int32_t wasmsrv__export_on_stop(void) { return fn(); }
 
-/* ---- WebSocket host functions (SPEC §9.2; both shapes) ---- */
+/*
+ * ---- WebSocket host functions (SPEC §9.2; both shapes) ----
+ *
+ * The host checks every upgrade's Origin before the app sees it: a browser page of
+ * another origin gets 403 (cross-site WebSocket hijacking), so an app only sees its own
+ * pages, origins the operator allowed (`wasmsrv run --ws-origins`, `ws_origins` in a
+ * site file) and clients that send no Origin. It also answers pings, reassembles
+ * fragments and fails clients that break the protocol (1002, 1007, 1009), and closes a
+ * client that stops taking what the app sends with 1013.
+ */
 
 WASMSRV__IMPORT("ws_accept")
 int32_t wasmsrv_abi_ws_accept(uint32_t ctx, const void *proto, uint32_t proto_len, const void *hdr,
@@ -474,6 +483,14 @@ int64_t wasmsrv_abi_ws_close_info(uint32_t ctx, void *buf, uint32_t limit);
 /* WebSocket message kinds. */
 #define WASMSRV_WS_BINARY 1
 #define WASMSRV_WS_TEXT 2
+
+/* Close codes (RFC 6455 §7.4). A close frame may carry 1000–1003, 1007–1014 and
+ * 3000–4999 only; 1005 and 1006 are reported, never sent. */
+#define WASMSRV_WS_CLOSE_NORMAL 1000
+#define WASMSRV_WS_CLOSE_GOING_AWAY 1001
+#define WASMSRV_WS_CLOSE_POLICY 1008
+#define WASMSRV_WS_CLOSE_INTERNAL 1011
+#define WASMSRV_WS_CLOSE_TRY_AGAIN_LATER 1013 /* the host closed a client too slow to read */
 
 #ifdef WASMSRV_ASYNC
 /*
@@ -743,12 +760,21 @@ static inline int wasmsrv_ws_recv(wasmsrv_conn *c) {
     }
 }
 
-/* Sends one message; WASMSRV_ERR_WOULD_BLOCK: nothing queued, retry in on_writable. */
+/*
+ * Sends one message; WASMSRV_ERR_WOULD_BLOCK: nothing queued, the host's send buffer for
+ * this client has no room for it; retry in on_writable. WASMSRV_ERR_TOO_LARGE: bigger than
+ * both the send buffer and the message limit (never fits); WASMSRV_ERR_BAD_ARGUMENT: text
+ * that is not UTF-8; WASMSRV_ERR_CLOSED: closing (e.g. 1013: the client stopped reading).
+ */
 static inline int wasmsrv_ws_send(wasmsrv_conn *c, int kind, const void *p, uint32_t n) {
     return wasmsrv_abi_ws_send(c->ctx, kind, p, n);
 }
 
-/* Starts the closing handshake (code 0 = 1000, reason at most 123 bytes); WS_CLOSED follows. */
+/*
+ * Starts the closing handshake (code 0 = 1000; UTF-8 reason, cut to 123 bytes); WS_CLOSED
+ * follows. WASMSRV_ERR_BAD_ARGUMENT (nothing sent) for a code that may not be sent or a
+ * reason that is not UTF-8.
+ */
 static inline int wasmsrv_ws_close(wasmsrv_conn *c, int code, const char *reason) {
     return wasmsrv_abi_ws_close(c->ctx, code, reason, reason ? (uint32_t)strlen(reason) : 0);
 }
