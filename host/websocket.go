@@ -526,7 +526,7 @@ func (c *wsConn) control(f wsFrame, p []byte) bool {
 		return true
 	}
 	// A close frame (the decoder passes no other control opcode).
-	code, reason := f.closeCode, f.closeReason
+	code, reason := f.code, f.reason
 	c.mu.Lock()
 	first := !c.closed
 	if first {

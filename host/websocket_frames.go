@@ -41,7 +41,6 @@ type wsDecoder struct {
 	fragOp   ws.OpCode
 	fragComp bool
 	inMsg    bool
-	hdr      [ws.MaxHeaderSize]byte
 }
 
 // wsFrame is what one call of wsDecoder.next produced.
@@ -49,99 +48,113 @@ type wsFrame struct {
 	// op is OpText or OpBinary for a whole message in data, a control opcode
 	// (its payload: ctl[:ctlLen] of next's ctl), or OpContinuation when a
 	// fragment was taken and there is nothing to deliver yet.
-	op     ws.OpCode
-	data   []byte
-	ctlLen int // (an index, not a slice: ctl stays on the caller's stack)
+	op ws.OpCode
 	// fail, when not 0, is the code the connection fails with (1006: the socket
-	// failed or ended mid-frame; no close frame is due); reason goes with it.
-	fail   int32
+	// failed or ended mid-frame; no close frame is due), with reason.
+	fail int32
+	// code and reason are the client's close frame (op OpClose): 1005 when it
+	// carried no code.
+	code   int32
+	ctlLen int32 // (an index, not a slice: ctl stays on the caller's stack)
 	reason string
-	// closeCode and closeReason are the client's close frame (op OpClose):
-	// 1005 when it carried no code.
-	closeCode   int32
-	closeReason string
+	data   []byte
 }
 
 func failFrame(code int32, reason string) wsFrame { return wsFrame{fail: code, reason: reason} }
 
+// frameHeader is a frame's header as read.
+type frameHeader struct {
+	fin, masked bool
+	rsv         byte
+	op          ws.OpCode
+	mask        [4]byte
+	length      int64
+}
+
 // next reads one frame from br. Control payloads land in ctl. deflate says
 // whether permessage-deflate was agreed.
 func (d *wsDecoder) next(br *bufio.Reader, maxMessage int64, deflate bool, ctl *[125]byte) wsFrame {
-	fin, rsv, op, masked, length, mask, f := d.header(br)
-	if f.fail != 0 {
-		return f
+	var h frameHeader
+	if fail := d.header(br, &h); fail != 0 {
+		if fail == abi.CloseAbnormal {
+			return failFrame(fail, "")
+		}
+		return failFrame(fail, "bad frame length")
 	}
-	if !masked {
+	if !h.masked {
 		return failFrame(abi.CloseProtocolError, "client frames must be masked")
 	}
-	if op.IsControl() {
+	if h.op.IsControl() {
 		switch {
-		case op != ws.OpClose && op != ws.OpPing && op != ws.OpPong:
+		case h.op != ws.OpClose && h.op != ws.OpPing && h.op != ws.OpPong:
 			return failFrame(abi.CloseProtocolError, "reserved opcode")
-		case length > 125 || !fin || rsv != 0:
+		case h.length > 125 || !h.fin || h.rsv != 0:
 			return failFrame(abi.CloseProtocolError, "bad control frame")
 		}
-		p := ctl[:length]
+		p := ctl[:h.length]
 		if !peekFull(br, p) {
 			return failFrame(abi.CloseAbnormal, "")
 		}
-		ws.Cipher(p, mask, 0)
-		if op == ws.OpClose {
+		ws.Cipher(p, h.mask, 0)
+		if h.op == ws.OpClose {
 			code, reason, fail := parseClose(p)
 			if fail != 0 {
 				return failFrame(fail, reason)
 			}
-			return wsFrame{op: op, closeCode: code, closeReason: reason}
+			return wsFrame{op: h.op, code: code, reason: reason}
 		}
-		return wsFrame{op: op, ctlLen: len(p)}
+		return wsFrame{op: h.op, ctlLen: int32(len(p))}
 	}
-	switch op {
+	switch h.op {
 	case ws.OpContinuation:
 		if !d.inMsg {
 			return failFrame(abi.CloseProtocolError, "unexpected continuation frame")
 		}
-		if rsv != 0 {
+		if h.rsv != 0 {
 			return failFrame(abi.CloseProtocolError, "reserved bits set")
 		}
 	case ws.OpText, ws.OpBinary:
 		if d.inMsg {
 			return failFrame(abi.CloseProtocolError, "new message inside a fragmented one")
 		}
-		comp := rsv == 0x4 && deflate
-		if rsv != 0 && !comp {
+		comp := h.rsv == 0x4 && deflate
+		if h.rsv != 0 && !comp {
 			return failFrame(abi.CloseProtocolError, "reserved bits set")
 		}
-		d.inMsg, d.fragOp, d.fragComp, d.frag, d.utf8Done = true, op, comp, d.frag[:0], 0
+		d.inMsg, d.fragOp, d.fragComp, d.frag, d.utf8Done = true, h.op, comp, d.frag[:0], 0
 	default:
 		return failFrame(abi.CloseProtocolError, "reserved opcode")
 	}
-	if int64(len(d.frag))+length > maxMessage {
+	if int64(len(d.frag))+h.length > maxMessage {
 		return failFrame(abi.CloseTooBig, "message too big")
 	}
 	start := len(d.frag)
-	d.frag = growLen(d.frag, start+int(length))
+	d.frag = growLen(d.frag, start+int(h.length))
 	if _, err := io.ReadFull(br, d.frag[start:]); err != nil {
 		return failFrame(abi.CloseAbnormal, "")
 	}
-	ws.Cipher(d.frag[start:], mask, 0)
+	ws.Cipher(d.frag[start:], h.mask, 0)
 	if d.fragOp == ws.OpText && !d.fragComp {
 		// Fail fast: a fragment that makes the text impossible to complete as
 		// UTF-8 fails now, not when the message ends.
-		ok, whole := utf8Prefix(d.frag[d.utf8Done:], fin)
+		ok, whole := utf8Prefix(d.frag[d.utf8Done:], h.fin)
 		if !ok {
 			return failFrame(abi.CloseInvalidData, "invalid UTF-8 in text message")
 		}
 		d.utf8Done += whole
 	}
-	if !fin {
+	if !h.fin {
 		return wsFrame{op: ws.OpContinuation}
 	}
 	msg := d.frag
 	d.frag, d.inMsg = nil, false
 	if d.fragComp {
-		var f wsFrame
-		if msg, f = inflateMessage(msg, maxMessage); f.fail != 0 {
-			return f
+		var fail int32
+		if msg, fail = inflateMessage(msg, maxMessage); fail != 0 {
+			if fail == abi.CloseTooBig {
+				return failFrame(fail, "message too big")
+			}
+			return failFrame(fail, "bad compressed data")
 		}
 		if d.fragOp == ws.OpText && !utf8.Valid(msg) {
 			return failFrame(abi.CloseInvalidData, "invalid UTF-8 in text message")
@@ -150,51 +163,53 @@ func (d *wsDecoder) next(br *bufio.Reader, maxMessage int64, deflate bool, ctl *
 	return wsFrame{op: d.fragOp, data: msg}
 }
 
-// header reads a frame header. Lengths must use their shortest form (RFC 6455
-// §5.2: "the minimal number of bytes MUST be used") and fit in 63 bits.
-func (d *wsDecoder) header(br *bufio.Reader) (fin bool, rsv byte, op ws.OpCode, masked bool, length int64, mask [4]byte, f wsFrame) {
-	b := d.hdr[:2]
-	if _, err := io.ReadFull(br, b); err != nil {
-		return fin, rsv, op, masked, length, mask, failFrame(abi.CloseAbnormal, "")
+// header reads a frame header into h; it returns the code to fail with, or 0.
+// Lengths must use their shortest form (RFC 6455 §5.2: "the minimal number of
+// bytes MUST be used") and fit in 63 bits.
+func (d *wsDecoder) header(br *bufio.Reader, h *frameHeader) (fail int32) {
+	b, err := br.Peek(2)
+	if err != nil {
+		return abi.CloseAbnormal
 	}
-	fin, rsv, op = b[0]&0x80 != 0, (b[0]>>4)&0x7, ws.OpCode(b[0]&0xf)
-	masked = b[1]&0x80 != 0
-	length = int64(b[1] & 0x7f)
-	extra := 0
-	switch length {
+	h.fin, h.rsv, h.op = b[0]&0x80 != 0, (b[0]>>4)&0x7, ws.OpCode(b[0]&0xf)
+	h.masked = b[1]&0x80 != 0
+	h.length = int64(b[1] & 0x7f)
+	n := 2
+	switch h.length {
 	case 126:
-		extra = 2
+		n += 2
 	case 127:
-		extra = 8
+		n += 8
 	}
-	if masked {
-		extra += 4
+	if h.masked {
+		n += 4
 	}
-	if extra > 0 {
-		b = d.hdr[2 : 2+extra]
-		if _, err := io.ReadFull(br, b); err != nil {
-			return fin, rsv, op, masked, length, mask, failFrame(abi.CloseAbnormal, "")
+	if n > 2 {
+		if b, err = br.Peek(n); err != nil {
+			return abi.CloseAbnormal
 		}
 	}
-	switch length {
+	_, _ = br.Discard(n)
+	b = b[2:]
+	switch h.length {
 	case 126:
-		length = int64(binary.BigEndian.Uint16(b))
+		h.length = int64(binary.BigEndian.Uint16(b))
 		b = b[2:]
-		if length < 126 {
-			return fin, rsv, op, masked, length, mask, failFrame(abi.CloseProtocolError, "bad frame length")
+		if h.length < 126 {
+			return abi.CloseProtocolError
 		}
 	case 127:
 		u := binary.BigEndian.Uint64(b)
 		b = b[8:]
 		if u>>63 != 0 || u <= 0xffff {
-			return fin, rsv, op, masked, length, mask, failFrame(abi.CloseProtocolError, "bad frame length")
+			return abi.CloseProtocolError
 		}
-		length = int64(u)
+		h.length = int64(u)
 	}
-	if masked {
-		copy(mask[:], b)
+	if h.masked {
+		copy(h.mask[:], b)
 	}
-	return fin, rsv, op, masked, length, mask, wsFrame{}
+	return 0
 }
 
 // peekFull fills p from br, through Peek and not Read: Read may hand p to the
@@ -283,17 +298,17 @@ var inflateTail = [...]byte{0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff}
 // when the inflater reads it byte by byte, its suffix reader inserts a 0 byte
 // between the message and the tail, which moves the point where corrupt data
 // fails, and with it the close code; found by FuzzWSFrames.)
-func inflateMessage(p []byte, maxMessage int64) ([]byte, wsFrame) {
+func inflateMessage(p []byte, maxMessage int64) ([]byte, int32) {
 	p = append(p, inflateTail[:]...)
 	fr := flate.NewReader(bytes.NewReader(p))
 	var out bytes.Buffer
 	n, err := io.Copy(&out, io.LimitReader(fr, maxMessage+1))
 	_ = fr.Close()
 	if n > maxMessage {
-		return nil, failFrame(abi.CloseTooBig, "message too big")
+		return nil, abi.CloseTooBig
 	}
 	if err != nil {
-		return nil, failFrame(abi.CloseInvalidData, "bad compressed data")
+		return nil, abi.CloseInvalidData
 	}
-	return out.Bytes(), wsFrame{}
+	return out.Bytes(), 0
 }

@@ -32,7 +32,7 @@ func decodeAll(in []byte, deflate bool, maxMessage int64) []string {
 			return append(ev, fmt.Sprintf("fail %d", f.fail))
 		case f.op == ws.OpContinuation:
 		case f.op == ws.OpClose:
-			return append(ev, fmt.Sprintf("close %d %q", f.closeCode, f.closeReason))
+			return append(ev, fmt.Sprintf("close %d %q", f.code, f.reason))
 		case f.op == ws.OpPing || f.op == ws.OpPong:
 			ev = append(ev, fmt.Sprintf("control %d %q", f.op, ctl[:f.ctlLen]))
 		default:
