@@ -118,8 +118,9 @@ type wsHub struct {
 	// only a worker waiting takes it); workers counts them.
 	readq   chan wsRead
 	workers atomic.Int32
-	// peakHeld is the most the hub held for one client at once (the send
-	// buffer's accounting; a figure for tests and operators).
+	// peakHeld is the most the hub held for one client at once, by the send
+	// buffer's accounting (what the slow-reader tests check; a metric once
+	// the server has metrics).
 	peakHeld atomic.Int64
 
 	mu      sync.Mutex
