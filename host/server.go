@@ -19,6 +19,8 @@ import (
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
+
+	"github.com/wasmsrv/wasmsrv/host/framing"
 )
 
 // ServerConfig configures a Server. Zero values take the defaults noted.
@@ -290,9 +292,7 @@ func h2cUpgraded(h http.Handler) http.Handler {
 			r2 := r.WithContext(r.Context())
 			r2.Proto, r2.ProtoMajor, r2.ProtoMinor = "HTTP/2.0", 2, 0
 			r2.Header = r.Header.Clone()
-			for _, k := range []string{"Connection", "Upgrade", "Http2-Settings", "Keep-Alive", "Proxy-Connection", "Te", "Transfer-Encoding"} {
-				delete(r2.Header, k)
-			}
+			framing.RemoveHopByHop(r2.Header)
 			r = r2
 		}
 		h.ServeHTTP(w, r)

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/wasmsrv/wasmsrv/host/framing"
 	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 )
 
@@ -38,19 +39,14 @@ type Config struct {
 	Trusted []netip.Prefix
 }
 
-// framing are fields that describe the message itself or the connection:
-// the server computes them, and an edit would corrupt the exchange.
-var framing = map[string]bool{
-	"Connection": true, "Content-Length": true, "Keep-Alive": true, "Proxy-Connection": true,
-	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
-}
-
-// CheckName reports why a field name cannot be edited, or nil.
+// CheckName reports why a field name cannot be edited, or nil: the fields
+// that describe the message itself or the connection (package framing) are
+// the server's to compute, and an edit would corrupt the exchange.
 func CheckName(name string) error {
 	if !httpguts.ValidHeaderFieldName(name) {
 		return fmt.Errorf("%q is not a valid header field name", name)
 	}
-	if framing[textproto.CanonicalMIMEHeaderKey(name)] {
+	if framing.IsHopByHop(name) || textproto.CanonicalMIMEHeaderKey(name) == "Content-Length" {
 		return fmt.Errorf("%s describes the message or connection and is set by the server, not by a rule", textproto.CanonicalMIMEHeaderKey(name))
 	}
 	return nil

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/framing"
 )
 
 // The lean path proxies a plain request (no Upgrade) to a plain-HTTP server
@@ -185,8 +186,13 @@ func (g *Group) endAttempt(s *Server, ex *exchange) {
 func (g *Group) relay(w http.ResponseWriter, r *http.Request, s *Server, ex *exchange) {
 	defer s.active.Add(-1)
 	h := w.Header()
-	dropHopByHop(ex.hdr)
+	// Trailer is hop-by-hop, but it tells the client which trailers follow
+	// (relayed after the body): it stays.
 	trailers := ex.hdr["Trailer"]
+	framing.RemoveHopByHop(ex.hdr)
+	if trailers != nil {
+		ex.hdr["Trailer"] = trailers
+	}
 	for k, vv := range ex.hdr {
 		if len(h[k]) == 0 {
 			h[k] = vv // the values were allocated for this response: hand them over
@@ -302,10 +308,10 @@ func readTrailers(br *bufio.Reader, h http.Header, announced []string) error {
 		return err
 	}
 	for k, vv := range tr {
-		if isHopByHop(k) {
+		if framing.IsHopByHop(k) {
 			continue
 		}
-		if listedIn(announced, k) {
+		if framing.Listed(announced, k) {
 			// Announced in Trailer: net/http sends it as a trailer as is.
 			h[k] = vv
 			continue
@@ -420,7 +426,7 @@ func (g *Group) writeHead(bw *bufio.Writer, r *http.Request, s *Server, hasBody 
 	bw.WriteString("\r\n")
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
-		if skipOutbound(k) || (len(conn) > 0 && listedIn(conn, k)) {
+		if skipOutbound(k) || (len(conn) > 0 && framing.Listed(conn, k)) {
 			continue
 		}
 		for _, v := range vv {
@@ -511,46 +517,7 @@ func skipOutbound(k string) bool {
 	case "Host", "Content-Length", "Te", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix":
 		return true
 	}
-	return isHopByHop(k)
-}
-
-// isHopByHop lists RFC 9110 §7.6.1's connection-specific fields, as
-// httputil.ReverseProxy does.
-func isHopByHop(k string) bool {
-	switch k {
-	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
-	}
-	return false
-}
-
-// listedIn reports whether k is named by a Connection header value.
-func listedIn(conn []string, k string) bool {
-	for _, v := range conn {
-		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(textproto.TrimString(f), k) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// dropHopByHop removes, from a response head, the connection-specific
-// fields and those its Connection header lists. Trailer stays: it tells the
-// client which trailers follow.
-func dropHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				delete(h, textproto.CanonicalMIMEHeaderKey(f))
-			}
-		}
-	}
-	for _, k := range []string{"Connection", "Proxy-Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Te"} {
-		delete(h, k)
-	}
+	return framing.IsHopByHop(k)
 }
 
 // maxResponseHead bounds an upstream's response head, like the Transport's

@@ -25,6 +25,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/framing"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -313,11 +314,11 @@ func (a *appHTTP) decode(ctx context.Context, b, body []byte) (*nethttp.Request,
 		}
 		b = rest
 		name := nethttp.CanonicalHeaderKey(string(k))
-		switch name {
-		case "Host":
+		switch {
+		case name == "Host":
 			req.Host = string(v)
-		case "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Connection", "Content-Length":
-			// hop-by-hop or computed by the transport
+		case name == "Content-Length" || framing.IsHopByHop(name):
+			// computed by the transport, or hop-by-hop
 		default:
 			req.Header.Add(name, string(v))
 		}
