@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/framing"
 	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -130,11 +131,18 @@ type asyncExchange struct {
 
 	mu sync.Mutex
 	// response, filled by the guest, sent by the request goroutine
-	hdr          http.Header
-	status       int32
-	started      bool
-	committed    bool // resp_write called: the head is frozen
+	hdr       http.Header
+	status    int32
+	started   bool
+	committed bool // resp_write called: the head is frozen
+	// refused, length, body and fault are the sync exchange's (exchange.go).
+	refused      error
+	length       int64
+	body         int64
+	fault        error
+	warned       bool
 	headSent     bool // request goroutine only
+	faulted      bool // request goroutine only: the guest's framing fault was answered
 	out          []byte
 	spare        []byte
 	flush        bool
@@ -174,7 +182,7 @@ func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Re
 	}
 	base := e.base
 	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, out: out, spare: spare, in: in, isWS: isWS, base: base,
-		deadline: deadline}
+		deadline: deadline, length: -1}
 	e.refs.Store(2)
 	e.base.reset(nil, nil, r, rootPath, g.ids.Add(1))
 	e.head = e.base.Head()
@@ -351,17 +359,22 @@ func (e *asyncExchange) Start(status int32, block []byte) int32 {
 	if e.detached {
 		return abi.ErrTimeout // past the deadline (SPEC §8.4), as Write answers
 	}
-	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
-		return abi.ErrBadArgument
-	}
 	clear(e.hdr)
-	if err := abi.WalkHeaderBlock(block, func(name, value []byte) error {
-		return addHeader(e.hdr, name, value)
-	}); err != nil {
+	n, err := int64(-1), checkStatus(status)
+	if err == nil {
+		n, err = guestHeaders(e.hdr, block, status)
+	}
+	if err != nil {
 		clear(e.hdr)
+		e.refused = err
+		if !e.warned {
+			e.warned = true
+			e.g.log.Warn("resp_start refused", "err", err, "method", e.r.Method, "path", e.r.URL.Path)
+		}
 		return abi.ErrBadArgument
 	}
-	e.status, e.started = status, true
+	e.status, e.started, e.refused = status, true, nil
+	e.length = bodyLength(e.r.Method, status, n)
 	return abi.OK
 }
 
@@ -370,10 +383,10 @@ func (e *asyncExchange) Start(status int32, block []byte) int32 {
 func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 	e.mu.Lock()
 	switch {
-	case e.ended || e.accepted:
+	case e.ended || e.accepted || e.refused != nil:
 		e.mu.Unlock()
 		return abi.ErrState
-	case e.clientGone:
+	case e.fault != nil, e.clientGone:
 		e.mu.Unlock()
 		return abi.ErrClosed
 	case e.detached:
@@ -384,7 +397,18 @@ func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 		e.mu.Unlock()
 		return abi.ErrWouldBlock
 	}
-	e.out = append(e.out, p...)
+	if err := checkLength(e.length, e.body, len(p), flags&abi.WriteEnd != 0); err != nil {
+		// The request goroutine answers 500, or cuts what it already sent.
+		e.fault, e.committed = err, true
+		e.out = e.out[:0]
+		e.mu.Unlock()
+		e.signal()
+		return abi.ErrBadArgument
+	}
+	e.body += int64(len(p))
+	if bodyAllowed(e.status) {
+		e.out = append(e.out, p...) // a 204 or 304 has no body: the bytes go nowhere
+	}
 	e.committed = true
 	if flags&abi.WriteEnd != 0 {
 		e.ended = true
@@ -438,12 +462,8 @@ func (e *asyncExchange) WSAccept(proto, hdrBlock []byte) int32 {
 		return abi.ErrState
 	}
 	h := http.Header{}
-	if len(hdrBlock) > 0 {
-		if err := abi.WalkHeaderBlock(hdrBlock, func(name, value []byte) error {
-			return addHeader(h, name, value)
-		}); err != nil {
-			return abi.ErrBadArgument
-		}
+	if _, err := guestHeaders(h, hdrBlock, http.StatusSwitchingProtocols); err != nil {
+		return abi.ErrBadArgument
 	}
 	if len(proto) > 0 {
 		if !validProto(proto) {
@@ -456,14 +476,7 @@ func (e *asyncExchange) WSAccept(proto, hdrBlock []byte) int32 {
 	return abi.OK
 }
 
-func validProto(p []byte) bool {
-	for _, c := range p {
-		if !isTokenChar(c) {
-			return false
-		}
-	}
-	return true
-}
+func validProto(p []byte) bool { return framing.IsToken(p) }
 
 // WSRecv implements runtime.WebSocket.
 func (e *asyncExchange) WSRecv(p []byte) (int32, int, int32) {
@@ -564,6 +577,23 @@ func (e *asyncExchange) serve() (cut bool) {
 			e.committed, e.ended, e.headSent = true, true, true
 			fin := e.finished
 			e.mu.Unlock()
+			if fin {
+				return false
+			}
+			continue
+		}
+		if e.fault != nil && !e.faulted {
+			e.faulted = true
+			fault, fin := e.fault, e.finished
+			e.out = e.out[:0]
+			e.mu.Unlock()
+			e.g.log.Error("response body does not match its Content-Length", "err", fault, "method", r.Method, "path", r.URL.Path)
+			if e.headSent {
+				return true
+			}
+			clear(w.Header())
+			http.Error(w, "500 internal server error", http.StatusInternalServerError)
+			e.headSent = true
 			if fin {
 				return false
 			}
@@ -686,20 +716,40 @@ func (e *asyncExchange) finish() (cut bool) {
 		http.Error(w, "500 internal server error", http.StatusInternalServerError)
 		return false
 	}
+	e.mu.Lock()
+	refused, committed, length, body := e.refused, e.committed, e.length, e.body
+	e.mu.Unlock()
 	switch {
+	case e.faulted:
 	case e.headSent:
-		return code != 0 && (code < 100 || code > 599) && !ended
-	case e.isWS && !started && (code == 0 || code < 100 || code > 599):
+		if !validCode(code) && !ended {
+			return true
+		}
+		if !ended {
+			// Ended without an END write: the body ends here.
+			if err := checkLength(length, body, 0, true); err != nil {
+				e.g.log.Error("response body does not match its Content-Length", "err", err, "method", e.r.Method, "path", e.r.URL.Path)
+				return true
+			}
+		}
+	case refused != nil && !committed:
+		e.g.log.Error("app response refused: no valid head", "err", refused, "method", e.r.Method, "path", e.r.URL.Path)
+		http.Error(w, "500 internal server error", http.StatusInternalServerError)
+	case e.isWS && !started && !finalCode(code):
 		http.Error(w, "403 forbidden", http.StatusForbidden)
-	case code == 0 || (code >= 100 && code <= 599 && started):
+	case code == 0 || (finalCode(code) && started):
+		if err := checkLength(length, body, 0, true); err != nil {
+			e.g.log.Error("response body does not match its Content-Length", "err", err, "method", e.r.Method, "path", e.r.URL.Path)
+			clear(w.Header())
+			http.Error(w, "500 internal server error", http.StatusInternalServerError)
+			return false
+		}
 		for k, v := range e.hdr {
 			w.Header()[k] = v
 		}
-		if bodyAllowed(e.statusOr200()) {
-			w.Header().Set("Content-Length", "0")
-		}
+		setLength(w.Header(), e.statusOr200(), 0)
 		w.WriteHeader(int(e.statusOr200()))
-	case code >= 100 && code <= 599:
+	case finalCode(code):
 		w.WriteHeader(int(code))
 	default:
 		e.g.log.Error("app returned an error code", "code", code, "method", e.r.Method, "path", e.r.URL.Path)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/host/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -92,7 +93,7 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	run := &cgiRun{rc: *http.NewResponseController(w)}
 	in, out, rc := &run.in, &run.out, &run.rc
 	*in = cgiStdin{body: r.Body, limit: h.cfg.BodyLimit, out: out}
-	*out = cgiStdout{w: w, rc: rc, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted}
+	*out = cgiStdout{w: w, rc: rc, max: h.cfg.MaxHeaderBytes, aborted: &in.aborted, method: r.Method, length: -1}
 	abort := func() {
 		// Cut off only what is blocked: a read deadline on an idle body would make
 		// net/http cancel the request's context and hide the 504.
@@ -124,6 +125,18 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 	if in.tooLarge && !out.sent {
 		// The command may have failed on the refused read: the body is the cause.
 		h.errorResponse(w, in, http.StatusRequestEntityTooLarge, "413 request body too large")
+		return false
+	}
+	if out.parsed && out.fault == nil && err == nil {
+		// The body ends here: it must be as long as the command declared.
+		out.fault = checkLength(out.length, out.written, 0, true)
+	}
+	if out.fault != nil {
+		h.log.Error("response body does not match its Content-Length", "err", out.fault, "method", r.Method, "path", r.URL.Path)
+		if out.sent {
+			return true
+		}
+		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
 		return false
 	}
 	var ge *runtime.GuestError
@@ -407,6 +420,13 @@ type cgiStdout struct {
 	parsed bool   // the header section is complete: status and w.Header() are set
 	sent   bool   // the head went out (with the first body byte); errors now cut the response
 	err    error  // a malformed header section; the rest of stdout is dropped
+	method string // the request's: for HEAD, a declared length describes a body that is not sent
+	// length is the Content-Length the command declared, which its body
+	// must match (-1: none, or no body); written counts the body bytes;
+	// fault is why the body broke its framing (the rest is dropped).
+	length  int64
+	written int64
+	fault   error
 
 	writing atomic.Bool  // a write to the client is in progress
 	aborted *atomic.Bool // shared with the stdin side: the run is over
@@ -496,13 +516,32 @@ func (o *cgiStdout) stop() {
 	}
 }
 
+// errFraming is what the command's write fails with once its body broke
+// its declared length.
+var errFraming = errors.New("response body does not match its Content-Length")
+
+// body sends body bytes, held to the declared length.
+func (o *cgiStdout) body(p []byte) error {
+	if o.fault != nil {
+		return errFraming
+	}
+	if o.fault = checkLength(o.length, o.written, len(p), false); o.fault != nil {
+		return errFraming
+	}
+	o.written += int64(len(p))
+	if !bodyAllowed(int32(o.status)) {
+		return nil // a 204 or 304 has no body: the bytes go nowhere
+	}
+	return o.send(p)
+}
+
 // Write implements io.Writer for the guest's stdout.
 func (o *cgiStdout) Write(p []byte) (int, error) {
 	if o.parsed {
 		if len(p) == 0 {
 			return 0, nil
 		}
-		if err := o.send(p); err != nil {
+		if err := o.body(p); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -537,7 +576,7 @@ func (o *cgiStdout) Write(p []byte) (int, error) {
 		if len(body) == 0 {
 			continue
 		}
-		if err := o.send(body); err != nil {
+		if err := o.body(body); err != nil {
 			return 0, err
 		}
 	}
@@ -569,14 +608,14 @@ func headerEnd(b []byte, start int) (end, bodyAt int) {
 	return -1, 0
 }
 
-// hopByHop are the fields a command may not set (RFC 9110 §7.6.1).
-var hopByHop = []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Te", "Trailer", "Proxy-Connection"}
-
 // parseHead parses the header lines into the response head, which goes out with
-// the first body byte (commit).
+// the first body byte (commit). The host's framing rules apply as to a guest's
+// resp_start (guestHeaders): hop-by-hop fields and those a Connection line
+// names are dropped, Content-Length lines must agree on one number.
 func (o *cgiStdout) parseHead(block []byte) error {
 	h := o.w.Header()
 	status, location := 0, false
+	length := framing.NoLength()
 	for len(block) > 0 {
 		line := block
 		if i := bytes.IndexByte(block, '\n'); i >= 0 {
@@ -604,11 +643,22 @@ func (o *cgiStdout) parseHead(block []byte) error {
 			continue
 		case "Location":
 			location = true
+		case "Content-Length":
+			if err := length.Add(string(value)); err != nil {
+				return err
+			}
+			continue
 		}
-		if slices.Contains(hopByHop, key) {
+		if framing.IsHopByHop(key) && key != "Connection" {
 			continue
 		}
 		h.Add(key, string(value))
+	}
+	if len(h["Connection"]) > 0 {
+		if framing.Listed(h["Connection"], "Content-Length") {
+			return errors.New("CGI Connection line names Content-Length")
+		}
+		framing.RemoveHopByHop(h) // the fields Connection names, then Connection itself
 	}
 	if status == 0 {
 		status = http.StatusOK
@@ -616,6 +666,10 @@ func (o *cgiStdout) parseHead(block []byte) error {
 			status = http.StatusFound // RFC 3875 §6.2.3: a Location alone redirects
 		}
 	}
+	if length.N >= 0 && status != http.StatusNoContent {
+		h["Content-Length"] = []string{length.Value()}
+	}
+	o.length = bodyLength(o.method, int32(status), length.N)
 	o.status, o.parsed = status, true
 	return nil
 }

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -35,6 +36,18 @@ type exchange struct {
 	committed bool // the guest wrote to the body: its head is final
 	headSent  bool // the head went to the ResponseWriter
 	ended     bool
+	// refused is why the last resp_start was refused: until one succeeds
+	// there is no head to send, writes are refused and the request ends in
+	// a 500 (SPEC §4).
+	refused error
+	// length is the Content-Length the guest declared, which its body must
+	// match (-1: none, or a response without a body); body counts the body
+	// bytes the guest wrote; fault is why the response failed its framing:
+	// 500 if nothing was sent yet, a cut response otherwise.
+	length int64
+	body   int64
+	fault  error
+	warned bool // a refused resp_start was logged for this request
 	// hold is how much of the response may still be held (response
 	// buffering, gateway.go): while the guest neither flushes nor writes
 	// more, its bytes collect in held and go out after its instance is back
@@ -57,7 +70,7 @@ func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, ro
 		hold = gw.cfg.ResponseBuffer
 	}
 	*e = exchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
-		enc: e.enc, keys: e.keys[:0], head: nil, hold: hold, held: held}
+		enc: e.enc, keys: e.keys[:0], head: nil, hold: hold, held: held, length: -1}
 }
 
 // Head implements runtime.Exchange.
@@ -176,26 +189,82 @@ func (e *exchange) Start(status int32, block []byte) int32 {
 	if e.headSent || e.committed || e.ended {
 		return abi.ErrState
 	}
-	if status < 100 || status > 999 || status == http.StatusSwitchingProtocols {
-		return abi.ErrBadArgument
-	}
 	h := e.w.Header()
-	if e.started {
+	if e.started || e.refused != nil {
 		clear(h) // a second resp_start replaces the held head (e.g. 200 -> 500)
 	}
-	if err := abi.WalkHeaderBlock(block, func(name, value []byte) error {
-		return addHeader(h, name, value)
-	}); err != nil {
+	n, err := int64(-1), checkStatus(status)
+	if err == nil {
+		n, err = guestHeaders(h, block, status)
+	}
+	if err != nil {
 		clear(h)
+		e.refuse(err)
 		return abi.ErrBadArgument
 	}
-	e.status, e.started = status, true
+	e.status, e.started, e.refused = status, true, nil
+	e.length = bodyLength(e.r.Method, status, n)
 	return abi.OK
+}
+
+// refuse records why a resp_start was refused, and logs the first refusal
+// of the request.
+func (e *exchange) refuse(err error) {
+	e.refused = err
+	if !e.warned {
+		e.warned = true
+		e.gw.log.Warn("resp_start refused", "err", err, "method", e.r.Method, "path", e.r.URL.Path)
+	}
+}
+
+// checkStatus refuses what resp_start may not set (SPEC §4): interim (1xx)
+// codes, 101 included (only ws_accept switches protocols), and codes outside
+// three digits.
+func checkStatus(status int32) error {
+	if status < 200 || status > 999 {
+		return fmt.Errorf("status %d is not a final response status (200-999)", status)
+	}
+	return nil
+}
+
+// bodyLength is the length a declared Content-Length holds a body to: none
+// for a HEAD request or a status without a body, where the field describes
+// the representation, not this message.
+func bodyLength(method string, status int32, declared int64) int64 {
+	if method == http.MethodHead || !bodyAllowed(status) {
+		return -1
+	}
+	return declared
+}
+
+// checkLength holds the guest's body to its declared length: it reports the
+// fault of writing n more bytes (end: the last ones) after body bytes.
+func checkLength(length, body int64, n int, end bool) error {
+	switch {
+	case length < 0:
+		return nil
+	case body+int64(n) > length:
+		return fmt.Errorf("app wrote more than its Content-Length (%d)", length)
+	case end && body+int64(n) < length:
+		return fmt.Errorf("app wrote less than its Content-Length (%d): %d bytes", length, body+int64(n))
+	}
+	return nil
+}
+
+// fail marks the response as broken by the guest: nothing more of it is
+// sent, and finish answers 500 or cuts it.
+func (e *exchange) fail(err error) {
+	if e.fault == nil {
+		e.fault = err
+	}
+	e.closed = true
+	e.held = e.held[:0]
+	e.hold = 0
 }
 
 // Write implements runtime.Exchange.
 func (e *exchange) Write(p []byte, flags int32) int32 {
-	if e.ended {
+	if e.ended || e.refused != nil {
 		return abi.ErrState
 	}
 	if e.closed {
@@ -203,6 +272,14 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 	}
 	end := flags&abi.WriteEnd != 0
 	flush := !end && flags&abi.WriteNoFlush == 0
+	if err := checkLength(e.length, e.body, len(p), end); err != nil {
+		e.fail(err)
+		return abi.ErrBadArgument
+	}
+	e.body += int64(len(p))
+	if !bodyAllowed(e.status) {
+		p = nil // a 204 or 304 has no body (RFC 9110 §6.4.1): the bytes go nowhere
+	}
 	if !e.committed {
 		e.committed = true
 		// nginx's X-Accel-Buffering: an app turns holding off for one

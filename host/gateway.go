@@ -151,27 +151,59 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 	case ex.tooLarge && !ex.headSent && !ex.committed:
 		w.Header().Set("Connection", "close")
 		g.errorResponse(ex, http.StatusRequestEntityTooLarge, "413 request body too large")
+		return false
+	case ex.refused != nil && !ex.committed:
+		// The guest's last resp_start was refused and it never made a valid
+		// one: there is no head to send (SPEC §4).
+		g.log.Error("app response refused: no valid head", "err", ex.refused, "method", ex.r.Method, "path", ex.r.URL.Path)
+		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		return false
 	case ex.headSent || ex.committed:
-		if code != 0 && (code < 100 || code > 599) && !ex.ended {
+		if !validCode(code) && !ex.ended {
 			if ex.headSent {
 				return true
 			}
 			// Held, so nothing reached the client: answer cleanly.
 			g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
 			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+			return false
 		}
-	case code == 0 || (code >= 100 && code <= 599 && ex.started):
+		if !ex.ended && ex.fault == nil {
+			// Returned without an END write: the body ends here.
+			if err := checkLength(ex.length, ex.body, 0, true); err != nil {
+				ex.fail(err)
+			}
+		}
+	case code == 0 || (finalCode(code) && ex.started):
 		ex.Write(nil, abi.WriteEnd) // send the held (or default) head with an empty body
-	case code >= 100 && code <= 599:
+	case finalCode(code):
 		ex.status = code
 		ex.Write(nil, abi.WriteEnd)
 	default:
 		g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
 		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		return false
+	}
+	if ex.fault != nil {
+		// The body disagreed with its Content-Length: never a short or
+		// overlong body that looks complete (SPEC §4).
+		g.log.Error("response body does not match its Content-Length", "err", ex.fault, "method", ex.r.Method, "path", ex.r.URL.Path)
+		if ex.headSent {
+			return true
+		}
+		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		return false
 	}
 	ex.sendHeld()
 	return false
 }
+
+// finalCode reports whether a handler's result is a status the host may
+// answer with (SPEC §5): a final status, never an interim (1xx) one.
+func finalCode(code int32) bool { return code >= 200 && code <= 599 }
+
+// validCode reports whether a handler's result is not an application error.
+func validCode(code int32) bool { return code == 0 || finalCode(code) }
 
 func (g *Gateway) errorResponse(ex *exchange, status int, msg string) {
 	clear(ex.w.Header())

@@ -2,22 +2,21 @@ package host
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/textproto"
+
+	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/framing"
 )
 
-var errBadHeader = errors.New("invalid header")
+var (
+	errBadHeader      = errors.New("invalid header field")
+	errLengthOn101    = errors.New("Content-Length on a WebSocket accept")
+	errConnectionList = errors.New("invalid Connection field")
+)
 
-// hopByHop fields belong to the connection, not the app (SPEC §2.1).
-func isHopByHop(lower []byte) bool {
-	switch string(lower) {
-	case "connection", "keep-alive", "transfer-encoding", "upgrade", "te", "trailer", "proxy-connection":
-		return true
-	}
-	return false
-}
-
-// commonHeaders maps lower-case names apps commonly send to canonical keys, so the
+// commonHeader maps lower-case names apps commonly send to canonical keys, so the
 // response path does not allocate a key string for them.
 func commonHeader(lower []byte) string {
 	switch string(lower) { // no allocation: the compiler optimizes switch on string(b)
@@ -45,48 +44,79 @@ func commonHeader(lower []byte) string {
 	return ""
 }
 
-// addHeader validates one guest header and adds it to h.
-func addHeader(h http.Header, name, value []byte) error {
-	if len(name) == 0 {
-		return errBadHeader
+// guestHeaders adds the fields of a guest's header block (SPEC §2.1) for a
+// response with status to h, under the host's framing rules, and returns the
+// body length the guest declared (-1 for none):
+//
+//   - a name that is not a token, or a value with a control byte (CR, LF,
+//     NUL, any but HTAB) or DEL, is an error;
+//   - hop-by-hop fields (package framing), and the fields a Connection field
+//     names, are dropped: the host alone runs the connection;
+//   - Content-Length fields must all carry the same number (else an error);
+//     it is kept as one field, and the host holds the body to it. A 204 gets
+//     none (RFC 9110 §8.6); on a 101 (ws_accept) one is an error.
+//
+// An empty block is a block with no fields.
+func guestHeaders(h http.Header, block []byte, status int32) (int64, error) {
+	if len(block) == 0 {
+		return -1, nil
 	}
-	var lower [64]byte
-	l := lower[:0]
-	for _, c := range name {
-		if !isTokenChar(c) {
+	length := framing.NoLength()
+	var conn []string
+	err := abi.WalkHeaderBlock(block, func(name, value []byte) error {
+		if len(name) == 0 {
 			return errBadHeader
 		}
-		if len(l) < cap(l) {
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
+		var lower [64]byte
+		l := lower[:0]
+		for _, c := range name {
+			if !framing.IsTokenByte(c) {
+				return fmt.Errorf("%w: name %q", errBadHeader, name)
 			}
-			l = append(l, c)
+			if len(l) < cap(l) {
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				l = append(l, c)
+			}
 		}
-	}
-	for _, c := range value {
-		if c == '\r' || c == '\n' || c == 0 {
-			return errBadHeader
+		if !framing.ValidValue(value) {
+			return fmt.Errorf("%w: value of %s", errBadHeader, name)
 		}
-	}
-	if len(name) <= len(lower) && isHopByHop(l) {
+		if framing.IsHopByHopBytes(name) {
+			if string(l) == "connection" {
+				conn = append(conn, string(value))
+			}
+			return nil
+		}
+		key := commonHeader(l)
+		if key == "Content-Length" {
+			return length.Add(string(value))
+		}
+		if key == "" {
+			key = textproto.CanonicalMIMEHeaderKey(string(name))
+		}
+		h[key] = append(h[key], string(value))
 		return nil
+	})
+	if err != nil {
+		return -1, err
 	}
-	key := commonHeader(l)
-	if key == "" {
-		key = textproto.CanonicalMIMEHeaderKey(string(name))
+	if conn != nil {
+		if framing.Listed(conn, "Content-Length") {
+			return -1, fmt.Errorf("%w: it names Content-Length", errConnectionList)
+		}
+		h["Connection"] = conn
+		framing.RemoveHopByHop(h) // the fields it names, then Connection itself
 	}
-	h[key] = append(h[key], string(value))
-	return nil
-}
-
-func isTokenChar(c byte) bool {
 	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+	case length.N < 0:
+	case status == http.StatusSwitchingProtocols:
+		return -1, errLengthOn101
+	case status == http.StatusNoContent:
+		return -1, nil
+	default:
+		h["Content-Length"] = []string{length.Value()}
 	}
-	switch c {
-	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '.', '^', '_', '`', '|', '~':
-		return true
-	}
-	return false
+	return length.N, nil
 }

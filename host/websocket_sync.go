@@ -69,7 +69,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // hijacked: the exchange keeps the (dead) ResponseWriter, do not pool it
 	}
 	switch {
-	case err == nil && !ex.started && !ex.headSent && !ex.committed && (sx.denied || code == 0 || code < 100 || code > 599):
+	case err == nil && !ex.started && ex.refused == nil && !ex.headSent && !ex.committed && (sx.denied || !finalCode(code)):
 		http.Error(w, "403 forbidden", http.StatusForbidden)
 	default:
 		if g.finish(ex, code, err) {
@@ -121,12 +121,8 @@ func (s *syncWS) WSAccept(proto, hdrBlock []byte) int32 {
 		return abi.ErrState
 	}
 	h := http.Header{}
-	if len(hdrBlock) > 0 {
-		if err := abi.WalkHeaderBlock(hdrBlock, func(name, value []byte) error {
-			return addHeader(h, name, value)
-		}); err != nil {
-			return abi.ErrBadArgument
-		}
+	if _, err := guestHeaders(h, hdrBlock, http.StatusSwitchingProtocols); err != nil {
+		return abi.ErrBadArgument
 	}
 	if len(proto) > 0 && !validProto(proto) {
 		return abi.ErrBadArgument

@@ -38,9 +38,10 @@ func (w *ResponseWriter) touched() bool {
 // Header returns the response headers, to be changed before the first write.
 func (w *ResponseWriter) Header() *Header { return &w.header }
 
-// WriteHeader sets the status code. It has no effect once bytes were sent.
+// WriteHeader sets the status code. It has no effect once bytes were sent, nor
+// for an informational (1xx) code: ABI v1 sends final responses only.
 func (w *ResponseWriter) WriteHeader(status int) {
-	if !w.headSent {
+	if !w.headSent && (status < 100 || status >= 200) {
 		w.status = status
 	}
 }

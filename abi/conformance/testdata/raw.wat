@@ -2,7 +2,7 @@
 ;; directly, with no SDK in between, to test the host's bounds checks and status
 ;; codes (abi/SPEC.md §2, §4). The first byte of the request body picks a scenario:
 ;;
-;;   '0' (or no body)  run checks 1..21 in order; all passing gives 200, header
+;;   '0' (or no body)  run checks 1..25; all passing gives 200, header
 ;;                      x-raw: 1 and body "ok". A failing check k answers status
 ;;                      550+k if nothing was sent yet, else the response is cut.
 ;;   '1'..'5'           contract violations that must trap (500, instance replaced):
@@ -36,6 +36,8 @@
   (data (i32.const 0x170) "ok")
   ;; 0x180: {"x bad": 1}: name that is not a token
   (data (i32.const 0x180) "\01\00\00\00\05\00\00\00x bad\01\00\00\001")
+  ;; 0x1a0: {content-length: 1, content-length: 2}: a body with two lengths (50 bytes)
+  (data (i32.const 0x1a0) "\02\00\00\00\0e\00\00\00content-length\01\00\00\001\0e\00\00\00content-length\01\00\00\002")
 
   (func (export "wasmsrv_abi_v1"))
   (func (export "wasmsrv_mode_sync"))
@@ -101,7 +103,7 @@
     (if (i64.ne (i64.and (call $host_features) (i64.const -4)) (i64.const 0)) (then (return (i32.const 555))))
     ;; 6: the client is here
     (if (i32.ne (call $disconnected (local.get $ctx)) (i32.const 0)) (then (return (i32.const 556))))
-    ;; 7-9: status codes outside 100..999, and 101, are bad arguments
+    ;; 7-9: status codes outside 200..999 are bad arguments
     (if (i32.ne (call $resp_start (local.get $ctx) (i32.const 99) (i32.const 0x100) (i32.const 4)) (i32.const -3))
       (then (return (i32.const 557))))
     (if (i32.ne (call $resp_start (local.get $ctx) (i32.const 101) (i32.const 0x100) (i32.const 4)) (i32.const -3))
@@ -117,6 +119,17 @@
       (then (return (i32.const 562))))
     (if (i32.ne (call $resp_start (local.get $ctx) (i32.const 200) (i32.const 0x100) (i32.const 3)) (i32.const -3))
       (then (return (i32.const 563))))
+    ;; 22-23: interim codes are not a response status: 100, 199
+    (if (i32.ne (call $resp_start (local.get $ctx) (i32.const 100) (i32.const 0x100) (i32.const 4)) (i32.const -3))
+      (then (return (i32.const 572))))
+    (if (i32.ne (call $resp_start (local.get $ctx) (i32.const 199) (i32.const 0x100) (i32.const 4)) (i32.const -3))
+      (then (return (i32.const 573))))
+    ;; 24: hdr_len 0 is a head without fields
+    (if (call $resp_start (local.get $ctx) (i32.const 200) (i32.const 0x140) (i32.const 0))
+      (then (return (i32.const 574))))
+    ;; 25: Content-Length fields that disagree are a bad argument
+    (if (i32.ne (call $resp_start (local.get $ctx) (i32.const 200) (i32.const 0x1a0) (i32.const 50)) (i32.const -3))
+      (then (return (i32.const 575))))
     ;; 14-15: a valid head, then a second one replacing it (404 -> 200)
     (if (call $resp_start (local.get $ctx) (i32.const 404) (i32.const 0x110) (i32.const 18))
       (then (return (i32.const 564))))
