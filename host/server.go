@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,6 +88,7 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
+	h = guard(h)
 	if cfg.AccessLog {
 		h = AccessLog(h, log)
 	}
@@ -298,3 +300,75 @@ func h2cUpgraded(h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+// guard checks every request before any handler (apps, CGI commands,
+// upstreams, static files) sees it, for what net/http's HTTP/1 parser checks
+// but its HTTP/2 server lets through: HTTP/2 carries the method, target and
+// authority as free-form pseudo-header fields, and ":method GET /evil" would
+// otherwise become the request line "GET /evil /a HTTP/1.1" to an upstream.
+// It answers 400 to a method that is not a token, a target with whitespace,
+// control bytes or DEL, and an authority that is not a valid Host.
+//
+// It also makes the connection close after a request whose framing a front
+// proxy may have read differently (RFC 9112 §6.1): one framed by
+// Transfer-Encoding (net/http drops a Content-Length sent with it without a
+// trace, golang/go#80942) and any HTTP/1.0 request (net/http ignores and drops
+// a Transfer-Encoding on HTTP/1.0, so a chunked body would be read as the
+// next request). The cost: chunked uploads and HTTP/1.0 clients get no
+// keep-alive.
+func guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 {
+			// net/http's parser already refused a bad method, target or Host.
+			if r.ProtoMinor == 0 || len(r.TransferEncoding) > 0 {
+				w = &closingWriter{ResponseWriter: w}
+			}
+		} else if !framing.IsToken(r.Method) || (r.RequestURI != "" && !framing.ValidTarget(r.RequestURI)) || !httpguts.ValidHostHeader(r.Host) {
+			http.Error(w, "400 bad request: malformed method, path or authority", http.StatusBadRequest)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// closingWriter makes the connection close after this response, whatever
+// the handler does to the header before it writes the head.
+type closingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (c *closingWriter) mark(code int) {
+	if !c.wrote && code >= 200 {
+		c.wrote = true
+		c.ResponseWriter.Header().Set("Connection", "close")
+	}
+}
+
+func (c *closingWriter) WriteHeader(code int) {
+	c.mark(code)
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *closingWriter) Write(p []byte) (int, error) {
+	c.mark(http.StatusOK)
+	return c.ResponseWriter.Write(p)
+}
+
+// ReadFrom keeps net/http's sendfile path for static files.
+func (c *closingWriter) ReadFrom(src io.Reader) (int64, error) {
+	c.mark(http.StatusOK)
+	if rf, ok := c.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(struct{ io.Writer }{c.ResponseWriter}, src)
+}
+
+// Flush lets handlers that type-assert http.Flusher stream through it.
+func (c *closingWriter) Flush() {
+	c.mark(http.StatusOK)
+	_ = http.NewResponseController(c.ResponseWriter).Flush()
+}
+
+// Unwrap keeps http.ResponseController (Flush, Hijack, deadlines) working.
+func (c *closingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -330,7 +330,7 @@ func TestE2EFramingHostileGuests(t *testing.T) {
 				})
 				t.Run("h2/"+tc.name, func(t *testing.T) {
 					h := dialH2(t, srv.Addr)
-					r := h.do([][2]string{{":method", tc.method}, {":scheme", "http"}, {":authority", "framing"}, {":path", "/" + tc.name}}, tc.script)
+					r := h.do([][2]string{{":method", tc.method}, {":scheme", "http"}, {":authority", "framing"}, {":path", "/" + url.PathEscape(tc.name)}}, tc.script)
 					checkH2(t, r, w)
 					next := h.do([][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", "framing"}, {":path", "/next"}}, okScript)
 					if next.reset || next.status != 200 || string(next.body) != "ok" {
@@ -414,7 +414,7 @@ func TestE2EFramingCGI(t *testing.T) {
 		})
 		t.Run("h2/"+tc.name, func(t *testing.T) {
 			h := dialH2(t, srv.Addr)
-			r := h.do([][2]string{{":method", tc.method}, {":scheme", "http"}, {":authority", "framing"}, {":path", "/" + tc.name}}, tc.out)
+			r := h.do([][2]string{{":method", tc.method}, {":scheme", "http"}, {":authority", "framing"}, {":path", "/" + url.PathEscape(tc.name)}}, tc.out)
 			checkH2(t, r, tc.want)
 		})
 	}

@@ -207,6 +207,13 @@ func startServerEnv(t testing.TB, env []string, app string, args ...string) *ser
 	return startWasmsrv(t, env, app, append(full, app)...)
 }
 
+// startServe runs `wasmsrv serve -c config` (the site's first listener is
+// the server's URL) and waits for it to serve.
+func startServe(t testing.TB, config string) *server {
+	t.Helper()
+	return startWasmsrv(t, nil, config, "serve", "-c", config, "--cache-dir", e2eCache)
+}
+
 // startWasmsrv runs the binary with args (a `run` or a `serve`) and waits for its
 // "serving ... on URL" line; warm names what it builds, for warmLock.
 func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *server {

@@ -87,7 +87,7 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 	}
 	canRetry := retryable(r)
 	var body *clientBody
-	if r.Body != nil && r.Body != http.NoBody {
+	if hasBody(r) {
 		body = &clientBody{ReadCloser: r.Body}
 	}
 	ex := g.getExchange()

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,37 @@ func TestLeanProxySemantics(t *testing.T) {
 			code, body, h := get(t, http.DefaultClient, front.URL+"/notmod")
 			if code != 304 || body != "" || h.Get("Etag") != `"v1"` {
 				t.Errorf("304: %d %q %v", code, body, h)
+			}
+		}
+	})
+	t.Run("a request without a body goes without one", func(t *testing.T) {
+		// HTTP/2 requests that end with their HEADERS frame have a Body that
+		// is not http.NoBody and a length of 0: nothing to send, and no
+		// "Transfer-Encoding: chunked" on a GET.
+		g := front.Config.Handler
+		req := httptest.NewRequest("GET", "/upload", io.NopCloser(strings.NewReader("")))
+		req.ContentLength = 0
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		if rec.Code != 200 || rec.Body.String() != `0 [] 0` {
+			t.Errorf("upstream saw %d %q", rec.Code, rec.Body.String())
+		}
+	})
+	t.Run("a malformed request line is never written", func(t *testing.T) {
+		g := front.Config.Handler
+		for _, m := range []struct{ method, target, host string }{
+			{"GET /evil", "/upload", "x"}, {"G(ET", "/upload", "x"}, {"", "/upload", "x"},
+			{"GET", "/upload?a b", "x"}, {"GET", "/upload?a\r\nX: 1", "x"}, {"GET", "/upload", "a b"}, {"GET", "/upload", "a\r\nX: 1"},
+		} {
+			req := httptest.NewRequest("GET", "/upload", nil)
+			req.Method, req.Host = m.method, m.host
+			if _, q, ok := strings.Cut(m.target, "?"); ok {
+				req.URL.RawQuery = q
+			}
+			rec := httptest.NewRecorder()
+			g.ServeHTTP(rec, req)
+			if rec.Code != http.StatusBadRequest {
+				t.Errorf("%q %q host %q: %d %q", m.method, m.target, m.host, rec.Code, rec.Body.String())
 			}
 		}
 	})

@@ -21,7 +21,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/wasmsrv/wasmsrv/host/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/framing"
 )
 
 // Config describes one upstream group.
@@ -202,6 +205,12 @@ func (g *Group) Servers() []*Server { return g.servers }
 
 // ServeHTTP proxies r to one of the servers.
 func (g *Group) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !forwardable(r) {
+		// host.Server refuses these before any handler; a Group used on its
+		// own must not write them into a request line either.
+		http.Error(w, "400 bad request: malformed method, path or authority", http.StatusBadRequest)
+		return
+	}
 	g.inflight.Add(1)
 	defer g.inflight.Add(-1)
 	if g.leanOK(r) {
@@ -282,6 +291,21 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// forwardable reports whether r's method, target and Host can be written
+// into an HTTP/1.1 request head unchanged (the path is escaped on the way
+// out; the query and an opaque target are sent as they came).
+func forwardable(r *http.Request) bool {
+	return framing.IsToken(r.Method) && httpguts.ValidHostHeader(r.Host) &&
+		(r.URL.RawQuery == "" || framing.ValidTarget(r.URL.RawQuery)) &&
+		(r.URL.Opaque == "" || framing.ValidTarget(r.URL.Opaque))
+}
+
+// hasBody reports whether r has a body to send: an HTTP/2 request without
+// one has a Body that is not http.NoBody, and a length of 0.
+func hasBody(r *http.Request) bool {
+	return r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+}
+
 func retryable(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
@@ -291,7 +315,7 @@ func retryable(r *http.Request) bool {
 		}
 	}
 	// The body of a proxied request is a stream we cannot replay.
-	return r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0
+	return !hasBody(r)
 }
 
 func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -302,7 +326,7 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	canRetry := retryable(req) && req.Header.Get("Upgrade") == ""
 	var body *clientBody
-	if req.Body != nil && req.Body != http.NoBody {
+	if hasBody(req) {
 		// Remember why reading the client's body failed: a body over the
 		// limit or an aborted upload is the client's doing, not the server's.
 		body = &clientBody{ReadCloser: req.Body}
