@@ -108,23 +108,13 @@ var (
 )
 
 // ParseLength parses one Content-Length field value: 1*DIGIT (RFC 9110
-// §8.6), with optional whitespace around it, or a list of the same number
-// ("5, 5", which RFC 9110 lets a recipient take as 5).
+// §8.6) with optional whitespace around it, at most 18 digits. A list
+// ("5, 5"), which RFC 9110 lets a recipient either take or refuse, is
+// refused, as net/http and nginx do.
 func ParseLength[T ~string | ~[]byte](v T) (int64, error) {
-	n := int64(-1)
-	start := 0
-	for i := 0; i <= len(v); i++ {
-		if i < len(v) && v[i] != ',' {
-			continue
-		}
-		m, ok := parseDigits(v[start:i])
-		if !ok {
-			return -1, fmt.Errorf("%w %q", errInvalidLength, string(v))
-		}
-		if n >= 0 && m != n {
-			return -1, fmt.Errorf("%w in %q", errConflictingLength, string(v))
-		}
-		n, start = m, i+1
+	n, ok := parseDigits(v)
+	if !ok {
+		return -1, fmt.Errorf("%w %q", errInvalidLength, string(v))
 	}
 	return n, nil
 }

@@ -49,7 +49,7 @@ func TestListed(t *testing.T) {
 }
 
 func TestParseLength(t *testing.T) {
-	good := map[string]int64{"0": 0, "5": 5, "007": 7, " 5\t": 5, "5, 5": 5, "5,5,5": 5, "123456789012345678": 123456789012345678}
+	good := map[string]int64{"0": 0, "5": 5, "007": 7, " 5\t": 5, "123456789012345678": 123456789012345678}
 	for v, want := range good {
 		n, err := ParseLength(v)
 		if err != nil || n != want {
@@ -59,7 +59,7 @@ func TestParseLength(t *testing.T) {
 			t.Errorf("ParseLength([]byte %q) = %d, %v", v, m, err)
 		}
 	}
-	for _, v := range []string{"", " ", "-1", "+5", "5 5", "0x5", "5,", ",5", "5,6", "1e3", "5.0", "１", "1234567890123456789", "99999999999999999999", "5\x00", "5\r\n"} {
+	for _, v := range []string{"", " ", "-1", "+5", "5 5", "0x5", "5,", ",5", "5,6", "5, 5", "5,5", "1e3", "5.0", "１", "1234567890123456789", "99999999999999999999", "5\x00", "5\r\n"} {
 		if n, err := ParseLength(v); err == nil {
 			t.Errorf("ParseLength(%q) = %d, want an error", v, n)
 		}
@@ -71,7 +71,7 @@ func TestLength(t *testing.T) {
 	if l.N != -1 {
 		t.Fatal("NoLength has a length")
 	}
-	for _, v := range []string{"5", "5", "5, 5", " 5"} {
+	for _, v := range []string{"5", "5", " 5"} {
 		if err := l.Add(v); err != nil {
 			t.Fatalf("Add(%q): %v", v, err)
 		}
@@ -82,7 +82,7 @@ func TestLength(t *testing.T) {
 	if err := l.Add("6"); err == nil || !strings.Contains(err.Error(), "conflicting Content-Length") {
 		t.Errorf("Add(6) after 5: %v", err)
 	}
-	for raw, want := range map[string]string{"007": "7", "7, 7": "7", " 7": "7", "0": "0", "70": "70"} {
+	for raw, want := range map[string]string{"007": "7", " 7": "7", "0": "0", "70": "70"} {
 		l := NoLength()
 		if err := l.Add(raw); err != nil || l.Value() != want {
 			t.Errorf("Add(%q): Value %q, %v; want %q", raw, l.Value(), err, want)

@@ -399,8 +399,7 @@ func (t *h1) exchangeHead(ctx context.Context, r *http.Request, s *Server, body 
 	if t.headTimeout > 0 {
 		pc.conn.SetReadDeadline(time.Time{})
 	}
-	ex.frame(r.Method)
-	return nil
+	return ex.frame(r.Method)
 }
 
 // writeHead writes the request line and headers for s.
@@ -534,7 +533,7 @@ func readHead(br *bufio.Reader, ex *exchange) error {
 		return err
 	}
 	// HTTP/1.x SP 3DIGIT [SP reason]
-	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[8] != ' ' {
+	if len(line) < 12 || string(line[:7]) != "HTTP/1." || line[7] < '0' || line[7] > '9' || line[8] != ' ' {
 		return fmt.Errorf("malformed upstream status line %q", trimForLog(line))
 	}
 	ex.proto1_0 = line[7] == '0'
@@ -674,50 +673,57 @@ func canonicalKey(b []byte) string {
 }
 
 // frame decides how the body is delimited (RFC 9112 §6.3) and whether the
-// connection survives it.
-func (ex *exchange) frame(method string) {
+// connection survives it. Like nginx, it refuses framing it cannot trust:
+// a Transfer-Encoding other than one "chunked", and Content-Length fields
+// that are malformed or disagree; the client then gets 502.
+func (ex *exchange) frame(method string) error {
 	h := ex.hdr
 	ex.closeAfter = ex.proto1_0 && !httpguts.HeaderValuesContainsToken(h["Connection"], "keep-alive") ||
 		httpguts.HeaderValuesContainsToken(h["Connection"], "close")
+	length := framing.NoLength()
+	for _, v := range h["Content-Length"] {
+		if err := length.Add(v); err != nil {
+			return fmt.Errorf("upstream response: %w", err)
+		}
+	}
+	if te, ok := h["Transfer-Encoding"]; ok {
+		switch {
+		case ex.proto1_0:
+			// HTTP/1.0 has no transfer codings (RFC 9112 §6.1): ignored, as
+			// net/http does, and the connection is not trusted further.
+			ex.closeAfter = true
+		case len(te) != 1 || !strings.EqualFold(textproto.TrimString(te[0]), "chunked"):
+			return fmt.Errorf("upstream response has an unsupported Transfer-Encoding %q", te)
+		default:
+			ex.chunked = true
+			if length.N >= 0 {
+				// Both: chunked wins (RFC 9112 §6.3), but the connection
+				// is not reused after a response framed two ways.
+				ex.closeAfter = true
+				length = framing.NoLength()
+			}
+		}
+		delete(h, "Transfer-Encoding")
+	}
+	delete(h, "Content-Length")
+	if length.N >= 0 {
+		h["Content-Length"] = []string{length.Value()}
+	}
 	switch {
 	case method == http.MethodHead || ex.status == http.StatusNoContent || ex.status == http.StatusNotModified:
-		ex.noBody, ex.length = true, 0
-	case len(h["Transfer-Encoding"]) > 0:
-		// chunked must be last; anything else is read to the close.
-		te := h["Transfer-Encoding"]
-		ex.chunked = strings.EqualFold(textproto.TrimString(lastToken(te[len(te)-1])), "chunked")
-		delete(h, "Content-Length")
-	case len(h["Content-Length"]) > 0:
-		n, err := strconv.ParseInt(textproto.TrimString(h["Content-Length"][0]), 10, 64)
-		if err != nil || n < 0 || !sameValues(h["Content-Length"]) {
-			ex.length, ex.closeAfter = -1, true // unreliable framing: read to the close
-			delete(h, "Content-Length")
-		} else {
-			ex.length = n
-			ex.noBody = n == 0
-		}
+		ex.noBody, ex.length, ex.chunked = true, 0, false
+	case ex.chunked:
+		ex.length = -1
+	case length.N >= 0:
+		ex.length = length.N
+		ex.noBody = length.N == 0
 	default:
 		ex.length = -1
 	}
 	if !ex.chunked && ex.length < 0 && !ex.noBody {
 		ex.closeAfter = true
 	}
-}
-
-func lastToken(v string) string {
-	if i := strings.LastIndexByte(v, ','); i >= 0 {
-		return v[i+1:]
-	}
-	return v
-}
-
-func sameValues(vv []string) bool {
-	for _, v := range vv[1:] {
-		if textproto.TrimString(v) != textproto.TrimString(vv[0]) {
-			return false
-		}
-	}
-	return true
+	return nil
 }
 
 // finish returns the connection to the pool when the body was read to its

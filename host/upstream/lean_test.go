@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -198,4 +199,69 @@ func TestLeanProxySemantics(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestLeanRefusesUntrustedFraming: an upstream response whose framing the
+// proxy cannot trust gets 502 (as from nginx), and one framed two ways is
+// read by its chunks on a connection that is not reused.
+func TestLeanRefusesUntrustedFraming(t *testing.T) {
+	answers := map[string]string{
+		"/two-lengths": "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc",
+		"/length-list": "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+		"/bad-length":  "HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc",
+		"/gzip-te":     "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"/two-te":      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"/te-and-cl":   "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+		"/same-twice":  "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+		"/version":     "HTTP/1.x 200 OK\r\nContent-Length: 3\r\n\r\nabc",
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, answers[req.URL.Path]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}})
+	c := &http.Client{Timeout: 10 * time.Second} // a body read to a close that never comes fails, not hangs
+	for _, path := range []string{"/two-lengths", "/length-list", "/bad-length", "/gzip-te", "/two-te", "/version"} {
+		if code, body, _ := get(t, c, front.URL+path); code != http.StatusBadGateway {
+			t.Errorf("%s: %d %q, want 502", path, code, body)
+		}
+	}
+	if code, body, h := get(t, c, front.URL+"/same-twice"); code != 200 || body != "abc" || len(h["Content-Length"]) != 1 {
+		t.Errorf("same length twice: %d %q %v", code, body, h)
+	}
+	before := conns.Load()
+	for range 3 {
+		if code, body, h := get(t, c, front.URL+"/te-and-cl"); code != 200 || body != "abc" || h.Get("Content-Length") != "" {
+			t.Errorf("chunked with a length: %d %q %v", code, body, h)
+		}
+	}
+	// The first may take an idle connection; each later one needs a new one.
+	if n := conns.Load() - before; n < 2 {
+		t.Errorf("%d new upstream connections for three responses framed two ways: a connection was reused after one", n)
+	}
 }
