@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // BenchmarkSiteProxy is one proxied request through the whole site handler
@@ -36,6 +38,7 @@ func BenchmarkSiteProxy(b *testing.B) {
 	req := httptest.NewRequest("GET", "http://front.test/", nil)
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := testkit.CPUTime(b)
 	for range b.N {
 		w := httptest.NewRecorder()
 		s.ServeHTTP(w, req)
@@ -43,4 +46,5 @@ func BenchmarkSiteProxy(b *testing.B) {
 			b.Fatal(w.Code)
 		}
 	}
+	testkit.ReportCPU(b, cpu0)
 }

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // BenchmarkProxyHello measures the proxy's own cost per request: the group's
@@ -33,6 +35,7 @@ func BenchmarkProxyHello(b *testing.B) {
 	req.Header.Set("Accept", "*/*")
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0 := testkit.CPUTime(b)
 	for range b.N {
 		w := httptest.NewRecorder()
 		g.ServeHTTP(w, req)
@@ -40,4 +43,5 @@ func BenchmarkProxyHello(b *testing.B) {
 			b.Fatalf("%d %q", w.Code, w.Body.String())
 		}
 	}
+	testkit.ReportCPU(b, cpu0)
 }

@@ -705,9 +705,10 @@ func (ex *exchange) frame(method string) error {
 		}
 		delete(h, "Transfer-Encoding")
 	}
-	delete(h, "Content-Length")
-	if length.N >= 0 {
-		h["Content-Length"] = []string{length.Value()}
+	if cl := h["Content-Length"]; length.N < 0 {
+		delete(h, "Content-Length")
+	} else if len(cl) > 1 || cl[0] != length.Value() {
+		h["Content-Length"] = []string{length.Value()} // one field, the plain number
 	}
 	switch {
 	case method == http.MethodHead || ex.status == http.StatusNoContent || ex.status == http.StatusNotModified:
