@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/textproto"
 	"slices"
 	"strconv"
@@ -163,6 +164,70 @@ func FuzzGuestHeaders(f *testing.F) {
 			}
 			if !slices.Equal(got, want) {
 				t.Fatalf("%s: net/http reads %q, host sends %q", k, got, want)
+			}
+		}
+	})
+}
+
+// FuzzCGIHead feeds CGI header sections to the host's parser (cgiStdout.parseHead,
+// docs/cgi.md): it never panics, and what it accepts is a head with a final
+// status, no hop-by-hop field and at most one Content-Length, which net/http's
+// strict response parser reads back unchanged.
+func FuzzCGIHead(f *testing.F) {
+	for _, s := range []string{
+		"Content-Type: text/plain",
+		"Status: 404 Not Found\nContent-Type: text/html",
+		"Location: /elsewhere",
+		"Content-Length: 5\r\nContent-Length: 5",
+		"Content-Length: 5\r\nContent-Length: 6",
+		"Status: 101\r\nUpgrade: websocket\r\nConnection: Upgrade",
+		"Connection: x-a, keep-alive\r\nX-A: 1\r\nX-B: 2",
+		"Status: 204\r\nContent-Length: 3",
+		"Transfer-Encoding: chunked",
+		"X: \x01",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, head []byte) {
+		w := httptest.NewRecorder()
+		o := &cgiStdout{w: w, method: http.MethodGet, length: -1}
+		if err := o.parseHead(head); err != nil {
+			return
+		}
+		if o.status < 200 || o.status > 999 {
+			t.Fatalf("status %d", o.status)
+		}
+		h := w.Header()
+		for k, vv := range h {
+			if !httpguts.ValidHeaderFieldName(k) || framing.IsHopByHop(k) {
+				t.Fatalf("field %q", k)
+			}
+			for _, v := range vv {
+				if !httpguts.ValidHeaderFieldValue(v) {
+					t.Fatalf("value %q of %s", v, k)
+				}
+			}
+		}
+		if cl := h["Content-Length"]; len(cl) > 1 {
+			t.Fatalf("several Content-Length fields %q", cl)
+		}
+		var raw bytes.Buffer
+		fmt.Fprintf(&raw, "HTTP/1.1 %03d X\r\n", o.status)
+		if err := h.Write(&raw); err != nil {
+			t.Fatal(err)
+		}
+		raw.WriteString("\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(&raw), &http.Request{Method: http.MethodHead})
+		if err != nil {
+			t.Fatalf("net/http refuses the head: %v\n%q", err, raw.String())
+		}
+		resp.Body.Close()
+		for k, vv := range h {
+			if k == "Content-Length" && !framing.BodyAllowed(o.status) {
+				continue
+			}
+			if got := resp.Header[k]; !slices.Equal(got, vv) {
+				t.Fatalf("%s: net/http reads %q, host sends %q", k, got, vv)
 			}
 		}
 	})
