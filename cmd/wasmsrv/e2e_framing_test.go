@@ -190,7 +190,7 @@ func framingRequest(method, name string, body []byte) string {
 // checkWire compares a wire response on c with w. A cut response is one
 // whose body is short when the connection ends, or, when every declared byte
 // came, whose connection ends right after it.
-func checkWire(t *testing.T, c *wireConn, r *wireResponse, w want) {
+func checkWire(t *testing.T, c *rawConn, r *wireResponse, w want) {
 	t.Helper()
 	if len(r.interim) > 0 {
 		t.Errorf("interim responses %v reached the client", r.interim)
@@ -313,7 +313,7 @@ func TestE2EFramingHostileGuests(t *testing.T) {
 				}
 				t.Run("h1/"+tc.name, func(t *testing.T) {
 					from := len(srv.logs())
-					c := dialWire(t, srv.Addr)
+					c := dialRaw(t, srv.Addr)
 					r := c.roundTrip(t, tc.method, framingRequest(tc.method, tc.name, tc.script))
 					checkWire(t, c, r, w)
 					if w.log != "" && (w.status != 0 || r.cut) {
@@ -398,7 +398,7 @@ func TestE2EFramingCGI(t *testing.T) {
 	for _, tc := range cases {
 		t.Run("h1/"+tc.name, func(t *testing.T) {
 			from := len(srv.logs())
-			c := dialWire(t, srv.Addr)
+			c := dialRaw(t, srv.Addr)
 			r := c.roundTrip(t, tc.method, framingRequest(tc.method, tc.name, tc.out))
 			checkWire(t, c, r, tc.want)
 			if tc.want.log != "" {

@@ -184,7 +184,7 @@ func smugglingAttempts(target string) []struct{ name, raw string } {
 // saying Connection: close (on HTTP/1.1), and that the connection then ends.
 func checkClosesAfter(t *testing.T, addr, raw string) {
 	t.Helper()
-	c := dialWire(t, addr)
+	c := dialRaw(t, addr)
 	r := c.roundTrip(t, "POST", raw)
 	if r.cut || r.status == 0 {
 		t.Fatalf("no complete response: %v", r)
@@ -204,12 +204,12 @@ func TestE2ERequestSmugglingRun(t *testing.T) {
 		t.Run(a.name, func(t *testing.T) { checkClosesAfter(t, srv.Addr, a.raw) })
 	}
 	// A plain keep-alive connection is not closed: two pipelined requests, two answers.
-	c := dialWire(t, srv.Addr)
+	c := dialRaw(t, srv.Addr)
 	pipelined := framingRequest("POST", "one", okScript) + framingRequest("POST", "two", okScript)
 	if r := c.roundTrip(t, "POST", pipelined); r.cut || r.status != 200 || len(r.values("Connection")) > 0 {
 		t.Fatalf("first pipelined request: %v", r)
 	}
-	if r := readWire(c.br, "POST"); r.cut || r.status != 200 {
+	if r := readWire(c.r, "POST"); r.cut || r.status != 200 {
 		t.Fatalf("second pipelined request: %v", r)
 	}
 	time.Sleep(100 * time.Millisecond) // let the access log catch up with the last request
@@ -354,7 +354,7 @@ func TestE2ERequestHostileHTTP1(t *testing.T) {
 		"GET /up/a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
 		"GET /up/a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
 	} {
-		c := dialWire(t, s.Addr)
+		c := dialRaw(t, s.Addr)
 		r := c.roundTrip(t, "GET", raw)
 		if r.status/100 != 4 && r.status/100 != 5 {
 			t.Errorf("%q: %v, want an error status", raw, r)

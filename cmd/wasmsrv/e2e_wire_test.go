@@ -170,37 +170,21 @@ func (c *chunkedBody) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// wireConn is a raw HTTP/1 connection.
-type wireConn struct {
-	net.Conn
-	br *bufio.Reader
-}
-
-func dialWire(t testing.TB, addr string) *wireConn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &wireConn{Conn: c, br: bufio.NewReader(c)}
-}
-
 // roundTrip writes raw and reads one response.
-func (c *wireConn) roundTrip(t testing.TB, method, raw string) *wireResponse {
+func (c *rawConn) roundTrip(t testing.TB, method, raw string) *wireResponse {
 	t.Helper()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
 		return &wireResponse{cut: true}
 	}
-	return readWire(c.br, method)
+	return readWire(c.r, method)
 }
 
 // closed reports whether the server closed the connection (EOF) with nothing
 // more to read, waiting at most d.
-func (c *wireConn) closed(d time.Duration) (bool, string) {
+func (c *rawConn) closed(d time.Duration) (bool, string) {
 	_ = c.SetReadDeadline(time.Now().Add(d))
-	b, err := io.ReadAll(c.br)
+	b, err := io.ReadAll(c.r)
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		return false, string(b)
