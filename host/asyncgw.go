@@ -602,7 +602,7 @@ func (e *asyncExchange) serve() (cut bool) {
 		chunk := e.out
 		e.out = e.spare[:0]
 		e.spare = nil
-		end, flush, finished := e.ended, e.flush, e.finished
+		end, flush := e.ended, e.flush
 		e.flush = false
 		first := !e.headSent && (len(chunk) > 0 || end || flush)
 		e.mu.Unlock()
@@ -635,7 +635,7 @@ func (e *asyncExchange) serve() (cut bool) {
 			e.wantWritable = false
 		}
 		more := len(e.out) > 0 || (e.accepted && !e.upgraded) || (e.denied && !e.committed)
-		finished = e.finished
+		finished := e.finished
 		e.mu.Unlock()
 		if wantW {
 			e.notify(abi.EventWritable, 0, 0)
