@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 const goodTOML = `
@@ -123,6 +126,12 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"mount host is a file", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmounts = [{ host = \"a.toml\", guest = \"/data\" }]\n", []string{"a.toml:5", "apps.a.mounts[0].host", "is not a directory"}},
 		{"mount guest relative", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmounts = [{ host = \".\", guest = \"data\" }]\n", []string{"apps.a.mounts[0].guest", "want an absolute path"}},
 		{"mount guest twice", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\napps:\n  a:\n    module: a.yaml\n    mounts:\n      - host: .\n        guest: /data\n      - host: .\n        guest: /data/\n        read_only: true\n", []string{"a.yaml:10", "apps.a.mounts[1].guest", "mounted twice"}},
+		{"app name with a colon", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"a:b\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", "apps.a:b", `bad app name "a:b"`, appname.Allowed}},
+		{"app name with a brace, yaml", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\napps:\n  \"x}\":\n    module: a.yaml\n", []string{"a.yaml:", "apps.x}", appname.Allowed}},
+		{"app name empty", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", "apps.", `bad app name ""`}},
+		{"app name unicode", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"caf\u00e9\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
+		{"app name too long", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps." + strings.Repeat("a", 65) + "]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
+		{"log rate zero", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlog_rate = \"0\"\n", []string{"a.toml:5", "apps.a.log_rate", "must be > 0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,5 +194,18 @@ func TestSampleTOMLAndYAMLAgree(t *testing.T) {
 	a.Path, b.Path = "", ""
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("TOML and YAML samples differ:\n%+v\n%+v", a, b)
+	}
+}
+
+func TestAppLogBudget(t *testing.T) {
+	c, err := Load(write(t, "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\n[apps.b]\nmodule = \"a.toml\"\nlog_rate = \"1MiB\"\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Apps["a"].LogBudget(); got != guestlog.DefaultRate {
+		t.Errorf("default log budget %d, want %d", got, guestlog.DefaultRate)
+	}
+	if got := c.Apps["b"].LogBudget(); got != 1<<20 {
+		t.Errorf("log budget %d, want 1MiB", got)
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/headers"
 	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Defaults applied when a key is absent.
@@ -33,8 +35,9 @@ const (
 	DefaultHealthInterval  = 5 * time.Second
 	DefaultHealthTimeout   = 2 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
-	DefaultBufferBody      = 64 << 10  // as `wasmsrv run --buffer-body`
-	DefaultBufferResponse  = 256 << 10 // as `wasmsrv run --buffer-response`
+	DefaultBufferBody      = 64 << 10             // as `wasmsrv run --buffer-body`
+	DefaultBufferResponse  = 256 << 10            // as `wasmsrv run --buffer-response`
+	DefaultLogRate         = guestlog.DefaultRate // as `wasmsrv run --log-rate`
 )
 
 // Policies names the upstream balancing policies.
@@ -211,6 +214,9 @@ func (c *Config) validate() []*Error {
 	for _, name := range sortedKeys(c.Apps) {
 		a := c.Apps[name]
 		k := "apps." + name
+		if err := appname.Check(name); err != nil {
+			add(errf(k, "%v", err))
+		}
 		if (a.Module == "") == (a.Package == "") {
 			add(errf(k, "set exactly one of module or package"))
 		}
@@ -252,6 +258,9 @@ func (c *Config) validate() []*Error {
 		checkOrigins(k+".ws_origins", a.WSOrigins, add)
 		if a.WSSendBuffer < 0 {
 			add(errf(k+".ws_send_buffer", "must be > 0"))
+		}
+		if a.LogRate != nil && *a.LogRate <= 0 {
+			add(errf(k+".log_rate", "must be > 0 (bytes per second, e.g. \"256KiB\")"))
 		}
 	}
 	for _, name := range sortedKeys(c.Upstreams) {

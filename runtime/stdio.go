@@ -3,17 +3,32 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
+
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // tailSize is how much of a guest's stderr is kept to explain a crash.
 const tailSize = 4096
 
+// guestOutput is the budget of an app's guest output: out, or a budget of its own
+// around log (the app's logger).
+func guestOutput(out *guestlog.Sink, log *slog.Logger) *guestlog.Sink {
+	if out == nil {
+		out = guestlog.New(log.Handler(), guestlog.Config{})
+	}
+	return out
+}
+
 // logWriter turns a guest's stdout or stderr into host log records, one per line,
-// and keeps the last tailSize bytes so a crash report can quote them.
+// and keeps the last tailSize bytes so a crash report can quote them. Records go
+// through the app's guest output budget (guestOutput) and are dropped beyond it,
+// while tail and reason still see every byte.
 type logWriter struct {
-	log    *slog.Logger
+	out    *guestlog.Sink
+	log    *slog.Logger // out's
 	level  slog.Level
 	stream string
 
@@ -30,8 +45,8 @@ type logWriter struct {
 	id    uint64
 }
 
-func newLogWriter(log *slog.Logger, stream string, level slog.Level, idKey string, id uint64) *logWriter {
-	return &logWriter{log: log, stream: stream, level: level, idKey: idKey, id: id}
+func newLogWriter(out *guestlog.Sink, stream string, level slog.Level, idKey string, id uint64) *logWriter {
+	return &logWriter{out: out, log: out.Logger(), stream: stream, level: level, idKey: idKey, id: id}
 }
 
 // Write implements io.Writer for wazero's WithStdout/WithStderr.
@@ -103,9 +118,22 @@ func (w *logWriter) Reason() string {
 	return w.reason
 }
 
-// Tail returns the last bytes written, for crash reports.
+// Tail returns the last bytes written, for crash reports. A crash report puts them
+// into the log, so they count against the app's budget; beyond it a note saying
+// how many bytes were left out stands in for them.
 func (w *logWriter) Tail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return string(bytes.TrimSpace(w.tail))
+	t := string(bytes.TrimSpace(w.tail))
+	if t == "" || w.out.Admit(t) {
+		return t
+	}
+	return fmt.Sprintf("(%d bytes left out: over the app's log budget)", len(t))
+}
+
+// mentions reports whether the kept tail contains s.
+func (w *logWriter) mentions(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Contains(w.tail, []byte(s))
 }

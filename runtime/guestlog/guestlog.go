@@ -1,0 +1,336 @@
+// Package guestlog holds what a guest may write to the host log to a budget. A
+// guest controls the bytes of its stdout and stderr lines and of its log plugin
+// records, and an escaped byte can take six in the log (a NUL is "\u0000" in JSON),
+// so a record limit alone still lets a guest fill the disk. A Sink is one app's
+// budget in bytes per second, shared by all its instances and all the ways its
+// output reaches the log: every record is measured as the log will write it,
+// escapes included, cut to MaxLine, and dropped when the budget is spent. Drops
+// are counted (Stats) and reported in one warning per window.
+package guestlog
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/time/rate"
+)
+
+const (
+	// DefaultRate is an app's budget in bytes per second when none is configured:
+	// a busy app's logging (hundreds of lines a second) fits, a flood is cut to
+	// ~21 GiB a day at most.
+	DefaultRate = 256 << 10
+	// MaxLine caps the guest's part of one record (message, attribute keys and
+	// values) as written to the log, escapes included; longer records are cut and
+	// say how many bytes were cut ("truncated_bytes").
+	MaxLine = 16 << 10
+	// DefaultWindow is how often drops are reported, at most.
+	DefaultWindow = 10 * time.Second
+	// recordOverhead is charged per record for what the host adds to it besides
+	// the attributes (time, level, keys, quotes, separators, newline).
+	recordOverhead = 64
+)
+
+// Config sets a Sink's budget.
+type Config struct {
+	// Rate is the budget in bytes per second (0: DefaultRate). Up to twice as
+	// much (at least 2×MaxLine) may pass at once after a quiet time.
+	Rate int64
+	// Window is the least time between two warnings about drops (0:
+	// DefaultWindow).
+	Window time.Duration
+}
+
+// Stats are a Sink's counters since it was made: what reached the log and what
+// the budget refused. Exported for metrics.
+type Stats struct {
+	Lines, Bytes               uint64 // records passed on and their size as charged
+	DroppedLines, DroppedBytes uint64 // records dropped (DroppedBytes counts those the Sink measured)
+	TruncatedLines             uint64 // records cut to MaxLine
+}
+
+// Sink is one app's guest output budget. Its Logger passes records to the handler
+// it was made with while the budget lasts. Safe for concurrent use.
+type Sink struct {
+	inner  slog.Handler
+	lim    *rate.Limiter
+	rate   int64
+	window time.Duration
+
+	lines, bytes, dropped, droppedBytes, truncated atomic.Uint64
+
+	mu                     sync.Mutex
+	timer                  *time.Timer // armed while drops wait to be reported
+	reportedLines, repByte uint64      // counts already reported
+	closed                 bool
+}
+
+// New returns a sink writing to h (the app's log handler, tagged with the app).
+func New(h slog.Handler, cfg Config) *Sink {
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	burst := max(2*cfg.Rate, 2*MaxLine)
+	return &Sink{inner: h, lim: rate.NewLimiter(rate.Limit(cfg.Rate), int(burst)), rate: cfg.Rate, window: cfg.Window}
+}
+
+// Logger returns a logger whose records go through the budget.
+func (s *Sink) Logger() *slog.Logger { return slog.New(&handler{s: s, inner: s.inner}) }
+
+// Stats returns the counters.
+func (s *Sink) Stats() Stats {
+	return Stats{Lines: s.lines.Load(), Bytes: s.bytes.Load(), DroppedLines: s.dropped.Load(),
+		DroppedBytes: s.droppedBytes.Load(), TruncatedLines: s.truncated.Load()}
+}
+
+// Drop counts records refused before they reached the sink (by another limit,
+// such as the log plugin's records per second), so they are reported with the
+// rest.
+func (s *Sink) Drop(lines int) {
+	s.dropped.Add(uint64(lines))
+	s.arm()
+}
+
+func (s *Sink) drop(n int) {
+	s.droppedBytes.Add(uint64(n))
+	s.Drop(1)
+}
+
+// arm makes sure a report is due within the window.
+func (s *Sink) arm() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.timer == nil && !s.closed {
+		s.timer = time.AfterFunc(s.window, s.report)
+	}
+}
+
+// report logs the drops since the last report, once.
+func (s *Sink) report() {
+	s.mu.Lock()
+	s.timer = nil
+	lines, bytes := s.dropped.Load(), s.droppedBytes.Load()
+	dl, db := lines-s.reportedLines, bytes-s.repByte
+	s.reportedLines, s.repByte = lines, bytes
+	s.mu.Unlock()
+	if dl == 0 {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelWarn, "guest output over the app's log budget: lines dropped", 0)
+	r.AddAttrs(slog.Uint64("dropped_lines", dl), slog.Uint64("dropped_bytes", db),
+		slog.String("budget", fmt.Sprintf("%d bytes/s", s.rate)), slog.Duration("window", s.window))
+	_ = s.inner.Handle(context.Background(), r)
+}
+
+// Close reports drops not reported yet and stops the timer; records after Close
+// are still held to the budget, and reported on the next Close.
+func (s *Sink) Close() {
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	s.report()
+}
+
+// Admit charges the log budget for s, a piece of guest output the host is about
+// to put into a record of its own (the tail of stderr in a crash report), and
+// reports whether it may. A refused piece counts as a dropped line.
+func (s *Sink) Admit(text string) bool {
+	n := EscapedLen(text)
+	if n > MaxLine {
+		n = MaxLine
+	}
+	return s.allow(n)
+}
+
+// allow charges n bytes.
+func (s *Sink) allow(n int) bool {
+	if n > s.lim.Burst() {
+		n = s.lim.Burst()
+	}
+	if !s.lim.AllowN(time.Now(), n) {
+		s.drop(n)
+		return false
+	}
+	s.lines.Add(1)
+	s.bytes.Add(uint64(n))
+	return true
+}
+
+// handler measures each record and passes it on while the budget lasts. fixed is
+// the size of the attributes and groups added with WithAttrs and WithGroup.
+type handler struct {
+	s     *Sink
+	inner slog.Handler
+	fixed int
+}
+
+func (h *handler) Enabled(ctx context.Context, lv slog.Level) bool { return h.inner.Enabled(ctx, lv) }
+
+func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
+	n := h.fixed
+	for _, a := range as {
+		n += attrLen(a)
+	}
+	return &handler{s: h.s, inner: h.inner.WithAttrs(as), fixed: n}
+}
+
+func (h *handler) WithGroup(name string) slog.Handler {
+	return &handler{s: h.s, inner: h.inner.WithGroup(name), fixed: h.fixed + EscapedLen(name) + 1}
+}
+
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	guest := EscapedLen(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		guest += attrLen(a)
+		return true
+	})
+	if guest > MaxLine {
+		r, guest = truncate(r)
+		h.s.truncated.Add(1)
+	}
+	if !h.s.allow(recordOverhead + h.fixed + guest) {
+		return nil
+	}
+	return h.inner.Handle(ctx, r)
+}
+
+// truncate cuts r's message and attributes, in order, to MaxLine as escaped,
+// and adds truncated_bytes: how many of the original bytes were left out.
+func truncate(r slog.Record) (slog.Record, int) {
+	budget := MaxLine - 64 // room for the truncated_bytes attribute
+	msg, n := cut(r.Message, budget)
+	cutBytes := len(r.Message) - len(msg)
+	budget -= n
+	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		a.Value = a.Value.Resolve()
+		kl := EscapedLen(a.Key) + 1
+		if a.Value.Kind() != slog.KindString {
+			if l := kl + valueLen(a.Value); l <= budget {
+				out.AddAttrs(a)
+				budget -= l
+			} else {
+				cutBytes += l
+			}
+			return true
+		}
+		v := a.Value.String()
+		if kl+2 >= budget {
+			cutBytes += len(a.Key) + len(v)
+			return true
+		}
+		cv, vl := cut(v, budget-kl)
+		out.AddAttrs(slog.String(a.Key, cv))
+		budget -= kl + vl
+		cutBytes += len(v) - len(cv)
+		return true
+	})
+	out.AddAttrs(slog.Int("truncated_bytes", cutBytes))
+	return out, MaxLine - budget
+}
+
+// cut returns the longest prefix of s (whole runes) whose escaped length is at
+// most max, and that length.
+func cut(s string, max int) (string, int) {
+	n := 2 // quotes
+	for i := 0; i < len(s); {
+		c, size := runeCost(s, i)
+		if n+c > max {
+			return s[:i], n
+		}
+		n += c
+		i += size
+	}
+	return s, n
+}
+
+func attrLen(a slog.Attr) int {
+	return EscapedLen(a.Key) + 2 + valueLen(a.Value) // key, '=' or ':' and a separator
+}
+
+func valueLen(v slog.Value) int {
+	switch v.Kind() {
+	case slog.KindString:
+		return EscapedLen(v.String())
+	case slog.KindInt64, slog.KindUint64, slog.KindFloat64, slog.KindBool, slog.KindDuration:
+		return 24
+	case slog.KindTime:
+		return 40
+	case slog.KindGroup:
+		n := 2
+		for _, a := range v.Group() {
+			n += attrLen(a)
+		}
+		return n
+	case slog.KindLogValuer:
+		return valueLen(v.Resolve())
+	}
+	return EscapedLen(v.String())
+}
+
+// cost is the escaped size of each ASCII byte: the larger of what slog's JSON
+// handler ("\u0000") and its text handler (strconv.Quote: "\x00", "\a") write.
+var cost = func() (t [utf8.RuneSelf]uint8) {
+	for b := range t {
+		switch {
+		case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
+			t[b] = 2
+		case b < 0x20:
+			t[b] = 6
+		case b == 0x7f:
+			t[b] = 4
+		default:
+			t[b] = 1
+		}
+	}
+	return t
+}()
+
+// runeCost returns the escaped size of the character at s[i] and its length in s.
+func runeCost(s string, i int) (int, int) {
+	if b := s[i]; b < utf8.RuneSelf {
+		return int(cost[b]), 1
+	}
+	r, size := utf8.DecodeRuneInString(s[i:])
+	switch {
+	case r == utf8.RuneError && size == 1:
+		return 6, 1 // "\ufffd" in JSON, "\x80" in text
+	case r == '\u2028' || r == '\u2029':
+		return 6, size
+	case unicode.IsPrint(r):
+		return size, size
+	case r < 0x10000:
+		return 6, size // "\u00ad"
+	}
+	return 10, size // "\U000e0001"
+}
+
+// EscapedLen is the size of s as a quoted string in the log, escapes included:
+// the larger of slog's JSON and text forms, so a budget holds for both.
+func EscapedLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		if b := s[i]; b < utf8.RuneSelf {
+			n += int(cost[b])
+			i++
+			continue
+		}
+		c, size := runeCost(s, i)
+		n += c
+		i += size
+	}
+	return n
+}
