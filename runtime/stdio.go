@@ -119,14 +119,18 @@ func (w *logWriter) Reason() string {
 }
 
 // Tail returns the last bytes written, for crash reports. A crash report puts them
-// into the log, so they count against the app's budget; beyond it a note saying
-// how many bytes were left out stands in for them.
+// into the log, so they count against the app's budget and are cut to its line
+// length (from the front); beyond the budget a note saying how many bytes were
+// left out stands in for them.
 func (w *logWriter) Tail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	t := string(bytes.TrimSpace(w.tail))
-	if t == "" || w.out.Admit(t) {
+	if t == "" {
 		return t
+	}
+	if quoted, ok := w.out.Admit(t); ok {
+		return quoted
 	}
 	return fmt.Sprintf("(%d bytes left out: over the app's log budget)", len(t))
 }

@@ -33,8 +33,9 @@ const (
 	// DefaultWindow is how often drops are reported, at most.
 	DefaultWindow = 10 * time.Second
 	// recordOverhead is charged per record for what the host adds to it besides
-	// the attributes (time, level, keys, quotes, separators, newline).
-	recordOverhead = 64
+	// the attributes: time, level, the message's key, braces and newline (70
+	// bytes in JSON with nanoseconds and a zone offset).
+	recordOverhead = 96
 )
 
 // Config sets a Sink's budget.
@@ -144,23 +145,24 @@ func (s *Sink) Close() {
 	s.report()
 }
 
-// Admit charges the log budget for s, a piece of guest output the host is about
-// to put into a record of its own (the tail of stderr in a crash report), and
-// reports whether it may. A refused piece counts as a dropped line.
-func (s *Sink) Admit(text string) bool {
-	n := EscapedLen(text)
-	if n > MaxLine {
-		n = MaxLine
+// Admit charges the log budget for text, a piece of guest output the host is
+// about to quote in a record of its own (the tail of stderr in a crash report).
+// It returns the end of text that fits in MaxLine as escaped, and whether the
+// budget allows it; a refused piece counts as a dropped line.
+func (s *Sink) Admit(text string) (string, bool) {
+	text, n := cutFront(text, MaxLine)
+	if !s.allow(time.Now(), n) {
+		return "", false
 	}
-	return s.allow(n)
+	return text, true
 }
 
-// allow charges n bytes.
-func (s *Sink) allow(n int) bool {
+// allow charges n bytes at now.
+func (s *Sink) allow(now time.Time, n int) bool {
 	if n > s.lim.Burst() {
 		n = s.lim.Burst()
 	}
-	if !s.lim.AllowN(time.Now(), n) {
+	if !s.lim.AllowN(now, n) {
 		s.drop(n)
 		return false
 	}
@@ -192,54 +194,71 @@ func (h *handler) WithGroup(name string) slog.Handler {
 }
 
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
-	guest := EscapedLen(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		guest += attrLen(a)
-		return true
-	})
+	guest := recordLen(r)
 	if guest > MaxLine {
 		r, guest = truncate(r)
 		h.s.truncated.Add(1)
 	}
-	if !h.s.allow(recordOverhead + h.fixed + guest) {
+	now := r.Time // slog's records carry the time already
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if !h.s.allow(now, recordOverhead+h.fixed+guest) {
 		return nil
 	}
 	return h.inner.Handle(ctx, r)
 }
 
-// truncate cuts r's message and attributes, in order, to MaxLine as escaped,
-// and adds truncated_bytes: how many of the original bytes were left out.
+// shortAttr is the escaped size up to which an attribute is kept whole when a
+// record is cut: the host's own (instance, stream, request_id) always are.
+const shortAttr = 128
+
+// truncate cuts r to MaxLine as escaped. Attributes that are not strings and
+// short string attributes stay whole; the message, then the long attributes in
+// order, get what is left (a long attribute keeps its key, cut to shortAttr, with
+// what fits of its value, while there is room for them). It adds truncated_bytes: how many of the original bytes
+// were left out.
 func truncate(r slog.Record) (slog.Record, int) {
-	budget := MaxLine - 64 // room for the truncated_bytes attribute
-	msg, n := cut(r.Message, budget)
+	room := MaxLine - 64 // the truncated_bytes attribute
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Value.Kind() != slog.KindString || attrLen(a) <= shortAttr {
+			room -= attrLen(a)
+		}
+		return true
+	})
+	room = max(room, 0)
+	msg, n := cut(r.Message, room)
+	room -= n
 	cutBytes := len(r.Message) - len(msg)
-	budget -= n
 	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		a.Value = a.Value.Resolve()
-		kl := EscapedLen(a.Key) + 1
-		if a.Value.Kind() != slog.KindString {
-			if l := kl + valueLen(a.Value); l <= budget {
-				out.AddAttrs(a)
-				budget -= l
-			} else {
-				cutBytes += l
-			}
+		if a.Value.Kind() != slog.KindString || attrLen(a) <= shortAttr {
+			out.AddAttrs(a)
 			return true
 		}
-		v := a.Value.String()
-		if kl+2 >= budget {
-			cutBytes += len(a.Key) + len(v)
+		k, kl := cut(a.Key, shortAttr)
+		if room < kl+3 {
+			cutBytes += len(a.Key) + len(a.Value.String()) // no room left: the whole attribute goes
 			return true
 		}
-		cv, vl := cut(v, budget-kl)
-		out.AddAttrs(slog.String(a.Key, cv))
-		budget -= kl + vl
-		cutBytes += len(v) - len(cv)
+		v, vl := cut(a.Value.String(), room-kl-1)
+		out.AddAttrs(slog.String(k, v))
+		room -= kl + 1 + vl
+		cutBytes += len(a.Key) - len(k) + len(a.Value.String()) - len(v)
 		return true
 	})
 	out.AddAttrs(slog.Int("truncated_bytes", cutBytes))
-	return out, MaxLine - budget
+	return out, recordLen(out)
+}
+
+// recordLen is the escaped size of r's message and attributes.
+func recordLen(r slog.Record) int {
+	n := EscapedLen(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		n += attrLen(a)
+		return true
+	})
+	return n
 }
 
 // cut returns the longest prefix of s (whole runes) whose escaped length is at
@@ -255,6 +274,21 @@ func cut(s string, max int) (string, int) {
 		i += size
 	}
 	return s, n
+}
+
+// cutFront returns the longest end of s (whole runes) whose escaped length is at
+// most max, and that length.
+func cutFront(s string, max int) (string, int) {
+	n := EscapedLen(s)
+	i := 0
+	for n > max && i < len(s) {
+		// Decoding from a point EscapedLen's decoding passed through goes the
+		// same way, so the rest costs exactly n.
+		c, size := runeCost(s, i)
+		n -= c
+		i += size
+	}
+	return s[i:], n
 }
 
 func attrLen(a slog.Attr) int {
