@@ -41,6 +41,9 @@ type Server struct {
 type Admin struct {
 	Addr  string `toml:"addr" yaml:"addr"`
 	Token string `toml:"token" yaml:"token"`
+	// Hosts are names the admin listener is reached by besides localhost and
+	// its address; a request with another Host is refused (DNS rebinding).
+	Hosts []string `toml:"hosts" yaml:"hosts"`
 }
 
 // Listener is one HTTP listening socket.

@@ -201,6 +201,11 @@ func (c *Config) validate() []*Error {
 	} else if !isLoopback(host) && c.Admin.Token == "" {
 		add(errf("admin.token", "admin listener %q is not loopback: a token is required", c.Admin.Addr))
 	}
+	for i, h := range c.Admin.Hosts {
+		if err := checkAdminHost(h); err != nil {
+			add(errf(fmt.Sprintf("admin.hosts[%d]", i), "%v", err))
+		}
+	}
 	switch c.Server.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -477,6 +482,22 @@ func checkHost(h string) error {
 	rest := strings.TrimPrefix(h, "*.")
 	if rest == "" || strings.ContainsAny(rest, "*/ :") {
 		return fmt.Errorf("bad host %q (a name, optionally starting with \"*.\")", h)
+	}
+	return nil
+}
+
+// checkAdminHost accepts a host name or an IP address (no port, no scheme).
+func checkAdminHost(h string) error {
+	if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return nil
+	}
+	if h == "" || len(h) > 253 || strings.Trim(h, ".") == "" {
+		return fmt.Errorf("bad host %q (a name or an IP address, without a port)", h)
+	}
+	for _, c := range strings.ToLower(h) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return fmt.Errorf("bad host %q (a name or an IP address, without a port)", h)
+		}
 	}
 	return nil
 }
