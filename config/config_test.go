@@ -131,6 +131,7 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"app name empty", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", "apps.", `bad app name ""`}},
 		{"app name unicode", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"caf\u00e9\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
 		{"app name too long", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps." + strings.Repeat("a", 65) + "]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
+		{"admin host with a port", "a.toml", "[admin]\nhosts = [\"ops.example\", \"ops.example:9901\"]\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:2", "admin.hosts[1]", "bad host"}},
 		{"log rate zero", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlog_rate = \"0\"\n", []string{"a.toml:5", "apps.a.log_rate", "must be > 0"}},
 	}
 	for _, tt := range tests {
