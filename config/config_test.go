@@ -89,11 +89,15 @@ func TestAppMounts(t *testing.T) {
 	}
 }
 
-func TestErrorsNameKeyAndLine(t *testing.T) {
-	tests := []struct {
-		name, file, body string
-		want             []string
-	}{
+// errorCase is a config with a problem and what its error must say.
+type errorCase struct {
+	name, file, body string
+	want             []string
+}
+
+// errorCases are shared by TestErrorsNameKeyAndLine and FuzzParse's seeds.
+func errorCases() []errorCase {
+	return []errorCase{
 		{"unknown top key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nbogus = 1\n", []string{"a.toml:3", "listeners.bogus", "unknown key"}},
 		{"bad duration", "a.toml", "[server]\nshutdown_timeout = \"forever\"\n", []string{"a.toml:2", "bad duration"}},
 		{"unknown upstream", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n\n[[routes]]\npath = \"/x\"\nupstream = \"nope\"\n", []string{"a.toml:6", "routes[0].upstream", `unknown upstream "nope"`}},
@@ -134,6 +138,10 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"admin host with a port", "a.toml", "[admin]\nhosts = [\"ops.example\", \"ops.example:9901\"]\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:2", "admin.hosts[1]", "bad host"}},
 		{"log rate zero", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlog_rate = \"0\"\n", []string{"a.toml:5", "apps.a.log_rate", "must be > 0"}},
 	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	tests := errorCases()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Load(write(t, tt.file, tt.body), noEnv)
