@@ -66,10 +66,10 @@ type Sink struct {
 
 	lines, bytes, dropped, droppedBytes, truncated atomic.Uint64
 
-	mu                     sync.Mutex
-	timer                  *time.Timer // armed while drops wait to be reported
-	reportedLines, repByte uint64      // counts already reported
-	closed                 bool
+	mu                           sync.Mutex
+	timer                        *time.Timer // armed while drops wait to be reported
+	reportedLines, reportedBytes uint64      // counts already reported
+	closed                       bool
 }
 
 // New returns a sink writing to h (the app's log handler, tagged with the app).
@@ -120,8 +120,8 @@ func (s *Sink) report() {
 	s.mu.Lock()
 	s.timer = nil
 	lines, bytes := s.dropped.Load(), s.droppedBytes.Load()
-	dl, db := lines-s.reportedLines, bytes-s.repByte
-	s.reportedLines, s.repByte = lines, bytes
+	dl, db := lines-s.reportedLines, bytes-s.reportedBytes
+	s.reportedLines, s.reportedBytes = lines, bytes
 	s.mu.Unlock()
 	if dl == 0 {
 		return
@@ -315,28 +315,19 @@ func valueLen(v slog.Value) int {
 	return EscapedLen(v.String())
 }
 
-// cost is the escaped size of each ASCII byte: the larger of what slog's JSON
-// handler ("\u0000") and its text handler (strconv.Quote: "\x00", "\a") write.
-var cost = func() (t [utf8.RuneSelf]uint8) {
-	for b := range t {
-		switch {
-		case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
-			t[b] = 2
-		case b < 0x20:
-			t[b] = 6
-		case b == 0x7f:
-			t[b] = 4
-		default:
-			t[b] = 1
-		}
-	}
-	return t
-}()
+// asciiCost is the escaped size of each ASCII byte: the larger of what slog's
+// JSON handler ("\u0000") and its text handler (strconv.Quote: "\x00", "\a")
+// write: 1, 2 for '"', '\\', '\n', '\r' and '\t', 6 for other control bytes, 4
+// for DEL. (TestASCIICost derives it.)
+const asciiCost = "\x06\x06\x06\x06\x06\x06\x06\x06\x06\x02\x02\x06\x06\x02\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06\x06" +
+	"\x01\x01\x02\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01" +
+	"\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x02\x01\x01\x01" +
+	"\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x01\x04"
 
 // runeCost returns the escaped size of the character at s[i] and its length in s.
 func runeCost(s string, i int) (int, int) {
 	if b := s[i]; b < utf8.RuneSelf {
-		return int(cost[b]), 1
+		return int(asciiCost[b]), 1
 	}
 	r, size := utf8.DecodeRuneInString(s[i:])
 	switch {
@@ -358,7 +349,7 @@ func EscapedLen(s string) int {
 	n := 2
 	for i := 0; i < len(s); {
 		if b := s[i]; b < utf8.RuneSelf {
-			n += int(cost[b])
+			n += int(asciiCost[b])
 			i++
 			continue
 		}

@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // lockedBuffer is a log destination safe for the report's timer goroutine.
@@ -118,6 +120,23 @@ func FuzzEscapedLen(f *testing.F) {
 			t.Errorf("cutFront(%q, %d) = %q, %d (EscapedLen %d)", s, n/2, c, cl, EscapedLen(c))
 		}
 	})
+}
+
+func TestASCIICost(t *testing.T) {
+	for b := range utf8.RuneSelf {
+		want := 1
+		switch {
+		case b == '"' || b == '\\' || b == '\n' || b == '\r' || b == '\t':
+			want = 2
+		case b < 0x20:
+			want = 6
+		case b == 0x7f:
+			want = 4
+		}
+		if int(asciiCost[b]) != want {
+			t.Errorf("asciiCost[%#x] = %d, want %d", b, asciiCost[b], want)
+		}
+	}
 }
 
 // TestLongRecordsAreCut floods one record per form with escape-heavy content: the
@@ -271,22 +290,34 @@ func TestRecordsStayValidJSON(t *testing.T) {
 
 // BenchmarkLine is one ordinary guest log line (a stderr line of a request
 // handler) into a text log, straight to slog (the host before budgets) and
-// through a Sink: the cost of the budget on the hot path.
+// through a Sink: the cost of the budget on the hot path. "discard" leaves out
+// the write; "devnull" writes each record to a file as the host log does (a
+// write(2) per record).
 func BenchmarkLine(b *testing.B) {
 	line := "GET /api/books/42 200 handled in 3.2ms user=alice"
-	base := slog.New(slog.NewTextHandler(io.Discard, nil)).With("app", "shop")
-	for _, bc := range []struct {
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devnull.Close()
+	for _, dst := range []struct {
 		name string
-		log  *slog.Logger
-	}{
-		{"direct", base},
-		{"budget", New(base.Handler(), Config{Rate: 1 << 40}).Logger()},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				bc.log.Log(context.Background(), slog.LevelWarn, line, "instance", uint64(3), "stream", "stderr")
-			}
-		})
+		w    io.Writer
+	}{{"discard", io.Discard}, {"devnull", devnull}} {
+		base := slog.New(slog.NewTextHandler(dst.w, nil)).With("app", "shop")
+		for _, bc := range []struct {
+			name string
+			log  *slog.Logger
+		}{
+			{"direct", base},
+			{"budget", New(base.Handler(), Config{Rate: 1 << 40}).Logger()},
+		} {
+			b.Run(dst.name+"/"+bc.name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					bc.log.Log(context.Background(), slog.LevelWarn, line, "instance", uint64(3), "stream", "stderr")
+				}
+			})
+		}
 	}
 }
