@@ -49,43 +49,61 @@ func newLogWriter(out *guestlog.Sink, stream string, level slog.Level, idKey str
 	return &logWriter{out: out, log: out.Logger(), stream: stream, level: level, idKey: idKey, id: id}
 }
 
-// Write implements io.Writer for wazero's WithStdout/WithStderr.
+// Write implements io.Writer for wazero's WithStdout/WithStderr. A guest picks
+// the size of a write (up to its whole memory), so nothing here copies more than
+// tailSize bytes of it: lines longer than that are logged in pieces of tailSize.
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.tail = append(w.tail, p...)
-	if len(w.tail) > tailSize {
-		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+	if len(p) >= tailSize {
+		w.tail = append(w.tail[:0], p[len(p)-tailSize:]...)
+	} else {
+		w.tail = append(w.tail, p...)
+		if len(w.tail) > tailSize {
+			w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+		}
 	}
-	data := p
-	if len(w.partial) > 0 {
-		w.partial = append(w.partial, p...)
-		data = w.partial
-	}
-	for {
-		i := bytes.IndexByte(data, '\n')
+	for data := p; len(data) > 0; {
+		room := tailSize - len(w.partial)
+		// Look no further than a piece ahead: a long write is scanned once.
+		i := bytes.IndexByte(data[:min(len(data), room+1)], '\n')
+		end := i
 		if i < 0 {
+			end = len(data)
+		}
+		if end > room {
+			// Longer than a piece: log one now.
+			w.partial = append(w.partial, data[:room]...)
+			w.emit(w.partial)
+			w.partial, data = w.partial[:0], data[room:]
+			continue
+		}
+		if i < 0 {
+			// Keep an unterminated line for the next write.
+			w.partial = append(w.partial, data...)
 			break
 		}
-		w.emit(data[:i])
+		if len(w.partial) > 0 {
+			w.partial = append(w.partial, data[:i]...)
+			w.emit(w.partial)
+			w.partial = w.partial[:0]
+		} else {
+			w.emit(data[:i])
+		}
 		data = data[i+1:]
 	}
-	// Keep an unterminated line for the next write, bounded so a guest cannot
-	// grow host memory by never writing a newline.
-	if len(data) > tailSize {
-		w.emit(data)
-		data = nil
-	}
-	w.partial = append(w.partial[:0], data...)
 	return len(p), nil
 }
+
+// reasonMax bounds the crash reason kept from a line.
+const reasonMax = 512
 
 func (w *logWriter) emit(line []byte) {
 	if w.reason == "" && (bytes.HasPrefix(line, []byte("fatal error:")) || bytes.HasPrefix(line, []byte("panic:")) ||
 		bytes.HasPrefix(line, []byte("runtime: out of memory"))) {
-		w.reason = string(line)
+		w.reason = string(line[:min(len(line), reasonMax)])
 	}
-	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
+	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) || w.out.Spent(line) {
 		return
 	}
 	w.log.Log(context.Background(), w.level, string(line), w.idKey, w.id, "stream", w.stream)

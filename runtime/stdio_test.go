@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -59,3 +61,55 @@ func TestLogWriterBudget(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestLogWriterLines: lines are split at newlines across writes, and a line longer
+// than tailSize (terminated or not, in one write of any size or many) is logged in
+// pieces of tailSize, so a write of the guest's whole memory costs the host no
+// copy of it.
+func TestLogWriterLines(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	h := slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		var rec struct{ Msg string }
+		if err := json.Unmarshal(p, &rec); err != nil {
+			t.Error(err)
+		}
+		mu.Lock()
+		lines = append(lines, rec.Msg)
+		mu.Unlock()
+		return len(p), nil
+	}), nil)
+	w := newLogWriter(guestlog.New(h, guestlog.Config{Rate: 1 << 40}), "stderr", slog.LevelWarn, "instance", 1)
+	long := strings.Repeat("x", 2*tailSize+10)
+	for _, chunk := range []string{"a", "b\nc\n", "\n", "d", long[:5], long[5:] + "\ne", "\n" + long, "\nf\n"} {
+		_, _ = w.Write([]byte(chunk))
+	}
+	want := []string{"ab", "c", "dxxxxx" + long[5:tailSize-1], long[tailSize-1 : 2*tailSize-1], long[2*tailSize-1:], "e",
+		long[:tailSize], long[tailSize : 2*tailSize], long[2*tailSize:], "f"}
+	mu.Lock()
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d: %.80q", len(lines), len(want), lines)
+	}
+	for i := range want {
+		if lines[i] != want[i] {
+			t.Errorf("line %d: %.40q (%d bytes), want %.40q (%d bytes)", i, lines[i], len(lines[i]), want[i], len(want[i]))
+		}
+	}
+	mu.Unlock()
+
+	// A write of 32 MiB, a crash message and no newline, past a small budget:
+	// the host allocates a small fraction of it and keeps a bounded reason.
+	small := newLogWriter(guestlog.New(slog.NewTextHandler(io.Discard, nil), guestlog.Config{Rate: 1024}), "stderr", slog.LevelWarn, "instance", 2)
+	big := make([]byte, 32<<20)
+	copy(big, "panic: "+strings.Repeat("y", 4096))
+	var before, after goruntime.MemStats
+	goruntime.ReadMemStats(&before)
+	_, _ = small.Write(big)
+	goruntime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("a 32 MiB write allocated %d bytes", n)
+	}
+	if r := small.Reason(); !strings.HasPrefix(r, "panic: yyy") || len(r) > reasonMax {
+		t.Errorf("reason %.20q (%d bytes)", r, len(r))
+	}
+}

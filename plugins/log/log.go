@@ -128,6 +128,10 @@ func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = 0
 		return
 	}
+	if a.out.Spent(clip(msg)) { // not even the message fits the byte budget now
+		stack[0] = 0
+		return
+	}
 	rec := slog.NewRecord(time.Now(), lv, string(clip(msg)), 0)
 	if in := runtime.InstanceFrom(ctx); in != nil {
 		rec.AddAttrs(slog.Uint64("instance", in.ID()))

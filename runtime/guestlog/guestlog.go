@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/time/rate"
 )
@@ -155,6 +156,23 @@ func (s *Sink) Admit(text string) (string, bool) {
 		return "", false
 	}
 	return text, true
+}
+
+// Spent reports whether the budget is too low now for a record of line (a guest's
+// stdout or stderr line about to be logged with a few short attributes), and if
+// so counts it as dropped: a writer asks before it builds the record, so a flood
+// past the budget costs a scan of each line and no record.
+func (s *Sink) Spent(line []byte) bool {
+	if len(line) == 0 {
+		return false
+	}
+	// A read-only view for the length only: line is neither kept nor changed.
+	need := min(EscapedLen(unsafe.String(&line[0], len(line))), MaxLine) + recordOverhead
+	if s.lim.TokensAt(time.Now()) >= float64(need) {
+		return false
+	}
+	s.drop(need)
+	return true
 }
 
 // allow charges n bytes at now.

@@ -249,6 +249,30 @@ func TestDropsReportedOncePerWindow(t *testing.T) {
 	}
 }
 
+// TestSpent: the check writers make before building a record measures the line
+// as escaped, so escape-heavy lines past the budget are refused up front, while
+// lines that fit are not.
+func TestSpent(t *testing.T) {
+	s := New(slog.NewTextHandler(io.Discard, nil), Config{Rate: 1024, Window: time.Hour})
+	nul := []byte(strings.Repeat("\x00", 4096))
+	built := 0
+	for range 100 {
+		if !s.Spent(nul) {
+			built++
+			s.Logger().Warn(string(nul))
+		}
+	}
+	if built > 4 {
+		t.Errorf("built %d records of a 24 KiB (escaped) line on a 32 KiB burst", built)
+	}
+	if st := s.Stats(); st.Lines+st.DroppedLines != 100 || st.Lines < 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if s.Spent([]byte("short")) {
+		t.Error("a short line was refused, with most of a cut record's worth of budget left")
+	}
+}
+
 // TestAdmit charges pieces of guest output that host records quote.
 func TestAdmit(t *testing.T) {
 	s := New(slog.NewJSONHandler(io.Discard, nil), Config{Rate: 1024, Window: time.Hour})
