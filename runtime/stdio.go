@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
@@ -50,8 +51,10 @@ func newLogWriter(out *guestlog.Sink, stream string, level slog.Level, idKey str
 }
 
 // Write implements io.Writer for wazero's WithStdout/WithStderr. A guest picks
-// the size of a write (up to its whole memory), so nothing here copies more than
-// tailSize bytes of it: lines longer than that are logged in pieces of tailSize.
+// the size of a write (up to its whole memory) and how many lines it holds, so
+// nothing here copies more than tailSize bytes of it (lines longer than that are
+// logged in pieces of tailSize), and once the app's budget refuses a line the
+// rest of the write is counted as dropped in one scan, not line by line.
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -71,43 +74,69 @@ func (w *logWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			end = len(data)
 		}
-		if end > room {
-			// Longer than a piece: log one now.
+		logged := true
+		switch {
+		case end > room: // longer than a piece: log one now
 			w.partial = append(w.partial, data[:room]...)
-			w.emit(w.partial)
+			logged = w.emit(w.partial)
 			w.partial, data = w.partial[:0], data[room:]
-			continue
-		}
-		if i < 0 {
-			// Keep an unterminated line for the next write.
+		case i < 0: // keep an unterminated line for the next write
 			w.partial = append(w.partial, data...)
+			data = nil
+		case len(w.partial) > 0:
+			w.partial = append(w.partial, data[:i]...)
+			logged = w.emit(w.partial)
+			w.partial, data = w.partial[:0], data[i+1:]
+		default:
+			logged = w.emit(data[:i])
+			data = data[i+1:]
+		}
+		if !logged && len(data) > 0 {
+			// The budget refused this line: the rest of the write goes too.
+			w.dropRest(data)
 			break
 		}
-		if len(w.partial) > 0 {
-			w.partial = append(w.partial, data[:i]...)
-			w.emit(w.partial)
-			w.partial = w.partial[:0]
-		} else {
-			w.emit(data[:i])
-		}
-		data = data[i+1:]
 	}
 	return len(p), nil
+}
+
+// dropRest counts the rest of a write as dropped lines, the budget being spent,
+// and keeps what follows its last newline as the start of the next line.
+func (w *logWriter) dropRest(data []byte) {
+	last := bytes.LastIndexByte(data, '\n')
+	rest := data[last+1:]
+	lines := bytes.Count(data[:last+1], []byte{'\n'}) + len(rest)/tailSize
+	if lines > 0 {
+		w.out.Drop(lines)
+	}
+	w.partial = append(w.partial[:0], rest[len(rest)-len(rest)%tailSize:]...)
 }
 
 // reasonMax bounds the crash reason kept from a line.
 const reasonMax = 512
 
-func (w *logWriter) emit(line []byte) {
+// emit logs one line and reports whether it went to the log; false means the
+// budget refused it, or it was empty or below the log level.
+func (w *logWriter) emit(line []byte) bool {
 	if w.reason == "" && (bytes.HasPrefix(line, []byte("fatal error:")) || bytes.HasPrefix(line, []byte("panic:")) ||
 		bytes.HasPrefix(line, []byte("runtime: out of memory"))) {
 		w.reason = string(line[:min(len(line), reasonMax)])
 	}
-	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) || w.out.Spent(line) {
-		return
+	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
+		return true // nothing the budget said no to
 	}
-	w.log.Log(context.Background(), w.level, string(line), w.idKey, w.id, "stream", w.stream)
+	if len(line) > spentCheck && w.out.Spent(line) {
+		return false // no record made for a line that would be dropped
+	}
+	r := slog.NewRecord(time.Now(), w.level, string(line), 0)
+	r.AddAttrs(slog.Uint64(w.idKey, w.id), slog.String("stream", w.stream))
+	return w.out.Log(context.Background(), r)
 }
+
+// spentCheck is the length from which a line is measured against the budget
+// before its record is made (shorter records are cheaper to make than to check
+// twice).
+const spentCheck = 256
 
 // reset readies the writer for CGI run number run, dropping the previous run's
 // tail and reason.

@@ -2,9 +2,11 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"os"
 	goruntime "runtime"
 	"strings"
 	"sync"
@@ -112,4 +114,57 @@ func TestLogWriterLines(t *testing.T) {
 	if r := small.Reason(); !strings.HasPrefix(r, "panic: yyy") || len(r) > reasonMax {
 		t.Errorf("reason %.20q (%d bytes)", r, len(r))
 	}
+}
+
+// TestLogWriterFloodOfShortLines: a single write of millions of short lines past
+// the budget costs one scan, not a record per line, and every line is counted.
+func TestLogWriterFloodOfShortLines(t *testing.T) {
+	out := guestlog.New(slog.NewTextHandler(io.Discard, nil), guestlog.Config{Rate: 1024, Window: time.Hour})
+	w := newLogWriter(out, "stdout", slog.LevelInfo, "instance", 1)
+	flood := bytes.Repeat([]byte("a\n"), 8<<20) // 8 Mi lines in 16 MiB
+	start := time.Now()
+	_, _ = w.Write(flood)
+	took := time.Since(start)
+	st := out.Stats()
+	if st.Lines+st.DroppedLines != 8<<20 {
+		t.Errorf("%d lines logged and %d dropped, want %d in all", st.Lines, st.DroppedLines, 8<<20)
+	}
+	// Generous: a record per line took seconds; one scan takes milliseconds.
+	if took > 2*time.Second {
+		t.Errorf("a write of 8 Mi short lines took %s", took)
+	}
+	// What follows the last newline starts the next line, counted once ended.
+	_, _ = w.Write([]byte("partial"))
+	_, _ = w.Write([]byte(" line\n"))
+	if st := out.Stats(); st.Lines+st.DroppedLines != 8<<20+1 {
+		t.Errorf("after one more line: %d logged and %d dropped", st.Lines, st.DroppedLines)
+	}
+}
+
+// BenchmarkStdioLine is one ordinary stderr line of a guest (a write of one
+// line) into a text log written to a file, as the host log is: "unbudgeted" is
+// what the writer did before budgets (a Logger record straight to the handler),
+// "budgeted" the writer as it is.
+func BenchmarkStdioLine(b *testing.B) {
+	line := []byte("GET /api/books/42 200 handled in 3.2ms user=alice\n")
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer devnull.Close()
+	h := slog.NewTextHandler(devnull, nil).WithAttrs([]slog.Attr{slog.String("app", "shop")})
+	b.Run("unbudgeted", func(b *testing.B) {
+		log := slog.New(h)
+		b.ReportAllocs()
+		for b.Loop() {
+			log.Log(context.Background(), slog.LevelWarn, string(line[:len(line)-1]), "instance", uint64(3), "stream", "stderr")
+		}
+	})
+	b.Run("budgeted", func(b *testing.B) {
+		w := newLogWriter(guestlog.New(h, guestlog.Config{Rate: 1 << 40}), "stderr", slog.LevelWarn, "instance", 3)
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = w.Write(line)
+		}
+	})
 }

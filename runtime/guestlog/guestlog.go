@@ -212,19 +212,38 @@ func (h *handler) WithGroup(name string) slog.Handler {
 }
 
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	_, err := h.s.handle(ctx, h.inner, h.fixed, r)
+	return err
+}
+
+// handle passes r on to inner if the budget allows it, and says whether it did;
+// fixed is the size of inner's own attributes.
+func (s *Sink) handle(ctx context.Context, inner slog.Handler, fixed int, r slog.Record) (bool, error) {
 	guest := recordLen(r)
 	if guest > MaxLine {
 		r, guest = truncate(r)
-		h.s.truncated.Add(1)
+		s.truncated.Add(1)
 	}
-	now := r.Time // slog's records carry the time already
+	now := r.Time // records carry the time already
 	if now.IsZero() {
 		now = time.Now()
 	}
-	if !h.s.allow(now, recordOverhead+h.fixed+guest) {
-		return nil
+	if !s.allow(now, recordOverhead+fixed+guest) {
+		return false, nil
 	}
-	return h.inner.Handle(ctx, r)
+	return true, inner.Handle(ctx, r)
+}
+
+// Log passes r through the budget to the sink's handler, as the Logger's records
+// go, and reports whether it was written (false: dropped). Writers that make many
+// records use it to learn when the budget is spent, and save the Logger's work
+// (it looks up the caller of every record).
+func (s *Sink) Log(ctx context.Context, r slog.Record) bool {
+	if !s.inner.Enabled(ctx, r.Level) {
+		return true
+	}
+	ok, _ := s.handle(ctx, s.inner, 0, r)
+	return ok
 }
 
 // shortAttr is the escaped size up to which an attribute is kept whole when a
