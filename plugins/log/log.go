@@ -107,7 +107,7 @@ func (a *appLog) enabled(ctx context.Context, _ api.Module, stack []uint64) {
 // renamed so a record cannot pretend to come from another app or request.
 func reserved(k string) bool {
 	switch k {
-	case "app", "instance", "request_id", "plugin", "time", "level", "msg":
+	case "app", "instance", "request_id", "plugin", "time", "level", "msg", guestlog.TruncatedKey:
 		return true
 	}
 	return false
@@ -132,7 +132,14 @@ func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = 0
 		return
 	}
-	rec := slog.NewRecord(time.Now(), lv, string(clip(msg)), 0)
+	// What is copied is bounded by what the log can show of the record
+	// (guestlog.MaxLine as written, at least as many bytes as received), so a
+	// record of 64 attributes of 16 KiB each costs no more than one line.
+	room := guestlog.MaxLine
+	m := clipTo(msg, room)
+	room -= len(m)
+	cut := len(msg) - len(m)
+	rec := slog.NewRecord(time.Now(), lv, string(m), 0)
 	if in := runtime.InstanceFrom(ctx); in != nil {
 		rec.AddAttrs(slog.Uint64("instance", in.ID()))
 		if id := in.RequestID(); id != "" {
@@ -148,22 +155,30 @@ func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
 			break
 		}
 		attrs = rest
-		if n >= MaxAttrs {
+		if n >= MaxAttrs || room == 0 {
+			cut += len(k) + len(v)
 			continue
 		}
-		key := string(clip(k))
+		kc := clipTo(k, room)
+		vc := clipTo(v, room-len(kc))
+		room -= len(kc) + len(vc)
+		cut += len(k) - len(kc) + len(v) - len(vc)
+		key := string(kc)
 		if reserved(key) {
 			key = "guest_" + key
 		}
-		rec.AddAttrs(slog.String(key, string(clip(v))))
+		rec.AddAttrs(slog.String(key, string(vc)))
+	}
+	if cut > 0 {
+		rec.AddAttrs(slog.Int(guestlog.TruncatedKey, cut))
 	}
 	_ = a.log.Handler().Handle(ctx, rec)
 	stack[0] = uint64(uint32(status))
 }
 
-func clip(b []byte) []byte {
-	if len(b) > MaxMessage {
-		return b[:MaxMessage]
-	}
-	return b
+func clip(b []byte) []byte { return clipTo(b, MaxMessage) }
+
+// clipTo cuts b to at most n bytes, and to MaxMessage.
+func clipTo(b []byte, n int) []byte {
+	return b[:min(len(b), n, MaxMessage)]
 }

@@ -31,6 +31,10 @@ const (
 	// values) as written to the log, escapes included; longer records are cut and
 	// say how many bytes were cut ("truncated_bytes").
 	MaxLine = 16 << 10
+	// TruncatedKey is the attribute that says how many bytes of a record were
+	// cut. A writer that cut a record before it came here adds it (an int); the
+	// sink adds what it cuts to that.
+	TruncatedKey = "truncated_bytes"
 	// DefaultWindow is how often drops are reported, at most.
 	DefaultWindow = 10 * time.Second
 	// recordOverhead is charged per record for what the host adds to it besides
@@ -269,6 +273,10 @@ func truncate(r slog.Record) (slog.Record, int) {
 	cutBytes := len(r.Message) - len(msg)
 	out := slog.NewRecord(r.Time, r.Level, msg, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == TruncatedKey && a.Value.Kind() == slog.KindInt64 {
+			cutBytes += int(a.Value.Int64()) // cut before: one count in all
+			return true
+		}
 		if a.Value.Kind() != slog.KindString || attrLen(a) <= shortAttr {
 			out.AddAttrs(a)
 			return true
@@ -284,7 +292,7 @@ func truncate(r slog.Record) (slog.Record, int) {
 		cutBytes += len(a.Key) - len(k) + len(a.Value.String()) - len(v)
 		return true
 	})
-	out.AddAttrs(slog.Int("truncated_bytes", cutBytes))
+	out.AddAttrs(slog.Int(TruncatedKey, cutBytes))
 	return out, recordLen(out)
 }
 

@@ -177,6 +177,26 @@ func TestLongRecordsAreCut(t *testing.T) {
 	}
 }
 
+// TestTruncatedCountsAddUp: a record a writer already cut (TruncatedKey) and the
+// sink cuts again says so once, with the sum.
+func TestTruncatedCountsAddUp(t *testing.T) {
+	var b lockedBuffer
+	s := New(slog.NewJSONHandler(&b, nil), Config{Rate: 1 << 30})
+	msg := strings.Repeat("\x00", 16<<10) // 96 KiB escaped: cut to 16 KiB
+	s.Logger().Info(msg, TruncatedKey, 1000)
+	var m map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &m); err != nil {
+		t.Fatal(err)
+	}
+	kept := len(m["msg"].(string))
+	if got := m[TruncatedKey]; got != float64(1000+len(msg)-kept) {
+		t.Errorf("%s = %v, want %d", TruncatedKey, got, 1000+len(msg)-kept)
+	}
+	if n := strings.Count(b.String(), TruncatedKey); n != 1 {
+		t.Errorf("%s appears %d times", TruncatedKey, n)
+	}
+}
+
 // TestBudgetHolds floods a sink as fast as it takes records: what reaches the
 // log stays within the burst plus the rate for the time taken, in both forms and
 // with escape-heavy lines, and every record is either written or counted dropped.
