@@ -47,7 +47,7 @@ func ExampleRegistry() {
 	defer reg.Close()
 	ctx := context.Background()
 
-	opened, err := reg.Open(ctx, "shop", plugins.Grants{"uptime": {"offset": "1s"}}, nil, nil)
+	opened, err := reg.Open(ctx, "shop", plugins.Grants{"uptime": {"offset": "1s"}}, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -56,7 +56,7 @@ func ExampleRegistry() {
 	}
 	_ = opened.Close(ctx)
 
-	_, err = reg.Open(ctx, "shop", plugins.Grants{"geoip": nil}, nil, nil)
+	_, err = reg.Open(ctx, "shop", plugins.Grants{"geoip": nil}, nil)
 	fmt.Println(err)
 	// Output:
 	// wasmsrv_log 2 functions, ABI 1.0

@@ -134,7 +134,7 @@ func TestUngrantedImportFailsAtLoad(t *testing.T) {
 		}
 	}
 	// A grant of a plugin this build does not have is refused by name too.
-	_, err = reg.Open(context.Background(), "tenant-a", plugins.Grants{"nosuch": nil}, nil, nil)
+	_, err = reg.Open(context.Background(), "tenant-a", plugins.Grants{"nosuch": nil}, nil)
 	if err == nil || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "tenant-a") {
 		t.Fatalf("unknown grant: %v", err)
 	}

@@ -87,11 +87,18 @@ type Opened struct {
 	versions map[string]string
 }
 
-// Open opens the granted plugins (plus DefaultGrant) for app. log is the app's
-// logger and out its guest output budget (nil: one of its own with the defaults,
-// around log). An unknown grant is an error naming the plugin and the app. On
-// error nothing stays open.
-func (r *Registry) Open(ctx context.Context, app string, grants Grants, log *slog.Logger, out *guestlog.Sink) (*Opened, error) {
+// Open opens the granted plugins (plus DefaultGrant) for app, with log as the
+// app's logger and a guest output budget of the app's own with the defaults
+// (OpenWithOutput shares one). An unknown grant is an error naming the plugin and
+// the app. On error nothing stays open.
+func (r *Registry) Open(ctx context.Context, app string, grants Grants, log *slog.Logger) (*Opened, error) {
+	return r.OpenWithOutput(ctx, app, grants, log, nil)
+}
+
+// OpenWithOutput is Open with out as the app's guest output budget (App.Output),
+// the one its instances' stdout and stderr go through; nil means one of its own
+// around log.
+func (r *Registry) OpenWithOutput(ctx context.Context, app string, grants Grants, log *slog.Logger, out *guestlog.Sink) (*Opened, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
