@@ -17,13 +17,16 @@ import (
 	"github.com/wasmsrv/wasmsrv/builder"
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Spec describes one app.
 type Spec struct {
-	// Name identifies the app in logs (default: the file or directory name).
+	// Name identifies the app: its plugins' namespaces (kv, pubsub) and its log
+	// records (default: DefaultName of Source). It must pass appname.Check.
 	Name string
 	// Source is a .wasm file or a Go guest package directory.
 	Source string
@@ -59,6 +62,13 @@ type Spec struct {
 	// plugins are opened with the app and closed after it.
 	Plugins *plugins.Registry
 	Grants  plugins.Grants
+	// LogRate is the app's log budget in bytes per second: what its guest output
+	// (stdout, stderr and the log plugin, all instances together) may add to the
+	// log, measured as written (0: guestlog.DefaultRate). Beyond it lines are
+	// dropped, counted and reported once per window.
+	LogRate int64
+
+	output *guestlog.Sink // made by Open from LogRate
 }
 
 // App is an opened app: its handler and what is needed to stop it.
@@ -67,7 +77,10 @@ type App struct {
 	Mode    string
 	Wasm    string // path of the module actually loaded
 	Handler http.Handler
-	close   func(ctx context.Context) error
+	// Output is the app's guest output budget; Output.Stats() counts what its
+	// guests logged and what was dropped.
+	Output *guestlog.Sink
+	close  func(ctx context.Context) error
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.
@@ -76,12 +89,32 @@ func (a *App) Close(ctx context.Context) error { return a.close(ctx) }
 // Open builds (if needed), loads and starts the app described by spec.
 func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
 	if spec.Name == "" {
-		spec.Name = appName(spec.Source)
+		spec.Name = DefaultName(spec.Source)
 	}
+	if err := appname.Check(spec.Name); err != nil {
+		return nil, err
+	}
+	spec.output = guestlog.New(log.With("app", spec.Name).Handler(), guestlog.Config{Rate: spec.LogRate})
+	var (
+		a   *App
+		err error
+	)
 	if spec.Plugins != nil {
-		return openWithPlugins(ctx, eng, spec, log)
+		a, err = openWithPlugins(ctx, eng, spec, log)
+	} else {
+		a, err = open(ctx, eng, spec, log)
 	}
-	return open(ctx, eng, spec, log)
+	if err != nil {
+		spec.output.Close()
+		return nil, err
+	}
+	a.Output = spec.output
+	appClose := a.close
+	a.close = func(ctx context.Context) error {
+		defer spec.output.Close() // reports drops not reported yet
+		return appClose(ctx)
+	}
+	return a, nil
 }
 
 func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
@@ -107,7 +140,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
-		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log,
+		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
 	})
 	if errors.Is(err, runtime.ErrCommandModule) {
 		return openCommand(ctx, eng, spec, bin, wasmPath, log)
@@ -141,7 +174,10 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	}
 }
 
-func appName(src string) string {
+// DefaultName is the name of an app opened from src without one: the file name
+// without ".wasm", or the directory's name. It may not be a valid name
+// (appname.Check): callers that offer a choice should check it first.
+func DefaultName(src string) string {
 	base := filepath.Base(filepath.Clean(src))
 	if ext := filepath.Ext(base); ext == ".wasm" {
 		base = base[:len(base)-len(ext)]

@@ -16,7 +16,7 @@ import (
 func openCommand(ctx context.Context, eng *runtime.Engine, spec Spec, bin []byte, wasmPath string, log *slog.Logger) (*App, error) {
 	cmd, err := eng.LoadCommand(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
-		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Logger: log,
+		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Logger: log, Output: spec.output,
 	}, spec.Pool)
 	if err != nil {
 		return nil, err

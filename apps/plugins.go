@@ -13,7 +13,7 @@ import (
 // app and closes them after the app (its instances may still call them while the
 // pool drains).
 func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
-	opened, err := spec.Plugins.Open(ctx, spec.Name, spec.Grants, log.With("app", spec.Name))
+	opened, err := spec.Plugins.OpenWithOutput(ctx, spec.Name, spec.Grants, log.With("app", spec.Name), spec.output)
 	if err != nil {
 		return nil, err
 	}

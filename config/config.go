@@ -41,6 +41,9 @@ type Server struct {
 type Admin struct {
 	Addr  string `toml:"addr" yaml:"addr"`
 	Token string `toml:"token" yaml:"token"`
+	// Hosts are names the admin listener is reached by besides localhost and
+	// its address; a request with another Host is refused (DNS rebinding).
+	Hosts []string `toml:"hosts" yaml:"hosts"`
 }
 
 // Listener is one HTTP listening socket.
@@ -72,8 +75,13 @@ type App struct {
 	// BufferResponse holds a sync app's response up to this size until the
 	// app finishes, freeing its instance before a slow client has read it
 	// (default 256KiB; 0 writes responses through).
-	BufferResponse *Size             `toml:"buffer_response" yaml:"buffer_response"`
-	Env            map[string]string `toml:"env" yaml:"env"`
+	BufferResponse *Size `toml:"buffer_response" yaml:"buffer_response"`
+	// LogRate is the app's log budget in bytes per second: what its guests'
+	// stdout, stderr and log plugin records may add to the log, all instances
+	// together, measured as written (default DefaultLogRate). Lines beyond it
+	// are dropped and counted in a warning.
+	LogRate *Size             `toml:"log_rate" yaml:"log_rate"`
+	Env     map[string]string `toml:"env" yaml:"env"`
 	// Mounts are host directories the guest sees (none by default). Every path
 	// the guest opens stays inside them, symbolic links included.
 	Mounts []Mount `toml:"mounts" yaml:"mounts"`
@@ -206,6 +214,10 @@ func (r Route) ReadAhead() int64 { return sizeOr(r.BufferBody, r.Upstream != "",
 // ReadAhead is how much of a request body the app reads ahead in memory
 // (BufferBody, default DefaultBufferBody).
 func (a App) ReadAhead() int64 { return sizeOr(a.BufferBody, true, DefaultBufferBody) }
+
+// LogBudget is the app's log budget in bytes per second (LogRate, default
+// DefaultLogRate).
+func (a App) LogBudget() int64 { return sizeOr(a.LogRate, true, DefaultLogRate) }
 
 // HoldResponse is how much of a response the app's gateway holds
 // (BufferResponse, default DefaultBufferResponse).

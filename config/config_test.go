@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 const goodTOML = `
@@ -86,11 +89,15 @@ func TestAppMounts(t *testing.T) {
 	}
 }
 
-func TestErrorsNameKeyAndLine(t *testing.T) {
-	tests := []struct {
-		name, file, body string
-		want             []string
-	}{
+// errorCase is a config with a problem and what its error must say.
+type errorCase struct {
+	name, file, body string
+	want             []string
+}
+
+// errorCases are shared by TestErrorsNameKeyAndLine and FuzzParse's seeds.
+func errorCases() []errorCase {
+	return []errorCase{
 		{"unknown top key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nbogus = 1\n", []string{"a.toml:3", "listeners.bogus", "unknown key"}},
 		{"bad duration", "a.toml", "[server]\nshutdown_timeout = \"forever\"\n", []string{"a.toml:2", "bad duration"}},
 		{"unknown upstream", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n\n[[routes]]\npath = \"/x\"\nupstream = \"nope\"\n", []string{"a.toml:6", "routes[0].upstream", `unknown upstream "nope"`}},
@@ -123,7 +130,18 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 		{"mount host is a file", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmounts = [{ host = \"a.toml\", guest = \"/data\" }]\n", []string{"a.toml:5", "apps.a.mounts[0].host", "is not a directory"}},
 		{"mount guest relative", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmounts = [{ host = \".\", guest = \"data\" }]\n", []string{"apps.a.mounts[0].guest", "want an absolute path"}},
 		{"mount guest twice", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\napps:\n  a:\n    module: a.yaml\n    mounts:\n      - host: .\n        guest: /data\n      - host: .\n        guest: /data/\n        read_only: true\n", []string{"a.yaml:10", "apps.a.mounts[1].guest", "mounted twice"}},
+		{"app name with a colon", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"a:b\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", "apps.a:b", `bad app name "a:b"`, appname.Allowed}},
+		{"app name with a brace, yaml", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\napps:\n  \"x}\":\n    module: a.yaml\n", []string{"a.yaml:", "apps.x}", appname.Allowed}},
+		{"app name empty", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", "apps.", `bad app name ""`}},
+		{"app name unicode", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.\"caf\u00e9\"]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
+		{"app name too long", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps." + strings.Repeat("a", 65) + "]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
+		{"admin host with a port", "a.toml", "[admin]\nhosts = [\"ops.example\", \"ops.example:9901\"]\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:2", "admin.hosts[1]", "bad host"}},
+		{"log rate zero", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlog_rate = \"0\"\n", []string{"a.toml:5", "apps.a.log_rate", "must be > 0"}},
 	}
+}
+
+func TestErrorsNameKeyAndLine(t *testing.T) {
+	tests := errorCases()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Load(write(t, tt.file, tt.body), noEnv)
@@ -185,5 +203,18 @@ func TestSampleTOMLAndYAMLAgree(t *testing.T) {
 	a.Path, b.Path = "", ""
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("TOML and YAML samples differ:\n%+v\n%+v", a, b)
+	}
+}
+
+func TestAppLogBudget(t *testing.T) {
+	c, err := Load(write(t, "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\n[apps.b]\nmodule = \"a.toml\"\nlog_rate = \"1MiB\"\n"), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Apps["a"].LogBudget(); got != guestlog.DefaultRate {
+		t.Errorf("default log budget %d, want %d", got, guestlog.DefaultRate)
+	}
+	if got := c.Apps["b"].LogBudget(); got != 1<<20 {
+		t.Errorf("log budget %d, want 1MiB", got)
 	}
 }

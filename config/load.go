@@ -80,7 +80,9 @@ func Parse(path string, data []byte, lookup func(string) (string, bool)) (*Confi
 	for _, e := range cfg.validate() {
 		e.File = path
 		if e.Line == 0 && !strings.HasPrefix(e.Key, "WASMSRV_") {
-			e.Line = loc.line(e.Key)
+			// A key the file does not have (nor any parent of it) is
+			// missing from the whole file: point at its top.
+			e.Line = max(loc.line(e.Key), 1)
 		}
 		errs = append(errs, e)
 	}
@@ -112,7 +114,14 @@ func decodeTOML(path string, data []byte, cfg *Config) error {
 		row, _ := de.Position()
 		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: de.Error()}
 	}
-	return &Error{File: path, Msg: err.Error()}
+	// The decoder said nothing about where: point at the top of the file.
+	return &Error{File: path, Line: 1, Msg: oneLine(err.Error())}
+}
+
+// oneLine keeps a decoder's message on the one line `wasmsrv check` gives each
+// error.
+func oneLine(msg string) string {
+	return strings.Join(strings.Fields(msg), " ")
 }
 
 // locator maps a key path ("routes[1].upstream") to a 1-based line, 0 if
@@ -298,7 +307,8 @@ func yamlError(path string, f *ast.File, err error) error {
 		})
 	}
 	if node == nil {
-		return &Error{File: path, Msg: cleanYAMLMsg(msg)}
+		// The decoder said nothing about where: point at the top of the file.
+		return &Error{File: path, Line: 1, Msg: oneLine(cleanYAMLMsg(msg))}
 	}
 	return &Error{File: path, Line: node.GetToken().Position.Line, Key: strings.TrimPrefix(strings.TrimPrefix(node.GetPath(), "$"), "."), Msg: cleanYAMLMsg(msg)}
 }

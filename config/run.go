@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 
 	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 )
 
 // Run is the configuration of `wasmsrv run`: one app, sensible defaults. Every field
@@ -20,6 +21,7 @@ import (
 // prints them.
 type Run struct {
 	Listen            string   `env:"LISTEN" envDefault:"127.0.0.1:8080" flag:"listen" help:"address to listen on (host:port)"`
+	Name              string   `env:"APP_NAME" flag:"name" help:"the app's name: its namespace in the kv and pubsub plugins and its tag in the log; 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit (default: the file or directory name)"`
 	Workers           int      `env:"WORKERS" envDefault:"0" flag:"workers" help:"instances in the pool (0 = 2×CPU+1 for sync apps, CPU count for async apps)"`
 	Mode              string   `env:"MODE" envDefault:"auto" flag:"mode" help:"sync or async: the shape a Go package directory is built for (auto = sync); a .wasm declares its own"`
 	LimitConcurrency  int      `env:"LIMIT_CONCURRENCY" envDefault:"0" flag:"limit-concurrency" help:"async apps: in-flight connections per app before 503 (0 = only the per-instance cap)"`
@@ -51,6 +53,7 @@ type Run struct {
 	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
 	LogFormat         string   `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json"`
 	AccessLog         bool     `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one line per request"`
+	LogRate           Size     `env:"LOG_RATE" envDefault:"256KiB" flag:"log-rate" help:"the app's log budget per second: bytes its guests' stdout, stderr and log plugin records may add to the log, escapes included (lines beyond it are dropped and counted in a warning every 10s)"`
 	CacheDir          string   `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
 	Env               []string `env:"APP_ENV" envSeparator:";" flag:"env" help:"KEY=VALUE given to the guest's environment (repeatable; env var: ;-separated)"`
 	Dirs              []string `env:"APP_DIRS" envSeparator:";" flag:"dir" help:"HOST:GUEST[:ro] directory to mount in the guest (repeatable)"`
@@ -135,6 +138,14 @@ func (c *Run) Validate() error {
 	}
 	if c.QueueSize < 0 {
 		errs = append(errs, "queue-size: must be ≥ 0")
+	}
+	if c.Name != "" {
+		if err := appname.Check(c.Name); err != nil {
+			errs = append(errs, "name: "+err.Error())
+		}
+	}
+	if c.LogRate <= 0 {
+		errs = append(errs, "log-rate: must be > 0 bytes per second")
 	}
 	if c.MemoryLimit < 64<<10 || c.MemoryLimit > 4<<30 {
 		errs = append(errs, fmt.Sprintf("memory-limit: %d bytes is outside 64KiB..4GiB", c.MemoryLimit))

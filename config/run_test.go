@@ -4,6 +4,9 @@ import (
 	"flag"
 	"strings"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // TestRunWebSocketSettings: the WebSocket origin allow-list and send buffer
@@ -42,6 +45,39 @@ func TestRunWebSocketSettings(t *testing.T) {
 		k, v, _ := strings.Cut(env, "=")
 		if _, err := LoadRun(map[string]string{k: v}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error with %q", env, err, want)
+		}
+	}
+}
+
+func TestRunNameAndLogRate(t *testing.T) {
+	c, err := LoadRun(map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LogRate != guestlog.DefaultRate || c.Name != "" {
+		t.Errorf("defaults: log rate %d (want %d), name %q", c.LogRate, guestlog.DefaultRate, c.Name)
+	}
+	c, err = LoadRun(map[string]string{"WASMSRV_APP_NAME": "shop-2", "WASMSRV_LOG_RATE": "1MiB"})
+	if err != nil || c.Name != "shop-2" || c.LogRate != 1<<20 {
+		t.Fatalf("LoadRun = %+v, %v", c, err)
+	}
+	for _, tt := range []struct {
+		env  map[string]string
+		want []string
+	}{
+		{map[string]string{"WASMSRV_APP_NAME": "a:b"}, []string{"name:", `"a:b"`, appname.Allowed}},
+		{map[string]string{"WASMSRV_APP_NAME": "x}"}, []string{"name:", appname.Allowed}},
+		{map[string]string{"WASMSRV_LOG_RATE": "0"}, []string{"log-rate:", "> 0"}},
+	} {
+		_, err := LoadRun(tt.env)
+		if err == nil {
+			t.Errorf("%v: accepted", tt.env)
+			continue
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v: error %q lacks %q", tt.env, err, w)
+			}
 		}
 	}
 }

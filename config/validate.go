@@ -16,6 +16,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/headers"
 	"github.com/wasmsrv/wasmsrv/host/reqtmpl"
 	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Defaults applied when a key is absent.
@@ -33,8 +35,9 @@ const (
 	DefaultHealthInterval  = 5 * time.Second
 	DefaultHealthTimeout   = 2 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
-	DefaultBufferBody      = 64 << 10  // as `wasmsrv run --buffer-body`
-	DefaultBufferResponse  = 256 << 10 // as `wasmsrv run --buffer-response`
+	DefaultBufferBody      = 64 << 10             // as `wasmsrv run --buffer-body`
+	DefaultBufferResponse  = 256 << 10            // as `wasmsrv run --buffer-response`
+	DefaultLogRate         = guestlog.DefaultRate // as `wasmsrv run --log-rate`
 )
 
 // Policies names the upstream balancing policies.
@@ -198,6 +201,11 @@ func (c *Config) validate() []*Error {
 	} else if !isLoopback(host) && c.Admin.Token == "" {
 		add(errf("admin.token", "admin listener %q is not loopback: a token is required", c.Admin.Addr))
 	}
+	for i, h := range c.Admin.Hosts {
+		if err := checkAdminHost(h); err != nil {
+			add(errf(fmt.Sprintf("admin.hosts[%d]", i), "%v", err))
+		}
+	}
 	switch c.Server.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -211,6 +219,9 @@ func (c *Config) validate() []*Error {
 	for _, name := range sortedKeys(c.Apps) {
 		a := c.Apps[name]
 		k := "apps." + name
+		if err := appname.Check(name); err != nil {
+			add(errf(k, "%v", err))
+		}
 		if (a.Module == "") == (a.Package == "") {
 			add(errf(k, "set exactly one of module or package"))
 		}
@@ -252,6 +263,9 @@ func (c *Config) validate() []*Error {
 		checkOrigins(k+".ws_origins", a.WSOrigins, add)
 		if a.WSSendBuffer < 0 {
 			add(errf(k+".ws_send_buffer", "must be > 0"))
+		}
+		if a.LogRate != nil && *a.LogRate <= 0 {
+			add(errf(k+".log_rate", "must be > 0 (bytes per second, e.g. \"256KiB\")"))
 		}
 	}
 	for _, name := range sortedKeys(c.Upstreams) {
@@ -468,6 +482,22 @@ func checkHost(h string) error {
 	rest := strings.TrimPrefix(h, "*.")
 	if rest == "" || strings.ContainsAny(rest, "*/ :") {
 		return fmt.Errorf("bad host %q (a name, optionally starting with \"*.\")", h)
+	}
+	return nil
+}
+
+// checkAdminHost accepts a host name or an IP address (no port, no scheme).
+func checkAdminHost(h string) error {
+	if _, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
+		return nil
+	}
+	if h == "" || len(h) > 253 || strings.Trim(h, ".") == "" {
+		return fmt.Errorf("bad host %q (a name or an IP address, without a port)", h)
+	}
+	for _, c := range strings.ToLower(h) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return fmt.Errorf("bad host %q (a name or an IP address, without a port)", h)
+		}
 	}
 	return nil
 }

@@ -20,6 +20,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Plugin is one host capability.
@@ -42,13 +43,22 @@ type Plugin interface {
 
 // App is what a plugin is told about the app it is opened for.
 type App struct {
-	// Name is the app's name: the tenant. State must be namespaced by it.
+	// Name is the app's name: the tenant. State must be namespaced by it. It is
+	// 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit
+	// (Registry.Open refuses others), so it can stand in a key, a bucket name or
+	// a channel as it is; a namespace built from it must still keep its end
+	// unambiguous (a delimiter outside that set, or a nested bucket).
 	Name string
 	// Config is the app's section for this plugin (empty when none was given).
 	Config Section
 	// Logger is the app's logger (it already carries the app name); plugins tag
 	// their own records with "plugin".
 	Logger *slog.Logger
+	// Output is the app's guest output budget, shared with the guest's stdout
+	// and stderr: records written on the guest's behalf (what it asks to log) go
+	// through Output.Logger(), and records a plugin refuses by a limit of its own
+	// are counted with Output.Drop. Never nil.
+	Output *guestlog.Sink
 }
 
 // Binding is a plugin opened for one app.

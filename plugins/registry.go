@@ -9,7 +9,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/runtime"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // DefaultGrant is granted to every app: structured logging carries no authority.
@@ -85,11 +87,28 @@ type Opened struct {
 	versions map[string]string
 }
 
-// Open opens the granted plugins (plus DefaultGrant) for app. An unknown grant is an
-// error naming the plugin and the app. On error nothing stays open.
+// Open opens the granted plugins (plus DefaultGrant) for app, with log as the
+// app's logger and a guest output budget of the app's own with the defaults
+// (OpenWithOutput shares one). An unknown grant is an error naming the plugin and
+// the app. On error nothing stays open.
 func (r *Registry) Open(ctx context.Context, app string, grants Grants, log *slog.Logger) (*Opened, error) {
+	return r.OpenWithOutput(ctx, app, grants, log, nil)
+}
+
+// OpenWithOutput is Open with out as the app's guest output budget (App.Output),
+// the one its instances' stdout and stderr go through; nil means one of its own
+// around log.
+func (r *Registry) OpenWithOutput(ctx context.Context, app string, grants Grants, log *slog.Logger, out *guestlog.Sink) (*Opened, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if out == nil {
+		out = guestlog.New(log.Handler(), guestlog.Config{})
+	}
+	// Plugins build namespaces from the name; only names of the documented set
+	// map to them one to one.
+	if err := appname.Check(app); err != nil {
+		return nil, err
 	}
 	names := make([]string, 0, len(grants)+1)
 	for name := range grants {
@@ -106,7 +125,7 @@ func (r *Registry) Open(ctx context.Context, app string, grants Grants, log *slo
 			_ = o.Close(ctx)
 			return nil, fmt.Errorf("app %s: grant %q: no such plugin in this build (have: %s)", app, name, strings.Join(r.names, ", "))
 		}
-		b, err := p.Open(ctx, App{Name: app, Config: grants[name], Logger: log})
+		b, err := p.Open(ctx, App{Name: app, Config: grants[name], Logger: log, Output: out})
 		if err != nil {
 			_ = o.Close(ctx)
 			return nil, fmt.Errorf("app %s: plugin %s: %w", app, name, err)

@@ -17,6 +17,7 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
 	"github.com/wasmsrv/wasmsrv/runtime/wasmdata"
 )
@@ -42,8 +43,12 @@ type AppConfig struct {
 	// Plugins names every plugin this build has, granted or not, so that a guest
 	// importing one it lacks is told so rather than "not granted". Nil: unknown.
 	Plugins []string
-	// Logger receives the app's logs and guest stdout/stderr; nil means the engine's.
+	// Logger receives the app's logs; nil means the engine's.
 	Logger *slog.Logger
+	// Output holds the guest's stdout and stderr lines to the app's log budget;
+	// share it with the app's log plugin so both count against one budget. nil
+	// means a budget of the app's own with the defaults, around Logger.
+	Output *guestlog.Sink
 }
 
 // Mount makes a host directory visible inside the guest.
@@ -63,6 +68,7 @@ type App struct {
 	cm     wazero.CompiledModule
 	modCfg wazero.ModuleConfig
 	log    *slog.Logger
+	out    *guestlog.Sink // guest output's budget
 	cfg    AppConfig
 	mounts mounts
 	nextID atomic.Uint64
@@ -89,7 +95,7 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 	}
 	log = log.With("app", cfg.Name)
 	rt := e.newRuntime(ctx, cfg.MemoryLimit)
-	a := &App{name: cfg.Name, rt: rt, log: log, cfg: cfg,
+	a := &App{name: cfg.Name, rt: rt, log: log, out: guestOutput(cfg.Output, log), cfg: cfg,
 		allocCtx: experimental.WithMemoryAllocator(context.Background(), e.alloc)}
 	if err := a.load(ctx, e); err != nil {
 		_ = rt.Close(ctx)
@@ -173,8 +179,8 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 		id:        id,
 		stack:     make([]uint64, 4),
 		done:      make(chan struct{}),
-		stdout:    newLogWriter(a.log, "stdout", slog.LevelInfo, "instance", id),
-		stderr:    newLogWriter(a.log, "stderr", slog.LevelWarn, "instance", id),
+		stdout:    newLogWriter(a.out, "stdout", slog.LevelInfo, "instance", id),
+		stderr:    newLogWriter(a.out, "stderr", slog.LevelWarn, "instance", id),
 		maxServed: maxServed,
 	}
 	in.cctx.in = in

@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
 )
 
@@ -36,6 +37,7 @@ type CommandApp struct {
 	cm     wazero.CompiledModule
 	modCfg wazero.ModuleConfig
 	log    *slog.Logger
+	out    *guestlog.Sink // guest stderr's budget
 	cfg    AppConfig
 	pool   PoolConfig
 	mounts mounts
@@ -137,7 +139,7 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 	log = log.With("app", cfg.Name)
 	rt := e.newRuntime(ctx, cfg.MemoryLimit)
 	c := &CommandApp{
-		name: cfg.Name, rt: rt, log: log, cfg: cfg, pool: pool,
+		name: cfg.Name, rt: rt, log: log, out: guestOutput(cfg.Output, log), cfg: cfg, pool: pool,
 		slots:   make(chan *runSlot, pool.Workers),
 		closing: make(chan struct{}),
 	}
@@ -155,7 +157,7 @@ func (c *CommandApp) newSlot(large experimental.MemoryAllocator) *runSlot {
 	s := &runSlot{
 		c:         c,
 		memory:    slotMemory{large: large},
-		stderr:    newLogWriter(c.log, "stderr", slog.LevelWarn, "run", 0),
+		stderr:    newLogWriter(c.out, "stderr", slog.LevelWarn, "run", 0),
 		timerDone: make(chan struct{}, 1),
 		ctxDone:   make(chan struct{}, 1),
 	}
@@ -474,12 +476,11 @@ func (s *runSlot) classify(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("app %s: run stopped: %w", s.c.name, ctx.Err())
 	}
-	stderr := s.stderr.Tail()
-	ge := &GuestError{App: s.c.name, Kind: FailTrap, Err: err, Stderr: stderr}
+	ge := &GuestError{App: s.c.name, Kind: FailTrap, Err: err, Stderr: s.stderr.Tail()}
 	switch {
 	case isExit:
 		ge.Kind = FailExit
-	case strings.Contains(stderr, "out of memory"):
+	case s.stderr.mentions("out of memory"):
 		ge.Kind = FailMemory
 	}
 	return ge

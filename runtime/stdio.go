@@ -3,17 +3,33 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // tailSize is how much of a guest's stderr is kept to explain a crash.
 const tailSize = 4096
 
+// guestOutput is the budget of an app's guest output: out, or a budget of its own
+// around log (the app's logger).
+func guestOutput(out *guestlog.Sink, log *slog.Logger) *guestlog.Sink {
+	if out == nil {
+		out = guestlog.New(log.Handler(), guestlog.Config{})
+	}
+	return out
+}
+
 // logWriter turns a guest's stdout or stderr into host log records, one per line,
-// and keeps the last tailSize bytes so a crash report can quote them.
+// and keeps the last tailSize bytes so a crash report can quote them. Records go
+// through the app's guest output budget (guestOutput) and are dropped beyond it,
+// while tail and reason still see every byte.
 type logWriter struct {
-	log    *slog.Logger
+	out    *guestlog.Sink
+	log    *slog.Logger // out's
 	level  slog.Level
 	stream string
 
@@ -30,51 +46,97 @@ type logWriter struct {
 	id    uint64
 }
 
-func newLogWriter(log *slog.Logger, stream string, level slog.Level, idKey string, id uint64) *logWriter {
-	return &logWriter{log: log, stream: stream, level: level, idKey: idKey, id: id}
+func newLogWriter(out *guestlog.Sink, stream string, level slog.Level, idKey string, id uint64) *logWriter {
+	return &logWriter{out: out, log: out.Logger(), stream: stream, level: level, idKey: idKey, id: id}
 }
 
-// Write implements io.Writer for wazero's WithStdout/WithStderr.
+// Write implements io.Writer for wazero's WithStdout/WithStderr. A guest picks
+// the size of a write (up to its whole memory) and how many lines it holds, so
+// nothing here copies more than tailSize bytes of it (lines longer than that are
+// logged in pieces of tailSize), and once the app's budget refuses a line the
+// rest of the write is counted as dropped in one scan, not line by line.
 func (w *logWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.tail = append(w.tail, p...)
-	if len(w.tail) > tailSize {
-		w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+	if len(p) >= tailSize {
+		w.tail = append(w.tail[:0], p[len(p)-tailSize:]...)
+	} else {
+		w.tail = append(w.tail, p...)
+		if len(w.tail) > tailSize {
+			w.tail = append(w.tail[:0], w.tail[len(w.tail)-tailSize:]...)
+		}
 	}
-	data := p
-	if len(w.partial) > 0 {
-		w.partial = append(w.partial, p...)
-		data = w.partial
-	}
-	for {
-		i := bytes.IndexByte(data, '\n')
+	for data := p; len(data) > 0; {
+		room := tailSize - len(w.partial)
+		// Look no further than a piece ahead: a long write is scanned once.
+		i := bytes.IndexByte(data[:min(len(data), room+1)], '\n')
+		end := i
 		if i < 0 {
+			end = len(data)
+		}
+		logged := true
+		switch {
+		case end > room: // longer than a piece: log one now
+			w.partial = append(w.partial, data[:room]...)
+			logged = w.emit(w.partial)
+			w.partial, data = w.partial[:0], data[room:]
+		case i < 0: // keep an unterminated line for the next write
+			w.partial = append(w.partial, data...)
+			data = nil
+		case len(w.partial) > 0:
+			w.partial = append(w.partial, data[:i]...)
+			logged = w.emit(w.partial)
+			w.partial, data = w.partial[:0], data[i+1:]
+		default:
+			logged = w.emit(data[:i])
+			data = data[i+1:]
+		}
+		if !logged && len(data) > 0 {
+			// The budget refused this line: the rest of the write goes too.
+			w.dropRest(data)
 			break
 		}
-		w.emit(data[:i])
-		data = data[i+1:]
 	}
-	// Keep an unterminated line for the next write, bounded so a guest cannot
-	// grow host memory by never writing a newline.
-	if len(data) > tailSize {
-		w.emit(data)
-		data = nil
-	}
-	w.partial = append(w.partial[:0], data...)
 	return len(p), nil
 }
 
-func (w *logWriter) emit(line []byte) {
+// dropRest counts the rest of a write as dropped lines, the budget being spent,
+// and keeps what follows its last newline as the start of the next line.
+func (w *logWriter) dropRest(data []byte) {
+	last := bytes.LastIndexByte(data, '\n')
+	rest := data[last+1:]
+	lines := bytes.Count(data[:last+1], []byte{'\n'}) + len(rest)/tailSize
+	if lines > 0 {
+		w.out.Drop(lines)
+	}
+	w.partial = append(w.partial[:0], rest[len(rest)-len(rest)%tailSize:]...)
+}
+
+// reasonMax bounds the crash reason kept from a line.
+const reasonMax = 512
+
+// emit logs one line and reports whether it went to the log; false means the
+// budget refused it, or it was empty or below the log level.
+func (w *logWriter) emit(line []byte) bool {
 	if w.reason == "" && (bytes.HasPrefix(line, []byte("fatal error:")) || bytes.HasPrefix(line, []byte("panic:")) ||
 		bytes.HasPrefix(line, []byte("runtime: out of memory"))) {
-		w.reason = string(line)
+		w.reason = string(line[:min(len(line), reasonMax)])
 	}
 	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
-		return
+		return true // nothing the budget said no to
 	}
-	w.log.Log(context.Background(), w.level, string(line), w.idKey, w.id, "stream", w.stream)
+	if len(line) > spentCheck && w.out.Spent(line) {
+		return false // no record made for a line that would be dropped
+	}
+	r := slog.NewRecord(time.Now(), w.level, string(line), 0)
+	r.AddAttrs(slog.Uint64(w.idKey, w.id), slog.String("stream", w.stream))
+	return w.out.Log(context.Background(), r)
 }
+
+// spentCheck is the length from which a line is measured against the budget
+// before its record is made (shorter records are cheaper to make than to check
+// twice).
+const spentCheck = 256
 
 // reset readies the writer for CGI run number run, dropping the previous run's
 // tail and reason.
@@ -103,9 +165,26 @@ func (w *logWriter) Reason() string {
 	return w.reason
 }
 
-// Tail returns the last bytes written, for crash reports.
+// Tail returns the last bytes written, for crash reports. A crash report puts them
+// into the log, so they count against the app's budget and are cut to its line
+// length (from the front); beyond the budget a note saying how many bytes were
+// left out stands in for them.
 func (w *logWriter) Tail() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return string(bytes.TrimSpace(w.tail))
+	t := string(bytes.TrimSpace(w.tail))
+	if t == "" {
+		return t
+	}
+	if quoted, ok := w.out.Admit(t); ok {
+		return quoted
+	}
+	return fmt.Sprintf("(%d bytes left out: over the app's log budget)", len(t))
+}
+
+// mentions reports whether the kept tail contains s.
+func (w *logWriter) mentions(s string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return bytes.Contains(w.tail, []byte(s))
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/config"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 )
 
 func TestE2EConfigErrors(t *testing.T) {
@@ -24,6 +25,8 @@ func TestE2EConfigErrors(t *testing.T) {
 	// The smallest valid module: magic and version, no sections.
 	writeFile(t, foreign, "\x00asm\x01\x00\x00\x00")
 	missing := filepath.Join(t.TempDir(), "no-such-app.wasm")
+	badName := filepath.Join(t.TempDir(), "site.toml")
+	writeFile(t, badName, "[[listeners]]\naddr = \"127.0.0.1:0\"\n\n[apps.\"a:b\"]\nmodule = \"site.toml\"\n")
 
 	tests := []struct {
 		name     string
@@ -45,6 +48,14 @@ func TestE2EConfigErrors(t *testing.T) {
 		{"unknown flag", nil, []string{"run", "--no-such-flag", sample("hello")}, 2,
 			[]string{"no-such-flag"}},
 		{"no app", nil, []string{"run"}, 2, []string{"APP"}},
+		{"bad app name", nil, []string{"run", "--name", "a:b", sample("hello")}, 2,
+			[]string{"name:", `"a:b"`, appname.Allowed}},
+		{"bad app name in env", []string{"WASMSRV_APP_NAME=x}"}, []string{"run", sample("hello")}, 2,
+			[]string{"name:", appname.Allowed}},
+		{"bad app name in a site", nil, []string{"check", "-c", badName}, 1,
+			[]string{badName + ":4: apps.a:b:", appname.Allowed}},
+		{"bad log rate", nil, []string{"run", "--log-rate", "0", sample("hello")}, 2,
+			[]string{"log-rate"}},
 		{"unknown command", nil, []string{"frobnicate"}, 2, []string{`unknown command "frobnicate"`}},
 		{"missing app path", nil, []string{"run", "--cache-dir", e2eCache, missing}, 1,
 			[]string{missing, "no such file"}},

@@ -19,6 +19,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -56,6 +57,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fs.Usage()
 		return &usageError{"run needs exactly one APP (a .wasm file or a Go package directory)"}
 	}
+	name := cfg.Name
+	if name == "" {
+		name = apps.DefaultName(fs.Arg(0))
+		if err := appname.Check(name); err != nil {
+			return &usageError{fmt.Sprintf("name: the app is named after %s by default, but %v; choose a name with --name", fs.Arg(0), err)}
+		}
+	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 
 	engineCache, buildCache := "", ""
@@ -88,6 +96,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		mounts = append(mounts, runtime.Mount{HostDir: hg[0], GuestDir: hg[1], ReadOnly: ro})
 	}
 	app, err := apps.Open(ctx, eng, apps.Spec{
+		Name:          name,
 		Source:        fs.Arg(0),
 		BuildCacheDir: buildCache,
 		Pool: runtime.PoolConfig{
@@ -110,6 +119,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Mounts:         mounts,
 		Plugins:        reg,
 		Grants:         runGrants(cfg),
+		LogRate:        int64(cfg.LogRate),
 	}, log)
 	if err != nil {
 		return err

@@ -22,8 +22,8 @@ const serveUsage = `Usage: wasmsrv serve -c FILE [flags]
 
 Serve a site described by a TOML or YAML config file: listeners, Wasm apps, routes
 to apps, upstream groups, static directories and redirects, with caching, limits and
-filters. SIGHUP (or POST /reload on the admin listener) re-reads the file; a bad
-file is rejected and the running config kept.
+filters. SIGHUP (or POST /reload with the header Wasmsrv-Admin: 1 on the admin
+listener) re-reads the file; a bad file is rejected and the running config kept.
 
 Environment overrides: WASMSRV_LISTEN, WASMSRV_ADMIN_ADDR, WASMSRV_ADMIN_TOKEN,
 WASMSRV_LOG_LEVEL, WASMSRV_TRUSTED_PROXIES, WASMSRV_SHUTDOWN_TIMEOUT.

@@ -1,7 +1,11 @@
 // Package admin is the control API served on its own listener: health,
 // config reload, cache purge, upstream status and Go's runtime profiles. A token, when set, must
 // be sent as "Authorization: Bearer TOKEN" (config requires one whenever
-// the listener is not loopback).
+// the listener is not loopback). With or without one, the API answers only
+// requests whose Host is one of the listener's names, refuses requests a web page
+// of another origin made, and takes changes only with the ChangeHeader header, so
+// a page the operator visits can neither read nor change anything through the
+// operator's browser (CSRF, DNS rebinding).
 package admin
 
 import (
@@ -24,8 +28,20 @@ type Controller interface {
 	Status() any
 }
 
+// Config secures the admin API.
+type Config struct {
+	// Addr is the listener's address (host:port): its host, if a name or an
+	// IP, is one of the names a request's Host may carry, besides localhost and
+	// loopback addresses (any IP address when it is 0.0.0.0 or ::).
+	Addr string
+	// Hosts are further names (or addresses) the listener is reached by.
+	Hosts []string
+	// Token, if set, must be sent as "Authorization: Bearer TOKEN".
+	Token string
+}
+
 // Handler serves the admin API.
-func Handler(c Controller, token string, log *slog.Logger) http.Handler {
+func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -52,11 +68,11 @@ func Handler(c Controller, token string, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"purged": c.Purge(key)})
 	})
 	profiles(mux)
-	if token == "" {
-		return mux
+	if cfg.Token == "" {
+		return newGuard(cfg.Addr, cfg.Hosts, mux)
 	}
-	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	want := []byte("Bearer " + cfg.Token)
+	return newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmsrv admin"`)
@@ -64,7 +80,7 @@ func Handler(c Controller, token string, log *slog.Logger) http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

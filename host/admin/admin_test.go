@@ -24,6 +24,9 @@ func (f *fake) Status() any                  { return map[string]int{"generation
 func call(t *testing.T, method, url, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
+	if method != "GET" {
+		req.Header.Set(ChangeHeader, "1")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -38,7 +41,7 @@ func call(t *testing.T, method, url, token string) (int, string) {
 
 func TestAdmin(t *testing.T) {
 	f := &fake{}
-	srv := httptest.NewServer(Handler(f, "", slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(f, Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	tests := []struct {
 		method, path string
@@ -69,7 +72,7 @@ func TestAdmin(t *testing.T) {
 
 func TestToken(t *testing.T) {
 	f := &fake{}
-	srv := httptest.NewServer(Handler(f, "s3cret", slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(f, Config{Addr: "127.0.0.1:0", Token: "s3cret"}, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	for _, tt := range []struct {
 		token string

@@ -13,7 +13,7 @@ import (
 )
 
 func TestProfiles(t *testing.T) {
-	srv := httptest.NewServer(Handler(&fake{}, "", slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(&fake{}, Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	tests := []struct {
 		path string
@@ -58,7 +58,7 @@ func pprofData(body string) ([]byte, error) {
 
 // Two CPU profiles at once: the second is refused, not interleaved.
 func TestProfileConflict(t *testing.T) {
-	srv := httptest.NewServer(Handler(&fake{}, "", slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(&fake{}, Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	codes := make([]int, 2)
 	var wg sync.WaitGroup
@@ -81,7 +81,7 @@ func TestProfileConflict(t *testing.T) {
 }
 
 func TestProfilesNeedToken(t *testing.T) {
-	srv := httptest.NewServer(Handler(&fake{}, "s3cret", slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(Handler(&fake{}, Config{Addr: "127.0.0.1:0", Token: "s3cret"}, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	if code, _ := call(t, "GET", srv.URL+"/debug/pprof/heap", ""); code != 401 {
 		t.Errorf("without token: %d, want 401", code)

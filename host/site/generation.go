@@ -175,8 +175,8 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	// config itself did not change.
 	buffer, held := ac.ReadAhead(), ac.HoldResponse()
 	kc := ac
-	kc.BufferBody, kc.BufferResponse = nil, nil // pointers would print as addresses: their values are keyed below
-	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d|held=%d", kc, buffer, held) + "\x00" + fingerprint(ac.Module+ac.Package)
+	kc.BufferBody, kc.BufferResponse, kc.LogRate = nil, nil, nil // pointers would print as addresses: their values are keyed below
+	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d|held=%d|log=%d", kc, buffer, held, ac.LogBudget()) + "\x00" + fingerprint(ac.Module+ac.Package)
 	if sh := s.apps[key]; sh != nil {
 		sh.refs++
 		return sh, nil
@@ -214,7 +214,7 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		MemoryLimit: int64(ac.MemoryLimit), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
 		WebSocket: host.WSConfig{Origins: origins, SendBuffer: int(ac.WSSendBuffer)},
-		Plugins:   s.opt.Plugins, Grants: g,
+		Plugins:   s.opt.Plugins, Grants: g, LogRate: ac.LogBudget(),
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)

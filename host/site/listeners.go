@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/config"
@@ -29,6 +30,7 @@ type listenerSpec struct {
 	key     string // "admin" or the site listener's address
 	cfg     host.ServerConfig
 	token   string // admin only: part of what makes a change
+	hosts   string // admin only: admin.hosts, part of what makes a change
 	tlsSum  string // digest of the certificate and key files: a renewed cert is a change
 	handler http.Handler
 }
@@ -52,15 +54,15 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 			AccessLog: s.opt.AccessLog, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
 		}})
 	}
-	out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token,
-		handler: admin.Handler(s, cfg.Admin.Token, s.log),
+	out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
+		handler: admin.Handler(s, admin.Config{Addr: cfg.Admin.Addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token}, s.log),
 		cfg:     host.ServerConfig{Addr: cfg.Admin.Addr, ShutdownGrace: 5 * time.Second}})
 	return out
 }
 
 func sameSpec(a, b listenerSpec) bool {
 	ac, bc := a.cfg, b.cfg
-	return a.key == b.key && a.token == b.token && a.tlsSum == b.tlsSum && ac.Addr == bc.Addr &&
+	return a.key == b.key && a.token == b.token && a.hosts == b.hosts && a.tlsSum == b.tlsSum && ac.Addr == bc.Addr &&
 		ac.TLSCert == bc.TLSCert && ac.TLSKey == bc.TLSKey &&
 		ac.ReadHeaderTimeout == bc.ReadHeaderTimeout && ac.IdleTimeout == bc.IdleTimeout &&
 		ac.MaxHeaderBytes == bc.MaxHeaderBytes && ac.ShutdownGrace == bc.ShutdownGrace &&

@@ -19,6 +19,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
+	"github.com/wasmsrv/wasmsrv/host/admin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -101,7 +102,25 @@ func start(t *testing.T, body string, eng *runtime.Engine) *fixture {
 func (f *fixture) reload(t *testing.T, body string) (int, string) {
 	t.Helper()
 	writeConfig(t, f.cfgPath, body)
-	resp, err := http.Post(f.admin+"/reload", "", nil)
+	return adminPost(t, f.admin+"/reload")
+}
+
+// adminPost makes a change through the admin API, with the header changes need.
+func adminPost(t *testing.T, url string, hdr ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest("POST", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set(admin.ChangeHeader, "1")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1] // net/http sends req.Host, not a Host header field
+			continue
+		}
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,6 +139,10 @@ func getWith(t *testing.T, c *http.Client, url string, hdr ...string) (int, http
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1] // net/http sends req.Host, not a Host header field
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := c.Do(req)
@@ -209,13 +232,9 @@ static = "www"
 		if h1.Get("X-Cache") != "MISS" || h2.Get("X-Cache") != "HIT" || b1 != b2 {
 			t.Errorf("%s %q then %s %q", h1.Get("X-Cache"), b1, h2.Get("X-Cache"), b2)
 		}
-		resp, err := http.Post(f.admin+"/purge?key="+strings.Replace(f.url, "http://", "http://", 1)+"/cached/*", "", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, body := adminPost(t, f.admin+"/purge?key="+f.url+"/cached/*")
 		var out struct{ Purged int }
-		json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
+		_ = json.Unmarshal([]byte(body), &out)
 		if out.Purged != 1 {
 			t.Errorf("purged %d", out.Purged)
 		}
@@ -394,5 +413,41 @@ func TestReloadKeepsWebSocket(t *testing.T) {
 	}
 	if _, h, _ := get(t, f.url+"/"); h.Get("X-Backend") != "b" {
 		t.Errorf("new requests not on the new config: %q", h.Get("X-Backend"))
+	}
+}
+
+// TestAdminListenerGuard: the site's admin listener answers its own names only
+// (localhost, its address, admin.hosts, which a reload changes), and refuses
+// changes without the admin header and requests from another origin.
+func TestAdminListenerGuard(t *testing.T) {
+	body := "[admin]\naddr = \"127.0.0.1:0\"\nhosts = [\"ops.example\"]\n\n[[listeners]]\naddr = \"127.0.0.1:0\"\n[[routes]]\nredirect = \"/x\"\n"
+	f := start(t, body, nil)
+	for _, tt := range []struct {
+		host string
+		code int
+	}{{"", 200}, {"ops.example", 200}, {"OPS.example.:9", 200}, {"localhost", 200}, {"evil.example", 421}, {"new.example", 421}} {
+		if code, _, b := get(t, f.admin+"/status", "Host", tt.host); code != tt.code {
+			t.Errorf("Host %q: %d %s, want %d", tt.host, code, b, tt.code)
+		}
+	}
+	resp, err := http.Post(f.admin+"/reload", "text/plain", strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("a form-style POST /reload: %d, want 403", resp.StatusCode)
+	}
+	if code, b := adminPost(t, f.admin+"/reload", "Origin", "http://evil.example"); code != 403 {
+		t.Errorf("cross-origin reload: %d %s", code, b)
+	}
+	if code, b := adminPost(t, f.admin+"/reload", "Host", "evil.example"); code != 421 {
+		t.Errorf("reload with a foreign Host: %d %s", code, b)
+	}
+	if code, b := f.reload(t, strings.Replace(body, `"ops.example"`, `"ops.example", "new.example"`, 1)); code != 200 {
+		t.Fatalf("reload: %d %s", code, b)
+	}
+	if code, _, b := get(t, f.site.AdminURL()+"/status", "Host", "new.example"); code != 200 {
+		t.Errorf("after the reload, Host new.example: %d %s", code, b)
 	}
 }

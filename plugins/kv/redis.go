@@ -140,13 +140,22 @@ func (r *Redis) Close() error {
 	return nil
 }
 
-// redisTag returns the app's key prefix. App names are operator-chosen, but a name
-// holding braces or colons could alias another app's keys, so those are hex-encoded.
+// redisTag returns the app's key prefix, one to one: no two app names share one,
+// whatever they hold. Names of the app name set (plugins.App.Name), and of the
+// wider set earlier versions kept as they are ([A-Za-z0-9._-]), stand in the tag
+// as they are, so their keys do not move. Any other string (an embedder's name:
+// config and Registry.Open refuse them) is '~' and its hex encoding: '~' is in no
+// kept name, so an encoded name never equals a kept one. (Earlier builds wrote
+// 'x' + hex, which is also the tag of the kept name "x<hex>": "a:b" and "x613a62"
+// shared one namespace.)
 func redisTag(app string) string {
+	if app == "" {
+		return "wasmsrv:kv:{~}:"
+	}
 	for i := 0; i < len(app); i++ {
 		c := app[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return "wasmsrv:kv:{x" + hex.EncodeToString([]byte(app)) + "}:"
+			return "wasmsrv:kv:{~" + hex.EncodeToString([]byte(app)) + "}:"
 		}
 	}
 	return "wasmsrv:kv:{" + app + "}:"

@@ -15,14 +15,18 @@ import (
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
+	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Version is the plugin ABI version (ABI.md).
 const Version = "1.0"
 
-// Limits that keep a chatty or hostile guest from flooding the host log.
+// Limits that keep a chatty or hostile guest from flooding the host log. Besides
+// these, every record counts against the app's byte budget (guestlog: shared with
+// the guest's stdout and stderr, escapes included) and is cut to guestlog.MaxLine
+// as written.
 const (
-	// MaxMessage truncates longer messages (and attribute values).
+	// MaxMessage truncates longer messages (and attribute values) as received.
 	MaxMessage = 16 << 10
 	// MaxAttrs drops attributes past this many per record.
 	MaxAttrs = 64
@@ -36,7 +40,8 @@ type Config struct {
 	// so the host logger's own level decides).
 	Level string `json:"level"`
 	// Rate is records per second the app may log before records are dropped
-	// (default DefaultRate; dropped records are counted in a periodic warning).
+	// (default DefaultRate; dropped records are counted in the app's periodic
+	// warning about its log budget).
 	Rate float64 `json:"rate"`
 }
 
@@ -54,10 +59,10 @@ func (*Plugin) Version() string { return Version }
 
 // appLog is one app's logging state.
 type appLog struct {
-	log     *slog.Logger
+	log     *slog.Logger // the app's guest output: through its byte budget
+	out     *guestlog.Sink
 	min     slog.Level
 	limiter *rate.Limiter
-	dropped *dropCounter
 }
 
 // Open implements plugins.Plugin.
@@ -66,7 +71,7 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	a := &appLog{log: app.Logger, min: slog.LevelDebug}
+	a := &appLog{log: app.Output.Logger(), out: app.Output, min: slog.LevelDebug}
 	if cfg.Level != "" {
 		if err := a.min.UnmarshalText([]byte(cfg.Level)); err != nil {
 			return nil, fmt.Errorf("level: %w", err)
@@ -77,13 +82,11 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 		r = DefaultRate
 	}
 	a.limiter = rate.NewLimiter(rate.Limit(r), int(2*r)+1)
-	a.dropped = newDropCounter(app.Logger.With("plugin", "log"))
 	return &plugins.Binding{
 		Funcs: []runtime.HostFunc{
 			{Name: "write", Params: plugins.Sig(plugins.I32, plugins.I32, plugins.I32, plugins.I32, plugins.I32), Results: plugins.Sig(plugins.I32), Fn: a.write},
 			{Name: "enabled", Params: plugins.Sig(plugins.I32), Results: plugins.Sig(plugins.I32), Fn: a.enabled},
 		},
-		Close: func(context.Context) error { a.dropped.stop(); return nil },
 	}, nil
 }
 
@@ -104,7 +107,7 @@ func (a *appLog) enabled(ctx context.Context, _ api.Module, stack []uint64) {
 // renamed so a record cannot pretend to come from another app or request.
 func reserved(k string) bool {
 	switch k {
-	case "app", "instance", "request_id", "plugin", "time", "level", "msg":
+	case "app", "instance", "request_id", "plugin", "time", "level", "msg", guestlog.TruncatedKey:
 		return true
 	}
 	return false
@@ -121,11 +124,22 @@ func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	if !a.limiter.Allow() {
-		a.dropped.add()
+		a.out.Drop(1)
 		stack[0] = 0
 		return
 	}
-	rec := slog.NewRecord(time.Now(), lv, string(clip(msg)), 0)
+	if a.out.Spent(clip(msg)) { // not even the message fits the byte budget now
+		stack[0] = 0
+		return
+	}
+	// What is copied is bounded by what the log can show of the record
+	// (guestlog.MaxLine as written, at least as many bytes as received), so a
+	// record of 64 attributes of 16 KiB each costs no more than one line.
+	room := guestlog.MaxLine
+	m := clipTo(msg, room)
+	room -= len(m)
+	cut := len(msg) - len(m)
+	rec := slog.NewRecord(time.Now(), lv, string(m), 0)
 	if in := runtime.InstanceFrom(ctx); in != nil {
 		rec.AddAttrs(slog.Uint64("instance", in.ID()))
 		if id := in.RequestID(); id != "" {
@@ -141,64 +155,30 @@ func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
 			break
 		}
 		attrs = rest
-		if n >= MaxAttrs {
+		if n >= MaxAttrs || room == 0 {
+			cut += len(k) + len(v)
 			continue
 		}
-		key := string(clip(k))
+		kc := clipTo(k, room)
+		vc := clipTo(v, room-len(kc))
+		room -= len(kc) + len(vc)
+		cut += len(k) - len(kc) + len(v) - len(vc)
+		key := string(kc)
 		if reserved(key) {
 			key = "guest_" + key
 		}
-		rec.AddAttrs(slog.String(key, string(clip(v))))
+		rec.AddAttrs(slog.String(key, string(vc)))
+	}
+	if cut > 0 {
+		rec.AddAttrs(slog.Int(guestlog.TruncatedKey, cut))
 	}
 	_ = a.log.Handler().Handle(ctx, rec)
 	stack[0] = uint64(uint32(status))
 }
 
-func clip(b []byte) []byte {
-	if len(b) > MaxMessage {
-		return b[:MaxMessage]
-	}
-	return b
-}
+func clip(b []byte) []byte { return clipTo(b, MaxMessage) }
 
-// dropCounter reports records dropped by the rate limit at most every 10 s, so the
-// warning cannot itself flood the log.
-type dropCounter struct {
-	log  *slog.Logger
-	n    chan struct{}
-	done chan struct{}
+// clipTo cuts b to at most n bytes, and to MaxMessage.
+func clipTo(b []byte, n int) []byte {
+	return b[:min(len(b), n, MaxMessage)]
 }
-
-func newDropCounter(log *slog.Logger) *dropCounter {
-	d := &dropCounter{log: log, n: make(chan struct{}, 1024), done: make(chan struct{})}
-	go d.run()
-	return d
-}
-
-func (d *dropCounter) add() {
-	select {
-	case d.n <- struct{}{}:
-	default: // the reporter is behind; the count is a lower bound
-	}
-}
-
-func (d *dropCounter) run() {
-	t := time.NewTicker(10 * time.Second)
-	defer t.Stop()
-	dropped := 0
-	for {
-		select {
-		case <-d.n:
-			dropped++
-		case <-t.C:
-			if dropped > 0 {
-				d.log.Warn("guest log records dropped by the rate limit", "dropped", dropped)
-				dropped = 0
-			}
-		case <-d.done:
-			return
-		}
-	}
-}
-
-func (d *dropCounter) stop() { close(d.done) }
