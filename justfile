@@ -2,9 +2,9 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Build the wasmsrv CLI to bin/wasmsrv.
+# Build the wasmsrv CLI to bin/wasmsrv, its version from `git describe` (Go stamps no revision in a git worktree).
 build:
-    go build -o bin/wasmsrv ./cmd/wasmsrv
+    go build -ldflags "-X main.version=$(git describe --tags --always --dirty)" -o bin/wasmsrv ./cmd/wasmsrv
 
 # Build the Go samples to bin/samples/<name>.wasm: SDK apps as reactors (c-shared), plain programs as WASI commands (CGI mode).
 samples:

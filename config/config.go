@@ -39,11 +39,21 @@ type Server struct {
 
 // Admin is the separate control listener (reload, purge, health).
 type Admin struct {
-	Addr  string `toml:"addr" yaml:"addr"`
-	Token string `toml:"token" yaml:"token"`
+	// Addr is the listener's address: DefaultAdminAddr when the key is absent,
+	// and "" turns the admin listener off (read it with Listen).
+	Addr  *string `toml:"addr" yaml:"addr"`
+	Token string  `toml:"token" yaml:"token"`
 	// Hosts are names the admin listener is reached by besides localhost and
 	// its address; a request with another Host is refused (DNS rebinding).
 	Hosts []string `toml:"hosts" yaml:"hosts"`
+}
+
+// Listen is the admin listener's address, "" when it is off.
+func (a Admin) Listen() string {
+	if a.Addr == nil {
+		return DefaultAdminAddr
+	}
+	return *a.Addr
 }
 
 // Listener is one HTTP listening socket.

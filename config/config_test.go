@@ -218,3 +218,41 @@ func TestAppLogBudget(t *testing.T) {
 		t.Errorf("log budget %d, want 1MiB", got)
 	}
 }
+
+// admin.addr absent means the default listener; "" (in the file, in YAML, or as
+// WASMSRV_ADMIN_ADDR) turns it off; anything else must be host:port.
+func TestAdminAddr(t *testing.T) {
+	base := "[[listeners]]\naddr = \"127.0.0.1:1\"\n"
+	for _, tt := range []struct {
+		name, file, body string
+		env              map[string]string
+		want             string
+		err              string
+	}{
+		{"absent", "a.toml", base, nil, DefaultAdminAddr, ""},
+		{"table without addr", "a.toml", base + "[admin]\ntoken = \"t\"\n", nil, DefaultAdminAddr, ""},
+		{"empty", "a.toml", base + "[admin]\naddr = \"\"\n", nil, "", ""},
+		{"yaml empty", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\nadmin:\n  addr: \"\"\n", nil, "", ""},
+		{"yaml absent", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n", nil, DefaultAdminAddr, ""},
+		{"set", "a.toml", base + "[admin]\naddr = \"127.0.0.1:9999\"\n", nil, "127.0.0.1:9999", ""},
+		{"env empty", "a.toml", base, map[string]string{EnvAdminAddr: ""}, "", ""},
+		{"env over file", "a.toml", base + "[admin]\naddr = \"\"\n", map[string]string{EnvAdminAddr: "127.0.0.1:9998"}, "127.0.0.1:9998", ""},
+		{"bad", "a.toml", base + "[admin]\naddr = \"nowhere\"\n", nil, "", "admin.addr"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(write(t, tt.file, tt.body), func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Admin.Listen(); got != tt.want {
+				t.Errorf("admin listens on %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

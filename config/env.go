@@ -26,7 +26,7 @@ func applyEnv(c *Config, lookup func(string) (string, bool)) []error {
 		c.Listeners[0].Addr = v
 	}
 	if v, ok := lookup(EnvAdminAddr); ok {
-		c.Admin.Addr = v
+		c.Admin.Addr = &v // "" turns the admin listener off, as admin.addr = "" does
 	}
 	if v, ok := lookup(EnvAdminToken); ok {
 		c.Admin.Token = v

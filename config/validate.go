@@ -44,9 +44,6 @@ const (
 var policies = map[string]bool{"round_robin": true, "least_conn": true, "p2c": true, "hash": true}
 
 func (c *Config) defaults() {
-	if c.Admin.Addr == "" {
-		c.Admin.Addr = DefaultAdminAddr
-	}
 	if c.Server.ShutdownTimeout == 0 {
 		c.Server.ShutdownTimeout = Duration(DefaultShutdownTimeout)
 	}
@@ -196,10 +193,12 @@ func (c *Config) validate() []*Error {
 			}
 		}
 	}
-	if host, _, err := net.SplitHostPort(c.Admin.Addr); err != nil {
-		add(errf("admin.addr", "bad address %q: want host:port", c.Admin.Addr))
+	if addr := c.Admin.Listen(); addr == "" {
+		// off: no admin listener (reloads still come by SIGHUP)
+	} else if host, _, err := net.SplitHostPort(addr); err != nil {
+		add(errf("admin.addr", "bad address %q: want host:port, or \"\" for no admin listener", addr))
 	} else if !isLoopback(host) && c.Admin.Token == "" {
-		add(errf("admin.token", "admin listener %q is not loopback: a token is required", c.Admin.Addr))
+		add(errf("admin.token", "admin listener %q is not loopback: a token is required", addr))
 	}
 	for i, h := range c.Admin.Hosts {
 		if err := checkAdminHost(h); err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
@@ -96,9 +98,65 @@ func writeFile(t *testing.T, path, content string) {
 func TestE2EVersion(t *testing.T) {
 	for _, arg := range []string{"version", "--version"} {
 		res := runWasmsrv(t, 30*time.Second, nil, arg)
-		if res.code != 0 || !regexp.MustCompile(`^wasmsrv \S+\n$`).MatchString(res.stdout) {
-			t.Errorf("wasmsrv %s: exit %d, stdout %q; want 0 and \"wasmsrv VERSION\"", arg, res.code, res.stdout)
+		if res.code != 0 || !regexp.MustCompile(`^wasmsrv \S+ \(.+\)\n$`).MatchString(res.stdout) || strings.Contains(res.stdout, "(devel)") {
+			t.Errorf("wasmsrv %s: exit %d, stdout %q; want 0 and \"wasmsrv VERSION (DETAILS)\"", arg, res.code, res.stdout)
 		}
+	}
+}
+
+// A wasmsrv built by `go build` in a git checkout says its revision, and that the
+// tree had uncommitted changes. The test tree may be a git worktree, which Go does
+// not stamp, so the sources as they are now go into a fresh repository first.
+func TestE2EVersionFromVCS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds wasmsrv in a fresh repository")
+	}
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("needs git")
+	}
+	git := func(dir string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	src := t.TempDir()
+	for _, f := range strings.Split(git("../..", "ls-files", "--cached", "--others", "--exclude-standard"), "\n") {
+		b, err := os.ReadFile(filepath.Join("../..", f))
+		if errors.Is(err, os.ErrNotExist) {
+			continue // deleted in the working tree
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(src, f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(src, f), string(b))
+	}
+	git(src, "init", "--quiet")
+	git(src, "add", "-A")
+	git(src, "commit", "--quiet", "-m", "snapshot")
+	rev := git(src, "rev-parse", "HEAD")
+	writeFile(t, filepath.Join(src, "UNCOMMITTED"), "a change\n")
+	bin := filepath.Join(t.TempDir(), "wasmsrv")
+	build := exec.Command("go", "build", "-trimpath", "-buildvcs=true", "-o", bin, "./cmd/wasmsrv")
+	build.Dir = src
+	build.Env = append(cleanEnv(), "GOFLAGS=", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build in a fresh repository: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// wasmsrv v0.0.0-20261201110400-486f2f397e65+dirty (rev 486f2f397e65+dirty, 2026-12-01T11:04:00Z, go1.26.8)
+	want := regexp.MustCompile(`^wasmsrv v0\.0\.0-\d{14}-` + rev[:12] + `\+dirty \(rev ` + rev[:12] + `\+dirty, \S+, go\S+\)\n$`)
+	if !want.Match(out) {
+		t.Errorf("version %q, want it to match %s", out, want)
 	}
 }
 

@@ -220,6 +220,20 @@ func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *serv
 	t.Helper()
 	unlock := warmLock(warm)
 	defer unlock()
+	return launch(t, "", env, full...)
+}
+
+// startServe runs `wasmsrv serve --cache-dir <shared> -c config` and waits for its
+// "serving" line; the URL is the first listener's.
+func startServe(t testing.TB, config string, env ...string) *server {
+	t.Helper()
+	return startWasmsrv(t, env, config, "serve", "--cache-dir", e2eCache, "-c", config)
+}
+
+// launch starts wasmsrv with args in dir ("" for the test's own) and waits for its
+// "serving ... on URL" line.
+func launch(t testing.TB, dir string, env []string, full ...string) *server {
+	t.Helper()
 	s := &server{
 		t:      t,
 		cmd:    exec.Command(wasmsrvBin, full...),
@@ -227,6 +241,7 @@ func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *serv
 		stderr: &lockedBuffer{},
 		done:   make(chan struct{}),
 	}
+	s.cmd.Dir = dir
 	if raceBuild {
 		// The race runtime sleeps 1s at exit by default: that would blur the
 		// shutdown timings. A race still shows in stderr and the exit code (66).

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -87,18 +88,62 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func versionString() string {
-	if version != "" {
-		return version
+	bi, _ := debug.ReadBuildInfo()
+	return formatVersion(version, bi)
+}
+
+// formatVersion says which wasmsrv this is: the version set at link time, else the
+// main module's version from the build info (a release tag for `go install …@v1.2.3`,
+// a pseudo-version such as v0.0.0-20261201110400-486f2f397e65+dirty for `go build` in a
+// git checkout), then the VCS revision with "+dirty" for uncommitted changes, the
+// commit time and the Go version. A build with no stamp (go run, -buildvcs=false, a
+// git worktree, which Go does not recognise) says so instead of "(devel)".
+func formatVersion(linked string, bi *debug.BuildInfo) string {
+	v := linked
+	if v == "" && bi != nil && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
 	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	var rev, when string
+	dirty := false
+	goVersion := ""
+	if bi != nil {
+		goVersion = bi.GoVersion
 		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				return "dev-" + s.Value[:12]
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
 			}
 		}
-		if bi.Main.Version != "" {
-			return bi.Main.Version
+	}
+	var details []string
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if dirty {
+			rev += "+dirty"
+		}
+		details = append(details, "rev "+rev)
+		if when != "" {
+			details = append(details, when)
 		}
 	}
-	return "dev"
+	if v == "" {
+		if rev != "" {
+			v = "devel"
+		} else {
+			v, details = "devel", append(details, "no version or VCS stamp in this build")
+		}
+	}
+	if goVersion != "" {
+		details = append(details, goVersion)
+	}
+	if len(details) == 0 {
+		return v
+	}
+	return v + " (" + strings.Join(details, ", ") + ")"
 }

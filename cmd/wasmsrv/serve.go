@@ -109,7 +109,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		_ = s.Close(context.Background())
 		return err
 	}
-	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), s.AdminURL())
+	admin := s.AdminURL()
+	if admin == "" {
+		admin = "off"
+	}
+	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), admin)
 	go func() {
 		for {
 			select {

@@ -6,6 +6,7 @@ package compress
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/gzhttp"
@@ -43,9 +44,72 @@ func New(minSize int) (func(http.Handler) http.Handler, error) {
 				next.ServeHTTP(w, r)
 				return
 			}
-			wrapped.ServeHTTP(w, r)
+			// gzhttp adds "Vary: Accept-Encoding" before the handler runs; a
+			// handler that names it too (a static file, an upstream, an app, a
+			// cached answer) would send it twice.
+			wrapped.ServeHTTP(&varyOnce{ResponseWriter: w}, r)
 		})
 	}, nil
+}
+
+// varyOnce drops repeated Vary fields from the head when it is written.
+type varyOnce struct {
+	http.ResponseWriter
+	written bool
+}
+
+func (v *varyOnce) WriteHeader(code int) {
+	if !v.written && code >= 200 {
+		v.written = true
+		dedupVary(v.Header())
+	}
+	v.ResponseWriter.WriteHeader(code)
+}
+
+func (v *varyOnce) Write(p []byte) (int, error) {
+	if !v.written {
+		v.written = true
+		dedupVary(v.Header())
+	}
+	return v.ResponseWriter.Write(p)
+}
+
+func (v *varyOnce) Flush() {
+	if !v.written {
+		v.written = true
+		dedupVary(v.Header())
+	}
+	_ = http.NewResponseController(v.ResponseWriter).Flush() // http.Flusher has no error to report
+}
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (v *varyOnce) Unwrap() http.ResponseWriter { return v.ResponseWriter }
+
+// dedupVary rewrites the Vary values with each field name once (compared without
+// case), keeping the first spelling and the order; a head without repeats is left as
+// it is.
+func dedupVary(h http.Header) {
+	vals := h["Vary"]
+	if len(vals) < 2 && (len(vals) == 0 || !strings.Contains(vals[0], ",")) {
+		return
+	}
+	var names []string
+	dup := false
+	for _, v := range vals {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			if slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, f) }) {
+				dup = true
+				continue
+			}
+			names = append(names, f)
+		}
+	}
+	if dup {
+		h["Vary"] = []string{strings.Join(names, ", ")}
+	}
 }
 
 func orDefault(v, def int) int {

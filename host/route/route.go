@@ -7,6 +7,7 @@ package route
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -115,7 +116,8 @@ func methodMatch(methods []string, m string) bool {
 		return true
 	}
 	for _, x := range methods {
-		if x == m {
+		// GET allows HEAD, as in net/http's ServeMux patterns and nginx's limit_except.
+		if x == m || x == http.MethodGet && m == http.MethodHead {
 			return true
 		}
 	}
@@ -140,31 +142,89 @@ func HostOf(r *http.Request) string {
 	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
-// Match returns the matching route, or nil. methodMismatch reports that
-// some route matched host and path but not the method (answer 405).
+// Match returns the matching route, or nil. The most specific routes for the
+// request's host and path decide (see New): when none of them allows the method,
+// methodMismatch is true (answer 405) — a less specific route, such as a
+// catch-all "/", does not take the request instead.
 func (rt *Router) Match(r *http.Request) (rte *Route, methodMismatch bool) {
 	host := HostOf(r)
-	path := r.URL.Path
+	i, ok := rt.first(host, r.URL.Path)
+	if !ok {
+		return nil, false
+	}
+	first := &rt.entries[i]
+	for ; i < len(rt.entries); i++ {
+		e := &rt.entries[i]
+		if !sameRank(e, first) {
+			break
+		}
+		if e.hostMatch(host) && prefixMatch(e.Prefix, r.URL.Path) && methodMatch(e.Methods, r.Method) {
+			return &e.Route, false
+		}
+	}
+	return nil, true
+}
+
+// first returns the index of the most specific route for the request's host and
+// path, whatever its methods.
+func (rt *Router) first(host, path string) (int, bool) {
 	for i := range rt.entries {
 		e := &rt.entries[i]
-		if !e.hostMatch(host) || !prefixMatch(e.Prefix, path) {
-			continue
+		if e.hostMatch(host) && prefixMatch(e.Prefix, path) {
+			return i, true
 		}
-		if !methodMatch(e.Methods, r.Method) {
-			methodMismatch = true
-			continue
-		}
-		return &e.Route, false
 	}
-	return nil, methodMismatch
+	return 0, false
+}
+
+// sameRank reports whether a and b are equally specific: the same kind of host
+// match and a prefix of the same length (so, for one path, the same prefix).
+func sameRank(a, b *entry) bool {
+	return hostRank(*a) == hostRank(*b) && len(a.Prefix) == len(b.Prefix)
+}
+
+// Allow lists the methods the most specific routes for r's host and path accept,
+// for the Allow header of a 405 ("" if any method would do).
+func (rt *Router) Allow(r *http.Request) string {
+	host := HostOf(r)
+	i, ok := rt.first(host, r.URL.Path)
+	if !ok {
+		return ""
+	}
+	first := &rt.entries[i]
+	var methods []string
+	for ; i < len(rt.entries); i++ {
+		e := &rt.entries[i]
+		if !sameRank(e, first) {
+			break
+		}
+		if !e.hostMatch(host) || !prefixMatch(e.Prefix, r.URL.Path) {
+			continue
+		}
+		if len(e.Methods) == 0 {
+			return ""
+		}
+		for _, m := range e.Methods {
+			if !slices.Contains(methods, m) {
+				methods = append(methods, m)
+			}
+			if m == http.MethodGet && !slices.Contains(e.Methods, http.MethodHead) && !slices.Contains(methods, http.MethodHead) {
+				methods = append(methods, http.MethodHead)
+			}
+		}
+	}
+	return strings.Join(methods, ", ")
 }
 
 // ServeHTTP dispatches to the matching route's handler: 404 when nothing
-// matches, 405 when only the method is wrong.
+// matches, 405 (with Allow) when only the method is wrong.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rte, mm := rt.Match(r)
 	if rte == nil {
 		if mm {
+			if allow := rt.Allow(r); allow != "" {
+				w.Header().Set("Allow", allow)
+			}
 			http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
 			return
 		}

@@ -42,7 +42,8 @@ func TestRouting(t *testing.T) {
 		{"GET", "example.com", "/", 200, "default path=/ root="},
 		{"GET", "SHOP.example.com:8080", "/", 200, "shop path=/ root="},
 		{"GET", "localhost", "/admin/x", 200, "admin path=/admin/x root="},
-		{"POST", "localhost", "/admin/x", 200, "default"}, // falls through to "/" which allows all
+		{"POST", "localhost", "/admin/x", 405, "405 method not allowed"}, // not to "/": the most specific route decides
+		{"HEAD", "localhost", "/admin/x", 200, ""},                       // GET allows HEAD
 		{"GET", "localhost", "/raw/a", 200, "raw path=/raw/a root="},
 	}
 	for _, tt := range tests {
@@ -65,21 +66,37 @@ func TestRouting(t *testing.T) {
 func TestMethodNotAllowedAndNotFound(t *testing.T) {
 	rt := New([]Route{
 		{Hosts: []string{"a.test"}, Prefix: "/w", Methods: []string{"GET", "HEAD"}, Handler: named("w")},
+		{Prefix: "/", Handler: named("catch-all")},
+		{Prefix: "/api", Methods: []string{"GET"}, Handler: named("api-read")},
+		{Prefix: "/api", Methods: []string{"POST", "PUT"}, Handler: named("api-write")},
+		{Prefix: "/api/admin", Methods: []string{"DELETE"}, Handler: named("admin")},
+		{Hosts: []string{"*.b.test"}, Prefix: "/", Methods: []string{"OPTIONS"}, Handler: named("wild")},
 	})
 	for _, tt := range []struct {
 		method, host, path string
 		code               int
+		body, allow        string
 	}{
-		{"POST", "a.test", "/w", 405},
-		{"GET", "b.test", "/w", 404},
-		{"GET", "a.test", "/x", 404},
-		{"HEAD", "a.test", "/w/1", 200},
+		{"POST", "a.test", "/w", 405, "", "GET, HEAD"},
+		{"GET", "b.test", "/w", 200, "catch-all", ""},
+		{"GET", "a.test", "/x", 200, "catch-all", ""},
+		{"HEAD", "a.test", "/w/1", 200, "", ""},
+		{"GET", "c.test", "/api/x", 200, "api-read", ""},
+		{"HEAD", "c.test", "/api/x", 200, "", ""},
+		{"PUT", "c.test", "/api/x", 200, "api-write", ""},
+		{"PATCH", "c.test", "/api/x", 405, "", "GET, HEAD, POST, PUT"},
+		{"GET", "c.test", "/api/admin/1", 405, "", "DELETE"},
+		{"DELETE", "c.test", "/api/admin/1", 200, "admin", ""},
+		{"GET", "x.b.test", "/api", 405, "", "OPTIONS"}, // the wildcard host outranks the any-host prefix
 	} {
 		req := httptest.NewRequest(tt.method, "http://"+tt.host+tt.path, nil)
 		rec := httptest.NewRecorder()
 		rt.ServeHTTP(rec, req)
-		if rec.Code != tt.code {
-			t.Errorf("%s %s%s: %d, want %d", tt.method, tt.host, tt.path, rec.Code, tt.code)
+		if rec.Code != tt.code || tt.method != "HEAD" && !strings.HasPrefix(rec.Body.String(), tt.body) {
+			t.Errorf("%s %s%s: %d %q, want %d %q", tt.method, tt.host, tt.path, rec.Code, rec.Body.String(), tt.code, tt.body)
+		}
+		if got := rec.Header().Get("Allow"); got != tt.allow {
+			t.Errorf("%s %s%s: Allow %q, want %q", tt.method, tt.host, tt.path, got, tt.allow)
 		}
 	}
 }

@@ -54,9 +54,11 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 			AccessLog: s.opt.AccessLog, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
 		}})
 	}
-	out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
-		handler: admin.Handler(s, admin.Config{Addr: cfg.Admin.Addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token}, s.log),
-		cfg:     host.ServerConfig{Addr: cfg.Admin.Addr, ShutdownGrace: 5 * time.Second}})
+	if addr := cfg.Admin.Listen(); addr != "" {
+		out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
+			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token}, s.log),
+			cfg:     host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}})
+	}
 	return out
 }
 

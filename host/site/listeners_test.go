@@ -229,3 +229,36 @@ func TestTLSListenerAndCertRenewal(t *testing.T) {
 		t.Error("a rejected reload changed the certificate")
 	}
 }
+
+// admin.addr = "" means no admin listener: a reload turns it off (the old socket
+// stops accepting) and back on.
+func TestAdminListenerOff(t *testing.T) {
+	routes := "\n[[routes]]\nstatic = \"www\"\n"
+	off := "[admin]\naddr = \"\"\n\n[[listeners]]\naddr = \"127.0.0.1:0\"\n" + routes
+	f := start(t, head+routes, nil)
+	adminAddr := strings.TrimPrefix(f.admin, "http://")
+	if code, body := f.reload(t, off); code != 200 {
+		t.Fatalf("reload turning the admin listener off: %d %s", code, body)
+	}
+	if got := f.site.AdminURL(); got != "" {
+		t.Errorf("AdminURL with the admin off: %q", got)
+	}
+	waitFor(t, "the admin listener to stop accepting", func() bool {
+		c, err := net.DialTimeout("tcp", adminAddr, time.Second)
+		if err == nil {
+			c.Close()
+			return false
+		}
+		return errors.Is(err, syscall.ECONNREFUSED)
+	})
+	if c, _, b := get(t, f.url+"/hello.txt"); c != 200 || b != "hello file" {
+		t.Errorf("site with the admin off: %d %q", c, b)
+	}
+	writeConfig(t, f.cfgPath, head+routes)
+	if err := f.site.Reload(context.Background()); err != nil {
+		t.Fatalf("reload turning the admin listener on: %v", err)
+	}
+	if c, _, b := get(t, f.site.AdminURL()+"/health"); c != 200 || !strings.Contains(b, "ok") {
+		t.Errorf("admin back on: %d %q", c, b)
+	}
+}
