@@ -2,7 +2,7 @@
  * c-hello: the C twin of samples/hello. Answers every request with a short plain-text
  * greeting through the C SDK (sdk/c/wasmsrv.h).
  *
- *   just samples-c         # rebuilds main.wasm
+ *   just c                 # rebuilds main.wasm (bash sdk/c/build.sh)
  *   wasmsrv run samples/c-hello/main.wasm
  */
 #include "../../sdk/c/wasmsrv.h"
