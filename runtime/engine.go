@@ -14,6 +14,8 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
+
+	"github.com/wasmsrv/wasmsrv/internal/progress"
 )
 
 // EngineConfig configures an Engine.
@@ -21,6 +23,8 @@ type EngineConfig struct {
 	// CacheDir holds compiled machine code between runs. Empty means the default
 	// under the user cache dir; "-" disables the on-disk cache.
 	CacheDir string
+	// Progress shows a slow compile as a live line on a terminal; nil logs it.
+	Progress *progress.Meter
 }
 
 // Engine compiles guest modules. One Engine is shared by every app of a server; each
@@ -31,6 +35,7 @@ type Engine struct {
 	cache    wazero.CompilationCache
 	cacheDir string
 	log      *slog.Logger
+	progress *progress.Meter
 }
 
 // NewEngine creates an Engine.
@@ -46,7 +51,7 @@ func NewEngine(ctx context.Context, cfg EngineConfig, log *slog.Logger) (*Engine
 		}
 		dir = filepath.Join(base, "wasmsrv", "wazero")
 	}
-	e := &Engine{log: log, alloc: newMemoryAllocator()}
+	e := &Engine{log: log, alloc: newMemoryAllocator(), progress: cfg.Progress}
 	if dir == "-" {
 		e.cache = wazero.NewCompilationCache()
 		return e, nil
@@ -89,11 +94,9 @@ func (e *Engine) newRuntime(ctx context.Context, memoryLimit int64) wazero.Runti
 // a slow compile is announced while it runs and its duration logged after.
 func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, name string, bin []byte) (wazero.CompiledModule, error) {
 	start := time.Now()
-	slow := time.AfterFunc(150*time.Millisecond, func() {
-		e.log.Info("compiling module (first start; cached afterwards)", "app", name, "bytes", len(bin))
-	})
+	task := e.progress.Start(e.log, 150*time.Millisecond, "compiling module (first start; cached afterwards)", "app", name, "bytes", len(bin))
 	cm, err := rt.CompileModule(ctx, bin)
-	if !slow.Stop() {
+	if task.End() {
 		e.log.Info("compiled module", "app", name, "took", time.Since(start).Round(time.Millisecond), "cache", e.cacheDir)
 	}
 	if err != nil {
