@@ -91,14 +91,21 @@ func Validate(cm wazero.CompiledModule, rt wazero.Runtime, plugins []string) (*M
 	if _, ok := exports[abi.MarkerVersion]; !ok {
 		for name := range exports {
 			if strings.HasPrefix(name, abi.MarkerPrefix) {
-				return nil, fmt.Errorf("%w: module was built for ABI %q, this host speaks %s", ErrNotGuest,
-					strings.TrimPrefix(name, "wasmsrv_abi_"), "v1")
+				return nil, fmt.Errorf("%w: module was built for ABI %q, this host speaks %s: rebuild it with this wasmsrv's SDK (`wasmsrv new --update-sdk DIR` for an app made by wasmsrv new) or serve it with a wasmsrv that speaks %s", ErrNotGuest,
+					strings.TrimPrefix(name, "wasmsrv_abi_"), "v1", strings.TrimPrefix(name, "wasmsrv_abi_"))
 			}
 		}
 		if hasStart {
 			return nil, fmt.Errorf("%w: %w and has no %s marker", ErrNotGuest, ErrCommandModule, abi.MarkerVersion)
 		}
 		return nil, fmt.Errorf("%w: missing export %s (build Go guests with the wasmsrv SDK and -buildmode=c-shared; C guests with wasmsrv.h)", ErrNotGuest, abi.MarkerVersion)
+	}
+	if _, hasInit := exports[abi.ExportInitialize]; hasStart && !hasInit {
+		// A Go guest built without -buildmode=c-shared: its exports would run
+		// before the Go runtime is initialized, and the first request would trap
+		// with "wasmexport function called before runtime initialization".
+		return nil, fmt.Errorf("%w: module exports %s and %s but no %s: it was built as a WASI command, not a reactor (SPEC §1); build Go guests with -buildmode=c-shared, C guests with -mexec-model=reactor (wasmsrv run DIR does both)",
+			ErrNotGuest, abi.MarkerVersion, abi.ExportStart, abi.ExportInitialize)
 	}
 	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
 		return nil, fmt.Errorf("%w: missing exported memory %q", ErrNotGuest, abi.ExportMemory)

@@ -39,7 +39,8 @@ func TestValidateNamesWhatIsWrong(t *testing.T) {
 	}{
 		{"no markers", module(true, "foo"), "missing export wasmsrv_abi_v1", false},
 		{"wasi command", module(true, "_start"), "WASI command", true},
-		{"future abi", module(true, "wasmsrv_abi_v2", "wasmsrv_mode_sync"), `built for ABI "v2"`, false},
+		{"future abi", module(true, "wasmsrv_abi_v2", "wasmsrv_mode_sync"), `built for ABI "v2", this host speaks v1: rebuild it with this wasmsrv's SDK`, false},
+		{"marker on a command", module(true, "_start", "wasmsrv_abi_v1", "wasmsrv_mode_sync"), "built as a WASI command, not a reactor (SPEC §1); build Go guests with -buildmode=c-shared", false},
 		{"no mode", module(true, "wasmsrv_abi_v1"), "missing mode marker", false},
 		{"both modes", module(true, "wasmsrv_abi_v1", "wasmsrv_mode_sync", "wasmsrv_mode_async"), "exports both", false},
 		{"no memory", module(false, "wasmsrv_abi_v1", "wasmsrv_mode_sync"), `missing exported memory "memory"`, false},
