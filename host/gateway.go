@@ -51,8 +51,9 @@ type Gateway struct {
 	ids   atomic.Uint64
 	retry string
 
-	wsOnce sync.Once
-	ws     *wsHub // created by the first WebSocket request (websocket_sync.go)
+	wsOnce  sync.Once
+	ws      *wsHub // created by the first WebSocket request (websocket_sync.go)
+	wsWatch syncWSWatch
 }
 
 // NewGateway returns a handler serving requests from pool.

@@ -58,8 +58,10 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
 	sx := &syncWS{exchange: ex, sig: make(chan struct{}, 1), abortc: make(chan struct{})}
 	sx.ws = &wsConn{hub: g.wsHub(), notify: sx.notify}
+	g.wsArriving()
 	code, err := g.pool.Serve(r.Context(), sx)
 	if sx.accepted {
+		g.wsWatch.open.Add(-1)
 		if err != nil {
 			g.log.Error("websocket guest failed", "err", err)
 			sx.ws.closeWith(abi.CloseInternalError, "internal error", true)
@@ -133,6 +135,7 @@ func (s *syncWS) WSAccept(proto, hdrBlock []byte) int32 {
 		return abi.ErrClosed
 	}
 	s.accepted = true
+	s.gw.wsWatch.open.Add(1)
 	s.headSent, s.ended = true, true
 	return abi.OK
 }
