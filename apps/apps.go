@@ -18,6 +18,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
@@ -34,9 +35,11 @@ type Spec struct {
 	BuildCacheDir string
 	// BuildTags are passed to go build for package directories.
 	BuildTags []string
-	// Mode is the shape a Go package directory is built for: "sync" (default) or
-	// "async" (adds the wasmsrv_async build tag). A .wasm declares its own mode by
-	// its marker export; a different Mode here is an error.
+	// Mode is the shape the app must have: "" or "auto" for what it declares (a Go
+	// package by its //wasmsrv:mode directive, else sync; a module by its marker
+	// export), "sync", "async" (a Go package is built with the wasmsrv_async tag)
+	// or "cgi" (a WASI command). A Mode the package or module contradicts is an
+	// error.
 	Mode string
 	// Async sets the limits of an async pool (async-mode apps).
 	Async runtime.AsyncConfig
@@ -57,6 +60,8 @@ type Spec struct {
 	Mounts []runtime.Mount
 	// HostModules are extra host modules given to the app as they are.
 	HostModules []runtime.HostModule
+	// Progress shows a build as a live line on a terminal; nil logs it.
+	Progress *progress.Meter
 	// Plugins are the plugins compiled into this build; Grants are those the app may
 	// import, each with its config section (log is always granted). The granted
 	// plugins are opened with the app and closed after it.
@@ -119,16 +124,34 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 
 func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
 	wasmPath := spec.Source
-	if builder.IsPackageDir(spec.Source) {
+	want := wantMode{mode: spec.Mode, by: "mode " + spec.Mode + " was asked for"}
+	if st, err := os.Stat(spec.Source); err == nil && st.IsDir() {
 		start := time.Now()
-		p, cached, err := builder.Build(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: buildTags(spec)})
+		buildMode := spec.Mode
+		if buildMode == "cgi" {
+			buildMode = "" // a command: the SDK's shapes do not apply
+		}
+		var task *progress.Task // started by the first step: a cached build shows nothing
+		r, err := builder.BuildDir(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: spec.BuildTags, Mode: buildMode,
+			OnStep: func(step string) {
+				if task == nil {
+					task = spec.Progress.Start(log, 0, "building guest", "app", spec.Name, "dir", spec.Source)
+				}
+				task.SetStep(step)
+			}})
+		if task != nil {
+			task.End()
+		}
 		if err != nil {
 			return nil, fmt.Errorf("app %s: %w", spec.Name, err)
 		}
-		if !cached {
-			log.Info("built Go guest", "app", spec.Name, "dir", spec.Source, "wasm", p, "took", time.Since(start).Round(time.Millisecond))
+		if !r.Cached {
+			log.Info("built guest", "app", spec.Name, "dir", spec.Source, "lang", r.Source.Lang, "wasm", r.Path, "took", time.Since(start).Round(time.Millisecond))
 		}
-		wasmPath = p
+		if want.auto() && r.Source.Mode != "" {
+			want = wantMode{mode: r.Source.Mode, by: filepath.Join(spec.Source, r.Source.ModeAt) + " declares " + builder.ModeDirective + " " + r.Source.Mode}
+		}
+		wasmPath = r.Path
 	}
 	bin, err := os.ReadFile(wasmPath)
 	if err != nil {
@@ -143,12 +166,15 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
 	})
 	if errors.Is(err, runtime.ErrCommandModule) {
+		if err := want.check(spec.Name, "cgi"); err != nil {
+			return nil, err
+		}
 		return openCommand(ctx, eng, spec, bin, wasmPath, log)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := checkMode(spec, app); err != nil {
+	if err := want.check(spec.Name, app.Info().Mode.String()); err != nil {
 		_ = app.Close(ctx)
 		return nil, err
 	}

@@ -4,37 +4,30 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// asyncTag is the build tag that selects the SDK's async exports.
-const asyncTag = "wasmsrv_async"
-
-// buildTags returns the go build tags for spec: its own plus the async tag.
-func buildTags(spec Spec) []string {
-	tags := slices.Clone(spec.BuildTags)
-	if spec.Mode == "async" && !slices.Contains(tags, asyncTag) {
-		tags = append(tags, asyncTag)
-	}
-	return tags
+// wantMode is the shape an app must turn out to have, and who asked for it.
+type wantMode struct {
+	mode string // "", "auto", "sync", "async" or "cgi"
+	by   string // "mode async was asked for", "x/main.go:3 declares //wasmsrv:mode async"
 }
 
-// checkMode refuses a module whose marker contradicts an explicit Mode.
-func checkMode(spec Spec, app *runtime.App) error {
-	switch spec.Mode {
-	case "", "auto":
+func (w wantMode) auto() bool { return w.mode == "" || w.mode == "auto" }
+
+// check refuses a module whose shape (got: sync, async or cgi) is not the one wanted.
+func (w wantMode) check(app, got string) error {
+	switch {
+	case w.auto() || w.mode == got:
 		return nil
-	case "sync", "async":
-		if got := app.Info().Mode.String(); got != spec.Mode {
-			return fmt.Errorf("app %s: mode %s was asked for, but the module is a %s-mode guest", spec.Name, spec.Mode, got)
-		}
-		return nil
-	default:
-		return fmt.Errorf("app %s: unknown mode %q (want sync or async)", spec.Name, spec.Mode)
+	case w.mode != "sync" && w.mode != "async" && w.mode != "cgi":
+		return fmt.Errorf("app %s: unknown mode %q (want sync, async or cgi)", app, w.mode)
+	case got == "cgi":
+		return fmt.Errorf("app %s: %s, but the module is a WASI command (CGI mode: it does not use the wasmsrv SDK)", app, w.by)
 	}
+	return fmt.Errorf("app %s: %s, but the module is a %s-mode guest", app, w.by, got)
 }
 
 // openAsync starts an async pool and the async gateway in front of it.

@@ -71,7 +71,7 @@ type Listener struct {
 type App struct {
 	Module         string   `toml:"module" yaml:"module"`
 	Package        string   `toml:"package" yaml:"package"`
-	Mode           string   `toml:"mode" yaml:"mode"`
+	Mode           string   `toml:"mode" yaml:"mode"` // sync, async or cgi, checked; absent: what the app declares
 	PoolSize       int      `toml:"pool_size" yaml:"pool_size"`
 	MemoryLimit    Size     `toml:"memory_limit" yaml:"memory_limit"`
 	RequestTimeout Duration `toml:"request_timeout" yaml:"request_timeout"`

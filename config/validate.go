@@ -62,9 +62,6 @@ func (c *Config) defaults() {
 		}
 	}
 	for name, a := range c.Apps {
-		if a.Mode == "" {
-			a.Mode = "sync"
-		}
 		a.Module = c.Resolve(a.Module)
 		a.Package = c.Resolve(a.Package)
 		for i := range a.Mounts {
@@ -235,9 +232,9 @@ func (c *Config) validate() []*Error {
 			}
 		}
 		switch a.Mode {
-		case "sync", "async", "cgi": // cgi: a plain WASI command, run per request
+		case "", "auto", "sync", "async", "cgi": // "": what the app declares; cgi: a plain WASI command, run per request
 		default:
-			add(errf(k+".mode", "unknown mode %q (sync, async or cgi)", a.Mode))
+			add(errf(k+".mode", "unknown mode %q (sync, async or cgi; absent: what the app declares)", a.Mode))
 		}
 		if a.PoolSize < 0 {
 			add(errf(k+".pool_size", "must be >= 0"))

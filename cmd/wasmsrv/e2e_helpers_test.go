@@ -223,13 +223,6 @@ func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *serv
 	return launch(t, "", env, full...)
 }
 
-// startServe runs `wasmsrv serve --cache-dir <shared> -c config` and waits for its
-// "serving" line; the URL is the first listener's.
-func startServe(t testing.TB, config string, env ...string) *server {
-	t.Helper()
-	return startWasmsrv(t, env, config, "serve", "--cache-dir", e2eCache, "-c", config)
-}
-
 // launch starts wasmsrv with args in dir ("" for the test's own) and waits for its
 // "serving ... on URL" line.
 func launch(t testing.TB, dir string, env []string, full ...string) *server {

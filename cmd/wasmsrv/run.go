@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	"golang.org/x/term"
 
 	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/config"
@@ -20,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/host/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -64,7 +66,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return &usageError{fmt.Sprintf("name: the app is named after %s by default, but %v; choose a name with --name", fs.Arg(0), err)}
 		}
 	}
-	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	logOut, meter := progressOutput(stderr, cfg.LogFormat)
+	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
 
 	engineCache, buildCache := "", ""
 	if cfg.CacheDir == "-" {
@@ -72,7 +75,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else if cfg.CacheDir != "" {
 		engineCache, buildCache = filepath.Join(cfg.CacheDir, "wazero"), filepath.Join(cfg.CacheDir, "builds")
 	}
-	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache}, log)
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
 	if err != nil {
 		return err
 	}
@@ -120,6 +123,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Plugins:        reg,
 		Grants:         runGrants(cfg),
 		LogRate:        int64(cfg.LogRate),
+		Progress:       meter,
 	}, log)
 	if err != nil {
 		return err
@@ -164,6 +168,25 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	log.Info("stopped")
 	return serveErr
+}
+
+// progressOutput returns where logs go and the Meter that shows long work (a
+// build, a first compile) as a live line: stderr itself and no Meter unless stderr
+// is a terminal taking text logs (a pipe, a file or JSON logs get log records).
+func progressOutput(stderr io.Writer, format string) (io.Writer, *progress.Meter) {
+	f, ok := stderr.(*os.File)
+	if !ok || format != "text" || os.Getenv("TERM") == "dumb" || !term.IsTerminal(int(f.Fd())) {
+		return stderr, nil
+	}
+	fd := int(f.Fd())
+	m := progress.NewTerminal(f, func() int {
+		w, _, err := term.GetSize(fd)
+		if err != nil {
+			return 0
+		}
+		return w
+	})
+	return m, m
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

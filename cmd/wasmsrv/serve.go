@@ -67,7 +67,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := newLogger(stderr, cfg.Server.LogLevel, *logFormat)
+	logOut, meter := progressOutput(stderr, *logFormat)
+	log := newLogger(logOut, cfg.Server.LogLevel, *logFormat)
 
 	engineCache, buildCache := "", ""
 	if *cacheDir == "-" {
@@ -75,7 +76,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	} else if *cacheDir != "" {
 		engineCache, buildCache = filepath.Join(*cacheDir, "wazero"), filepath.Join(*cacheDir, "builds")
 	}
-	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache}, log)
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
 	if err != nil {
 		return err
 	}
@@ -96,7 +97,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}()
 	s, err := site.New(ctx, site.Options{ConfigPath: *path, Lookup: os.LookupEnv, Engine: eng,
-		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log, Plugins: reg})
+		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log, Plugins: reg, Progress: meter})
 	if err != nil {
 		return err
 	}

@@ -204,12 +204,8 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s.ws_origins%w", name, err)
 	}
-	mode := ac.Mode // the shape a package is built for
-	if mode == "cgi" {
-		mode = "" // a command module: nothing to build for
-	}
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
-		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir, Mode: mode,
+		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir, Mode: ac.Mode, Progress: s.opt.Progress,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
 		MemoryLimit: int64(ac.MemoryLimit), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
@@ -218,10 +214,6 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)
-	}
-	if a.Mode != ac.Mode {
-		_ = a.Close(ctx)
-		return nil, fmt.Errorf("apps.%s: mode = %q but the module is a %s app", name, ac.Mode, a.Mode)
 	}
 	s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
 	sh := &shared{key: key, refs: 1, val: a, close: a.Close}

@@ -21,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host/admin"
 	"github.com/wasmsrv/wasmsrv/host/cache"
+	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -35,6 +36,8 @@ type Options struct {
 	Engine *runtime.Engine
 	// BuildCacheDir caches built Go guest packages ("" = default).
 	BuildCacheDir string
+	// Progress shows apps' builds as a live line on a terminal; nil logs them.
+	Progress *progress.Meter
 	// AccessLog writes one log record per request on the site listeners.
 	AccessLog bool
 	// Plugins are the plugins compiled into this build; each app gets the ones its

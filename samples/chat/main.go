@@ -3,11 +3,14 @@
 // connection relays the topic to its client — so clients on different instances of
 // the async pool (or, with Redis, on different nodes) talk to each other.
 //
-//	wasmsrv run --mode async --grant pubsub ./samples/chat
+//	wasmsrv run --grant pubsub ./samples/chat
 //	then open http://127.0.0.1:8080/ in two browser windows
 //
 // It needs the async shape: a connection waits for its client and for the room at
-// the same time, which a sync instance (one blocking call at a time) cannot do.
+// the same time, which a sync instance (one blocking call at a time) cannot do; the
+// directive below makes `wasmsrv run` and `wasmsrv serve` build it that way.
+//
+//wasmsrv:mode async
 package main
 
 import (

@@ -2,8 +2,10 @@
 // client's stream is a loop that sleeps on a host timer (wasmsrv.Sleep), so one
 // instance keeps thousands of streams going at once.
 //
-//	wasmsrv run --mode async ./samples/clock
+//	wasmsrv run ./samples/clock
 //	curl -N 'localhost:8080/events?n=5&interval=1s'
+//
+//wasmsrv:mode async
 package main
 
 import (

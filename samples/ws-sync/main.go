@@ -2,10 +2,12 @@
 // instance for its whole life (gunicorn's sync-worker limitation: with the default
 // 2×CPU+1 instances, that many clients at most). It counts the messages of its
 // connection, which it can keep in a plain variable for the same reason. For many
-// connections use the async shape (samples/ws).
+// connections use the async shape (samples/ws, declared by its //wasmsrv:mode async).
 //
 //	wasmsrv run ./samples/ws-sync
 //	then send text messages to ws://127.0.0.1:8080/
+//
+//wasmsrv:mode sync
 package main
 
 import (

@@ -1,11 +1,13 @@
 // Command ws is a WebSocket echo server in the async shape: one instance carries
 // thousands of connections, each handled by code that looks blocking.
 //
-//	wasmsrv run --mode async ./samples/ws
+//	wasmsrv run ./samples/ws
 //	then open http://127.0.0.1:8080/ or use any WebSocket client on ws://127.0.0.1:8080/echo
 //
 // The client may offer the "echo" subprotocol; the text message "close" makes the
 // server close with code 4000 and reason "bye".
+//
+//wasmsrv:mode async
 package main
 
 import (
