@@ -19,6 +19,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
+	"github.com/wasmsrv/wasmsrv/internal/scaffold"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
@@ -147,6 +148,10 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		}
 		if !r.Cached {
 			log.Info("built guest", "app", spec.Name, "dir", spec.Source, "lang", r.Source.Lang, "wasm", r.Path, "took", time.Since(start).Round(time.Millisecond))
+		}
+		if have, current, ok := scaffold.SDKOf(spec.Source); ok && have != current {
+			log.Info("the app builds against another SDK than the one this wasmsrv carries (both speak ABI v1); `wasmsrv new --update-sdk DIR` moves it to this one",
+				"app", spec.Name, "dir", spec.Source, "app_sdk", have, "wasmsrv_sdk", current)
 		}
 		if want.auto() && r.Source.Mode != "" {
 			want = wantMode{mode: r.Source.Mode, by: filepath.Join(spec.Source, r.Source.ModeAt) + " declares " + builder.ModeDirective + " " + r.Source.Mode}

@@ -315,9 +315,16 @@ type result struct {
 // environment) and waits up to timeout for it to exit.
 func runWasmsrv(t *testing.T, timeout time.Duration, env []string, args ...string) result {
 	t.Helper()
+	return runWasmsrvIn(t, "", timeout, env, args...)
+}
+
+// runWasmsrvIn is runWasmsrv in the working directory dir.
+func runWasmsrvIn(t *testing.T, dir string, timeout time.Duration, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, wasmsrvBin, args...)
+	cmd.Dir = dir
 	cmd.Env = cleanEnv(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -1,6 +1,8 @@
 // Command wasmsrv is an application server for WebAssembly apps.
 //
-//	wasmsrv run [flags] APP       serve one app (a .wasm file or a Go guest package dir)
+//	wasmsrv new [-t TEMPLATE] DIR  write a new app (Go or C) ready for wasmsrv run DIR
+//	wasmsrv run [flags] APP       serve one app (a .wasm file, a Go guest package or C sources dir)
+//	wasmsrv build [-o FILE] DIR   build an app dir into a .wasm module
 //	wasmsrv serve -c FILE         serve a site from a TOML/YAML config
 //	wasmsrv check -c FILE         validate a site config
 //	wasmsrv version               print the version
@@ -27,7 +29,10 @@ var version = ""
 const usage = `wasmsrv — an application server for WebAssembly apps
 
 Usage:
-  wasmsrv run [flags] APP      serve one app: a .wasm file or a Go guest package directory
+  wasmsrv new [-t TEMPLATE] DIR  write a new app into DIR (Go or C; 'wasmsrv new --list')
+  wasmsrv run [flags] APP      serve one app: a .wasm file, or a directory with a Go
+                               main package or C sources (built for you)
+  wasmsrv build [-o FILE] DIR  build an app directory into a .wasm module
   wasmsrv serve -c FILE        serve a site from a config file (apps, proxy, static, cache)
   wasmsrv check -c FILE        validate a site config file
   wasmsrv version              print the version
@@ -67,8 +72,12 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return &usageError{"no command given"}
 	}
 	switch args[0] {
+	case "new":
+		return cmdNew(ctx, args[1:], stdout, stderr)
 	case "run":
 		return cmdRun(ctx, args[1:], stdout, stderr)
+	case "build":
+		return cmdBuild(ctx, args[1:], stdout, stderr)
 	case "serve":
 		return cmdServe(ctx, args[1:], stdout, stderr)
 	case "check":
