@@ -6,19 +6,15 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 build:
     go build -ldflags "-X main.version=$(git describe --tags --always --dirty)" -o bin/wasmsrv ./cmd/wasmsrv
 
-# Build the Go samples to bin/samples/<name>.wasm: SDK apps as reactors (c-shared), plain programs as WASI commands (CGI mode).
+# Build the Go samples to bin/samples/<name>.wasm with `wasmsrv build`, as `wasmsrv run` builds them: SDK apps as reactors for the shape they declare (//wasmsrv:mode), plain programs as WASI commands (CGI mode).
 samples:
     #!/usr/bin/env bash
     set -euo pipefail
     mkdir -p bin/samples
+    go build -o bin/wasmsrv ./cmd/wasmsrv
     for main in samples/*/main.go; do
         dir=$(dirname "$main"); name=$(basename "$dir")
-        mode=()
-        if grep -q '"github.com/wasmsrv/wasmsrv/sdk/go"' "$dir"/*.go; then mode=(-buildmode=c-shared); fi
-        # Samples documented as `wasmsrv run --mode async` are built for the async shape.
-        if grep -q -- '--mode async' "$dir"/*.go; then mode+=(-tags wasmsrv_async); fi
-        echo "samples: $dir -> bin/samples/$name.wasm ${mode[*]:-(command)}"
-        GOOS=wasip1 GOARCH=wasm go build "${mode[@]}" -o "bin/samples/$name.wasm" "./$dir"
+        bin/wasmsrv build -o "bin/samples/$name.wasm" "./$dir"
     done
 
 # Rebuild the committed C guests (and WAT test guests) from source; `--check` verifies they match.

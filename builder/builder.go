@@ -46,9 +46,12 @@ type Result struct {
 	Cached bool
 	// Source is what the directory holds.
 	Source *Source
-	// Mode is the shape a Go package was built for ("sync" or "async"); "" for C
-	// sources, whose module says its own shape.
+	// Mode is the shape a Go package was built for ("sync" or "async"); "" for a
+	// command and for C sources, whose module says its own shape.
 	Mode string
+	// Command reports a Go package built as a WASI command (it does not use the
+	// SDK), which wasmsrv serves CGI-style.
+	Command bool
 }
 
 // AsyncTag is the build tag that selects the Go SDK's async exports.
@@ -124,7 +127,10 @@ func BuildDir(ctx context.Context, dir string, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Result{Source: src, Mode: mode, Path: filepath.Join(cacheDir, filepath.Base(abs)+"-"+key+".wasm")}
+	r := &Result{Source: src, Mode: mode, Command: !usesSDK, Path: filepath.Join(cacheDir, filepath.Base(abs)+"-"+key+".wasm")}
+	if r.Command {
+		r.Mode = ""
+	}
 	if _, err := os.Stat(r.Path); err == nil {
 		r.Cached = true
 		return r, nil
