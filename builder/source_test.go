@@ -112,3 +112,13 @@ func TestSourceBuildMode(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkInspect is what reading a package's //wasmsrv:mode costs a start
+// (samples/chat: one file of 140 lines).
+func BenchmarkInspect(b *testing.B) {
+	for b.Loop() {
+		if _, err := Inspect("../samples/chat"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

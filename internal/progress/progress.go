@@ -76,7 +76,7 @@ func (m *Meter) draw() {
 	if len(m.tasks) == 0 || len(m.tail) > 0 {
 		return
 	}
-	line := m.tasks[len(m.tasks)-1].line(time.Now())
+	text, clock := m.tasks[len(m.tasks)-1].line(time.Now())
 	w := 80
 	if m.width != nil {
 		if c := m.width(); c > 0 {
@@ -84,10 +84,15 @@ func (m *Meter) draw() {
 		}
 	}
 	// One column short of the width: a full line would wrap on some terminals,
-	// and \r would then redraw only its second half.
+	// and \r would then redraw only its second half. The clock stays; the text
+	// before it is cut.
+	if room := w - 1 - utf8.RuneCountInString(clock); utf8.RuneCountInString(text) > room {
+		r := []rune(text)
+		text = string(r[:max(room-1, 0)]) + "…"
+	}
+	line := text + clock
 	if utf8.RuneCountInString(line) > w-1 {
-		r := []rune(line)
-		line = string(r[:max(w-2, 0)]) + "…"
+		line = string([]rune(line)[:max(w-1, 0)])
 	}
 	io.WriteString(m.out, "\r"+line+"\x1b[K")
 	m.drawn = true
@@ -232,9 +237,9 @@ func (t *Task) End() bool {
 	return t.shown
 }
 
-// line is the task's live line at now: "building guest app=hello · compiling
-// net/http · 12.3s".
-func (t *Task) line(now time.Time) string {
+// line is the task's live line at now, as its text ("building guest app=hello ·
+// compiling net/http") and its clock (" · 12.3s").
+func (t *Task) line(now time.Time) (text, clock string) {
 	var b strings.Builder
 	b.WriteString(t.msg)
 	for i := 0; i+1 < len(t.attrs); i += 2 {
@@ -244,6 +249,5 @@ func (t *Task) line(now time.Time) string {
 		b.WriteString(" · ")
 		b.WriteString(step)
 	}
-	fmt.Fprintf(&b, " · %.1fs", now.Sub(t.start).Seconds())
-	return b.String()
+	return b.String(), fmt.Sprintf(" · %.1fs", now.Sub(t.start).Seconds())
 }

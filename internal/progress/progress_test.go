@@ -103,6 +103,9 @@ func TestTerminalNarrow(t *testing.T) {
 		if n := utf8.RuneCountInString(d[1]); n > 19 {
 			t.Errorf("drawn line of %d columns on a 20-column terminal: %q", n, d[1])
 		}
+		if !regexp.MustCompile(`… · \d+\.\ds$`).MatchString(d[1]) {
+			t.Errorf("the cut line lost its clock: %q", d[1])
+		}
 	}
 }
 
