@@ -63,8 +63,8 @@
 //
 // # Async shape
 //
-// Built with -tags wasmsrv_async (wasmsrv run --mode async), the same app runs in the
-// async shape: one instance carries many requests and WebSockets at once, each on its
+// Built with -tags wasmsrv_async (a line //wasmsrv:mode async in the package, or
+// wasmsrv run --mode async), the same app runs in the async shape: one instance carries many requests and WebSockets at once, each on its
 // own goroutine, and reads and writes still look blocking (the SDK parks the goroutine
 // until the host's event arrives). App code must then block only in SDK calls: use
 // Sleep instead of time.Sleep, Go instead of go for goroutines that call the SDK, and
