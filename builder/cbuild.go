@@ -54,7 +54,7 @@ func buildC(ctx context.Context, abs, cacheDir string, src *Source, opt Options)
 
 	deps, err := cDeps(ctx, cc, flags, abs, files)
 	if err != nil {
-		return nil, fmt.Errorf("C sources in %s: %w", src.Dir, err)
+		return nil, fmt.Errorf("the C sources in %s: %w", src.Dir, err)
 	}
 	reactor := slices.ContainsFunc(deps, func(d string) bool { return filepath.Base(d) == "wasmsrv.h" })
 	if reactor {

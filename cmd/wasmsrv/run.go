@@ -31,8 +31,10 @@ const cgiGCPercent = 400
 
 const runUsage = `Usage: wasmsrv run [flags] APP
 
-Serve one app. APP is a .wasm module or a Go guest package directory (built for
-GOOS=wasip1 with the local Go toolchain, cached by content).
+Serve one app. APP is a .wasm module, or a directory holding a Go main package
+(built for GOOS=wasip1 with the local Go toolchain, for the shape it declares with
+//wasmsrv:mode) or C sources (built with clang --target=wasm32-wasi); builds are
+cached by content. 'wasmsrv new DIR' writes a starter app.
 
 Flags (each overrides the environment variable shown):
 `

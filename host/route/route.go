@@ -34,7 +34,6 @@ type entry struct {
 	exact    []string
 	suffixes []string // ".example.com"
 	anyHost  bool
-	rank     int
 }
 
 // Router is immutable once built; safe for concurrent use.

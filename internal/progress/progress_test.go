@@ -1,7 +1,6 @@
 package progress
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"regexp"
@@ -10,25 +9,9 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
-
-// screen is a terminal stand-in that records what is written to it.
-type screen struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *screen) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *screen) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -46,7 +29,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 var drawn = regexp.MustCompile("\r([^\r\x1b]+)\x1b\\[K")
 
 func TestTerminalLine(t *testing.T) {
-	scr := &screen{}
+	scr := &testkit.LogBuffer{} // the terminal
 	m := NewTerminal(scr, func() int { return 60 })
 	log := slog.New(slog.NewTextHandler(m, &slog.HandlerOptions{ReplaceAttr: dropTime}))
 
@@ -94,7 +77,7 @@ func dropTime(_ []string, a slog.Attr) slog.Attr {
 // A line too wide for the terminal is cut, not wrapped (a wrapped line cannot be
 // redrawn in place).
 func TestTerminalNarrow(t *testing.T) {
-	scr := &screen{}
+	scr := &testkit.LogBuffer{} // the terminal
 	m := NewTerminal(scr, func() int { return 20 })
 	task := m.Start(nil, 0, "compiling module (first start; cached afterwards)", "app", "a-rather-long-name")
 	waitFor(t, "the line", func() bool { return strings.Contains(scr.String(), "…") })
@@ -112,7 +95,7 @@ func TestTerminalNarrow(t *testing.T) {
 // Work that ends within the delay (a cache hit) shows nothing, on a terminal or in
 // the log.
 func TestQuickWorkIsQuiet(t *testing.T) {
-	scr := &screen{}
+	scr := &testkit.LogBuffer{} // the terminal
 	task := NewTerminal(scr, nil).Start(nil, time.Hour, "compiling module")
 	if task.End() || scr.String() != "" {
 		t.Errorf("quick task shown: %q", scr.String())
@@ -127,7 +110,7 @@ func TestQuickWorkIsQuiet(t *testing.T) {
 // Log writes that end mid-line while a task is shown are held until the line ends,
 // so the live line is never glued to half a record.
 func TestPartialWrites(t *testing.T) {
-	scr := &screen{}
+	scr := &testkit.LogBuffer{} // the terminal
 	m := NewTerminal(scr, nil)
 	task := m.Start(nil, 0, "building")
 	waitFor(t, "the line", func() bool { return strings.Contains(scr.String(), "building") })

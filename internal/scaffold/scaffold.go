@@ -463,6 +463,15 @@ func pointAt(mod *modfile.File, sdk *SDK) error {
 func writeSDK(dir string, sdk *SDK, version string) error {
 	final := filepath.Join(dir, filepath.FromSlash(sdk.Dir()))
 	if _, err := os.Stat(final); err == nil {
+		// Already there (another app state, or a half-done upgrade): use it only
+		// if it is what its name says.
+		h, err := hashDir(final)
+		if err != nil {
+			return err
+		}
+		if h != sdk.Hash {
+			return fmt.Errorf("%s was edited (its files no longer hash to %s): move your changes out of it, delete it, and try again", final, sdk.Hash)
+		}
 		return nil
 	}
 	root := filepath.Join(dir, sdkRoot)

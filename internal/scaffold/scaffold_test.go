@@ -252,6 +252,20 @@ func TestUpdateSDK(t *testing.T) {
 			t.Error("the edit was lost")
 		}
 	})
+	t.Run("older, and an edited copy of the current beside it", func(t *testing.T) {
+		dir := newApp(t, "go")
+		olderSDK(t, dir, sdk, false)
+		edited := filepath.Join(dir, sdk.Dir(), "abi", "abi.go")
+		if err := writeFile(edited, []byte("package abi // mine\n")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := UpdateSDK(dir, "test"); err == nil || !strings.Contains(err.Error(), "was edited") {
+			t.Fatalf("err %v", err)
+		}
+		if b, _ := os.ReadFile(edited); string(b) != "package abi // mine\n" {
+			t.Error("the edit was lost")
+		}
+	})
 	t.Run("missing directory", func(t *testing.T) {
 		dir := newApp(t, "go")
 		os.RemoveAll(filepath.Join(dir, sdkRoot))
