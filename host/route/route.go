@@ -146,22 +146,24 @@ func HostOf(r *http.Request) string {
 // methodMismatch is true (answer 405) — a less specific route, such as a
 // catch-all "/", does not take the request instead.
 func (rt *Router) Match(r *http.Request) (rte *Route, methodMismatch bool) {
-	host := HostOf(r)
-	i, ok := rt.first(host, r.URL.Path)
-	if !ok {
-		return nil, false
-	}
-	first := &rt.entries[i]
-	for ; i < len(rt.entries); i++ {
+	host, path := HostOf(r), r.URL.Path
+	var first *entry // the most specific route for host and path
+	for i := range rt.entries {
 		e := &rt.entries[i]
-		if !sameRank(e, first) {
+		if first != nil && !sameRank(e, first) {
 			break
 		}
-		if e.hostMatch(host) && prefixMatch(e.Prefix, r.URL.Path) && methodMatch(e.Methods, r.Method) {
+		if !e.hostMatch(host) || !prefixMatch(e.Prefix, path) {
+			continue
+		}
+		if first == nil {
+			first = e
+		}
+		if methodMatch(e.Methods, r.Method) {
 			return &e.Route, false
 		}
 	}
-	return nil, true
+	return nil, first != nil
 }
 
 // first returns the index of the most specific route for the request's host and
