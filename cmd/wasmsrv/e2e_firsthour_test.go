@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // A package that declares //wasmsrv:mode async is built and served async by `run`
@@ -109,23 +111,18 @@ func TestE2ESyncWebSocketsWarning(t *testing.T) {
 // wasmExporting is a valid module with an exported memory and one empty function
 // () -> () exported under each name.
 func wasmExporting(names ...string) []byte {
-	b := []byte("\x00asm\x01\x00\x00\x00")
-	section := func(id byte, body []byte) { b = append(append(append(b, id), byte(len(body))), body...) }
-	section(1, []byte{1, 0x60, 0, 0}) // one type: () -> ()
-	funcs := []byte{byte(len(names))}
-	code := []byte{byte(len(names))}
-	exports := []byte{byte(len(names) + 1)}
+	bin := []byte(testkit.WasmHeader)
+	bin = append(bin, testkit.Section(1, testkit.Vec(testkit.FuncType(nil, nil)))...)
+	var funcs, bodies, exps [][]byte
 	for i, n := range names {
-		funcs = append(funcs, 0)
-		code = append(code, 2, 0, 0x0b) // body: no locals, end
-		exports = append(append(append(exports, byte(len(n))), n...), 0, byte(i))
+		funcs = append(funcs, testkit.LEB(0))
+		bodies = append(bodies, testkit.Body(0x0b))
+		exps = append(exps, testkit.Export(n, 0, uint64(i)))
 	}
-	section(3, funcs)
-	section(5, []byte{1, 0, 1}) // one memory, min 1 page
-	exports = append(append(exports, 6), "memory\x02\x00"...)
-	section(7, exports)
-	section(10, code)
-	return b
+	bin = append(bin, testkit.Section(3, testkit.Vec(funcs...))...)
+	bin = append(bin, testkit.Section(5, testkit.Vec([]byte{0, 1}))...) // one memory, min 1 page
+	bin = append(bin, testkit.Section(7, testkit.Vec(append(exps, testkit.Export("memory", 2, 0))...))...)
+	return append(bin, testkit.Section(10, testkit.Vec(bodies...))...)
 }
 
 // Each mistake a new user makes gets one line naming the problem and the fix.

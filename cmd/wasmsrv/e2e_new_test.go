@@ -146,7 +146,7 @@ func TestE2EReadmeTour(t *testing.T) {
 				srv.stop() // the reader's Ctrl-C
 			}
 			args := append([]string{"run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache}, words[2:]...)
-			srv = launch(t, cwd, outsideEnv, servingLine, args...)
+			srv = launch(t, cwd, outsideEnv, args...)
 			ran[words[len(words)-1]] = true
 		case len(words) >= 2 && words[0] == "curl":
 			if srv == nil {
@@ -195,7 +195,7 @@ func TestE2EReadmeTour(t *testing.T) {
 	if !ok {
 		return
 	}
-	srv = launch(t, cwd, outsideEnv, servingLine, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, dir)
+	srv = launch(t, cwd, outsideEnv, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, dir)
 	if !strings.Contains(srv.stdout.String(), "(async mode)") {
 		t.Errorf("the go-async app is not served async: %q", srv.stdout.String())
 	}
@@ -274,7 +274,7 @@ func TestE2EUpdateSDK(t *testing.T) {
 	mod, _ := os.ReadFile(filepath.Join(app, "go.mod"))
 	writeFile(t, filepath.Join(app, "go.mod"), strings.Replace(string(mod), current, older, 1))
 
-	srv := launch(t, outsideRepo(t), outsideEnv, servingLine, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, app)
+	srv := launch(t, outsideRepo(t), outsideEnv, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, app)
 	if !strings.Contains(srv.logs(), "app_sdk="+older+" wasmsrv_sdk="+current) || !strings.Contains(srv.logs(), "--update-sdk") {
 		t.Errorf("no notice of the older SDK:\n%s", srv.logs())
 	}
@@ -291,7 +291,7 @@ func TestE2EUpdateSDK(t *testing.T) {
 	if mod, _ := os.ReadFile(filepath.Join(app, "go.mod")); !strings.Contains(string(mod), "=> ./.wasmsrv/"+current) {
 		t.Errorf("go.mod after the update:\n%s", mod)
 	}
-	srv = launch(t, outsideRepo(t), outsideEnv, servingLine, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, app)
+	srv = launch(t, outsideRepo(t), outsideEnv, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache, app)
 	if strings.Contains(srv.logs(), "app_sdk=") {
 		t.Errorf("notice after the update:\n%s", srv.logs())
 	}

@@ -97,7 +97,7 @@ func TestE2EProgressOnTerminal(t *testing.T) {
 // Without a terminal the same start is told in log records only: whole lines, no
 // carriage returns or escape sequences.
 func TestE2EProgressThroughAPipe(t *testing.T) {
-	srv := launch(t, "", []string{"TERM=xterm"}, servingLine, "run", "--listen", "127.0.0.1:0", "--cache-dir", t.TempDir(), sample("hello"))
+	srv := launch(t, "", []string{"TERM=xterm"}, "run", "--listen", "127.0.0.1:0", "--cache-dir", t.TempDir(), sample("hello"))
 	logs := srv.logs()
 	if strings.ContainsAny(logs, "\r\x1b") {
 		t.Errorf("terminal control characters in piped output: %q", logs)
@@ -109,7 +109,7 @@ func TestE2EProgressThroughAPipe(t *testing.T) {
 		}
 	}
 	// JSON logs stay JSON: every line is an object.
-	srv = launch(t, "", nil, servingLine, "run", "--listen", "127.0.0.1:0", "--log-format", "json", "--cache-dir", t.TempDir(), sample("hello"))
+	srv = launch(t, "", nil, "run", "--listen", "127.0.0.1:0", "--log-format", "json", "--cache-dir", t.TempDir(), sample("hello"))
 	for _, l := range strings.Split(strings.TrimSpace(srv.logs()), "\n") {
 		if !strings.HasPrefix(l, "{") || !strings.HasSuffix(l, "}") {
 			t.Errorf("not a JSON line: %q", l)
