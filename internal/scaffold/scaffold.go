@@ -31,6 +31,7 @@ import (
 	"golang.org/x/mod/modfile"
 
 	wasmsrv "github.com/wasmsrv/wasmsrv"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 )
 
 // SDKModule is the module path of the Go SDK.
@@ -301,12 +302,15 @@ func New(dir string, opt Options) (*Created, error) {
 	if err != nil {
 		return nil, err
 	}
+	// `wasmsrv run DIR` names the app after its directory, and the name is the
+	// app's namespace in plugins: refuse one that would need --name every time.
+	name := filepath.Base(abs)
+	if err := appname.Check(name); err != nil {
+		return nil, fmt.Errorf("the directory name %q cannot be an app name (wasmsrv run names an app after its directory; %s): choose another, e.g. %s", name, appname.Allowed, sanitize(name))
+	}
 	module := opt.Module
 	if module == "" && tmpl.Lang == "go" {
-		module = filepath.Base(abs)
-		if !validModule(module) {
-			return nil, fmt.Errorf("the directory name %q is not a Go module path: name the module with --module (e.g. --module example.com/%s)", module, sanitize(module))
-		}
+		module = name
 	} else if tmpl.Lang == "go" && !validModule(module) {
 		return nil, fmt.Errorf("--module %q is not a Go module path (letters, digits and . _ ~ - /, not starting with . / or -)", module)
 	}
@@ -409,9 +413,13 @@ var modulePath = regexp.MustCompile(`^[A-Za-z0-9_~][A-Za-z0-9._~-]*(/[A-Za-z0-9_
 
 func validModule(m string) bool { return modulePath.MatchString(m) && !strings.HasSuffix(m, ".") }
 
+// sanitize makes an app name of s: the characters appname allows, lower case.
 func sanitize(s string) string {
-	s = regexp.MustCompile(`[^A-Za-z0-9._~-]+`).ReplaceAllString(strings.ToLower(s), "-")
-	s = strings.Trim(s, ".-")
+	s = regexp.MustCompile(`[^a-z0-9_-]+`).ReplaceAllString(strings.ToLower(s), "-")
+	s = strings.TrimLeft(strings.TrimRight(s, "-"), "-_")
+	if len(s) > appname.MaxLen {
+		s = s[:appname.MaxLen]
+	}
 	if s == "" {
 		return "app"
 	}

@@ -101,7 +101,8 @@ func TestNewRefuses(t *testing.T) {
 	}{
 		{"non-empty", full, Options{}, []string{"is not empty (notes.txt)", "overwrites nothing", "--update-sdk " + full}},
 		{"a file", file, Options{}, []string{"is not a directory"}},
-		{"bad directory name", filepath.Join(t.TempDir(), "my app"), Options{}, []string{`"my app" is not a Go module path`, "--module example.com/my-app"}},
+		{"bad directory name", filepath.Join(t.TempDir(), "My App"), Options{}, []string{`"My App" cannot be an app name`, "e.g. my-app"}},
+		{"dotted directory name", filepath.Join(t.TempDir(), "my.app"), Options{Template: "c"}, []string{`"my.app" cannot be an app name`, "e.g. my-app"}},
 		{"bad module", filepath.Join(t.TempDir(), "x"), Options{Module: "-x"}, []string{`--module "-x"`}},
 		{"unknown template", filepath.Join(t.TempDir(), "x"), Options{Template: "rust"}, []string{`unknown template "rust"`, "templates: go, go-http"}},
 	} {
