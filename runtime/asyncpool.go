@@ -664,6 +664,7 @@ func (p *AsyncPool) maintain() {
 			if err != nil {
 				p.mu.Lock()
 				p.lastErr = err
+				p.stats.startFailed(err)
 				p.mu.Unlock()
 				continue
 			}
@@ -693,6 +694,7 @@ type AsyncStats struct {
 // Stats returns current counters.
 func (p *AsyncPool) Stats() AsyncStats {
 	p.mu.Lock()
+	failures, lastErr, lastAt := p.stats.startFailures, p.stats.lastStartErr, p.stats.lastStartAt
 	loads := make([]int, len(p.insts))
 	mem := make([]uint32, len(p.insts))
 	for i, ai := range p.insts {
@@ -709,6 +711,7 @@ func (p *AsyncPool) Stats() AsyncStats {
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}, Conns: loads, Memory: mem}
 }
 
