@@ -253,6 +253,9 @@ func (c *Config) validate() []*Error {
 		if a.WSSendBuffer < 0 {
 			add(errf(k+".ws_send_buffer", "must be > 0"))
 		}
+		if a.StartTimeout < 0 {
+			add(errf(k+".start_timeout", "must be > 0 (or unset for 30s)"))
+		}
 	}
 	for _, name := range sortedKeys(c.Upstreams) {
 		u := c.Upstreams[name]

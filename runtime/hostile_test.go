@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
 )
@@ -105,27 +106,61 @@ func TestLoopFreeRecursionStops(t *testing.T) {
 	}
 }
 
-// startSpin returns the startspin guest and a mounted directory; files named
-// in it decide what the start function does.
-func startSpin(t *testing.T, files ...string) (AppConfig, string) {
-	t.Helper()
-	dir := t.TempDir()
-	for _, f := range files {
-		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
-			t.Fatal(err)
+// fakeKV is a stand-in for the kv plugin (wasmsrv_kv get and set, plugins/kv/ABI.md):
+// the startspin guest's start function spins while a key is set.
+type fakeKV struct {
+	mu   sync.Mutex
+	keys map[string]bool
+}
+
+func (f *fakeKV) set(key string, on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keys[key] = on
+}
+
+func (f *fakeKV) module() HostModule {
+	get := func(_ context.Context, mod api.Module, stack []uint64) {
+		key, _ := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
+		f.mu.Lock()
+		on := f.keys[string(key)]
+		f.mu.Unlock()
+		stack[0] = uint64(1)
+		if !on {
+			stack[0] = uint64(0xffffffff_fffffff8) // -8: not found
 		}
 	}
+	set := func(_ context.Context, mod api.Module, stack []uint64) {
+		key, _ := mod.Memory().Read(uint32(stack[0]), uint32(stack[1]))
+		f.set(string(key), true)
+		stack[0] = 0
+	}
+	i32, i64 := api.ValueTypeI32, api.ValueTypeI64
+	return HostModule{Name: "wasmsrv_kv", Funcs: []HostFunc{
+		{Name: "get", Params: []api.ValueType{i32, i32, i32, i32}, Results: []api.ValueType{i64}, Fn: get},
+		{Name: "set", Params: []api.ValueType{i32, i32, i32, i32, i64}, Results: []api.ValueType{i32}, Fn: set},
+	}}
+}
+
+// startSpin returns the startspin guest and its key-value store; the keys set
+// in it decide what the start function does.
+func startSpin(t *testing.T, keys ...string) (AppConfig, *fakeKV) {
+	t.Helper()
+	kv := &fakeKV{keys: map[string]bool{}}
+	for _, k := range keys {
+		kv.set(k, true)
+	}
 	return AppConfig{Name: "startspin", Wasm: readWasm(t, "testdata/startspin/startspin.wasm"),
-		Mounts: []Mount{{HostDir: dir, GuestDir: "/data"}}}, dir
+		HostModules: []HostModule{kv.module()}}, kv
 }
 
 // TestStartFunctionTimeout: a Wasm start function that never ends (recursing or
 // looping) is stopped by the start timeout, like _initialize and the start hook;
 // the pool cannot start, and says why.
 func TestStartFunctionTimeout(t *testing.T) {
-	for _, file := range []string{"spin", "loop"} {
-		t.Run(file, func(t *testing.T) {
-			cfg, _ := startSpin(t, file)
+	for _, key := range []string{"spin", "loop"} {
+		t.Run(key, func(t *testing.T) {
+			cfg, _ := startSpin(t, key)
 			cfg.StartTimeout = 300 * time.Millisecond
 			app, _ := loadApp(t, nil, cfg)
 			start := time.Now()
@@ -138,7 +173,7 @@ func TestStartFunctionTimeout(t *testing.T) {
 			}
 		})
 	}
-	// Without the file the start function returns and the app serves.
+	// Without the key the start function returns and the app serves.
 	cfg, _ := startSpin(t)
 	app, _ := loadApp(t, nil, cfg)
 	pool := newPool(t, app, PoolConfig{Workers: 1})
@@ -153,15 +188,12 @@ func TestStartFunctionTimeout(t *testing.T) {
 // requests are told the app is unavailable and why, instead of waiting; once the
 // cause is gone the pool heals.
 func TestStartFunctionSpinsLate(t *testing.T) {
-	cfg, dir := startSpin(t)
+	cfg, kv := startSpin(t)
 	cfg.StartTimeout = 200 * time.Millisecond
 	app, logs := loadApp(t, nil, cfg)
 	pool := newPool(t, app, PoolConfig{Workers: 1, QueueWait: time.Second})
 	if ex, _, err := serve(t, pool, "/arm", ""); err != nil || ex.out.String() != "armed\n" {
 		t.Fatalf("/arm: %q, %v", ex.out.String(), err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "spin")); err != nil {
-		t.Fatalf("/arm did not create the file: %v", err)
 	}
 	if _, _, err := serve(t, pool, "/crash", ""); err == nil {
 		t.Fatal("/crash did not fail")
@@ -179,9 +211,7 @@ func TestStartFunctionSpinsLate(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "start function") {
 		t.Fatalf("request while no instance can start: %v, want ErrUnavailable with the reason", err)
 	}
-	if err := os.Remove(filepath.Join(dir, "spin")); err != nil {
-		t.Fatal(err)
-	}
+	kv.set("spin", false)
 	waitFor(t, "the pool to heal", 30*time.Second, func() bool { return pool.Stats().Idle == 1 })
 	if ex, _, err := serve(t, pool, "/", ""); err != nil || ex.out.String() != "ok\n" {
 		t.Fatalf("after healing: %q, %v", ex.out.String(), err)
