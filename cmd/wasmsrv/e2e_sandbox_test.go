@@ -453,3 +453,64 @@ func TestE2ETableBomb(t *testing.T) {
 		t.Fatalf("exit %d, stderr:\n%s", res.code, res.stderr)
 	}
 }
+
+// TestE2EAsyncYieldForever: an async guest that answers every POLL with YIELD.
+// What it wrote reaches the client at once, another request is served
+// meanwhile, the streak ends at the event timeout (instance replaced, response
+// cut), and with an hour-long event timeout SIGTERM still ends the process
+// within the grace period plus a bound.
+func TestE2EAsyncYieldForever(t *testing.T) {
+	t.Run("event timeout", func(t *testing.T) {
+		srv := startServer(t, hostileWasm("yield"), "--workers", "1", "--event-timeout", "1s", "--access-log=false")
+		c := httpClient(t)
+		start := time.Now()
+		resp, err := c.Get(srv.URL + "/yield")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil || string(buf) != "partial\n" {
+			t.Fatalf("first bytes %q, %v", buf, err)
+		}
+		first := time.Since(start)
+		if r, body := get(t, c, srv.URL+"/"); r.StatusCode != 200 || body != "ok\n" {
+			t.Errorf("request beside the yield: %d %q", r.StatusCode, body)
+		}
+		if _, err := io.ReadAll(resp.Body); err == nil {
+			t.Error("the yielding response completed cleanly; want it cut")
+		}
+		ended := time.Since(start)
+		if first > 3*time.Second || ended > 1*time.Second+5*time.Second {
+			t.Errorf("first bytes after %v, cut after %v (event timeout 1s)", first, ended)
+		}
+		if !strings.Contains(srv.logs(), "kept answering YIELD") {
+			t.Errorf("log does not say why:\n%s", srv.logs())
+		}
+		t.Logf("first bytes after %v, cut after %v", first.Round(time.Millisecond), ended.Round(time.Millisecond))
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		srv := startServer(t, hostileWasm("yield"), "--workers", "1", "--event-timeout", "1h", "--timeout", "1h",
+			"--shutdown-timeout", "500ms", "--access-log=false")
+		c := httpClient(t)
+		resp, err := c.Get(srv.URL + "/yield")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(resp.Body, buf); err != nil {
+			t.Fatal(err)
+		}
+		sig := time.Now()
+		srv.signal(syscall.SIGTERM)
+		code, exited := srv.wait(500*time.Millisecond + 10*time.Second)
+		if !exited {
+			t.Fatalf("still running %v after SIGTERM (grace 500ms)\n%s", time.Since(sig), srv.logs())
+		}
+		if code != 0 {
+			t.Errorf("exit code %d\n%s", code, srv.logs())
+		}
+		t.Logf("exited %v after SIGTERM", time.Since(sig).Round(time.Millisecond))
+	})
+}
