@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -681,13 +682,25 @@ func runVariants(b *testing.B, cases []variant, fn string, args ...uint64) {
 				b.Fatal(err)
 			}
 			f := mod.ExportedFunction(fn)
+			cpu0 := cpuTime(b)
 			for b.Loop() {
 				if _, err := f.Call(ctx, args...); err != nil {
 					b.Fatal(err)
 				}
 			}
+			// CPU time is steadier than wall time on a shared machine.
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 		})
 	}
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Skipf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkGoLoop compares a bounded Go loop (count(10000)) uninstrumented,
