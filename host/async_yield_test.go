@@ -56,12 +56,12 @@ func TestAsyncYieldForever(t *testing.T) {
 	if took > eventTimeout+5*time.Second {
 		t.Errorf("the yielding request ended %v after it started (event timeout %v)", took, eventTimeout)
 	}
-	waitFor(t, "the discard in the log", 5*time.Second, func() bool {
+	waitUntil(t, "the discard in the log", 5*time.Second, func() bool {
 		return strings.Contains(s.logs.String(), "kept answering YIELD")
 	})
 	// No core stays busy: over the next half second the process is nearly idle
 	// (it spun at 100% before).
-	waitFor(t, "a replacement", 5*time.Second, func() bool { return len(s.pool.Stats().Conns) == 1 })
+	waitUntil(t, "a replacement", 5*time.Second, func() bool { return len(s.pool.Stats().Conns) == 1 })
 	cpu0, wall0 := testkit.CPUTime(t), time.Now()
 	time.Sleep(500 * time.Millisecond)
 	if cpu, wall := testkit.CPUTime(t)-cpu0, time.Since(wall0); cpu > wall/2 {
@@ -69,17 +69,5 @@ func TestAsyncYieldForever(t *testing.T) {
 	}
 	if r, body := get(t, s.srv.URL+"/"); r.StatusCode != 200 || body != "ok\n" {
 		t.Errorf("after the discard: %d %q", r.StatusCode, body)
-	}
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

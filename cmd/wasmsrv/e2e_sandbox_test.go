@@ -6,7 +6,6 @@ package main
 // guests are raw WAT from abi/SPEC.md (runtime/testdata/{recurse,startspin,tables}).
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,37 +35,6 @@ type siteServer struct {
 // siteLine is what `wasmsrv serve` prints on stdout once it serves.
 var siteLine = regexp.MustCompile(`^wasmsrv: serving .* on (http://\S+) \(admin (http://\S+)\)$`)
 
-// lineWatcher records output and sends each line matching re (its submatches).
-type lineWatcher struct {
-	lockedBuffer
-	re      *regexp.Regexp
-	mu      sync.Mutex
-	partial []byte
-	match   chan []string
-}
-
-func (w *lineWatcher) Write(p []byte) (int, error) {
-	_, _ = w.lockedBuffer.Write(p)
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.partial = append(w.partial, p...)
-	for {
-		i := bytes.IndexByte(w.partial, '\n')
-		if i < 0 {
-			break
-		}
-		line := string(w.partial[:i])
-		w.partial = w.partial[i+1:]
-		if m := w.re.FindStringSubmatch(line); m != nil {
-			select {
-			case w.match <- m:
-			default:
-			}
-		}
-	}
-	return len(p), nil
-}
-
 // startSite writes conf as site.toml in dir and runs `wasmsrv serve` on it.
 func startSite(t *testing.T, dir, conf string) *siteServer {
 	t.Helper()
@@ -75,37 +42,30 @@ func startSite(t *testing.T, dir, conf string) *siteServer {
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := &lineWatcher{re: siteLine, match: make(chan []string, 1)}
-	s := &server{
-		t:      t,
-		cmd:    exec.Command(wasmsrvBin, "serve", "-c", path, "--cache-dir", e2eCache),
-		stderr: &lockedBuffer{},
-		done:   make(chan struct{}),
+	s := startWasmsrv(t, nil, path, "serve", "-c", path, "--cache-dir", e2eCache)
+	for _, line := range strings.Split(s.stdout.String(), "\n") {
+		if m := siteLine.FindStringSubmatch(line); m != nil {
+			return &siteServer{server: s, Admin: m[2]}
+		}
 	}
-	env := []string{}
-	if raceBuild {
-		env = append(env, "GORACE=atexit_sleep_ms=0")
-	}
-	s.cmd.Env = cleanEnv(env...)
-	s.cmd.Stdout, s.cmd.Stderr = out, s.stderr
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start wasmsrv serve: %v", err)
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(func() { s.stop() })
-	select {
-	case m := <-out.match:
-		s.URL, s.Addr = m[1], strings.TrimPrefix(m[1], "http://")
-		return &siteServer{server: s, Admin: m[2]}
-	case <-s.done:
-		t.Fatalf("wasmsrv serve exited before serving (%v)\nstdout:\n%s\nstderr:\n%s", s.waitErr, out.String(), s.stderr.String())
-	case <-time.After(startTimeout):
-		t.Fatalf("wasmsrv serve not serving after %v\nstderr:\n%s", startTimeout, s.stderr.String())
-	}
+	t.Fatalf("no admin URL in the serving line:\n%s", s.stdout.String())
 	return nil
+}
+
+// exitsAfterSIGTERM sends SIGTERM to s and expects it to exit with status 0
+// within the grace period plus a generous bound.
+func exitsAfterSIGTERM(t *testing.T, s *server, grace time.Duration) {
+	t.Helper()
+	sig := time.Now()
+	s.signal(syscall.SIGTERM)
+	code, exited := s.wait(grace + 10*time.Second)
+	if !exited {
+		t.Fatalf("still running %v after SIGTERM (grace %v)\n%s", time.Since(sig), grace, s.logs())
+	}
+	if code != 0 {
+		t.Errorf("exit code %d\n%s", code, s.logs())
+	}
+	t.Logf("exited %v after SIGTERM (grace %v)", time.Since(sig).Round(time.Millisecond), grace)
 }
 
 // rssKiB is the resident set of process pid (Linux).
@@ -305,16 +265,7 @@ func TestE2EStartFunctionSpinsLate(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "start function") {
 		t.Errorf("request while no instance can start: %d %q, want 503 with the reason", resp.StatusCode, body)
 	}
-	sig := time.Now()
-	srv.signal(syscall.SIGTERM)
-	code, exited := srv.wait(1*time.Second + 10*time.Second)
-	if !exited {
-		t.Fatalf("still running %v after SIGTERM (grace 1s)\n%s", time.Since(sig), srv.logs())
-	}
-	if code != 0 {
-		t.Errorf("exit code %d\n%s", code, srv.logs())
-	}
-	t.Logf("exited %v after SIGTERM", time.Since(sig).Round(time.Millisecond))
+	exitsAfterSIGTERM(t, srv, time.Second)
 }
 
 // TestE2EStartFailuresInStatus: in `wasmsrv serve`, an app whose instances keep
@@ -381,16 +332,7 @@ func TestE2EShutdownInterruptsGuests(t *testing.T) {
 		c := httpClient(t)
 		reqs := []<-chan outcome{getAsync(c, url+"/fib?90"), getAsync(c, url+"/indirect?90")}
 		time.Sleep(300 * time.Millisecond) // recursing by now, or soon
-		sig := time.Now()
-		s.signal(syscall.SIGTERM)
-		code, exited := s.wait(500*time.Millisecond + 10*time.Second)
-		if !exited {
-			t.Fatalf("still running %v after SIGTERM (grace 500ms)\n%s", time.Since(sig), s.logs())
-		}
-		if code != 0 {
-			t.Errorf("exit code %d\n%s", code, s.logs())
-		}
-		t.Logf("exited %v after SIGTERM", time.Since(sig).Round(time.Millisecond))
+		exitsAfterSIGTERM(t, s, 500*time.Millisecond)
 		for _, r := range reqs {
 			if o := <-r; o.err == nil && o.status == 200 {
 				t.Errorf("a recursion finished: %q", o.body)
@@ -502,15 +444,6 @@ func TestE2EAsyncYieldForever(t *testing.T) {
 		if _, err := io.ReadFull(resp.Body, buf); err != nil {
 			t.Fatal(err)
 		}
-		sig := time.Now()
-		srv.signal(syscall.SIGTERM)
-		code, exited := srv.wait(500*time.Millisecond + 10*time.Second)
-		if !exited {
-			t.Fatalf("still running %v after SIGTERM (grace 500ms)\n%s", time.Since(sig), srv.logs())
-		}
-		if code != 0 {
-			t.Errorf("exit code %d\n%s", code, srv.logs())
-		}
-		t.Logf("exited %v after SIGTERM", time.Since(sig).Round(time.Millisecond))
+		exitsAfterSIGTERM(t, srv, 500*time.Millisecond)
 	})
 }
