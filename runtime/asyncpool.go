@@ -388,12 +388,14 @@ func (ai *asyncInst) drain() {
 // do, and reports true when it stopped after drainSlice with work left.
 func (ai *asyncInst) process() (more bool) {
 	p := ai.pool
-	var start time.Time // read only once a second event runs: one event costs no clock read
+	var start time.Time // read only when a second event is due: one event costs no clock read
 	for n := 0; ; n++ {
-		if n == 1 {
-			start = time.Now()
-		} else if n > 1 && time.Since(start) > drainSlice {
-			return true
+		if n > 0 && (ai.yield || len(ai.mail) > 0) {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > drainSlice {
+				return true
+			}
 		}
 		select {
 		case ev := <-ai.mail:
