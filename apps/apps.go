@@ -50,6 +50,8 @@ type Spec struct {
 	Pool runtime.PoolConfig
 	// MemoryLimit per instance in bytes (0 = runtime default).
 	MemoryLimit int64
+	// StartTimeout bounds an instance's start (0 = runtime default, 30 s).
+	StartTimeout time.Duration
 	// BodyLimit per request in bytes (0 = unlimited).
 	BodyLimit int64
 	// BodyBuffer reads request bodies ahead for sync and CGI apps.
@@ -87,10 +89,46 @@ type App struct {
 	// guests logged and what was dropped.
 	Output *guestlog.Sink
 	close  func(ctx context.Context) error
+	stats  func() runtime.Stats // nil for CGI apps (no instances to report)
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.
 func (a *App) Close(ctx context.Context) error { return a.close(ctx) }
+
+// Status is what an operator sees of an app's pool (the admin /status).
+type Status struct {
+	Mode string `json:"mode"`
+	// Workers is the pool size; Live the instances running now. Fewer live
+	// than workers means instances are being replaced, or cannot start.
+	Workers int `json:"workers,omitempty"`
+	Live    int `json:"live,omitempty"`
+	// Served, Discarded (failed: trap, deadline, memory), Recycled.
+	Served    int64 `json:"served,omitempty"`
+	Discarded int64 `json:"discarded,omitempty"`
+	Recycled  int64 `json:"recycled,omitempty"`
+	// StartFailures counts instances that failed to start (start function,
+	// _initialize or start hook failed or overran the start timeout), the last
+	// with its reason and time.
+	StartFailures    int64      `json:"start_failures,omitempty"`
+	LastStartError   string     `json:"last_start_error,omitempty"`
+	LastStartErrorAt *time.Time `json:"last_start_error_at,omitempty"`
+}
+
+// Status reports the app's pool.
+func (a *App) Status() Status {
+	st := Status{Mode: a.Mode}
+	if a.stats == nil {
+		return st
+	}
+	s := a.stats()
+	st.Workers, st.Live, st.Served, st.Discarded, st.Recycled = s.Workers, s.Live, s.Served, s.Discarded, s.Recycled
+	st.StartFailures, st.LastStartError = s.StartFailures, s.LastStartError
+	if !s.LastStartErrorAt.IsZero() {
+		at := s.LastStartErrorAt
+		st.LastStartErrorAt = &at
+	}
+	return st
+}
 
 // Open builds (if needed), loads and starts the app described by spec.
 func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
@@ -167,7 +205,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		plugins = spec.Plugins.Names()
 	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
-		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
+		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
 	})
 	if errors.Is(err, runtime.ErrCommandModule) {
@@ -198,7 +236,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			err := pool.Close(ctx)
 			_ = app.Close(ctx)
 			return err
-		}}, nil
+		}, stats: pool.Stats}, nil
 	default:
 		_ = app.Close(ctx)
 		return nil, fmt.Errorf("app %s: %s mode is not supported by this build", spec.Name, app.Info().Mode)

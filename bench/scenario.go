@@ -111,6 +111,7 @@ func registry() []scenarioFunc {
 		cHelloScenario,
 		cgiScenario,
 		slowUploadScenario,
+		hostileNeighbourScenario,
 	}
 }
 

@@ -75,6 +75,9 @@ type App struct {
 	PoolSize       int      `toml:"pool_size" yaml:"pool_size"`
 	MemoryLimit    Size     `toml:"memory_limit" yaml:"memory_limit"`
 	RequestTimeout Duration `toml:"request_timeout" yaml:"request_timeout"`
+	// StartTimeout bounds the start of an instance: the module's start
+	// function, _initialize and the start hook (default 30s).
+	StartTimeout Duration `toml:"start_timeout" yaml:"start_timeout"`
 	// BufferBody is how much of a request body a sync or CGI app's requests
 	// read ahead in memory before taking an instance, the rest going to a
 	// temp file (default 64KiB; 0 streams bodies to the instance).

@@ -36,6 +36,7 @@ type Run struct {
 	QueueSize         int      `env:"QUEUE_SIZE" envDefault:"1024" flag:"queue-size" help:"requests that may wait for a free instance before 503"`
 	QueueWait         Duration `env:"QUEUE_WAIT" envDefault:"10s" flag:"queue-wait" help:"longest wait for a free instance before 503"`
 	Timeout           Duration `env:"TIMEOUT" envDefault:"30s" flag:"timeout" help:"per-request deadline; the guest is stopped and the client gets 504"`
+	StartTimeout      Duration `env:"START_TIMEOUT" envDefault:"30s" flag:"start-timeout" help:"longest an instance may take to start (the module's start function, _initialize and the start hook); it is stopped beyond and the start retried"`
 	MaxRequests       int      `env:"MAX_REQUESTS" envDefault:"0" flag:"max-requests" help:"recycle an instance after this many requests (0 = never)"`
 	MaxRequestsJitter int      `env:"MAX_REQUESTS_JITTER" envDefault:"0" flag:"max-requests-jitter" help:"random extra requests per instance before recycling"`
 	MemoryLimit       Size     `env:"MEMORY_LIMIT" envDefault:"128MiB" flag:"memory-limit" help:"memory cap per instance"`
@@ -146,6 +147,9 @@ func (c *Run) Validate() error {
 	}
 	if c.LogRate <= 0 {
 		errs = append(errs, "log-rate: must be > 0 bytes per second")
+	}
+	if c.StartTimeout <= 0 {
+		errs = append(errs, "start-timeout: must be > 0")
 	}
 	if c.MemoryLimit < 64<<10 || c.MemoryLimit > 4<<30 {
 		errs = append(errs, fmt.Sprintf("memory-limit: %d bytes is outside 64KiB..4GiB", c.MemoryLimit))

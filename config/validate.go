@@ -263,6 +263,9 @@ func (c *Config) validate() []*Error {
 		if a.LogRate != nil && *a.LogRate <= 0 {
 			add(errf(k+".log_rate", "must be > 0 (bytes per second, e.g. \"256KiB\")"))
 		}
+		if a.StartTimeout < 0 {
+			add(errf(k+".start_timeout", "must be > 0 (or unset for 30s)"))
+		}
 	}
 	for _, name := range sortedKeys(c.Upstreams) {
 		u := c.Upstreams[name]

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,14 +29,17 @@ type AppConfig struct {
 	Name string
 	// Wasm is the module binary.
 	Wasm []byte
-	// MemoryLimit caps each instance's linear memory in bytes (rounded up to 64 KiB
-	// pages). 0 means the default, 128 MiB.
+	// MemoryLimit caps what each instance may take in bytes: its linear memory,
+	// its tables and the host structures of its globals, segments and imports
+	// (package interrupt's accounting; linear memory gets what is left, rounded
+	// down to 64 KiB pages). 0 means the default, 128 MiB.
 	MemoryLimit int64
 	// Env is the guest's environment, "KEY=value" entries. Nothing is inherited.
 	Env []string
 	// Mounts are host directories visible to the guest. None by default.
 	Mounts []Mount
-	// StartTimeout bounds instantiation plus the start hook. 0 means 30 s.
+	// StartTimeout bounds the start of an instance: the module's start
+	// function, _initialize and the start hook together. 0 means 30 s.
 	StartTimeout time.Duration
 	// HostModules are plugin import modules granted to the app (the core `wasmsrv`
 	// module and WASI are always present).
@@ -75,6 +79,17 @@ type App struct {
 	// allocCtx carries the engine's memory allocator to wazero's instantiation;
 	// an instance's callCtx falls back to it, so instantiating adds no context.
 	allocCtx context.Context
+	// wasmStart: the module had a start function, exported by the rewrite as
+	// interrupt.StartExport; newInstance calls it first, under StartTimeout.
+	wasmStart bool
+	engine    *Engine
+
+	// live holds every instance from its creation to its close, so that
+	// Engine.Interrupt reaches them all, wherever they are (serving, idle,
+	// starting, running a stop hook); stopped refuses new ones after it.
+	mu      sync.Mutex
+	live    map[*Instance]struct{}
+	stopped bool
 }
 
 // Load compiles and validates a guest. The error names what is wrong with a module
@@ -94,23 +109,28 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 		log = e.log
 	}
 	log = log.With("app", cfg.Name)
-	rt := e.newRuntime(ctx, cfg.MemoryLimit)
-	a := &App{name: cfg.Name, rt: rt, log: log, out: guestOutput(cfg.Output, log), cfg: cfg,
-		allocCtx: experimental.WithMemoryAllocator(context.Background(), e.alloc)}
-	if err := a.load(ctx, e); err != nil {
+	// Fewer data segments first (a Go guest: 31,000 -> 2), then the interrupt
+	// checks and the memory accounting; both rewrites are invisible to the guest.
+	mod, err := prepare(wasmdata.Merge(cfg.Wasm), cfg.MemoryLimit)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
+	}
+	rt := e.newRuntime(ctx, mod.MemoryPages)
+	a := &App{name: cfg.Name, rt: rt, log: log, out: guestOutput(cfg.Output, log), cfg: cfg, wasmStart: mod.Start, engine: e,
+		allocCtx: experimental.WithMemoryAllocator(context.Background(), e.alloc),
+		live:     map[*Instance]struct{}{}}
+	if err := a.load(ctx, e, mod.Wasm); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
+	}
+	if !e.track(a) {
+		_ = errors.Join(rt.Close(ctx), a.mounts.close())
+		return nil, fmt.Errorf("app %s: %w", cfg.Name, ErrPoolClosed)
 	}
 	return a, nil
 }
 
-func (a *App) load(ctx context.Context, e *Engine) error {
-	// Fewer data segments first (a Go guest: 31,000 -> 2), then the interrupt
-	// checks; both rewrites are invisible to the guest.
-	bin, err := interrupt.Instrument(wasmdata.Merge(a.cfg.Wasm))
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNotGuest, err)
-	}
+func (a *App) load(ctx context.Context, e *Engine, bin []byte) error {
 	cm, err := e.compile(ctx, a.rt, a.name, bin)
 	if err != nil {
 		return err
@@ -167,7 +187,23 @@ func (a *App) Logger() *slog.Logger { return a.log }
 
 // Close releases the app's runtime and every instance still open.
 func (a *App) Close(ctx context.Context) error {
+	a.engine.untrack(a)
 	return errors.Join(a.rt.Close(ctx), a.mounts.close())
+}
+
+// interruptAll stops every instance of the app as its deadline would, and
+// refuses new ones (Engine.Interrupt).
+func (a *App) interruptAll() {
+	a.mu.Lock()
+	a.stopped = true
+	live := make([]*Instance, 0, len(a.live))
+	for in := range a.live {
+		live = append(live, in)
+	}
+	a.mu.Unlock()
+	for _, in := range live {
+		in.expire()
+	}
 }
 
 // newInstance instantiates the module, runs _initialize and the start hook. It is
@@ -187,26 +223,51 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 	in.ctx = &in.cctx
 	in.timer = time.AfterFunc(math.MaxInt64, in.expire)
 	in.timer.Stop()
+	a.mu.Lock()
+	if a.stopped {
+		a.mu.Unlock()
+		return nil, ErrPoolClosed
+	}
+	a.live[in] = struct{}{}
+	a.mu.Unlock()
 
 	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
+	// No guest code runs in here: the start section became an export.
 	mod, err := a.rt.InstantiateModule(in.ctx, a.cm, cfg)
 	if err != nil {
 		if mod != nil {
 			_ = mod.Close(ctx)
 		}
+		a.forget(in)
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in.mod = mod
 	in.mu.Lock()
 	in.interrupt, _ = mod.ExportedGlobal(interrupt.ExportName).(api.MutableGlobal)
+	if in.expired.Load() && in.interrupt != nil {
+		in.interrupt.Set(1) // interrupted while instantiating
+	}
 	in.mu.Unlock()
+	// The start function, _initialize and the start hook share one deadline.
+	deadline := time.Now().Add(a.cfg.StartTimeout)
+	fail := func(what string, err error) (*Instance, error) {
+		in.close(ctx)
+		switch {
+		case a.isStopped():
+			return nil, ErrPoolClosed
+		case errors.Is(err, ErrDeadline):
+			return nil, fmt.Errorf("%s did not finish within the start timeout (%s)", what, a.cfg.StartTimeout)
+		}
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if a.wasmStart {
+		if err := in.call(mod.ExportedFunction(interrupt.StartExport), time.Until(deadline)); err != nil {
+			return fail("the module's start function", err)
+		}
+	}
 	if a.info.HasInit {
-		if err := in.call(mod.ExportedFunction(abi.ExportInitialize), a.cfg.StartTimeout); err != nil {
-			in.close(ctx)
-			if errors.Is(err, ErrDeadline) {
-				return nil, fmt.Errorf("_initialize did not finish within %s", a.cfg.StartTimeout)
-			}
-			return nil, fmt.Errorf("_initialize: %w", err)
+		if err := in.call(mod.ExportedFunction(abi.ExportInitialize), time.Until(deadline)); err != nil {
+			return fail(abi.ExportInitialize, err)
 		}
 	}
 	switch a.info.Mode {
@@ -216,12 +277,24 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 		in.handle = mod.ExportedFunction(abi.ExportOnEvent)
 	}
 	if a.info.HasStart {
-		if err := in.hook(abi.ExportOnStart, a.cfg.StartTimeout); err != nil {
-			in.close(ctx)
-			return nil, fmt.Errorf("start hook: %w", err)
+		if err := in.hook(abi.ExportOnStart, time.Until(deadline)); err != nil {
+			return fail("start hook", err)
 		}
 	}
 	return in, nil
+}
+
+// forget drops a closed instance from the live set.
+func (a *App) forget(in *Instance) {
+	a.mu.Lock()
+	delete(a.live, in)
+	a.mu.Unlock()
+}
+
+func (a *App) isStopped() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stopped
 }
 
 // stop runs the stop hook of a healthy instance and closes it.

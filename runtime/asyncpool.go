@@ -105,8 +105,11 @@ type asyncInst struct {
 	clock     *time.Timer
 	abandoned int // connections the host gave up on that the guest has not ended
 	yield     bool
-	draining  bool
-	failErr   error
+	// yieldSpent is the guest time of the POLL calls of the current YIELD
+	// streak: together they get one event deadline.
+	yieldSpent time.Duration
+	draining   bool
+	failErr    error
 }
 
 // Control events (conn == nil) for the owner.
@@ -351,28 +354,49 @@ func (ai *asyncInst) control(kind int32) {
 	}
 }
 
+// drainSlice is how long one goroutine runs an instance's events before it
+// hands the rest to a new goroutine: the caller of drain is often a request's
+// own goroutine (flat combining), which has that request's response to write.
+const drainSlice = 2 * time.Millisecond
+
 // drain makes the calling goroutine the owner if no one else is, and runs queued
-// events until the mailbox is empty. An event queued just as the previous owner
-// let go is seen by the re-check after Unlock.
+// events until the mailbox is empty, or for drainSlice, after which a new
+// goroutine carries on (a guest that keeps returning YIELD, or a steady stream
+// of events, never holds a request's goroutine). An event queued just as the
+// previous owner let go is seen by the re-check after Unlock.
 func (ai *asyncInst) drain() {
 	for {
 		if ai.over.Load() || !ai.run.TryLock() {
 			return
 		}
+		more := false
 		if !ai.over.Load() {
-			ai.process()
+			more = ai.process()
 		}
 		ai.run.Unlock()
+		if more {
+			go ai.drain()
+			return
+		}
 		if ai.over.Load() || len(ai.mail) == 0 {
 			return
 		}
 	}
 }
 
-// process runs events until none is queued and the guest has nothing left to do.
-func (ai *asyncInst) process() {
+// process runs events until none is queued and the guest has nothing left to
+// do, and reports true when it stopped after drainSlice with work left.
+func (ai *asyncInst) process() (more bool) {
 	p := ai.pool
-	for {
+	var start time.Time // read only when a second event is due: one event costs no clock read
+	for n := 0; ; n++ {
+		if n > 0 && (ai.yield || len(ai.mail) > 0) {
+			if start.IsZero() {
+				start = time.Now()
+			} else if time.Since(start) > drainSlice {
+				return true
+			}
+		}
 		select {
 		case ev := <-ai.mail:
 			switch {
@@ -391,14 +415,14 @@ func (ai *asyncInst) process() {
 			}
 		default:
 			if !ai.yield {
-				return
+				return false
 			}
 			// The guest has work left and nothing else is queued: let it go on.
-			ai.call(0, abi.EventPoll, 0, 0)
+			ai.poll()
 		}
 		if ai.failErr != nil {
 			ai.discard()
-			return
+			return false
 		}
 		if !ai.draining && ai.in.recycleDue() {
 			p.stats.recycled.Add(1)
@@ -406,7 +430,7 @@ func (ai *asyncInst) process() {
 		}
 		if ai.draining && ai.active.Load() == 0 {
 			ai.retire()
-			return
+			return false
 		}
 	}
 }
@@ -428,14 +452,57 @@ func (ai *asyncInst) dispatch(ev event) {
 	ai.call(c.id, ev.kind, ev.a, ev.b)
 }
 
+// poll continues a YIELD (SPEC §8.1). The POLL calls of one streak, from the
+// YIELD that starts it to the POLL that answers IDLE, share one event deadline:
+// YIELD lets the host serve other events in between, it does not extend the
+// time the guest may compute. A guest that keeps yielding past it is treated as
+// one whose event overran its deadline.
+func (ai *asyncInst) poll() {
+	limit := ai.pool.acfg.EventTimeout
+	if ai.yieldSpent >= limit {
+		ai.fail(ai.yieldError())
+		return
+	}
+	start := time.Now()
+	ai.callWithin(0, abi.EventPoll, 0, 0, limit-ai.yieldSpent, func(err error) error {
+		ai.yieldSpent += time.Since(start)
+		if errors.Is(err, ErrDeadline) {
+			return ai.yieldError()
+		}
+		return err
+	})
+	switch {
+	case ai.failErr != nil:
+	case ai.yield:
+		ai.yieldSpent += time.Since(start)
+	default:
+		ai.yieldSpent = 0
+	}
+}
+
+func (ai *asyncInst) yieldError() error {
+	return fmt.Errorf("%w: the guest kept answering YIELD to POLL for %v in all (the event timeout is %v)",
+		ErrDeadline, ai.yieldSpent.Round(time.Millisecond), ai.pool.acfg.EventTimeout)
+}
+
 // call runs wasmsrv_on_event under the per-event deadline.
 func (ai *asyncInst) call(ctx uint32, kind int32, a, b int64) {
+	ai.callWithin(ctx, kind, a, b, ai.pool.acfg.EventTimeout, nil)
+}
+
+// callWithin runs wasmsrv_on_event under timeout and acts on its result. The
+// error of a failed call goes through wrap, if given, before it fails the
+// instance.
+func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time.Duration, wrap func(error) error) {
 	if ai.failErr != nil {
 		return
 	}
 	in := ai.in
 	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
-	if err := in.call(in.handle, ai.pool.acfg.EventTimeout); err != nil {
+	if err := in.call(in.handle, timeout); err != nil {
+		if wrap != nil {
+			err = wrap(err)
+		}
 		ai.fail(err)
 		return
 	}
@@ -664,6 +731,7 @@ func (p *AsyncPool) maintain() {
 			if err != nil {
 				p.mu.Lock()
 				p.lastErr = err
+				p.stats.startFailed(err)
 				p.mu.Unlock()
 				continue
 			}
@@ -693,6 +761,7 @@ type AsyncStats struct {
 // Stats returns current counters.
 func (p *AsyncPool) Stats() AsyncStats {
 	p.mu.Lock()
+	failures, lastErr, lastAt := p.stats.startFailures, p.stats.lastStartErr, p.stats.lastStartAt
 	loads := make([]int, len(p.insts))
 	mem := make([]uint32, len(p.insts))
 	for i, ai := range p.insts {
@@ -709,6 +778,7 @@ func (p *AsyncPool) Stats() AsyncStats {
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}, Conns: loads, Memory: mem}
 }
 

@@ -43,9 +43,15 @@ type CommandApp struct {
 	mounts mounts
 
 	slots   chan *runSlot // the free ones: one per run allowed at once
+	all     []*runSlot
 	closing chan struct{}
 	waiting atomic.Int64
 	runs    atomic.Uint64
+	// wasmStart: the module had a start function (interrupt.StartExport), run
+	// before _start within the run's deadline.
+	wasmStart bool
+	engine    *Engine
+	stopped   atomic.Bool // Engine.Interrupt: every run is stopped, new ones too
 }
 
 // runSlot is one of the runs a CommandApp allows at once, with what a run needs
@@ -72,6 +78,7 @@ type runSlot struct {
 	done     chan struct{}     // closed when the run is stopped; new per run
 	flag     api.MutableGlobal // the instance's interrupt flag, once instantiated
 	abort    func()
+	running  bool
 	stopped  bool
 	deadline bool // the deadline, not the caller, stopped the run
 }
@@ -137,20 +144,46 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 		log = e.log
 	}
 	log = log.With("app", cfg.Name)
-	rt := e.newRuntime(ctx, cfg.MemoryLimit)
+	// The deadline stops a looping guest through the flag package interrupt adds
+	// (as for sync instances), not through wazero's per-loop exit to Go.
+	mod, err := prepare(cfg.Wasm, cfg.MemoryLimit)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
+	}
+	rt := e.newRuntime(ctx, mod.MemoryPages)
 	c := &CommandApp{
 		name: cfg.Name, rt: rt, log: log, out: guestOutput(cfg.Output, log), cfg: cfg, pool: pool,
-		slots:   make(chan *runSlot, pool.Workers),
-		closing: make(chan struct{}),
+		slots:     make(chan *runSlot, pool.Workers),
+		closing:   make(chan struct{}),
+		wasmStart: mod.Start, engine: e,
 	}
-	if err := c.load(ctx, e); err != nil {
+	if err := c.load(ctx, e, mod.Wasm); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}
 	for range pool.Workers {
-		c.slots <- c.newSlot(e.alloc)
+		s := c.newSlot(e.alloc)
+		c.all = append(c.all, s)
+		c.slots <- s
+	}
+	if !e.track(c) {
+		_ = rt.Close(ctx)
+		return nil, fmt.Errorf("app %s: %w", cfg.Name, ErrPoolClosed)
 	}
 	return c, nil
+}
+
+// interruptAll stops every run and refuses new ones (Engine.Interrupt).
+func (c *CommandApp) interruptAll() {
+	c.stopped.Store(true)
+	for _, s := range c.all {
+		s.mu.Lock()
+		running := s.running
+		s.mu.Unlock()
+		if running {
+			s.stop(true)
+		}
+	}
 }
 
 func (c *CommandApp) newSlot(large experimental.MemoryAllocator) *runSlot {
@@ -175,13 +208,7 @@ func (c *CommandApp) newSlot(large experimental.MemoryAllocator) *runSlot {
 	return s
 }
 
-func (c *CommandApp) load(ctx context.Context, e *Engine) error {
-	// The deadline stops a looping guest through the flag package interrupt adds
-	// (as for sync instances), not through wazero's per-loop exit to Go.
-	bin, err := interrupt.Instrument(c.cfg.Wasm)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrNotGuest, err)
-	}
+func (c *CommandApp) load(ctx context.Context, e *Engine, bin []byte) error {
 	cm, err := e.compile(ctx, c.rt, c.name, bin)
 	if err != nil {
 		return err
@@ -235,7 +262,11 @@ func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
 	c.environ(&s.env, cio.Env)
 	s.mu.Lock()
 	s.done, s.flag, s.abort, s.stopped, s.deadline = make(chan struct{}), nil, cio.Abort, false, false
+	s.running = true
 	s.mu.Unlock()
+	if c.stopped.Load() { // after the reset: interruptAll cannot be missed
+		s.stop(true)
+	}
 	s.timer.Reset(c.pool.RequestTimeout)
 	defer func() {
 		// A callback that already started must be over before the next run reuses
@@ -243,6 +274,9 @@ func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
 		if !s.timer.Stop() {
 			<-s.timerDone
 		}
+		s.mu.Lock()
+		s.running, s.abort = false, nil
+		s.mu.Unlock()
 		s.stdin.r, s.stdout.w, s.flusher = nil, nil, nil
 		s.stderr.flushLine()
 	}()
@@ -269,6 +303,11 @@ func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
 				<-s.ctxDone
 			}
 		}()
+	}
+	if c.wasmStart {
+		if _, err = mod.ExportedFunction(interrupt.StartExport).Call(s.ctx); err != nil {
+			return s.classify(ctx, err)
+		}
 	}
 	_, err = mod.ExportedFunction(abi.ExportStart).Call(s.ctx)
 	if err == nil {
@@ -525,6 +564,7 @@ func (c *CommandApp) Close(ctx context.Context) error {
 	default:
 		close(c.closing)
 	}
+	c.engine.untrack(c)
 	// Taking every slot means no run is in flight.
 	for range cap(c.slots) {
 		select {

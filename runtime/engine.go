@@ -6,16 +6,19 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/wasmsrv/wasmsrv/internal/progress"
+	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
 )
 
 // EngineConfig configures an Engine.
@@ -36,7 +39,14 @@ type Engine struct {
 	cacheDir string
 	log      *slog.Logger
 	progress *progress.Meter
+
+	mu          sync.Mutex
+	interrupted bool
+	apps        map[interruptible]struct{} // loaded and not closed
 }
+
+// interruptible is an app whose guests Engine.Interrupt stops.
+type interruptible interface{ interruptAll() }
 
 // NewEngine creates an Engine.
 func NewEngine(ctx context.Context, cfg EngineConfig, log *slog.Logger) (*Engine, error) {
@@ -51,7 +61,7 @@ func NewEngine(ctx context.Context, cfg EngineConfig, log *slog.Logger) (*Engine
 		}
 		dir = filepath.Join(base, "wasmsrv", "wazero")
 	}
-	e := &Engine{log: log, alloc: newMemoryAllocator(), progress: cfg.Progress}
+	e := &Engine{log: log, alloc: newMemoryAllocator(), progress: cfg.Progress, apps: map[interruptible]struct{}{}}
 	if dir == "-" {
 		e.cache = wazero.NewCompilationCache()
 		return e, nil
@@ -70,15 +80,61 @@ func NewEngine(ctx context.Context, cfg EngineConfig, log *slog.Logger) (*Engine
 // Close releases the compilation cache.
 func (e *Engine) Close(ctx context.Context) error { return e.cache.Close(ctx) }
 
-// newRuntime makes the wazero Runtime of one app.
-func (e *Engine) newRuntime(ctx context.Context, memoryLimit int64) wazero.Runtime {
-	pages := uint32(65536)
-	if memoryLimit > 0 {
-		p := (memoryLimit + 65535) / 65536
-		if p < int64(pages) {
-			pages = uint32(p)
-		}
+// Interrupt stops every guest of every app loaded by this engine, for good:
+// each running call ends as at its deadline (a request gets 504 or a cut
+// response, an instance start or a stop hook fails, an async instance is
+// discarded with its connections), and no instance or command run can start
+// afterwards. A server calls it once its shutdown grace period is over, so that
+// no guest, whatever it is doing, can keep the process from exiting.
+func (e *Engine) Interrupt() {
+	e.mu.Lock()
+	e.interrupted = true
+	apps := make([]interruptible, 0, len(e.apps))
+	for a := range e.apps {
+		apps = append(apps, a)
 	}
+	e.mu.Unlock()
+	for _, a := range apps {
+		a.interruptAll()
+	}
+}
+
+// track registers a loaded app for Interrupt; it reports false (and registers
+// nothing) once Interrupt was called.
+func (e *Engine) track(a interruptible) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.interrupted {
+		return false
+	}
+	e.apps[a] = struct{}{}
+	return true
+}
+
+func (e *Engine) untrack(a interruptible) {
+	e.mu.Lock()
+	delete(e.apps, a)
+	e.mu.Unlock()
+}
+
+// prepare rewrites a module for the runtime (package interrupt): checks the
+// guest can be stopped at, its start function moved to an export, its tables
+// capped and everything an instance costs counted against memoryLimit.
+func prepare(bin []byte, memoryLimit int64) (*interrupt.Module, error) {
+	m, err := interrupt.Instrument(bin, interrupt.Options{MemoryLimit: memoryLimit})
+	if errors.Is(err, interrupt.ErrOverLimit) {
+		return nil, err // a guest, just too big: say so, not "not a guest"
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotGuest, err)
+	}
+	return m, nil
+}
+
+// newRuntime makes the wazero Runtime of one app, its instances' linear
+// memories capped at pages (what prepare left of the memory limit).
+func (e *Engine) newRuntime(ctx context.Context, pages uint32) wazero.Runtime {
+	pages = min(pages, 65536)
 	cfg := wazero.NewRuntimeConfig().
 		WithCompilationCache(e.cache).
 		WithMemoryLimitPages(pages).

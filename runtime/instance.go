@@ -282,6 +282,7 @@ func (in *Instance) recycleDue() bool { return in.maxServed > 0 && in.served >= 
 // close releases the instance's memory.
 func (in *Instance) close(ctx context.Context) {
 	in.timer.Stop()
+	in.app.forget(in)
 	_ = in.mod.Close(ctx)
 	for _, f := range in.onClose {
 		f()

@@ -111,7 +111,9 @@ func (h *heapMemory) Reallocate(size uint64) []byte {
 		return nil
 	}
 	if size > uint64(cap(h.buf)) {
-		nb := make([]byte, size, max(size, 2*uint64(cap(h.buf))))
+		// Doubling amortizes the copies, but never past the maximum: the
+		// capacity is host memory the guest's limit must cover.
+		nb := make([]byte, size, max(size, min(2*uint64(cap(h.buf)), h.max)))
 		copy(nb, h.buf)
 		h.buf = nb
 	}

@@ -37,3 +37,19 @@ func TestMmapMemoryGrowsFreesAndReusesZeroed(t *testing.T) {
 	}
 	m2.Free()
 }
+
+// The Go-heap fallback (when a reservation cannot be mapped) grows by doubling,
+// but its capacity, host memory, never passes the instance's maximum.
+func TestHeapMemoryStaysWithinMax(t *testing.T) {
+	const max = 3<<20 + 64<<10
+	h := &heapMemory{max: max}
+	for size := uint64(64 << 10); size <= max; size += 64 << 10 {
+		b := h.Reallocate(size)
+		if uint64(len(b)) != size || uint64(cap(b)) > max {
+			t.Fatalf("Reallocate(%d): len %d cap %d, max %d", size, len(b), cap(b), max)
+		}
+	}
+	if h.Reallocate(max+1) != nil {
+		t.Fatal("grew past the maximum")
+	}
+}

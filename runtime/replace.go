@@ -10,9 +10,12 @@ import (
 
 // replacer paces the background building of replacement instances, for both pool
 // kinds: at most max(workers, 4) builds a second with a burst of workers, and an
-// exponential backoff (100 ms up to 10 s) while builds fail. A module that crashes
-// on every request, or cannot start at all, therefore never turns a pool into a
-// busy instantiation loop.
+// exponential backoff (100 ms up to 10 s) while builds fail, never shorter than
+// the failed build took (an instance whose start function spins until the start
+// timeout keeps a core busy for that long: the pause after it keeps a module
+// that can never start to half a core at most). A module that crashes on every
+// request, or cannot start at all, therefore never turns a pool into a busy
+// instantiation loop.
 type replacer struct {
 	limiter *rate.Limiter
 	log     *slog.Logger
@@ -39,13 +42,15 @@ func nextInstance[T any](ctx context.Context, r *replacer, build func(context.Co
 	if r.limiter.Wait(ctx) != nil {
 		return inst, false, nil
 	}
+	start := time.Now()
 	inst, err = build(ctx)
 	if err == nil {
 		r.backoff = minBackoff
 		return inst, true, nil
 	}
-	r.log.Error("cannot start replacement instance", "err", err, "retry_in", r.backoff)
-	t := time.NewTimer(r.backoff)
+	wait := max(r.backoff, time.Since(start))
+	r.log.Error("cannot start replacement instance", "err", err, "retry_in", wait.Round(time.Millisecond))
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

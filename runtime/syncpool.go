@@ -93,6 +93,17 @@ type SyncPool struct {
 
 type poolStats struct {
 	served, discarded, recycled, built atomic.Int64
+
+	// Failed instance starts, for Stats; under mu of the pool.
+	startFailures int64
+	lastStartErr  string
+	lastStartAt   time.Time
+}
+
+// startFailed records a failed instance start; the caller holds the pool's mu.
+func (s *poolStats) startFailed(err error) {
+	s.startFailures++
+	s.lastStartErr, s.lastStartAt = err.Error(), time.Now()
 }
 
 // NewSyncPool starts a pool and pre-warms every instance before returning, so the
@@ -306,6 +317,9 @@ func (p *SyncPool) maintain() {
 			}
 			p.mu.Lock()
 			p.lastErr = err
+			if err != nil {
+				p.stats.startFailed(err)
+			}
 			p.mu.Unlock()
 			if err != nil {
 				continue
@@ -336,14 +350,24 @@ func (p *SyncPool) reportStorm() {
 type Stats struct {
 	Workers, Live, Idle, Waiting       int
 	Served, Discarded, Recycled, Built int64
+	// StartFailures counts replacement instances that failed to start (a start
+	// function, _initialize or start hook that failed or overran the start
+	// timeout); LastStartError is the latest reason, at LastStartErrorAt.
+	StartFailures    int64
+	LastStartError   string
+	LastStartErrorAt time.Time
 }
 
 // Stats returns current counters.
 func (p *SyncPool) Stats() Stats {
+	p.mu.Lock()
+	failures, lastErr, lastAt := p.stats.startFailures, p.stats.lastStartErr, p.stats.lastStartAt
+	p.mu.Unlock()
 	return Stats{
 		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}
 }
 

@@ -44,6 +44,9 @@ Run 'wasmsrv run --help' for the flags; each has a WASMSRV_* environment variabl
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The first signal starts a graceful shutdown; a second one ends the process
+	// at once (the default action), as with gunicorn or uvicorn.
+	go func() { <-ctx.Done(); stop() }()
 	err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)

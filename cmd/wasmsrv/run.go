@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/caarlos0/env/v11"
@@ -82,6 +83,15 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer eng.Close(context.Background())
+	// A signal while the app starts interrupts its instance starts at once (there
+	// is nothing to drain yet); once serving, after the grace period.
+	var serving atomic.Bool
+	defer boundShutdown(ctx, func() time.Duration {
+		if !serving.Load() {
+			return 0
+		}
+		return cfg.ShutdownTimeout.D()
+	}, eng, log)()
 
 	reg, err := plugins.NewRegistry(installedPlugins(cfg)...)
 	if err != nil {
@@ -117,6 +127,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			Compression: cfg.WSCompression, SendBuffer: int(cfg.WSSendBuffer), Origins: origins,
 		},
 		MemoryLimit:    int64(cfg.MemoryLimit),
+		StartTimeout:   cfg.StartTimeout.D(),
 		BodyLimit:      int64(cfg.BodyLimit),
 		BodyBuffer:     bodybuf.Config{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
 		ResponseBuffer: int(cfg.BufferResponse),
@@ -128,8 +139,13 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		Progress:       meter,
 	}, log)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
+			log.Info("stopped while starting")
+			return nil
+		}
 		return err
 	}
+	serving.Store(true)
 
 	// Compiling or loading a module leaves a large, short-lived heap behind: give it
 	// back to the OS before serving so the steady-state footprint is what shows.

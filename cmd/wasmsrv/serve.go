@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host/site"
@@ -81,6 +83,15 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer eng.Close(context.Background())
+	// A signal while the site starts interrupts its instance starts at once;
+	// once serving, after the grace period (read then: a reload may change it).
+	var serving atomic.Pointer[site.Site]
+	defer boundShutdown(ctx, func() time.Duration {
+		if s := serving.Load(); s != nil {
+			return s.Config().Server.ShutdownTimeout.D()
+		}
+		return 0
+	}, eng, log)()
 
 	kvPath := cfg.Plugins.KVPath
 	if kvPath != "" && !filepath.IsAbs(kvPath) {
@@ -99,6 +110,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	s, err := site.New(ctx, site.Options{ConfigPath: *path, Lookup: os.LookupEnv, Engine: eng,
 		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log, Plugins: reg, Progress: meter})
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
+			log.Info("stopped while starting")
+			return nil
+		}
 		return err
 	}
 	// Catch SIGHUP before announcing anything: a reload sent right after
@@ -114,6 +129,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if admin == "" {
 		admin = "off"
 	}
+	serving.Store(s)
 	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), admin)
 	go func() {
 		for {

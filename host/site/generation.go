@@ -39,6 +39,7 @@ type generation struct {
 	refs     atomic.Int64
 	groups   map[string]*upstream.Group
 	appNames []string
+	apps     map[string]*apps.App
 	store    *cache.Store
 
 	retireOnce atomic.Bool
@@ -81,6 +82,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 	trusted := trustedPrefixes(cfg)
 
 	appHandlers := map[string]http.Handler{}
+	appsByName := map[string]*apps.App{}
 	var appNames []string
 	for _, name := range sortedKeys(cfg.Apps) {
 		// Pools outlive the reload request that opened them: give them the
@@ -90,7 +92,8 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 			return nil, err
 		}
 		held = append(held, sh)
-		appHandlers[name] = sh.val.(*apps.App).Handler
+		appsByName[name] = sh.val.(*apps.App)
+		appHandlers[name] = appsByName[name].Handler
 		appNames = append(appNames, name)
 	}
 	groups := map[string]*upstream.Group{}
@@ -147,7 +150,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 	}
 
 	s.gen++
-	g := &generation{id: s.gen, loaded: time.Now(), handler: handler, groups: groups, appNames: appNames, store: store,
+	g := &generation{id: s.gen, loaded: time.Now(), handler: handler, groups: groups, appNames: appNames, apps: appsByName, store: store,
 		retired: make(chan struct{})}
 	g.refs.Store(1)
 	g.retire = func() {
@@ -207,7 +210,7 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
 		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir, Mode: ac.Mode, Progress: s.opt.Progress,
 		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
-		MemoryLimit: int64(ac.MemoryLimit), Env: env, Mounts: mounts,
+		MemoryLimit: int64(ac.MemoryLimit), StartTimeout: ac.StartTimeout.D(), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
 		WebSocket: host.WSConfig{Origins: origins, SendBuffer: int(ac.WSSendBuffer)},
 		Plugins:   s.opt.Plugins, Grants: g, LogRate: ac.LogBudget(),

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/host/admin"
 	"github.com/wasmsrv/wasmsrv/host/cache"
@@ -336,9 +337,13 @@ func (s *Site) Status() any {
 	if g.store != nil {
 		cacheBytes, cacheEntries = g.store.Used(), g.store.Len()
 	}
+	pools := make(map[string]apps.Status, len(g.apps))
+	for name, a := range g.apps {
+		pools[name] = a.Status()
+	}
 	return map[string]any{
 		"generation": g.id, "config": s.opt.ConfigPath, "loaded": g.loaded.Format(time.RFC3339),
-		"apps": g.appNames, "upstreams": ups, "cache": map[string]any{"bytes": cacheBytes, "entries": cacheEntries},
+		"apps": g.appNames, "pools": pools, "upstreams": ups, "cache": map[string]any{"bytes": cacheBytes, "entries": cacheEntries},
 	}
 }
 

@@ -11,12 +11,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmsrv/wasmsrv/runtime/wasmdata"
 )
 
 // ---- hand-built modules -------------------------------------------------
@@ -63,7 +66,21 @@ func exportSec(gidx ...byte) []byte {
 	return sec(secExport, slices.Concat([]byte{1, byte(len(ExportName))}, []byte(ExportName), []byte{3}, gidx)...)
 }
 
+// startExport is the export entry of start function f (< 128).
+func startExport(f byte) []byte {
+	return slices.Concat([]byte{byte(len(StartExport))}, []byte(StartExport), []byte{0, f})
+}
+
 var newGlobal = sec(secGlobal, 1, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+
+// twoGlobals is the interrupt flag and the call counter.
+var twoGlobals = sec(secGlobal, 2, 0x7f, 0x01, 0x41, 0x00, 0x0b, 0x7f, 0x01, 0x41, 0x00, 0x0b)
+
+// callSeq is the call counter's safepoint on global g (< 128).
+func callSeq(g byte) []byte {
+	return []byte{0x23, g, 0x41, 0x01, 0x6b, 0x24, g, // g = g - 1
+		0x23, g, 0x41, 0xff, 0x1f, 0x71, 0x45, 0x04, 0x40, 0x41, 0x00, 0x40, 0x00, 0x1a, 0x0b} // if g&4095 == 0 { memory.grow 0 }
+}
 
 func TestInstrumentBytes(t *testing.T) {
 	// 130 defined globals make the new index 130, a two-byte LEB128.
@@ -127,18 +144,33 @@ func TestInstrumentBytes(t *testing.T) {
 		want: module(slices.Concat(voidFunc(1), [][]byte{sec(secGlobal, manyOut...), custom, sec(secExport, otherExportOut...),
 			codeSec(slices.Concat([]byte{0x00, 0x03, 0x40}, checkSeq(0x82, 0x01), []byte{0x0b, 0x0b})), custom})...),
 	}, {
-		name: "no loops: code copied as is, sections inserted before start",
+		name: "no loops, no calls: code copied as is; the start section becomes an export",
 		in: module(slices.Concat(voidFunc(1), [][]byte{sec(secStart, 0),
 			codeSec([]byte{0x00, 0xfd, 0x0c, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0x1a, 0x0b})})...),
-		want: module(slices.Concat(voidFunc(1), [][]byte{newGlobal, exportSec(0), sec(secStart, 0),
+		want: module(slices.Concat(voidFunc(1), [][]byte{newGlobal,
+			sec(secExport, slices.Concat([]byte{2, byte(len(ExportName))}, []byte(ExportName), []byte{3, 0}, startExport(0))...),
 			codeSec([]byte{0x00, 0xfd, 0x0c, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 0x1a, 0x0b})})...),
+	}, {
+		name: "calls without memory: the flag at the entry of a backward call, no counter",
+		in:   module(append(voidFunc(2), codeSec([]byte{0x00, 0x10, 0x01, 0x0b}, []byte{0x00, 0x10, 0x00, 0x0b}))...),
+		want: module(append(voidFunc(2), newGlobal, exportSec(0),
+			codeSec([]byte{0x00, 0x10, 0x01, 0x0b}, slices.Concat([]byte{0x00}, checkSeq(0), []byte{0x10, 0x00, 0x0b})))...),
+	}, {
+		name: "calls with memory: the flag and the call counter at entry, loop ticks",
+		in: module(append(voidFunc(2), sec(secTable, 1, 0x70, 0, 1), sec(secMemory, 1, 0, 0),
+			codeSec([]byte{0x00, 0x41, 0x00, 0x11, 0x00, 0x00, 0x0b}, []byte{0x00, 0x03, 0x40, 0x10, 0x01, 0x0b, 0x0b}))...),
+		want: module(append(voidFunc(2), sec(secTable, 1, 0x70, 0, 1), sec(secMemory, 1, 0, 0), twoGlobals, exportSec(0),
+			codeSec(slices.Concat([]byte{0x00}, checkSeq(0), callSeq(1), []byte{0x41, 0x00, 0x11, 0x00, 0x00, 0x0b}),
+				slices.Concat([]byte{0x01, 0x01, 0x7f}, checkSeq(0), callSeq(1), []byte{0x03, 0x40}, checkSeq(0), tickSeq(0),
+					[]byte{0x10, 0x01, 0x0b, 0x0b})))...),
 	}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Instrument(tt.in)
+			res, err := Instrument(tt.in, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
+			got := res.Wasm
 			if !bytes.Equal(got, tt.want) {
 				t.Fatalf("got\n% x\nwant\n% x", got, tt.want)
 			}
@@ -181,10 +213,17 @@ func TestInstrumentErrors(t *testing.T) {
 		{"overlong LEB128", body(0x20, 0x80, 0x80, 0x80, 0x80, 0x80, 0x00, 0x0b), ErrMalformed, "longer than"},
 		{"no end", body(0x01), ErrMalformed, "does not end"},
 		{"bad import kind", module(sec(secImport, 1, 1, 'a', 1, 'b', 9)), ErrMalformed, "import kind"},
+		{"start export name taken", module(sec(secExport,
+			slices.Concat([]byte{1, byte(len(StartExport))}, []byte(StartExport), []byte{0, 0})...)), nil, "already taken"},
+		// The module has no global: index 0 would be the injected flag, which a
+		// guest must not be able to clear.
+		{"global.set of the flag", body(0x41, 0x00, 0x24, 0x00, 0x0b), ErrMalformed, "global index 0 out of range (0 globals)"},
+		{"global.get past the globals", module(append(voidFunc(1), sec(secGlobal, 1, 0x7f, 0x01, 0x41, 0x00, 0x0b),
+			codeSec([]byte{0x00, 0x23, 0x01, 0x1a, 0x0b}))...), ErrMalformed, "global index 1 out of range (1 globals)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Instrument(tt.in)
+			_, err := Instrument(tt.in, Options{})
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -198,7 +237,7 @@ func TestInstrumentErrors(t *testing.T) {
 	}
 
 	// Unsupported opcodes are reported with their module offset.
-	_, err := Instrument(body(0x01, 0xfe, 0x00, 0x00, 0x0b))
+	_, err := Instrument(body(0x01, 0xfe, 0x00, 0x00, 0x0b), Options{})
 	if want := "offset " + strconv.Itoa(firstInstr+1) + ": opcode 0xfe"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("error %v does not contain %q", err, want)
 	}
@@ -217,12 +256,12 @@ func readTestdata(t testing.TB, name string) []byte {
 
 func mustInstrument(t testing.TB, bin []byte) []byte {
 	t.Helper()
-	out, err := Instrument(bin)
+	out, err := Instrument(bin, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	validate(t, out)
-	return out
+	validate(t, out.Wasm)
+	return out.Wasm
 }
 
 // validate runs wabt's wasm-validate on bin when it is installed.
@@ -265,8 +304,14 @@ func interruptGlobal(t testing.TB, mod api.Module) api.MutableGlobal {
 }
 
 // assertInterrupts calls fn in a goroutine, sets g after 50 ms and expects the
-// call to fail with an `unreachable` trap soon after.
+// call to fail with an `unreachable` trap soon after; meanwhile a GC must be
+// able to run (the guest reaches safepoints).
 func assertInterrupts(t *testing.T, g api.MutableGlobal, fn api.Function) {
+	t.Helper()
+	assertInterruptsGC(t, g, fn, true)
+}
+
+func assertInterruptsGC(t *testing.T, g api.MutableGlobal, fn api.Function, safepoints bool) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
@@ -278,16 +323,18 @@ func assertInterrupts(t *testing.T, g api.MutableGlobal, fn api.Function) {
 		t.Fatalf("returned before the interrupt: %v", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	// A stop-the-world must not wait for the spinning guest (safepoints).
-	gcDone := make(chan struct{})
-	go func() {
-		runtime.GC()
-		close(gcDone)
-	}()
-	select {
-	case <-gcDone:
-	case <-time.After(5 * time.Second):
-		t.Fatal("runtime.GC blocked by the spinning guest")
+	if safepoints {
+		// A stop-the-world must not wait for the spinning guest.
+		gcDone := make(chan struct{})
+		go func() {
+			runtime.GC()
+			close(gcDone)
+		}()
+		select {
+		case <-gcDone:
+		case <-time.After(5 * time.Second):
+			t.Fatal("runtime.GC blocked by the spinning guest")
+		}
 	}
 	set := time.Now()
 	g.Set(1)
@@ -326,6 +373,23 @@ func TestInterruptInfiniteLoop(t *testing.T) {
 	}
 }
 
+// TestInterruptRecursion: recursion without any loop (directly and through
+// call_indirect) is stopped by the checks at function entries, and lets a GC
+// run meanwhile when the module has a memory.
+func TestInterruptRecursion(t *testing.T) {
+	for _, file := range []string{"calls.wasm", "calls_nomem.wasm"} {
+		for _, fn := range []string{"spin", "spin_indirect"} {
+			t.Run(file+"/"+fn, func(t *testing.T) {
+				mod, err := newRuntime(t).Instantiate(context.Background(), mustInstrument(t, readTestdata(t, file)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				assertInterruptsGC(t, interruptGlobal(t, mod), mod.ExportedFunction(fn), file == "calls.wasm")
+			})
+		}
+	}
+}
+
 // TestSameResults runs each test module before and after instrumentation.
 func TestSameResults(t *testing.T) {
 	tests := []struct {
@@ -338,6 +402,8 @@ func TestSameResults(t *testing.T) {
 		{"features.wasm", "multi", []uint64{5}},
 		{"features.wasm", "multi", []uint64{6}},
 		{"imports.wasm", "run", nil},
+		{"calls.wasm", "fib", []uint64{20}},
+		{"calls.wasm", "fib_indirect", []uint64{20}},
 	}
 	ctx := context.Background()
 	for _, tt := range tests {
@@ -374,12 +440,15 @@ func TestSectionsKept(t *testing.T) {
 		file   string
 		gidx   uint32
 		loops  int
+		calls  int // functions that may recurse
 		memory bool
+		start  bool
 	}{
-		{"loop.wasm", 1, 3, true},
-		{"noglobal.wasm", 0, 1, true},
-		{"imports.wasm", 3, 1, false},
-		{"features.wasm", 0, 3, true},
+		{"loop.wasm", 1, 3, 0, true, false},
+		{"noglobal.wasm", 0, 1, 0, true, true},
+		{"imports.wasm", 3, 1, 0, false, false}, // it calls an import only
+		{"features.wasm", 0, 3, 2, true, false},
+		{"calls.wasm", 0, 0, 4, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -395,36 +464,38 @@ func TestSectionsKept(t *testing.T) {
 			}
 			kept := func(ss []section) (raw [][]byte) {
 				for _, s := range ss {
-					if s.id != secGlobal && s.id != secExport && s.id != secCode {
+					if s.id != secGlobal && s.id != secExport && s.id != secCode && s.id != secStart {
 						raw = append(raw, s.raw)
 					}
 				}
 				return raw
 			}
 			if !slices.EqualFunc(kept(before), kept(after), bytes.Equal) {
-				t.Error("sections other than global, export and code changed")
+				t.Error("sections other than global, export, start and code changed")
 			}
 			for _, s := range after {
 				switch s.id {
 				case secGlobal:
-					if !bytes.HasSuffix(s.content, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}) {
-						t.Error("global section does not end with the new global")
+					if !bytes.Contains(s.content, []byte{0x7f, 0x01, 0x41, 0x00, 0x0b}) {
+						t.Error("global section lacks the new global")
 					}
 				case secExport:
-					if !bytes.HasSuffix(s.content, exportEntry(tt.gidx)) {
-						t.Errorf("export section does not end with the export of global %d", tt.gidx)
+					if !bytes.Contains(s.content, exportEntry(ExportName, 3, tt.gidx)) {
+						t.Errorf("export section lacks the export of global %d", tt.gidx)
 					}
+					if got := bytes.Contains(s.content, []byte(StartExport)); got != tt.start {
+						t.Errorf("start function exported: %v, want %v", got, tt.start)
+					}
+				case secStart:
+					t.Error("the start section is still there")
 				}
 			}
-			if got := len(out) - len(orig); got < tt.loops*len(checkSeq(0)) {
-				t.Errorf("grew by %d bytes, too little for %d checks", got, tt.loops)
-			}
 			check := flagCheck(tt.gidx)
-			if got := bytes.Count(out, check) - bytes.Count(orig, check); got != tt.loops {
-				t.Errorf("%d checks added, want %d", got, tt.loops)
+			if got := bytes.Count(out, check) - bytes.Count(orig, check); got != tt.loops+tt.calls {
+				t.Errorf("%d checks added, want %d (loops) + %d (functions that may recurse)", got, tt.loops, tt.calls)
 			}
-			if got := bytes.Count(out, []byte{0x41, 0x00, 0x40, 0x00, 0x1a}); tt.memory != (got >= tt.loops) {
-				t.Errorf("%d safepoints, memory %v, %d loops", got, tt.memory, tt.loops)
+			if got := bytes.Count(out, []byte{0x41, 0x00, 0x40, 0x00, 0x1a}); tt.memory != (got >= tt.loops+tt.calls) {
+				t.Errorf("%d safepoints, memory %v, %d loops, %d functions that may recurse", got, tt.memory, tt.loops, tt.calls)
 			}
 		})
 	}
@@ -438,6 +509,12 @@ func TestNoGlobalOrExportSection(t *testing.T) {
 		t.Fatal(err)
 	}
 	interruptGlobal(t, mod)
+	if b, ok := mod.Memory().Read(0, 16); !ok || b[15] != 0 {
+		t.Errorf("the start function ran at instantiation: memory = % x", b)
+	}
+	if _, err := mod.ExportedFunction(StartExport).Call(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// The start function's loop ran to completion and the data segment is intact.
 	if b, ok := mod.Memory().Read(0, 16); !ok || b[15] != 15 {
 		t.Errorf("memory after start = % x", b)
@@ -520,20 +597,27 @@ func instantiateGo(t *testing.T, bin []byte) api.Module {
 }
 
 func TestGoHello(t *testing.T) {
-	orig := buildGuest(t, "./samples/hello")
+	orig := wasmdata.Merge(buildGuest(t, "./samples/hello")) // as the runtime loads it
 	start := time.Now()
-	out, err := Instrument(orig)
+	res, err := Instrument(orig, Options{MemoryLimit: 128 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("instrumented %d bytes in %v; grew by %d bytes (%.2f%%)",
-		len(orig), time.Since(start), len(out)-len(orig), 100*float64(len(out)-len(orig))/float64(len(orig)))
+	out := res.Wasm
+	t.Logf("instrumented %d bytes in %v; grew by %d bytes (%.2f%%); host structures %d bytes, tables %d bytes, %d pages of memory",
+		len(orig), time.Since(start), len(out)-len(orig), 100*float64(len(out)-len(orig))/float64(len(orig)),
+		res.Limits.Host, res.Limits.Tables, res.MemoryPages)
 	validate(t, out)
 	mod := instantiateGo(t, out)
 	if mod.ExportedFunction("wasmsrv_handle") == nil {
 		t.Error("export wasmsrv_handle missing")
 	}
 	interruptGlobal(t, mod)
+	// Go's table never grows (no table.grow): with the host structures of its
+	// globals and segments it takes a few dozen KiB.
+	if res.MemoryPages < 2047 {
+		t.Errorf("%d pages left of 2048 for a Go guest", res.MemoryPages)
+	}
 }
 
 func TestGoSpin(t *testing.T) {
@@ -552,34 +636,41 @@ func BenchmarkInstrumentGoHello(b *testing.B) {
 	b.SetBytes(int64(len(bin)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := Instrument(bin); err != nil {
+		if _, err := Instrument(bin, Options{MemoryLimit: 128 << 20}); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-// BenchmarkGoLoop compares a bounded Go loop (count(10000)) uninstrumented,
-// instrumented, and under WithCloseOnContextDone, which this package replaces.
-func BenchmarkGoLoop(b *testing.B) {
-	orig := buildGuest(b, "./runtime/interrupt/testdata/spin")
-	instrumented, err := Instrument(orig)
-	if err != nil {
-		b.Fatal(err)
+// variant is one way of instrumenting a module, for the benchmarks.
+type variant struct {
+	name  string
+	bin   []byte
+	close bool // run it under WithCloseOnContextDone
+}
+
+// variants are the instrumentations the benchmarks compare: none, the checks
+// at loops only (the scheme before function-entry checks), every check without
+// safepoints, and everything (what Instrument does).
+func variants(b *testing.B, orig []byte) []variant {
+	b.Helper()
+	mk := func(ck checks) []byte {
+		m, err := instrument(orig, Options{}, ck)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return m.Wasm
 	}
-	flagOnly, err := instrument(orig, false)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cases := []struct {
-		name  string
-		bin   []byte
-		close bool
-	}{
+	return []variant{
 		{"plain", orig, false},
-		{"instrumented", instrumented, false},
-		{"flagOnly", flagOnly, false},
-		{"CloseOnContextDone", orig, true},
+		{"loopsOnly", mk(checks{loops: true, safepoints: true}), false},
+		{"flagOnly", mk(checks{loops: true, entries: true}), false},
+		{"instrumented", mk(allChecks), false},
 	}
+}
+
+// runVariants instantiates each variant and benchmarks fn(args) on it.
+func runVariants(b *testing.B, cases []variant, fn string, args ...uint64) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
@@ -590,12 +681,55 @@ func BenchmarkGoLoop(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			count := mod.ExportedFunction("count")
+			f := mod.ExportedFunction(fn)
+			cpu0 := cpuTime(b)
 			for b.Loop() {
-				if _, err := count.Call(ctx, 10000); err != nil {
+				if _, err := f.Call(ctx, args...); err != nil {
 					b.Fatal(err)
 				}
 			}
+			// CPU time is steadier than wall time on a shared machine.
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// cpuTime is the process's user plus system CPU time so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Skipf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkGoLoop compares a bounded Go loop (count(10000)) uninstrumented,
+// instrumented in each way (variants), and under WithCloseOnContextDone,
+// which this package replaces.
+func BenchmarkGoLoop(b *testing.B) {
+	orig := buildGuest(b, "./runtime/interrupt/testdata/spin")
+	runVariants(b, append(variants(b, orig), variant{"CloseOnContextDone", orig, true}), "count", 10000)
+}
+
+// BenchmarkCallHeavy is the worst case for checks at function entries:
+// fib(25), 242,785 calls that each do almost nothing else, as a Go guest and
+// as hand-written wasm (direct calls and call_indirect).
+//
+//	go test -run '^$' -bench CallHeavy -count 6 ./runtime/interrupt/ | benchstat -col /variant -
+func BenchmarkCallHeavy(b *testing.B) {
+	goBin := buildGuest(b, "./runtime/interrupt/testdata/spin")
+	wat := readTestdata(b, "calls.wasm")
+	for _, g := range []struct {
+		name, fn string
+		bin      []byte
+		arg      uint64
+	}{
+		{"guest=go", "fib", goBin, 25},
+		{"guest=wat", "fib", wat, 25},
+		{"guest=wat-indirect", "fib_indirect", wat, 25},
+	} {
+		b.Run(g.name, func(b *testing.B) {
+			runVariants(b, variants(b, g.bin), g.fn, g.arg)
 		})
 	}
 }

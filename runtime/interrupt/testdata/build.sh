@@ -1,8 +1,24 @@
 #!/bin/sh
 # Assembles the .wat test modules with wabt (apt-get install wabt). The .wasm
-# outputs are committed so the tests do not need wabt.
+# outputs are committed so the tests do not need wabt; with --check (CI, via
+# check-binaries.sh) it fails if a committed .wasm differs from its source.
 set -eu
 cd "$(dirname "$0")"
+check=0
+[ "${1:-}" = "--check" ] && check=1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
 for f in *.wat; do
-	wat2wasm --debug-names -o "${f%.wat}.wasm" "$f"
+	out="${f%.wat}.wasm"
+	if [ $check = 1 ]; then
+		wat2wasm --debug-names -o "$tmp/$out" "$f"
+		if ! cmp -s "$tmp/$out" "$out"; then
+			echo "build.sh: runtime/interrupt/testdata/$out is stale (run: sh runtime/interrupt/testdata/build.sh)" >&2
+			fail=1
+		fi
+	else
+		wat2wasm --debug-names -o "$out" "$f"
+	fi
 done
+exit $fail

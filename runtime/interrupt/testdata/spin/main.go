@@ -25,4 +25,14 @@ func count(n int32) int32 {
 	return counter
 }
 
+// fib recurses without a loop of its own (the call-heavy benchmark's Go guest).
+//
+//go:wasmexport fib
+func fib(n int32) int32 {
+	if n < 2 {
+		return n
+	}
+	return fib(n-1) + fib(n-2)
+}
+
 func main() {}

@@ -1,0 +1,21 @@
+;; calls.wat: recursion without a single loop, directly and through
+;; call_indirect. fib(90) would run for centuries: only the checks at function
+;; entries can stop it, and only the call counter's safepoints let a GC run
+;; meanwhile. It has a memory, so it gets safepoints.
+(module
+  (type $fn (func (param i64) (result i64)))
+  (memory 1)
+  (table 1 1 funcref)
+  (elem (i32.const 0) $fib_indirect)
+  (func $fib (export "fib") (param $n i64) (result i64)
+    (if (result i64) (i64.lt_u (local.get $n) (i64.const 2))
+      (then (local.get $n))
+      (else (i64.add (call $fib (i64.sub (local.get $n) (i64.const 1)))
+                     (call $fib (i64.sub (local.get $n) (i64.const 2)))))))
+  (func $fib_indirect (export "fib_indirect") (param $n i64) (result i64)
+    (if (result i64) (i64.lt_u (local.get $n) (i64.const 2))
+      (then (local.get $n))
+      (else (i64.add (call_indirect (type $fn) (i64.sub (local.get $n) (i64.const 1)) (i32.const 0))
+                     (call_indirect (type $fn) (i64.sub (local.get $n) (i64.const 2)) (i32.const 0))))))
+  (func (export "spin") (drop (call $fib (i64.const 90))))
+  (func (export "spin_indirect") (drop (call $fib_indirect (i64.const 90)))))
