@@ -20,6 +20,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
+	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
 	pluglog "github.com/wasmsrv/wasmsrv/plugins/log"
 	"github.com/wasmsrv/wasmsrv/plugins/sockets"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -83,8 +84,10 @@ type served struct {
 }
 
 type app struct {
+	source  string // a guest package (default: the test guest)
 	mode    string // "" (sync) or "async"
 	section plugins.Section
+	vars    map[string]string // the config plugin's variables, if any
 	pool    runtime.PoolConfig
 	res     sockets.Resolver
 }
@@ -96,15 +99,22 @@ func serve(t testing.TB, a app) *served {
 	if a.pool.Workers == 0 {
 		a.pool.Workers = 1
 	}
-	reg, err := plugins.NewRegistry(pluglog.New(), sockets.New(sockets.Options{Resolver: a.res}))
+	if a.source == "" {
+		a.source = guest
+	}
+	reg, err := plugins.NewRegistry(pluglog.New(), plugconfig.New(), sockets.New(sockets.Options{Resolver: a.res}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	grants := plugins.Grants{"sockets": a.section}
+	if a.vars != nil {
+		grants["config"] = plugins.Section{"vars": a.vars}
 	}
 	lb := &testkit.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opened, err := apps.Open(context.Background(), engine(t), apps.Spec{
-		Name: "sockets-test", Source: guest, BuildCacheDir: testkit.BuildCache(), Mode: a.mode,
-		Pool: a.pool, Plugins: reg, Grants: plugins.Grants{"sockets": a.section},
+		Name: "sockets-test", Source: a.source, BuildCacheDir: testkit.BuildCache(), Mode: a.mode,
+		Pool: a.pool, Plugins: reg, Grants: grants,
 	}, log)
 	if err != nil {
 		t.Fatal(err)
