@@ -602,3 +602,54 @@ func TestConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCGuest drives the plugin from C (sdk/c/wasmsrv_plugins.h), and breaks its
+// ABI the ways a guest written from ABI.md alone can: regions outside memory,
+// unknown handles and lengths that would size host allocations trap the guest
+// (500, its instance replaced); bad values get statuses; the host and the app's
+// other requests carry on.
+func TestCGuest(t *testing.T) {
+	wasm := testkit.BuildC(t, "testdata/c-sockets.c")
+	ls := startLineServer(t, nil, nil)
+	s := serve(t, app{source: wasm, section: allow(ls.addr), pool: runtime.PoolConfig{Workers: 2}})
+	q := "?addr=" + ls.addr
+	want(t, s.url+"/ping"+q, 200, "pong")
+	for _, c := range []struct {
+		path string
+		code int
+		body string
+	}{
+		{"/long-addr", 200, "-3"},
+		{"/long-name" + q, 200, "-3"},
+		{"/bad-flags" + q, 200, "-3"},
+		{"/both-families" + q, 200, "-3"},
+		{"/name-without-tls" + q, 200, "-3"},
+		{"/garbage-addr", 200, "-3"},
+		{"/ping?addr=127.0.0.1:1", 200, "-18"}, // ERR_DENIED
+		// set_deadline, notify with bad directions; notify in sync mode; wait in
+		// sync mode; addr with a bad which; a zero-length read; shutdown; write
+		// and starttls after it.
+		{"/calls-on-open" + q, 200, "-3 -3 -4 0 -3 0 0 -1 -5"},
+		{"/connect-addr-oob", 500, ""},
+		{"/connect-name-oob" + q, 500, ""},
+		{"/connect-huge-len", 500, ""},
+		{"/read-bad-handle", 500, ""},
+		{"/write-zero-handle", 500, ""},
+		{"/close-twice" + q, 500, ""},
+		{"/read-oob" + q, 500, ""},
+		{"/write-oob" + q, 500, ""},
+		{"/addr-oob" + q, 500, ""},
+		{"/read-huge" + q, 500, ""},
+	} {
+		code, body := get(t, s.url+c.path)
+		if code != c.code || (c.body != "" && body != c.body) {
+			t.Errorf("%s = %d %q, want %d %q", c.path, code, body, c.code, c.body)
+		}
+		want(t, s.url+"/ok", 200, "0")
+	}
+	if l := s.log.String(); !strings.Contains(l, "region outside guest memory") || !strings.Contains(l, "unknown socket handle 999") {
+		t.Errorf("the traps are not explained in the log:\n%s", l)
+	}
+	// The trapped instances' connections were closed with them.
+	ls.waitActive(t, 0)
+}
