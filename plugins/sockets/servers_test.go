@@ -397,3 +397,22 @@ func TestLeakedConnectionsToRedis(t *testing.T) {
 		}
 	})
 }
+
+// TestDatabaseSQL: database/sql with pgx's driver, given the SDK's dialer, keeps
+// its connections between requests and runs transactions.
+func TestDatabaseSQL(t *testing.T) {
+	pg := testkit.StartPostgres(t)
+	shapes(t, func(t *testing.T, mode string) {
+		url := pg.CreateDB(t, "127.0.0.1", "sql_"+map[string]string{"": "sync", "async": "async"}[mode])
+		s := serve(t, app{source: "internal/sqlguest", mode: mode, section: allow(pg.Addr),
+			vars: map[string]string{"DATABASE_URL": url}})
+		want(t, s.url+"/tx", 200, "2 inside, 0 after rollback")
+		_, pid := get(t, s.url+"/pid")
+		if _, err := strconv.Atoi(pid); err != nil {
+			t.Fatalf("pid: %q", pid)
+		}
+		for range 5 {
+			want(t, s.url+"/pid", 200, pid)
+		}
+	})
+}

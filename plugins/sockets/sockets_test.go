@@ -653,3 +653,81 @@ func TestCGuest(t *testing.T) {
 	// The trapped instances' connections were closed with them.
 	ls.waitActive(t, 0)
 }
+
+// smtpServer is the least SMTP server net/smtp talks to; it keeps the messages.
+func smtpServer(t testing.TB) (addr string, msgs chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs = make(chan string, 4)
+	var wg sync.WaitGroup
+	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				rd := bufio.NewReader(c)
+				io.WriteString(c, "220 test ESMTP\r\n")
+				var from, to string
+				for {
+					l, err := rd.ReadString('\n')
+					if err != nil {
+						return
+					}
+					switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
+					case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+						io.WriteString(c, "250 test\r\n")
+					case strings.HasPrefix(cmd, "MAIL FROM:"):
+						from = strings.TrimSpace(l[10:])
+						io.WriteString(c, "250 OK\r\n")
+					case strings.HasPrefix(cmd, "RCPT TO:"):
+						to = strings.TrimSpace(l[8:])
+						io.WriteString(c, "250 OK\r\n")
+					case cmd == "DATA":
+						io.WriteString(c, "354 go ahead\r\n")
+						var body strings.Builder
+						for {
+							l, err := rd.ReadString('\n')
+							if err != nil {
+								return
+							}
+							if l == ".\r\n" {
+								break
+							}
+							body.WriteString(l)
+						}
+						msgs <- from + " -> " + to + ": " + body.String()
+						io.WriteString(c, "250 queued\r\n")
+					case cmd == "QUIT":
+						io.WriteString(c, "221 bye\r\n")
+						return
+					default:
+						io.WriteString(c, "502 no\r\n")
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), msgs
+}
+
+func TestNetSMTP(t *testing.T) {
+	addr, msgs := smtpServer(t)
+	shapes(t, func(t *testing.T, mode string) {
+		s := serve(t, app{mode: mode, section: allow(addr)})
+		want(t, s.url+"/smtp?addr="+addr, 200, "sent")
+		if got, want := <-msgs, "<app@example.com> -> <ops@example.com>: Subject: hello\r\n\r\nsent from a guest\r\n"; got != want {
+			t.Fatalf("the server got %q, want %q", got, want)
+		}
+	})
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/smtp"
 	"net/url"
 	"os"
 	"strconv"
@@ -263,6 +264,35 @@ func route(path string, q url.Values) (string, error) {
 		}
 		defer c.Close()
 		return c.LocalAddr().Network() + " " + c.RemoteAddr().String(), nil
+
+	case "/smtp":
+		// net/smtp over a connection of the host's.
+		c, err := dialer(q).DialContext(ctx, network, addr)
+		if err != nil {
+			return "", err
+		}
+		host, _, _ := net.SplitHostPort(addr)
+		sc, err := smtp.NewClient(c, host)
+		if err != nil {
+			c.Close()
+			return "", err
+		}
+		defer sc.Close()
+		if err := sc.Mail("app@example.com"); err != nil {
+			return "", err
+		}
+		if err := sc.Rcpt("ops@example.com"); err != nil {
+			return "", err
+		}
+		wc, err := sc.Data()
+		if err != nil {
+			return "", err
+		}
+		io.WriteString(wc, "Subject: hello\r\n\r\nsent from a guest\r\n")
+		if err := wc.Close(); err != nil {
+			return "", err
+		}
+		return "sent", sc.Quit()
 
 	case "/write":
 		// Writes n bytes and closes: for the byte quota.
