@@ -116,6 +116,7 @@ type Postgres struct {
 	dir      string
 	bin      string   // directory of initdb, pg_ctl
 	runAs    []string // prefix that runs a command as the cluster's owner (root cannot)
+	uid, gid int      // the owner, when root runs the tests (-1: the test's own user)
 }
 
 // URL is a pgx connection string for host (an address or a name such as
@@ -138,7 +139,7 @@ func StartPostgres(t testing.TB, extra ...string) *Postgres {
 	if bin == "" {
 		t.Skip("PostgreSQL not installed (apt-get install postgresql)")
 	}
-	p := &Postgres{Port: FreePort(t), User: "wasmsrv", Password: "s3cret-test", DB: "wasmsrv", bin: bin}
+	p := &Postgres{Port: FreePort(t), User: "wasmsrv", Password: "s3cret-test", DB: "wasmsrv", bin: bin, uid: -1, gid: -1}
 	p.Addr = fmt.Sprintf("127.0.0.1:%d", p.Port)
 	// The cluster's directory is not under t.TempDir: the server's user must be
 	// able to reach it, and a test's temp dirs are private to root.
@@ -157,9 +158,9 @@ func StartPostgres(t testing.TB, extra ...string) *Postgres {
 				t.Skip("running as root and no postgres or nobody user to own a PostgreSQL cluster")
 			}
 		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, uid, gid); err != nil {
+		p.uid, _ = strconv.Atoi(u.Uid)
+		p.gid, _ = strconv.Atoi(u.Gid)
+		if err := os.Chown(dir, p.uid, p.gid); err != nil {
 			t.Fatal(err)
 		}
 		runuser, err := exec.LookPath("runuser")
@@ -208,6 +209,41 @@ func StartPostgres(t testing.TB, extra ...string) *Postgres {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// EnableTLS turns TLS on (a fresh self-signed certificate for 127.0.0.1 and
+// localhost, which is its own CA), restarts the server and returns the
+// certificate's PEM file, for clients to trust.
+func (p *Postgres) EnableTLS(t testing.TB) (caFile string) {
+	t.Helper()
+	certFile, keyFile, _ := SelfSigned(t, t.TempDir())
+	for _, f := range []struct{ from, to string }{{certFile, "server.crt"}, {keyFile, "server.key"}} {
+		b, err := os.ReadFile(f.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(p.data(), f.to)
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if p.uid >= 0 {
+			if err := os.Chown(dst, p.uid, p.gid); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
+	_ = f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop(t)
+	p.Start(t)
+	return certFile
 }
 
 // Start starts the server (again) and waits until it accepts connections.

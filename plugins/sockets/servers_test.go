@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -19,7 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
+	"github.com/wasmsrv/wasmsrv/plugins"
+	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
+	pluglog "github.com/wasmsrv/wasmsrv/plugins/log"
+	"github.com/wasmsrv/wasmsrv/plugins/sockets"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -415,4 +421,45 @@ func TestDatabaseSQL(t *testing.T) {
 			want(t, s.url+"/pid", 200, pid)
 		}
 	})
+}
+
+// TestTodoOverHostTLS: with PG_TLS=1 the todo sample negotiates TLS the
+// PostgreSQL way (SSLRequest) and the host does the handshake (StartTLS),
+// verified against the app's tls_ca; without that CA the certificate is
+// refused; an sslmode that demands TLS from pgx itself is refused at start.
+func TestTodoOverHostTLS(t *testing.T) {
+	pg := testkit.StartPostgres(t)
+	ca := pg.EnableTLS(t)
+	url := pg.CreateDB(t, "127.0.0.1", "tls")
+	vars := map[string]string{"DATABASE_URL": url, "PG_TLS": "1"}
+	s := serve(t, app{source: todoSample, section: plugins.Section{"allow": []string{pg.Addr}, "tls_ca": ca}, vars: vars})
+	if code, body, _ := do(t, "POST", s.url+"/todos", `{"title":"encrypted"}`); code != 201 {
+		t.Fatalf("create over TLS: %d %s%s", code, body, logs.tail(s.url+"/"))
+	}
+	var encrypted int
+	if err := pg.Conn(t, "tls").QueryRow(context.Background(),
+		"SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) WHERE application_name = 'todo' AND ssl").Scan(&encrypted); err != nil || encrypted == 0 {
+		t.Fatalf("no TLS connection of the app on the server (%v)", err)
+	}
+
+	untrusted := serve(t, app{source: todoSample, section: allow(pg.Addr), vars: vars})
+	if code, body, _ := do(t, "GET", untrusted.url+"/todos", ""); code != 503 || !strings.Contains(body, "ERR_UNAVAILABLE") {
+		t.Fatalf("an unknown CA: %d %s", code, body)
+	}
+	if !strings.Contains(untrusted.log.String(), "TLS certificate of an outbound connection not accepted") {
+		t.Errorf("the refused certificate is not logged:\n%s", untrusted.log.String())
+	}
+
+	reg, err := plugins.NewRegistry(pluglog.New(), plugconfig.New(), sockets.New(sockets.Options{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	_, err = apps.Open(context.Background(), engine(t), apps.Spec{Name: "require", Source: todoSample, BuildCacheDir: testkit.BuildCache(),
+		Pool: runtime.PoolConfig{Workers: 1}, Plugins: reg, Grants: plugins.Grants{"sockets": allow(pg.Addr),
+			"config": plugins.Section{"vars": map[string]string{"DATABASE_URL": strings.Replace(url, "sslmode=disable", "sslmode=require", 1)}}}},
+		slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "set PG_TLS=1") {
+		t.Fatalf("sslmode=require without PG_TLS: %v", err)
+	}
 }
