@@ -6,15 +6,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
-	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/wasmsrv/wasmsrv/internal/pgcluster"
 )
 
 // Real servers the tests start for themselves, from Debian packages (.ci/run
@@ -105,102 +103,45 @@ func waitTCP(t testing.TB, what, addr string, ok func(net.Conn) bool) {
 	}
 }
 
-// Postgres is a throwaway PostgreSQL cluster on loopback, with password
-// (SCRAM) authentication, as a real deployment has.
+// Postgres is a throwaway PostgreSQL cluster on loopback (package pgcluster),
+// with password (SCRAM) authentication, as a real deployment has.
 type Postgres struct {
 	Addr     string // 127.0.0.1:port
 	Port     int
 	User     string
 	Password string
 	DB       string
-	dir      string
-	bin      string   // directory of initdb, pg_ctl
-	runAs    []string // prefix that runs a command as the cluster's owner (root cannot)
-	uid, gid int      // the owner, when root runs the tests (-1: the test's own user)
+	c        *pgcluster.Cluster
 }
 
 // URL is a pgx connection string for host (an address or a name such as
 // "localhost" that resolves to the server).
-func (p *Postgres) URL(host string) string { return p.urlFor(host, p.DB) }
-
-func (p *Postgres) urlFor(host, db string) string {
-	return fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", p.User, p.Password, net.JoinHostPort(host, strconv.Itoa(p.Port)), db)
-}
+func (p *Postgres) URL(host string) string { return p.c.URL(host, p.DB) }
 
 // StartPostgres creates a cluster in a temp dir with initdb and starts it with
-// pg_ctl on a free loopback port, until the test ends. PostgreSQL refuses to run
-// as root (CI runs as root): then the cluster belongs to the postgres user the
-// Debian package creates (or nobody), and its commands run through runuser.
-// extra are postgres -c settings (name=value). (Debian: apt-get install
+// pg_ctl on a free loopback port, until the test ends. (Debian: apt-get install
 // postgresql.)
-func StartPostgres(t testing.TB, extra ...string) *Postgres {
+func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	bin := postgresBin()
-	if bin == "" {
-		t.Skip("PostgreSQL not installed (apt-get install postgresql)")
+	if !pgcluster.Installed() {
+		t.Skip(pgcluster.ErrNotInstalled)
 	}
-	p := &Postgres{Port: FreePort(t), User: "wasmsrv", Password: "s3cret-test", DB: "wasmsrv", bin: bin, uid: -1, gid: -1}
-	p.Addr = fmt.Sprintf("127.0.0.1:%d", p.Port)
-	// The cluster's directory is not under t.TempDir: the server's user must be
-	// able to reach it, and a test's temp dirs are private to root.
+	// Not under t.TempDir: when root runs the tests, the server's own user must
+	// be able to reach the directory, and a test's temp dirs are private to root.
 	dir, err := os.MkdirTemp("", "wasmsrv-pg-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.dir = dir
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if os.Geteuid() == 0 {
-		owner := "postgres"
-		u, err := user.Lookup(owner)
-		if err != nil {
-			owner = "nobody"
-			if u, err = user.Lookup(owner); err != nil {
-				t.Skip("running as root and no postgres or nobody user to own a PostgreSQL cluster")
-			}
-		}
-		p.uid, _ = strconv.Atoi(u.Uid)
-		p.gid, _ = strconv.Atoi(u.Gid)
-		if err := os.Chown(dir, p.uid, p.gid); err != nil {
-			t.Fatal(err)
-		}
-		runuser, err := exec.LookPath("runuser")
-		if err != nil {
-			t.Skip("running as root without runuser (util-linux) to start PostgreSQL as another user")
-		}
-		p.runAs = []string{runuser, "-u", owner, "--"}
-	}
-	pwfile := filepath.Join(dir, "pw")
-	if err := os.WriteFile(pwfile, []byte(p.Password+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil { // pwfile readable by the owner, the cluster's own dir is 0700
-		t.Fatal(err)
-	}
-	if out, err := p.run("initdb", "-D", p.data(), "-U", p.User, "--pwfile", pwfile, "-A", "scram-sha-256",
-		"-E", "UTF8", "--no-sync", "--no-instructions"); err != nil {
-		t.Fatalf("initdb: %v\n%s", err, out)
-	}
-	_ = os.Remove(pwfile)
-	conf := []string{"listen_addresses = '127.0.0.1'", fmt.Sprintf("port = %d", p.Port),
-		fmt.Sprintf("unix_socket_directories = '%s'", dir), "fsync = off", "synchronous_commit = off",
-		"full_page_writes = off", "max_connections = 200"}
-	for _, e := range extra {
-		k, v, _ := strings.Cut(e, "=")
-		conf = append(conf, fmt.Sprintf("%s = %s", k, v))
-	}
-	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("\n" + strings.Join(conf, "\n") + "\n")
-	_ = f.Close()
-	if err != nil {
+	p := &Postgres{Port: FreePort(t), User: "wasmsrv", Password: "s3cret-test", DB: "wasmsrv"}
+	p.Addr = fmt.Sprintf("127.0.0.1:%d", p.Port)
+	if p.c, err = pgcluster.Init(dir, p.Port, p.User, p.Password); err != nil {
 		t.Fatal(err)
 	}
 	p.Start(t)
-	t.Cleanup(func() { _, _ = p.run("pg_ctl", "-D", p.data(), "-m", "immediate", "-w", "stop") })
+	t.Cleanup(func() { _ = p.c.Stop("immediate") })
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, p.urlFor("127.0.0.1", "postgres"))
+	c, err := pgx.Connect(ctx, p.c.URL("127.0.0.1", "postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,23 +163,11 @@ func (p *Postgres) EnableTLS(t testing.TB) (caFile string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dst := filepath.Join(p.data(), f.to)
-		if err := os.WriteFile(dst, b, 0o600); err != nil {
+		if err := p.c.WriteOwned(f.to, b); err != nil {
 			t.Fatal(err)
 		}
-		if p.uid >= 0 {
-			if err := os.Chown(dst, p.uid, p.gid); err != nil {
-				t.Fatal(err)
-			}
-		}
 	}
-	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = f.WriteString("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")
-	_ = f.Close()
-	if err != nil {
+	if err := p.c.AppendConf("ssl = on", "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'"); err != nil {
 		t.Fatal(err)
 	}
 	p.Stop(t)
@@ -249,9 +178,8 @@ func (p *Postgres) EnableTLS(t testing.TB) (caFile string) {
 // Start starts the server (again) and waits until it accepts connections.
 func (p *Postgres) Start(t testing.TB) {
 	t.Helper()
-	if out, err := p.run("pg_ctl", "-D", p.data(), "-l", filepath.Join(p.dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(p.dir, "log"))
-		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	if err := p.c.Start(); err != nil {
+		t.Fatalf("starting PostgreSQL: %v", err)
 	}
 }
 
@@ -259,8 +187,8 @@ func (p *Postgres) Start(t testing.TB) {
 // restart does.
 func (p *Postgres) Stop(t testing.TB) {
 	t.Helper()
-	if out, err := p.run("pg_ctl", "-D", p.data(), "-m", "fast", "-w", "stop"); err != nil {
-		t.Fatalf("pg_ctl stop: %v\n%s", err, out)
+	if err := p.c.Stop("fast"); err != nil {
+		t.Fatalf("stopping PostgreSQL: %v", err)
 	}
 }
 
@@ -272,7 +200,7 @@ func (p *Postgres) CreateDB(t testing.TB, host, name string) string {
 	if _, err := c.Exec(context.Background(), "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
-	return p.urlFor(host, name)
+	return p.c.URL(host, name)
 }
 
 // Conn opens a connection of the test's own (native pgx) to database db ("": the
@@ -283,42 +211,10 @@ func (p *Postgres) Conn(t testing.TB, db string) *pgx.Conn {
 		db = p.DB
 	}
 	ctx := context.Background()
-	c, err := pgx.Connect(ctx, p.urlFor("127.0.0.1", db))
+	c, err := pgx.Connect(ctx, p.c.URL("127.0.0.1", db))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close(context.Background()) })
 	return c
-}
-
-func (p *Postgres) data() string { return filepath.Join(p.dir, "data") }
-
-func (p *Postgres) run(name string, args ...string) ([]byte, error) {
-	argv := append(slices.Clone(p.runAs), append([]string{filepath.Join(p.bin, name)}, args...)...)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = p.dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%s: %w", name, err)
-	}
-	return out, nil
-}
-
-// postgresBin finds the directory of initdb: on PATH, or Debian's
-// /usr/lib/postgresql/<version>/bin (the newest).
-func postgresBin() string {
-	if p, err := exec.LookPath("initdb"); err == nil {
-		return filepath.Dir(p)
-	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
-	if len(dirs) == 0 {
-		return ""
-	}
-	slices.SortFunc(dirs, func(a, b string) int {
-		va, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(a))))
-		vb, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(b))))
-		return va - vb
-	})
-	return filepath.Dir(dirs[len(dirs)-1])
 }
