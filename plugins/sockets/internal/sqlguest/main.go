@@ -4,6 +4,9 @@
 //
 //	GET /pid   the server process serving this instance's connection
 //	GET /tx    a transaction rolled back: the rows it inserted are gone
+//	GET /pgx?n=N  N queries of one row on a pgx.Conn (BenchmarkQuery)
+//	GET /handler?n=N  N GETs of one todo through samples/todo's handler, called
+//	              directly (BenchmarkTodoHandler)
 package main
 
 import (
@@ -11,17 +14,26 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	wasmsrv "github.com/wasmsrv/wasmsrv/sdk/go"
 	"github.com/wasmsrv/wasmsrv/sdk/go/config"
 	"github.com/wasmsrv/wasmsrv/sdk/go/sockets"
+
+	"github.com/wasmsrv/wasmsrv/samples/todo/api"
 )
 
 var (
 	db   *sql.DB
+	cfg  *pgx.ConnConfig
+	pgc  *pgx.Conn    // /pgx's own connection
+	todo http.Handler // /handler's
 	gate = wasmsrv.NewSemaphore(2)
 )
 
@@ -31,8 +43,8 @@ func init() {
 		if !ok {
 			return errors.New("no DATABASE_URL")
 		}
-		cfg, err := pgx.ParseConfig(url)
-		if err != nil {
+		var err error
+		if cfg, err = pgx.ParseConfig(url); err != nil {
 			return err
 		}
 		cfg.DialFunc = sockets.Dial
@@ -45,7 +57,7 @@ func init() {
 	wasmsrv.HandleFunc(func(w *wasmsrv.ResponseWriter, r *wasmsrv.Request) {
 		gate.Acquire()
 		defer gate.Release()
-		out, err := route(context.Background(), r.Path)
+		out, err := route(context.Background(), r.Path, r.RawQuery)
 		if err != nil {
 			w.WriteHeader(502)
 			out = err.Error()
@@ -54,8 +66,49 @@ func init() {
 	})
 }
 
-func route(ctx context.Context, path string) (string, error) {
+func route(ctx context.Context, path, query string) (string, error) {
 	switch path {
+	case "/handler":
+		n, _ := strconv.Atoi(strings.TrimPrefix(query, "n="))
+		if todo == nil {
+			pcfg, err := pgxpool.ParseConfig(cfg.ConnString())
+			if err != nil {
+				return "", err
+			}
+			pcfg.ConnConfig.DialFunc, pcfg.ConnConfig.LookupFunc = sockets.Dial, sockets.LookupHost
+			pcfg.MaxConns = 1
+			pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+			if err != nil {
+				return "", err
+			}
+			if err := api.Migrate(ctx, pool); err != nil {
+				return "", err
+			}
+			if _, err := pool.Exec(ctx, "INSERT INTO todos (id, title) VALUES (1, 'x') ON CONFLICT DO NOTHING"); err != nil {
+				return "", err
+			}
+			todo = api.New(pool, nil).Handler()
+		}
+		return api.Serve(todo, "/todos/1", n)
+
+	case "/pgx":
+		n, _ := strconv.Atoi(strings.TrimPrefix(query, "n="))
+		if pgc == nil {
+			var err error
+			if pgc, err = pgx.ConnectConfig(ctx, cfg.Copy()); err != nil {
+				return "", err
+			}
+			if _, err := pgc.Exec(ctx, "INSERT INTO notes VALUES ('x')"); err != nil {
+				return "", err
+			}
+		}
+		var body string
+		for range n {
+			if err := pgc.QueryRow(ctx, "SELECT body FROM notes WHERE body = $1 LIMIT 1", "x").Scan(&body); err != nil {
+				return "", err
+			}
+		}
+		return body, nil
 	case "/pid":
 		var pid int
 		err := db.QueryRowContext(ctx, "SELECT pg_backend_pid()").Scan(&pid)

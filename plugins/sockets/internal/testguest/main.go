@@ -294,6 +294,22 @@ func route(path string, q url.Values) (string, error) {
 		}
 		return "sent", sc.Quit()
 
+	case "/rtt":
+		// n round trips of a line on one connection (BenchmarkRoundTrip).
+		n, _ := strconv.Atoi(q.Get("n"))
+		c, err := dialer(q).DialContext(ctx, network, addr)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		rd := bufio.NewReader(c)
+		for range n {
+			if _, err := line(c, rd, "ping"); err != nil {
+				return "", err
+			}
+		}
+		return "ok", nil
+
 	case "/write":
 		// Writes n bytes and closes: for the byte quota.
 		n, _ := strconv.Atoi(q.Get("n"))
