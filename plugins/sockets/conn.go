@@ -350,7 +350,7 @@ func (c *sconn) readState() (uint64, bool) {
 		return plugins.Status(c.status), true
 	}
 	if c.rerr != nil {
-		st := status(nil, c.rerr)
+		st := status(c.rerr)
 		if st != pluginabi.ErrTimeout {
 			return plugins.Status(st), true // a broken connection stays broken
 		}
@@ -447,7 +447,7 @@ func (c *sconn) write(src []byte) uint64 {
 	if got > 0 || err == nil {
 		return uint64(got)
 	}
-	return plugins.Status(status(nil, err))
+	return plugins.Status(status(err))
 }
 
 // writeState answers a write that needs no I/O; with done false the result is the
@@ -512,7 +512,7 @@ func (c *sconn) flush() {
 				err := closeWrite(conn)
 				c.mu.Lock()
 				if err != nil && c.werr == 0 {
-					c.werr = status(nil, err)
+					c.werr = status(err)
 				}
 			}
 			c.writing = false
@@ -531,7 +531,7 @@ func (c *sconn) flush() {
 		c.mu.Lock()
 		if err != nil {
 			if c.werr == 0 {
-				c.werr = status(nil, err)
+				c.werr = status(err)
 			}
 			c.wq = nil
 			c.shut = false // nothing more can be written: the shutdown is moot
@@ -565,7 +565,7 @@ func (c *sconn) shutdown() int32 {
 		return 0
 	}
 	if err := closeWrite(c.conn); err != nil {
-		return status(nil, err)
+		return status(err)
 	}
 	return 0
 }

@@ -96,7 +96,7 @@ func (a *appSockets) dial(ctx context.Context, t target) (net.Conn, int32) {
 		found, err := a.resolver.LookupNetIP(ctx, t.network, t.host)
 		if err != nil {
 			a.log.Debug("connect: lookup failed", "host", t.host, "err", err)
-			return nil, status(ctx, err)
+			return nil, ctxStatus(ctx, err)
 		}
 		ips = ips[:0]
 		for _, ip := range found {
@@ -127,7 +127,7 @@ func (a *appSockets) dial(ctx context.Context, t target) (net.Conn, int32) {
 	}
 	if conn == nil {
 		a.log.Debug("connect failed", "host", t.host, "port", t.port, "err", lastErr)
-		return nil, status(ctx, lastErr)
+		return nil, ctxStatus(ctx, lastErr)
 	}
 	if !t.tls {
 		return conn, 0
@@ -154,13 +154,13 @@ func (a *appSockets) handshake(ctx context.Context, conn net.Conn, serverName st
 		} else {
 			a.log.Debug("TLS handshake failed", "server_name", serverName, "err", err)
 		}
-		return nil, status(ctx, err)
+		return nil, ctxStatus(ctx, err)
 	}
 	return tc, 0
 }
 
 // status maps a Go error to the ABI status a guest sees.
-func status(ctx context.Context, err error) int32 {
+func status(err error) int32 {
 	var ne net.Error
 	switch {
 	case err == nil:
@@ -168,14 +168,21 @@ func status(ctx context.Context, err error) int32 {
 	case errors.Is(err, errDenied):
 		return pluginabi.ErrDenied
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &ne) && ne.Timeout():
-		return pluginabi.ErrTimeout
-	case errors.Is(err, context.Canceled), ctx != nil && ctx.Err() != nil:
+		errors.Is(err, context.Canceled), errors.As(err, &ne) && ne.Timeout():
 		return pluginabi.ErrTimeout
 	case errors.Is(err, net.ErrClosed):
 		return pluginabi.ErrClosed
 	}
 	return pluginabi.ErrUnavailable
+}
+
+// ctxStatus is status for an operation under ctx: whatever the error says, a
+// context that ended (the connect timeout, the instance's deadline) is a timeout.
+func ctxStatus(ctx context.Context, err error) int32 {
+	if err != nil && ctx.Err() != nil {
+		return pluginabi.ErrTimeout
+	}
+	return status(err)
 }
 
 // closeWrite half-closes a stream: TLS close_notify first, then the TCP FIN.
