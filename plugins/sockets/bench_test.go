@@ -137,4 +137,3 @@ func BenchmarkTodoHandler(b *testing.B) {
 		testkit.ReportCPU(b, cpu0)
 	})
 }
-
