@@ -534,6 +534,10 @@ func TestTLS(t *testing.T) {
 		if !strings.Contains(system.log.String(), "TLS certificate of an outbound connection not accepted") {
 			t.Errorf("a rejected certificate is not logged:\n%s", system.log.String())
 		}
+		// The app's tls_server_name is verified when the guest names none.
+		named := serve(t, app{mode: mode, res: res, section: plugins.Section{"allow": list, "tls_ca": certFile, "tls_server_name": "localhost"}})
+		want(t, named.url+"/ping?tls=1&addr=db.test:"+port, 200, "pong")
+		want(t, named.url+"/ping?tls=1&name=db.test&addr=db.test:"+port, 502, "ERR_UNAVAILABLE")
 		// Only explicit config turns verification off.
 		want(t, insecure.url+"/ping?tls=1&name=db.test&addr="+direct.addr, 200, "pong")
 		// A plain connection upgraded after the protocol's own STARTTLS.
