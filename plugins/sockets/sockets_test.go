@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,7 +30,9 @@ import (
 
 const guest = "internal/testguest"
 
-// The engine is shared by the test binary: compiling a Go guest takes most of a second.
+// The engine is shared by the test binary, and its compiled code by test runs:
+// the pgx and go-redis guests are 13–20 MB of wasm, whose compilation takes tens
+// of seconds (minutes under -race on a busy machine).
 var (
 	engineOnce sync.Once
 	testEngine *runtime.Engine
@@ -36,7 +40,8 @@ var (
 
 func engine(t testing.TB) *runtime.Engine {
 	engineOnce.Do(func() {
-		e, err := runtime.NewEngine(context.Background(), runtime.EngineConfig{CacheDir: "-"}, slog.New(slog.DiscardHandler))
+		cache := filepath.Join(os.TempDir(), "wasmsrv-test-cache", "wazero-sockets")
+		e, err := runtime.NewEngine(context.Background(), runtime.EngineConfig{CacheDir: cache}, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
