@@ -72,18 +72,24 @@ func (p *Process) Stop(grace time.Duration) error {
 // WaitReady polls url until the server answers anything over HTTP, the process exits,
 // or the timeout passes.
 func (p *Process) WaitReady(ctx context.Context, url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: time.Second}
+	return p.WaitFor(ctx, func(ctx context.Context) error { return probe(ctx, client, url) }, timeout)
+}
+
+// WaitFor polls ready until it succeeds, the process exits or timeout passes.
+func (p *Process) WaitFor(ctx context.Context, ready func(context.Context) error, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	client := &http.Client{Timeout: time.Second}
 	for {
-		if err := probe(ctx, client, url); err == nil {
+		err := ready(ctx)
+		if err == nil {
 			return nil
 		}
 		select {
 		case <-p.done:
 			return fmt.Errorf("exited before serving (%v): %s", p.err, p.Output())
 		case <-ctx.Done():
-			return fmt.Errorf("not answering %s after %s: %s", url, timeout, p.Output())
+			return fmt.Errorf("not ready after %s (%v): %s", timeout, err, p.Output())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

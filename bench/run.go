@@ -231,7 +231,12 @@ func (r *Runner) startTree(ctx context.Context, p prepared, started *[]*Process)
 		return nil, err
 	}
 	*started = append(*started, proc)
-	if err := proc.WaitReady(ctx, "http://"+p.addr+"/", 60*time.Second); err != nil {
+	if ready := p.server.Ready; ready != nil {
+		err = proc.WaitFor(ctx, func(ctx context.Context) error { return ready(ctx, p.addr) }, 60*time.Second)
+	} else {
+		err = proc.WaitReady(ctx, "http://"+p.addr+"/", 60*time.Second)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.server.Name, err)
 	}
 	return proc, nil

@@ -77,6 +77,9 @@ type Server struct {
 	Upstreams []Server
 	// Launch builds what the server needs and says how to start it.
 	Launch func(ctx context.Context, env LaunchEnv) (Command, error)
+	// Ready, when set, reports whether the started server at addr is ready; by
+	// default the harness waits for it to answer HTTP (a database does not).
+	Ready func(ctx context.Context, addr string) error
 }
 
 // LaunchEnv is what a server's Launch gets to work with.
@@ -112,6 +115,7 @@ func registry() []scenarioFunc {
 		cgiScenario,
 		slowUploadScenario,
 		hostileNeighbourScenario,
+		todoScenario,
 	}
 }
 

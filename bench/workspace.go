@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/wasmsrv/wasmsrv/internal/pgcluster"
 )
 
 // Workspace is one run's scratch space: the module root it builds from, a temp dir for
@@ -17,6 +19,7 @@ type Workspace struct {
 	Dir   string
 	Log   *slog.Logger
 	built map[string]string
+	pg    *pgcluster.Cluster // the todo scenario's database, made once (todo.go)
 }
 
 // NewWorkspace finds the module root from the current directory and makes a temp dir.

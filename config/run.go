@@ -68,7 +68,18 @@ type Run struct {
 	HTTPTimeout     Duration `env:"HTTP_TIMEOUT" envDefault:"10s" flag:"http-timeout" help:"timeout of one outbound request of the http plugin"`
 	HTTPMaxResponse Size     `env:"HTTP_MAX_RESPONSE" envDefault:"4MiB" flag:"http-max-response" help:"largest response body the http plugin reads"`
 	Vars            []string `env:"VARS" envSeparator:";" flag:"var" help:"KEY=VALUE variable for the config plugin (repeatable)"`
-	Secrets         []string `env:"SECRETS" envSeparator:";" flag:"secret" help:"KEY=env:NAME or KEY=file:PATH secret for the config plugin (repeatable)"`
+
+	SocketsAllow            []string `env:"SOCKETS_ALLOW" envSeparator:"," flag:"sockets-allow" help:"destinations the sockets plugin may connect to: name[:port], *.domain[:port], IP[:port] or CIDR (repeatable; loopback and private addresses only as IPs or CIDRs)"`
+	SocketsConnectTimeout   Duration `env:"SOCKETS_CONNECT_TIMEOUT" envDefault:"10s" flag:"sockets-connect-timeout" help:"sockets plugin: resolve + connect + TLS handshake timeout"`
+	SocketsMaxConns         int      `env:"SOCKETS_MAX_CONNS" envDefault:"64" flag:"sockets-max-conns" help:"sockets plugin: open connections of the app"`
+	SocketsMaxInstanceConns int      `env:"SOCKETS_MAX_INSTANCE_CONNS" envDefault:"16" flag:"sockets-max-instance-conns" help:"sockets plugin: open connections of one instance"`
+	SocketsMaxBytesIn       Size     `env:"SOCKETS_MAX_BYTES_IN" envDefault:"0" flag:"sockets-max-bytes-in" help:"sockets plugin: bytes the app may read per --sockets-bytes-window (0 = no limit)"`
+	SocketsMaxBytesOut      Size     `env:"SOCKETS_MAX_BYTES_OUT" envDefault:"0" flag:"sockets-max-bytes-out" help:"sockets plugin: bytes the app may write per --sockets-bytes-window (0 = no limit)"`
+	SocketsBytesWindow      Duration `env:"SOCKETS_BYTES_WINDOW" envDefault:"1m" flag:"sockets-bytes-window" help:"sockets plugin: the window of the byte limits"`
+	SocketsTLSCA            string   `env:"SOCKETS_TLS_CA" flag:"sockets-tls-ca" help:"sockets plugin: PEM file of the CAs TLS servers are verified against, instead of the system roots"`
+	SocketsTLSServerName    string   `env:"SOCKETS_TLS_SERVER_NAME" flag:"sockets-tls-server-name" help:"sockets plugin: TLS server name to verify when the guest gives none (default: the host it connects to)"`
+	SocketsTLSInsecure      bool     `env:"SOCKETS_TLS_INSECURE_SKIP_VERIFY" envDefault:"false" flag:"sockets-tls-insecure-skip-verify" help:"sockets plugin: do not verify TLS certificates (test setups only)"`
+	Secrets                 []string `env:"SECRETS" envSeparator:";" flag:"secret" help:"KEY=env:NAME or KEY=file:PATH secret for the config plugin (repeatable)"`
 }
 
 // EnvPrefix prefixes every variable of Run.
@@ -164,6 +175,12 @@ func (c *Run) Validate() error {
 	}
 	if _, err := wsorigin.Parse(c.WSOrigins); err != nil {
 		errs = append(errs, "ws-origins"+err.Error())
+	}
+	if c.SocketsMaxConns < 1 || c.SocketsMaxInstanceConns < 1 {
+		errs = append(errs, "sockets-max-conns and sockets-max-instance-conns: must be ≥ 1")
+	}
+	if c.SocketsBytesWindow.D() <= 0 {
+		errs = append(errs, "sockets-bytes-window: must be > 0")
 	}
 	if c.LimitConcurrency < 0 || c.MaxConnsPerInst < 0 {
 		errs = append(errs, "limit-concurrency and max-conns-per-instance: must be ≥ 0")

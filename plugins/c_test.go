@@ -1,33 +1,16 @@
 package plugins_test
 
 import (
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 )
 
 // buildC compiles a C guest from testdata with Debian's clang and wasi-libc, or
 // skips the test when they are absent.
-func buildC(t *testing.T, src string) string {
-	t.Helper()
-	cc, err := exec.LookPath("clang")
-	if err != nil {
-		t.Skip("clang not installed (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)")
-	}
-	wasm := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), ".c")+".wasm")
-	out, err := exec.Command(cc, "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-Werror",
-		"-o", wasm, src).CombinedOutput()
-	if err != nil {
-		if strings.Contains(string(out), "wasi") && strings.Contains(string(out), "not found") {
-			t.Skipf("no wasi-libc for clang: %s", out)
-		}
-		t.Fatalf("clang: %v\n%s", err, out)
-	}
-	return wasm
-}
+func buildC(t *testing.T, src string) string { return testkit.BuildC(t, src) }
 
 // TestCBindings builds testdata/c-counter.c against sdk/c/wasmsrv_plugins.h with
 // Debian's clang and wasi-libc and runs it with the kv and log plugins.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	goruntime "runtime"
@@ -25,12 +26,13 @@ import (
 )
 
 // FuzzPluginABI drives every function of every standard plugin (log, config, kv,
-// pubsub, http) with arbitrary arguments from a real instance, the way
+// pubsub, http, sockets) with arbitrary arguments from a real instance, the way
 // runtime.FuzzHostABI does for the core module: regions past memory, overflowing
 // ptr+len, negative and huge values, bad handles, any order. The host must never
 // panic, never allocate by a guest length, and only trap the guest or answer with a
 // status code the SPEC or plugins/README.md define. The http plugin may reach one
-// loopback server; pubsub waits are capped at maxFuzzWait.
+// loopback server, and sockets another that sends a greeting and hangs up soon
+// (so a read never waits long); pubsub waits are capped at maxFuzzWait.
 //
 //	go test -run '^$' -fuzz '^FuzzPluginABI$' -fuzztime 30s ./plugins/
 func FuzzPluginABI(f *testing.F) {
@@ -40,12 +42,14 @@ func FuzzPluginABI(f *testing.F) {
 		_, _ = io.WriteString(w, "upstream body")
 	}))
 	f.Cleanup(up.Close)
+	chatter := chatterServer(f)
 	reg := registry(f, "", "")
 	f.Cleanup(func() { _ = reg.Close() })
 	grants := plugins.Grants{
 		"kv": plugins.Section{"max_value": 4096, "max_bytes": 1 << 20}, "pubsub": nil,
-		"config": plugins.Section{"vars": map[string]string{"greeting": "hi"}},
-		"http":   plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}, "timeout": "2s", "max_response": 4096},
+		"config":  plugins.Section{"vars": map[string]string{"greeting": "hi"}},
+		"http":    plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}, "timeout": "2s", "max_response": 4096},
+		"sockets": plugins.Section{"allow": []string{chatter}, "connect_timeout": "2s", "max_instance_conns": 4},
 	}
 	opened, err := reg.Open(context.Background(), "fuzz", grants, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -72,7 +76,7 @@ func FuzzPluginABI(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = app.Close(context.Background()) })
-	pluginSeeds(f, funcs, up.URL)
+	pluginSeeds(f, funcs, up.URL, chatter)
 
 	f.Fuzz(func(t *testing.T, program []byte) {
 		p := testkit.DecodeFuzzProgram(program, len(funcs))
@@ -192,7 +196,7 @@ func (x *pluginExchange) Abort()                             {}
 // pluginSeeds adds programs that reach each plugin's checks: edge values for every
 // argument, and the calls a real guest makes (a kv round trip, a subscription, an
 // outbound request).
-func pluginSeeds(f *testing.F, funcs []testkit.ABIFunc, upURL string) {
+func pluginSeeds(f *testing.F, funcs []testkit.ABIFunc, upURL, chatter string) {
 	const mem = testkit.FuzzGuestPages * 65536
 	add := func(memory []byte, calls ...testkit.FuzzCall) {
 		f.Add(testkit.FuzzProgram{Memory: memory, Calls: calls}.Encode())
@@ -267,4 +271,52 @@ func pluginSeeds(f *testing.F, funcs []testkit.ABIFunc, upURL string) {
 		testkit.FuzzCall{Func: idx("wasmsrv_http", "close"), Args: a(1)},
 		testkit.FuzzCall{Func: idx("wasmsrv_http", "close"), Args: a(1)},
 	)
+	// sockets: connect to the chatter server, read, write, half-close, close.
+	sockMem := make([]byte, 200)
+	copy(sockMem, chatter)
+	copy(sockMem[100:], "hello\n")
+	add(sockMem,
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "connect"), Args: a(0, uint64(len(chatter)), 0, 0, 0, 0)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "set_deadline"), Args: a(1, 3, 100e6)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "read"), Args: a(1, 120, 64)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "write"), Args: a(1, 100, 6)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "addr"), Args: a(1, 1, 150, 40)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "notify"), Args: a(1, 1, 0, 3)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "wait"), Args: a(1, 2)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "starttls"), Args: a(1, 0, 0)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "shutdown"), Args: a(1)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "close"), Args: a(1)},
+		testkit.FuzzCall{Func: idx("wasmsrv_sockets", "close"), Args: a(1)},
+	)
+}
+
+// chatterServer accepts loopback connections, sends a line, reads for 100 ms and
+// hangs up: a peer for the sockets plugin under the fuzzer that never makes a read
+// wait long.
+func chatterServer(f *testing.F) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		f.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	f.Cleanup(func() { _ = ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				_, _ = io.WriteString(c, "hello from the chatter server\n")
+				_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/plugins/kv"
 	pluglog "github.com/wasmsrv/wasmsrv/plugins/log"
 	"github.com/wasmsrv/wasmsrv/plugins/pubsub"
+	"github.com/wasmsrv/wasmsrv/plugins/sockets"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -49,7 +50,8 @@ func registry(t testing.TB, kvPath string, redisURL string) *plugins.Registry {
 		kvPath = filepath.Join(t.TempDir(), "kv.db")
 	}
 	reg, err := plugins.NewRegistry(pluglog.New(), plugconfig.New(),
-		kv.New(kv.Options{Path: kvPath, RedisURL: redisURL}), pubsub.New(pubsub.Options{RedisURL: redisURL}), plughttp.New())
+		kv.New(kv.Options{Path: kvPath, RedisURL: redisURL}), pubsub.New(pubsub.Options{RedisURL: redisURL}), plughttp.New(),
+		sockets.New(sockets.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,43 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins/kv"
 )
 
-// startRedis runs a private redis-server on a free loopback port for the test.
-// (Debian: apt-get install redis-server.)
-func startRedis(t testing.TB) string {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not installed (apt-get install redis-server): skipping the Redis backend tests")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port)})
-	defer c.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c.Ping(context.Background()).Err() == nil {
-			return url
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("redis-server did not come up")
-		}
-	}
-}
+// startRedis runs a private redis-server on a free loopback port for the test and
+// returns its URL (testkit.StartRedis; Debian: apt-get install redis-server).
+func startRedis(t testing.TB) string { return testkit.StartRedis(t).URL }
 
 func TestRedisStore(t *testing.T) {
 	url := startRedis(t)

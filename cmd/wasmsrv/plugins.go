@@ -10,6 +10,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/plugins/kv"
 	pluglog "github.com/wasmsrv/wasmsrv/plugins/log"
 	"github.com/wasmsrv/wasmsrv/plugins/pubsub"
+	"github.com/wasmsrv/wasmsrv/plugins/sockets"
 )
 
 // installedPlugins are the plugins compiled into this binary. A third-party plugin is
@@ -22,6 +23,7 @@ func installedPlugins(cfg *config.Run) []plugins.Plugin {
 		kv.New(kv.Options{Path: cfg.KVPath, RedisURL: cfg.RedisURL}),
 		pubsub.New(pubsub.Options{RedisURL: cfg.RedisURL}),
 		plughttp.New(),
+		sockets.New(sockets.Options{}),
 	}
 }
 
@@ -33,6 +35,20 @@ func runGrants(cfg *config.Run) plugins.Grants {
 			"allow":        cfg.HTTPAllow,
 			"timeout":      cfg.HTTPTimeout.D().String(),
 			"max_response": int64(cfg.HTTPMaxResponse),
+		}
+	}
+	if _, ok := g["sockets"]; ok {
+		g["sockets"] = plugins.Section{
+			"allow":                    cfg.SocketsAllow,
+			"connect_timeout":          cfg.SocketsConnectTimeout.D().String(),
+			"max_conns":                cfg.SocketsMaxConns,
+			"max_instance_conns":       cfg.SocketsMaxInstanceConns,
+			"max_bytes_in":             int64(cfg.SocketsMaxBytesIn),
+			"max_bytes_out":            int64(cfg.SocketsMaxBytesOut),
+			"bytes_window":             cfg.SocketsBytesWindow.D().String(),
+			"tls_ca":                   cfg.SocketsTLSCA,
+			"tls_server_name":          cfg.SocketsTLSServerName,
+			"tls_insecure_skip_verify": cfg.SocketsTLSInsecure,
 		}
 	}
 	if _, ok := g["config"]; ok {

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -53,4 +54,24 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// BuildC compiles a C reactor guest (sdk/c) with Debian's clang and wasi-libc into
+// the test's temp dir, or skips the test when they are absent.
+func BuildC(t testing.TB, src string) string {
+	t.Helper()
+	cc, err := exec.LookPath("clang")
+	if err != nil {
+		t.Skip("clang not installed (apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32)")
+	}
+	wasm := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), ".c")+".wasm")
+	out, err := exec.Command(cc, "--target=wasm32-wasi", "-mexec-model=reactor", "-O2", "-Wall", "-Wextra", "-Werror",
+		"-o", wasm, src).CombinedOutput()
+	if err != nil {
+		if strings.Contains(string(out), "wasi") && strings.Contains(string(out), "not found") {
+			t.Skipf("no wasi-libc for clang: %s", out)
+		}
+		t.Fatalf("clang: %v\n%s", err, out)
+	}
+	return wasm
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/host/framing"
 	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/plugins/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -47,7 +48,7 @@ const (
 
 // Config is the per-app section.
 type Config struct {
-	// Allow lists the hosts the app may reach (see allowList for the forms).
+	// Allow lists the hosts the app may reach (package netallow has the forms).
 	Allow []string `json:"allow"`
 	// Timeout bounds one request, connect to last body byte (default 10 s).
 	Timeout plugins.Duration `json:"timeout"`
@@ -72,7 +73,7 @@ func (*Plugin) Name() string { return "http" }
 func (*Plugin) Version() string { return Version }
 
 type appHTTP struct {
-	allow       *allowList
+	allow       *netallow.List
 	client      *nethttp.Client
 	timeout     time.Duration
 	maxResponse int64
@@ -90,7 +91,7 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	al, err := parseAllow(cfg.Allow)
+	al, err := netallow.Parse(cfg.Allow)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +139,7 @@ func (a *appHTTP) control(_, address string, _ syscall.RawConn) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s", errDenied, address)
 	}
-	if !a.allow.allowsIP(ap.Addr(), int(ap.Port()), false) {
+	if !a.allow.AllowsIP(ap.Addr(), int(ap.Port()), false) {
 		return fmt.Errorf("%w: %s", errDenied, address)
 	}
 	return nil
@@ -166,7 +167,7 @@ func (a *appHTTP) allowsURL(u *url.URL) bool {
 		}
 		port = n
 	}
-	return a.allow.allowsHost(u.Hostname(), port)
+	return a.allow.AllowsHost(u.Hostname(), port)
 }
 
 // handles are one instance's open responses, kept on the instance so they die with

@@ -1,8 +1,9 @@
 /*
  * wasmsrv_plugins.h - C bindings of the standard wasmsrv plugins (plugins/README.md):
- * log, config, kv, pubsub and http (outbound). Include it after wasmsrv.h. Each
- * plugin's ABI is specified in plugins/<name>/ABI.md and versioned on its own; this
- * header implements log 1.0, config 1.0, kv 1.0, pubsub 1.1 and http 1.1.
+ * log, config, kv, pubsub, http (outbound) and sockets (outbound TCP/TLS). Include it
+ * after wasmsrv.h. Each plugin's ABI is specified in plugins/<name>/ABI.md and
+ * versioned on its own; this header implements log 1.0, config 1.0, kv 1.0, pubsub
+ * 1.1, http 1.1 and sockets 1.0.
  *
  * An app may import only the plugins the operator granted it (log is always
  * granted): `wasmsrv run --grant kv app.wasm`. A function of a plugin that is not
@@ -155,6 +156,89 @@ static inline int wasmsrv_http_parse(const uint8_t *b, size_t n, wasmsrv_http_re
     r->body = b + 8 + hl;
     r->body_len = n - 8 - hl;
     return 0;
+}
+
+/* ---- sockets, outbound TCP and TLS (wasmsrv_sockets 1.0) ---- */
+
+/* connect flags */
+#define WASMSRV_SOCKETS_TLS 1  /* the host does the TLS handshake and verifies the server */
+#define WASMSRV_SOCKETS_IPV4 2 /* IPv4 addresses only */
+#define WASMSRV_SOCKETS_IPV6 4 /* IPv6 addresses only */
+/* directions of set_deadline, notify and wait */
+#define WASMSRV_SOCKETS_READ 1
+#define WASMSRV_SOCKETS_WRITE 2
+
+/* Connects to addr ("host:port", numeric port) if the app's allow list lets it;
+ * name is the TLS server name (only with WASMSRV_SOCKETS_TLS; empty: the host of
+ * addr); timeout_ns <= 0 is the app's connect_timeout. A handle (> 0) or
+ * WASMSRV_ERR_DENIED / _QUOTA / _BAD_ARGUMENT, and in sync apps _UNAVAILABLE /
+ * _TIMEOUT. Async apps get the handle at once: a zero-length write returns 0 once
+ * connected, WASMSRV_ERR_WOULD_BLOCK before, or the connect's error. */
+WASMSRV__PLUGIN("wasmsrv_sockets", "connect")
+int64_t wasmsrv_sockets_connect(const void *addr, size_t addr_len, uint32_t flags, const void *name, size_t name_len,
+                                int64_t timeout_ns);
+/* Bytes read (> 0), 0 at the end of the stream, or WASMSRV_ERR_TIMEOUT (read
+ * deadline), _UNAVAILABLE, _QUOTA, _WOULD_BLOCK (async). */
+WASMSRV__PLUGIN("wasmsrv_sockets", "read")
+int64_t wasmsrv_sockets_read(int32_t h, void *buf, size_t limit);
+/* Bytes taken (>= 1, possibly fewer than n), or WASMSRV_ERR_TIMEOUT, _UNAVAILABLE,
+ * _CLOSED (after shutdown), _QUOTA, _WOULD_BLOCK (async). */
+WASMSRV__PLUGIN("wasmsrv_sockets", "write")
+int64_t wasmsrv_sockets_write(int32_t h, const void *p, size_t n);
+/* Half-close: no more writes; reading goes on. */
+WASMSRV__PLUGIN("wasmsrv_sockets", "shutdown")
+int32_t wasmsrv_sockets_shutdown(int32_t h);
+/* Closes and frees the handle (using it afterwards traps). */
+WASMSRV__PLUGIN("wasmsrv_sockets", "close")
+int32_t wasmsrv_sockets_close(int32_t h);
+/* Deadline of reads and/or writes (which: READ, WRITE or both) timeout_ns from now;
+ * timeout_ns < 0 removes it. */
+WASMSRV__PLUGIN("wasmsrv_sockets", "set_deadline")
+int32_t wasmsrv_sockets_set_deadline(int32_t h, uint32_t which, int64_t timeout_ns);
+/* Async apps: after a call returned WASMSRV_ERR_WOULD_BLOCK, asks for one
+ * on_plugin(conn ctx, token) callback when h is ready for which (READ or WRITE);
+ * ctx 0 calls on_plugin(NULL, token). WASMSRV_ERR_UNSUPPORTED in sync apps (calls
+ * block there) and lifespan hooks (use wasmsrv_sockets_wait). */
+WASMSRV__PLUGIN("wasmsrv_sockets", "notify")
+int32_t wasmsrv_sockets_notify(int32_t h, uint32_t which, uint32_t ctx, uint32_t token);
+/* Blocks until h is ready for which, holding the instance: for async code that
+ * cannot take events (lifespan hooks). 0 at once in sync apps. */
+WASMSRV__PLUGIN("wasmsrv_sockets", "wait")
+int32_t wasmsrv_sockets_wait(int32_t h, uint32_t which);
+/* Upgrades a plain connection to TLS, done and verified by the host (STARTTLS). */
+WASMSRV__PLUGIN("wasmsrv_sockets", "starttls")
+int32_t wasmsrv_sockets_starttls(int32_t h, const void *name, size_t name_len);
+/* The local (which 0) or remote (1) address, "ip:port"; its length is returned. */
+WASMSRV__PLUGIN("wasmsrv_sockets", "addr")
+int64_t wasmsrv_sockets_addr(int32_t h, uint32_t which, void *buf, size_t limit);
+
+/* Writes all n bytes, waiting in the host whenever the connection is not ready
+ * (sync apps, and lifespan hooks of async apps). 0 or a status. */
+static inline int32_t wasmsrv_sockets_write_all(int32_t h, const void *p, size_t n) {
+    const uint8_t *b = (const uint8_t *)p;
+    while (n > 0) {
+        int64_t w = wasmsrv_sockets_write(h, b, n);
+        if (w == WASMSRV_ERR_WOULD_BLOCK) {
+            int32_t rc = wasmsrv_sockets_wait(h, WASMSRV_SOCKETS_WRITE);
+            if (rc < 0) return rc;
+            continue;
+        }
+        if (w <= 0) return w < 0 ? (int32_t)w : WASMSRV_ERR_CLOSED;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* Reads up to limit bytes, waiting in the host when none are there yet (sync apps,
+ * lifespan hooks). As wasmsrv_sockets_read otherwise. */
+static inline int64_t wasmsrv_sockets_read_wait(int32_t h, void *buf, size_t limit) {
+    for (;;) {
+        int64_t n = wasmsrv_sockets_read(h, buf, limit);
+        if (n != WASMSRV_ERR_WOULD_BLOCK) return n;
+        int32_t rc = wasmsrv_sockets_wait(h, WASMSRV_SOCKETS_READ);
+        if (rc < 0) return rc;
+    }
 }
 
 #ifdef __cplusplus

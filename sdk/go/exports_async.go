@@ -5,6 +5,7 @@ package wasmsrv
 import (
 	"iter"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
@@ -129,8 +130,11 @@ type task struct {
 	ctx  uint32
 	code int32 // non-zero: the head could not be read, answer with this
 	w    waiter
-	req  Request
-	resp ResponseWriter
+	// cancelled: the host sent CANCEL (the request deadline passed, or the host
+	// drains); plugin waits of the connection end with ERR_TIMEOUT.
+	cancelled bool
+	req       Request
+	resp      ResponseWriter
 }
 
 //go:wasmexport wasmsrv_on_event
@@ -163,6 +167,11 @@ func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 		}
 	case abi.EventPlugin:
 		wakePlugin(uint32(a))
+	case abi.EventCancel:
+		if t := sched.tasks.get(ctx); t != nil {
+			t.cancelled = true
+			t.w.wake()
+		}
 	case abi.EventPoll:
 	default:
 		// Body, writable, message, closed, disconnect, cancel: wake the task; its
@@ -230,6 +239,7 @@ func newWorker() *worker {
 	wk := new(worker)
 	wk.next, _ = iter.Pull(func(yield func(struct{}) bool) {
 		wk.yield = yield
+		markSDKGoroutine()
 		for {
 			// handle is called from here directly: a parked connection's stack is
 			// this frame, handle's and the handler's; an idle WebSocket keeps it
@@ -259,6 +269,7 @@ func endTask(t *task, code int32) {
 	// Keep a bounded number of tasks for reuse; drop big buffers so an idle
 	// instance does not hold the largest response it ever wrote.
 	t.w = waiter{}
+	t.cancelled = false
 	t.req = Request{Header: Header{list: t.req.Header.list[:0]}}
 	if cap(t.resp.buf) > bufSize {
 		t.resp.buf = nil
@@ -294,8 +305,12 @@ func Sleep(d time.Duration) {
 	if d <= 0 {
 		return
 	}
-	if !sched.inEvent {
-		time.Sleep(d) // lifespan hooks: no other connection to serve
+	if !sched.inEvent || !sdkGoroutine() {
+		// Lifespan hooks: no other connection to serve. A goroutine the SDK does
+		// not schedule (a plain go statement in a library) cannot park on a host
+		// timer: it sleeps in the Go runtime, which stalls the instance if
+		// nothing else can run meanwhile.
+		time.Sleep(d)
 		return
 	}
 	sched.nextTimer++
@@ -319,9 +334,30 @@ func Sleep(d time.Duration) {
 func Go(f func()) {
 	sched.active++
 	go func() {
+		markSDKGoroutine()
 		defer idle()
 		f()
 	}()
+}
+
+// The SDK tells the goroutines it schedules (connection coroutines and those
+// started with Go) from any other — a plain go statement inside a library, such
+// as a connection pool dialling in the background — by a per-goroutine flag the
+// Go runtime already has and wasm never uses otherwise: panic-on-fault (there are
+// no memory faults in wasm, so its effect never shows). Go resets it when a
+// goroutine ends. Only SDK goroutines may park on host events: a parked goroutine
+// the SDK does not count would leave the event call's accounting wrong, or switch
+// away from a coroutine it is not running on. Plugin waits from any other
+// goroutine get ERR_UNSUPPORTED from AwaitPlugin and wait in the host instead.
+
+func markSDKGoroutine() { debug.SetPanicOnFault(true) }
+
+func sdkGoroutine() bool {
+	if debug.SetPanicOnFault(true) {
+		return true
+	}
+	debug.SetPanicOnFault(false)
+	return false
 }
 
 // SetBackpressure asks the host to stop (true) or resume (false) sending new

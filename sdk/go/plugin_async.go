@@ -25,16 +25,29 @@ var pluginWaits struct {
 // goroutine may wait, not only a connection's own) and a fresh token. The
 // instance's other connections run meanwhile.
 //
-// The result is 0 when the event came (re-check with the plugin call: events are
-// hints), abi.ErrTimeout when the timeout passed first, notify's status when it
-// failed, and abi.ErrUnsupported outside an event (a lifespan hook, where no event
-// can arrive) and in the sync shape, where plugin calls block in the host instead.
-// It is meant for plugin bindings (sdk/go/pubsub, sdk/go/fetch).
+// The result is 0 when the event came or another event of the calling
+// connection woke it (re-check with the plugin call: events are hints),
+// abi.ErrTimeout when the timeout passed first or the calling connection was
+// cancelled (its request deadline passed, or the host drains), notify's status
+// when it failed, and abi.ErrUnsupported where the goroutine cannot park on an
+// event: outside an event (a lifespan hook), on a goroutine the SDK does not
+// schedule (a plain go statement: start it with Go instead), and in the sync
+// shape, where plugin calls block in the host. It is meant for plugin bindings
+// (sdk/go/pubsub, sdk/go/fetch, sdk/go/sockets).
 func AwaitPlugin(notify func(h, ctx, token uint32) int32, h uint32, timeout time.Duration) int32 {
-	if !sched.inEvent {
+	if !sched.inEvent || !sdkGoroutine() {
 		return abi.ErrUnsupported
 	}
 	if timeout == 0 {
+		return abi.ErrTimeout
+	}
+	// On a connection's coroutine the wait is the connection's own, so its
+	// CANCEL ends it too.
+	var t *task
+	if c := sched.cur; c != nil {
+		t = c.t
+	}
+	if t != nil && t.cancelled {
 		return abi.ErrTimeout
 	}
 	pw := &pluginWaits
@@ -49,15 +62,26 @@ func AwaitPlugin(notify func(h, ctx, token uint32) int32, h uint32, timeout time
 	}
 	token := pw.next
 	var w *waiter
-	if n := len(pw.free); n > 0 {
+	switch n := len(pw.free); {
+	case t != nil:
+		w = &t.w
+	case n > 0:
 		w, pw.free = pw.free[n-1], pw.free[:n-1]
-	} else {
+	default:
 		w = &waiter{ch: make(chan struct{}, 1)}
+	}
+	release := func() {
+		if t == nil {
+			w.pending, w.parked = false, false
+			if len(pw.free) < 256 {
+				pw.free = append(pw.free, w)
+			}
+		}
 	}
 	pw.m[token] = w
 	if rc := notify(h, 0, token); rc != abi.OK {
 		delete(pw.m, token)
-		pw.free = append(pw.free, w)
+		release()
 		return rc
 	}
 	var timer uint32
@@ -74,21 +98,26 @@ func AwaitPlugin(notify func(h, ctx, token uint32) int32, h uint32, timeout time
 		sched.timers[timer] = w
 	}
 	w.wait()
-	rc := abi.OK
-	if pw.m[token] == w {
-		// The timer woke it. The notification stays armed in the host until the
-		// plugin replaces or fires it; its late event finds no token and is ignored.
+	// wakePlugin and the timer event delete their entry when they wake us. A
+	// notification still armed in the host stays so until the plugin replaces or
+	// fires it; its late event finds no token and is ignored (a TIMER likewise).
+	fired := pw.m[token] != w
+	if !fired {
 		delete(pw.m, token)
-		rc = abi.ErrTimeout
-	} else if timer != 0 && sched.timers[timer] == w {
-		delete(sched.timers, timer) // a TIMER already queued is ignored the same way
+	}
+	timedOut := timer != 0 && sched.timers[timer] != w
+	if timer != 0 && !timedOut {
+		delete(sched.timers, timer)
 		timerCancel(timer)
 	}
-	w.pending, w.parked = false, false
-	if len(pw.free) < 256 {
-		pw.free = append(pw.free, w)
+	release()
+	switch {
+	case fired:
+		return abi.OK
+	case t != nil && t.cancelled, timedOut:
+		return abi.ErrTimeout
 	}
-	return rc
+	return abi.OK // another event of the connection: a hint, the caller looks again
 }
 
 // wakePlugin routes a PLUGIN event to the goroutine waiting on its token; a token
