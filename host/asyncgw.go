@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/host/framing"
-	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

@@ -19,8 +19,8 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/wasmsrv/wasmsrv/host/bodybuf"
-	"github.com/wasmsrv/wasmsrv/host/framing"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

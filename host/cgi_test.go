@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host"
-	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

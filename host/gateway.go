@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/builder"
-	"github.com/wasmsrv/wasmsrv/host/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )

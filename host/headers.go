@@ -7,7 +7,7 @@ import (
 	"net/textproto"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/host/framing"
+	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
 var (

@@ -15,7 +15,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
-	"github.com/wasmsrv/wasmsrv/host/framing"
+	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
 // block encodes a header block (SPEC §2.1) without any check.

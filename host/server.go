@@ -21,7 +21,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
-	"github.com/wasmsrv/wasmsrv/host/framing"
+	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
 // ServerConfig configures a Server. Zero values take the defaults noted.

@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/host/limit"
+	"github.com/wasmsrv/wasmsrv/host/internal/limit"
 )
 
 // Socket is a bound listening socket that outlives the servers using it: a

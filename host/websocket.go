@@ -22,7 +22,7 @@ import (
 	"github.com/gobwas/ws/wsflate"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 )
 
 // WSConfig configures WebSockets (both shapes). Zero values take the defaults noted.

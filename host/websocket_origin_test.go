@@ -8,7 +8,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
-	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/host/wsorigin"
+	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

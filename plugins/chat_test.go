@@ -8,7 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
 )
 
 // TestChatInChromium runs samples/chat on a two-instance async pool and has two

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/builder"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/plugins/kv"
 	"github.com/wasmsrv/wasmsrv/plugins/pubsub"
 )

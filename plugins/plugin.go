@@ -18,9 +18,9 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Plugin is one host capability.

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/wasmsrv/wasmsrv/apps"
+	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime"
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // DefaultGrant is granted to every app: structured logging carries no authority.

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
 )
 
 // TestServeConfigGrants runs `wasmsrv serve` with a site file that grants plugins to

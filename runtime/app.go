@@ -18,9 +18,9 @@ import (
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
-	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
-	"github.com/wasmsrv/wasmsrv/runtime/wasmdata"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
+	"github.com/wasmsrv/wasmsrv/runtime/internal/interrupt"
+	"github.com/wasmsrv/wasmsrv/runtime/internal/wasmdata"
 )
 
 // AppConfig describes one app: its module and the sandbox it runs in.

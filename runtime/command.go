@@ -20,8 +20,8 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
-	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
+	"github.com/wasmsrv/wasmsrv/runtime/internal/interrupt"
 )
 
 // CommandApp runs a plain WASI command module (exports _start, no wasmsrv markers)

@@ -18,7 +18,7 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 
 	"github.com/wasmsrv/wasmsrv/internal/progress"
-	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
+	"github.com/wasmsrv/wasmsrv/runtime/internal/interrupt"
 )
 
 // EngineConfig configures an Engine.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
-	"github.com/wasmsrv/wasmsrv/runtime/interrupt"
+	"github.com/wasmsrv/wasmsrv/runtime/internal/interrupt"
 )
 
 // The hostile guests of this file are raw WAT written from abi/SPEC.md alone

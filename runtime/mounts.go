@@ -7,7 +7,7 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental/sysfs"
 
-	"github.com/wasmsrv/wasmsrv/runtime/guestfs"
+	"github.com/wasmsrv/wasmsrv/runtime/internal/guestfs"
 )
 
 // mounts are an app's open directory mounts, shared by all its instances.

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 )
 
 // tailSize is how much of a guest's stderr is kept to explain a crash.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 )
 
 // TestLogWriterBudget: the lines of every stream of an app share the app's byte

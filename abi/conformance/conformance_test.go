@@ -21,8 +21,8 @@ import (
 
 	"golang.org/x/net/http2"
 
-	"github.com/wasmsrv/wasmsrv/apps"
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/config"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 )
 
@@ -157,35 +156,6 @@ func TestE2EVersionFromVCS(t *testing.T) {
 	want := regexp.MustCompile(`^wasmsrv v0\.0\.0-\d{14}-` + rev[:12] + `\+dirty \(rev ` + rev[:12] + `\+dirty, \S+, go\S+\)\n$`)
 	if !want.Match(out) {
 		t.Errorf("version %q, want it to match %s", out, want)
-	}
-}
-
-func TestE2ERunHelp(t *testing.T) {
-	res := runWasmsrv(t, 30*time.Second, nil, "run", "--help")
-	if res.code != 0 {
-		t.Fatalf("exit code %d, want 0\n%s", res.code, res.stderr)
-	}
-	help := res.stdout + res.stderr
-	if !strings.Contains(help, "Usage: wasmsrv run") {
-		t.Errorf("help has no usage line:\n%s", help)
-	}
-	// Every field of the run configuration must be listed with its variable.
-	rt := reflect.TypeFor[config.Run]()
-	for i := range rt.NumField() {
-		f := rt.Field(i)
-		flagName := f.Tag.Get("flag")
-		if flagName == "" {
-			continue
-		}
-		envName, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-		line := regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(flagName) + `\b[^\n]*\n(?:\s{4,}[^\n]*\n)*`).FindString(help)
-		if line == "" {
-			t.Errorf("flag -%s is not listed", flagName)
-			continue
-		}
-		if !strings.Contains(line, "$"+config.EnvPrefix+envName) {
-			t.Errorf("flag -%s is listed without $%s%s:\n%s", flagName, config.EnvPrefix, envName, line)
-		}
 	}
 }
 

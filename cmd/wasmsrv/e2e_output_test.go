@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -140,38 +139,25 @@ app = "quiet"
 	if err := os.WriteFile(cfg, []byte(site), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout, stderr syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- cmdServe(ctx, []string{"-c", cfg, "--cache-dir", e2eCache}, &stdout, &stderr) }()
-	var url string
-	re := regexp.MustCompile(`serving .* on (http://[0-9.:]+)`)
-	for deadline := time.Now().Add(startTimeout); url == ""; time.Sleep(20 * time.Millisecond) {
-		if m := re.FindStringSubmatch(stdout.String()); m != nil {
-			url = m[1]
-		} else if time.Now().After(deadline) {
-			t.Fatalf("no serving line; stderr: %s", tail(stderr.String(), 2000))
-		}
-	}
+	srv := startServe(t, cfg)
+	url := srv.URL
 	c := httpClient(t)
 	for range 4 {
 		if resp, _ := get(t, c, url+"/loud/stdio"); resp.StatusCode != 200 {
 			t.Fatalf("/loud/stdio: %d", resp.StatusCode)
 		}
 	}
-	before := len(stderr.String())
+	before := len(srv.logs())
 	if resp, _ := get(t, c, url+"/quiet/stdio"); resp.StatusCode != 200 {
 		t.Fatalf("/quiet/stdio: %d", resp.StatusCode)
 	}
-	if got := stderr.String()[before:]; !regexp.MustCompile(`app=quiet instance=\d+ stream=std(err|out) truncated_bytes`).MatchString(got) {
+	if got := srv.logs()[before:]; !regexp.MustCompile(`app=quiet instance=\d+ stream=std(err|out) truncated_bytes`).MatchString(got) {
 		t.Errorf("the quiet app's lines did not reach the log after the loud one spent its budget:\n%s", tail(got, 1000))
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	if code := srv.stop(); code != 0 {
+		t.Fatalf("exit code %d", code)
 	}
-	if !regexp.MustCompile(`lines dropped" app=loud`).MatchString(stderr.String()) {
-		t.Errorf("no drop report for the loud app:\n%s", tail(stderr.String(), 2000))
+	if !regexp.MustCompile(`lines dropped" app=loud`).MatchString(srv.logs()) {
+		t.Errorf("no drop report for the loud app:\n%s", tail(srv.logs(), 2000))
 	}
 }

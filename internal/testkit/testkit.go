@@ -12,7 +12,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
 )
 
 // BuildCache is the build cache shared by test runs, so guests are built once per

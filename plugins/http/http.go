@@ -25,9 +25,9 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/host/framing"
+	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/plugins"
-	"github.com/wasmsrv/wasmsrv/plugins/netallow"
+	"github.com/wasmsrv/wasmsrv/plugins/internal/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )

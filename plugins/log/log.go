@@ -12,10 +12,10 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"golang.org/x/time/rate"
 
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
 )
 
 // Version is the plugin ABI version (ABI.md).

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/builder"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 

@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/apps"
+	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"

@@ -34,7 +34,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmsrv/wasmsrv/plugins"
-	"github.com/wasmsrv/wasmsrv/plugins/netallow"
+	"github.com/wasmsrv/wasmsrv/plugins/internal/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )

@@ -1,4 +1,4 @@
-;; A guest for the mount benchmarks (runtime/guestfs: BenchmarkGuest*): it opens,
+;; A guest for the mount benchmarks (runtime/internal/guestfs: BenchmarkGuest*): it opens,
 ;; reads and closes a file, or stats it, n times through WASI, with the path the
 ;; host wrote at offset 0. Both loops return the first WASI errno that is not 0.
 ;; Rebuild: bash sdk/c/build.sh (wat2wasm).

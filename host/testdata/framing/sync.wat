@@ -1,6 +1,6 @@
 ;; A hostile sync guest written from abi/SPEC.md alone: it runs a script sent as
 ;; the request body and ignores every result, so the tests can try any framing
-;; trick on the host (host/framing_e2e_test.go, cmd/wasmsrv/e2e_framing_test.go).
+;; trick on the host (internal/framing_e2e_test.go, cmd/wasmsrv/e2e_framing_test.go).
 ;; The script is a list of ops (integers little-endian):
 ;;
 ;;   'S' u32 status, u32 n, n bytes   resp_start(status, the n bytes as header block)

@@ -1,0 +1,437 @@
+package site
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/internal/cache"
+	"github.com/wasmsrv/wasmsrv/host/internal/compress"
+	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/filter"
+	"github.com/wasmsrv/wasmsrv/host/internal/headers"
+	"github.com/wasmsrv/wasmsrv/host/internal/limit"
+	"github.com/wasmsrv/wasmsrv/host/internal/reqtmpl"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
+	"github.com/wasmsrv/wasmsrv/host/internal/static"
+	"github.com/wasmsrv/wasmsrv/host/internal/upstream"
+	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// generation is one config's worth of handlers. It is reference counted:
+// the site holds one reference while it is current, each request one more.
+type generation struct {
+	id       uint64
+	loaded   time.Time
+	handler  http.Handler
+	refs     atomic.Int64
+	groups   map[string]*upstream.Group
+	appNames []string
+	apps     map[string]*apps.App
+	store    *cache.Store
+
+	retireOnce atomic.Bool
+	retire     func()
+	retired    chan struct{} // closed once retire has released everything
+}
+
+func (g *generation) acquire() bool {
+	for {
+		n := g.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (g *generation) release() {
+	if g.refs.Add(-1) == 0 {
+		g.retire()
+	}
+}
+
+// build makes a generation for cfg, reusing unchanged apps, upstream
+// groups and the cache store. Called with s.mu held. On error everything
+// it acquired is given back.
+func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, err error) {
+	var held []*shared // resources this generation holds a reference to
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for _, c := range closers {
+				c()
+			}
+			s.releaseShared(held)
+		}
+	}()
+	trusted := trustedPrefixes(cfg)
+
+	appHandlers := map[string]http.Handler{}
+	appsByName := map[string]*apps.App{}
+	var appNames []string
+	for _, name := range sortedKeys(cfg.Apps) {
+		// Pools outlive the reload request that opened them: give them the
+		// site's lifetime, not the (admin) request's.
+		sh, err := s.app(s.base, name, cfg.Apps[name])
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, sh)
+		appsByName[name] = sh.val.(*apps.App)
+		appHandlers[name] = appsByName[name].Handler
+		appNames = append(appNames, name)
+	}
+	groups := map[string]*upstream.Group{}
+	for _, name := range sortedKeys(cfg.Upstreams) {
+		sh, err := s.group(name, cfg.Upstreams[name], trusted)
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, sh)
+		groups[name] = sh.val.(*upstream.Group)
+	}
+	if s.store == nil || s.storeSize != int64(cfg.Cache.MaxBytes) {
+		// A new bound starts an empty cache; an unchanged one keeps entries
+		// across reloads.
+		s.store, s.storeSize = cache.NewStore(int64(cfg.Cache.MaxBytes)), int64(cfg.Cache.MaxBytes)
+	}
+	store := s.store
+	comp, err := compress.New(0)
+	if err != nil {
+		return nil, err
+	}
+
+	var routes []route.Route
+	for i, rc := range cfg.Routes {
+		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted)
+		if err != nil {
+			return nil, err
+		}
+		if closer != nil {
+			closers = append(closers, closer)
+		}
+		routes = append(routes, route.Route{
+			Hosts: rc.Hosts, Prefix: rc.Path, Methods: rc.Methods, Strip: rc.Strip(), Handler: h,
+			Name: fmt.Sprintf("routes[%d]", i),
+		})
+	}
+	var handler http.Handler = route.New(routes)
+	if len(cfg.Filter.Rules) > 0 {
+		rules := make([]filter.Rule, 0, len(cfg.Filter.Rules))
+		for _, r := range cfg.Filter.Rules {
+			fr := filter.Rule{Name: r.Name, Methods: r.Methods, Path: r.Path, Header: r.Header, HeaderPattern: r.HeaderPattern, Status: r.Status}
+			for _, c := range r.CIDRs {
+				p, _ := config.ParsePrefix(c)
+				fr.CIDRs = append(fr.CIDRs, p)
+			}
+			rules = append(rules, fr)
+		}
+		if handler, err = filter.New(rules, cfg.Filter.DryRun, trusted, handler, s.log); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Limits.ConnPerIP > 0 {
+		handler = limit.Concurrency(cfg.Limits.ConnPerIP, trusted, handler)
+	}
+
+	s.gen++
+	g := &generation{id: s.gen, loaded: time.Now(), handler: handler, groups: groups, appNames: appNames, apps: appsByName, store: store,
+		retired: make(chan struct{})}
+	g.refs.Store(1)
+	g.retire = func() {
+		s.retiring.add()
+		go func() {
+			defer s.retiring.done()
+			for _, c := range closers {
+				c()
+			}
+			s.mu.Lock()
+			s.releaseShared(held)
+			s.mu.Unlock()
+			s.log.Debug("generation retired", "generation", g.id)
+			close(g.retired)
+		}()
+	}
+	return g, nil
+}
+
+// app returns the shared app for this config, opening it if the config is
+// new or changed.
+func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, error) {
+	// %v prints maps sorted: a stable key. The source's fingerprint makes a
+	// reload pick up a rebuilt module or edited package even when the
+	// config itself did not change.
+	buffer, held := ac.ReadAhead(), ac.HoldResponse()
+	kc := ac
+	kc.BufferBody, kc.BufferResponse, kc.LogRate = nil, nil, nil // pointers would print as addresses: their values are keyed below
+	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d|held=%d|log=%d", kc, buffer, held, ac.LogBudget()) + "\x00" + fingerprint(ac.Module+ac.Package)
+	if sh := s.apps[key]; sh != nil {
+		sh.refs++
+		return sh, nil
+	}
+	src := ac.Module
+	if src == "" {
+		src = ac.Package
+	}
+	env := make([]string, 0, len(ac.Env))
+	for _, k := range sortedKeys(ac.Env) {
+		env = append(env, k+"="+ac.Env[k])
+	}
+	if s.opt.Engine == nil {
+		return nil, fmt.Errorf("apps.%s: no Wasm engine configured", name)
+	}
+	g, err := grants(ac)
+	if err != nil {
+		return nil, fmt.Errorf("apps.%s: %w", name, err)
+	}
+	mounts := make([]runtime.Mount, 0, len(ac.Mounts))
+	for _, m := range ac.Mounts {
+		mounts = append(mounts, runtime.Mount{HostDir: m.Host, GuestDir: m.Guest, ReadOnly: m.ReadOnly})
+	}
+	origins, err := wsorigin.Parse(ac.WSOrigins)
+	if err != nil {
+		return nil, fmt.Errorf("apps.%s.ws_origins%w", name, err)
+	}
+	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
+		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir, Mode: ac.Mode, Progress: s.opt.Progress,
+		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
+		MemoryLimit: int64(ac.MemoryLimit), StartTimeout: ac.StartTimeout.D(), Env: env, Mounts: mounts,
+		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
+		WebSocket: host.WSConfig{Origins: origins, SendBuffer: int(ac.WSSendBuffer)},
+		Plugins:   s.opt.Plugins, Grants: g, LogRate: ac.LogBudget(),
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("apps.%s: %w", name, err)
+	}
+	s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
+	sh := &shared{key: key, refs: 1, val: a, close: a.Close}
+	s.apps[key] = sh
+	return sh, nil
+}
+
+func (s *Site) group(name string, uc config.Upstream, trusted []netip.Prefix) (*shared, error) {
+	key := name + "\x00" + fmt.Sprintf("%+v|%v", uc, trusted)
+	if sh := s.groups[key]; sh != nil {
+		sh.refs++
+		return sh, nil
+	}
+	kind, hname, _ := config.ParseHashKey(uc.HashKey)
+	gc := upstream.Config{
+		Name: name, Policy: uc.Policy, HashKind: kind, HashName: hname,
+		Keepalive: uc.Keepalive, ConnectTimeout: uc.ConnectTimeout.D(), ResponseHeaderTimeout: uc.ResponseHeaderTimeout.D(),
+		ReadTimeout: uc.ReadTimeout.D(),
+		MaxFails:    uc.MaxFails, FailTimeout: uc.FailTimeout.D(), Retries: uc.Retries, RetryBudget: uc.RetryBudget,
+		Health: upstream.HealthConfig{Path: uc.Health.Path, Interval: uc.Health.Interval.D(), Timeout: uc.Health.Timeout.D(),
+			Passes: uc.Health.Passes, Fails: uc.Health.Fails},
+		Trusted: trusted,
+	}
+	for _, m := range uc.Servers {
+		gc.Servers = append(gc.Servers, upstream.ServerConfig{URL: m.URL, Weight: m.Weight})
+	}
+	g, err := upstream.New(gc, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("upstreams.%s: %w", name, err)
+	}
+	g.Start(s.base)
+	sh := &shared{key: key, refs: 1, val: g, close: func(context.Context) error { g.Close(); return nil }}
+	s.groups[key] = sh
+	return sh, nil
+}
+
+// releaseShared drops one reference from each; the last one closes it (in
+// the background: draining an app pool can take a while). s.mu held.
+func (s *Site) releaseShared(held []*shared) {
+	for _, sh := range held {
+		sh.refs--
+		if sh.refs > 0 {
+			continue
+		}
+		delete(s.apps, sh.key)
+		delete(s.groups, sh.key)
+		s.retiring.add()
+		go func() {
+			defer s.retiring.done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := sh.close(ctx); err != nil {
+				s.log.Warn("closing retired resource", "err", err)
+			}
+		}()
+	}
+}
+
+// routeHandler builds one route's target and its middleware, inner to
+// outer: target → cache → compression → size limits → per-IP concurrency
+// → rate limit → header edits (so 429s and cache HITs get them too).
+func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.Handler, groups map[string]*upstream.Group,
+	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix) (http.Handler, func() error, error) {
+	key := fmt.Sprintf("routes[%d]", i)
+	var h http.Handler
+	var closer func() error
+	origins, err := wsorigin.Parse(rc.WSOrigins)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.ws_origins%w", key, err)
+	}
+	target := func(name string) http.Handler {
+		if a, ok := appHandlers[name]; ok {
+			return mountApp(a)
+		}
+		return wsorigin.Guard(origins, s.log.With("route", key), mountUpstream(groups[name]))
+	}
+	switch {
+	case rc.App != "":
+		h = mountApp(appHandlers[rc.App])
+	case rc.Upstream != "":
+		h = target(rc.Upstream)
+		// Slow uploads wait here, not in the upstream's workers.
+		h = bodybuf.Handler(bodybuf.Config{Memory: rc.ReadAhead(), Timeout: rc.BodyTimeout.D()}, 0, s.log, h)
+	case rc.Static != "":
+		var fb http.Handler
+		if rc.Fallback != "" {
+			fb = target(rc.Fallback)
+		}
+		sh, err := static.New(static.Config{Root: rc.Static, Index: rc.Index, Fallback: fb, CacheControl: rc.CacheControl, Listing: rc.Listing})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s.static: %w", key, err)
+		}
+		h, closer = sh, sh.Close
+	case rc.Redirect != "":
+		var err error
+		if h, err = redirect(rc.Redirect, rc.RedirectCode, trusted); err != nil {
+			return nil, nil, fmt.Errorf("%s.redirect: %w", key, err)
+		}
+	}
+	if rc.Cache != nil {
+		p := cache.Policy{Key: rc.Cache.Key, TTL: map[int]time.Duration{},
+			StaleWhileRevalidate: rc.Cache.StaleWhileRevalidate.D(), StaleIfError: rc.Cache.StaleIfError.D()}
+		for code, d := range rc.Cache.TTL {
+			if code == "default" {
+				p.Default = d.D()
+				continue
+			}
+			n, _ := strconv.Atoi(code)
+			p.TTL[n] = d.D()
+		}
+		ch, err := cache.New(store, p, h, s.log)
+		if err != nil {
+			return nil, closer, fmt.Errorf("%s.cache: %w", key, err)
+		}
+		h = ch
+	}
+	if rc.Compression() {
+		h = comp(h)
+	}
+	if rc.MaxBody > 0 || rc.MaxHeader > 0 {
+		h = limit.Size(int64(rc.MaxBody), int64(rc.MaxHeader), h)
+	}
+	if rc.ConnPerIP > 0 {
+		h = limit.Concurrency(rc.ConnPerIP, trusted, h)
+	}
+	if rl := rc.RateLimit; rl != nil {
+		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted}, h)
+	}
+	if hd := rc.Headers; hd != nil {
+		rules := func(r config.HeaderRules) headers.Rules {
+			return headers.Rules{Set: r.Set, Add: r.Add, Remove: r.Remove}
+		}
+		var err error
+		if h, err = headers.New(headers.Config{Request: rules(hd.Request), Response: rules(hd.Response), Trusted: trusted}, h); err != nil {
+			return nil, closer, fmt.Errorf("%s.headers.%w", key, err)
+		}
+	}
+	return h, closer, nil
+}
+
+// mountApp hands the route's root path to the Wasm gateway, which strips
+// it from the request target and passes it to the guest as root_path.
+func mountApp(a http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rp := route.RootPath(r.Context()); rp != "" {
+			r = host.WithRootPath(r, rp)
+		}
+		a.ServeHTTP(w, r)
+	})
+}
+
+// mountUpstream tells the upstream its mount point (X-Forwarded-Prefix).
+func mountUpstream(g *upstream.Group) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rp := route.RootPath(r.Context()); rp != "" {
+			r = r.WithContext(upstream.WithPrefix(r.Context(), rp))
+		}
+		g.ServeHTTP(w, r)
+	})
+}
+
+// redirect answers with code to target, a request template
+// (package reqtmpl): "https://{host}{uri}" sends plain HTTP to HTTPS.
+func redirect(target string, code int, trusted []netip.Prefix) (http.Handler, error) {
+	t, err := reqtmpl.Compile(target)
+	if err != nil {
+		return nil, err
+	}
+	vars := reqtmpl.Vars{Trusted: trusted}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, t.String(r, vars), code)
+	}), nil
+}
+
+// fingerprint summarises a module file or a package directory's files
+// (size and modification time), enough to notice an edit or a rebuild.
+func fingerprint(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return ""
+	}
+	if !st.IsDir() {
+		return fmt.Sprintf("%d/%d", st.Size(), st.ModTime().UnixNano())
+	}
+	ents, err := os.ReadDir(path)
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() {
+			fmt.Fprintf(&b, "%s/%d/%d;", e.Name(), fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// grants turns an app's grants and plugin sections into plugins.Grants. A section
+// for a plugin the app is not granted is an error: it would configure nothing.
+func grants(ac config.App) (plugins.Grants, error) {
+	g := plugins.ParseGrants(ac.Grants...)
+	for name, sec := range ac.PluginConfig {
+		if _, ok := g[name]; !ok && name != plugins.DefaultGrant {
+			return nil, fmt.Errorf("plugins.%s is configured but %q is not in grants", name, name)
+		}
+		g[name] = plugins.Section(sec)
+	}
+	return g, nil
+}

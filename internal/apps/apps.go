@@ -1,0 +1,258 @@
+// Package apps opens an app from its spec: it builds a Go guest package when given a
+// directory, loads and validates the module, starts the pool that fits its kind and
+// returns the HTTP handler in front of it. `wasmsrv run` and `wasmsrv serve` both
+// open apps through here.
+package apps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/builder"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
+	"github.com/wasmsrv/wasmsrv/internal/progress"
+	"github.com/wasmsrv/wasmsrv/internal/scaffold"
+	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// Spec describes one app.
+type Spec struct {
+	// Name identifies the app: its plugins' namespaces (kv, pubsub) and its log
+	// records (default: DefaultName of Source). It must pass appname.Check.
+	Name string
+	// Source is a .wasm file or a Go guest package directory.
+	Source string
+	// BuildCacheDir is where built Go guests are cached ("" = default).
+	BuildCacheDir string
+	// BuildTags are passed to go build for package directories.
+	BuildTags []string
+	// Mode is the shape the app must have: "" or "auto" for what it declares (a Go
+	// package by its //wasmsrv:mode directive, else sync; a module by its marker
+	// export), "sync", "async" (a Go package is built with the wasmsrv_async tag)
+	// or "cgi" (a WASI command). A Mode the package or module contradicts is an
+	// error.
+	Mode string
+	// Async sets the limits of an async pool (async-mode apps).
+	Async runtime.AsyncConfig
+	// WebSocket configures WebSocket connections (both modes).
+	WebSocket host.WSConfig
+	// Pool sizes the pool and sets deadlines and recycling.
+	Pool runtime.PoolConfig
+	// MemoryLimit per instance in bytes (0 = runtime default).
+	MemoryLimit int64
+	// StartTimeout bounds an instance's start (0 = runtime default, 30 s).
+	StartTimeout time.Duration
+	// BodyLimit per request in bytes (0 = unlimited).
+	BodyLimit int64
+	// BodyBuffer reads request bodies ahead for sync and CGI apps.
+	BodyBuffer bodybuf.Config
+	// ResponseBuffer holds sync apps' responses up to this size (bytes).
+	ResponseBuffer int
+	// Env and Mounts configure the sandbox.
+	Env    []string
+	Mounts []runtime.Mount
+	// HostModules are extra host modules given to the app as they are.
+	HostModules []runtime.HostModule
+	// Progress shows a build as a live line on a terminal; nil logs it.
+	Progress *progress.Meter
+	// Plugins are the plugins compiled into this build; Grants are those the app may
+	// import, each with its config section (log is always granted). The granted
+	// plugins are opened with the app and closed after it.
+	Plugins *plugins.Registry
+	Grants  plugins.Grants
+	// LogRate is the app's log budget in bytes per second: what its guest output
+	// (stdout, stderr and the log plugin, all instances together) may add to the
+	// log, measured as written (0: guestlog.DefaultRate). Beyond it lines are
+	// dropped, counted and reported once per window.
+	LogRate int64
+
+	output *guestlog.Sink // made by Open from LogRate
+}
+
+// App is an opened app: its handler and what is needed to stop it.
+type App struct {
+	Name    string
+	Mode    string
+	Wasm    string // path of the module actually loaded
+	Handler http.Handler
+	// Output is the app's guest output budget; Output.Stats() counts what its
+	// guests logged and what was dropped.
+	Output *guestlog.Sink
+	close  func(ctx context.Context) error
+	stats  func() runtime.Stats // nil for CGI apps (no instances to report)
+}
+
+// Close drains the app's pool (stop hooks run) and releases its runtime.
+func (a *App) Close(ctx context.Context) error { return a.close(ctx) }
+
+// Status is what an operator sees of an app's pool (the admin /status).
+type Status struct {
+	Mode string `json:"mode"`
+	// Workers is the pool size; Live the instances running now. Fewer live
+	// than workers means instances are being replaced, or cannot start.
+	Workers int `json:"workers,omitempty"`
+	Live    int `json:"live,omitempty"`
+	// Served, Discarded (failed: trap, deadline, memory), Recycled.
+	Served    int64 `json:"served,omitempty"`
+	Discarded int64 `json:"discarded,omitempty"`
+	Recycled  int64 `json:"recycled,omitempty"`
+	// StartFailures counts instances that failed to start (start function,
+	// _initialize or start hook failed or overran the start timeout), the last
+	// with its reason and time.
+	StartFailures    int64      `json:"start_failures,omitempty"`
+	LastStartError   string     `json:"last_start_error,omitempty"`
+	LastStartErrorAt *time.Time `json:"last_start_error_at,omitempty"`
+}
+
+// Status reports the app's pool.
+func (a *App) Status() Status {
+	st := Status{Mode: a.Mode}
+	if a.stats == nil {
+		return st
+	}
+	s := a.stats()
+	st.Workers, st.Live, st.Served, st.Discarded, st.Recycled = s.Workers, s.Live, s.Served, s.Discarded, s.Recycled
+	st.StartFailures, st.LastStartError = s.StartFailures, s.LastStartError
+	if !s.LastStartErrorAt.IsZero() {
+		at := s.LastStartErrorAt
+		st.LastStartErrorAt = &at
+	}
+	return st
+}
+
+// Open builds (if needed), loads and starts the app described by spec.
+func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+	if spec.Name == "" {
+		spec.Name = DefaultName(spec.Source)
+	}
+	if err := appname.Check(spec.Name); err != nil {
+		return nil, err
+	}
+	spec.output = guestlog.New(log.With("app", spec.Name).Handler(), guestlog.Config{Rate: spec.LogRate})
+	var (
+		a   *App
+		err error
+	)
+	if spec.Plugins != nil {
+		a, err = openWithPlugins(ctx, eng, spec, log)
+	} else {
+		a, err = open(ctx, eng, spec, log)
+	}
+	if err != nil {
+		spec.output.Close()
+		return nil, err
+	}
+	a.Output = spec.output
+	appClose := a.close
+	a.close = func(ctx context.Context) error {
+		defer spec.output.Close() // reports drops not reported yet
+		return appClose(ctx)
+	}
+	return a, nil
+}
+
+func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+	wasmPath := spec.Source
+	want := wantMode{mode: spec.Mode, by: "mode " + spec.Mode + " was asked for"}
+	if st, err := os.Stat(spec.Source); err == nil && st.IsDir() {
+		start := time.Now()
+		buildMode := spec.Mode
+		if buildMode == "cgi" {
+			buildMode = "" // a command: the SDK's shapes do not apply
+		}
+		var task *progress.Task // started by the first step: a cached build shows nothing
+		r, err := builder.BuildDir(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: spec.BuildTags, Mode: buildMode,
+			OnStep: func(step string) {
+				if task == nil {
+					task = spec.Progress.Start(log, 0, "building guest", "app", spec.Name, "dir", spec.Source)
+				}
+				task.SetStep(step)
+			}})
+		if task != nil {
+			task.End()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("app %s: %w", spec.Name, err)
+		}
+		if !r.Cached {
+			log.Info("built guest", "app", spec.Name, "dir", spec.Source, "lang", r.Source.Lang, "wasm", r.Path, "took", time.Since(start).Round(time.Millisecond))
+		}
+		if have, current, ok := scaffold.SDKOf(spec.Source); ok && have != current {
+			log.Info("the app builds against another SDK than the one this wasmsrv carries (both speak ABI v1); `wasmsrv new --update-sdk DIR` moves it to this one",
+				"app", spec.Name, "dir", spec.Source, "app_sdk", have, "wasmsrv_sdk", current)
+		}
+		if want.auto() && r.Source.Mode != "" {
+			want = wantMode{mode: r.Source.Mode, by: filepath.Join(spec.Source, r.Source.ModeAt) + " declares " + builder.ModeDirective + " " + r.Source.Mode}
+		}
+		wasmPath = r.Path
+	}
+	bin, err := os.ReadFile(wasmPath)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", spec.Name, err)
+	}
+	var plugins []string
+	if spec.Plugins != nil {
+		plugins = spec.Plugins.Names()
+	}
+	app, err := eng.Load(ctx, runtime.AppConfig{
+		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout,
+		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
+	})
+	if errors.Is(err, runtime.ErrCommandModule) {
+		if err := want.check(spec.Name, "cgi"); err != nil {
+			return nil, err
+		}
+		return openCommand(ctx, eng, spec, bin, wasmPath, log)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := want.check(spec.Name, app.Info().Mode.String()); err != nil {
+		_ = app.Close(ctx)
+		return nil, err
+	}
+	switch app.Info().Mode {
+	case runtime.ModeAsync:
+		return openAsync(ctx, app, spec, wasmPath, log)
+	case runtime.ModeSync:
+		pool, err := runtime.NewSyncPool(ctx, app, spec.Pool)
+		if err != nil {
+			_ = app.Close(ctx)
+			return nil, err
+		}
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket}, log)
+		return &App{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+			gw.Close() // WebSockets first: their guests finish, instances come back
+			err := pool.Close(ctx)
+			_ = app.Close(ctx)
+			return err
+		}, stats: pool.Stats}, nil
+	default:
+		_ = app.Close(ctx)
+		return nil, fmt.Errorf("app %s: %s mode is not supported by this build", spec.Name, app.Info().Mode)
+	}
+}
+
+// DefaultName is the name of an app opened from src without one: the file name
+// without ".wasm", or the directory's name. It may not be a valid name
+// (appname.Check): callers that offer a choice should check it first.
+func DefaultName(src string) string {
+	base := filepath.Base(filepath.Clean(src))
+	if ext := filepath.Ext(base); ext == ".wasm" {
+		base = base[:len(base)-len(ext)]
+	}
+	if base == "." || base == "/" || base == "" {
+		return "app"
+	}
+	return base
+}
