@@ -23,7 +23,7 @@ func TestAsyncPluginCallsDoNotBlockTheInstance(t *testing.T) {
 		w.Write([]byte("slow hi"))
 	}))
 	defer up.Close()
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
 	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}

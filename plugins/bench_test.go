@@ -20,7 +20,7 @@ import (
 // inside one request, so the request itself is amortised away. Run with
 // -benchtime=2000000x.
 func BenchmarkHostCall(b *testing.B) {
-	reg := registry(b, "", "")
+	reg := testRegistry(b, "", "")
 	defer reg.Close()
 	s := serve(b, reg, "bench", guest, allGrants(), 1)
 	for _, what := range []string{"core", "log", "config", "alloc"} {

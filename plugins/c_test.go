@@ -4,8 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
-	"github.com/wasmsrv/wasmsrv/plugins"
 )
 
 // buildC compiles a C guest from testdata with Debian's clang and wasi-libc, or
@@ -16,9 +16,9 @@ func buildC(t *testing.T, src string) string { return testkit.BuildC(t, src) }
 // Debian's clang and wasi-libc and runs it with the kv and log plugins.
 func TestCBindings(t *testing.T) {
 	wasm := buildC(t, "testdata/c-counter.c")
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
-	s := serve(t, reg, "c-counter", wasm, plugins.Grants{"kv": nil}, 2)
+	s := serve(t, reg, "c-counter", wasm, registry.Grants{"kv": nil}, 2)
 	for _, n := range []string{"1\n", "2\n", "3\n"} {
 		want(t, s.url+"/", n)
 	}
@@ -32,9 +32,9 @@ func TestCBindings(t *testing.T) {
 // get status codes, and the host and the app's other requests carry on.
 func TestHostileGuest(t *testing.T) {
 	wasm := buildC(t, "testdata/c-hostile.c")
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
-	s := serve(t, reg, "hostile", wasm, plugins.Grants{"kv": nil, "pubsub": nil, "http": nil, "config": nil}, 2)
+	s := serve(t, reg, "hostile", wasm, registry.Grants{"kv": nil, "pubsub": nil, "http": nil, "config": nil}, 2)
 	for _, c := range []struct {
 		path string
 		code int

@@ -12,7 +12,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
-	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 )
 
 // BenchmarkChatFanout is the chat sample end to end: `clients` WebSocket clients in one
@@ -20,11 +20,11 @@ import (
 // received by every client (through pubsub and the relays). msgs/s counts deliveries.
 func BenchmarkChatFanout(b *testing.B) {
 	const clients = 50
-	reg := registry(b, "", "")
+	reg := testRegistry(b, "", "")
 	defer reg.Close()
 	// A deep queue: the sender bursts far faster than a chat client types, and a
 	// full queue drops the oldest messages by design.
-	s := serveMode(b, reg, "chat", "../samples/chat", "async", plugins.Grants{"pubsub": {"queue": 8192}}, 2)
+	s := serveMode(b, reg, "chat", "../samples/chat", "async", registry.Grants{"pubsub": {"queue": 8192}}, 2)
 	wsURL := "ws" + strings.TrimPrefix(s.url, "http") + "/ws?room=bench"
 
 	conns := make([]net.Conn, clients)

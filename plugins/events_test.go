@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/plugins"
 )
 
@@ -45,7 +46,7 @@ func roundTrips(t *testing.T, pubURL string, sub <-chan string, topic string, n 
 }
 
 func TestAsyncReceiveWakesOnEvent(t *testing.T) {
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	s := serveMode(t, reg, "async-rx", guest, "async", allGrants(), 1)
 	const n = 50
@@ -70,7 +71,7 @@ func TestAsyncFetchesCompleteOnEvent(t *testing.T) {
 		w.Write([]byte("hi"))
 	}))
 	defer up.Close()
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
 	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}
@@ -154,7 +155,7 @@ func TestAsyncClientLeavesWhilePending(t *testing.T) {
 		w.Write([]byte("too late"))
 	}))
 	defer up.Close()
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
 	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}
@@ -218,7 +219,7 @@ func TestAsyncTrapWithPendingCompletions(t *testing.T) {
 		w.Write([]byte("for the dead"))
 	}))
 	defer up.Close()
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
 	grants["http"] = plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}}
@@ -270,9 +271,9 @@ func TestCAsyncNotifyPerConnection(t *testing.T) {
 		w.Write([]byte("hi " + r.URL.Path))
 	}))
 	defer up.Close()
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
-	s := serve(t, reg, "c-notify", wasm, plugins.Grants{
+	s := serve(t, reg, "c-notify", wasm, registry.Grants{
 		"pubsub": nil,
 		"http":   plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}},
 		"config": plugins.Section{"vars": map[string]string{"fast": up.URL + "/fast", "slow": up.URL + "/slow"}},
@@ -370,9 +371,9 @@ func TestAsyncFetchInStartHook(t *testing.T) {
 		w.Write([]byte("warm"))
 	}))
 	defer up.Close()
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
-	s := serveMode(t, reg, "async-hook", "internal/hookguest", "async", plugins.Grants{
+	s := serveMode(t, reg, "async-hook", "internal/hookguest", "async", registry.Grants{
 		"http":   plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}},
 		"config": plugins.Section{"vars": map[string]string{"upstream": up.URL + "/"}},
 	}, 1)
@@ -384,7 +385,7 @@ func TestAsyncFetchInStartHook(t *testing.T) {
 // what node B (its own registry and Redis client, same app) publishes, promptly.
 func TestAsyncReceiveOverRedis(t *testing.T) {
 	url := startRedis(t)
-	regA, regB := registry(t, "", url), registry(t, "", url)
+	regA, regB := testRegistry(t, "", url), testRegistry(t, "", url)
 	defer regA.Close()
 	defer regB.Close()
 	a := serveMode(t, regA, "rchat", guest, "async", allGrants(), 1)

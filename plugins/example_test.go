@@ -7,9 +7,9 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	pluglog "github.com/wasmsrv/wasmsrv/plugins/log"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Uptime is a complete third-party plugin: import module wasmsrv_uptime with one
@@ -21,7 +21,7 @@ func (Uptime) Version() string { return "1.0" }
 
 // Open gives each app its own start time: per-app state is captured by the host
 // function's closure, so the call needs no lookup.
-func (Uptime) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+func (Uptime) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg struct {
 		Offset plugins.Duration `json:"offset"` // an example config key
 	}
@@ -29,7 +29,7 @@ func (Uptime) Open(_ context.Context, app plugins.App) (*plugins.Binding, error)
 		return nil, err
 	}
 	start := time.Now().Add(-time.Duration(cfg.Offset))
-	return &plugins.Binding{Funcs: []runtime.HostFunc{{
+	return &plugins.Binding{Funcs: []plugins.HostFunc{{
 		Name: "millis", Results: plugins.Sig(plugins.I64),
 		Fn: func(_ context.Context, _ api.Module, stack []uint64) {
 			stack[0] = uint64(time.Since(start).Milliseconds())
@@ -37,17 +37,18 @@ func (Uptime) Open(_ context.Context, app plugins.App) (*plugins.Binding, error)
 	}}}, nil
 }
 
-// A build of cmd/wasmsrv lists its plugins once; apps then get what they are granted.
+// A binary lists its plugins once (cli.Options.Plugins adds to the built-in ones);
+// apps then get what they are granted, here through the host's registry.
 // A guest declares `//go:wasmimport wasmsrv_uptime millis` and is granted "uptime".
-func ExampleRegistry() {
-	reg, err := plugins.NewRegistry(pluglog.New(), Uptime{})
+func Example() {
+	reg, err := registry.New(pluglog.New(), Uptime{})
 	if err != nil {
 		panic(err)
 	}
 	defer reg.Close()
 	ctx := context.Background()
 
-	opened, err := reg.Open(ctx, "shop", plugins.Grants{"uptime": {"offset": "1s"}}, nil)
+	opened, err := reg.Open(ctx, "shop", registry.Grants{"uptime": {"offset": "1s"}}, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -56,7 +57,7 @@ func ExampleRegistry() {
 	}
 	_ = opened.Close(ctx)
 
-	_, err = reg.Open(ctx, "shop", plugins.Grants{"geoip": nil}, nil)
+	_, err = reg.Open(ctx, "shop", registry.Grants{"geoip": nil}, nil)
 	fmt.Println(err)
 	// Output:
 	// wasmsrv_log 2 functions, ABI 1.0

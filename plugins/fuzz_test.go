@@ -19,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
@@ -43,9 +44,9 @@ func FuzzPluginABI(f *testing.F) {
 	}))
 	f.Cleanup(up.Close)
 	chatter := chatterServer(f)
-	reg := registry(f, "", "")
+	reg := testRegistry(f, "", "")
 	f.Cleanup(func() { _ = reg.Close() })
-	grants := plugins.Grants{
+	grants := registry.Grants{
 		"kv": plugins.Section{"max_value": 4096, "max_bytes": 1 << 20}, "pubsub": nil,
 		"config":  plugins.Section{"vars": map[string]string{"greeting": "hi"}},
 		"http":    plugins.Section{"allow": []string{strings.TrimPrefix(up.URL, "http://")}, "timeout": "2s", "max_response": 4096},

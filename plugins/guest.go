@@ -2,8 +2,6 @@ package plugins
 
 import (
 	"github.com/tetratelabs/wazero/api"
-
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Helpers for host functions. They follow the core ABI's conventions (abi/SPEC.md
@@ -12,7 +10,7 @@ import (
 
 // Trap aborts the calling guest with an ABI violation; the instance is discarded and
 // the host is untouched.
-func Trap(fn, msg string) { panic(&runtime.ABIError{Func: fn, Msg: msg}) }
+func Trap(fn, msg string) { panic(&ABIError{Func: fn, Msg: msg}) }
 
 // Region returns the guest memory view [ptr, ptr+n), trapping when it is outside
 // memory. The view aliases guest memory: valid only during the call.

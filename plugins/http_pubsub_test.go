@@ -33,7 +33,7 @@ func TestHTTPAllowListTimeoutAndSize(t *testing.T) {
 	upHost := strings.TrimPrefix(up.URL, "http://")
 	port := upHost[strings.LastIndexByte(upHost, ':')+1:]
 
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
 	grants["http"] = plugins.Section{"allow": []string{upHost, "localhost"}, "timeout": "300ms", "max_response": 1000}
@@ -101,7 +101,7 @@ func next(t *testing.T, lines <-chan string) string {
 }
 
 func TestPubSubBetweenInstancesAndTenants(t *testing.T) {
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	a := serve(t, reg, "chat-a", guest, allGrants(), 3)
 	b := serve(t, reg, "chat-b", guest, allGrants(), 2)

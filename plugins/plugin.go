@@ -18,9 +18,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Plugin is one host capability.
@@ -38,11 +36,11 @@ type Plugin interface {
 	// Open sets the plugin up for one app: it decodes the app's config section,
 	// creates the app's state and returns host functions bound to it. It runs when
 	// the app loads, before any instance exists.
-	Open(ctx context.Context, app App) (*Binding, error)
+	Open(ctx context.Context, app AppInfo) (*Binding, error)
 }
 
-// App is what a plugin is told about the app it is opened for.
-type App struct {
+// AppInfo is what a plugin is told about the app it is opened for.
+type AppInfo struct {
 	// Name is the app's name: the tenant. State must be namespaced by it. It is
 	// 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit
 	// (Registry.Open refuses others), so it can stand in a key, a bucket name or
@@ -58,13 +56,13 @@ type App struct {
 	// and stderr: records written on the guest's behalf (what it asks to log) go
 	// through Output.Logger(), and records a plugin refuses by a limit of its own
 	// are counted with Output.Drop. Never nil.
-	Output *guestlog.Sink
+	Output Output
 }
 
 // Binding is a plugin opened for one app.
 type Binding struct {
 	// Funcs are the host functions of the plugin's import module.
-	Funcs []runtime.HostFunc
+	Funcs []HostFunc
 	// Close releases the app's state. It runs after the app's instances are closed;
 	// nil means nothing to release.
 	Close func(ctx context.Context) error

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
@@ -43,13 +44,13 @@ func engine(t testing.TB) *runtime.Engine {
 
 func buildCache() string { return testkit.BuildCache() }
 
-// registry returns the standard plugins with kv in a fresh bbolt file (or path).
-func registry(t testing.TB, kvPath string, redisURL string) *plugins.Registry {
+// testRegistry returns the standard plugins with kv in a fresh bbolt file (or path).
+func testRegistry(t testing.TB, kvPath string, redisURL string) *registry.Registry {
 	t.Helper()
 	if kvPath == "" {
 		kvPath = filepath.Join(t.TempDir(), "kv.db")
 	}
-	reg, err := plugins.NewRegistry(pluglog.New(), plugconfig.New(),
+	reg, err := registry.New(pluglog.New(), plugconfig.New(),
 		kv.New(kv.Options{Path: kvPath, RedisURL: redisURL}), pubsub.New(pubsub.Options{RedisURL: redisURL}), plughttp.New(),
 		sockets.New(sockets.Options{}))
 	if err != nil {
@@ -67,13 +68,13 @@ type served struct {
 
 // serve opens the guest package dir as app name with grants and serves it until the
 // test ends.
-func serve(t testing.TB, reg *plugins.Registry, name, dir string, grants plugins.Grants, workers int) *served {
+func serve(t testing.TB, reg *registry.Registry, name, dir string, grants registry.Grants, workers int) *served {
 	t.Helper()
 	return serveMode(t, reg, name, dir, "", grants, workers)
 }
 
 // serveMode is serve with the shape a package dir is built for ("" or "async").
-func serveMode(t testing.TB, reg *plugins.Registry, name, dir, mode string, grants plugins.Grants, workers int) *served {
+func serveMode(t testing.TB, reg *registry.Registry, name, dir, mode string, grants registry.Grants, workers int) *served {
 	t.Helper()
 	lb := &logBuf{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -116,16 +117,16 @@ func want(t testing.TB, url, body string) {
 
 const guest = "internal/testguest"
 
-func allGrants() plugins.Grants {
-	return plugins.Grants{"kv": nil, "pubsub": nil, "http": nil, "config": plugins.Section{"vars": map[string]string{"greeting": "hi"}}}
+func allGrants() registry.Grants {
+	return registry.Grants{"kv": nil, "pubsub": nil, "http": nil, "config": plugins.Section{"vars": map[string]string{"greeting": "hi"}}}
 }
 
 func TestUngrantedImportFailsAtLoad(t *testing.T) {
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	_, err := apps.Open(context.Background(), engine(t), apps.Spec{
 		Name: "tenant-a", Source: "../samples/counter", BuildCacheDir: buildCache(),
-		Plugins: reg, Grants: plugins.Grants{"http": nil},
+		Plugins: reg, Grants: registry.Grants{"http": nil},
 	}, slog.New(slog.DiscardHandler))
 	if err == nil {
 		t.Fatal("counter loaded without the kv grant")
@@ -136,14 +137,14 @@ func TestUngrantedImportFailsAtLoad(t *testing.T) {
 		}
 	}
 	// A grant of a plugin this build does not have is refused by name too.
-	_, err = reg.Open(context.Background(), "tenant-a", plugins.Grants{"nosuch": nil}, nil)
+	_, err = reg.Open(context.Background(), "tenant-a", registry.Grants{"nosuch": nil}, nil)
 	if err == nil || !strings.Contains(err.Error(), `"nosuch"`) || !strings.Contains(err.Error(), "tenant-a") {
 		t.Fatalf("unknown grant: %v", err)
 	}
 }
 
 func TestKVOperationsLimitsAndIsolation(t *testing.T) {
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
 	grants["kv"] = plugins.Section{"max_value": 100, "max_bytes": 1000}
@@ -181,8 +182,8 @@ func TestKVOperationsLimitsAndIsolation(t *testing.T) {
 func TestKVSurvivesRestart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kv.db")
 	for _, wantN := range []string{"1\n", "2\n", "3\n"} {
-		reg := registry(t, path, "")
-		s := serve(t, reg, "counter", "../samples/counter", plugins.Grants{"kv": nil}, 1)
+		reg := testRegistry(t, path, "")
+		s := serve(t, reg, "counter", "../samples/counter", registry.Grants{"kv": nil}, 1)
 		want(t, s.url+"/", wantN)
 		// Closing the registry closes the bbolt file, as a stopping wasmsrv does,
 		// so the next round opens it afresh like a restarted process.
@@ -193,7 +194,7 @@ func TestKVSurvivesRestart(t *testing.T) {
 }
 
 func TestKVCompareAndSwapUnderConcurrency(t *testing.T) {
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	s := serve(t, reg, "cas", guest, allGrants(), 4)
 	const n = 200
@@ -215,7 +216,7 @@ func TestKVCompareAndSwapUnderConcurrency(t *testing.T) {
 }
 
 func TestConfigAndLog(t *testing.T) {
-	reg := registry(t, "", "")
+	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	t.Setenv("WASMSRV_TEST_SECRET", "s3cret")
 	grants := allGrants()

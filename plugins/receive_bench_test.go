@@ -14,7 +14,7 @@ import (
 // read by the subscriber's client: the latency a waiting receive adds on top of
 // two HTTP exchanges. p50-µs is the median op.
 func BenchmarkReceiveLatency(b *testing.B) {
-	reg := registry(b, "", "")
+	reg := testRegistry(b, "", "")
 	defer reg.Close()
 	s := serveMode(b, reg, "rx-bench", guest, "async", allGrants(), 1)
 	resp, err := http.Get(s.url + "/sub?t=bench&n=" + strconv.Itoa(b.N))

@@ -95,6 +95,15 @@ func InstanceFrom(ctx context.Context) *Instance {
 // App returns the app the instance belongs to.
 func (in *Instance) App() *App { return in.app }
 
+// Async reports whether the instance is an async one (SPEC §8): plugin waits park
+// the connection and end with an event instead of blocking the instance.
+func (in *Instance) Async() bool { return in.app.info.Mode == ModeAsync }
+
+// Disconnected reports whether the client of the request the instance is serving
+// has gone away (false between requests): a plugin blocking a sync instance stops
+// waiting for a client that can no longer get the answer.
+func (in *Instance) Disconnected() bool { return in.cur.ex != nil && in.cur.ex.Disconnected() }
+
 // ID returns the instance's id, unique within its app.
 func (in *Instance) ID() uint64 { return in.id }
 

@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
 	plughttp "github.com/wasmsrv/wasmsrv/plugins/http"
@@ -27,8 +28,8 @@ func installedPlugins(cfg *config.Run, extra []plugins.Plugin) []plugins.Plugin 
 }
 
 // runGrants turns the `wasmsrv run` flags into the app's grants and plugin sections.
-func runGrants(cfg *config.Run) plugins.Grants {
-	g := plugins.ParseGrants(cfg.Grants...)
+func runGrants(cfg *config.Run) registry.Grants {
+	g := registry.ParseGrants(cfg.Grants...)
 	if _, ok := g["http"]; ok {
 		g["http"] = plugins.Section{
 			"allow":        cfg.HTTPAllow,

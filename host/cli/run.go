@@ -23,7 +23,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
-	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -93,7 +93,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		return cfg.ShutdownTimeout.D()
 	}, eng, log)()
 
-	reg, err := plugins.NewRegistry(installedPlugins(cfg, opts.Plugins)...)
+	reg, err := registry.New(installedPlugins(cfg, opts.Plugins)...)
 	if err != nil {
 		return err
 	}

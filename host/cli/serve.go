@@ -16,7 +16,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/site"
-	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -97,7 +97,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	if kvPath != "" && !filepath.IsAbs(kvPath) {
 		kvPath = filepath.Join(filepath.Dir(cfg.Path), kvPath) // like every path in the file
 	}
-	reg, err := plugins.NewRegistry(installedPlugins(&config.Run{KVPath: kvPath, RedisURL: cfg.Plugins.RedisURL}, opts.Plugins)...)
+	reg, err := registry.New(installedPlugins(&config.Run{KVPath: kvPath, RedisURL: cfg.Plugins.RedisURL}, opts.Plugins)...)
 	if err != nil {
 		return err
 	}

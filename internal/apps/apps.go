@@ -20,8 +20,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/internal/scaffold"
-	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -68,8 +68,8 @@ type Spec struct {
 	// Plugins are the plugins compiled into this build; Grants are those the app may
 	// import, each with its config section (log is always granted). The granted
 	// plugins are opened with the app and closed after it.
-	Plugins *plugins.Registry
-	Grants  plugins.Grants
+	Plugins *registry.Registry
+	Grants  registry.Grants
 	// LogRate is the app's log budget in bytes per second: what its guest output
 	// (stdout, stderr and the log plugin, all instances together) may add to the
 	// log, measured as written (0: guestlog.DefaultRate). Beyond it lines are

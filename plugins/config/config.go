@@ -15,7 +15,6 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Version is the plugin ABI version (ABI.md).
@@ -47,7 +46,7 @@ func (*Plugin) Name() string { return "config" }
 func (*Plugin) Version() string { return Version }
 
 // Open implements plugins.Plugin.
-func (p *Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+func (p *Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg Config
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
@@ -81,7 +80,7 @@ func (p *Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, err
 		list = pluginabi.AppendItem(list, k)
 	}
 	s := &store{vals: vals, list: list}
-	return &plugins.Binding{Funcs: []runtime.HostFunc{
+	return &plugins.Binding{Funcs: []plugins.HostFunc{
 		{Name: "get", Params: plugins.Sig(plugins.I32, plugins.I32, plugins.I32, plugins.I32), Results: plugins.Sig(plugins.I64), Fn: s.get},
 		{Name: "keys", Params: plugins.Sig(plugins.I32, plugins.I32), Results: plugins.Sig(plugins.I64), Fn: s.keys},
 	}}, nil

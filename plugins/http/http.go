@@ -29,7 +29,6 @@ import (
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/internal/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Version is the plugin ABI version (ABI.md). 1.1 added notify.
@@ -86,7 +85,7 @@ type appHTTP struct {
 var errDenied = errors.New("host not allowed")
 
 // Open implements plugins.Plugin.
-func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+func (*Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg Config
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
@@ -122,7 +121,7 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 	s := plugins.Sig
 	i32, i64 := plugins.I32, plugins.I64
 	return &plugins.Binding{
-		Funcs: []runtime.HostFunc{
+		Funcs: []plugins.HostFunc{
 			{Name: "send", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.send},
 			{Name: "response", Params: s(i32, i32, i32), Results: s(i64), Fn: a.response},
 			{Name: "close", Params: s(i32), Results: s(i32), Fn: a.close},
@@ -186,7 +185,7 @@ type pending struct {
 	cancel context.CancelFunc
 
 	// armed is the guest's notify, fired once when done closes.
-	armed runtime.Notification
+	armed plugins.Notification
 }
 
 // complete publishes the outcome and fires the armed notification, if any.
@@ -198,7 +197,7 @@ func (p *pending) complete(out []byte, status int32) {
 
 // arm sets the notification (replacing an earlier one) and fires it at once if
 // the response is already complete.
-func (p *pending) arm(w runtime.Waker) {
+func (p *pending) arm(w plugins.Waker) {
 	p.armed.Arm(w)
 	select {
 	case <-p.done:
@@ -211,8 +210,8 @@ func (p *pending) disarm() { p.armed.Disarm() }
 
 type handlesKey struct{}
 
-func instHandles(ctx context.Context, fn string) (*runtime.Instance, *handles) {
-	in := runtime.InstanceFrom(ctx)
+func instHandles(ctx context.Context, fn string) (plugins.Instance, *handles) {
+	in := plugins.InstanceFrom(ctx)
 	if in == nil {
 		plugins.Trap(fn, "called outside an instance")
 	}
@@ -253,7 +252,7 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 		return
 	}
 	p := &pending{done: make(chan struct{}), cancel: cancel}
-	if in.App().Info().Mode == runtime.ModeAsync {
+	if in.Async() {
 		// An async instance's calls run on the goroutine of all its connections:
 		// the request runs on its own, response() says ERR_WOULD_BLOCK until it
 		// is done, and notify() asks for EventPlugin then (ABI.md, "Async mode").

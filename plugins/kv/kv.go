@@ -21,7 +21,6 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Version is the plugin ABI version (ABI.md).
@@ -163,7 +162,7 @@ func defaultPath() (string, error) {
 }
 
 // Open implements plugins.Plugin.
-func (p *Plugin) Open(ctx context.Context, app plugins.App) (*plugins.Binding, error) {
+func (p *Plugin) Open(ctx context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var lim Limits
 	if err := app.Config.Decode(&lim); err != nil {
 		return nil, err
@@ -194,9 +193,9 @@ const (
 	i64 = plugins.I64
 )
 
-func (a *appKV) funcs() []runtime.HostFunc {
+func (a *appKV) funcs() []plugins.HostFunc {
 	s := plugins.Sig
-	return []runtime.HostFunc{
+	return []plugins.HostFunc{
 		{Name: "get", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.get},
 		{Name: "set", Params: s(i32, i32, i32, i32, i64), Results: s(i32), Fn: a.set},
 		{Name: "delete", Params: s(i32, i32), Results: s(i32), Fn: a.del},

@@ -141,7 +141,7 @@ func (r *Redis) Close() error {
 }
 
 // redisTag returns the app's key prefix, one to one: no two app names share one,
-// whatever they hold. Names of the app name set (plugins.App.Name), and of the
+// whatever they hold. Names of the app name set (plugins.AppInfo.Name), and of the
 // wider set earlier versions kept as they are ([A-Za-z0-9._-]), stand in the tag
 // as they are, so their keys do not move. Any other string (an embedder's name:
 // config and Registry.Open refuse them) is '~' and its hex encoding: '~' is in no

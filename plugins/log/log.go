@@ -15,7 +15,6 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Version is the plugin ABI version (ABI.md).
@@ -60,13 +59,13 @@ func (*Plugin) Version() string { return Version }
 // appLog is one app's logging state.
 type appLog struct {
 	log     *slog.Logger // the app's guest output: through its byte budget
-	out     *guestlog.Sink
+	out     plugins.Output
 	min     slog.Level
 	limiter *rate.Limiter
 }
 
 // Open implements plugins.Plugin.
-func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+func (*Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg Config
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
@@ -83,7 +82,7 @@ func (*Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error
 	}
 	a.limiter = rate.NewLimiter(rate.Limit(r), int(2*r)+1)
 	return &plugins.Binding{
-		Funcs: []runtime.HostFunc{
+		Funcs: []plugins.HostFunc{
 			{Name: "write", Params: plugins.Sig(plugins.I32, plugins.I32, plugins.I32, plugins.I32, plugins.I32), Results: plugins.Sig(plugins.I32), Fn: a.write},
 			{Name: "enabled", Params: plugins.Sig(plugins.I32), Results: plugins.Sig(plugins.I32), Fn: a.enabled},
 		},
@@ -140,7 +139,7 @@ func (a *appLog) write(ctx context.Context, mod api.Module, stack []uint64) {
 	room -= len(m)
 	cut := len(msg) - len(m)
 	rec := slog.NewRecord(time.Now(), lv, string(m), 0)
-	if in := runtime.InstanceFrom(ctx); in != nil {
+	if in := plugins.InstanceFrom(ctx); in != nil {
 		rec.AddAttrs(slog.Uint64("instance", in.ID()))
 		if id := in.RequestID(); id != "" {
 			rec.AddAttrs(slog.String("request_id", id))

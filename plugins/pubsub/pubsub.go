@@ -18,7 +18,6 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Version is the plugin ABI version (ABI.md). 1.1 added notify.
@@ -101,7 +100,7 @@ func (p *Plugin) getBroker(ctx context.Context) (Broker, error) {
 }
 
 // Open implements plugins.Plugin.
-func (p *Plugin) Open(ctx context.Context, app plugins.App) (*plugins.Binding, error) {
+func (p *Plugin) Open(ctx context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg Config
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
@@ -122,7 +121,7 @@ func (p *Plugin) Open(ctx context.Context, app plugins.App) (*plugins.Binding, e
 	a := &appPS{app: app.Name, broker: b, cfg: cfg, log: app.Logger.With("plugin", "pubsub")}
 	s := plugins.Sig
 	i32, i64 := plugins.I32, plugins.I64
-	return &plugins.Binding{Funcs: []runtime.HostFunc{
+	return &plugins.Binding{Funcs: []plugins.HostFunc{
 		{Name: "publish", Params: s(i32, i32, i32, i32), Results: s(i32), Fn: a.publish},
 		{Name: "subscribe", Params: s(i32, i32), Results: s(i32), Fn: a.subscribe},
 		{Name: "receive", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.receive},
@@ -147,7 +146,7 @@ type sub struct {
 
 	// armed is the notification an async guest armed with notify: fired (and
 	// disarmed) by the first message that arrives after it was armed.
-	armed runtime.Notification
+	armed plugins.Notification
 }
 
 func (s *sub) deliver(msg []byte) {
@@ -172,7 +171,7 @@ func (s *sub) wake() { s.armed.Fire() }
 
 // arm sets the notification (replacing an earlier one, which then never fires)
 // and fires it at once if a message is already waiting.
-func (s *sub) arm(w runtime.Waker) {
+func (s *sub) arm(w plugins.Waker) {
 	s.armed.Arm(w)
 	// Checked after arming: a message delivered in between wakes it either way.
 	if s.pending != nil || len(s.q) > 0 {
@@ -190,7 +189,7 @@ type subs struct {
 type subsKey struct{}
 
 func instSubs(ctx context.Context, fn string) *subs {
-	in := runtime.InstanceFrom(ctx)
+	in := plugins.InstanceFrom(ctx)
 	if in == nil {
 		plugins.Trap(fn, "called outside an instance")
 	}
@@ -304,8 +303,8 @@ func (a *appPS) wait(ctx context.Context, s *sub, timeout time.Duration) ([]byte
 		return m, 0
 	default:
 	}
-	in := runtime.InstanceFrom(ctx)
-	if in.App().Info().Mode == runtime.ModeAsync {
+	in := plugins.InstanceFrom(ctx)
+	if in.Async() {
 		// An async instance's host calls run on the goroutine that serves all its
 		// connections: never block it. The guest arms notify and waits for the
 		// event (ABI.md, "Async mode").
@@ -328,7 +327,7 @@ func (a *appPS) wait(ctx context.Context, s *sub, timeout time.Duration) ([]byte
 			// The instance's request deadline: the guest is about to be stopped.
 			return nil, pluginabi.ErrClosed
 		case <-poll.C:
-			if ex := in.Request(); ex != nil && ex.Disconnected() {
+			if in.Disconnected() {
 				return nil, pluginabi.ErrClosed
 			}
 		}
@@ -354,7 +353,7 @@ func (a *appPS) unsubscribe(ctx context.Context, _ api.Module, stack []uint64) {
 func (a *appPS) notify(ctx context.Context, _ api.Module, stack []uint64) {
 	const fn = "wasmsrv_pubsub.notify"
 	_, s := lookup(ctx, fn, stack[0])
-	w, ok := runtime.InstanceFrom(ctx).Waker(fn, stack[1], uint32(stack[2]))
+	w, ok := plugins.InstanceFrom(ctx).Waker(fn, stack[1], uint32(stack[2]))
 	if !ok {
 		stack[0] = plugins.Status(pluginabi.ErrUnsupported) // sync mode (receive blocks) or a hook
 		return

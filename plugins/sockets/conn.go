@@ -8,7 +8,6 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 type instKey struct{}
@@ -19,7 +18,7 @@ type instKey struct{}
 // blocked read and write returns at once.
 type instSockets struct {
 	a     *appSockets
-	in    *runtime.Instance
+	in    plugins.Instance
 	async bool
 
 	mu     sync.Mutex
@@ -29,8 +28,8 @@ type instSockets struct {
 	closed chan struct{} // closed by OnClose: stops the deadline watcher
 }
 
-func newInstSockets(ctx context.Context, a *appSockets, in *runtime.Instance) *instSockets {
-	is := &instSockets{a: a, in: in, async: in.App().Info().Mode == runtime.ModeAsync,
+func newInstSockets(ctx context.Context, a *appSockets, in plugins.Instance) *instSockets {
+	is := &instSockets{a: a, in: in, async: in.Async(),
 		m: map[uint32]*sconn{}, closed: make(chan struct{})}
 	in.SetValue(instKey{}, is)
 	in.OnClose(is.closeAll)
@@ -184,7 +183,7 @@ type sconn struct {
 	werr    int32  // a write failed: every later write returns it
 	shut    bool   // shutdown asked: no more writes
 	lingers bool   // closed by the guest while the writer flushes
-	nr, nw  runtime.Notification
+	nr, nw  plugins.Notification
 	changed chan struct{} // closed and replaced at every change, for wait
 }
 
@@ -607,7 +606,7 @@ func (c *sconn) ready(which uint32) bool {
 
 // arm sets the guest's notification for a direction and fires it at once if the
 // connection is ready for it already.
-func (c *sconn) arm(which uint32, w runtime.Waker) {
+func (c *sconn) arm(which uint32, w plugins.Waker) {
 	n := &c.nr
 	if which == dirWrite {
 		n = &c.nw

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
@@ -450,13 +451,13 @@ func TestTodoOverHostTLS(t *testing.T) {
 		t.Errorf("the refused certificate is not logged:\n%s", untrusted.log.String())
 	}
 
-	reg, err := plugins.NewRegistry(pluglog.New(), plugconfig.New(), sockets.New(sockets.Options{}))
+	reg, err := registry.New(pluglog.New(), plugconfig.New(), sockets.New(sockets.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer reg.Close()
 	_, err = apps.Open(context.Background(), engine(t), apps.Spec{Name: "require", Source: todoSample, BuildCacheDir: testkit.BuildCache(),
-		Pool: runtime.PoolConfig{Workers: 1}, Plugins: reg, Grants: plugins.Grants{"sockets": allow(pg.Addr),
+		Pool: runtime.PoolConfig{Workers: 1}, Plugins: reg, Grants: registry.Grants{"sockets": allow(pg.Addr),
 			"config": plugins.Section{"vars": map[string]string{"DATABASE_URL": strings.Replace(url, "sslmode=disable", "sslmode=require", 1)}}}},
 		slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "set PG_TLS=1") {

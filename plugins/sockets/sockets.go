@@ -36,7 +36,6 @@ import (
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/internal/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // Version is the plugin ABI version (ABI.md).
@@ -154,7 +153,7 @@ type appSockets struct {
 }
 
 // Open implements plugins.Plugin.
-func (p *Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, error) {
+func (p *Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg Config
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
@@ -206,7 +205,7 @@ func (p *Plugin) Open(_ context.Context, app plugins.App) (*plugins.Binding, err
 	s := plugins.Sig
 	i32, i64 := plugins.I32, plugins.I64
 	return &plugins.Binding{
-		Funcs: []runtime.HostFunc{
+		Funcs: []plugins.HostFunc{
 			{Name: "connect", Params: s(i32, i32, i32, i32, i32, i64), Results: s(i64), Fn: a.hostConnect},
 			{Name: "read", Params: s(i32, i32, i32), Results: s(i64), Fn: a.hostRead},
 			{Name: "write", Params: s(i32, i32, i32), Results: s(i64), Fn: a.hostWrite},
@@ -236,7 +235,7 @@ func (a *appSockets) control(_, address string, _ syscall.RawConn) error {
 
 // instance returns the calling instance's connections, trapping outside one.
 func (a *appSockets) instance(ctx context.Context, fn string) *instSockets {
-	in := runtime.InstanceFrom(ctx)
+	in := plugins.InstanceFrom(ctx)
 	if in == nil {
 		plugins.Trap(fn, "called outside an instance")
 	}

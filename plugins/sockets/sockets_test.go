@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	plugconfig "github.com/wasmsrv/wasmsrv/plugins/config"
@@ -107,11 +108,11 @@ func serve(t testing.TB, a app) *served {
 	if a.source == "" {
 		a.source = guest
 	}
-	reg, err := plugins.NewRegistry(pluglog.New(), plugconfig.New(), sockets.New(sockets.Options{Resolver: a.res}))
+	reg, err := registry.New(pluglog.New(), plugconfig.New(), sockets.New(sockets.Options{Resolver: a.res}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	grants := plugins.Grants{"sockets": a.section}
+	grants := registry.Grants{"sockets": a.section}
 	if a.vars != nil {
 		grants["config"] = plugins.Section{"vars": a.vars}
 	}
@@ -605,7 +606,7 @@ func TestConfigErrors(t *testing.T) {
 		{plugins.Section{"alow": []string{"x"}}, "alow"},
 		{plugins.Section{"connect_timeout": "soon"}, "soon"},
 	} {
-		_, err := p.Open(context.Background(), plugins.App{Name: "a", Config: c.sec, Logger: slog.New(slog.DiscardHandler)})
+		_, err := p.Open(context.Background(), plugins.AppInfo{Name: "a", Config: c.sec, Logger: slog.New(slog.DiscardHandler)})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("config %v: err %v, want it to name %q", c.sec, err, c.want)
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -423,12 +424,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	return ks
 }
 
-// grants turns an app's grants and plugin sections into plugins.Grants. A section
+// grants turns an app's grants and plugin sections into registry.Grants. A section
 // for a plugin the app is not granted is an error: it would configure nothing.
-func grants(ac config.App) (plugins.Grants, error) {
-	g := plugins.ParseGrants(ac.Grants...)
+func grants(ac config.App) (registry.Grants, error) {
+	g := registry.ParseGrants(ac.Grants...)
 	for name, sec := range ac.PluginConfig {
-		if _, ok := g[name]; !ok && name != plugins.DefaultGrant {
+		if _, ok := g[name]; !ok && name != registry.DefaultGrant {
 			return nil, fmt.Errorf("plugins.%s is configured but %q is not in grants", name, name)
 		}
 		g[name] = plugins.Section(sec)

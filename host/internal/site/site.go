@@ -23,7 +23,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
-	"github.com/wasmsrv/wasmsrv/plugins"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -43,7 +43,7 @@ type Options struct {
 	AccessLog bool
 	// Plugins are the plugins compiled into this build; each app gets the ones its
 	// config grants. Nil: apps get no plugins.
-	Plugins *plugins.Registry
+	Plugins *registry.Registry
 	Logger  *slog.Logger
 }
 

@@ -1,4 +1,6 @@
-package plugins
+// Package registry is the set of plugins compiled into a wasmsrv binary and the
+// grants that open them for an app: the host side of package plugins.
+package registry
 
 import (
 	"context"
@@ -9,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/wasmsrv/wasmsrv/plugins"
+
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -18,15 +22,15 @@ import (
 const DefaultGrant = "log"
 
 // Registry is the set of plugins compiled into a binary. It is immutable after
-// NewRegistry and safe for concurrent use.
+// New and safe for concurrent use.
 type Registry struct {
-	byName map[string]Plugin
+	byName map[string]plugins.Plugin
 	names  []string
 }
 
-// NewRegistry builds a registry, rejecting bad or duplicate names.
-func NewRegistry(ps ...Plugin) (*Registry, error) {
-	r := &Registry{byName: map[string]Plugin{}}
+// New builds a registry, rejecting bad or duplicate names.
+func New(ps ...plugins.Plugin) (*Registry, error) {
+	r := &Registry{byName: map[string]plugins.Plugin{}}
 	for _, p := range ps {
 		name := p.Name()
 		if !validName(name) {
@@ -58,13 +62,13 @@ func validName(s string) bool {
 func (r *Registry) Names() []string { return slices.Clone(r.names) }
 
 // Lookup returns the plugin called name.
-func (r *Registry) Lookup(name string) (Plugin, bool) {
+func (r *Registry) Lookup(name string) (plugins.Plugin, bool) {
 	p, ok := r.byName[name]
 	return p, ok
 }
 
 // Grants are an app's grants: plugin name → its config section (nil for none).
-type Grants map[string]Section
+type Grants map[string]plugins.Section
 
 // ParseGrants turns CLI grant lists ("kv,http", repeated flags) into Grants.
 func ParseGrants(lists ...string) Grants {
@@ -125,12 +129,12 @@ func (r *Registry) OpenWithOutput(ctx context.Context, app string, grants Grants
 			_ = o.Close(ctx)
 			return nil, fmt.Errorf("app %s: grant %q: no such plugin in this build (have: %s)", app, name, strings.Join(r.names, ", "))
 		}
-		b, err := p.Open(ctx, App{Name: app, Config: grants[name], Logger: log, Output: out})
+		b, err := p.Open(ctx, plugins.AppInfo{Name: app, Config: grants[name], Logger: log, Output: out})
 		if err != nil {
 			_ = o.Close(ctx)
 			return nil, fmt.Errorf("app %s: plugin %s: %w", app, name, err)
 		}
-		o.modules = append(o.modules, runtime.HostModule{Name: Module(p), Funcs: b.Funcs})
+		o.modules = append(o.modules, runtime.HostModule{Name: plugins.Module(p), Funcs: b.Funcs})
 		if b.Close != nil {
 			o.closers = append(o.closers, b.Close)
 		}
