@@ -1,13 +1,13 @@
-// Package plugins is the capability framework: a plugin is a Go package that offers
+// Package plugins is the plugin author's API: a plugin is a Go package that offers
 // host functions to guests under its own import module (`wasmsrv_<name>`), and an app
 // can import only the plugins it was granted. Deny by default; `log` is the only
 // default grant.
 //
-// A plugin implements Plugin. The host builds one Registry from the plugins compiled
-// into the binary, and for every app opens the granted ones: each returns host
-// functions bound to that app's own state (its KV namespace, its allow list), so a
-// host call reaches its state through a closure, not a lookup. README.md says how to
-// write one and how to add a third-party plugin to a build of cmd/wasmsrv.
+// A plugin implements Plugin. The host opens the granted plugins for every app: each
+// returns host functions bound to that app's own state (its KV namespace, its allow
+// list), so a host call reaches its state through a closure, not a lookup. This
+// package is all a plugin imports of wasmsrv; README.md says how to write one, and
+// docs/custom-binary.md how to build a wasmsrv that includes it (host/cli.Main).
 package plugins
 
 import (

@@ -227,9 +227,15 @@ func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *serv
 // "serving ... on URL" line.
 func launch(t testing.TB, dir string, env []string, full ...string) *server {
 	t.Helper()
+	return launchBinary(t, wasmsrvBin, dir, env, full...)
+}
+
+// launchBinary is launch with a wasmsrv binary of the test's own (a custom build).
+func launchBinary(t testing.TB, bin, dir string, env []string, full ...string) *server {
+	t.Helper()
 	s := &server{
 		t:      t,
-		cmd:    exec.Command(wasmsrvBin, full...),
+		cmd:    exec.Command(bin, full...),
 		stdout: &stdoutWatcher{url: make(chan string, 1)},
 		stderr: &lockedBuffer{},
 		done:   make(chan struct{}),
@@ -321,9 +327,15 @@ func runWasmsrv(t *testing.T, timeout time.Duration, env []string, args ...strin
 // runWasmsrvIn is runWasmsrv in the working directory dir.
 func runWasmsrvIn(t *testing.T, dir string, timeout time.Duration, env []string, args ...string) result {
 	t.Helper()
+	return runBinaryIn(t, wasmsrvBin, dir, timeout, env, args...)
+}
+
+// runBinaryIn is runWasmsrvIn with a wasmsrv binary of the test's own.
+func runBinaryIn(t *testing.T, bin, dir string, timeout time.Duration, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, wasmsrvBin, args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = cleanEnv(env...)
 	var stdout, stderr bytes.Buffer
