@@ -79,8 +79,8 @@ type Spec struct {
 	output *guestlog.Sink // made by Open from LogRate
 }
 
-// App is an opened app: its handler and what is needed to stop it.
-type App struct {
+// Running is an opened app: its handler and what is needed to stop it.
+type Running struct {
 	Name    string
 	Mode    string
 	Wasm    string // path of the module actually loaded
@@ -93,7 +93,7 @@ type App struct {
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.
-func (a *App) Close(ctx context.Context) error { return a.close(ctx) }
+func (a *Running) Close(ctx context.Context) error { return a.close(ctx) }
 
 // Status is what an operator sees of an app's pool (the admin /status).
 type Status struct {
@@ -115,7 +115,7 @@ type Status struct {
 }
 
 // Status reports the app's pool.
-func (a *App) Status() Status {
+func (a *Running) Status() Status {
 	st := Status{Mode: a.Mode}
 	if a.stats == nil {
 		return st
@@ -131,7 +131,7 @@ func (a *App) Status() Status {
 }
 
 // Open builds (if needed), loads and starts the app described by spec.
-func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*Running, error) {
 	if spec.Name == "" {
 		spec.Name = DefaultName(spec.Source)
 	}
@@ -140,7 +140,7 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	}
 	spec.output = guestlog.New(log.With("app", spec.Name).Handler(), guestlog.Config{Rate: spec.LogRate})
 	var (
-		a   *App
+		a   *Running
 		err error
 	)
 	if spec.Plugins != nil {
@@ -161,7 +161,7 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	return a, nil
 }
 
-func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*Running, error) {
 	wasmPath := spec.Source
 	want := wantMode{mode: spec.Mode, by: "mode " + spec.Mode + " was asked for"}
 	if st, err := os.Stat(spec.Source); err == nil && st.IsDir() {
@@ -231,7 +231,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			return nil, err
 		}
 		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket}, log)
-		return &App{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+		return &Running{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)
 			_ = app.Close(ctx)

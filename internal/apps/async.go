@@ -31,7 +31,7 @@ func (w wantMode) check(app, got string) error {
 }
 
 // openAsync starts an async pool and the async gateway in front of it.
-func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string, log *slog.Logger) (*App, error) {
+func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string, log *slog.Logger) (*Running, error) {
 	pool, err := runtime.NewAsyncPool(ctx, app, spec.Pool, spec.Async)
 	if err != nil {
 		_ = app.Close(ctx)
@@ -41,7 +41,7 @@ func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string
 		GatewayConfig:  host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, WebSocket: spec.WebSocket},
 		RequestTimeout: spec.Pool.RequestTimeout,
 	}, log)
-	return &App{Name: spec.Name, Mode: "async", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+	return &Running{Name: spec.Name, Mode: "async", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 		gw.Close() // WebSockets get 1001; their guests see them closed and finish
 		err := pool.Close(ctx)
 		_ = app.Close(ctx)

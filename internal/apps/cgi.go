@@ -13,7 +13,7 @@ import (
 // in environment variables, the body on stdin, the response from stdout. The pool
 // settings still apply: Workers caps concurrent runs, with the same queue, deadline
 // and memory limit as a sync app.
-func openCommand(ctx context.Context, eng *runtime.Engine, spec Spec, bin []byte, wasmPath string, log *slog.Logger) (*App, error) {
+func openCommand(ctx context.Context, eng *runtime.Engine, spec Spec, bin []byte, wasmPath string, log *slog.Logger) (*Running, error) {
 	cmd, err := eng.LoadCommand(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Logger: log, Output: spec.output,
@@ -24,5 +24,5 @@ func openCommand(ctx context.Context, eng *runtime.Engine, spec Spec, bin []byte
 	log.Info("module is a WASI command (exports _start, no wasmsrv markers): serving it in CGI mode, one fresh instance per request",
 		"app", spec.Name, "max_concurrent", cmd.PoolConfig().Workers)
 	h := host.NewCGIHandler(cmd, host.CGIConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer}, log)
-	return &App{Name: spec.Name, Mode: "cgi", Wasm: wasmPath, Handler: h, close: cmd.Close}, nil
+	return &Running{Name: spec.Name, Mode: "cgi", Wasm: wasmPath, Handler: h, close: cmd.Close}, nil
 }

@@ -12,7 +12,7 @@ import (
 // openWithPlugins opens the app's granted plugins, gives their host modules to the
 // app and closes them after the app (its instances may still call them while the
 // pool drains).
-func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*App, error) {
+func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*Running, error) {
 	opened, err := spec.Plugins.OpenWithOutput(ctx, spec.Name, spec.Grants, log.With("app", spec.Name), spec.output)
 	if err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ type generation struct {
 	refs     atomic.Int64
 	groups   map[string]*upstream.Group
 	appNames []string
-	apps     map[string]*apps.App
+	apps     map[string]*apps.Running
 	store    *cache.Store
 
 	retireOnce atomic.Bool
@@ -83,7 +83,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 	trusted := trustedPrefixes(cfg)
 
 	appHandlers := map[string]http.Handler{}
-	appsByName := map[string]*apps.App{}
+	appsByName := map[string]*apps.Running{}
 	var appNames []string
 	for _, name := range sortedKeys(cfg.Apps) {
 		// Pools outlive the reload request that opened them: give them the
@@ -93,7 +93,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 			return nil, err
 		}
 		held = append(held, sh)
-		appsByName[name] = sh.val.(*apps.App)
+		appsByName[name] = sh.val.(*apps.Running)
 		appHandlers[name] = appsByName[name].Handler
 		appNames = append(appNames, name)
 	}
