@@ -53,9 +53,9 @@ type Config struct {
 	Window time.Duration
 }
 
-// Stats are a Sink's counters since it was made: what reached the log and what
+// Counters are a Sink's counters since it was made: what reached the log and what
 // the budget refused. Exported for metrics.
-type Stats struct {
+type Counters struct {
 	Lines, Bytes               uint64 // records passed on and their size as charged
 	DroppedLines, DroppedBytes uint64 // records dropped (DroppedBytes counts those the Sink measured)
 	TruncatedLines             uint64 // records cut to MaxLine
@@ -93,8 +93,8 @@ func New(h slog.Handler, cfg Config) *Sink {
 func (s *Sink) Logger() *slog.Logger { return slog.New(&handler{s: s, inner: s.inner}) }
 
 // Stats returns the counters.
-func (s *Sink) Stats() Stats {
-	return Stats{Lines: s.lines.Load(), Bytes: s.bytes.Load(), DroppedLines: s.dropped.Load(),
+func (s *Sink) Stats() Counters {
+	return Counters{Lines: s.lines.Load(), Bytes: s.bytes.Load(), DroppedLines: s.dropped.Load(),
 		DroppedBytes: s.droppedBytes.Load(), TruncatedLines: s.truncated.Load()}
 }
 
