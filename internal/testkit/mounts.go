@@ -265,11 +265,24 @@ func SwapLink(t testing.TB, path string, targets ...string) (stop func() int) {
 	}
 }
 
+// raceCounts reads the counts of the escape guest's race report.
+func (m *MountTree) raceCounts(t testing.TB, r string) (inside, canary, refused int) {
+	t.Helper()
+	i := strings.Index(r, "race ")
+	if i < 0 {
+		t.Fatalf("no counts in the report: %q", r)
+	}
+	if _, err := fmt.Sscanf(r[i:], "race inside=%d canary=%d errors=%d", &inside, &canary, &refused); err != nil {
+		t.Fatalf("report %q: %v", r, err)
+	}
+	return inside, canary, refused
+}
+
 // SwapRace has the host replace /data/swap, a link to a directory inside the mount
 // holding canary.txt ("INSIDE"), by links out of the mount (relative and absolute)
 // and back, as fast as it can, while two calls of read at once run the escape
 // guest's "race=N" mode (each returning its report). No read may reach the canary
-// outside, and some must reach the file inside.
+// outside; then, with the link left inside, every read must reach the file there.
 func (m *MountTree) SwapRace(t testing.TB, read func() string) {
 	t.Helper()
 	real := filepath.Join(m.Data, "swap.real")
@@ -295,22 +308,30 @@ func (m *MountTree) SwapRace(t testing.TB, read func() string) {
 	}
 	wg.Wait()
 	rounds := stop()
+	reads := 0
 	for _, r := range reports {
-		var inside, canary, refused int
-		i := strings.Index(r, "race ")
-		if i < 0 {
-			t.Fatalf("no counts in the report: %q", r)
-		}
-		if _, err := fmt.Sscanf(r[i:], "race inside=%d canary=%d errors=%d", &inside, &canary, &refused); err != nil {
-			t.Fatalf("report %q: %v", r, err)
-		}
+		inside, canary, refused := m.raceCounts(t, r)
 		t.Logf("reads: %d inside, %d canary, %d refused (%d rounds of host swaps)", inside, canary, refused, rounds)
 		if canary != 0 || strings.Contains(r, m.Canary) {
 			t.Errorf("read the canary %d times through a swapped link", canary)
 		}
-		if inside == 0 {
-			t.Errorf("no read reached the file inside: the race exercised nothing")
-		}
+		reads += inside + refused
+	}
+	if reads == 0 {
+		t.Errorf("no read was made while the host swapped the link: the race exercised nothing")
+	}
+	// How many reads land inside while the link flips depends on the scheduler;
+	// that the guest's reads do follow the link inside must not: with the link
+	// left pointing inside, the same guest reads the file there, every time.
+	tmp := swap + ".swap"
+	if err := os.Symlink("swap.real", tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, swap); err != nil {
+		t.Fatal(err)
+	}
+	if inside, canary, refused := m.raceCounts(t, read()); inside == 0 || canary != 0 || refused != 0 {
+		t.Errorf("with the link pointing inside: %d inside, %d canary, %d refused; want every read inside", inside, canary, refused)
 	}
 	m.CheckUntouched(t)
 }
