@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/runtime"

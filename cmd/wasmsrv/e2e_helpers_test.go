@@ -27,7 +27,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 var (
