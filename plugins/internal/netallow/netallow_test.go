@@ -182,7 +182,7 @@ func TestWildcards(t *testing.T) {
 		{"a.example.com:443", 443, false},
 		{"a.example.com\x00", 443, false},
 		{"*.example.com", 443, false},
-		{strings.Repeat("a", 64) + ".example.com", 443, false}, // label over 63 bytes
+		{strings.Repeat("a", 64) + ".example.com", 443, false},  // label over 63 bytes
 		{strings.Repeat("a.", 124) + "example.com", 443, false}, // name over 253 bytes
 		{"db.svc.internal.test", 8443, true},
 		{"db.svc.internal.test", 443, false}, // the wildcard's port only
