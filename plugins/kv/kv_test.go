@@ -19,7 +19,6 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // These tests drive the plugin's host functions as a guest would: arguments are
@@ -64,7 +63,7 @@ func newGuest(t *testing.T, store Store, app string, cfg plugins.Section) *guest
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(Options{Store: store}).Open(ctx, plugins.App{Name: app, Config: cfg, Logger: slog.New(slog.DiscardHandler)})
+	b, err := New(Options{Store: store}).Open(ctx, plugins.AppInfo{Name: app, Config: cfg, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -355,7 +354,7 @@ func TestRegionsOutsideMemoryTrap(t *testing.T) {
 				func() {
 					defer func() {
 						p := recover()
-						var abiErr *runtime.ABIError
+						var abiErr *plugins.ABIError
 						if err, ok := p.(error); !ok || !errors.As(err, &abiErr) {
 							t.Errorf("%s (%d, %d): %v, want a trap", what, r[0], r[1], p)
 						}

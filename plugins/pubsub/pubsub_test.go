@@ -17,7 +17,6 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
-	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // inbox collects what one subscription receives.
@@ -303,7 +302,7 @@ func TestPublishArguments(t *testing.T) {
 		unsub, _ := l.Subscribe("app", topic, box.deliver)
 		defer unsub()
 	}
-	b, err := New(Options{Broker: l}).Open(ctx, plugins.App{Name: "app", Config: plugins.Section{"max_message": 100}, Logger: slog.New(slog.DiscardHandler)})
+	b, err := New(Options{Broker: l}).Open(ctx, plugins.AppInfo{Name: "app", Config: plugins.Section{"max_message": 100}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +338,7 @@ func TestPublishArguments(t *testing.T) {
 	for _, r := range [][4]uint64{{65536, 1, 0, 1}, {0, 1, 65535, 2}, {0, 65537, 0, 1}} {
 		func() {
 			defer func() {
-				var abiErr *runtime.ABIError
+				var abiErr *plugins.ABIError
 				if err, ok := recover().(error); !ok || !errors.As(err, &abiErr) {
 					t.Errorf("publish%v did not trap", r)
 				}
