@@ -2,15 +2,9 @@ package abi_test
 
 import (
 	"context"
-	"fmt"
-	"go/ast"
-	"go/build"
-	"go/parser"
-	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -23,13 +17,48 @@ import (
 )
 
 // The SDKs declare the ABI a second time, in their own languages; these tests hold
-// those declarations to the table in table.go.
+// those declarations (read with testkit.GoWasmDecls and testkit.CWasmImports) to
+// the table in table.go.
 
-// decl is one import or export an SDK declares.
+// decl is one import or export an SDK declares, in the table's terms.
 type decl struct {
 	module, name string // module is "" for an export
 	sig          abi.Signature
 	where        string
+}
+
+func valTypes(ts []api.ValueType) []abi.ValType {
+	var out []abi.ValType
+	for _, v := range ts {
+		out = append(out, abi.ValType(v))
+	}
+	return out
+}
+
+func decls(ds []testkit.WasmDecl, where string) []decl {
+	var out []decl
+	for _, d := range ds {
+		out = append(out, decl{module: d.Module, name: d.Name, sig: abi.Signature{Params: valTypes(d.Params), Results: valTypes(d.Results)}, where: where + d.Where})
+	}
+	return out
+}
+
+func goDecls(t *testing.T, dir string, tags ...string) (imports, exports []decl) {
+	t.Helper()
+	imps, exps, err := testkit.GoWasmDecls(dir, tags...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decls(imps, ""), decls(exps, "")
+}
+
+func cDecls(t *testing.T, src, where string) (imports []decl, cNames []string) {
+	t.Helper()
+	imps, names, err := testkit.CWasmImports(src, abi.ImportModule)
+	if err != nil {
+		t.Fatalf("%s: %v", where, err)
+	}
+	return decls(imps, where+": "), names
 }
 
 // checkImports checks an SDK's core imports against the table: each is a function of
@@ -84,101 +113,6 @@ func checkExports(t *testing.T, shape abi.Shape, exports []decl, what string) {
 	}
 }
 
-// goType maps a parameter or result type of a //go:wasmimport or //go:wasmexport
-// function to its Wasm value type (the Go wasip1 port's rules for the types the
-// SDK uses).
-func goType(e ast.Expr) (abi.ValType, error) {
-	switch e := e.(type) {
-	case *ast.Ident:
-		switch e.Name {
-		case "int32", "uint32", "bool":
-			return abi.I32, nil
-		case "int64", "uint64":
-			return abi.I64, nil
-		}
-	case *ast.StarExpr:
-		return abi.I32, nil
-	case *ast.SelectorExpr:
-		if x, ok := e.X.(*ast.Ident); ok && x.Name == "unsafe" && e.Sel.Name == "Pointer" {
-			return abi.I32, nil
-		}
-	}
-	return 0, fmt.Errorf("type %T %v has no ABI value type", e, e)
-}
-
-func goFieldTypes(fl *ast.FieldList) ([]abi.ValType, error) {
-	if fl == nil {
-		return nil, nil
-	}
-	var out []abi.ValType
-	for _, f := range fl.List {
-		vt, err := goType(f.Type)
-		if err != nil {
-			return nil, err
-		}
-		for range max(1, len(f.Names)) {
-			out = append(out, vt)
-		}
-	}
-	return out, nil
-}
-
-// goDecls parses the Go package in dir as the go tool would build it for
-// GOOS=wasip1 GOARCH=wasm with tags, and returns its //go:wasmimport and
-// //go:wasmexport functions.
-func goDecls(t *testing.T, dir string, tags ...string) (imports, exports []decl) {
-	t.Helper()
-	bc := build.Default
-	bc.GOOS, bc.GOARCH, bc.BuildTags, bc.CgoEnabled = "wasip1", "wasm", tags, false
-	pkg, err := bc.ImportDir(dir, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, name := range pkg.GoFiles {
-		f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, parser.ParseComments)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			fn, ok := d.(*ast.FuncDecl)
-			if !ok || fn.Doc == nil {
-				continue
-			}
-			for _, c := range fn.Doc.List {
-				directive, args, ok := strings.Cut(c.Text, " ")
-				if !ok || directive != "//go:wasmimport" && directive != "//go:wasmexport" {
-					continue
-				}
-				where := fset.Position(c.Pos()).String()
-				params, err := goFieldTypes(fn.Type.Params)
-				if err == nil {
-					var results []abi.ValType
-					results, err = goFieldTypes(fn.Type.Results)
-					if err == nil {
-						fields := strings.Fields(args)
-						dc := decl{sig: abi.Signature{Params: params, Results: results}, where: where}
-						if directive == "//go:wasmimport" {
-							if len(fields) != 2 {
-								t.Fatalf("%s: malformed directive %q", where, c.Text)
-							}
-							dc.module, dc.name = fields[0], fields[1]
-							imports = append(imports, dc)
-						} else {
-							dc.name = fields[0]
-							exports = append(exports, dc)
-						}
-					}
-				}
-				if err != nil {
-					t.Errorf("%s: %s: %v", where, fn.Name.Name, err)
-				}
-			}
-		}
-	}
-	return imports, exports
-}
-
 // TestGoSDKMatchesTable: the Go SDK (sdk/go) as built for each shape (sync: plain
 // wasip1; async: the wasmsrv_async tag) declares its core imports and its exports
 // as the table says, and between the two shapes it imports every core function.
@@ -205,57 +139,6 @@ func TestGoSDKMatchesTable(t *testing.T) {
 			t.Errorf("sdk/go never imports %s.%s", imp.Module, imp.Name)
 		}
 	}
-}
-
-// cImportRe matches one import declaration of wasmsrv.h after the preprocessor (or
-// the WASMSRV__IMPORT form in the header's own text).
-var cImportRe = regexp.MustCompile(`(?s)(?:__attribute__\(\(import_module\("(\w+)"\),\s*import_name\("(\w+)"\)\)\)|WASMSRV__IMPORT\("(\w+)"\))\s*([\w\s\*]+?)\b(\w+)\s*\(([^)]*)\)\s*;`)
-
-func cType(s string) ([]abi.ValType, error) {
-	s = strings.TrimSpace(strings.ReplaceAll(s, "const ", ""))
-	switch {
-	case s == "void":
-		return nil, nil
-	case strings.Contains(s, "*"):
-		return []abi.ValType{abi.I32}, nil
-	case s == "int32_t" || s == "uint32_t" || s == "int" || s == "unsigned":
-		return []abi.ValType{abi.I32}, nil
-	case s == "int64_t" || s == "uint64_t":
-		return []abi.ValType{abi.I64}, nil
-	}
-	return nil, fmt.Errorf("C type %q has no ABI value type", s)
-}
-
-// cDecls finds the core imports declared in C source text. fnNames are their C
-// names, in order.
-func cDecls(t *testing.T, src, where string) (imports []decl, fnNames []string) {
-	t.Helper()
-	for _, m := range cImportRe.FindAllStringSubmatch(src, -1) {
-		module, name := m[1], m[2]
-		if m[3] != "" {
-			module, name = abi.ImportModule, m[3]
-		}
-		results, err := cType(m[4])
-		var params []abi.ValType
-		for _, p := range strings.Split(m[6], ",") {
-			p = strings.TrimSpace(p)
-			if err != nil || p == "void" || p == "" {
-				continue
-			}
-			// Drop the parameter's name: the type is what precedes it.
-			typ := strings.TrimSpace(p[:strings.LastIndexFunc(p, func(r rune) bool { return r == ' ' || r == '*' })+1])
-			var vt []abi.ValType
-			vt, err = cType(typ)
-			params = append(params, vt...)
-		}
-		if err != nil {
-			t.Errorf("%s: %s: %v", where, m[5], err)
-			continue
-		}
-		imports = append(imports, decl{module: module, name: name, sig: abi.Signature{Params: params, Results: results}, where: where + ": " + m[5]})
-		fnNames = append(fnNames, m[5])
-	}
-	return imports, fnNames
 }
 
 // TestCHeaderMatchesTable: every import wasmsrv.h declares has the table's
@@ -380,14 +263,7 @@ __attribute__((export_name("probe_refs"))) void *const *probe_refs(void) { retur
 }
 
 func sigOf(f api.FunctionDefinition) abi.Signature {
-	conv := func(ts []api.ValueType) []abi.ValType {
-		var out []abi.ValType
-		for _, v := range ts {
-			out = append(out, abi.ValType(v))
-		}
-		return out
-	}
-	return abi.Signature{Params: conv(f.ParamTypes()), Results: conv(f.ResultTypes())}
+	return abi.Signature{Params: valTypes(f.ParamTypes()), Results: valTypes(f.ResultTypes())}
 }
 
 // TestSignatureString: the table's signatures print as the host's errors do.
