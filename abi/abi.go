@@ -1,5 +1,7 @@
-// Package abi holds the numeric constants and wire encodings of the wasmsrv gateway
-// ABI (see SPEC.md beside this file). Host and Go SDK both use it, so it has no
+// Package abi holds the numeric constants, wire encodings and signature table
+// (Imports, Exports: every host function and guest export, per shape and revision)
+// of the wasmsrv gateway ABI (see SPEC.md beside this file). Host and Go SDK both
+// use it, so it has no
 // dependencies beyond the standard library's most basic packages and builds for
 // GOOS=wasip1 as well as for the host.
 package abi

@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+	//lint:ignore SA1019 net/http serves cleartext HTTP/2 with prior knowledge only; h2c also takes HTTP/1.1's Upgrade: h2c (curl --http2; cmd/wasmsrv TestE2EH2CUpgradeCurl)
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/wasmsrv/wasmsrv/internal/framing"
@@ -96,6 +97,7 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 	if !s.tls {
 		// h2c.NewHandler handles both prior-knowledge HTTP/2 and the HTTP/1.1
 		// Upgrade: h2c dance; plain HTTP/1.1 requests pass straight through.
+		//lint:ignore SA1019 see the import: net/http has no Upgrade: h2c, which clients such as curl --http2 use
 		h = h2c.NewHandler(h2cUpgraded(h), &http2.Server{IdleTimeout: cfg.IdleTimeout, MaxReadFrameSize: 1 << 20})
 		h = h2cUpgradeWithoutBody(h)
 	}

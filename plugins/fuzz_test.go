@@ -171,8 +171,6 @@ func pluginFuzzRun(ctx context.Context, mod api.Module, stack []uint64) {
 // is gone.
 type pluginExchange struct {
 	st   *pluginFuzz
-	once sync.Once
-	gone chan struct{}
 	head []byte
 }
 

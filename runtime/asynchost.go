@@ -13,35 +13,19 @@ import (
 // Like the rest of the core module they are GoModuleFuncs: no reflection and no
 // allocation on the way in or out.
 
-func asyncSigs() map[string]fnSig {
-	return map[string]fnSig{
-		abi.FnWSAccept:        {[]api.ValueType{i32, i32, i32, i32, i32}, []api.ValueType{i32}},
-		abi.FnWSRecv:          {[]api.ValueType{i32, i32, i32}, []api.ValueType{i64}},
-		abi.FnWSSend:          {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
-		abi.FnWSClose:         {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
-		abi.FnWSCloseInfo:     {[]api.ValueType{i32, i32, i32}, []api.ValueType{i64}},
-		abi.FnCtxDone:         {[]api.ValueType{i32, i32}, []api.ValueType{i32}},
-		abi.FnTimerSet:        {[]api.ValueType{i32, i64}, []api.ValueType{i32}},
-		abi.FnTimerCancel:     {[]api.ValueType{i32}, []api.ValueType{i32}},
-		abi.FnSetBackpressure: {[]api.ValueType{i32}, []api.ValueType{i32}},
-	}
-}
-
-func asyncHostFuncs() []HostFunc {
-	sigs := asyncSigs()
-	f := func(name string, fn api.GoModuleFunc) HostFunc {
-		return HostFunc{Name: name, Params: sigs[name].params, Results: sigs[name].results, Fn: fn}
-	}
-	return []HostFunc{
-		f(abi.FnWSAccept, hostWSAccept),
-		f(abi.FnWSRecv, hostWSRecv),
-		f(abi.FnWSSend, hostWSSend),
-		f(abi.FnWSClose, hostWSClose),
-		f(abi.FnWSCloseInfo, hostWSCloseInfo),
-		f(abi.FnCtxDone, hostCtxDone),
-		f(abi.FnTimerSet, hostTimerSet),
-		f(abi.FnTimerCancel, hostTimerCancel),
-		f(abi.FnSetBackpressure, hostSetBackpressure),
+// asyncHostFuncs implement the WebSocket (SPEC §9.2) and async-shape (§8.3) host
+// functions, by name; their signatures are in abi.Imports.
+func asyncHostFuncs() map[string]api.GoModuleFunc {
+	return map[string]api.GoModuleFunc{
+		abi.FnWSAccept:        hostWSAccept,
+		abi.FnWSRecv:          hostWSRecv,
+		abi.FnWSSend:          hostWSSend,
+		abi.FnWSClose:         hostWSClose,
+		abi.FnWSCloseInfo:     hostWSCloseInfo,
+		abi.FnCtxDone:         hostCtxDone,
+		abi.FnTimerSet:        hostTimerSet,
+		abi.FnTimerCancel:     hostTimerCancel,
+		abi.FnSetBackpressure: hostSetBackpressure,
 	}
 }
 

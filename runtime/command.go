@@ -103,20 +103,16 @@ type CommandIO struct {
 }
 
 // ValidateCommand checks that cm is a WASI command module this host can run: it
-// exports _start () -> () and memory, and imports nothing but WASI preview 1
+// exports _start () -> () and memory and none of the ABI's markers (abi.Exports,
+// ShapeCommand), and imports nothing but WASI preview 1
 // functions, checked against the WASI module rt holds (an *ImportError otherwise).
 func ValidateCommand(cm wazero.CompiledModule, rt wazero.Runtime) error {
 	exports := cm.ExportedFunctions()
-	start, ok := exports[abi.ExportStart]
-	if !ok {
+	if _, ok := exports[abi.ExportStart]; !ok {
 		return fmt.Errorf("%w: not a WASI command: missing export %s", ErrNotGuest, abi.ExportStart)
 	}
-	if len(start.ParamTypes()) != 0 || len(start.ResultTypes()) != 0 {
-		return fmt.Errorf("%w: export %s has signature %s, want () -> ()", ErrNotGuest, abi.ExportStart,
-			sigString(start.ParamTypes(), start.ResultTypes()))
-	}
-	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
-		return fmt.Errorf("%w: missing exported memory %q", ErrNotGuest, abi.ExportMemory)
+	if err := checkExports(exports, cm.ExportedMemories(), abi.ShapeCommand); err != nil {
+		return err
 	}
 	wasi := hostModules(rt)
 	only := func(module string) (map[string]api.FunctionDefinition, bool) {

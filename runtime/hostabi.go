@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"maps"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -26,20 +27,53 @@ type HostModule struct {
 // hostFeatures is what this host offers (SPEC §4 host_features).
 const hostFeatures = abi.FeatureWebSocket | abi.FeatureAsync
 
-// coreModule is the `wasmsrv` import module (SPEC §4).
-func coreModule() HostModule {
-	sigs := hostSigs()
-	f := func(name string, fn api.GoModuleFunc) HostFunc {
-		return HostFunc{Name: name, Params: sigs[name].params, Results: sigs[name].results, Fn: fn}
+// coreHostFuncs implement the core host functions, by name (SPEC §4, §8.3, §9.2).
+// Their signatures are not written here: they come from abi.Imports, the ABI's one
+// table, and a test checks that the two name the same functions.
+func coreHostFuncs() map[string]api.GoModuleFunc {
+	m := map[string]api.GoModuleFunc{
+		abi.FnReqHead:      hostReqHead,
+		abi.FnBodyRead:     hostBodyRead,
+		abi.FnRespStart:    hostRespStart,
+		abi.FnRespWrite:    hostRespWrite,
+		abi.FnDisconnected: hostDisconnected,
+		abi.FnHostFeatures: func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = hostFeatures },
 	}
-	return HostModule{Name: abi.ImportModule, Funcs: append([]HostFunc{
-		f(abi.FnReqHead, hostReqHead),
-		f(abi.FnBodyRead, hostBodyRead),
-		f(abi.FnRespStart, hostRespStart),
-		f(abi.FnRespWrite, hostRespWrite),
-		f(abi.FnDisconnected, hostDisconnected),
-		f(abi.FnHostFeatures, func(_ context.Context, _ api.Module, stack []uint64) { stack[0] = hostFeatures }),
-	}, asyncHostFuncs()...)}
+	maps.Copy(m, asyncHostFuncs())
+	return m
+}
+
+// coreModule is the `wasmsrv` import module: every function of abi.Imports with
+// the signature the table gives and its implementation from coreHostFuncs.
+func coreModule() HostModule {
+	impls := coreHostFuncs()
+	hm := HostModule{Name: abi.ImportModule}
+	for _, imp := range abi.Imports() {
+		if imp.Module != abi.ImportModule {
+			continue
+		}
+		fn, ok := impls[imp.Name]
+		if !ok {
+			// An entry added to the table without an implementation: the
+			// registration test fails on it before any build ships.
+			panic("runtime: no implementation of host function " + imp.Module + "." + imp.Name)
+		}
+		hm.Funcs = append(hm.Funcs, HostFunc{Name: imp.Name, Params: valueTypes(imp.Sig.Params), Results: valueTypes(imp.Sig.Results), Fn: fn})
+	}
+	return hm
+}
+
+// valueTypes converts ABI value types to wazero's; both use the binary format's
+// encoding.
+func valueTypes(ts []abi.ValType) []api.ValueType {
+	if len(ts) == 0 {
+		return nil
+	}
+	out := make([]api.ValueType, len(ts))
+	for i, t := range ts {
+		out[i] = api.ValueType(t)
+	}
+	return out
 }
 
 // guestRegion returns the guest memory view [ptr, ptr+n) or traps.

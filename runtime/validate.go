@@ -53,30 +53,10 @@ type ModuleInfo struct {
 	Imports []string
 }
 
-type fnSig struct {
-	params, results []api.ValueType
-}
-
 const (
 	i32 = api.ValueTypeI32
 	i64 = api.ValueTypeI64
 )
-
-// hostSigs are the signatures of the core host functions (SPEC §4).
-func hostSigs() map[string]fnSig {
-	m := map[string]fnSig{
-		abi.FnReqHead:      {[]api.ValueType{i32, i32, i32}, []api.ValueType{i32}},
-		abi.FnBodyRead:     {[]api.ValueType{i32, i32, i32}, []api.ValueType{i64}},
-		abi.FnRespStart:    {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
-		abi.FnRespWrite:    {[]api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
-		abi.FnDisconnected: {[]api.ValueType{i32}, []api.ValueType{i32}},
-		abi.FnHostFeatures: {nil, []api.ValueType{i64}},
-	}
-	for name, sig := range asyncSigs() {
-		m[name] = sig
-	}
-	return m
-}
 
 // Validate checks that cm is a wasmsrv guest this host can run, naming the first
 // problem it finds. rt must hold the host modules the app may import (WASI, the
@@ -107,44 +87,25 @@ func Validate(cm wazero.CompiledModule, rt wazero.Runtime, plugins []string) (*M
 		return nil, fmt.Errorf("%w: module exports %s and %s but no %s: it was built as a WASI command, not a reactor (SPEC §1); build Go guests with -buildmode=c-shared, C guests with -mexec-model=reactor (wasmsrv run DIR does both)",
 			ErrNotGuest, abi.MarkerVersion, abi.ExportStart, abi.ExportInitialize)
 	}
-	if _, ok := cm.ExportedMemories()[abi.ExportMemory]; !ok {
-		return nil, fmt.Errorf("%w: missing exported memory %q", ErrNotGuest, abi.ExportMemory)
-	}
 	_, isSync := exports[abi.MarkerModeSync]
 	_, isAsync := exports[abi.MarkerModeAsync]
+	var shape abi.Shape
 	switch {
 	case isSync && isAsync:
 		return nil, fmt.Errorf("%w: exports both %s and %s", ErrNotGuest, abi.MarkerModeSync, abi.MarkerModeAsync)
 	case isSync:
-		info.Mode = ModeSync
-		if err := checkExport(exports, abi.ExportHandle, []api.ValueType{i32}, []api.ValueType{i32}); err != nil {
-			return nil, err
-		}
+		info.Mode, shape = ModeSync, abi.ShapeSync
 	case isAsync:
-		info.Mode = ModeAsync
-		if err := checkExport(exports, abi.ExportOnEvent, []api.ValueType{i32, i32, i64, i64}, []api.ValueType{i32}); err != nil {
-			return nil, err
-		}
+		info.Mode, shape = ModeAsync, abi.ShapeAsync
 	default:
 		return nil, fmt.Errorf("%w: missing mode marker (export %s or %s)", ErrNotGuest, abi.MarkerModeSync, abi.MarkerModeAsync)
 	}
-	for _, hook := range []struct {
-		name string
-		has  *bool
-	}{{abi.ExportOnStart, &info.HasStart}, {abi.ExportOnStop, &info.HasStop}} {
-		if _, ok := exports[hook.name]; ok {
-			if err := checkExport(exports, hook.name, nil, []api.ValueType{i32}); err != nil {
-				return nil, err
-			}
-			*hook.has = true
-		}
+	if err := checkExports(exports, cm.ExportedMemories(), shape); err != nil {
+		return nil, err
 	}
-	if _, ok := exports[abi.ExportInitialize]; ok {
-		if err := checkExport(exports, abi.ExportInitialize, nil, nil); err != nil {
-			return nil, err
-		}
-		info.HasInit = true
-	}
+	_, info.HasStart = exports[abi.ExportOnStart]
+	_, info.HasStop = exports[abi.ExportOnStop]
+	_, info.HasInit = exports[abi.ExportInitialize]
 	if err := checkImports(cm.ImportedFunctions(), cm.ImportedMemories(), hostModules(rt), plugins, false); err != nil {
 		return nil, err
 	}
@@ -158,14 +119,39 @@ func Validate(cm wazero.CompiledModule, rt wazero.Runtime, plugins []string) (*M
 	return info, nil
 }
 
-func checkExport(exports map[string]api.FunctionDefinition, name string, params, results []api.ValueType) error {
-	fn, ok := exports[name]
-	if !ok {
-		return fmt.Errorf("%w: missing export %s%s", ErrNotGuest, name, sigString(params, results))
-	}
-	if !slices.Equal(fn.ParamTypes(), params) || !slices.Equal(fn.ResultTypes(), results) {
-		return fmt.Errorf("%w: export %s has signature %s, want %s", ErrNotGuest, name,
-			sigString(fn.ParamTypes(), fn.ResultTypes()), sigString(params, results))
+// checkExports checks a module's exports against what shape asks of them in the
+// ABI's table (abi.Exports): every required export is there, every export the shape
+// uses has its signature, and none that makes the module another shape is.
+func checkExports(exports map[string]api.FunctionDefinition, memories map[string]api.MemoryDefinition, shape abi.Shape) error {
+	for _, e := range abi.Exports() {
+		need := e.In[shape]
+		if need == abi.Ignored {
+			continue
+		}
+		if e.Kind == abi.KindMemory {
+			_, ok := memories[e.Name]
+			switch {
+			case need == abi.Required && !ok:
+				return fmt.Errorf("%w: missing exported memory %q", ErrNotGuest, e.Name)
+			case need == abi.Forbidden && ok:
+				return fmt.Errorf("%w: a %s module does not export memory %q", ErrNotGuest, shape, e.Name)
+			}
+			continue
+		}
+		fn, ok := exports[e.Name]
+		switch {
+		case !ok && need == abi.Required:
+			return fmt.Errorf("%w: missing export %s%s", ErrNotGuest, e.Name, e.Sig)
+		case !ok:
+		case need == abi.Forbidden && shape == abi.ShapeCommand:
+			return fmt.Errorf("%w: module exports %s and %s but no %s: a WASI command has no markers, a guest has all of them (SPEC §1)",
+				ErrNotGuest, abi.ExportStart, e.Name, abi.MarkerVersion)
+		case need == abi.Forbidden:
+			return fmt.Errorf("%w: exports %s, which a %s guest must not (SPEC %s)", ErrNotGuest, e.Name, shape, e.Section)
+		case !slices.Equal(fn.ParamTypes(), valueTypes(e.Sig.Params)) || !slices.Equal(fn.ResultTypes(), valueTypes(e.Sig.Results)):
+			return fmt.Errorf("%w: export %s has signature %s, want %s", ErrNotGuest, e.Name,
+				sigString(fn.ParamTypes(), fn.ResultTypes()), e.Sig)
+		}
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,8 +17,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
@@ -330,13 +327,9 @@ func do(t *testing.T, addr string, s scenario) *result {
 // target goes out as :path unchanged; a "chunked" body is sent without a length.
 func doH2(t *testing.T, addr string, s scenario) *result {
 	t.Helper()
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true) // prior knowledge: no Upgrade, no TLS
+	tr := &http.Transport{Protocols: &protos}
 	defer tr.CloseIdleConnections()
 	var body io.Reader
 	if s.body != nil {

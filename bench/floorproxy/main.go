@@ -29,7 +29,6 @@ const xff = "X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
 const notImplemented = "HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 var (
-	errBody    = errors.New("request with a body")
 	errFraming = errors.New("response without Content-Length")
 	errHead    = errors.New("head too large")
 )

@@ -2,7 +2,7 @@ package main
 
 // End-to-end tests: the real wasmsrv binary, built once in TestMain, runs as a
 // subprocess on 127.0.0.1 and is spoken to through real sockets, with clients other
-// than the server's own where it matters (raw TCP, x/net/http2, curl).
+// than the server's own where it matters (raw TCP, curl, gorilla/websocket).
 //
 // Guests are built and compiled once into a cache shared across tests and runs
 // (os.TempDir()/wasmsrv-e2e-cache). The first start of each sample is serialized
@@ -12,7 +12,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,8 +27,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/net/http2"
 )
 
 var (
@@ -361,13 +358,9 @@ func httpClient(t testing.TB) *http.Client {
 
 // h2cClient speaks HTTP/2 over cleartext TCP with prior knowledge.
 func h2cClient(t testing.TB) *http.Client {
-	tr := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
-		},
-	}
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true) // prior knowledge: no Upgrade, no TLS
+	tr := &http.Transport{Protocols: &protos}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
-	"golang.org/x/net/http2"
 )
 
 func TestE2EH2CPriorKnowledge(t *testing.T) {
@@ -128,8 +127,10 @@ func TestE2ETLS(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
 
-	t.Run("x/net/http2 over TLS", func(t *testing.T) {
-		tr := &http2.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, NextProtos: []string{"h2"}}}
+	t.Run("HTTP/2 over TLS", func(t *testing.T) {
+		var protos http.Protocols
+		protos.SetHTTP2(true) // HTTP/2 only: fails rather than falling back to HTTP/1.1
+		tr := &http.Transport{Protocols: &protos, TLSClientConfig: &tls.Config{RootCAs: roots}}
 		t.Cleanup(tr.CloseIdleConnections)
 		resp, body := get(t, &http.Client{Transport: tr, Timeout: 30 * time.Second}, srv.URL+"/tls?q=1")
 		if resp.StatusCode != http.StatusOK || resp.Proto != "HTTP/2.0" {

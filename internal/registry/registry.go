@@ -76,7 +76,9 @@ func ParseGrants(lists ...string) Grants {
 	for _, l := range lists {
 		for _, name := range strings.Split(l, ",") {
 			if name = strings.TrimSpace(name); name != "" {
-				g[name] = g[name]
+				if _, ok := g[name]; !ok {
+					g[name] = nil // granted without a config section
+				}
 			}
 		}
 	}

@@ -90,12 +90,32 @@ func (*Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, e
 	if err := app.Config.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	al, err := netallow.Parse(cfg.Allow)
+	a, tr, err := newApp(cfg, app.Logger.With("plugin", "http"))
 	if err != nil {
 		return nil, err
 	}
+	s := plugins.Sig
+	i32, i64 := plugins.I32, plugins.I64
+	return &plugins.Binding{
+		Funcs: []plugins.HostFunc{
+			{Name: "send", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.send},
+			{Name: "response", Params: s(i32, i32, i32), Results: s(i64), Fn: a.response},
+			{Name: "close", Params: s(i32), Results: s(i32), Fn: a.close},
+			{Name: "notify", Params: s(i32, i32, i32), Results: s(i32), Fn: a.notify},
+		},
+		Close: func(context.Context) error { tr.CloseIdleConnections(); return nil },
+	}, nil
+}
+
+// newApp is one app's outbound client: its allow list, limits and the transport
+// that checks every address it dials.
+func newApp(cfg Config, log *slog.Logger) (*appHTTP, *nethttp.Transport, error) {
+	al, err := netallow.Parse(cfg.Allow)
+	if err != nil {
+		return nil, nil, err
+	}
 	a := &appHTTP{allow: al, timeout: cfg.Timeout.D(DefaultTimeout),
-		maxResponse: cfg.MaxResponse, maxRequest: cfg.MaxRequest, log: app.Logger.With("plugin", "http")}
+		maxResponse: cfg.MaxResponse, maxRequest: cfg.MaxRequest, log: log}
 	if a.maxResponse <= 0 {
 		a.maxResponse = DefaultMaxResponse
 	}
@@ -118,17 +138,7 @@ func (*Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, e
 		ForceAttemptHTTP2:      true,
 	}
 	a.client = &nethttp.Client{Transport: tr, CheckRedirect: a.checkRedirect}
-	s := plugins.Sig
-	i32, i64 := plugins.I32, plugins.I64
-	return &plugins.Binding{
-		Funcs: []plugins.HostFunc{
-			{Name: "send", Params: s(i32, i32, i32, i32), Results: s(i64), Fn: a.send},
-			{Name: "response", Params: s(i32, i32, i32), Results: s(i64), Fn: a.response},
-			{Name: "close", Params: s(i32), Results: s(i32), Fn: a.close},
-			{Name: "notify", Params: s(i32, i32, i32), Results: s(i32), Fn: a.notify},
-		},
-		Close: func(context.Context) error { tr.CloseIdleConnections(); return nil },
-	}, nil
+	return a, tr, nil
 }
 
 // control runs for every connection the transport dials, after name resolution:

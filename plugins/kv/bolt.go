@@ -12,6 +12,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Bolt is the embedded backend: one bbolt file per process, one bucket per app.
@@ -43,7 +44,7 @@ func OpenBolt(path string) (*Bolt, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("kv: %s is in use by another process (share state between processes with the Redis backend): %w", path, err)
 		}
 		return nil, fmt.Errorf("kv: open %s: %w", path, err)

@@ -67,18 +67,6 @@ func runHook(name string, f func() error) int32 {
 	return 0
 }
 
-// serve runs one request to completion on handle ctx (sync shape: one at a time,
-// so one Request and ResponseWriter serve them all).
-func serve(ctx uint32) int32 { return serveOn(ctx, &app.req, &app.resp) }
-
-// serveOn runs one request to completion on handle ctx with r and w.
-func serveOn(ctx uint32, r *Request, w *ResponseWriter) (code int32) {
-	if code := prepare(ctx, r, w); code != 0 {
-		return code
-	}
-	return handle(r, w)
-}
-
 // prepare reads the request head into r and resets w; non-zero is the status to
 // answer with instead of running the handler.
 func prepare(ctx uint32, r *Request, w *ResponseWriter) int32 {

@@ -19,15 +19,19 @@ import (
 // is parked again, and only then returns to the host: a Go guest cannot yield to the
 // host while goroutines are runnable (abis.md §6.2, §6.4).
 
+//lint:ignore U1000 exported to the host by go:wasmexport, which staticcheck does not count as a use
 //go:wasmexport wasmsrv_abi_v1
 func markerABIv1() {}
 
+//lint:ignore U1000 exported to the host by go:wasmexport, which staticcheck does not count as a use
 //go:wasmexport wasmsrv_mode_async
 func markerModeAsync() {}
 
+//lint:ignore U1000 exported to the host by go:wasmexport, which staticcheck does not count as a use
 //go:wasmexport wasmsrv_on_start
 func exportOnStart() int32 { return startInstance() } // GOGC=25 as in the sync shape
 
+//lint:ignore U1000 exported to the host by go:wasmexport, which staticcheck does not count as a use
 //go:wasmexport wasmsrv_on_stop
 func exportOnStop() int32 { return runHook("stop", app.onStop) }
 
@@ -137,6 +141,7 @@ type task struct {
 	resp      ResponseWriter
 }
 
+//lint:ignore U1000 exported to the host by go:wasmexport, which staticcheck does not count as a use
 //go:wasmexport wasmsrv_on_event
 func exportOnEvent(ctx uint32, kind int32, a, b int64) int32 {
 	if sched.timers == nil {

@@ -5,7 +5,9 @@
 //
 // Entries: "api.example.com" (that name, any port), "api.example.com:443" (that port
 // only), "*.example.com" (any subdomain, not the apex; a port may follow),
-// "203.0.113.7[:port]", "[2001:db8::1]:443", "10.0.0.0/8" (any address in the range).
+// "203.0.113.7[:port]", "[2001:db8::1]:443", "10.0.0.0/8" (any address in the range;
+// "::ffff:10.0.0.0/104" is the same range). A name, in an entry or from a guest, is a
+// DNS name: labels of letters, digits, '-' and '_'; anything else is refused.
 //
 // Names are checked before anything is resolved; the addresses a name resolves to
 // are checked again, on the address that is then dialled: addresses that are not
@@ -50,6 +52,11 @@ func Parse(entries []string) (*List, error) {
 			continue
 		}
 		if p, err := netip.ParsePrefix(e); err == nil {
+			if p.Addr().Is4In6() && p.Bits() >= 96 {
+				// ::ffff:10.0.0.0/104 is 10.0.0.0/8: addresses are compared
+				// unmapped (AllowsIP), so the range must be too.
+				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+			}
 			l.prefixes = append(l.prefixes, prefixRule{p: p.Masked()})
 			continue
 		}
@@ -74,7 +81,7 @@ func Parse(entries []string) (*List, error) {
 		if strings.HasPrefix(host, "*.") {
 			r.wildcard, r.name = true, host[1:]
 		}
-		if r.name == "" || r.name == "." || strings.ContainsAny(r.name, "*/ []%") {
+		if !validName(strings.TrimPrefix(host, "*.")) {
 			return nil, fmt.Errorf("allow %q: want a host name, *.domain, an IP or a CIDR, each with an optional :port", e)
 		}
 		l.names = append(l.names, r)
@@ -93,6 +100,11 @@ func (l *List) AllowsHost(host string, port int) bool {
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return l.AllowsIP(ip, port, true)
 	}
+	if !validName(host) {
+		// Not a DNS name (an empty label, a space, a slash, a percent sign):
+		// "*.example.com" means a subdomain, not any string that ends so.
+		return false
+	}
 	for _, r := range l.names {
 		if r.port != 0 && r.port != port {
 			continue
@@ -102,6 +114,26 @@ func (l *List) AllowsHost(host string, port int) bool {
 		}
 	}
 	return false
+}
+
+// validName reports whether s is a DNS host name: dot-separated labels of 1-63
+// letters, digits, '-' and '_' (service names), 253 bytes at most in all.
+func validName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // AllowsIP reports whether an address may be dialled. listed says whether the guest

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -113,7 +114,7 @@ func route(w *wasmsrv.ResponseWriter, r *wasmsrv.Request, q url.Values) (string,
 		case "alloc": // what config.Lookup does in the guest besides the call
 			b := []byte("hi")
 			for i := 0; i < n; i++ {
-				sink = string(b)
+				runtime.KeepAlive(string(b))
 			}
 		}
 		return "ok", nil
@@ -154,8 +155,5 @@ func route(w *wasmsrv.ResponseWriter, r *wasmsrv.Request, q url.Values) (string,
 	w.WriteHeader(404)
 	return "no such test path", nil
 }
-
-// sink keeps the alloc loop from being optimised away.
-var sink string
 
 func main() {}

@@ -11,6 +11,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+
+	"github.com/wasmsrv/wasmsrv/abi"
 )
 
 // memModule builds a module with one exported memory of 2 pages and the given
@@ -127,18 +129,15 @@ func TestMergeGoGuest(t *testing.T) {
 		wasi_snapshot_preview1.MustInstantiate(context.Background(), rt)
 		b := rt.NewHostModuleBuilder("wasmsrv")
 		stub := api.GoModuleFunc(func(context.Context, api.Module, []uint64) {})
-		i32, i64 := api.ValueTypeI32, api.ValueTypeI64
-		for _, f := range []struct {
-			name string
-			p, r []api.ValueType
-		}{
-			{"req_head", []api.ValueType{i32, i32, i32}, []api.ValueType{i32}},
-			{"body_read", []api.ValueType{i32, i32, i32}, []api.ValueType{i64}},
-			{"resp_start", []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
-			{"resp_write", []api.ValueType{i32, i32, i32, i32}, []api.ValueType{i32}},
-			{"disconnected", []api.ValueType{i32}, []api.ValueType{i32}},
-		} {
-			b.NewFunctionBuilder().WithGoModuleFunction(stub, f.p, f.r).Export(f.name)
+		for _, f := range abi.Imports() {
+			p, r := make([]api.ValueType, len(f.Sig.Params)), make([]api.ValueType, len(f.Sig.Results))
+			for i, v := range f.Sig.Params {
+				p[i] = api.ValueType(v)
+			}
+			for i, v := range f.Sig.Results {
+				r[i] = api.ValueType(v)
+			}
+			b.NewFunctionBuilder().WithGoModuleFunction(stub, p, r).Export(f.Name)
 		}
 		if _, err := b.Instantiate(context.Background()); err != nil {
 			t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	wasmsrv "github.com/wasmsrv/wasmsrv/sdk/go"
 )
@@ -79,8 +78,11 @@ func NewRequest(r *wasmsrv.Request) (*http.Request, error) {
 	if r.ProtoMajor == 2 {
 		req.Proto = "HTTP/2.0"
 	}
-	if te := h.Get("Transfer-Encoding"); te != "" {
-		req.TransferEncoding = strings.Split(te, ",")
+	if r.ContentLength < 0 && r.ProtoMajor == 1 {
+		// The host frames bodies itself and keeps hop-by-hop fields such as
+		// Transfer-Encoding from the guest (SPEC §2.1); an HTTP/1 body of
+		// unknown length was chunked, which net/http reports here.
+		req.TransferEncoding = []string{"chunked"}
 	}
 	if r.RootPath != "" {
 		req = req.WithContext(withRootPath(req.Context(), r.RootPath))
