@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -137,6 +138,13 @@ func errorCases() []errorCase {
 		{"app name too long", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps." + strings.Repeat("a", 65) + "]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
 		{"admin host with a port", "a.toml", "[admin]\nhosts = [\"ops.example\", \"ops.example:9901\"]\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:2", "admin.hosts[1]", "bad host"}},
 		{"log rate zero", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlog_rate = \"0\"\n", []string{"a.toml:5", "apps.a.log_rate", "must be > 0"}},
+		{"misspelt app key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nqueue_sise = 4\n", []string{"a.toml:5", "apps.a.queue_sise", `unknown key (did you mean "queue_size"?)`}},
+		{"misspelt key, yaml", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n    idle_timout: 5s\n", []string{"a.yaml:3", "listeners[0].idle_timout", `did you mean "idle_timeout"?`}},
+		{"unknown key far from any", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nzzzzzzzz = 1\n", []string{"a.toml:3", "listeners[0].zzzzzzzz: unknown key"}},
+		{"bad mode", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmode = \"turbo\"\n", []string{"a.toml:5", "apps.a.mode", `unknown mode "turbo"`}},
+		{"negative app setting", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlimit_concurrency = -1\n", []string{"a.toml:5", "apps.a.limit_concurrency", "must be >= 0"}},
+		{"plugin section not granted", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\n[apps.a.plugins.http]\nallow = [\"x.example\"]\n", []string{"a.toml:5", "apps.a.plugins.http", "not in grants"}},
+		{"size as a bare number of bytes", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nbody_limit = -5\n", []string{"a.toml:5", "apps.a.body_limit", `bad size "-5"`}},
 	}
 }
 
@@ -249,5 +257,24 @@ func TestAdminAddr(t *testing.T) {
 				t.Errorf("admin listens on %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// One load reports every problem of a file, each at its line, whatever stage finds
+// it (an unknown key, a value of the wrong kind, a bad value, a broken rule), in
+// the order of the file; what is fine still decodes.
+func TestEveryErrorAtOnce(t *testing.T) {
+	body := "[[listeners]]\naddr = \"127.0.0.1:1\"\nidle_timeout = 5\n\n[apps.a]\nmodule = \"a.toml\"\npool_sise = 2\nqueue_size = \"many\"\nws_send_buffer = 0\n\n[[routes]]\napp = \"ghost\"\n"
+	cfg, errs := Check(write(t, "a.toml", body), nil)
+	var got []string
+	for _, e := range errs {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
+	}
+	want := []string{"3 listeners[0].idle_timeout", "7 apps.a.pool_sise", "8 apps.a.queue_size", "9 apps.a.ws_send_buffer", "12 routes[0].app"}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors %q, want %q", got, want)
+	}
+	if cfg == nil || cfg.Apps["a"].QueueSize != DefaultApp().QueueSize || cfg.Listeners[0].Addr != "127.0.0.1:1" {
+		t.Errorf("what was fine did not decode: %+v", cfg)
 	}
 }
