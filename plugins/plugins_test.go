@@ -79,7 +79,7 @@ func serveMode(t testing.TB, reg *registry.Registry, name, dir, mode string, gra
 	lb := &logBuf{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := apps.Open(context.Background(), engine(t), apps.Spec{
-		Name: name, Source: dir, BuildCacheDir: buildCache(), Mode: mustMode(t, mode),
+		Name: name, Source: dir, BuildCacheDir: buildCache(), Mode: testkit.Mode(t, mode),
 		Pool:    runtime.PoolConfig{Workers: workers},
 		Plugins: reg, Grants: grants,
 	}, log)
@@ -233,14 +233,4 @@ func TestConfigAndLog(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", w, l)
 		}
 	}
-}
-
-// mustMode is the runtime.Mode of a test's mode name ("" for what the app declares).
-func mustMode(t testing.TB, name string) runtime.Mode {
-	t.Helper()
-	m, err := runtime.ParseMode(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

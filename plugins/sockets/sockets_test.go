@@ -119,7 +119,7 @@ func serve(t testing.TB, a app) *served {
 	lb := &testkit.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opened, err := apps.Open(context.Background(), engine(t), apps.Spec{
-		Name: "sockets-test", Source: a.source, BuildCacheDir: testkit.BuildCache(), Mode: mustMode(t, a.mode),
+		Name: "sockets-test", Source: a.source, BuildCacheDir: testkit.BuildCache(), Mode: testkit.Mode(t, a.mode),
 		Pool: a.pool, Plugins: reg, Grants: grants,
 	}, log)
 	if err != nil {
@@ -740,14 +740,4 @@ func TestNetSMTP(t *testing.T) {
 			t.Fatalf("the server got %q, want %q", got, want)
 		}
 	})
-}
-
-// mustMode is the runtime.Mode of a test's mode name ("" for what the app declares).
-func mustMode(t testing.TB, name string) runtime.Mode {
-	t.Helper()
-	m, err := runtime.ParseMode(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
 }

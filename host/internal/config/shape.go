@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/wasmsrv/wasmsrv/internal/suggest"
 )
 
 // shape walks a decoded document (maps, lists and scalars, as a TOML or YAML
@@ -55,7 +57,7 @@ func shape(v any, t reflect.Type, key string, add func(key, msg string)) (any, b
 			ft, ok := fields[k]
 			if !ok {
 				msg := "unknown key"
-				if s := closest(k, sortedKeys(fields)); s != "" {
+				if s := suggest.Closest(k, sortedKeys(fields)); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
 				add(ck, msg)
@@ -194,41 +196,4 @@ func textKind(t reflect.Type) string {
 		return `a duration in quotes such as "5s"`
 	}
 	return "a string"
-}
-
-// closest is the candidate nearest to k by edit distance, "" when none is near
-// enough to be what was meant.
-func closest(k string, candidates []string) string {
-	best, bestD := "", 0
-	for _, c := range candidates {
-		d := editDistance(k, c)
-		if best == "" || d < bestD {
-			best, bestD = c, d
-		}
-	}
-	if best == "" || bestD > max(2, len(k)/3) || bestD >= len(k) {
-		return ""
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance between a and b (bytes).
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
