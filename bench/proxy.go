@@ -142,7 +142,8 @@ func wasmsrvSite(note string, cfg siteConfig) Server {
 			if err != nil {
 				return Command{}, err
 			}
-			return Command{Argv: []string{bin, "serve", "-c", path}}, nil
+			// No access log, as nginx here (access_log off) and as the run scenarios.
+			return Command{Argv: []string{bin, "serve", "-c", path, "--access-log=false"}}, nil
 		},
 	}
 }

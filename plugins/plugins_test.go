@@ -79,7 +79,7 @@ func serveMode(t testing.TB, reg *registry.Registry, name, dir, mode string, gra
 	lb := &logBuf{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	app, err := apps.Open(context.Background(), engine(t), apps.Spec{
-		Name: name, Source: dir, BuildCacheDir: buildCache(), Mode: mode,
+		Name: name, Source: dir, BuildCacheDir: buildCache(), Mode: testkit.Mode(t, mode),
 		Pool:    runtime.PoolConfig{Workers: workers},
 		Plugins: reg, Grants: grants,
 	}, log)

@@ -13,26 +13,20 @@ import (
 	"github.com/wasmsrv/wasmsrv/abi"
 )
 
-// Mode is how an app's instances take requests.
-type Mode int
+// Mode is how an app's instances take requests: abi.Mode, the one mode type from
+// the config through the build to the pools.
+type Mode = abi.Mode
 
-// Modes.
+// Modes (abi.Mode's).
 const (
-	// ModeSync runs one request per instance at a time (gunicorn's sync worker).
-	ModeSync Mode = iota + 1
-	// ModeAsync multiplexes many requests on one instance through events.
-	ModeAsync
+	ModeAuto  = abi.ModeAuto
+	ModeSync  = abi.ModeSync
+	ModeAsync = abi.ModeAsync
+	ModeCGI   = abi.ModeCGI
 )
 
-func (m Mode) String() string {
-	switch m {
-	case ModeSync:
-		return "sync"
-	case ModeAsync:
-		return "async"
-	}
-	return "unknown"
-}
+// ParseMode reads a mode's name; "" is ModeAuto.
+func ParseMode(s string) (Mode, error) { return abi.ParseMode(s) }
 
 // ErrNotGuest reports a module that is not a wasmsrv guest. The message says what is
 // missing; errors.Is(err, ErrNotGuest) lets callers try another mode (CGI).

@@ -59,7 +59,7 @@ func TestE2EDeclaredMode(t *testing.T) {
 	t.Run("serve contradicted", func(t *testing.T) {
 		cfg := writeSite(t, fmt.Sprintf("[admin]\naddr = \"\"\n\n[[listeners]]\naddr = \"127.0.0.1:0\"\n\n[apps.ws]\npackage = %q\nmode = \"sync\"\n\n[[routes]]\napp = \"ws\"\n", sample("ws")))
 		res := runWasmsrv(t, 2*time.Minute, nil, "serve", "--cache-dir", e2eCache, "-c", cfg)
-		if res.code == 0 || !strings.Contains(res.stderr, "apps.ws:") || !strings.Contains(res.stderr, "declares //wasmsrv:mode async") {
+		if res.code == 0 || !strings.Contains(res.stderr, "apps.ws.mode:") || !strings.Contains(res.stderr, "declares //wasmsrv:mode async") {
 			t.Errorf("exit %d, stderr:\n%s", res.code, res.stderr)
 		}
 	})
@@ -84,7 +84,7 @@ func TestE2EServeCGI(t *testing.T) {
 	}
 	cfg := writeSite(t, fmt.Sprintf("[admin]\naddr = \"\"\n\n[[listeners]]\naddr = \"127.0.0.1:0\"\n\n[apps.cgi]\nmodule = %q\nmode = \"sync\"\n\n[[routes]]\napp = \"cgi\"\n", sample("c-cgi/main.wasm")))
 	res := runWasmsrv(t, time.Minute, nil, "serve", "--cache-dir", e2eCache, "-c", cfg)
-	if res.code == 0 || !strings.Contains(res.stderr, "apps.cgi:") || !strings.Contains(res.stderr, "the module is a WASI command") {
+	if res.code == 0 || !strings.Contains(res.stderr, "apps.cgi.mode:") || !strings.Contains(res.stderr, "the module is a WASI command") {
 		t.Errorf("a command as a sync app: exit %d, stderr:\n%s", res.code, res.stderr)
 	}
 }

@@ -99,8 +99,9 @@ app = "escape"
 	tree.SwapRace(t, func() string { return raceGet(c, srv.URL+"/?race=1500") })
 }
 
-// TestMountMissingDirectory: a --dir that is not there stops `wasmsrv run` at load,
-// naming the directory, before any request.
+// TestMountMissingDirectory: a --dir that is not there stops `wasmsrv run` at start,
+// naming the flag and the directory (the check serve's mounts key has), before any
+// request.
 func TestMountMissingDirectory(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "nope")
 	res := runWasmsrv(t, time.Minute, nil, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache,
@@ -108,7 +109,7 @@ func TestMountMissingDirectory(t *testing.T) {
 	if res.code == 0 {
 		t.Fatal("served with a missing mount directory")
 	}
-	if want := "mount " + missing + " at /data"; !strings.Contains(res.stderr, want) {
+	if want := "dir[0].host: \"" + missing + "\" is not a directory"; !strings.Contains(res.stderr, want) {
 		t.Errorf("stderr lacks %q:\n%s", want, res.stderr)
 	}
 }

@@ -10,8 +10,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/caarlos0/env/v11"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
+	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 const buildUsage = `Usage: wasmsrv build [-o FILE] [--mode sync|async] DIR
@@ -24,13 +28,25 @@ as 'wasmsrv run DIR' builds it: a Go package for the shape it declares
 Flags:
 `
 
+// buildFlags are build's settings from WASMSRV_MODE and WASMSRV_CACHE_DIR, the
+// variables of run's --mode and --cache-dir.
+type buildFlags struct {
+	Mode     runtime.Mode `env:"MODE"`
+	CacheDir string       `env:"CACHE_DIR"`
+}
+
 func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, buildUsage); fs.PrintDefaults() }
 	out := fs.String("o", "", "the module to write (default: DIR's name + .wasm, here)")
-	mode := fs.String("mode", os.Getenv("WASMSRV_MODE"), "sync or async for a Go package (default: what it declares, else sync) [$WASMSRV_MODE]")
-	cacheDir := fs.String("cache-dir", os.Getenv("WASMSRV_CACHE_DIR"), "build cache (default: user cache dir) [$WASMSRV_CACHE_DIR]")
+	bf, err := config.ParseEnv[buildFlags](env.ToMap(os.Environ()))
+	if err != nil {
+		return &usageError{err.Error()}
+	}
+	fs.TextVar(&bf.Mode, "mode", bf.Mode, "sync or async for a Go package (default: what it declares, else sync) [$WASMSRV_MODE]")
+	fs.StringVar(&bf.CacheDir, "cache-dir", bf.CacheDir, "build cache (default: user cache dir) [$WASMSRV_CACHE_DIR]")
+	mode, cacheDir := &bf.Mode, &bf.CacheDir
 	dirs, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -44,9 +60,9 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	dir := dirs[0]
 	switch *mode {
-	case "", "auto", "sync", "async":
+	case runtime.ModeAuto, runtime.ModeSync, runtime.ModeAsync:
 	default:
-		return &usageError{fmt.Sprintf("mode: %q, want sync or async", *mode)}
+		return &usageError{fmt.Sprintf("mode: %s, want sync or async (a Go package's shape)", *mode)}
 	}
 	if *out == "" {
 		abs, err := filepath.Abs(dir)
@@ -80,8 +96,8 @@ func cmdBuild(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	shape := r.Source.Lang
 	switch {
-	case r.Mode != "":
-		shape += ", " + r.Mode
+	case r.Mode != runtime.ModeAuto:
+		shape += ", " + r.Mode.String()
 	case r.Command:
 		shape += ", a WASI command: CGI mode"
 	}

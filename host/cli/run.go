@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"sync/atomic"
 	"time"
@@ -17,11 +16,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
-	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
-	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -41,7 +39,9 @@ Flags (each overrides the environment variable shown):
 `
 
 func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
-	cfg, err := config.LoadRun(env.ToMap(os.Environ()))
+	// The variables, then the flags over them; checked once both are in (a
+	// variable may configure a plugin a flag grants).
+	cfg, err := config.ParseEnv[config.Run](env.ToMap(os.Environ()))
 	if err != nil {
 		return &usageError{err.Error()}
 	}
@@ -55,12 +55,13 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 		return &usageError{err.Error()}
 	}
-	if err := cfg.Validate(); err != nil {
-		return &usageError{err.Error()}
-	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return &usageError{"run needs exactly one APP (a .wasm file or a Go package directory)"}
+	}
+	cfg.App.SetSource(fs.Arg(0))
+	if err := cfg.Validate(); err != nil {
+		return &usageError{err.Error()}
 	}
 	name := cfg.Name
 	if name == "" {
@@ -72,12 +73,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	logOut, meter := progressOutput(stderr, cfg.LogFormat)
 	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
 
-	engineCache, buildCache := "", ""
-	if cfg.CacheDir == "-" {
-		engineCache = "-"
-	} else if cfg.CacheDir != "" {
-		engineCache, buildCache = filepath.Join(cfg.CacheDir, "wazero"), filepath.Join(cfg.CacheDir, "builds")
-	}
+	engineCache, buildCache := cfg.Caches()
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
 	if err != nil {
 		return err
@@ -93,7 +89,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		return cfg.ShutdownTimeout.D()
 	}, eng, log)()
 
-	reg, err := registry.New(installedPlugins(cfg, opts.Plugins)...)
+	reg, err := registry.New(installedPlugins(cfg.KVPath, cfg.RedisURL, opts.Plugins)...)
 	if err != nil {
 		return err
 	}
@@ -104,40 +100,11 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 	}()
 
-	origins, _ := wsorigin.Parse(cfg.WSOrigins) // checked by cfg.Validate
-	var mounts []runtime.Mount
-	for _, d := range cfg.Dirs {
-		hg, ro, _ := config.ParseMount(d)
-		mounts = append(mounts, runtime.Mount{HostDir: hg[0], GuestDir: hg[1], ReadOnly: ro})
+	spec, err := appspec.Of(name, &cfg.App, appspec.Host{BuildCacheDir: buildCache, Plugins: reg, Progress: meter})
+	if err != nil {
+		return &usageError{err.Error()}
 	}
-	app, err := apps.Open(ctx, eng, apps.Spec{
-		Name:          name,
-		Source:        fs.Arg(0),
-		BuildCacheDir: buildCache,
-		Pool: runtime.PoolConfig{
-			Workers: cfg.Workers, QueueSize: cfg.QueueSize, QueueWait: cfg.QueueWait.D(),
-			RequestTimeout: cfg.Timeout.D(), MaxRequests: cfg.MaxRequests, MaxRequestsJitter: cfg.MaxRequestsJitter,
-		},
-		Mode: cfg.Mode,
-		Async: runtime.AsyncConfig{
-			MaxConns: cfg.LimitConcurrency, MaxConnsPerInstance: cfg.MaxConnsPerInst, EventTimeout: cfg.EventTimeout.D(),
-		},
-		WebSocket: host.WSConfig{
-			MaxMessage: int64(cfg.WSMaxMessage), PingInterval: cfg.WSPingInterval.D(), PingTimeout: cfg.WSPingTimeout.D(),
-			Compression: cfg.WSCompression, SendBuffer: int(cfg.WSSendBuffer), Origins: origins,
-		},
-		MemoryLimit:    int64(cfg.MemoryLimit),
-		StartTimeout:   cfg.StartTimeout.D(),
-		BodyLimit:      int64(cfg.BodyLimit),
-		BodyBuffer:     bodybuf.Config{Memory: int64(cfg.BufferBody), Timeout: cfg.BodyTimeout.D()},
-		ResponseBuffer: int(cfg.BufferResponse),
-		Env:            cfg.Env,
-		Mounts:         mounts,
-		Plugins:        reg,
-		Grants:         runGrants(cfg),
-		LogRate:        int64(cfg.LogRate),
-		Progress:       meter,
-	}, log)
+	app, err := apps.Open(ctx, eng, spec, log)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
 			log.Info("stopped while starting")
@@ -150,7 +117,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	// Compiling or loading a module leaves a large, short-lived heap behind: give it
 	// back to the OS before serving so the steady-state footprint is what shows.
 	debug.FreeOSMemory()
-	if app.Mode == "cgi" && os.Getenv("GOGC") == "" {
+	if app.Mode == runtime.ModeCGI && os.Getenv("GOGC") == "" {
 		// Every CGI request leaves ~15 KiB of garbage (mostly wazero's structures
 		// of the fresh instance) while the live heap stays a few MiB, so at Go's
 		// default target the collector runs hundreds of times a second: in a

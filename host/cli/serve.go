@@ -6,16 +6,23 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/caarlos0/env/v11"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/site"
+	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -30,54 +37,73 @@ listener) re-reads the file; a bad file is rejected and the running config kept.
 Environment overrides: WASMSRV_LISTEN, WASMSRV_ADMIN_ADDR, WASMSRV_ADMIN_TOKEN,
 WASMSRV_LOG_LEVEL, WASMSRV_TRUSTED_PROXIES, WASMSRV_SHUTDOWN_TIMEOUT.
 
-Flags:
+Flags (each overrides the environment variable shown):
 `
 
 const checkUsage = `Usage: wasmsrv check -c FILE
 
-Validate a site config file (with WASMSRV_* overrides applied) without serving.
-Each problem is printed as FILE:LINE: KEY: MESSAGE; the exit status is 1 if any.
+Check a site config file (with WASMSRV_* overrides applied) as serve would, without
+serving: every key and value, then each app, built and loaded, against its mode.
+Each problem is printed as FILE:LINE: KEY: MESSAGE, all of them at once; the exit
+status is 1 if any.
+
+Flags:
 `
 
-func configFlag(fs *flag.FlagSet) *string {
-	return fs.String("c", os.Getenv("WASMSRV_CONFIG"), "site config file, .toml/.yaml/.yml [$WASMSRV_CONFIG]")
+// siteFlags are the flags of serve and check: the file and the process settings,
+// each with its WASMSRV_* variable.
+type siteFlags struct {
+	Config string `env:"CONFIG"`
+	config.Process
+}
+
+// parseSiteFlags reads the variables, then the flags over them.
+func parseSiteFlags(name, usage string, args []string, stderr io.Writer) (*siteFlags, map[string]string, error) {
+	environ := env.ToMap(os.Environ())
+	sf, err := config.ParseEnv[siteFlags](environ)
+	if err != nil {
+		return nil, nil, &usageError{err.Error()}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	fs.StringVar(&sf.Config, "c", sf.Config, "site config file, .toml/.yaml/.yml [$WASMSRV_CONFIG]")
+	if name == "check" {
+		sf.Process.Flags(fs, "log-format", "cache-dir") // check serves nothing to log
+	} else {
+		sf.Process.Flags(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil, err
+		}
+		return nil, nil, &usageError{err.Error()}
+	}
+	if sf.Config == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return nil, nil, &usageError{name + " needs -c FILE and no other arguments"}
+	}
+	if err := sf.Process.Validate(); err != nil {
+		return nil, nil, &usageError{err.Error()}
+	}
+	return &sf, environ, nil
 }
 
 func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, serveUsage); fs.PrintDefaults() }
-	path := configFlag(fs)
-	cacheDir := fs.String("cache-dir", os.Getenv("WASMSRV_CACHE_DIR"), "compiled-code and build cache (default: user cache dir; - disables) [$WASMSRV_CACHE_DIR]")
-	logFormat := fs.String("log-format", envOr("WASMSRV_LOG_FORMAT", "text"), "text or json [$WASMSRV_LOG_FORMAT]")
-	accessLog := fs.Bool("access-log", os.Getenv("WASMSRV_ACCESS_LOG") == "true", "log one line per request [$WASMSRV_ACCESS_LOG]")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	if *path == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return &usageError{"serve needs -c FILE and no other arguments"}
-	}
-	if *logFormat != "text" && *logFormat != "json" {
-		return &usageError{fmt.Sprintf("log-format: %q, want text or json", *logFormat)}
-	}
-	// Read once up front for the log level; the site reads it again itself.
-	cfg, err := config.Load(*path, os.LookupEnv)
+	sf, environ, err := parseSiteFlags("serve", serveUsage, args, stderr)
 	if err != nil {
 		return err
 	}
-	logOut, meter := progressOutput(stderr, *logFormat)
-	log := newLogger(logOut, cfg.Server.LogLevel, *logFormat)
-
-	engineCache, buildCache := "", ""
-	if *cacheDir == "-" {
-		engineCache = "-"
-	} else if *cacheDir != "" {
-		engineCache, buildCache = filepath.Join(*cacheDir, "wazero"), filepath.Join(*cacheDir, "builds")
+	path := sf.Config
+	// Read once up front for the log level; the site reads it again itself.
+	cfg, err := config.Load(path, environ)
+	if err != nil {
+		return err
 	}
+	logOut, meter := progressOutput(stderr, sf.LogFormat)
+	log := newLogger(logOut, cfg.Server.LogLevel, sf.LogFormat)
+
+	engineCache, buildCache := sf.Caches()
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
 	if err != nil {
 		return err
@@ -93,11 +119,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		return 0
 	}, eng, log)()
 
-	kvPath := cfg.Plugins.KVPath
-	if kvPath != "" && !filepath.IsAbs(kvPath) {
-		kvPath = filepath.Join(filepath.Dir(cfg.Path), kvPath) // like every path in the file
-	}
-	reg, err := registry.New(installedPlugins(&config.Run{KVPath: kvPath, RedisURL: cfg.Plugins.RedisURL}, opts.Plugins)...)
+	reg, err := registry.New(installedPlugins(cfg.Resolve(cfg.Plugins.KVPath), cfg.Plugins.RedisURL, opts.Plugins)...)
 	if err != nil {
 		return err
 	}
@@ -107,8 +129,8 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 			log.Warn("closing plugins", "err", err)
 		}
 	}()
-	s, err := site.New(ctx, site.Options{ConfigPath: *path, Lookup: os.LookupEnv, Engine: eng,
-		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log, Plugins: reg, Progress: meter})
+	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
+		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter})
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
 			log.Info("stopped while starting")
@@ -130,7 +152,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		admin = "off"
 	}
 	serving.Store(s)
-	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), admin)
+	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", path, strings.Join(s.URLs(), ", "), admin)
 	go func() {
 		for {
 			select {
@@ -147,33 +169,64 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 }
 
 func cmdCheck(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, checkUsage); fs.PrintDefaults() }
-	path := configFlag(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return &usageError{err.Error()}
-	}
-	if *path == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return &usageError{"check needs -c FILE and no other arguments"}
-	}
-	cfg, err := config.Load(*path, os.LookupEnv)
+	sf, environ, err := parseSiteFlags("check", checkUsage, args, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return fmt.Errorf("%s: invalid", *path)
+		return err
+	}
+	path := sf.Config
+	cfg, errs := config.Check(path, environ)
+	if cfg != nil && len(cfg.Apps) > 0 {
+		errs = append(errs, checkApps(ctx, opts, cfg, sf, errs, stderr)...)
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		for _, e := range errs {
+			fmt.Fprintln(stderr, e)
+		}
+		return fmt.Errorf("%s: invalid (%d problems)", path, len(errs))
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d apps, %d upstream groups, %d routes)\n",
-		*path, len(cfg.Listeners), len(cfg.Apps), len(cfg.Upstreams), len(cfg.Routes))
+		path, len(cfg.Listeners), len(cfg.Apps), len(cfg.Upstreams), len(cfg.Routes))
 	return nil
 }
 
-func envOr(k, def string) string {
-	if v, ok := os.LookupEnv(k); ok {
-		return v
+// checkApps opens each app of cfg as serve would, up to its pool (apps.Check):
+// built, loaded with its grants and checked against its mode. An app whose
+// settings already have errors is left out.
+func checkApps(ctx context.Context, opts *Options, cfg *config.Config, sf *siteFlags, known []*config.Error, stderr io.Writer) []*config.Error {
+	log := newLogger(stderr, "warn", sf.LogFormat)
+	engineCache, buildCache := sf.Caches()
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache}, log)
+	if err != nil {
+		return []*config.Error{{File: cfg.Path, Msg: err.Error()}}
 	}
-	return def
+	defer eng.Close(context.Background())
+	// The plugins' sections are checked as serve opens them; kv keeps its state
+	// in a scratch file, not in the running site's.
+	scratch, err := os.MkdirTemp("", "wasmsrv-check-")
+	if err != nil {
+		return []*config.Error{{File: cfg.Path, Msg: err.Error()}}
+	}
+	defer os.RemoveAll(scratch)
+	reg, err := registry.New(installedPlugins(filepath.Join(scratch, "kv.db"), "", opts.Plugins)...)
+	if err != nil {
+		return []*config.Error{{File: cfg.Path, Msg: err.Error()}}
+	}
+	defer reg.Close()
+	var errs []*config.Error
+	for _, name := range slices.Sorted(maps.Keys(cfg.Apps)) {
+		key := "apps." + name
+		if slices.ContainsFunc(known, func(e *config.Error) bool { return e.Key == key || strings.HasPrefix(e.Key, key+".") }) {
+			continue
+		}
+		a := cfg.Apps[name]
+		spec, err := appspec.Of(name, &a, appspec.Host{BuildCacheDir: buildCache, Plugins: reg})
+		if err == nil {
+			_, err = apps.Check(ctx, eng, spec, log)
+		}
+		if err != nil {
+			errs = append(errs, appspec.Error(cfg, name, err))
+		}
+	}
+	return errs
 }

@@ -15,9 +15,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 func TestCheck(t *testing.T) {
+	// check builds the sample's package: in the tests' shared cache, not the user's.
+	t.Setenv("WASMSRV_CACHE_DIR", filepath.Dir(testkit.BuildCache()))
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.toml")
 	os.WriteFile(good, []byte("[[listeners]]\naddr = \"127.0.0.1:0\"\n[[routes]]\nredirect = \"https://example.com{uri}\"\n"), 0o644)

@@ -36,12 +36,12 @@ type Spec struct {
 	BuildCacheDir string
 	// BuildTags are passed to go build for package directories.
 	BuildTags []string
-	// Mode is the shape the app must have: "" or "auto" for what it declares (a Go
+	// Mode is the shape the app must have: ModeAuto for what it declares (a Go
 	// package by its //wasmsrv:mode directive, else sync; a module by its marker
-	// export), "sync", "async" (a Go package is built with the wasmsrv_async tag)
-	// or "cgi" (a WASI command). A Mode the package or module contradicts is an
-	// error.
-	Mode string
+	// export), sync, async (a Go package is built with the wasmsrv_async tag) or
+	// cgi (a WASI command). A Mode the package or module contradicts is an error
+	// (*ModeError).
+	Mode runtime.Mode
 	// Async sets the limits of an async pool (async-mode apps).
 	Async runtime.AsyncConfig
 	// WebSocket configures WebSocket connections (both modes).
@@ -76,13 +76,14 @@ type Spec struct {
 	// dropped, counted and reported once per window.
 	LogRate int64
 
-	output *guestlog.Sink // made by Open from LogRate
+	output    *guestlog.Sink // made by Open from LogRate
+	checkOnly bool           // Check: stop once the module is loaded and its shape checked
 }
 
 // Running is an opened app: its handler and what is needed to stop it.
 type Running struct {
 	Name    string
-	Mode    string
+	Mode    runtime.Mode
 	Wasm    string // path of the module actually loaded
 	Handler http.Handler
 	// Output is the app's guest output budget; Output.Stats() counts what its
@@ -116,7 +117,7 @@ type Status struct {
 
 // Status reports the app's pool.
 func (a *Running) Status() Status {
-	st := Status{Mode: a.Mode}
+	st := Status{Mode: a.Mode.String()}
 	if a.stats == nil {
 		return st
 	}
@@ -163,12 +164,12 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 
 func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*Running, error) {
 	wasmPath := spec.Source
-	want := wantMode{mode: spec.Mode, by: "mode " + spec.Mode + " was asked for"}
+	want := wantMode{mode: spec.Mode, by: "mode " + spec.Mode.String() + " was asked for"}
 	if st, err := os.Stat(spec.Source); err == nil && st.IsDir() {
 		start := time.Now()
 		buildMode := spec.Mode
-		if buildMode == "cgi" {
-			buildMode = "" // a command: the SDK's shapes do not apply
+		if buildMode == runtime.ModeCGI {
+			buildMode = runtime.ModeAuto // a command: the SDK's shapes do not apply
 		}
 		var task *progress.Task // started by the first step: a cached build shows nothing
 		r, err := builder.BuildDir(ctx, spec.Source, builder.Options{CacheDir: spec.BuildCacheDir, Tags: spec.BuildTags, Mode: buildMode,
@@ -191,8 +192,9 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			log.Info("the app builds against another SDK than the one this wasmsrv carries (both speak ABI v1); `wasmsrv new --update-sdk DIR` moves it to this one",
 				"app", spec.Name, "dir", spec.Source, "app_sdk", have, "wasmsrv_sdk", current)
 		}
-		if want.auto() && r.Source.Mode != "" {
-			want = wantMode{mode: r.Source.Mode, by: filepath.Join(spec.Source, r.Source.ModeAt) + " declares " + builder.ModeDirective + " " + r.Source.Mode}
+		if want.mode == runtime.ModeAuto && r.Source.Mode != runtime.ModeAuto {
+			want = wantMode{mode: r.Source.Mode, declared: true,
+				by: filepath.Join(spec.Source, r.Source.ModeAt) + " declares " + builder.ModeDirective + " " + r.Source.Mode.String()}
 		}
 		wasmPath = r.Path
 	}
@@ -209,17 +211,23 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
 	})
 	if errors.Is(err, runtime.ErrCommandModule) {
-		if err := want.check(spec.Name, "cgi"); err != nil {
+		if err := want.check(spec.Name, runtime.ModeCGI); err != nil {
 			return nil, err
+		}
+		if spec.checkOnly {
+			return &Running{Name: spec.Name, Mode: runtime.ModeCGI, Wasm: wasmPath, close: func(context.Context) error { return nil }}, nil
 		}
 		return openCommand(ctx, eng, spec, bin, wasmPath, log)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := want.check(spec.Name, app.Info().Mode.String()); err != nil {
+	if err := want.check(spec.Name, app.Info().Mode); err != nil {
 		_ = app.Close(ctx)
 		return nil, err
+	}
+	if spec.checkOnly {
+		return &Running{Name: spec.Name, Mode: app.Info().Mode, Wasm: wasmPath, close: app.Close}, nil
 	}
 	switch app.Info().Mode {
 	case runtime.ModeAsync:
@@ -231,7 +239,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			return nil, err
 		}
 		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket}, log)
-		return &Running{Name: spec.Name, Mode: "sync", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+		return &Running{Name: spec.Name, Mode: runtime.ModeSync, Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)
 			_ = app.Close(ctx)
@@ -241,6 +249,19 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		_ = app.Close(ctx)
 		return nil, fmt.Errorf("app %s: %s mode is not supported by this build", spec.Name, app.Info().Mode)
 	}
+}
+
+// Check does what Open does up to the start of the pool: it builds a package,
+// loads and validates the module with the app's granted plugins, and checks its
+// shape against spec.Mode (*ModeError); then it closes everything. `wasmsrv
+// check` refuses what serve would refuse with it.
+func Check(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (runtime.Mode, error) {
+	spec.checkOnly = true
+	a, err := Open(ctx, eng, spec, log)
+	if err != nil {
+		return runtime.ModeAuto, err
+	}
+	return a.Mode, a.Close(ctx)
 }
 
 // DefaultName is the name of an app opened from src without one: the file name

@@ -11,23 +11,36 @@ import (
 
 // wantMode is the shape an app must turn out to have, and who asked for it.
 type wantMode struct {
-	mode string // "", "auto", "sync", "async" or "cgi"
-	by   string // "mode async was asked for", "x/main.go:3 declares //wasmsrv:mode async"
+	mode     runtime.Mode // ModeAuto: any
+	by       string       // "mode async was asked for", "x/main.go:3 declares //wasmsrv:mode async"
+	declared bool         // by the package's directive, not by the app's settings
 }
 
-func (w wantMode) auto() bool { return w.mode == "" || w.mode == "auto" }
+// ModeError is an app whose module has another shape than its settings ask for
+// (mode = "sync" for a WASI command, say). Its message names the mode setting.
+type ModeError struct {
+	App       string
+	Want, Got runtime.Mode
+	// Declared: the wish came from the package's //wasmsrv:mode directive, not
+	// from the app's mode setting.
+	Declared bool
+	msg      string
+}
+
+func (e *ModeError) Error() string { return e.msg }
 
 // check refuses a module whose shape (got: sync, async or cgi) is not the one wanted.
-func (w wantMode) check(app, got string) error {
-	switch {
-	case w.auto() || w.mode == got:
+func (w wantMode) check(app string, got runtime.Mode) error {
+	if w.mode == runtime.ModeAuto || w.mode == got {
 		return nil
-	case w.mode != "sync" && w.mode != "async" && w.mode != "cgi":
-		return fmt.Errorf("app %s: unknown mode %q (want sync, async or cgi)", app, w.mode)
-	case got == "cgi":
-		return fmt.Errorf("app %s: %s, but the module is a WASI command (CGI mode: it does not use the wasmsrv SDK)", app, w.by)
 	}
-	return fmt.Errorf("app %s: %s, but the module is a %s-mode guest", app, w.by, got)
+	e := &ModeError{App: app, Want: w.mode, Got: got, Declared: w.declared}
+	if got == runtime.ModeCGI {
+		e.msg = fmt.Sprintf("app %s: %s, but the module is a WASI command (CGI mode: it does not use the wasmsrv SDK)", app, w.by)
+	} else {
+		e.msg = fmt.Sprintf("app %s: %s, but the module is a %s-mode guest", app, w.by, got)
+	}
+	return e
 }
 
 // openAsync starts an async pool and the async gateway in front of it.
@@ -41,7 +54,7 @@ func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string
 		GatewayConfig:  host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, WebSocket: spec.WebSocket},
 		RequestTimeout: spec.Pool.RequestTimeout,
 	}, log)
-	return &Running{Name: spec.Name, Mode: "async", Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
+	return &Running{Name: spec.Name, Mode: runtime.ModeAsync, Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 		gw.Close() // WebSockets get 1001; their guests see them closed and finish
 		err := pool.Close(ctx)
 		_ = app.Close(ctx)

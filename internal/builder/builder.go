@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/wasmsrv/wasmsrv/abi"
 )
 
 // Options configures a build.
@@ -24,11 +26,10 @@ type Options struct {
 	CacheDir string
 	// Tags are extra build tags (e.g. "wasmsrv_async" for the async shape).
 	Tags []string
-	// Mode is the shape to build a Go package for: "" or "auto" for what the
-	// package declares (//wasmsrv:mode, else sync), "sync" or "async"; a Mode the
-	// package's directive contradicts is an error. The async tag in Tags asks for
-	// async too.
-	Mode string
+	// Mode is the shape to build a Go package for: ModeAuto for what the package
+	// declares (//wasmsrv:mode, else sync), sync or async; a Mode the package's
+	// directive contradicts is an error. The async tag in Tags asks for async too.
+	Mode abi.Mode
 	// Go is the go command (default "go" from PATH).
 	Go string
 	// OnStep, if set, hears what a build that is not cached is doing: "go build"
@@ -46,9 +47,9 @@ type Result struct {
 	Cached bool
 	// Source is what the directory holds.
 	Source *Source
-	// Mode is the shape a Go package was built for ("sync" or "async"); "" for a
-	// command and for C sources, whose module says its own shape.
-	Mode string
+	// Mode is the shape a Go package was built for (sync or async); ModeAuto for
+	// a command and for C sources, whose module says its own shape.
+	Mode abi.Mode
 	// Command reports a Go package built as a WASI command (it does not use the
 	// SDK), which wasmsrv serves CGI-style.
 	Command bool
@@ -105,15 +106,15 @@ func BuildDir(ctx context.Context, dir string, opt Options) (*Result, error) {
 		return buildC(ctx, abs, cacheDir, src, opt)
 	}
 	want := opt.Mode
-	if slices.Contains(opt.Tags, AsyncTag) && (want == "" || want == "auto") {
-		want = "async"
+	if slices.Contains(opt.Tags, AsyncTag) && want == abi.ModeAuto {
+		want = abi.ModeAsync
 	}
 	mode, err := src.BuildMode(want)
 	if err != nil {
 		return nil, err
 	}
 	tags := slices.Clone(opt.Tags)
-	if mode == "async" && !slices.Contains(tags, AsyncTag) {
+	if mode == abi.ModeAsync && !slices.Contains(tags, AsyncTag) {
 		tags = append(tags, AsyncTag)
 	}
 	goCmd := opt.Go
@@ -129,7 +130,7 @@ func BuildDir(ctx context.Context, dir string, opt Options) (*Result, error) {
 	}
 	r := &Result{Source: src, Mode: mode, Command: !usesSDK, Path: filepath.Join(cacheDir, filepath.Base(abs)+"-"+key+".wasm")}
 	if r.Command {
-		r.Mode = ""
+		r.Mode = abi.ModeAuto
 	}
 	if _, err := os.Stat(r.Path); err == nil {
 		r.Cached = true

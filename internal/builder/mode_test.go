@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 
+	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
 )
 
@@ -43,7 +44,11 @@ func TestBuildMode(t *testing.T) {
 					t.Skip("needs clang for wasm32-wasi")
 				}
 			}
-			r, err := builder.BuildDir(ctx, c.dir, builder.Options{CacheDir: cache, Mode: c.mode})
+			mode, err := abi.ParseMode(c.mode)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := builder.BuildDir(ctx, c.dir, builder.Options{CacheDir: cache, Mode: mode})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,14 +72,14 @@ func TestBuildMode(t *testing.T) {
 				t.Errorf("no %s export", c.marker)
 			}
 			// The second build is the cached one.
-			again, err := builder.BuildDir(ctx, c.dir, builder.Options{CacheDir: cache, Mode: c.mode})
+			again, err := builder.BuildDir(ctx, c.dir, builder.Options{CacheDir: cache, Mode: mode})
 			if err != nil || !again.Cached || again.Path != r.Path {
 				t.Errorf("second build: %+v, %v; want the cached %s", again, err, r.Path)
 			}
 		})
 	}
 	// A mode the package's directive contradicts is refused before anything is built.
-	_, err := builder.BuildDir(ctx, "../../samples/ws", builder.Options{CacheDir: cache, Mode: "sync"})
+	_, err := builder.BuildDir(ctx, "../../samples/ws", builder.Options{CacheDir: cache, Mode: abi.ModeSync})
 	if err == nil || !strings.Contains(err.Error(), "samples/ws/main.go") || !strings.Contains(err.Error(), "//wasmsrv:mode async") {
 		t.Errorf("sync build of an async package: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/wasmsrv/wasmsrv/abi"
 )
 
 // Source is what a guest directory holds, learnt without building it.
@@ -19,9 +21,10 @@ type Source struct {
 	// Lang is "go" (a main package) or "c" (C sources, no Go files).
 	Lang string
 	// Mode is the shape a Go package declares with a //wasmsrv:mode directive:
-	// "sync", "async", or "" when it declares none. ModeAt says where
+	// sync, async, or ModeAuto when it declares none. ModeAt says where
 	// ("main.go:3").
-	Mode, ModeAt string
+	Mode   abi.Mode
+	ModeAt string
 }
 
 // ModeDirective is the comment by which a Go guest package declares its shape, so
@@ -118,36 +121,47 @@ func (s *Source) directive(text, at string) error {
 	if name != "mode" {
 		return fmt.Errorf("unknown directive %s%s (the one wasmsrv reads is %s sync|async)", directivePrefix, name, ModeDirective)
 	}
-	switch arg {
-	case "sync", "async":
-	default:
+	m, err := abi.ParseMode(arg)
+	if err != nil || (m != abi.ModeSync && m != abi.ModeAsync) {
 		return fmt.Errorf("%s %q: want %s sync or %s async", ModeDirective, arg, ModeDirective, ModeDirective)
 	}
-	if s.Mode != "" && s.Mode != arg {
-		return fmt.Errorf("%s %s contradicts %s %s at %s", ModeDirective, arg, ModeDirective, s.Mode, s.ModeAt)
+	if s.Mode != abi.ModeAuto && s.Mode != m {
+		return fmt.Errorf("%s %s contradicts %s %s at %s", ModeDirective, m, ModeDirective, s.Mode, s.ModeAt)
 	}
-	if s.Mode == "" {
-		s.Mode, s.ModeAt = arg, at
+	if s.Mode == abi.ModeAuto {
+		s.Mode, s.ModeAt = m, at
 	}
 	return nil
 }
 
-// BuildMode is the shape to build the package for: want ("" or "auto" for what the
-// package declares, else "sync" or "async") must agree with the directive. An
+// ErrWrongMode is wrapped by the errors of a mode a package cannot be built for:
+// callers name their mode setting.
+var ErrWrongMode = errors.New("wrong mode")
+
+// errWrongMode wraps ErrWrongMode without adding to the message.
+var errWrongMode = quiet{ErrWrongMode}
+
+type quiet struct{ error }
+
+func (quiet) Error() string   { return "" }
+func (q quiet) Unwrap() error { return q.error }
+
+// BuildMode is the shape to build the package for: want (ModeAuto for what the
+// package declares, else sync or async) must agree with the directive. An
 // undeclared package with no wish is built sync (the default shape).
-func (s *Source) BuildMode(want string) (string, error) {
+func (s *Source) BuildMode(want abi.Mode) (abi.Mode, error) {
 	switch want {
-	case "", "auto":
-		if s.Mode != "" {
+	case abi.ModeAuto:
+		if s.Mode != abi.ModeAuto {
 			return s.Mode, nil
 		}
-		return "sync", nil
-	case "sync", "async":
-		if s.Mode != "" && s.Mode != want {
-			return "", fmt.Errorf("mode %s was asked for, but %s declares %s %s: drop the mode setting or change the directive",
-				want, filepath.Join(s.Dir, s.ModeAt), ModeDirective, s.Mode)
+		return abi.ModeSync, nil
+	case abi.ModeSync, abi.ModeAsync:
+		if s.Mode != abi.ModeAuto && s.Mode != want {
+			return abi.ModeAuto, fmt.Errorf("mode %s was asked for, but %s declares %s %s: drop the mode setting or change the directive%w",
+				want, filepath.Join(s.Dir, s.ModeAt), ModeDirective, s.Mode, errWrongMode)
 		}
 		return want, nil
 	}
-	return "", fmt.Errorf("unknown mode %q (want sync or async)", want)
+	return abi.ModeAuto, fmt.Errorf("mode %s: a Go package is built sync or async%w", want, errWrongMode)
 }

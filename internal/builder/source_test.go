@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/wasmsrv/wasmsrv/abi"
 )
 
 func writeTree(t *testing.T, files map[string]string) string {
@@ -75,7 +77,11 @@ func TestInspect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if src.Lang != tt.lang || src.Mode != tt.mode || src.ModeAt != tt.modeAt {
+			mode := src.Mode.String()
+			if src.Mode == abi.ModeAuto {
+				mode = ""
+			}
+			if src.Lang != tt.lang || mode != tt.mode || src.ModeAt != tt.modeAt {
 				t.Errorf("got lang %q mode %q at %q, want %q %q at %q", src.Lang, src.Mode, src.ModeAt, tt.lang, tt.mode, tt.modeAt)
 			}
 		})
@@ -85,7 +91,7 @@ func TestInspect(t *testing.T) {
 // A mode setting must agree with the package's directive; without either, a
 // package is built sync.
 func TestSourceBuildMode(t *testing.T) {
-	declared := &Source{Dir: "app", Lang: "go", Mode: "async", ModeAt: "main.go:3"}
+	declared := &Source{Dir: "app", Lang: "go", Mode: abi.ModeAsync, ModeAt: "main.go:3"}
 	plain := &Source{Dir: "app", Lang: "go"}
 	for _, tt := range []struct {
 		src        *Source
@@ -98,16 +104,20 @@ func TestSourceBuildMode(t *testing.T) {
 		{declared, "sync", "", "app/main.go:3 declares //wasmsrv:mode async"},
 		{plain, "", "sync", ""},
 		{plain, "async", "async", ""},
-		{plain, "turbo", "", `unknown mode "turbo"`},
+		{plain, "cgi", "", "a Go package is built sync or async"},
 	} {
-		got, err := tt.src.BuildMode(tt.want)
+		want, err := abi.ParseMode(tt.want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tt.src.BuildMode(want)
 		if tt.errMention != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.errMention) {
 				t.Errorf("BuildMode(%q) on %+v: err %v, want one mentioning %q", tt.want, tt.src, err, tt.errMention)
 			}
 			continue
 		}
-		if err != nil || got != tt.got {
+		if err != nil || got.String() != tt.got {
 			t.Errorf("BuildMode(%q) on %+v = %q, %v; want %q", tt.want, tt.src, got, err, tt.got)
 		}
 	}

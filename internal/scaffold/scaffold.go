@@ -32,6 +32,7 @@ import (
 
 	wasmsrv "github.com/wasmsrv/wasmsrv"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/suggest"
 )
 
 // SDKModule is the module path of the Go SDK.
@@ -89,7 +90,7 @@ func closest(s string, names []string) string {
 	best, bestD := "", 3
 	for _, n := range names {
 		// "http" is near "go-http": compare with the language prefix dropped too.
-		d := min(distance(strings.ToLower(s), n), distance(strings.ToLower(s), strings.TrimPrefix(n, "go-")))
+		d := min(suggest.Distance(strings.ToLower(s), n), suggest.Distance(strings.ToLower(s), strings.TrimPrefix(n, "go-")))
 		if d < bestD {
 			best, bestD = n, d
 		}
@@ -103,27 +104,6 @@ func closest(s string, names []string) string {
 		}
 	}
 	return ""
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // file is one file to write, by its path in the app (slash-separated).

@@ -12,8 +12,20 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
 )
+
+// Mode is the mode named by a test ("" for what the app declares; runtime.Mode is
+// this type).
+func Mode(t testing.TB, name string) abi.Mode {
+	t.Helper()
+	m, err := abi.ParseMode(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
 
 // BuildCache is the build cache shared by test runs, so guests are built once per
 // content across packages.

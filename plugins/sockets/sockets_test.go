@@ -119,7 +119,7 @@ func serve(t testing.TB, a app) *served {
 	lb := &testkit.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opened, err := apps.Open(context.Background(), engine(t), apps.Spec{
-		Name: "sockets-test", Source: a.source, BuildCacheDir: testkit.BuildCache(), Mode: a.mode,
+		Name: "sockets-test", Source: a.source, BuildCacheDir: testkit.BuildCache(), Mode: testkit.Mode(t, a.mode),
 		Pool: a.pool, Plugins: reg, Grants: grants,
 	}, log)
 	if err != nil {

@@ -27,6 +27,8 @@ type Config struct {
 	// Path is the file the config was read from (relative paths in the
 	// config are resolved against its directory).
 	Path string `toml:"-" yaml:"-"`
+
+	lines locator // the file's keys and their lines
 }
 
 // Server holds process-wide settings.
@@ -65,62 +67,6 @@ type Listener struct {
 	// listener speak TLS, with HTTP/2 by ALPN. A reload re-reads them.
 	TLSCert string `toml:"tls_cert" yaml:"tls_cert"`
 	TLSKey  string `toml:"tls_key" yaml:"tls_key"`
-}
-
-// App is a Wasm application: a compiled module or a Go package directory.
-type App struct {
-	Module         string   `toml:"module" yaml:"module"`
-	Package        string   `toml:"package" yaml:"package"`
-	Mode           string   `toml:"mode" yaml:"mode"` // sync, async or cgi, checked; absent: what the app declares
-	PoolSize       int      `toml:"pool_size" yaml:"pool_size"`
-	MemoryLimit    Size     `toml:"memory_limit" yaml:"memory_limit"`
-	RequestTimeout Duration `toml:"request_timeout" yaml:"request_timeout"`
-	// StartTimeout bounds the start of an instance: the module's start
-	// function, _initialize and the start hook (default 30s).
-	StartTimeout Duration `toml:"start_timeout" yaml:"start_timeout"`
-	// BufferBody is how much of a request body a sync or CGI app's requests
-	// read ahead in memory before taking an instance, the rest going to a
-	// temp file (default 64KiB; 0 streams bodies to the instance).
-	BufferBody *Size `toml:"buffer_body" yaml:"buffer_body"`
-	// BodyTimeout is the longest silence while a body is read ahead (408;
-	// default 60s).
-	BodyTimeout Duration `toml:"body_timeout" yaml:"body_timeout"`
-	// BufferResponse holds a sync app's response up to this size until the
-	// app finishes, freeing its instance before a slow client has read it
-	// (default 256KiB; 0 writes responses through).
-	BufferResponse *Size `toml:"buffer_response" yaml:"buffer_response"`
-	// LogRate is the app's log budget in bytes per second: what its guests'
-	// stdout, stderr and log plugin records may add to the log, all instances
-	// together, measured as written (default DefaultLogRate). Lines beyond it
-	// are dropped and counted in a warning.
-	LogRate *Size             `toml:"log_rate" yaml:"log_rate"`
-	Env     map[string]string `toml:"env" yaml:"env"`
-	// Mounts are host directories the guest sees (none by default). Every path
-	// the guest opens stays inside them, symbolic links included.
-	Mounts []Mount `toml:"mounts" yaml:"mounts"`
-	// WSOrigins are the web origins, besides the app's own, whose pages may open
-	// WebSockets to the app ("https://app.example.com", "https://*.example.com",
-	// or "*" for any; default: same origin only). Refused upgrades get 403.
-	WSOrigins []string `toml:"ws_origins" yaml:"ws_origins"`
-	// WSSendBuffer bounds the bytes held for one WebSocket client that has not
-	// taken them (default 256KiB).
-	WSSendBuffer Size `toml:"ws_send_buffer" yaml:"ws_send_buffer"`
-	// Grants are the plugins the app may import (deny by default; log is always
-	// granted), e.g. ["kv", "http"].
-	Grants []string `toml:"grants" yaml:"grants"`
-	// PluginConfig holds each granted plugin's per-app section, by plugin name
-	// ([apps.NAME.plugins.http] allow = [...]); plugins/<name>/ABI.md lists the keys.
-	PluginConfig map[string]map[string]any `toml:"plugins" yaml:"plugins"`
-}
-
-// Mount is a host directory visible inside an app's guest.
-type Mount struct {
-	// Host is the directory on the host, relative to the config file.
-	Host string `toml:"host" yaml:"host"`
-	// Guest is where the guest sees it: an absolute path such as "/data".
-	Guest string `toml:"guest" yaml:"guest"`
-	// ReadOnly refuses every change (EROFS).
-	ReadOnly bool `toml:"read_only" yaml:"read_only"`
 }
 
 // Plugins holds the process-wide plugin settings (read at start; a change needs a
@@ -221,20 +167,10 @@ type HeaderRules struct {
 }
 
 // ReadAhead is how much of a request body an upstream route reads ahead in
-// memory (BufferBody, default DefaultBufferBody; 0 for other routes).
-func (r Route) ReadAhead() int64 { return sizeOr(r.BufferBody, r.Upstream != "", DefaultBufferBody) }
-
-// ReadAhead is how much of a request body the app reads ahead in memory
-// (BufferBody, default DefaultBufferBody).
-func (a App) ReadAhead() int64 { return sizeOr(a.BufferBody, true, DefaultBufferBody) }
-
-// LogBudget is the app's log budget in bytes per second (LogRate, default
-// DefaultLogRate).
-func (a App) LogBudget() int64 { return sizeOr(a.LogRate, true, DefaultLogRate) }
-
-// HoldResponse is how much of a response the app's gateway holds
-// (BufferResponse, default DefaultBufferResponse).
-func (a App) HoldResponse() int64 { return sizeOr(a.BufferResponse, true, DefaultBufferResponse) }
+// memory (BufferBody, default an app's buffer_body; 0 for other routes).
+func (r Route) ReadAhead() int64 {
+	return sizeOr(r.BufferBody, r.Upstream != "", int64(DefaultApp().BufferBody))
+}
 
 // sizeOr is *p when set, else def when the default applies, else 0.
 func sizeOr(p *Size, applies bool, def int64) int64 {

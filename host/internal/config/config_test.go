@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -53,7 +54,7 @@ func write(t *testing.T, name, body string) string {
 	return p
 }
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv map[string]string // no WASMSRV_* variables
 
 func TestLoadGood(t *testing.T) {
 	p := write(t, "site.toml", goodTOML)
@@ -98,7 +99,7 @@ type errorCase struct {
 // errorCases are shared by TestErrorsNameKeyAndLine and FuzzParse's seeds.
 func errorCases() []errorCase {
 	return []errorCase{
-		{"unknown top key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nbogus = 1\n", []string{"a.toml:3", "listeners.bogus", "unknown key"}},
+		{"unknown top key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nbogus = 1\n", []string{"a.toml:3", "listeners[0].bogus", "unknown key"}},
 		{"bad duration", "a.toml", "[server]\nshutdown_timeout = \"forever\"\n", []string{"a.toml:2", "bad duration"}},
 		{"unknown upstream", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n\n[[routes]]\npath = \"/x\"\nupstream = \"nope\"\n", []string{"a.toml:6", "routes[0].upstream", `unknown upstream "nope"`}},
 		{"bad policy in second array element", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[upstreams.u]\nservers = [{url = \"http://127.0.0.1:1\"}]\npolicy = \"random\"\n", []string{"a.toml:5", "upstreams.u.policy"}},
@@ -118,8 +119,8 @@ func errorCases() []errorCase {
 		{"ws_origins on a redirect", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[[routes]]\nredirect = \"/x\"\nws_origins = [\"*\"]\n", []string{"a.toml:5", "routes[0].ws_origins", "only for routes to an upstream"}},
 		{"no listeners", "a.toml", "", []string{"listeners", "at least one"}},
 		{"admin off loopback without token", "a.toml", "[admin]\naddr = \"0.0.0.0:9\"\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:1", "admin.token"}},
-		{"yaml unknown key", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n    nope: 2\n", []string{"a.yaml:3", "unknown field \"nope\""}},
-		{"yaml wrong type", "a.yaml", "upstreams:\n  u:\n    servers:\n      - url: http://x:1\n        weight: heavy\n", []string{"a.yaml:5", "upstreams.u.servers[0].weight", "want a number"}},
+		{"yaml unknown key", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n    nope: 2\n", []string{"a.yaml:3", "listeners[0].nope", "unknown key"}},
+		{"yaml wrong type", "a.yaml", "upstreams:\n  u:\n    servers:\n      - url: http://x:1\n        weight: heavy\n", []string{"a.yaml:5", "upstreams.u.servers[0].weight", "want a whole number"}},
 		{"yaml list for string", "a.yaml", "listeners:\n  - addr: [1, 2]\n", []string{"a.yaml:2", "listeners[0].addr", "got a list"}},
 		{"yaml bad size", "a.yaml", "cache:\n  max_bytes: lots\n", []string{"a.yaml:2", "cache.max_bytes", `bad size "lots"`}},
 		{"yaml syntax", "a.yaml", "routes: {\n", []string{"a.yaml:1", "flow mapping"}},
@@ -137,6 +138,13 @@ func errorCases() []errorCase {
 		{"app name too long", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps." + strings.Repeat("a", 65) + "]\nmodule = \"a.toml\"\n", []string{"a.toml:3", appname.Allowed}},
 		{"admin host with a port", "a.toml", "[admin]\nhosts = [\"ops.example\", \"ops.example:9901\"]\n[[listeners]]\naddr = \"127.0.0.1:1\"\n", []string{"a.toml:2", "admin.hosts[1]", "bad host"}},
 		{"log rate zero", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlog_rate = \"0\"\n", []string{"a.toml:5", "apps.a.log_rate", "must be > 0"}},
+		{"misspelt app key", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nqueue_sise = 4\n", []string{"a.toml:5", "apps.a.queue_sise", `unknown key (did you mean "queue_size"?)`}},
+		{"misspelt key, yaml", "a.yaml", "listeners:\n  - addr: 127.0.0.1:1\n    idle_timout: 5s\n", []string{"a.yaml:3", "listeners[0].idle_timout", `did you mean "idle_timeout"?`}},
+		{"unknown key far from any", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\nzzzzzzzz = 1\n", []string{"a.toml:3", "listeners[0].zzzzzzzz: unknown key"}},
+		{"bad mode", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nmode = \"turbo\"\n", []string{"a.toml:5", "apps.a.mode", `unknown mode "turbo"`}},
+		{"negative app setting", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nlimit_concurrency = -1\n", []string{"a.toml:5", "apps.a.limit_concurrency", "must be >= 0"}},
+		{"plugin section not granted", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\n[apps.a.plugins.http]\nallow = [\"x.example\"]\n", []string{"a.toml:5", "apps.a.plugins.http", "not in grants"}},
+		{"size as a bare number of bytes", "a.toml", "[[listeners]]\naddr = \"127.0.0.1:1\"\n[apps.a]\nmodule = \"a.toml\"\nbody_limit = -5\n", []string{"a.toml:5", "apps.a.body_limit", `bad size "-5"`}},
 	}
 }
 
@@ -159,19 +167,14 @@ func TestErrorsNameKeyAndLine(t *testing.T) {
 
 func TestEnvOverrides(t *testing.T) {
 	env := map[string]string{EnvListen: "127.0.0.1:7000", EnvAdminToken: "s3cret", EnvAdminAddr: "0.0.0.0:9901", EnvTrustedProxies: "10.0.0.0/8, 192.168.0.1"}
-	c, err := Load(write(t, "s.toml", goodTOML), func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	c, err := Load(write(t, "s.toml", goodTOML), env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Listeners[0].Addr != "127.0.0.1:7000" || c.Admin.Token != "s3cret" || len(c.Server.TrustedProxies) != 2 {
 		t.Errorf("overrides not applied: %+v %+v %+v", c.Listeners, c.Admin, c.Server)
 	}
-	_, err = Load(write(t, "s.toml", goodTOML), func(k string) (string, bool) {
-		if k == EnvShutdownTimeout {
-			return "soon", true
-		}
-		return "", false
-	})
+	_, err = Load(write(t, "s.toml", goodTOML), map[string]string{EnvShutdownTimeout: "soon"})
 	if err == nil || !strings.Contains(err.Error(), EnvShutdownTimeout) {
 		t.Errorf("bad env value: %v", err)
 	}
@@ -200,7 +203,7 @@ func TestSampleTOMLAndYAMLAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Path, b.Path = "", ""
+	a.Path, b.Path, a.lines, b.lines = "", "", nil, nil
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("TOML and YAML samples differ:\n%+v\n%+v", a, b)
 	}
@@ -211,10 +214,10 @@ func TestAppLogBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Apps["a"].LogBudget(); got != guestlog.DefaultRate {
+	if got := c.Apps["a"].LogRate; got != guestlog.DefaultRate {
 		t.Errorf("default log budget %d, want %d", got, guestlog.DefaultRate)
 	}
-	if got := c.Apps["b"].LogBudget(); got != 1<<20 {
+	if got := c.Apps["b"].LogRate; got != 1<<20 {
 		t.Errorf("log budget %d, want 1MiB", got)
 	}
 }
@@ -240,7 +243,7 @@ func TestAdminAddr(t *testing.T) {
 		{"bad", "a.toml", base + "[admin]\naddr = \"nowhere\"\n", nil, "", "admin.addr"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Load(write(t, tt.file, tt.body), func(k string) (string, bool) { v, ok := tt.env[k]; return v, ok })
+			c, err := Load(write(t, tt.file, tt.body), tt.env)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.err)
@@ -254,5 +257,24 @@ func TestAdminAddr(t *testing.T) {
 				t.Errorf("admin listens on %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// One load reports every problem of a file, each at its line, whatever stage finds
+// it (an unknown key, a value of the wrong kind, a bad value, a broken rule), in
+// the order of the file; what is fine still decodes.
+func TestEveryErrorAtOnce(t *testing.T) {
+	body := "[[listeners]]\naddr = \"127.0.0.1:1\"\nidle_timeout = 5\n\n[apps.a]\nmodule = \"a.toml\"\npool_sise = 2\nqueue_size = \"many\"\nws_send_buffer = 0\n\n[[routes]]\napp = \"ghost\"\n"
+	cfg, errs := Check(write(t, "a.toml", body), nil)
+	var got []string
+	for _, e := range errs {
+		got = append(got, fmt.Sprintf("%d %s", e.Line, e.Key))
+	}
+	want := []string{"3 listeners[0].idle_timeout", "7 apps.a.pool_sise", "8 apps.a.queue_size", "9 apps.a.ws_send_buffer", "12 routes[0].app"}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors %q, want %q", got, want)
+	}
+	if cfg == nil || cfg.Apps["a"].QueueSize != DefaultApp().QueueSize || cfg.Listeners[0].Addr != "127.0.0.1:1" {
+		t.Errorf("what was fine did not decode: %+v", cfg)
 	}
 }

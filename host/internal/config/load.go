@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -28,68 +30,184 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	loc := e.File
-	if e.Line > 0 {
-		loc += ":" + strconv.Itoa(e.Line)
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			b.WriteString(":" + strconv.Itoa(e.Line))
+		}
+		b.WriteString(": ")
 	}
-	if e.Key == "" {
-		return loc + ": " + e.Msg
+	if e.Key != "" {
+		b.WriteString(e.Key + ": ")
 	}
-	return loc + ": " + e.Key + ": " + e.Msg
+	b.WriteString(e.Msg)
+	return b.String()
 }
 
-// Load reads, overrides from env (lookup may be os.LookupEnv), defaults and
+// Load reads, overrides from the environment (environ: os.Environ through
+// env.ToMap in the CLI; WASMSRV_LISTEN and the others of SiteEnv), defaults and
 // validates the file at path. The returned error joins every *Error found.
-func Load(path string, lookup func(string) (string, bool)) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+func Load(path string, environ map[string]string) (*Config, error) {
+	cfg, errs := Check(path, environ)
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
 	}
-	return Parse(path, data, lookup)
+	return cfg, nil
 }
 
 // Parse is Load on bytes already read; path picks the format by extension
 // (.toml, .yaml, .yml) and is used in messages.
-func Parse(path string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+func Parse(path string, data []byte, environ map[string]string) (*Config, error) {
+	cfg, errs := CheckBytes(path, data, environ)
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	return cfg, nil
+}
+
+func joinErrors(errs []*Error) error {
+	list := make([]error, len(errs))
+	for i, e := range errs {
+		list[i] = e
+	}
+	return errors.Join(list...)
+}
+
+// Check is Load reporting every problem: the config as far as it could be read
+// (nil when the file is not TOML or YAML at all) and each error with its file,
+// line and key, in the order of the file. `wasmsrv check` goes on to check the
+// apps of a config that has errors elsewhere.
+func Check(path string, environ map[string]string) (*Config, []*Error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, []*Error{{File: path, Msg: oneLine(err.Error())}}
+	}
+	return CheckBytes(path, data, environ)
+}
+
+// CheckBytes is Check on bytes already read.
+func CheckBytes(path string, data []byte, environ map[string]string) (*Config, []*Error) {
 	cfg := &Config{Path: path}
-	var loc locator
+	var (
+		loc  locator
+		tree map[string]any
+		errs []*Error
+	)
+	add := func(key, msg string) { errs = append(errs, &Error{File: path, Key: key, Msg: msg}) }
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".toml":
-		if err := decodeTOML(path, data, cfg); err != nil {
-			return nil, err
+		if err := toml.Unmarshal(data, &tree); err != nil {
+			return nil, []*Error{tomlSyntaxError(path, err)}
 		}
 		loc = tomlLines(data)
+		shape(tree, reflect.TypeFor[Config](), "", add)
+		pruned, err := toml.Marshal(tree)
+		if err == nil {
+			err = decodeTOML(path, pruned, cfg)
+		}
+		if err != nil {
+			errs = append(errs, &Error{File: path, Line: 1, Msg: oneLine(err.Error())})
+		}
 	case ".yaml", ".yml":
 		f, err := parser.ParseBytes(data, 0)
 		if err != nil {
-			return nil, yamlError(path, nil, err)
+			return nil, []*Error{asError(yamlError(path, nil, err))}
 		}
-		if err := yaml.UnmarshalWithOptions(data, cfg, yaml.DisallowUnknownField(), yaml.Strict()); err != nil {
-			return nil, yamlError(path, f, err)
+		if err := yaml.Unmarshal(data, &tree); err != nil {
+			return nil, []*Error{asError(yamlError(path, f, err))}
 		}
 		loc = yamlLines(f)
+		shape(tree, reflect.TypeFor[Config](), "", add)
+		pruned, err := yaml.Marshal(tree)
+		if err == nil {
+			err = yaml.UnmarshalWithOptions(pruned, cfg, yaml.DisallowUnknownField(), yaml.Strict())
+		}
+		if err != nil {
+			errs = append(errs, &Error{File: path, Line: 1, Msg: oneLine(cleanYAMLMsg(err.Error()))})
+		}
 	default:
-		return nil, fmt.Errorf("%s: unknown config format %q (use .toml, .yaml or .yml)", path, filepath.Ext(path))
+		return nil, []*Error{{File: path, Msg: fmt.Sprintf("unknown config format %q (use .toml, .yaml or .yml)", filepath.Ext(path))}}
 	}
 	cfg.Path = path
-	var errs []error
-	if lookup != nil {
-		errs = append(errs, applyEnv(cfg, lookup)...)
+	cfg.lines = loc
+	appDefaults(cfg, tree)
+	if err := applyEnv(cfg, environ); err != nil {
+		errs = append(errs, &Error{File: path, Msg: err.Error()})
 	}
 	cfg.defaults()
 	for _, e := range cfg.validate() {
 		e.File = path
-		if e.Line == 0 && !strings.HasPrefix(e.Key, "WASMSRV_") {
+		errs = append(errs, e)
+	}
+	for _, e := range errs {
+		if e.Line == 0 && e.Key != "" {
 			// A key the file does not have (nor any parent of it) is
 			// missing from the whole file: point at its top.
 			e.Line = max(loc.line(e.Key), 1)
 		}
-		errs = append(errs, e)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+	return cfg, errs
+}
+
+// Line is the line of key ("apps.web.mode") in the file the config was read from,
+// or of its closest parent the file has; 1 if none (0 for a config not read from
+// a file).
+func (c *Config) Line(key string) int {
+	if c.lines == nil {
+		return 0
 	}
-	return cfg, nil
+	return max(c.lines.line(key), 1)
+}
+
+// ErrorAt is an *Error for key with the config's file and the key's line.
+func (c *Config) ErrorAt(key string, err error) *Error {
+	return &Error{File: c.Path, Line: c.Line(key), Key: key, Msg: oneLine(err.Error())}
+}
+
+// appDefaults gives every app the default (DefaultApp) of each setting its table
+// leaves out. tree is the document as decoded, to tell a key left out from a key
+// set to its type's zero.
+func appDefaults(cfg *Config, tree map[string]any) {
+	if len(cfg.Apps) == 0 {
+		return
+	}
+	tables, _ := tree["apps"].(map[string]any)
+	def := reflect.ValueOf(DefaultApp())
+	t := def.Type()
+	for name, a := range cfg.Apps {
+		present, _ := tables[name].(map[string]any)
+		v := reflect.ValueOf(&a).Elem()
+		for i := range t.NumField() {
+			k, _, _ := strings.Cut(t.Field(i).Tag.Get("toml"), ",")
+			if k == "" || k == "-" {
+				continue
+			}
+			if _, ok := present[k]; !ok {
+				v.Field(i).Set(def.Field(i))
+			}
+		}
+		cfg.Apps[name] = a
+	}
+}
+
+func asError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Msg: oneLine(err.Error())}
+}
+
+// tomlSyntaxError places a TOML parse error.
+func tomlSyntaxError(path string, err error) *Error {
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		row, _ := de.Position()
+		return &Error{File: path, Line: row, Key: strings.Join(de.Key(), "."), Msg: oneLine(de.Error())}
+	}
+	return &Error{File: path, Line: 1, Msg: oneLine(err.Error())}
 }
 
 func decodeTOML(path string, data []byte, cfg *Config) error {
@@ -256,16 +374,32 @@ func indexed(key string, counts map[string]int) string {
 
 type yamlLocator struct{ f *ast.File }
 
+// exact is the line of the node at key, 0 if none. go-yaml's path parser panics
+// on some keys a file may hold ("0[0"): such a key has no line of its own.
+func (y yamlLocator) exact(key string) (line int) {
+	defer func() {
+		if recover() != nil {
+			line = 0
+		}
+	}()
+	p, err := yaml.PathString("$." + key)
+	if err != nil {
+		return 0
+	}
+	if n, err := p.FilterFile(y.f); err == nil && n != nil {
+		if t := n.GetToken(); t != nil {
+			return t.Position.Line
+		}
+	}
+	return 0
+}
+
 func yamlLines(f *ast.File) yamlLocator { return yamlLocator{f} }
 
 func (y yamlLocator) line(key string) int {
 	for k := key; k != ""; {
-		if p, err := yaml.PathString("$." + k); err == nil {
-			if n, err := p.FilterFile(y.f); err == nil && n != nil {
-				if t := n.GetToken(); t != nil {
-					return t.Position.Line
-				}
-			}
+		if l := y.exact(k); l > 0 {
+			return l
 		}
 		i := strings.LastIndexAny(k, ".[")
 		if i < 0 {

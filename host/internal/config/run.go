@@ -1,9 +1,12 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -11,88 +14,112 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
-	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
+	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 )
 
-// Run is the configuration of `wasmsrv run`: one app, sensible defaults. Every field
-// comes from a WASMSRV_* environment variable and can be overridden by the flag of
-// the same name (flags win). The tags are the documentation: `wasmsrv run --help`
-// prints them.
+// Run is the configuration of `wasmsrv run`: one app (App, the settings serve's
+// [apps.NAME] has too) and the listener and process around it. Every field comes
+// from a WASMSRV_* environment variable and can be overridden by the flag of the
+// same name (flags win). The tags are the documentation: `wasmsrv run --help`
+// prints them, and README.md's table is checked against them.
 type Run struct {
-	Listen            string   `env:"LISTEN" envDefault:"127.0.0.1:8080" flag:"listen" help:"address to listen on (host:port)"`
-	Name              string   `env:"APP_NAME" flag:"name" help:"the app's name: its namespace in the kv and pubsub plugins and its tag in the log; 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit (default: the file or directory name)"`
-	Workers           int      `env:"WORKERS" envDefault:"0" flag:"workers" help:"instances in the pool (0 = 2×CPU+1 for sync apps, CPU count for async apps)"`
-	Mode              string   `env:"MODE" envDefault:"auto" flag:"mode" help:"sync or async: the shape a Go package directory is built for (auto = sync); a .wasm declares its own"`
-	LimitConcurrency  int      `env:"LIMIT_CONCURRENCY" envDefault:"0" flag:"limit-concurrency" help:"async apps: in-flight connections per app before 503 (0 = only the per-instance cap)"`
-	MaxConnsPerInst   int      `env:"MAX_CONNS_PER_INSTANCE" envDefault:"10000" flag:"max-conns-per-instance" help:"async apps: in-flight connections per instance before 503"`
-	EventTimeout      Duration `env:"EVENT_TIMEOUT" envDefault:"5s" flag:"event-timeout" help:"async apps: deadline of one event call; an instance over it is replaced"`
-	WSMaxMessage      Size     `env:"WS_MAX_MESSAGE" envDefault:"1MiB" flag:"ws-max-message" help:"largest WebSocket message (closed with 1009 beyond)"`
-	WSPingInterval    Duration `env:"WS_PING_INTERVAL" envDefault:"20s" flag:"ws-ping-interval" help:"ping a WebSocket silent for this long"`
-	WSPingTimeout     Duration `env:"WS_PING_TIMEOUT" envDefault:"20s" flag:"ws-ping-timeout" help:"close a pinged WebSocket that stays silent this long"`
-	WSCompression     bool     `env:"WS_COMPRESSION" envDefault:"false" flag:"ws-compression" help:"offer permessage-deflate to WebSocket clients"`
-	WSSendBuffer      Size     `env:"WS_SEND_BUFFER" envDefault:"256KiB" flag:"ws-send-buffer" help:"bytes held for one WebSocket client that has not taken them; beyond, the app's sends wait (one larger message goes alone)"`
-	WSOrigins         []string `env:"WS_ORIGINS" envSeparator:"," flag:"ws-origins" help:"web origins besides the app's own whose pages may open WebSockets: https://app.example.com, https://*.example.com, or * for any (repeatable; default: same origin only)"`
-	QueueSize         int      `env:"QUEUE_SIZE" envDefault:"1024" flag:"queue-size" help:"requests that may wait for a free instance before 503"`
-	QueueWait         Duration `env:"QUEUE_WAIT" envDefault:"10s" flag:"queue-wait" help:"longest wait for a free instance before 503"`
-	Timeout           Duration `env:"TIMEOUT" envDefault:"30s" flag:"timeout" help:"per-request deadline; the guest is stopped and the client gets 504"`
-	StartTimeout      Duration `env:"START_TIMEOUT" envDefault:"30s" flag:"start-timeout" help:"longest an instance may take to start (the module's start function, _initialize and the start hook); it is stopped beyond and the start retried"`
-	MaxRequests       int      `env:"MAX_REQUESTS" envDefault:"0" flag:"max-requests" help:"recycle an instance after this many requests (0 = never)"`
-	MaxRequestsJitter int      `env:"MAX_REQUESTS_JITTER" envDefault:"0" flag:"max-requests-jitter" help:"random extra requests per instance before recycling"`
-	MemoryLimit       Size     `env:"MEMORY_LIMIT" envDefault:"128MiB" flag:"memory-limit" help:"memory cap per instance"`
-	BodyLimit         Size     `env:"BODY_LIMIT" envDefault:"10MiB" flag:"body-limit" help:"largest request body (413 beyond; 0 = unlimited)"`
-	BufferBody        Size     `env:"BUFFER_BODY" envDefault:"64KiB" flag:"buffer-body" help:"sync and CGI apps: read a request body before it takes an instance, this much in memory and the rest in a temp file (0 = stream bodies to the instance)"`
-	BodyTimeout       Duration `env:"BODY_TIMEOUT" envDefault:"60s" flag:"body-timeout" help:"longest silence while a request body is read ahead (408 beyond)"`
-	BufferResponse    Size     `env:"BUFFER_RESPONSE" envDefault:"256KiB" flag:"buffer-response" help:"sync apps: hold a response up to this size until the app finishes, so its instance is free before a slow client has read it (a flush or a larger response is written through; 0 = write through)"`
-	MaxHeaderBytes    Size     `env:"MAX_HEADER_BYTES" envDefault:"64KiB" flag:"max-header-bytes" help:"largest request head (431 beyond)"`
-	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" help:"cut off clients slower than this to send headers"`
-	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" help:"close idle keep-alive connections after this"`
-	MaxConnsPerIP     int      `env:"MAX_CONNS_PER_IP" envDefault:"0" flag:"max-conns-per-ip" help:"open TCP connections one client IP may hold, idle and WebSocket included (0 = no cap)"`
-	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT"`
-	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
-	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" help:"PEM private key file"`
-	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" help:"debug, info, warn or error"`
-	LogFormat         string   `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json"`
-	AccessLog         bool     `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one line per request"`
-	LogRate           Size     `env:"LOG_RATE" envDefault:"256KiB" flag:"log-rate" help:"the app's log budget per second: bytes its guests' stdout, stderr and log plugin records may add to the log, escapes included (lines beyond it are dropped and counted in a warning every 10s)"`
-	CacheDir          string   `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
-	Env               []string `env:"APP_ENV" envSeparator:";" flag:"env" help:"KEY=VALUE given to the guest's environment (repeatable; env var: ;-separated)"`
-	Dirs              []string `env:"APP_DIRS" envSeparator:";" flag:"dir" help:"HOST:GUEST[:ro] directory to mount in the guest (repeatable)"`
+	Listen            string   `env:"LISTEN" envDefault:"127.0.0.1:8080" flag:"listen" serve:"listeners[0].addr" help:"address to listen on (host:port)"`
+	Name              string   `env:"APP_NAME" flag:"name" serve:"apps.NAME" help:"the app's name: its namespace in the kv and pubsub plugins and its tag in the log; 1-64 characters from A-Z a-z 0-9 _ -, starting with a letter or digit (default: the file or directory name)"`
+	MaxHeaderBytes    Size     `env:"MAX_HEADER_BYTES" envDefault:"64KiB" flag:"max-header-bytes" serve:"limits.max_header" help:"largest request head (431 beyond)"`
+	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" serve:"listeners[0].read_header_timeout" help:"cut off clients slower than this to send headers"`
+	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" serve:"listeners[0].idle_timeout" help:"close idle keep-alive connections after this"`
+	MaxConnsPerIP     int      `env:"MAX_CONNS_PER_IP" envDefault:"0" flag:"max-conns-per-ip" serve:"limits.max_conns_per_ip" help:"open TCP connections one client IP may hold, idle and WebSocket included (0 = no cap)"`
+	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" serve:"server.shutdown_timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT"`
+	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" serve:"listeners[0].tls_cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
+	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" serve:"listeners[0].tls_key" help:"PEM private key file"`
+	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" serve:"server.log_level" help:"debug, info, warn or error"`
+	KVPath            string   `env:"KV_PATH" flag:"kv-path" serve:"plugins.kv_path" help:"bbolt file of the kv plugin (default ~/.local/state/wasmsrv/kv.db)"`
+	RedisURL          string   `env:"REDIS_URL" flag:"redis-url" serve:"plugins.redis_url" help:"Redis for the kv and pubsub plugins, to share state between nodes (redis://host:6379/0)"`
 
-	// Plugins (plugins/README.md). Deny by default: the app may import only the
-	// plugins granted here; log is always granted.
-	Grants          []string `env:"GRANTS" envSeparator:"," flag:"grant" help:"plugins the app may import, e.g. kv,http (repeatable; log is always granted)"`
-	KVPath          string   `env:"KV_PATH" flag:"kv-path" help:"bbolt file of the kv plugin (default ~/.local/state/wasmsrv/kv.db)"`
-	RedisURL        string   `env:"REDIS_URL" flag:"redis-url" help:"Redis for the kv and pubsub plugins, to share state between nodes (redis://host:6379/0)"`
-	HTTPAllow       []string `env:"HTTP_ALLOW" envSeparator:"," flag:"http-allow" help:"hosts the http plugin may reach: name[:port], *.domain, IP[:port] or CIDR (repeatable)"`
-	HTTPTimeout     Duration `env:"HTTP_TIMEOUT" envDefault:"10s" flag:"http-timeout" help:"timeout of one outbound request of the http plugin"`
-	HTTPMaxResponse Size     `env:"HTTP_MAX_RESPONSE" envDefault:"4MiB" flag:"http-max-response" help:"largest response body the http plugin reads"`
-	Vars            []string `env:"VARS" envSeparator:";" flag:"var" help:"KEY=VALUE variable for the config plugin (repeatable)"`
-
-	SocketsAllow            []string `env:"SOCKETS_ALLOW" envSeparator:"," flag:"sockets-allow" help:"destinations the sockets plugin may connect to: name[:port], *.domain[:port], IP[:port] or CIDR (repeatable; loopback and private addresses only as IPs or CIDRs)"`
-	SocketsConnectTimeout   Duration `env:"SOCKETS_CONNECT_TIMEOUT" envDefault:"10s" flag:"sockets-connect-timeout" help:"sockets plugin: resolve + connect + TLS handshake timeout"`
-	SocketsMaxConns         int      `env:"SOCKETS_MAX_CONNS" envDefault:"64" flag:"sockets-max-conns" help:"sockets plugin: open connections of the app"`
-	SocketsMaxInstanceConns int      `env:"SOCKETS_MAX_INSTANCE_CONNS" envDefault:"16" flag:"sockets-max-instance-conns" help:"sockets plugin: open connections of one instance"`
-	SocketsMaxBytesIn       Size     `env:"SOCKETS_MAX_BYTES_IN" envDefault:"0" flag:"sockets-max-bytes-in" help:"sockets plugin: bytes the app may read per --sockets-bytes-window (0 = no limit)"`
-	SocketsMaxBytesOut      Size     `env:"SOCKETS_MAX_BYTES_OUT" envDefault:"0" flag:"sockets-max-bytes-out" help:"sockets plugin: bytes the app may write per --sockets-bytes-window (0 = no limit)"`
-	SocketsBytesWindow      Duration `env:"SOCKETS_BYTES_WINDOW" envDefault:"1m" flag:"sockets-bytes-window" help:"sockets plugin: the window of the byte limits"`
-	SocketsTLSCA            string   `env:"SOCKETS_TLS_CA" flag:"sockets-tls-ca" help:"sockets plugin: PEM file of the CAs TLS servers are verified against, instead of the system roots"`
-	SocketsTLSServerName    string   `env:"SOCKETS_TLS_SERVER_NAME" flag:"sockets-tls-server-name" help:"sockets plugin: TLS server name to verify when the guest gives none (default: the host it connects to)"`
-	SocketsTLSInsecure      bool     `env:"SOCKETS_TLS_INSECURE_SKIP_VERIFY" envDefault:"false" flag:"sockets-tls-insecure-skip-verify" help:"sockets plugin: do not verify TLS certificates (test setups only)"`
-	Secrets                 []string `env:"SECRETS" envSeparator:";" flag:"secret" help:"KEY=env:NAME or KEY=file:PATH secret for the config plugin (repeatable)"`
+	Process
+	App
 }
 
-// EnvPrefix prefixes every variable of Run.
+// Process holds the settings of the wasmsrv process that run and serve both take
+// as flags and WASMSRV_* variables (serve has no key for them in its file).
+type Process struct {
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json"`
+	AccessLog bool   `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one record per request (--access-log=false for none)"`
+	CacheDir  string `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
+}
+
+// EnvPrefix prefixes every variable.
 const EnvPrefix = "WASMSRV_"
 
-// LoadRun reads Run from the environment given as a map (os.Environ through
-// env.ToMap in the CLI, a literal map in tests). Errors name the variable and the
-// expected form.
-func LoadRun(environ map[string]string) (*Run, error) {
-	opts := env.Options{Prefix: EnvPrefix, Environment: environ}
-	cfg, err := env.ParseAsWithOptions[Run](opts)
+// envOptions are the options of every environment parse: the prefix, the given
+// environment, and run's HOST:GUEST[:ro] form of a mount.
+func envOptions(environ map[string]string) env.Options {
+	return env.Options{Prefix: EnvPrefix, Environment: environ, FuncMap: map[reflect.Type]env.ParserFunc{
+		reflect.TypeFor[Mount](): func(v string) (any, error) { return ParseMount(v) },
+	}}
+}
+
+// ParseEnv reads a struct of env-tagged fields from environ (os.Environ through
+// env.ToMap in the CLI, a literal map in tests): every WASMSRV_* variable of wasmsrv
+// is read this way. Errors name the variable and the expected form.
+func ParseEnv[T any](environ map[string]string) (T, error) {
+	v, err := env.ParseAsWithOptions[T](envOptions(environ))
 	if err != nil {
-		return nil, renameEnvErrors(err, opts)
+		return v, envError[T](err, environ)
+	}
+	return v, nil
+}
+
+// envError rewrites caarlos0/env errors, which name the Go field and type, so they
+// name the variable, what it must look like and what it was.
+func envError[T any](err error, environ map[string]string) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return err
+	}
+	t := reflect.TypeFor[T]()
+	var msgs []string
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if !errors.As(e, &pe) {
+			msgs = append(msgs, e.Error())
+			continue
+		}
+		key := pe.Name
+		if f, ok := t.FieldByName(pe.Name); ok {
+			name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+			key = EnvPrefix + name
+		}
+		msgs = append(msgs, key+": "+envWant(pe.Type, pe.Err, environ[key]))
+	}
+	return fmt.Errorf("bad environment: %s", strings.Join(msgs, "; "))
+}
+
+// envWant says what a variable of type t must look like.
+func envWant(t reflect.Type, err error, got string) string {
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
+		return err.Error() // Size, Duration and Mode say it themselves
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return fmt.Sprintf("want true or false, got %q", got)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return fmt.Sprintf("want a whole number, got %q", got)
+	case reflect.Float32, reflect.Float64:
+		return fmt.Sprintf("want a number, got %q", got)
+	case reflect.Map:
+		return fmt.Sprintf("want KEY=VALUE pairs separated by ;, got %q", got)
+	}
+	return err.Error()
+}
+
+// LoadRun reads Run from the environment given as a map and validates it.
+func LoadRun(environ map[string]string) (*Run, error) {
+	cfg, err := ParseEnv[Run](environ)
+	if err != nil {
+		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -100,147 +127,133 @@ func LoadRun(environ map[string]string) (*Run, error) {
 	return &cfg, nil
 }
 
-// renameEnvErrors rewrites caarlos0/env errors, which name the Go field, so they
-// name the environment variable instead.
-func renameEnvErrors(err error, opts env.Options) error {
-	var agg env.AggregateError
-	if !errors.As(err, &agg) {
-		return err
+// runKey names a setting in run's messages: the flag for a file key.
+func runKey(fileKey string) string {
+	switch {
+	case fileKey == "":
+		return "APP"
+	case fileKey == "module" || fileKey == "package":
+		return "APP"
+	case strings.HasPrefix(fileKey, "plugins."):
+		return "grant"
 	}
-	params, perr := env.GetFieldParamsWithOptions(&Run{}, opts)
-	keys := map[string]string{}
-	if perr == nil {
-		for _, p := range params {
-			keys[p.OwnKey] = p.Key
-		}
+	if f, ok := appFieldByKey(fileKey); ok {
+		return f.Tag.Get("flag")
 	}
-	t := reflect.TypeFor[Run]()
-	var msgs []string
-	for _, e := range agg.Errors {
-		var pe env.ParseError
-		if errors.As(e, &pe) {
-			key := pe.Name
-			if f, ok := t.FieldByName(pe.Name); ok {
-				name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
-				key = EnvPrefix + name
-			}
-			msgs = append(msgs, fmt.Sprintf("%s: %v", key, unwrapParse(pe.Err)))
-			continue
-		}
-		msgs = append(msgs, e.Error())
-	}
-	return fmt.Errorf("bad environment: %s", strings.Join(msgs, "; "))
+	return fileKey
 }
 
-func unwrapParse(err error) error {
-	if u := errors.Unwrap(err); u != nil && strings.Contains(err.Error(), "strconv.") {
-		return fmt.Errorf("want a whole number: %w", u)
+// appFieldByKey finds App's field of a file key.
+func appFieldByKey(key string) (reflect.StructField, bool) {
+	t := reflect.TypeFor[App]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("toml"), ","); name == key {
+			return f, true
+		}
 	}
-	return err
+	return reflect.StructField{}, false
 }
 
-// Validate checks values that parse but make no sense.
+// Validate checks values that parse but make no sense. The app's settings are
+// checked as a file's are (App.check), named by their flags; the APP argument is
+// left to apps.Open.
 func (c *Run) Validate() error {
 	var errs []string
-	if c.Workers < 0 {
-		errs = append(errs, "workers: must be ≥ 0")
-	}
+	add := func(e *Error) { errs = append(errs, e.Key+": "+e.Msg) }
 	if c.MaxConnsPerIP < 0 {
-		errs = append(errs, "max-conns-per-ip: must be ≥ 0")
-	}
-	if c.QueueSize < 0 {
-		errs = append(errs, "queue-size: must be ≥ 0")
+		errs = append(errs, "max-conns-per-ip: must be >= 0")
 	}
 	if c.Name != "" {
 		if err := appname.Check(c.Name); err != nil {
 			errs = append(errs, "name: "+err.Error())
 		}
 	}
-	if c.LogRate <= 0 {
-		errs = append(errs, "log-rate: must be > 0 bytes per second")
-	}
-	if c.StartTimeout <= 0 {
-		errs = append(errs, "start-timeout: must be > 0")
-	}
-	if c.MemoryLimit < 64<<10 || c.MemoryLimit > 4<<30 {
-		errs = append(errs, fmt.Sprintf("memory-limit: %d bytes is outside 64KiB..4GiB", c.MemoryLimit))
-	}
-	switch c.Mode {
-	case "auto", "sync", "async":
-	default:
-		errs = append(errs, fmt.Sprintf("mode: %q, want auto, sync or async", c.Mode))
-	}
-	if c.WSSendBuffer <= 0 {
-		errs = append(errs, "ws-send-buffer: must be > 0")
-	}
-	if _, err := wsorigin.Parse(c.WSOrigins); err != nil {
-		errs = append(errs, "ws-origins"+err.Error())
-	}
-	if c.SocketsMaxConns < 1 || c.SocketsMaxInstanceConns < 1 {
-		errs = append(errs, "sockets-max-conns and sockets-max-instance-conns: must be ≥ 1")
-	}
-	if c.SocketsBytesWindow.D() <= 0 {
-		errs = append(errs, "sockets-bytes-window: must be > 0")
-	}
-	if c.LimitConcurrency < 0 || c.MaxConnsPerInst < 0 {
-		errs = append(errs, "limit-concurrency and max-conns-per-instance: must be ≥ 0")
-	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Sprintf("log-level: %q, want debug, info, warn or error", c.LogLevel))
 	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Sprintf("log-format: %q, want text or json", c.LogFormat))
+	if err := c.Process.Validate(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, "tls-cert and tls-key: give both or neither")
 	}
-	for _, kv := range c.Env {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			errs = append(errs, fmt.Sprintf("env: %q, want KEY=VALUE", kv))
+	// The APP argument is opened by apps.Open, which says what is wrong with it
+	// (a file that is not there, a directory that does not build).
+	a := c.App
+	a.Module, a.Package = "-", ""
+	a.check(func(k string) string {
+		if k == "" || k == "module" {
+			return "-"
 		}
-	}
-	for _, kv := range append(slices.Clone(c.Vars), c.Secrets...) {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			errs = append(errs, fmt.Sprintf("var/secret: %q, want KEY=VALUE", kv))
+		return runKey(k)
+	}, func(e *Error) {
+		if e.Key != "-" {
+			add(e)
 		}
-	}
-	for _, d := range c.Dirs {
-		if _, _, err := ParseMount(d); err != nil {
-			errs = append(errs, "dir: "+err.Error())
-		}
-	}
+	})
 	if len(errs) > 0 {
 		return errors.New("bad configuration: " + strings.Join(errs, "; "))
 	}
 	return nil
 }
 
-// ParseMount parses HOST:GUEST[:ro].
-func ParseMount(s string) (hostGuest [2]string, readOnly bool, err error) {
-	parts := strings.Split(s, ":")
-	if len(parts) == 3 && parts[2] == "ro" {
-		readOnly = true
-		parts = parts[:2]
+// Caches are the directories of compiled code and of built guests under CacheDir:
+// "" for the defaults, "-" for no compiled-code cache.
+func (p *Process) Caches() (engine, build string) {
+	switch p.CacheDir {
+	case "":
+		return "", ""
+	case "-":
+		return "-", ""
 	}
-	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return hostGuest, false, fmt.Errorf("%q, want HOST:GUEST or HOST:GUEST:ro", s)
+	return filepath.Join(p.CacheDir, "wazero"), filepath.Join(p.CacheDir, "builds")
+}
+
+// Validate checks the process settings.
+func (p *Process) Validate() error {
+	switch p.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log-format: %q, want text or json", p.LogFormat)
 	}
-	return [2]string{parts[0], parts[1]}, readOnly, nil
+	return nil
+}
+
+// SetSource makes src (run's APP argument) the app's Module, or its Package when
+// it is a directory.
+func (a *App) SetSource(src string) {
+	a.Module, a.Package = src, ""
+	if st, err := os.Stat(src); err == nil && st.IsDir() {
+		a.Module, a.Package = "", src
+	}
 }
 
 // Flags registers one flag per field of c on fs, defaulting to c's current values
 // (the environment), so parsing fs afterwards lets flags override variables.
-func (c *Run) Flags(fs *flag.FlagSet) {
-	v := reflect.ValueOf(c).Elem()
+func (c *Run) Flags(fs *flag.FlagSet) { registerFlags(fs, reflect.ValueOf(c).Elem()) }
+
+// Flags registers the process flags on fs, as Run.Flags does (serve), or only
+// those named (check has no access log).
+func (p *Process) Flags(fs *flag.FlagSet, only ...string) {
+	registerFlags(fs, reflect.ValueOf(p).Elem(), only...)
+}
+
+// registerFlags registers a flag for every flag-tagged field of the struct v,
+// embedded structs included, or for those named in only. It runs once per command
+// line, not per request.
+func registerFlags(fs *flag.FlagSet, v reflect.Value, only ...string) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
+		if f.Anonymous && f.Type.Kind() == reflect.Struct {
+			registerFlags(fs, v.Field(i), only...)
+			continue
+		}
 		name := f.Tag.Get("flag")
-		if name == "" {
+		if name == "" || (len(only) > 0 && !slices.Contains(only, name)) {
 			continue
 		}
 		envName, _, _ := strings.Cut(f.Tag.Get("env"), ",")
@@ -256,10 +269,81 @@ func (c *Run) Flags(fs *flag.FlagSet) {
 			fs.Var(durationFlag{p}, name, usage)
 		case *Size:
 			fs.Var(sizeFlag{p}, name, usage)
+		case *abi.Mode:
+			fs.TextVar(p, name, *p, usage)
 		case *[]string:
 			fs.Var(&listFlag{l: p}, name, usage)
+		case *map[string]string:
+			fs.Var(&mapFlag{m: p}, name, usage)
+		case *[]Mount:
+			fs.Var(&mountsFlag{l: p}, name, usage)
+		default:
+			panic(fmt.Sprintf("config: no flag type for %s (%s)", f.Name, f.Type)) // caught by every test
 		}
 	}
+}
+
+// mapFlag adds KEY=VALUE pairs; the first use on the command line replaces values
+// from the environment.
+type mapFlag struct {
+	m   *map[string]string
+	set bool
+}
+
+func (f *mapFlag) String() string {
+	if f.m == nil {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(*f.m) {
+		parts = append(parts, k+"="+(*f.m)[k])
+	}
+	return strings.Join(parts, ";")
+}
+
+func (f *mapFlag) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q, want KEY=VALUE", s)
+	}
+	if !f.set || *f.m == nil {
+		*f.m, f.set = map[string]string{}, true
+	}
+	(*f.m)[k] = v
+	return nil
+}
+
+// mountsFlag adds HOST:GUEST[:ro] mounts, replacing the environment's at first.
+type mountsFlag struct {
+	l   *[]Mount
+	set bool
+}
+
+func (f *mountsFlag) String() string {
+	if f.l == nil {
+		return ""
+	}
+	var parts []string
+	for _, m := range *f.l {
+		s := m.Host + ":" + m.Guest
+		if m.ReadOnly {
+			s += ":ro"
+		}
+		parts = append(parts, s)
+	}
+	return strings.Join(parts, ";")
+}
+
+func (f *mountsFlag) Set(s string) error {
+	m, err := ParseMount(s)
+	if err != nil {
+		return err
+	}
+	if !f.set {
+		*f.l, f.set = nil, true
+	}
+	*f.l = append(*f.l, m)
+	return nil
 }
 
 type durationFlag struct{ d *Duration }

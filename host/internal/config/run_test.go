@@ -2,6 +2,11 @@ package config
 
 import (
 	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -36,7 +41,7 @@ func TestRunWebSocketSettings(t *testing.T) {
 		t.Errorf("defaults: origins %q (want none: same origin only), send buffer %d", d.WSOrigins, d.WSSendBuffer)
 	}
 	for env, want := range map[string]string{
-		"WASMSRV_WS_ORIGINS=https://a.example/app":   `ws-origins[0] "https://a.example/app"`,
+		"WASMSRV_WS_ORIGINS=https://a.example/app":   `ws-origins[0]: "https://a.example/app"`,
 		"WASMSRV_WS_ORIGINS=*,https://a.example":     "ws-origins[0]",
 		"WASMSRV_WS_SEND_BUFFER=0":                   "ws-send-buffer: must be > 0",
 		"WASMSRV_WS_SEND_BUFFER=lots":                "WASMSRV_WS_SEND_BUFFER",
@@ -80,4 +85,151 @@ func TestRunNameAndLogRate(t *testing.T) {
 			}
 		}
 	}
+}
+
+// Every flag of run that is not an app setting (those are walked by
+// appspec.TestEveryFlagAndKeyReachTheSameSetting) names the key of a serve file that
+// holds the same setting (its serve tag), and a value given either way arrives the
+// same. The process flags (Process) are the same struct in run and serve.
+func TestRunFlagsHaveServeKeys(t *testing.T) {
+	dir := t.TempDir()
+	pem := filepath.Join(dir, "x.pem")
+	if err := os.WriteFile(pem, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]string{
+		"Listen": "127.0.0.1:7777", "MaxHeaderBytes": "3KiB", "ReadHeaderTimeout": "1m7s", "IdleTimeout": "1m7s",
+		"MaxConnsPerIP": "7", "ShutdownTimeout": "1m7s", "TLSCert": pem, "TLSKey": pem, "LogLevel": "debug",
+		"KVPath": filepath.Join(dir, "kv.db"), "RedisURL": "redis://127.0.0.1:6379/0",
+	}
+	rt := reflect.TypeFor[Run]()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		if f.Anonymous {
+			continue
+		}
+		key := f.Tag.Get("serve")
+		if key == "" || f.Tag.Get("flag") == "" {
+			t.Errorf("Run.%s: no serve key or no flag", f.Name)
+			continue
+		}
+		if f.Name == "Name" {
+			continue // a serve file names an app by its table: [apps.NAME]
+		}
+		v, ok := values[f.Name]
+		if !ok {
+			t.Errorf("Run.%s: no test value", f.Name)
+			continue
+		}
+		t.Run(f.Name, func(t *testing.T) {
+			run, err := LoadRun(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := flag.NewFlagSet("run", flag.ContinueOnError)
+			run.Flags(fs)
+			if err := fs.Parse([]string{"--" + f.Tag.Get("flag") + "=" + v}); err != nil {
+				t.Fatal(err)
+			}
+			byFlag := reflect.ValueOf(*run).FieldByName(f.Name).Interface()
+			if def := reflect.ValueOf(defaultRun(t)).FieldByName(f.Name).Interface(); reflect.DeepEqual(byFlag, def) {
+				t.Fatalf("--%s=%s left the default", f.Tag.Get("flag"), v)
+			}
+
+			lit := strconv.Quote(v)
+			if f.Type.Kind() == reflect.Int {
+				lit = v
+			}
+			listener := "addr = \"127.0.0.1:1\"\n"
+			if strings.HasPrefix(key, "listeners[0].tls_") {
+				listener += fmt.Sprintf("tls_cert = %q\ntls_key = %q\n", pem, pem)
+			}
+			var body string
+			if rest, ok := strings.CutPrefix(key, "listeners[0]."); ok {
+				if rest == "addr" {
+					listener = ""
+				}
+				if !strings.HasPrefix(rest, "tls_") {
+					listener += rest + " = " + lit + "\n"
+				}
+				body = "[[listeners]]\n" + listener
+			} else {
+				table, k, _ := strings.Cut(key, ".")
+				body = "[[listeners]]\n" + listener + "[" + table + "]\n" + k + " = " + lit + "\n"
+			}
+			file := filepath.Join(t.TempDir(), "site.toml")
+			if err := os.WriteFile(file, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := Load(file, nil)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, body)
+			}
+			if byFile := valueAt(t, reflect.ValueOf(*cfg), key); !reflect.DeepEqual(byFlag, byFile) {
+				t.Errorf("--%s gives %v, the file's %s %v", f.Tag.Get("flag"), byFlag, key, byFile)
+			}
+		})
+	}
+}
+
+// A serve file that leaves these keys out gets run's defaults (the one place they
+// live: Run's envDefault tags).
+func TestServeKeysDefaultAsRun(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "site.toml")
+	if err := os.WriteFile(file, []byte("[[listeners]]\naddr = \"127.0.0.1:1\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Load(file, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def := reflect.ValueOf(DefaultRun())
+	rt := def.Type()
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		key := f.Tag.Get("serve")
+		if key == "" || f.Name == "Name" || f.Name == "Listen" { // a file must say where to listen
+			continue
+		}
+		if got, want := valueAt(t, reflect.ValueOf(*cfg), key), def.Field(i).Interface(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s defaults to %v in a file, --%s to %v", key, got, f.Tag.Get("flag"), want)
+		}
+	}
+}
+
+func defaultRun(t *testing.T) Run {
+	r, err := LoadRun(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *r
+}
+
+// valueAt reads the field at a serve key path ("listeners[0].addr") of a Config.
+func valueAt(t *testing.T, v reflect.Value, key string) any {
+	t.Helper()
+	for _, part := range strings.Split(key, ".") {
+		name, idx, indexed := strings.Cut(part, "[")
+		for v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		found := false
+		for i := range v.NumField() {
+			if tag, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("toml"), ","); tag == name {
+				v, found = v.Field(i), true
+				break
+			}
+		}
+		if !found {
+			t.Fatalf("%s: no key %q", key, name)
+		}
+		if indexed {
+			n, _ := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+			v = v.Index(n)
+		}
+	}
+	for v.Kind() == reflect.Pointer {
+		v = v.Elem()
+	}
+	return v.Interface()
 }

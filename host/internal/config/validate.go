@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -17,43 +16,49 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/reqtmpl"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
-	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 )
 
 // Defaults applied when a key is absent.
 const (
-	DefaultAdminAddr       = "127.0.0.1:9901"
-	DefaultCacheBytes      = 64 << 20
-	DefaultMaxFails        = 1
-	DefaultFailTimeout     = 10 * time.Second
-	DefaultKeepalive       = 64
-	DefaultConnectTimeout  = 5 * time.Second
-	DefaultHeaderTimeout   = 60 * time.Second
-	DefaultReadTimeout     = 60 * time.Second // nginx proxy_read_timeout
-	DefaultRetries         = 2
-	DefaultRetryBudget     = 0.2
-	DefaultHealthInterval  = 5 * time.Second
-	DefaultHealthTimeout   = 2 * time.Second
-	DefaultShutdownTimeout = 30 * time.Second
-	DefaultBufferBody      = 64 << 10             // as `wasmsrv run --buffer-body`
-	DefaultBufferResponse  = 256 << 10            // as `wasmsrv run --buffer-response`
-	DefaultLogRate         = guestlog.DefaultRate // as `wasmsrv run --log-rate`
+	DefaultAdminAddr      = "127.0.0.1:9901"
+	DefaultCacheBytes     = 64 << 20
+	DefaultMaxFails       = 1
+	DefaultFailTimeout    = 10 * time.Second
+	DefaultKeepalive      = 64
+	DefaultConnectTimeout = 5 * time.Second
+	DefaultHeaderTimeout  = 60 * time.Second
+	DefaultReadTimeout    = 60 * time.Second // nginx proxy_read_timeout
+	DefaultRetries        = 2
+	DefaultRetryBudget    = 0.2
+	DefaultHealthInterval = 5 * time.Second
+	DefaultHealthTimeout  = 2 * time.Second
 )
 
 // Policies names the upstream balancing policies.
 var policies = map[string]bool{"round_robin": true, "least_conn": true, "p2c": true, "hash": true}
 
 func (c *Config) defaults() {
+	// The settings run has too default to run's defaults (its envDefault tags).
+	run := DefaultRun()
 	if c.Server.ShutdownTimeout == 0 {
-		c.Server.ShutdownTimeout = Duration(DefaultShutdownTimeout)
+		c.Server.ShutdownTimeout = run.ShutdownTimeout
 	}
 	if c.Server.LogLevel == "" {
-		c.Server.LogLevel = "info"
+		c.Server.LogLevel = run.LogLevel
+	}
+	if c.Limits.MaxHeader == 0 {
+		c.Limits.MaxHeader = run.MaxHeaderBytes
 	}
 	if c.Cache.MaxBytes == 0 {
 		c.Cache.MaxBytes = DefaultCacheBytes
 	}
 	for i, l := range c.Listeners {
+		if l.ReadHeaderTimeout == 0 {
+			c.Listeners[i].ReadHeaderTimeout = run.ReadHeaderTimeout
+		}
+		if l.IdleTimeout == 0 {
+			c.Listeners[i].IdleTimeout = run.IdleTimeout
+		}
 		if l.TLSCert != "" {
 			c.Listeners[i].TLSCert = c.Resolve(l.TLSCert)
 		}
@@ -218,54 +223,12 @@ func (c *Config) validate() []*Error {
 		if err := appname.Check(name); err != nil {
 			add(errf(k, "%v", err))
 		}
-		if (a.Module == "") == (a.Package == "") {
-			add(errf(k, "set exactly one of module or package"))
-		}
-		if a.Module != "" {
-			if _, err := os.Stat(a.Module); err != nil {
-				add(errf(k+".module", "%v", err))
+		a.check(func(f string) string {
+			if f == "" {
+				return k
 			}
-		}
-		if a.Package != "" {
-			if st, err := os.Stat(a.Package); err != nil || !st.IsDir() {
-				add(errf(k+".package", "%q is not a directory", a.Package))
-			}
-		}
-		switch a.Mode {
-		case "", "auto", "sync", "async", "cgi": // "": what the app declares; cgi: a plain WASI command, run per request
-		default:
-			add(errf(k+".mode", "unknown mode %q (sync, async or cgi; absent: what the app declares)", a.Mode))
-		}
-		if a.PoolSize < 0 {
-			add(errf(k+".pool_size", "must be >= 0"))
-		}
-		guests := map[string]bool{}
-		for i, m := range a.Mounts {
-			mk := fmt.Sprintf("%s.mounts[%d]", k, i)
-			if m.Host == "" {
-				add(errf(mk+".host", "the host directory is required"))
-			} else if st, err := os.Stat(m.Host); err != nil || !st.IsDir() {
-				add(errf(mk+".host", "%q is not a directory", m.Host))
-			}
-			g := path.Clean(m.Guest)
-			switch {
-			case !strings.HasPrefix(m.Guest, "/"):
-				add(errf(mk+".guest", "%q: want an absolute path such as \"/data\"", m.Guest))
-			case guests[g]:
-				add(errf(mk+".guest", "%q is mounted twice", m.Guest))
-			}
-			guests[g] = true
-		}
-		checkOrigins(k+".ws_origins", a.WSOrigins, add)
-		if a.WSSendBuffer < 0 {
-			add(errf(k+".ws_send_buffer", "must be > 0"))
-		}
-		if a.LogRate != nil && *a.LogRate <= 0 {
-			add(errf(k+".log_rate", "must be > 0 (bytes per second, e.g. \"256KiB\")"))
-		}
-		if a.StartTimeout < 0 {
-			add(errf(k+".start_timeout", "must be > 0 (or unset for 30s)"))
-		}
+			return k + "." + f
+		}, add)
 	}
 	for _, name := range sortedKeys(c.Upstreams) {
 		u := c.Upstreams[name]

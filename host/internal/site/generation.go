@@ -2,6 +2,7 @@ package site
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/compress"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
@@ -26,8 +28,6 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
-	"github.com/wasmsrv/wasmsrv/internal/registry"
-	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -88,7 +88,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 	for _, name := range sortedKeys(cfg.Apps) {
 		// Pools outlive the reload request that opened them: give them the
 		// site's lifetime, not the (admin) request's.
-		sh, err := s.app(s.base, name, cfg.Apps[name])
+		sh, err := s.app(s.base, cfg, name)
 		if err != nil {
 			return nil, err
 		}
@@ -172,57 +172,34 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 }
 
 // app returns the shared app for this config, opening it if the config is
-// new or changed.
-func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, error) {
+// new or changed. Its errors are the config's: FILE:LINE: apps.NAME.KEY: message.
+func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*shared, error) {
+	ac := cfg.Apps[name]
 	// %v prints maps sorted: a stable key. The source's fingerprint makes a
 	// reload pick up a rebuilt module or edited package even when the
 	// config itself did not change.
-	buffer, held := ac.ReadAhead(), ac.HoldResponse()
-	kc := ac
-	kc.BufferBody, kc.BufferResponse, kc.LogRate = nil, nil, nil // pointers would print as addresses: their values are keyed below
-	key := name + "\x00" + fmt.Sprintf("%+v|buffer=%d|held=%d|log=%d", kc, buffer, held, ac.LogBudget()) + "\x00" + fingerprint(ac.Module+ac.Package)
+	key := name + "\x00" + fmt.Sprintf("%+v", ac) + "\x00" + fingerprint(ac.Source())
 	if sh := s.apps[key]; sh != nil {
 		sh.refs++
 		return sh, nil
 	}
-	src := ac.Module
-	if src == "" {
-		src = ac.Package
-	}
-	env := make([]string, 0, len(ac.Env))
-	for _, k := range sortedKeys(ac.Env) {
-		env = append(env, k+"="+ac.Env[k])
-	}
 	if s.opt.Engine == nil {
-		return nil, fmt.Errorf("apps.%s: no Wasm engine configured", name)
+		return nil, cfg.ErrorAt("apps."+name, errors.New("no Wasm engine configured"))
 	}
-	g, err := grants(ac)
-	if err != nil {
-		return nil, fmt.Errorf("apps.%s: %w", name, err)
+	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress})
+	if err == nil {
+		var a *apps.Running
+		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
+			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
+			sh := &shared{key: key, refs: 1, val: a, close: a.Close}
+			s.apps[key] = sh
+			return sh, nil
+		}
 	}
-	mounts := make([]runtime.Mount, 0, len(ac.Mounts))
-	for _, m := range ac.Mounts {
-		mounts = append(mounts, runtime.Mount{HostDir: m.Host, GuestDir: m.Guest, ReadOnly: m.ReadOnly})
+	if errors.Is(err, runtime.ErrPoolClosed) {
+		return nil, err // the site is stopping: not the config's fault
 	}
-	origins, err := wsorigin.Parse(ac.WSOrigins)
-	if err != nil {
-		return nil, fmt.Errorf("apps.%s.ws_origins%w", name, err)
-	}
-	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
-		Name: name, Source: src, BuildCacheDir: s.opt.BuildCacheDir, Mode: ac.Mode, Progress: s.opt.Progress,
-		Pool:        runtime.PoolConfig{Workers: ac.PoolSize, RequestTimeout: ac.RequestTimeout.D()},
-		MemoryLimit: int64(ac.MemoryLimit), StartTimeout: ac.StartTimeout.D(), Env: env, Mounts: mounts,
-		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
-		WebSocket: host.WSConfig{Origins: origins, SendBuffer: int(ac.WSSendBuffer)},
-		Plugins:   s.opt.Plugins, Grants: g, LogRate: ac.LogBudget(),
-	}, s.log)
-	if err != nil {
-		return nil, fmt.Errorf("apps.%s: %w", name, err)
-	}
-	s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
-	sh := &shared{key: key, refs: 1, val: a, close: a.Close}
-	s.apps[key] = sh
-	return sh, nil
+	return nil, appspec.Error(cfg, name, err)
 }
 
 func (s *Site) group(name string, uc config.Upstream, trusted []netip.Prefix) (*shared, error) {
@@ -422,17 +399,4 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
-}
-
-// grants turns an app's grants and plugin sections into registry.Grants. A section
-// for a plugin the app is not granted is an error: it would configure nothing.
-func grants(ac config.App) (registry.Grants, error) {
-	g := registry.ParseGrants(ac.Grants...)
-	for name, sec := range ac.PluginConfig {
-		if _, ok := g[name]; !ok && name != registry.DefaultGrant {
-			return nil, fmt.Errorf("plugins.%s is configured but %q is not in grants", name, name)
-		}
-		g[name] = plugins.Section(sec)
-	}
-	return g, nil
 }

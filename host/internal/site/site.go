@@ -31,8 +31,9 @@ import (
 type Options struct {
 	// ConfigPath is the TOML or YAML file, re-read on every reload.
 	ConfigPath string
-	// Lookup reads WASMSRV_* overrides (os.LookupEnv in the CLI).
-	Lookup func(string) (string, bool)
+	// Environ holds the WASMSRV_* overrides (config.SiteEnv; os.Environ through
+	// env.ToMap in the CLI), read again on every reload.
+	Environ map[string]string
 	// Engine compiles the apps' modules. Required when the config has apps.
 	Engine *runtime.Engine
 	// BuildCacheDir caches built Go guest packages ("" = default).
@@ -89,7 +90,7 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	cfg, err := config.Load(opt.ConfigPath, opt.Lookup)
+	cfg, err := config.Load(opt.ConfigPath, opt.Environ)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +271,7 @@ func (t *tracker) wait(ctx context.Context) error {
 // Reload re-reads the config file. A bad config is rejected and the
 // running one kept; a good one is swapped in atomically.
 func (s *Site) Reload(ctx context.Context) error {
-	cfg, err := config.Load(s.opt.ConfigPath, s.opt.Lookup)
+	cfg, err := config.Load(s.opt.ConfigPath, s.opt.Environ)
 	if err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func serve(t *testing.T, mode string) string {
 		t.Fatal(err)
 	}
 	app, err := apps.Open(ctx, eng, apps.Spec{
-		Name: "adapter", Source: "testdata/adapter", Mode: mode, BuildCacheDir: testkit.BuildCache(),
+		Name: "adapter", Source: "testdata/adapter", Mode: testkit.Mode(t, mode), BuildCacheDir: testkit.BuildCache(),
 		Pool: runtime.PoolConfig{Workers: 2, RequestTimeout: 30 * time.Second},
 	}, log)
 	if err != nil {
