@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -93,15 +94,15 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 1 && r.ContentLength != 0 && !isWS {
 		_ = http.NewResponseController(w).EnableFullDuplex() // see Gateway.ServeHTTP
 	}
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	e := g.exs.Get().(*asyncExchange)
 	e.begin(g, w, r, rootPath, isWS)
 	if _, err := g.pool.Open(e, isWS); err != nil {
 		e.release()
 		e.release() // the pool never saw it: drop its reference too
-		g.log.Warn("request not served", "err", err)
-		w.Header().Set("Retry-After", g.retry)
-		http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		a := answerFor(err)
+		logPoolError(g.log, a, err, r)
+		a.write(w, err, g.retry, false)
 		return
 	}
 	cut := e.serve()
@@ -697,23 +698,17 @@ func (e *asyncExchange) finish() (cut bool) {
 	e.mu.Unlock()
 	if err != nil {
 		var ge *runtime.GuestError
-		switch {
-		case errors.Is(err, runtime.ErrDeadline), errors.As(err, &ge):
-			e.g.log.Error("instance failed; request lost", "err", err, "path", e.r.URL.Path)
-		case errors.Is(err, runtime.ErrPoolClosed):
-		default:
-			e.g.log.Error("request failed", "err", err)
+		if errors.Is(err, runtime.ErrDeadline) || errors.As(err, &ge) {
+			// The instance failed (an event overran its deadline, a trap),
+			// and the connection with it: not this request's own deadline.
+			err = lostWithInstanceError{err}
 		}
+		a := answerFor(err)
+		logPoolError(e.g.log, a, err, e.r)
 		if e.headSent {
 			return true
 		}
-		clear(w.Header())
-		if errors.Is(err, runtime.ErrPoolClosed) {
-			w.Header().Set("Retry-After", e.g.retry)
-			http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
-			return false
-		}
-		http.Error(w, "500 internal server error", http.StatusInternalServerError)
+		a.write(w, err, e.g.retry, false)
 		return false
 	}
 	e.mu.Lock()

@@ -2,7 +2,6 @@ package host
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -69,14 +69,6 @@ func NewGateway(pool Pool, cfg GatewayConfig, log *slog.Logger) *Gateway {
 	return g
 }
 
-type rootPathKey struct{}
-
-// WithRootPath marks r as mounted under prefix: the app sees the path without it and
-// the prefix as root_path (ASGI root_path, CGI SCRIPT_NAME).
-func WithRootPath(r *http.Request, prefix string) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), rootPathKey{}, prefix))
-}
-
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
@@ -100,7 +92,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer g.bufs.Release(body)
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
 	code, err := g.pool.Serve(r.Context(), ex)
@@ -117,47 +109,24 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // finish completes the response after the guest returned or failed. It reports
 // whether the response must be cut.
 func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
-	w := ex.w
 	if err != nil {
-		var ge *runtime.GuestError
-		switch {
-		case errors.Is(err, runtime.ErrQueueFull), errors.Is(err, runtime.ErrQueueTimeout),
-			errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrPoolClosed):
-			g.log.Warn("request not served", "err", err)
-			w.Header().Set("Retry-After", g.retry)
-			http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
-		case errors.Is(err, runtime.ErrDeadline):
-			g.log.Error("request deadline exceeded; instance replaced", "method", ex.r.Method, "path", ex.r.URL.Path)
-			if ex.headSent {
-				return true
-			}
-			g.errorResponse(ex, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
-		case errors.As(err, &ge):
-			if ex.headSent {
-				return true
-			}
-			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
-		case errors.Is(err, context.Canceled):
-			// client went away while queued: nothing to answer
-		default:
-			g.log.Error("request failed", "err", err)
-			if ex.headSent {
-				return true
-			}
-			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		a := answerFor(err)
+		logPoolError(g.log, a, err, ex.r)
+		if a.Status == 0 || ex.headSent {
+			return ex.headSent
 		}
+		g.errorResponse(ex, a, err)
 		return false
 	}
 	switch {
 	case ex.tooLarge && !ex.headSent && !ex.committed:
-		w.Header().Set("Connection", "close")
-		g.errorResponse(ex, http.StatusRequestEntityTooLarge, "413 request body too large")
+		g.errorResponse(ex, tooLargeAnswer, nil)
 		return false
 	case ex.refused != nil && !ex.committed:
 		// The guest's last resp_start was refused and it never made a valid
 		// one: there is no head to send (SPEC §4).
 		g.log.Error("app response refused: no valid head", "err", ex.refused, "method", ex.r.Method, "path", ex.r.URL.Path)
-		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		g.errorResponse(ex, internalError, nil)
 		return false
 	case ex.headSent || ex.committed:
 		if !validCode(code) && !ex.ended {
@@ -166,7 +135,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 			}
 			// Held, so nothing reached the client: answer cleanly.
 			g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
-			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+			g.errorResponse(ex, internalError, nil)
 			return false
 		}
 		if !ex.ended && ex.fault == nil {
@@ -182,7 +151,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 		ex.Write(nil, abi.WriteEnd)
 	default:
 		g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
-		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		g.errorResponse(ex, internalError, nil)
 		return false
 	}
 	if ex.fault != nil {
@@ -192,7 +161,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 		if ex.headSent {
 			return true
 		}
-		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		g.errorResponse(ex, internalError, nil)
 		return false
 	}
 	ex.sendHeld()
@@ -206,15 +175,15 @@ func finalCode(code int32) bool { return code >= 200 && code <= 599 }
 // validCode reports whether a handler's result is not an application error.
 func validCode(code int32) bool { return code == 0 || finalCode(code) }
 
-func (g *Gateway) errorResponse(ex *exchange, status int, msg string) {
-	clear(ex.w.Header())
-	if ex.aborted.Load() {
+// errorResponse replaces the guest's response with a's.
+func (g *Gateway) errorResponse(ex *exchange, a errorAnswer, err error) {
+	aborted := ex.aborted.Load()
+	if aborted {
 		// Abort expired the connection's deadlines to unblock the guest's I/O:
 		// lift the write deadline so this response can go out, and close the
 		// connection after it rather than reuse one with a half-read body.
 		_ = http.NewResponseController(ex.w).SetWriteDeadline(time.Time{})
-		ex.w.Header().Set("Connection", "close")
 	}
-	http.Error(ex.w, msg, status)
+	a.write(ex.w, err, g.retry, aborted)
 	ex.headSent, ex.ended = true, true
 }

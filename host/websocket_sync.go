@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -53,7 +54,7 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if !wsorigin.Check(w, r, g.cfg.WebSocket.Origins, g.log) {
 		return // before an instance is taken
 	}
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	ex := g.exs.Get().(*exchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
 	sx := &syncWS{exchange: ex, sig: make(chan struct{}, 1), abortc: make(chan struct{})}

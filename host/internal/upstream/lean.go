@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
@@ -481,7 +482,7 @@ func (g *Group) writeForwarded(bw *bufio.Writer, r *http.Request, ex *exchange) 
 	}
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	if p, _ := r.Context().Value(prefixKey{}).(string); p != "" {
+	if p := route.RootPath(r.Context()); p != "" {
 		bw.WriteString("X-Forwarded-Prefix: ")
 		bw.WriteString(p)
 		bw.WriteString("\r\n")

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
@@ -231,14 +232,6 @@ func (g *Group) Close() {
 	g.h1.CloseIdleConnections()
 }
 
-type prefixKey struct{}
-
-// WithPrefix records the mount prefix so it is sent upstream as
-// X-Forwarded-Prefix.
-func WithPrefix(ctx context.Context, prefix string) context.Context {
-	return context.WithValue(ctx, prefixKey{}, prefix)
-}
-
 func (g *Group) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	// The transport fills in the real server; this marks the group.
@@ -246,7 +239,7 @@ func (g *Group) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Host = g.cfg.Name
 	out.Host = in.Host
 	forwarded.Set(out, in, g.cfg.Trusted)
-	if p, _ := in.Context().Value(prefixKey{}).(string); p != "" {
+	if p := route.RootPath(in.Context()); p != "" { // the mount point (route.Mount)
 		out.Header.Set("X-Forwarded-Prefix", p)
 	}
 }
