@@ -22,9 +22,8 @@ type exchange struct {
 	r  *http.Request
 	gw *Gateway
 
-	enc      abi.HeadEncoder
+	hd       requestHead
 	head     []byte
-	keys     []string
 	rootPath string
 	reqID    uint64
 
@@ -52,12 +51,11 @@ type exchange struct {
 	// buffering, gateway.go): while the guest neither flushes nor writes
 	// more, its bytes collect in held and go out after its instance is back
 	// in the pool. 0: written through.
-	hold      int
-	held      []byte
-	closed    bool
-	written   int64
-	aborted   atomic.Bool
-	idScratch [16]byte
+	hold    int
+	held    []byte
+	closed  bool
+	written int64
+	aborted atomic.Bool
 }
 
 func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
@@ -70,19 +68,29 @@ func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, ro
 		hold = gw.cfg.ResponseBuffer
 	}
 	*e = exchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
-		enc: e.enc, keys: e.keys[:0], head: nil, hold: hold, held: held, length: -1}
+		hd: e.hd, head: nil, hold: hold, held: held, length: -1}
 }
 
 // Head implements runtime.Exchange.
 func (e *exchange) Head() []byte {
 	if e.head == nil {
-		e.head = e.encodeHead()
+		e.head = e.hd.encode(e.r, e.rootPath, e.reqID)
 	}
 	return e.head
 }
 
-func (e *exchange) encodeHead() []byte {
-	r := e.r
+// requestHead encodes request heads (SPEC §2): the sync and async gateways'
+// exchanges each keep one, so that a request allocates nothing for its head
+// once warm.
+type requestHead struct {
+	enc       abi.HeadEncoder
+	keys      []string
+	idScratch [16]byte
+}
+
+// encode returns r's head as the guest sees it: the path without rootPath,
+// the request id id. The bytes are valid until the next encode.
+func (e *requestHead) encode(r *http.Request, rootPath string, id uint64) []byte {
 	var flags uint32
 	scheme := "http"
 	if r.TLS != nil {
@@ -91,8 +99,8 @@ func (e *exchange) encodeHead() []byte {
 	}
 	e.enc.Reset(abi.KindHTTP, uint8(r.ProtoMajor), uint8(r.ProtoMinor), flags, r.ContentLength)
 	path, query := splitRequestURI(r)
-	if e.rootPath != "" {
-		path = strings.TrimPrefix(path, e.rootPath)
+	if rootPath != "" {
+		path = strings.TrimPrefix(path, rootPath)
 		if path == "" || path[0] != '/' {
 			path = "/" + path
 		}
@@ -101,11 +109,11 @@ func (e *exchange) encodeHead() []byte {
 	e.enc.Field(scheme)
 	e.enc.Field(path)
 	e.enc.Field(query)
-	e.enc.Field(e.rootPath)
+	e.enc.Field(rootPath)
 	e.enc.Field(r.Host)
 	e.enc.Field(r.RemoteAddr)
 	e.enc.Field(localAddr(r.Context()))
-	e.enc.FieldBytes(strconv.AppendUint(e.idScratch[:0], e.reqID, 36))
+	e.enc.FieldBytes(strconv.AppendUint(e.idScratch[:0], id, 36))
 	// Headers sorted by name so the encoding is deterministic (SPEC §2.1); net/http
 	// keeps per-name order and duplicates, which is what HTTP semantics need.
 	e.keys = e.keys[:0]
