@@ -17,8 +17,9 @@ import (
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// AsyncPool is what the async gateway needs from a runtime pool.
-type AsyncPool interface {
+// ConnOpener is what the async gateway needs from a runtime pool (runtime.AsyncPool):
+// open one connection on an instance.
+type ConnOpener interface {
 	Open(ex runtime.AsyncExchange, websocket bool) (*runtime.Conn, error)
 }
 
@@ -47,7 +48,7 @@ const (
 // by the guest never block: they only move bytes between guest memory and the
 // exchange's buffers; the request's own goroutine does the socket I/O.
 type AsyncGateway struct {
-	pool  AsyncPool
+	pool  ConnOpener
 	cfg   AsyncGatewayConfig
 	log   *slog.Logger
 	ws    *wsHub
@@ -57,7 +58,7 @@ type AsyncGateway struct {
 }
 
 // NewAsyncGateway returns a handler serving requests from an async pool.
-func NewAsyncGateway(pool AsyncPool, cfg AsyncGatewayConfig, log *slog.Logger) *AsyncGateway {
+func NewAsyncGateway(pool ConnOpener, cfg AsyncGatewayConfig, log *slog.Logger) *AsyncGateway {
 	if log == nil {
 		log = slog.Default()
 	}

@@ -15,9 +15,10 @@ import (
 	"github.com/wasmsrv/wasmsrv/abi"
 )
 
-// exchange binds one HTTP request to a guest through the ABI (runtime.Exchange).
+// syncExchange binds one HTTP request to a sync guest through the ABI
+// (runtime.Exchange); asyncExchange is its async counterpart.
 // Exchanges are pooled: a request allocates nothing here once the pool is warm.
-type exchange struct {
+type syncExchange struct {
 	w  http.ResponseWriter
 	r  *http.Request
 	gw *Gateway
@@ -58,7 +59,7 @@ type exchange struct {
 	aborted atomic.Bool
 }
 
-func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
+func (e *syncExchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
 	held := e.held[:0]
 	if cap(held) > maxKeptHold {
 		held = nil // do not keep a large response's buffer in the pool
@@ -67,12 +68,12 @@ func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, ro
 	if gw != nil {
 		hold = gw.cfg.ResponseBuffer
 	}
-	*e = exchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
+	*e = syncExchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
 		hd: e.hd, head: nil, hold: hold, held: held, length: -1}
 }
 
 // Head implements runtime.Exchange.
-func (e *exchange) Head() []byte {
+func (e *syncExchange) Head() []byte {
 	if e.head == nil {
 		e.head = e.hd.encode(e.r, e.rootPath, e.reqID)
 	}
@@ -151,7 +152,7 @@ func splitRequestURI(r *http.Request) (string, string) {
 }
 
 // ReadBody implements runtime.Exchange.
-func (e *exchange) ReadBody(p []byte) (int, bool, int32) {
+func (e *syncExchange) ReadBody(p []byte) (int, bool, int32) {
 	if e.bodyEOF {
 		return 0, true, abi.OK
 	}
@@ -193,7 +194,7 @@ func (e *exchange) ReadBody(p []byte) (int, bool, int32) {
 const maxKeptHold = 64 << 10
 
 // Start implements runtime.Exchange.
-func (e *exchange) Start(status int32, block []byte) int32 {
+func (e *syncExchange) Start(status int32, block []byte) int32 {
 	if e.headSent || e.committed || e.ended {
 		return abi.ErrState
 	}
@@ -217,7 +218,7 @@ func (e *exchange) Start(status int32, block []byte) int32 {
 
 // refuse records why a resp_start was refused, and logs the first refusal
 // of the request.
-func (e *exchange) refuse(err error) {
+func (e *syncExchange) refuse(err error) {
 	e.refused = err
 	if !e.warned {
 		e.warned = true
@@ -261,7 +262,7 @@ func checkLength(length, body int64, n int, end bool) error {
 
 // fail marks the response as broken by the guest: nothing more of it is
 // sent, and finish answers 500 or cuts it.
-func (e *exchange) fail(err error) {
+func (e *syncExchange) fail(err error) {
 	if e.fault == nil {
 		e.fault = err
 	}
@@ -271,7 +272,7 @@ func (e *exchange) fail(err error) {
 }
 
 // Write implements runtime.Exchange.
-func (e *exchange) Write(p []byte, flags int32) int32 {
+func (e *syncExchange) Write(p []byte, flags int32) int32 {
 	if e.ended || e.refused != nil {
 		return abi.ErrState
 	}
@@ -341,7 +342,7 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 	return abi.OK
 }
 
-func (e *exchange) writeThrough(p []byte) int32 {
+func (e *syncExchange) writeThrough(p []byte) int32 {
 	n, err := e.w.Write(p)
 	e.written += int64(n)
 	if err != nil {
@@ -362,7 +363,7 @@ const sendTimeout = 60 * time.Second
 // sendHeld writes the response the guest wrote while it was held. Its
 // instance is back in the pool by now, so a slow client delays only this
 // goroutine. The body is complete: it gets a Content-Length.
-func (e *exchange) sendHeld() {
+func (e *syncExchange) sendHeld() {
 	if e.headSent || !e.committed {
 		return
 	}
@@ -380,7 +381,7 @@ func (e *exchange) sendHeld() {
 	e.held = e.held[:0]
 }
 
-func (e *exchange) sendHead() {
+func (e *syncExchange) sendHead() {
 	if e.status == 0 {
 		e.status = http.StatusOK
 	}
@@ -404,7 +405,7 @@ func bodyAllowed(status int32) bool {
 }
 
 // Disconnected implements runtime.Exchange.
-func (e *exchange) Disconnected() bool {
+func (e *syncExchange) Disconnected() bool {
 	if e.closed || e.aborted.Load() {
 		return true
 	}
@@ -417,7 +418,7 @@ func (e *exchange) Disconnected() bool {
 }
 
 // Abort implements runtime.Exchange: the deadline fired, unblock pending I/O now.
-func (e *exchange) Abort() {
+func (e *syncExchange) Abort() {
 	e.aborted.Store(true)
 	rc := http.NewResponseController(e.w)
 	now := time.Now()

@@ -15,8 +15,9 @@ import (
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// Pool is what the gateway needs from a runtime pool: run one request.
-type Pool interface {
+// RequestRunner is what the gateway needs from a runtime pool (runtime.SyncPool):
+// run one request on an instance.
+type RequestRunner interface {
 	Serve(ctx context.Context, ex runtime.Exchange) (int32, error)
 }
 
@@ -43,7 +44,7 @@ type GatewayConfig struct {
 
 // Gateway is the http.Handler that runs requests on a guest app through the ABI.
 type Gateway struct {
-	pool  Pool
+	pool  RequestRunner
 	cfg   GatewayConfig
 	log   *slog.Logger
 	exs   sync.Pool
@@ -57,7 +58,7 @@ type Gateway struct {
 }
 
 // NewGateway returns a handler serving requests from pool.
-func NewGateway(pool Pool, cfg GatewayConfig, log *slog.Logger) *Gateway {
+func NewGateway(pool RequestRunner, cfg GatewayConfig, log *slog.Logger) *Gateway {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -65,7 +66,7 @@ func NewGateway(pool Pool, cfg GatewayConfig, log *slog.Logger) *Gateway {
 		cfg.RetryAfter = 1
 	}
 	g := &Gateway{pool: pool, cfg: cfg, log: log.With("app", cfg.App), retry: strconv.Itoa(cfg.RetryAfter)}
-	g.exs.New = func() any { return new(exchange) }
+	g.exs.New = func() any { return new(syncExchange) }
 	return g
 }
 
@@ -93,7 +94,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.bufs.Release(body)
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
-	ex := g.exs.Get().(*exchange)
+	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
 	code, err := g.pool.Serve(r.Context(), ex)
 	cut := g.finish(ex, code, err)
@@ -108,7 +109,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish completes the response after the guest returned or failed. It reports
 // whether the response must be cut.
-func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
+func (g *Gateway) finish(ex *syncExchange, code int32, err error) (cut bool) {
 	if err != nil {
 		a := answerFor(err)
 		logPoolError(g.log, a, err, ex.r)
@@ -176,7 +177,7 @@ func finalCode(code int32) bool { return code >= 200 && code <= 599 }
 func validCode(code int32) bool { return code == 0 || finalCode(code) }
 
 // errorResponse replaces the guest's response with a's.
-func (g *Gateway) errorResponse(ex *exchange, a errorAnswer, err error) {
+func (g *Gateway) errorResponse(ex *syncExchange, a errorAnswer, err error) {
 	aborted := ex.aborted.Load()
 	if aborted {
 		// Abort expired the connection's deadlines to unblock the guest's I/O:

@@ -35,7 +35,7 @@ func (g *Gateway) Close() {
 // syncWS is a WebSocket upgrade request on a sync instance: the HTTP exchange (for
 // a denial response) plus the socket, with host calls that block.
 type syncWS struct {
-	*exchange
+	*syncExchange
 	ws        *wsConn
 	sig       chan struct{}
 	abortOnce sync.Once
@@ -55,9 +55,9 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 		return // before an instance is taken
 	}
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
-	ex := g.exs.Get().(*exchange)
+	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
-	sx := &syncWS{exchange: ex, sig: make(chan struct{}, 1), abortc: make(chan struct{})}
+	sx := &syncWS{syncExchange: ex, sig: make(chan struct{}, 1), abortc: make(chan struct{})}
 	sx.ws = &wsConn{hub: g.wsHub(), notify: sx.notify}
 	g.wsArriving()
 	code, err := g.pool.Serve(r.Context(), sx)
@@ -102,7 +102,7 @@ func (s *syncWS) block() bool {
 
 // Head implements runtime.Exchange: the head says "WebSocket upgrade".
 func (s *syncWS) Head() []byte {
-	h := s.exchange.Head()
+	h := s.syncExchange.Head()
 	h[1] = abi.KindWebSocket
 	return h
 }
@@ -114,7 +114,7 @@ func (s *syncWS) CallTimeout(time.Duration) time.Duration { return syncWSLifetim
 func (s *syncWS) Abort() {
 	s.abortOnce.Do(func() { close(s.abortc) })
 	if !s.accepted {
-		s.exchange.Abort()
+		s.syncExchange.Abort()
 	}
 }
 
@@ -174,12 +174,12 @@ func (s *syncWS) Start(status int32, block []byte) int32 {
 	if s.accepted {
 		return abi.ErrState
 	}
-	return s.exchange.Start(status, block)
+	return s.syncExchange.Start(status, block)
 }
 
 func (s *syncWS) Write(p []byte, flags int32) int32 {
 	if s.accepted {
 		return abi.ErrState
 	}
-	return s.exchange.Write(p, flags)
+	return s.syncExchange.Write(p, flags)
 }

@@ -745,7 +745,7 @@ func (p *AsyncPool) maintain() {
 
 // AsyncStats is a snapshot of an async pool.
 type AsyncStats struct {
-	Stats
+	SyncStats
 	// Conns is the number of in-flight connections per instance in rotation.
 	Conns []int
 	// Memory is the linear memory size of each instance in rotation, in bytes
@@ -769,7 +769,7 @@ func (p *AsyncPool) Stats() AsyncStats {
 		}
 	}
 	p.mu.Unlock()
-	return AsyncStats{Stats: Stats{
+	return AsyncStats{SyncStats: SyncStats{
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
