@@ -511,10 +511,10 @@ func writeBody(bw *bufio.Writer, r *http.Request, body io.Reader, buf []byte) er
 }
 
 // skipOutbound: headers the proxy does not pass on as received (hop-by-hop,
-// or written by the proxy itself).
+// Te among them, or written by the proxy itself).
 func skipOutbound(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Te", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix":
+	case "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix":
 		return true
 	}
 	return framing.IsHopByHop(k)

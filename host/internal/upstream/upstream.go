@@ -182,8 +182,9 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 	}
 	g.h1 = newH1(dial.DialContext, keep, 90*time.Second, cfg.ResponseHeaderTimeout, cfg.ReadTimeout)
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      g.rewrite,
-		Transport:    (*attempts)(g),
+		Rewrite:        g.rewrite,
+		ModifyResponse: dropHopByHop,
+		Transport:      (*attempts)(g),
 		ErrorHandler: g.errorHandler,
 		BufferPool:   newBufferPool(),
 		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -238,10 +239,29 @@ func (g *Group) rewrite(pr *httputil.ProxyRequest) {
 	out.URL.Scheme = "http"
 	out.URL.Host = g.cfg.Name
 	out.Host = in.Host
+	// ReverseProxy dropped the hop-by-hop fields of its own list, then set
+	// Connection and Upgrade again for an upgrade and Te for trailers: drop
+	// those that only wasmsrv's one list (framing) names, e.g. HTTP2-Settings.
+	for k := range out.Header {
+		if framing.IsHopByHop(k) && k != "Connection" && k != "Upgrade" && k != "Te" {
+			delete(out.Header, k)
+		}
+	}
 	forwarded.Set(out, in, g.cfg.Trusted)
 	if p := route.RootPath(in.Context()); p != "" { // the mount point (route.Mount)
 		out.Header.Set("X-Forwarded-Prefix", p)
 	}
+}
+
+// dropHopByHop is ReverseProxy's ModifyResponse: after ReverseProxy's own
+// list, the hop-by-hop fields only framing's list names go too (the lean
+// path drops the same set). A 101 keeps its Connection and Upgrade: the
+// upgrade needs them.
+func dropHopByHop(res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		framing.RemoveHopByHop(res.Header)
+	}
+	return nil
 }
 
 func (g *Group) hashKey(r *http.Request) (string, bool) {
