@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,17 +58,11 @@ type AsyncGateway struct {
 
 // NewAsyncGateway returns a handler serving requests from an async pool.
 func NewAsyncGateway(pool ConnOpener, cfg AsyncGatewayConfig, log *slog.Logger) *AsyncGateway {
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 1
-	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
-	log = log.With("app", cfg.App)
-	g := &AsyncGateway{pool: pool, cfg: cfg, log: log, retry: strconv.Itoa(cfg.RetryAfter),
+	log = gatewayLog(log).With("app", cfg.App)
+	g := &AsyncGateway{pool: pool, cfg: cfg, log: log, retry: retryAfter(cfg.RetryAfter),
 		ws: newWSHub(cfg.WebSocket, log)}
 	g.exs.New = func() any {
 		return &asyncExchange{wake: make(chan struct{}, 1), hdr: http.Header{}, hd: new(requestHead)}
@@ -83,9 +76,7 @@ func (g *AsyncGateway) Close() { g.ws.close() }
 
 // ServeHTTP implements http.Handler.
 func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+	if bodyOverLimit(w, r, g.cfg.BodyLimit) {
 		return
 	}
 	isWS := isWebSocketRequest(r)

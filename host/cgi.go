@@ -65,23 +65,15 @@ type CGIHandler struct {
 
 // NewCGIHandler returns a handler serving requests with app.
 func NewCGIHandler(app CommandRunner, cfg CGIConfig, log *slog.Logger) *CGIHandler {
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 1
-	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
-	return &CGIHandler{app: app, cfg: cfg, log: log.With("app", cfg.App, "mode", "cgi"), retry: strconv.Itoa(cfg.RetryAfter)}
+	return &CGIHandler{app: app, cfg: cfg, log: gatewayLog(log).With("app", cfg.App, "mode", "cgi"), retry: retryAfter(cfg.RetryAfter)}
 }
 
 // ServeHTTP implements http.Handler.
 func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.BodyLimit > 0 && r.ContentLength > h.cfg.BodyLimit {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+	if bodyOverLimit(w, r, h.cfg.BodyLimit) {
 		return
 	}
 	body, ok := h.bufs.ReadAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)

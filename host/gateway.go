@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,22 +58,14 @@ type Gateway struct {
 
 // NewGateway returns a handler serving requests from pool.
 func NewGateway(pool RequestRunner, cfg GatewayConfig, log *slog.Logger) *Gateway {
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 1
-	}
-	g := &Gateway{pool: pool, cfg: cfg, log: log.With("app", cfg.App), retry: strconv.Itoa(cfg.RetryAfter)}
+	g := &Gateway{pool: pool, cfg: cfg, log: gatewayLog(log).With("app", cfg.App), retry: retryAfter(cfg.RetryAfter)}
 	g.exs.New = func() any { return new(syncExchange) }
 	return g
 }
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+	if bodyOverLimit(w, r, g.cfg.BodyLimit) {
 		return
 	}
 	if r.ProtoMajor == 1 && r.ContentLength != 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -105,3 +106,26 @@ var tooLargeAnswer = errorAnswer{Status: http.StatusRequestEntityTooLarge, Body:
 
 // internalError is the answer to a guest that broke its response.
 var internalError = errorAnswer{Status: http.StatusInternalServerError, Body: "500 internal server error"}
+
+// bodyOverLimit answers 413 (and closes the connection) when r declares a body
+// over limit (0: none); it reports whether it did.
+func bodyOverLimit(w http.ResponseWriter, r *http.Request, limit int64) bool {
+	if limit > 0 && r.ContentLength > limit {
+		tooLargeAnswer.write(w, nil, "", false)
+		return true
+	}
+	return false
+}
+
+// gatewayLog and retryAfter apply the defaults every gateway shares: the
+// default logger, and a Retry-After of 1 s.
+func gatewayLog(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.Default()
+	}
+	return log
+}
+
+func retryAfter(seconds int) string {
+	return strconv.Itoa(max(seconds, 1))
+}

@@ -543,11 +543,7 @@ func (c *wsConn) control(f wsFrame, p []byte) bool {
 	}
 	c.closeAfter = true
 	c.kickLocked()
-	gone := c.guestGone
-	c.mu.Unlock()
-	if first && !gone {
-		c.notify(abi.EventWSClosed, int64(code), 0)
-	}
+	c.unlockClosed(first, code)
 	return false
 }
 
@@ -565,16 +561,22 @@ func (c *wsConn) fail(code int32, reason string) {
 		c.closeAfter = true
 		c.kickLocked()
 		c.armCloseTimerLocked()
-		gone := c.guestGone
-		c.mu.Unlock()
-		if first && !gone {
-			c.notify(abi.EventWSClosed, int64(code), 0)
-		}
+		c.unlockClosed(first, code)
 		return
 	}
 	gone := c.guestGone
 	c.mu.Unlock()
 	c.shutdown()
+	if first && !gone {
+		c.notify(abi.EventWSClosed, int64(code), 0)
+	}
+}
+
+// unlockClosed releases c.mu and, if this was the first close and the guest
+// is still there, tells it the connection is closed with code.
+func (c *wsConn) unlockClosed(first bool, code int32) {
+	gone := c.guestGone
+	c.mu.Unlock()
 	if first && !gone {
 		c.notify(abi.EventWSClosed, int64(code), 0)
 	}
@@ -594,11 +596,7 @@ func (c *wsConn) abandon(code int32, reason string) {
 	c.closeAfter = true
 	c.kickLocked()
 	c.armCloseTimerLocked()
-	gone := c.guestGone
-	c.mu.Unlock()
-	if first && !gone {
-		c.notify(abi.EventWSClosed, abi.CloseAbnormal, 0)
-	}
+	c.unlockClosed(first, abi.CloseAbnormal)
 }
 
 // closeWith starts the closing handshake from our side (guest close, guest done,

@@ -185,9 +185,9 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 		Rewrite:        g.rewrite,
 		ModifyResponse: dropHopByHop,
 		Transport:      (*attempts)(g),
-		ErrorHandler: g.errorHandler,
-		BufferPool:   newBufferPool(),
-		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ErrorHandler:   g.errorHandler,
+		BufferPool:     newBufferPool(),
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	return g, nil
 }
@@ -447,37 +447,44 @@ func (g *Group) send(req *http.Request, s *Server) (*http.Response, error) {
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		// WebSocket: ReverseProxy needs the ReadWriteCloser to tunnel.
-		resp.Body = &trackedRWC{ReadWriteCloser: rwc, s: s}
+		resp.Body = &trackedRWC{ReadWriteCloser: rwc, inFlight: inFlight{s: s}}
 	} else {
-		resp.Body = &trackedBody{ReadCloser: resp.Body, s: s}
+		resp.Body = &trackedBody{ReadCloser: resp.Body, inFlight: inFlight{s: s}}
 	}
 	return resp, nil
 }
 
-// trackedBody releases the server's in-flight count when the response ends.
-type trackedBody struct {
-	io.ReadCloser
+// inFlight releases the server's in-flight count once.
+type inFlight struct {
 	s    *Server
 	done atomic.Bool
 }
 
-func (b *trackedBody) Close() error {
-	if b.done.CompareAndSwap(false, true) {
-		b.s.active.Add(-1)
+func (f *inFlight) release() {
+	if f.done.CompareAndSwap(false, true) {
+		f.s.active.Add(-1)
 	}
+}
+
+// trackedBody releases the server's in-flight count when the response ends;
+// trackedRWC does for an upgraded connection (101).
+type trackedBody struct {
+	io.ReadCloser
+	inFlight
+}
+
+func (b *trackedBody) Close() error {
+	b.release()
 	return b.ReadCloser.Close()
 }
 
 type trackedRWC struct {
 	io.ReadWriteCloser
-	s    *Server
-	done atomic.Bool
+	inFlight
 }
 
 func (b *trackedRWC) Close() error {
-	if b.done.CompareAndSwap(false, true) {
-		b.s.active.Add(-1)
-	}
+	b.release()
 	return b.ReadWriteCloser.Close()
 }
 
