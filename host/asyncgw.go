@@ -11,6 +11,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -50,7 +51,7 @@ type AsyncGateway struct {
 	pool  ConnOpener
 	cfg   AsyncGatewayConfig
 	log   *slog.Logger
-	ws    *wsHub
+	ws    *websocket.Hub
 	ids   atomic.Uint64
 	retry string
 	exs   sync.Pool
@@ -63,7 +64,7 @@ func NewAsyncGateway(pool ConnOpener, cfg AsyncGatewayConfig, log *slog.Logger) 
 	}
 	log = gatewayLog(log).With("app", cfg.App)
 	g := &AsyncGateway{pool: pool, cfg: cfg, log: log, retry: retryAfter(cfg.RetryAfter),
-		ws: newWSHub(cfg.WebSocket, log)}
+		ws: websocket.NewHub(cfg.WebSocket, log)}
 	g.exs.New = func() any {
 		return &asyncExchange{wake: make(chan struct{}, 1), hdr: http.Header{}, hd: new(requestHead)}
 	}
@@ -72,14 +73,14 @@ func NewAsyncGateway(pool ConnOpener, cfg AsyncGatewayConfig, log *slog.Logger) 
 
 // Close closes every WebSocket (1001) and stops the WebSocket machinery. Call it
 // before closing the pool, so guests see their connections end.
-func (g *AsyncGateway) Close() { g.ws.close() }
+func (g *AsyncGateway) Close() { g.ws.Close() }
 
 // ServeHTTP implements http.Handler.
 func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if bodyOverLimit(w, r, g.cfg.BodyLimit) {
 		return
 	}
-	isWS := isWebSocketRequest(r)
+	isWS := websocket.IsUpgrade(r)
 	if isWS && !wsorigin.Check(w, r, g.cfg.WebSocket.Origins, g.log) {
 		return
 	}
@@ -160,7 +161,7 @@ type asyncExchange struct {
 	bodyRead int64
 	readerWG sync.WaitGroup
 	// WebSocket
-	ws        *wsConn
+	ws        *websocket.Conn
 	proto     string
 	acceptHdr http.Header
 	// end
@@ -186,7 +187,7 @@ func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Re
 		// head, so the request and the pooled encoder can go after the upgrade.
 		e.head = append([]byte(nil), e.head...)
 		e.head[1] = abi.KindWebSocket
-		e.ws = &wsConn{hub: g.ws, notify: e.notifyClosed}
+		e.ws = g.ws.NewConn(e.notifyClosed)
 	}
 }
 
@@ -458,9 +459,9 @@ func (e *asyncExchange) Finish(code int32, err error) {
 
 func (e *asyncExchange) closeWS(code int32, err error) {
 	if err != nil {
-		e.ws.closeWith(abi.CloseInternalError, "internal error", true)
+		e.ws.CloseWith(abi.CloseInternalError, "internal error", true)
 	} else {
-		e.ws.closeWith(abi.CloseNormal, "", true)
+		e.ws.CloseWith(abi.CloseNormal, "", true)
 	}
 }
 
@@ -494,7 +495,7 @@ func (e *asyncExchange) WSRecv(p []byte) (int32, int, int32) {
 	if !e.isWS {
 		return 0, 0, abi.ErrState
 	}
-	return e.ws.recv(p, nil)
+	return e.ws.Recv(p, nil)
 }
 
 // WSSend implements runtime.WebSocket.
@@ -505,7 +506,7 @@ func (e *asyncExchange) WSSend(kind int32, p []byte) int32 {
 	if !ok {
 		return abi.ErrState
 	}
-	return e.ws.send(kind, p, nil)
+	return e.ws.Send(kind, p, nil)
 }
 
 // WSClose implements runtime.WebSocket; before accept it denies the upgrade (403).
@@ -517,7 +518,7 @@ func (e *asyncExchange) WSClose(code int32, reason []byte) int32 {
 		return abi.ErrState
 	case e.phase.accepted():
 		e.mu.Unlock()
-		return e.ws.guestClose(code, reason)
+		return e.ws.GuestClose(code, reason)
 	case e.detached:
 		e.mu.Unlock()
 		return abi.ErrState
@@ -534,7 +535,7 @@ func (e *asyncExchange) WSClose(code int32, reason []byte) int32 {
 }
 
 // WSCloseInfo implements runtime.WebSocket.
-func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.closeInfo() }
+func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.CloseInfo() }
 
 // serve is the request goroutine's part: it sends what the guest queued, reads
 // ahead the body, performs the WebSocket handshake, and enforces the deadline. It
@@ -777,7 +778,7 @@ func (e *asyncExchange) finish() (cut bool) {
 // hub; the request goroutine then returns, so an idle WebSocket keeps none.
 func (e *asyncExchange) upgrade(proto string, hdr http.Header) bool {
 	remote := e.r.RemoteAddr
-	err := e.ws.upgrade(e.w, e.r, proto, hdr)
+	err := e.ws.Upgrade(e.w, e.r, proto, hdr)
 	e.mu.Lock()
 	e.phase.must(phaseUpgraded)
 	e.headSent = true
@@ -790,7 +791,7 @@ func (e *asyncExchange) upgrade(proto string, hdr http.Header) bool {
 	e.mu.Unlock()
 	if err != nil {
 		e.g.log.Info("websocket handshake failed", "err", err, "remote", remote)
-		e.ws.shutdown()
+		e.ws.Shutdown()
 		return false
 	}
 	if fin {

@@ -10,12 +10,17 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
 // RequestRunner is what the gateway needs from a runtime pool (runtime.SyncPool):
 // run one request on an instance.
+// WSConfig configures WebSockets (both shapes): package websocket's Config,
+// which the gateways' configurations carry.
+type WSConfig = websocket.Config
+
 type RequestRunner interface {
 	Serve(ctx context.Context, ex runtime.Exchange) (int32, error)
 }
@@ -37,7 +42,7 @@ type GatewayConfig struct {
 	// (package bodybuf); the sync gateway only: an async instance is not held by
 	// a slow upload.
 	Buffer bodybuf.Config
-	// WebSocket configures WebSocket connections (websocket.go).
+	// WebSocket configures WebSocket connections (package websocket).
 	WebSocket WSConfig
 }
 
@@ -52,7 +57,7 @@ type Gateway struct {
 	retry string
 
 	wsOnce  sync.Once
-	ws      *wsHub // created by the first WebSocket request (websocket_sync.go)
+	ws      *websocket.Hub // created by the first WebSocket request (websocket_sync.go)
 	wsWatch syncWSWatch
 }
 
@@ -75,7 +80,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// place: the body arrives silently corrupted.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	if isWebSocketRequest(r) {
+	if websocket.IsUpgrade(r) {
 		g.serveWebSocket(w, r)
 		return
 	}
