@@ -38,13 +38,7 @@ func TestHopByHopOneList(t *testing.T) {
 		}
 		fmt.Fprintf(w, "seen=%s", strings.Join(seen, ","))
 	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go up.Serve(ln)
-	t.Cleanup(func() { up.Close() })
-	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}})
+	front := frontOf(t, up)
 
 	for _, path := range []struct{ name, extra string }{
 		{"lean", "Connection: X-Named-By-Connection\r\n"},
