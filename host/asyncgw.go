@@ -86,6 +86,7 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ProtoMajor == 1 && r.ContentLength != 0 && !isWS {
 		_ = http.NewResponseController(w).EnableFullDuplex() // see Gateway.ServeHTTP
+		defer r.Body.Close()                                 // after the reader stopped (serve): golang/go#68560
 	}
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	e := g.exs.Get().(*asyncExchange)

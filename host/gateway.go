@@ -73,7 +73,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if bodyOverLimit(w, r, g.cfg.BodyLimit) {
 		return
 	}
-	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+	fullDuplex := r.ProtoMajor == 1 && r.ContentLength != 0
+	if fullDuplex {
 		// Guests interleave body reads with flushed writes (echo, upload progress).
 		// Without full duplex, net/http's HTTP/1 server discards up to 256 KiB of the
 		// unread body at the first write, and the guest then reads on from the wrong
@@ -83,6 +84,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if websocket.IsUpgrade(r) {
 		g.serveWebSocket(w, r)
 		return
+	}
+	if fullDuplex {
+		// A body left unread in full duplex makes net/http read the next request
+		// while the body's reader still counts as busy: it panics ("invalid
+		// concurrent Body.Read call", golang/go#68560) and drops the
+		// connection. Closing the body before returning settles it first.
+		defer r.Body.Close()
 	}
 	body, ok := g.bufs.ReadAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
 	if !ok {
