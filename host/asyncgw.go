@@ -5,19 +5,21 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// AsyncPool is what the async gateway needs from a runtime pool.
-type AsyncPool interface {
+// ConnOpener is what the async gateway needs from a runtime pool (runtime.AsyncPool):
+// open one connection on an instance.
+type ConnOpener interface {
 	Open(ex runtime.AsyncExchange, websocket bool) (*runtime.Conn, error)
 }
 
@@ -46,62 +48,55 @@ const (
 // by the guest never block: they only move bytes between guest memory and the
 // exchange's buffers; the request's own goroutine does the socket I/O.
 type AsyncGateway struct {
-	pool  AsyncPool
+	pool  ConnOpener
 	cfg   AsyncGatewayConfig
 	log   *slog.Logger
-	ws    *wsHub
+	ws    *websocket.Hub
 	ids   atomic.Uint64
 	retry string
 	exs   sync.Pool
 }
 
 // NewAsyncGateway returns a handler serving requests from an async pool.
-func NewAsyncGateway(pool AsyncPool, cfg AsyncGatewayConfig, log *slog.Logger) *AsyncGateway {
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 1
-	}
+func NewAsyncGateway(pool ConnOpener, cfg AsyncGatewayConfig, log *slog.Logger) *AsyncGateway {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = 30 * time.Second
 	}
-	log = log.With("app", cfg.App)
-	g := &AsyncGateway{pool: pool, cfg: cfg, log: log, retry: strconv.Itoa(cfg.RetryAfter),
-		ws: newWSHub(cfg.WebSocket, log)}
+	log = gatewayLog(log).With("app", cfg.App)
+	g := &AsyncGateway{pool: pool, cfg: cfg, log: log, retry: retryAfter(cfg.RetryAfter),
+		ws: websocket.NewHub(cfg.WebSocket, log)}
 	g.exs.New = func() any {
-		return &asyncExchange{wake: make(chan struct{}, 1), hdr: http.Header{}, base: new(exchange)}
+		return &asyncExchange{wake: make(chan struct{}, 1), hdr: http.Header{}, hd: new(requestHead)}
 	}
 	return g
 }
 
 // Close closes every WebSocket (1001) and stops the WebSocket machinery. Call it
 // before closing the pool, so guests see their connections end.
-func (g *AsyncGateway) Close() { g.ws.close() }
+func (g *AsyncGateway) Close() { g.ws.Close() }
 
 // ServeHTTP implements http.Handler.
 func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+	if bodyOverLimit(w, r, g.cfg.BodyLimit) {
 		return
 	}
-	isWS := isWebSocketRequest(r)
+	isWS := websocket.IsUpgrade(r)
 	if isWS && !wsorigin.Check(w, r, g.cfg.WebSocket.Origins, g.log) {
 		return
 	}
 	if r.ProtoMajor == 1 && r.ContentLength != 0 && !isWS {
 		_ = http.NewResponseController(w).EnableFullDuplex() // see Gateway.ServeHTTP
+		defer r.Body.Close()                                 // after the reader stopped (serve): golang/go#68560
 	}
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	e := g.exs.Get().(*asyncExchange)
 	e.begin(g, w, r, rootPath, isWS)
 	if _, err := g.pool.Open(e, isWS); err != nil {
 		e.release()
 		e.release() // the pool never saw it: drop its reference too
-		g.log.Warn("request not served", "err", err)
-		w.Header().Set("Retry-After", g.retry)
-		http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
+		a := answerFor(err)
+		logPoolError(g.log, a, err, r)
+		a.write(w, err, g.retry, false)
 		return
 	}
 	cut := e.serve()
@@ -115,11 +110,19 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // host calls) and the request goroutine (socket I/O) share it under mu; the owner
 // side never blocks and never touches the ResponseWriter. It is pooled once both
 // sides are done with it (refs).
+//
+// Where the response stands is one value, phase (asyncstate.go): the guest's
+// calls and the request goroutine move it only along the legal edges, so an
+// ordering the guest drives (respond twice, write after END, accept after a
+// response started, write after a denial) is refused, not raced. The request
+// body's reader has its own small state, reqBody. The remaining flags are facts
+// about the two sides (client gone, request goroutine gone, guest finished) and
+// wishes for an event (EventBody, EventWritable), which combine freely.
 type asyncExchange struct {
 	g    *AsyncGateway
 	w    http.ResponseWriter
 	r    *http.Request
-	base *exchange // head encoding shared with the sync gateway
+	hd   *requestHead // head encoding, as the sync gateway's
 	head []byte
 	conn *runtime.Conn
 	wake chan struct{}
@@ -129,42 +132,37 @@ type asyncExchange struct {
 	refs     atomic.Int32
 	isWS     bool
 
-	mu sync.Mutex
+	// request goroutine only
+	headSent      bool // the head went to the ResponseWriter
+	faultAnswered bool // the failed response was answered (500) or cut
+
+	mu    sync.Mutex
+	phase respPhase
 	// response, filled by the guest, sent by the request goroutine
-	hdr       http.Header
-	status    int32
-	started   bool
-	committed bool // resp_write called: the head is frozen
+	hdr    http.Header
+	status int32 // the staged head's status; 0: resp_start never succeeded
 	// refused, length, body and fault are the sync exchange's (exchange.go).
 	refused      error
 	length       int64
 	body         int64
 	fault        error
 	warned       bool
-	headSent     bool // request goroutine only
-	faulted      bool // request goroutine only: the guest's framing fault was answered
 	out          []byte
 	spare        []byte
-	flush        bool
-	ended        bool
-	wantWritable bool
+	flush        bool // the guest asked for a flush of out
+	wantWritable bool // the guest waits for EventWritable
 	clientGone   bool
 	detached     bool // the request goroutine returned: w and r are off limits
 	// request body, read ahead by a goroutine started on demand
+	reqBody  bodyPhase
 	in       []byte
 	inOff    int
-	inEOF    bool
-	inStatus int32
-	reading  bool
-	wantBody bool
+	inStatus int32 // why reqBody is bodyFailed
+	wantBody bool  // the guest waits for EventBody
 	bodyRead int64
-	tooLarge bool
 	readerWG sync.WaitGroup
 	// WebSocket
-	ws        *wsConn
-	accepted  bool
-	upgraded  bool
-	denied    bool
+	ws        *websocket.Conn
 	proto     string
 	acceptHdr http.Header
 	// end
@@ -180,18 +178,17 @@ func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Re
 	case <-wake:
 	default:
 	}
-	base := e.base
-	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, out: out, spare: spare, in: in, isWS: isWS, base: base,
+	hd := e.hd
+	*e = asyncExchange{g: g, w: w, r: r, hdr: hdr, wake: wake, out: out, spare: spare, in: in, isWS: isWS, hd: hd,
 		deadline: deadline, length: -1}
 	e.refs.Store(2)
-	e.base.reset(nil, nil, r, rootPath, g.ids.Add(1))
-	e.head = e.base.Head()
+	e.head = e.hd.encode(r, rootPath, g.ids.Add(1))
 	if isWS {
 		// A WebSocket exchange outlives its request: give it its own copy of the
 		// head, so the request and the pooled encoder can go after the upgrade.
 		e.head = append([]byte(nil), e.head...)
 		e.head[1] = abi.KindWebSocket
-		e.ws = &wsConn{hub: g.ws, notify: e.notifyClosed}
+		e.ws = g.ws.NewConn(e.notifyClosed)
 	}
 }
 
@@ -206,7 +203,6 @@ func (e *asyncExchange) release() {
 		// another connection.
 		return
 	}
-	e.base.reset(nil, nil, nil, "", 0)
 	e.w, e.r, e.conn, e.ws, e.g, e.err = nil, nil, nil, nil, nil, nil
 	if cap(e.out) > outHighWater*2 {
 		e.out = nil
@@ -264,10 +260,10 @@ func (e *asyncExchange) Head() []byte { return e.head }
 func (e *asyncExchange) ReadBody(p []byte) (int, bool, int32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.detached || e.upgraded {
+	if e.detached || e.phase == phaseUpgraded {
 		return 0, false, abi.ErrClosed
 	}
-	if e.tooLarge {
+	if e.inStatus == abi.ErrTooLarge {
 		return 0, false, abi.ErrTooLarge
 	}
 	if avail := len(e.in) - e.inOff; avail > 0 {
@@ -277,9 +273,9 @@ func (e *asyncExchange) ReadBody(p []byte) (int, bool, int32) {
 			e.in, e.inOff = e.in[:0], 0
 		}
 		e.startReaderLocked()
-		return n, e.inEOF && e.inOff == 0 && len(e.in) == 0, abi.OK
+		return n, e.reqBody == bodyEOF && e.inOff == 0 && len(e.in) == 0, abi.OK
 	}
-	if e.inEOF || e.r.ContentLength == 0 || e.isWS {
+	if e.reqBody == bodyEOF || e.r.ContentLength == 0 || e.isWS {
 		return 0, true, abi.OK
 	}
 	if e.inStatus != abi.OK {
@@ -294,10 +290,10 @@ func (e *asyncExchange) ReadBody(p []byte) (int, bool, int32) {
 }
 
 func (e *asyncExchange) startReaderLocked() {
-	if e.reading || e.inEOF || e.inStatus != abi.OK || e.detached || len(e.in) >= bodyHighWater {
+	if e.reqBody != bodyIdle || e.detached || len(e.in) >= bodyHighWater {
 		return
 	}
-	e.reading = true
+	e.reqBody = bodyReading
 	e.readerWG.Add(1)
 	go e.readBody()
 }
@@ -311,9 +307,9 @@ func (e *asyncExchange) readBody() {
 		n, err := e.r.Body.Read(chunk[:])
 		e.mu.Lock()
 		e.bodyRead += int64(n)
+		eof := false
 		switch {
 		case limit > 0 && e.bodyRead > limit:
-			e.tooLarge = true
 			e.inStatus = abi.ErrTooLarge
 		case n > 0:
 			e.in = append(e.in, chunk[:n]...)
@@ -322,18 +318,25 @@ func (e *asyncExchange) readBody() {
 			var mbe *http.MaxBytesError
 			switch {
 			case errors.Is(err, io.EOF):
-				e.inEOF = true
+				eof = true
 			case errors.As(err, &mbe):
-				e.tooLarge, e.inStatus = true, abi.ErrTooLarge
+				e.inStatus = abi.ErrTooLarge
 			case e.detached:
 				e.inStatus = abi.ErrTimeout
 			default:
 				e.inStatus = abi.ErrClosed
 			}
 		}
-		stop := e.inEOF || e.inStatus != abi.OK || len(e.in)-e.inOff >= bodyHighWater || e.detached
-		if stop {
-			e.reading = false
+		stop := true
+		switch {
+		case e.inStatus != abi.OK:
+			e.reqBody = bodyFailed
+		case eof:
+			e.reqBody = bodyEOF
+		case len(e.in)-e.inOff >= bodyHighWater || e.detached:
+			e.reqBody = bodyIdle // the guest reads on, or nobody will
+		default:
+			stop = false
 		}
 		want := e.wantBody && (n > 0 || stop)
 		if want {
@@ -353,8 +356,8 @@ func (e *asyncExchange) readBody() {
 func (e *asyncExchange) Start(status int32, block []byte) int32 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.committed || e.ended || e.accepted {
-		return abi.ErrState
+	if !e.phase.can(phaseHead) {
+		return abi.ErrState // the head is out, or a WebSocket was accepted or denied
 	}
 	if e.detached {
 		return abi.ErrTimeout // past the deadline (SPEC §8.4), as Write answers
@@ -367,13 +370,15 @@ func (e *asyncExchange) Start(status int32, block []byte) int32 {
 	if err != nil {
 		clear(e.hdr)
 		e.refused = err
+		e.phase.must(phaseRefused)
 		if !e.warned {
 			e.warned = true
 			e.g.log.Warn("resp_start refused", "err", err, "method", e.r.Method, "path", e.r.URL.Path)
 		}
 		return abi.ErrBadArgument
 	}
-	e.status, e.started, e.refused = status, true, nil
+	e.status, e.refused = status, nil
+	e.phase.must(phaseHead)
 	e.length = bodyLength(e.r.Method, status, n)
 	return abi.OK
 }
@@ -382,11 +387,15 @@ func (e *asyncExchange) Start(status int32, block []byte) int32 {
 // up to the high-water mark.
 func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 	e.mu.Lock()
+	end := flags&abi.WriteEnd != 0
 	switch {
-	case e.ended || e.accepted || e.refused != nil:
+	case e.phase == phaseFailed:
+		e.mu.Unlock()
+		return abi.ErrClosed
+	case !e.phase.can(phaseBody): // after END, a refused head, a WebSocket accept or denial
 		e.mu.Unlock()
 		return abi.ErrState
-	case e.fault != nil, e.clientGone:
+	case e.clientGone:
 		e.mu.Unlock()
 		return abi.ErrClosed
 	case e.detached:
@@ -397,9 +406,10 @@ func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 		e.mu.Unlock()
 		return abi.ErrWouldBlock
 	}
-	if err := checkLength(e.length, e.body, len(p), flags&abi.WriteEnd != 0); err != nil {
+	if err := checkLength(e.length, e.body, len(p), end); err != nil {
 		// The request goroutine answers 500, or cuts what it already sent.
-		e.fault, e.committed = err, true
+		e.fault = err
+		e.phase.must(phaseFailed)
 		e.out = e.out[:0]
 		e.mu.Unlock()
 		e.signal()
@@ -409,11 +419,13 @@ func (e *asyncExchange) Write(p []byte, flags int32) int32 {
 	if bodyAllowed(e.status) {
 		e.out = append(e.out, p...) // a 204 or 304 has no body: the bytes go nowhere
 	}
-	e.committed = true
-	if flags&abi.WriteEnd != 0 {
-		e.ended = true
-	} else if flags&abi.WriteNoFlush == 0 {
-		e.flush = true
+	if end {
+		e.phase.must(phaseEnded)
+	} else {
+		e.phase.must(phaseBody)
+		if flags&abi.WriteNoFlush == 0 {
+			e.flush = true
+		}
 	}
 	e.mu.Unlock()
 	e.signal()
@@ -435,7 +447,7 @@ func (e *asyncExchange) Abort() {}
 func (e *asyncExchange) Finish(code int32, err error) {
 	e.mu.Lock()
 	e.finished, e.code, e.err = true, code, err
-	upgraded := e.upgraded
+	upgraded := e.phase == phaseUpgraded
 	e.mu.Unlock()
 	if upgraded {
 		e.closeWS(code, err)
@@ -448,9 +460,9 @@ func (e *asyncExchange) Finish(code int32, err error) {
 
 func (e *asyncExchange) closeWS(code int32, err error) {
 	if err != nil {
-		e.ws.closeWith(abi.CloseInternalError, "internal error", true)
+		e.ws.CloseWith(abi.CloseInternalError, "internal error", true)
 	} else {
-		e.ws.closeWith(abi.CloseNormal, "", true)
+		e.ws.CloseWith(abi.CloseNormal, "", true)
 	}
 }
 
@@ -458,8 +470,8 @@ func (e *asyncExchange) closeWS(code int32, err error) {
 func (e *asyncExchange) WSAccept(proto, hdrBlock []byte) int32 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.isWS || e.accepted || e.committed || e.denied || e.detached {
-		return abi.ErrState
+	if !e.isWS || e.detached || !e.phase.can(phaseAccepting) {
+		return abi.ErrState // accepted or denied already, or a response started
 	}
 	h := http.Header{}
 	if _, err := guestHeaders(h, hdrBlock, http.StatusSwitchingProtocols); err != nil {
@@ -471,7 +483,8 @@ func (e *asyncExchange) WSAccept(proto, hdrBlock []byte) int32 {
 		}
 		e.proto = string(proto)
 	}
-	e.acceptHdr, e.accepted = h, true
+	e.acceptHdr = h
+	e.phase.must(phaseAccepting)
 	e.signal()
 	return abi.OK
 }
@@ -483,39 +496,47 @@ func (e *asyncExchange) WSRecv(p []byte) (int32, int, int32) {
 	if !e.isWS {
 		return 0, 0, abi.ErrState
 	}
-	return e.ws.recv(p, nil)
+	return e.ws.Recv(p, nil)
 }
 
 // WSSend implements runtime.WebSocket.
 func (e *asyncExchange) WSSend(kind int32, p []byte) int32 {
 	e.mu.Lock()
-	ok := e.accepted
+	ok := e.phase.accepted()
 	e.mu.Unlock()
 	if !ok {
 		return abi.ErrState
 	}
-	return e.ws.send(kind, p, nil)
+	return e.ws.Send(kind, p, nil)
 }
 
 // WSClose implements runtime.WebSocket; before accept it denies the upgrade (403).
 func (e *asyncExchange) WSClose(code int32, reason []byte) int32 {
 	e.mu.Lock()
-	if !e.isWS || (e.detached && !e.accepted) {
+	switch {
+	case !e.isWS:
 		e.mu.Unlock()
 		return abi.ErrState
-	}
-	if !e.accepted {
-		e.denied = true
+	case e.phase.accepted():
 		e.mu.Unlock()
-		e.signal()
+		return e.ws.GuestClose(code, reason)
+	case e.detached:
+		e.mu.Unlock()
+		return abi.ErrState
+	case !e.phase.can(phaseDenied):
+		// Denied already, by an earlier ws_close or by a response the
+		// guest started (SPEC §9.1): nothing more to do.
+		e.mu.Unlock()
 		return abi.OK
 	}
+	e.phase.must(phaseDenied)
 	e.mu.Unlock()
-	return e.ws.guestClose(code, reason)
+	e.signal()
+	return abi.OK
 }
 
 // WSCloseInfo implements runtime.WebSocket.
-func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.closeInfo() }
+func (e *asyncExchange) WSCloseInfo() (int32, []byte) { return e.ws.CloseInfo() }
 
 // serve is the request goroutine's part: it sends what the guest queued, reads
 // ahead the body, performs the WebSocket handshake, and enforces the deadline. It
@@ -565,16 +586,17 @@ func (e *asyncExchange) serve() (cut bool) {
 			}
 		}
 		e.mu.Lock()
-		if e.accepted && !e.upgraded {
+		if e.phase == phaseAccepting {
 			proto, hdr := e.proto, e.acceptHdr
 			e.mu.Unlock()
 			return e.upgrade(proto, hdr)
 		}
-		if e.denied && !e.committed {
+		if e.phase == phaseDenied {
 			e.mu.Unlock()
 			http.Error(w, "403 forbidden", http.StatusForbidden)
+			e.headSent = true
 			e.mu.Lock()
-			e.committed, e.ended, e.headSent = true, true, true
+			e.phase.must(phaseEnded)
 			fin := e.finished
 			e.mu.Unlock()
 			if fin {
@@ -582,8 +604,8 @@ func (e *asyncExchange) serve() (cut bool) {
 			}
 			continue
 		}
-		if e.fault != nil && !e.faulted {
-			e.faulted = true
+		if e.phase == phaseFailed && !e.faultAnswered {
+			e.faultAnswered = true
 			fault, fin := e.fault, e.finished
 			e.out = e.out[:0]
 			e.mu.Unlock()
@@ -602,7 +624,7 @@ func (e *asyncExchange) serve() (cut bool) {
 		chunk := e.out
 		e.out = e.spare[:0]
 		e.spare = nil
-		end, flush := e.ended, e.flush
+		end, flush := e.phase == phaseEnded, e.flush
 		e.flush = false
 		first := !e.headSent && (len(chunk) > 0 || end || flush)
 		e.mu.Unlock()
@@ -634,7 +656,7 @@ func (e *asyncExchange) serve() (cut bool) {
 		if wantW {
 			e.wantWritable = false
 		}
-		more := len(e.out) > 0 || (e.accepted && !e.upgraded) || (e.denied && !e.committed)
+		more := len(e.out) > 0 || e.phase == phaseAccepting || e.phase == phaseDenied
 		finished := e.finished
 		e.mu.Unlock()
 		if wantW {
@@ -662,7 +684,7 @@ func (e *asyncExchange) statusOr200() int32 {
 func (e *asyncExchange) detach() {
 	e.mu.Lock()
 	e.detached = true
-	reading := e.reading && !e.upgraded
+	reading := e.reqBody == bodyReading && e.phase != phaseUpgraded
 	e.mu.Unlock()
 	if reading {
 		rc := http.NewResponseController(e.w)
@@ -693,46 +715,41 @@ func (e *asyncExchange) expire() bool {
 func (e *asyncExchange) finish() (cut bool) {
 	w := e.w
 	e.mu.Lock()
-	code, err, started, ended := e.code, e.err, e.started, e.ended
+	code, err, phase := e.code, e.err, e.phase
+	started := e.status != 0 // a head was staged
 	e.mu.Unlock()
 	if err != nil {
 		var ge *runtime.GuestError
-		switch {
-		case errors.Is(err, runtime.ErrDeadline), errors.As(err, &ge):
-			e.g.log.Error("instance failed; request lost", "err", err, "path", e.r.URL.Path)
-		case errors.Is(err, runtime.ErrPoolClosed):
-		default:
-			e.g.log.Error("request failed", "err", err)
+		if errors.Is(err, runtime.ErrDeadline) || errors.As(err, &ge) {
+			// The instance failed (an event overran its deadline, a trap),
+			// and the connection with it: not this request's own deadline.
+			err = lostWithInstanceError{err}
 		}
+		a := answerFor(err)
+		logPoolError(e.g.log, a, err, e.r)
 		if e.headSent {
 			return true
 		}
-		clear(w.Header())
-		if errors.Is(err, runtime.ErrPoolClosed) {
-			w.Header().Set("Retry-After", e.g.retry)
-			http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
-			return false
-		}
-		http.Error(w, "500 internal server error", http.StatusInternalServerError)
+		a.write(w, err, e.g.retry, false)
 		return false
 	}
 	e.mu.Lock()
-	refused, committed, length, body := e.refused, e.committed, e.length, e.body
+	refused, length, body := e.refused, e.length, e.body
 	e.mu.Unlock()
 	switch {
-	case e.faulted:
+	case e.faultAnswered:
 	case e.headSent:
-		if !validCode(code) && !ended {
+		if !validCode(code) && phase != phaseEnded {
 			return true
 		}
-		if !ended {
+		if phase != phaseEnded {
 			// Ended without an END write: the body ends here.
 			if err := checkLength(length, body, 0, true); err != nil {
 				e.g.log.Error("response body does not match its Content-Length", "err", err, "method", e.r.Method, "path", e.r.URL.Path)
 				return true
 			}
 		}
-	case refused != nil && !committed:
+	case phase == phaseRefused:
 		e.g.log.Error("app response refused: no valid head", "err", refused, "method", e.r.Method, "path", e.r.URL.Path)
 		http.Error(w, "500 internal server error", http.StatusInternalServerError)
 	case e.isWS && !started && !finalCode(code):
@@ -762,20 +779,20 @@ func (e *asyncExchange) finish() (cut bool) {
 // hub; the request goroutine then returns, so an idle WebSocket keeps none.
 func (e *asyncExchange) upgrade(proto string, hdr http.Header) bool {
 	remote := e.r.RemoteAddr
-	err := e.ws.upgrade(e.w, e.r, proto, hdr)
+	err := e.ws.Upgrade(e.w, e.r, proto, hdr)
 	e.mu.Lock()
-	e.upgraded = true
+	e.phase.must(phaseUpgraded)
 	e.headSent = true
 	fin, code, ferr := e.finished, e.code, e.err
 	// An idle WebSocket should cost a few KB: drop the request, the response
 	// writer (and through them net/http's connection state and buffers) and the
 	// head encoder. Nothing on the guest's side reads them after the upgrade.
-	e.w, e.r, e.base, e.hdr, e.acceptHdr = nil, nil, nil, nil, nil
+	e.w, e.r, e.hd, e.hdr, e.acceptHdr = nil, nil, nil, nil, nil
 	e.out, e.spare, e.in = nil, nil, nil
 	e.mu.Unlock()
 	if err != nil {
 		e.g.log.Info("websocket handshake failed", "err", err, "remote", remote)
-		e.ws.shutdown()
+		e.ws.Shutdown()
 		return false
 	}
 	if fin {

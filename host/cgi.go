@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -64,23 +65,15 @@ type CGIHandler struct {
 
 // NewCGIHandler returns a handler serving requests with app.
 func NewCGIHandler(app CommandRunner, cfg CGIConfig, log *slog.Logger) *CGIHandler {
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 1
-	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = 64 << 10
 	}
-	return &CGIHandler{app: app, cfg: cfg, log: log.With("app", cfg.App, "mode", "cgi"), retry: strconv.Itoa(cfg.RetryAfter)}
+	return &CGIHandler{app: app, cfg: cfg, log: gatewayLog(log).With("app", cfg.App, "mode", "cgi"), retry: retryAfter(cfg.RetryAfter)}
 }
 
 // ServeHTTP implements http.Handler.
 func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.cfg.BodyLimit > 0 && r.ContentLength > h.cfg.BodyLimit {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+	if bodyOverLimit(w, r, h.cfg.BodyLimit) {
 		return
 	}
 	body, ok := h.bufs.ReadAhead(w, r, h.cfg.Buffer, h.cfg.BodyLimit, h.log)
@@ -88,7 +81,7 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer h.bufs.Release(body)
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	// One allocation for the request's stdin, stdout and the controller they share.
 	run := &cgiRun{rc: *http.NewResponseController(w)}
 	in, out, rc := &run.in, &run.out, &run.rc
@@ -124,7 +117,7 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin, out *cgiStdout, err error) (cut bool) {
 	if in.tooLarge && !out.sent {
 		// The command may have failed on the refused read: the body is the cause.
-		h.errorResponse(w, in, http.StatusRequestEntityTooLarge, "413 request body too large")
+		h.errorResponse(w, in, tooLargeAnswer, nil)
 		return false
 	}
 	if out.parsed && out.fault == nil && err == nil {
@@ -136,44 +129,16 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 		if out.sent {
 			return true
 		}
-		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
+		h.errorResponse(w, in, internalError, nil)
 		return false
 	}
-	var ge *runtime.GuestError
-	switch {
-	case err == nil:
-	case errors.Is(err, runtime.ErrQueueFull), errors.Is(err, runtime.ErrQueueTimeout),
-		errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrPoolClosed):
-		h.log.Warn("request not served", "err", err)
-		w.Header().Set("Retry-After", h.retry)
-		http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
-		return false
-	case errors.Is(err, runtime.ErrDeadline):
-		h.log.Error("request deadline exceeded", "method", r.Method, "path", r.URL.Path)
-		if out.sent {
-			return true
+	if err != nil {
+		a := answerFor(err)
+		logPoolError(h.log, a, err, r)
+		if a.Status == 0 || out.sent {
+			return out.sent
 		}
-		h.errorResponse(w, in, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
-		return false
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return out.sent // the client went away
-	case errors.As(err, &ge):
-		attrs := []any{"kind", ge.Kind, "err", ge.Err, "method", r.Method, "path", r.URL.Path}
-		if ge.Stderr != "" {
-			attrs = append(attrs, "stderr", ge.Stderr)
-		}
-		h.log.Error("command failed", attrs...)
-		if out.sent {
-			return true
-		}
-		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
-		return false
-	default:
-		h.log.Error("request failed", "err", err)
-		if out.sent {
-			return true
-		}
-		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error")
+		h.errorResponse(w, in, a, err)
 		return false
 	}
 	if out.parsed && !out.sent {
@@ -191,7 +156,7 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 		default:
 			h.log.Error("CGI response has no blank line after its headers", "method", r.Method, "path", r.URL.Path)
 		}
-		h.errorResponse(w, in, http.StatusInternalServerError, "500 internal server error: the app sent no valid CGI response")
+		h.errorResponse(w, in, errorAnswer{Status: http.StatusInternalServerError, Body: "500 internal server error: the app sent no valid CGI response"}, nil)
 	}
 	return false
 }
@@ -200,12 +165,8 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 // body was not read to its end (over the limit, or cut off at the deadline), the
 // connection is closed after the reply: net/http would otherwise try to drain the
 // rest of the body first, waiting on the very client that stalled.
-func (h *CGIHandler) errorResponse(w http.ResponseWriter, in *cgiStdin, status int, msg string) {
-	clear(w.Header())
-	if in.tooLarge || in.aborted.Load() {
-		w.Header().Set("Connection", "close")
-	}
-	http.Error(w, msg, status)
+func (h *CGIHandler) errorResponse(w http.ResponseWriter, in *cgiStdin, a errorAnswer, err error) {
+	a.write(w, err, h.retry, in.tooLarge || in.aborted.Load())
 }
 
 // CGIEnv returns the RFC 3875 meta-variables for r, sorted by name. rootPath is the

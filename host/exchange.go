@@ -15,16 +15,16 @@ import (
 	"github.com/wasmsrv/wasmsrv/abi"
 )
 
-// exchange binds one HTTP request to a guest through the ABI (runtime.Exchange).
+// syncExchange binds one HTTP request to a sync guest through the ABI
+// (runtime.Exchange); asyncExchange is its async counterpart.
 // Exchanges are pooled: a request allocates nothing here once the pool is warm.
-type exchange struct {
+type syncExchange struct {
 	w  http.ResponseWriter
 	r  *http.Request
 	gw *Gateway
 
-	enc      abi.HeadEncoder
+	hd       requestHead
 	head     []byte
-	keys     []string
 	rootPath string
 	reqID    uint64
 
@@ -52,15 +52,14 @@ type exchange struct {
 	// buffering, gateway.go): while the guest neither flushes nor writes
 	// more, its bytes collect in held and go out after its instance is back
 	// in the pool. 0: written through.
-	hold      int
-	held      []byte
-	closed    bool
-	written   int64
-	aborted   atomic.Bool
-	idScratch [16]byte
+	hold    int
+	held    []byte
+	closed  bool
+	written int64
+	aborted atomic.Bool
 }
 
-func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
+func (e *syncExchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
 	held := e.held[:0]
 	if cap(held) > maxKeptHold {
 		held = nil // do not keep a large response's buffer in the pool
@@ -69,20 +68,30 @@ func (e *exchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, ro
 	if gw != nil {
 		hold = gw.cfg.ResponseBuffer
 	}
-	*e = exchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
-		enc: e.enc, keys: e.keys[:0], head: nil, hold: hold, held: held, length: -1}
+	*e = syncExchange{gw: gw, w: w, r: r, rootPath: rootPath, reqID: id,
+		hd: e.hd, head: nil, hold: hold, held: held, length: -1}
 }
 
 // Head implements runtime.Exchange.
-func (e *exchange) Head() []byte {
+func (e *syncExchange) Head() []byte {
 	if e.head == nil {
-		e.head = e.encodeHead()
+		e.head = e.hd.encode(e.r, e.rootPath, e.reqID)
 	}
 	return e.head
 }
 
-func (e *exchange) encodeHead() []byte {
-	r := e.r
+// requestHead encodes request heads (SPEC §2): the sync and async gateways'
+// exchanges each keep one, so that a request allocates nothing for its head
+// once warm.
+type requestHead struct {
+	enc       abi.HeadEncoder
+	keys      []string
+	idScratch [16]byte
+}
+
+// encode returns r's head as the guest sees it: the path without rootPath,
+// the request id id. The bytes are valid until the next encode.
+func (e *requestHead) encode(r *http.Request, rootPath string, id uint64) []byte {
 	var flags uint32
 	scheme := "http"
 	if r.TLS != nil {
@@ -91,8 +100,8 @@ func (e *exchange) encodeHead() []byte {
 	}
 	e.enc.Reset(abi.KindHTTP, uint8(r.ProtoMajor), uint8(r.ProtoMinor), flags, r.ContentLength)
 	path, query := splitRequestURI(r)
-	if e.rootPath != "" {
-		path = strings.TrimPrefix(path, e.rootPath)
+	if rootPath != "" {
+		path = strings.TrimPrefix(path, rootPath)
 		if path == "" || path[0] != '/' {
 			path = "/" + path
 		}
@@ -101,11 +110,11 @@ func (e *exchange) encodeHead() []byte {
 	e.enc.Field(scheme)
 	e.enc.Field(path)
 	e.enc.Field(query)
-	e.enc.Field(e.rootPath)
+	e.enc.Field(rootPath)
 	e.enc.Field(r.Host)
 	e.enc.Field(r.RemoteAddr)
 	e.enc.Field(localAddr(r.Context()))
-	e.enc.FieldBytes(strconv.AppendUint(e.idScratch[:0], e.reqID, 36))
+	e.enc.FieldBytes(strconv.AppendUint(e.idScratch[:0], id, 36))
 	// Headers sorted by name so the encoding is deterministic (SPEC §2.1); net/http
 	// keeps per-name order and duplicates, which is what HTTP semantics need.
 	e.keys = e.keys[:0]
@@ -143,7 +152,7 @@ func splitRequestURI(r *http.Request) (string, string) {
 }
 
 // ReadBody implements runtime.Exchange.
-func (e *exchange) ReadBody(p []byte) (int, bool, int32) {
+func (e *syncExchange) ReadBody(p []byte) (int, bool, int32) {
 	if e.bodyEOF {
 		return 0, true, abi.OK
 	}
@@ -185,7 +194,7 @@ func (e *exchange) ReadBody(p []byte) (int, bool, int32) {
 const maxKeptHold = 64 << 10
 
 // Start implements runtime.Exchange.
-func (e *exchange) Start(status int32, block []byte) int32 {
+func (e *syncExchange) Start(status int32, block []byte) int32 {
 	if e.headSent || e.committed || e.ended {
 		return abi.ErrState
 	}
@@ -209,7 +218,7 @@ func (e *exchange) Start(status int32, block []byte) int32 {
 
 // refuse records why a resp_start was refused, and logs the first refusal
 // of the request.
-func (e *exchange) refuse(err error) {
+func (e *syncExchange) refuse(err error) {
 	e.refused = err
 	if !e.warned {
 		e.warned = true
@@ -253,7 +262,7 @@ func checkLength(length, body int64, n int, end bool) error {
 
 // fail marks the response as broken by the guest: nothing more of it is
 // sent, and finish answers 500 or cuts it.
-func (e *exchange) fail(err error) {
+func (e *syncExchange) fail(err error) {
 	if e.fault == nil {
 		e.fault = err
 	}
@@ -263,7 +272,7 @@ func (e *exchange) fail(err error) {
 }
 
 // Write implements runtime.Exchange.
-func (e *exchange) Write(p []byte, flags int32) int32 {
+func (e *syncExchange) Write(p []byte, flags int32) int32 {
 	if e.ended || e.refused != nil {
 		return abi.ErrState
 	}
@@ -333,7 +342,7 @@ func (e *exchange) Write(p []byte, flags int32) int32 {
 	return abi.OK
 }
 
-func (e *exchange) writeThrough(p []byte) int32 {
+func (e *syncExchange) writeThrough(p []byte) int32 {
 	n, err := e.w.Write(p)
 	e.written += int64(n)
 	if err != nil {
@@ -354,7 +363,7 @@ const sendTimeout = 60 * time.Second
 // sendHeld writes the response the guest wrote while it was held. Its
 // instance is back in the pool by now, so a slow client delays only this
 // goroutine. The body is complete: it gets a Content-Length.
-func (e *exchange) sendHeld() {
+func (e *syncExchange) sendHeld() {
 	if e.headSent || !e.committed {
 		return
 	}
@@ -372,7 +381,7 @@ func (e *exchange) sendHeld() {
 	e.held = e.held[:0]
 }
 
-func (e *exchange) sendHead() {
+func (e *syncExchange) sendHead() {
 	if e.status == 0 {
 		e.status = http.StatusOK
 	}
@@ -396,7 +405,7 @@ func bodyAllowed(status int32) bool {
 }
 
 // Disconnected implements runtime.Exchange.
-func (e *exchange) Disconnected() bool {
+func (e *syncExchange) Disconnected() bool {
 	if e.closed || e.aborted.Load() {
 		return true
 	}
@@ -409,7 +418,7 @@ func (e *exchange) Disconnected() bool {
 }
 
 // Abort implements runtime.Exchange: the deadline fired, unblock pending I/O now.
-func (e *exchange) Abort() {
+func (e *syncExchange) Abort() {
 	e.aborted.Store(true)
 	rc := http.NewResponseController(e.w)
 	now := time.Now()

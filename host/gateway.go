@@ -2,21 +2,26 @@ package host
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
-// Pool is what the gateway needs from a runtime pool: run one request.
-type Pool interface {
+// RequestRunner is what the gateway needs from a runtime pool (runtime.SyncPool):
+// run one request on an instance.
+// WSConfig configures WebSockets (both shapes): package websocket's Config,
+// which the gateways' configurations carry.
+type WSConfig = websocket.Config
+
+type RequestRunner interface {
 	Serve(ctx context.Context, ex runtime.Exchange) (int32, error)
 }
 
@@ -37,13 +42,13 @@ type GatewayConfig struct {
 	// (package bodybuf); the sync gateway only: an async instance is not held by
 	// a slow upload.
 	Buffer bodybuf.Config
-	// WebSocket configures WebSocket connections (websocket.go).
+	// WebSocket configures WebSocket connections (package websocket).
 	WebSocket WSConfig
 }
 
 // Gateway is the http.Handler that runs requests on a guest app through the ABI.
 type Gateway struct {
-	pool  Pool
+	pool  RequestRunner
 	cfg   GatewayConfig
 	log   *slog.Logger
 	exs   sync.Pool
@@ -52,56 +57,48 @@ type Gateway struct {
 	retry string
 
 	wsOnce  sync.Once
-	ws      *wsHub // created by the first WebSocket request (websocket_sync.go)
+	ws      *websocket.Hub // created by the first WebSocket request (websocket_sync.go)
 	wsWatch syncWSWatch
 }
 
 // NewGateway returns a handler serving requests from pool.
-func NewGateway(pool Pool, cfg GatewayConfig, log *slog.Logger) *Gateway {
-	if log == nil {
-		log = slog.Default()
-	}
-	if cfg.RetryAfter <= 0 {
-		cfg.RetryAfter = 1
-	}
-	g := &Gateway{pool: pool, cfg: cfg, log: log.With("app", cfg.App), retry: strconv.Itoa(cfg.RetryAfter)}
-	g.exs.New = func() any { return new(exchange) }
+func NewGateway(pool RequestRunner, cfg GatewayConfig, log *slog.Logger) *Gateway {
+	g := &Gateway{pool: pool, cfg: cfg, log: gatewayLog(log).With("app", cfg.App), retry: retryAfter(cfg.RetryAfter)}
+	g.exs.New = func() any { return new(syncExchange) }
 	return g
-}
-
-type rootPathKey struct{}
-
-// WithRootPath marks r as mounted under prefix: the app sees the path without it and
-// the prefix as root_path (ASGI root_path, CGI SCRIPT_NAME).
-func WithRootPath(r *http.Request, prefix string) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), rootPathKey{}, prefix))
 }
 
 // ServeHTTP implements http.Handler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.cfg.BodyLimit > 0 && r.ContentLength > g.cfg.BodyLimit {
-		w.Header().Set("Connection", "close")
-		http.Error(w, "413 request body too large", http.StatusRequestEntityTooLarge)
+	if bodyOverLimit(w, r, g.cfg.BodyLimit) {
 		return
 	}
-	if r.ProtoMajor == 1 && r.ContentLength != 0 {
+	fullDuplex := r.ProtoMajor == 1 && r.ContentLength != 0
+	if fullDuplex {
 		// Guests interleave body reads with flushed writes (echo, upload progress).
 		// Without full duplex, net/http's HTTP/1 server discards up to 256 KiB of the
 		// unread body at the first write, and the guest then reads on from the wrong
 		// place: the body arrives silently corrupted.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 	}
-	if isWebSocketRequest(r) {
+	if websocket.IsUpgrade(r) {
 		g.serveWebSocket(w, r)
 		return
+	}
+	if fullDuplex {
+		// A body left unread in full duplex makes net/http read the next request
+		// while the body's reader still counts as busy: it panics ("invalid
+		// concurrent Body.Read call", golang/go#68560) and drops the
+		// connection. Closing the body before returning settles it first.
+		defer r.Body.Close()
 	}
 	body, ok := g.bufs.ReadAhead(w, r, g.cfg.Buffer, g.cfg.BodyLimit, g.log)
 	if !ok {
 		return
 	}
 	defer g.bufs.Release(body)
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
-	ex := g.exs.Get().(*exchange)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
+	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
 	code, err := g.pool.Serve(r.Context(), ex)
 	cut := g.finish(ex, code, err)
@@ -116,48 +113,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish completes the response after the guest returned or failed. It reports
 // whether the response must be cut.
-func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
-	w := ex.w
+func (g *Gateway) finish(ex *syncExchange, code int32, err error) (cut bool) {
 	if err != nil {
-		var ge *runtime.GuestError
-		switch {
-		case errors.Is(err, runtime.ErrQueueFull), errors.Is(err, runtime.ErrQueueTimeout),
-			errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrPoolClosed):
-			g.log.Warn("request not served", "err", err)
-			w.Header().Set("Retry-After", g.retry)
-			http.Error(w, "503 service unavailable: "+err.Error(), http.StatusServiceUnavailable)
-		case errors.Is(err, runtime.ErrDeadline):
-			g.log.Error("request deadline exceeded; instance replaced", "method", ex.r.Method, "path", ex.r.URL.Path)
-			if ex.headSent {
-				return true
-			}
-			g.errorResponse(ex, http.StatusGatewayTimeout, "504 gateway timeout: the app did not answer in time")
-		case errors.As(err, &ge):
-			if ex.headSent {
-				return true
-			}
-			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
-		case errors.Is(err, context.Canceled):
-			// client went away while queued: nothing to answer
-		default:
-			g.log.Error("request failed", "err", err)
-			if ex.headSent {
-				return true
-			}
-			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		a := answerFor(err)
+		logPoolError(g.log, a, err, ex.r)
+		if a.Status == 0 || ex.headSent {
+			return ex.headSent
 		}
+		g.errorResponse(ex, a, err)
 		return false
 	}
 	switch {
 	case ex.tooLarge && !ex.headSent && !ex.committed:
-		w.Header().Set("Connection", "close")
-		g.errorResponse(ex, http.StatusRequestEntityTooLarge, "413 request body too large")
+		g.errorResponse(ex, tooLargeAnswer, nil)
 		return false
 	case ex.refused != nil && !ex.committed:
 		// The guest's last resp_start was refused and it never made a valid
 		// one: there is no head to send (SPEC §4).
 		g.log.Error("app response refused: no valid head", "err", ex.refused, "method", ex.r.Method, "path", ex.r.URL.Path)
-		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		g.errorResponse(ex, internalError, nil)
 		return false
 	case ex.headSent || ex.committed:
 		if !validCode(code) && !ex.ended {
@@ -166,7 +140,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 			}
 			// Held, so nothing reached the client: answer cleanly.
 			g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
-			g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+			g.errorResponse(ex, internalError, nil)
 			return false
 		}
 		if !ex.ended && ex.fault == nil {
@@ -182,7 +156,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 		ex.Write(nil, abi.WriteEnd)
 	default:
 		g.log.Error("app returned an error code", "code", code, "method", ex.r.Method, "path", ex.r.URL.Path)
-		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		g.errorResponse(ex, internalError, nil)
 		return false
 	}
 	if ex.fault != nil {
@@ -192,7 +166,7 @@ func (g *Gateway) finish(ex *exchange, code int32, err error) (cut bool) {
 		if ex.headSent {
 			return true
 		}
-		g.errorResponse(ex, http.StatusInternalServerError, "500 internal server error")
+		g.errorResponse(ex, internalError, nil)
 		return false
 	}
 	ex.sendHeld()
@@ -206,15 +180,21 @@ func finalCode(code int32) bool { return code >= 200 && code <= 599 }
 // validCode reports whether a handler's result is not an application error.
 func validCode(code int32) bool { return code == 0 || finalCode(code) }
 
-func (g *Gateway) errorResponse(ex *exchange, status int, msg string) {
-	clear(ex.w.Header())
-	if ex.aborted.Load() {
+// errorResponse replaces the guest's response with a's.
+func (g *Gateway) errorResponse(ex *syncExchange, a errorAnswer, err error) {
+	aborted := ex.aborted.Load()
+	if aborted {
 		// Abort expired the connection's deadlines to unblock the guest's I/O:
 		// lift the write deadline so this response can go out, and close the
 		// connection after it rather than reuse one with a half-read body.
 		_ = http.NewResponseController(ex.w).SetWriteDeadline(time.Time{})
-		ex.w.Header().Set("Connection", "close")
 	}
-	http.Error(ex.w, msg, status)
+	a.write(ex.w, err, g.retry, aborted)
 	ex.headSent, ex.ended = true, true
 }
+
+// Mount returns a shallow copy of r for an app mounted under prefix (as a
+// site's route mounts it): the path loses the prefix, and the gateways report
+// the prefix to the guest as the root path (ASGI root_path, CGI SCRIPT_NAME).
+// An embedder serving an app under a prefix calls it before the gateway.
+func Mount(r *http.Request, prefix string) *http.Request { return route.Mount(r, prefix) }

@@ -23,7 +23,7 @@ func (g *Gateway) wsArriving() {
 	if w.warned.Load() {
 		return
 	}
-	p, ok := g.pool.(interface{ Stats() runtime.Stats })
+	p, ok := g.pool.(interface{ Stats() runtime.SyncStats })
 	if !ok {
 		return
 	}

@@ -9,47 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
+	ws "github.com/gorilla/websocket"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 )
 
 // connOf returns the hub's connection for the client connection client.
-func connOf(t *testing.T, hub *wsHub, client net.Conn) *wsConn {
+func connOf(t *testing.T, hub *websocket.Hub, client net.Conn) *websocket.Conn {
 	t.Helper()
 	addr := client.LocalAddr().String()
-	return findConn(t, hub, "the server side of "+addr, 10*time.Second, func(c *wsConn) bool {
-		return c.conn != nil && c.conn.RemoteAddr().String() == addr
-	})
-}
-
-// waitClosedWith waits until c is closed with code.
-func waitClosedWith(t *testing.T, c *wsConn, code int32) {
-	t.Helper()
-	waitUntil(t, fmt.Sprintf("the connection closed with %d", code), 60*time.Second, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		return c.closed
-	})
-	c.mu.Lock()
-	got := c.closeCode
-	c.mu.Unlock()
-	if got != code {
-		t.Fatalf("closed with %d, want %d", got, code)
-	}
-}
-
-// findConn returns the hub's connection for which match holds (under its lock),
-// waiting up to timeout.
-func findConn(t *testing.T, hub *wsHub, what string, timeout time.Duration, match func(c *wsConn) bool) *wsConn {
-	t.Helper()
-	var found *wsConn
-	waitUntil(t, what, timeout, func() bool {
-		hub.mu.Lock()
-		defer hub.mu.Unlock()
-		for c := range hub.conns {
-			c.mu.Lock()
-			ok := match(c)
-			c.mu.Unlock()
-			if ok {
+	var found *websocket.Conn
+	waitUntil(t, "the server side of "+addr, 10*time.Second, func() bool {
+		for _, c := range hub.Conns() {
+			if c.State().Remote == addr {
 				found = c
 				return true
 			}
@@ -57,6 +29,17 @@ func findConn(t *testing.T, hub *wsHub, what string, timeout time.Duration, matc
 		return false
 	})
 	return found
+}
+
+// waitClosedWith waits until c is closed with code.
+func waitClosedWith(t *testing.T, c *websocket.Conn, code int32) {
+	t.Helper()
+	waitUntil(t, fmt.Sprintf("the connection closed with %d", code), 60*time.Second, func() bool {
+		return c.State().Closed
+	})
+	if got := c.State().CloseCode; got != code {
+		t.Fatalf("closed with %d, want %d", got, code)
+	}
 }
 
 // TestWebSocketSlowReader: a client that never reads while the guest sends as
@@ -67,25 +50,23 @@ func findConn(t *testing.T, hub *wsHub, what string, timeout time.Duration, matc
 func TestWebSocketSlowReader(t *testing.T) {
 	const sendBuffer = 64 << 10
 	wc := WSConfig{SendBuffer: sendBuffer, WriteTimeout: 500 * time.Millisecond, CloseTimeout: 30 * time.Second}
-	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, hub *wsHub) {
+	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, hub *websocket.Hub) {
 		other := dial(t, url("/ws"))
-		echo(t, other, websocket.TextMessage, []byte("before"))
+		echo(t, other, ws.TextMessage, []byte("before"))
 
 		base := "http" + strings.TrimPrefix(url(""), "ws")
 		slow := rawDial(t, base, "/ws-flood?n=1000000&size=16384", "")
 		c := connOf(t, hub, slow)
 		waitClosedWith(t, c, 1013)
-		echo(t, other, websocket.TextMessage, []byte("while the slow one is cut off"))
-		if peak := hub.peakHeld.Load(); peak > sendBuffer {
+		echo(t, other, ws.TextMessage, []byte("while the slow one is cut off"))
+		if peak := hub.PeakHeld(); peak > sendBuffer {
 			t.Errorf("the host held %d bytes for one client, over the %d-byte send buffer", peak, sendBuffer)
 		} else if peak < sendBuffer/2 {
 			t.Errorf("the host held at most %d bytes: the guest never filled the send buffer", peak)
 		}
 		// The guest learned: its blocked send failed and its handler ended.
 		waitUntil(t, "the flooding guest to give up", 20*time.Second, func() bool {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			return c.guestGone
+			return c.State().GuestGone
 		})
 		// The client reads at last: whole frames, then the close frame.
 		frames := slow.expectClose(t, 1013)
@@ -94,8 +75,8 @@ func TestWebSocketSlowReader(t *testing.T) {
 				t.Fatalf("frame %d: opcode %d, %d bytes: a frame was cut", i, f.op, len(f.payload))
 			}
 		}
-		t.Logf("%d messages reached the client before the close; peak held %d bytes", len(frames), hub.peakHeld.Load())
-		echo(t, other, websocket.TextMessage, []byte("after"))
+		t.Logf("%d messages reached the client before the close; peak held %d bytes", len(frames), hub.PeakHeld())
+		echo(t, other, ws.TextMessage, []byte("after"))
 	})
 }
 
@@ -104,11 +85,11 @@ func TestWebSocketSlowReader(t *testing.T) {
 func TestWebSocketSlowReaderBigMessages(t *testing.T) {
 	const sendBuffer, size = 16 << 10, 100 << 10
 	wc := WSConfig{SendBuffer: sendBuffer, WriteTimeout: 500 * time.Millisecond, CloseTimeout: 30 * time.Second}
-	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, hub *wsHub) {
+	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, hub *websocket.Hub) {
 		base := "http" + strings.TrimPrefix(url(""), "ws")
 		slow := rawDial(t, base, fmt.Sprintf("/ws-flood?n=1000000&size=%d", size), "")
 		waitClosedWith(t, connOf(t, hub, slow), 1013)
-		if peak := hub.peakHeld.Load(); peak > size+14 {
+		if peak := hub.PeakHeld(); peak > size+14 {
 			t.Errorf("the host held %d bytes for one client: more than one %d-byte message", peak, size)
 		}
 		slow.expectClose(t, 1013)
@@ -121,11 +102,11 @@ func TestWebSocketSlowReaderBigMessages(t *testing.T) {
 func TestWebSocketPongFlood(t *testing.T) {
 	const sendBuffer = 32 << 10
 	wc := WSConfig{SendBuffer: sendBuffer, WriteTimeout: 500 * time.Millisecond, CloseTimeout: 30 * time.Second}
-	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, hub *wsHub) {
+	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, hub *websocket.Hub) {
 		base := "http" + strings.TrimPrefix(url(""), "ws")
 		slow := rawDial(t, base, "/ws", "")
 		c := connOf(t, hub, slow)
-		ping := wireFrame{fin: true, op: 9, payload: bytes.Repeat([]byte{'p'}, 125)}.bytes()
+		ping := wireFrame{Fin: true, Op: 9, Payload: bytes.Repeat([]byte{'p'}, 125)}.Bytes()
 		batch := bytes.Repeat(ping, 1000)
 		done, stop := make(chan struct{}), make(chan struct{})
 		go func() {
@@ -148,7 +129,7 @@ func TestWebSocketPongFlood(t *testing.T) {
 		waitClosedWith(t, c, 1013)
 		close(stop)
 		<-done
-		if peak := hub.peakHeld.Load(); peak > sendBuffer+2+125 {
+		if peak := hub.PeakHeld(); peak > sendBuffer+2+125 {
 			t.Errorf("the host held %d bytes of pongs, over the %d-byte send buffer and one pong", peak, sendBuffer)
 		}
 		frames := slow.expectClose(t, 1013)
@@ -167,7 +148,7 @@ func TestWebSocketSendLimits(t *testing.T) {
 		c := dial(t, url("/ws-limits"))
 		ask := func(req, want string) {
 			t.Helper()
-			if err := c.WriteMessage(websocket.TextMessage, []byte(req)); err != nil {
+			if err := c.WriteMessage(ws.TextMessage, []byte(req)); err != nil {
 				t.Fatal(err)
 			}
 			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -176,7 +157,7 @@ func TestWebSocketSendLimits(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %v", req, err)
 				}
-				if kind == websocket.BinaryMessage {
+				if kind == ws.BinaryMessage {
 					continue // the message a "big:" request sent
 				}
 				if got := string(msg); got != req+" -> "+want {
@@ -192,12 +173,12 @@ func TestWebSocketSendLimits(t *testing.T) {
 		ask("close:999", "wasmsrv: close code may not be sent, or reason not UTF-8")  // below the range
 		ask("close:2999", "wasmsrv: close code may not be sent, or reason not UTF-8") // reserved for extensions
 		ask("close:5000", "wasmsrv: close code may not be sent, or reason not UTF-8") // beyond the range
-		if err := c.WriteMessage(websocket.TextMessage, []byte("close:4000")); err != nil {
+		if err := c.WriteMessage(ws.TextMessage, []byte("close:4000")); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		_, _, err := c.ReadMessage()
-		var ce *websocket.CloseError
+		var ce *ws.CloseError
 		if !errors.As(err, &ce) || ce.Code != 4000 {
 			t.Fatalf("after close:4000: %v", err)
 		}

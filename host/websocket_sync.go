@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -18,8 +20,8 @@ import (
 const syncWSLifetime = 24 * time.Hour
 
 // wsHub returns the gateway's WebSocket hub, created on first use.
-func (g *Gateway) wsHub() *wsHub {
-	g.wsOnce.Do(func() { g.ws = newWSHub(g.cfg.WebSocket, g.log) })
+func (g *Gateway) wsHub() *websocket.Hub {
+	g.wsOnce.Do(func() { g.ws = websocket.NewHub(g.cfg.WebSocket, g.log) })
 	return g.ws
 }
 
@@ -27,15 +29,15 @@ func (g *Gateway) wsHub() *wsHub {
 func (g *Gateway) Close() {
 	g.wsOnce.Do(func() {}) // no hub yet: none will be made
 	if g.ws != nil {
-		g.ws.close()
+		g.ws.Close()
 	}
 }
 
 // syncWS is a WebSocket upgrade request on a sync instance: the HTTP exchange (for
 // a denial response) plus the socket, with host calls that block.
 type syncWS struct {
-	*exchange
-	ws        *wsConn
+	*syncExchange
+	ws        *websocket.Conn
 	sig       chan struct{}
 	abortOnce sync.Once
 	abortc    chan struct{}
@@ -53,20 +55,20 @@ func (g *Gateway) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	if !wsorigin.Check(w, r, g.cfg.WebSocket.Origins, g.log) {
 		return // before an instance is taken
 	}
-	rootPath, _ := r.Context().Value(rootPathKey{}).(string)
-	ex := g.exs.Get().(*exchange)
+	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
+	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
-	sx := &syncWS{exchange: ex, sig: make(chan struct{}, 1), abortc: make(chan struct{})}
-	sx.ws = &wsConn{hub: g.wsHub(), notify: sx.notify}
+	sx := &syncWS{syncExchange: ex, sig: make(chan struct{}, 1), abortc: make(chan struct{})}
+	sx.ws = g.wsHub().NewConn(sx.notify)
 	g.wsArriving()
 	code, err := g.pool.Serve(r.Context(), sx)
 	if sx.accepted {
 		g.wsWatch.open.Add(-1)
 		if err != nil {
 			g.log.Error("websocket guest failed", "err", err)
-			sx.ws.closeWith(abi.CloseInternalError, "internal error", true)
+			sx.ws.CloseWith(abi.CloseInternalError, "internal error", true)
 		} else {
-			sx.ws.closeWith(abi.CloseNormal, "", true)
+			sx.ws.CloseWith(abi.CloseNormal, "", true)
 		}
 		return // hijacked: the exchange keeps the (dead) ResponseWriter, do not pool it
 	}
@@ -101,7 +103,7 @@ func (s *syncWS) block() bool {
 
 // Head implements runtime.Exchange: the head says "WebSocket upgrade".
 func (s *syncWS) Head() []byte {
-	h := s.exchange.Head()
+	h := s.syncExchange.Head()
 	h[1] = abi.KindWebSocket
 	return h
 }
@@ -113,7 +115,7 @@ func (s *syncWS) CallTimeout(time.Duration) time.Duration { return syncWSLifetim
 func (s *syncWS) Abort() {
 	s.abortOnce.Do(func() { close(s.abortc) })
 	if !s.accepted {
-		s.exchange.Abort()
+		s.syncExchange.Abort()
 	}
 }
 
@@ -129,7 +131,7 @@ func (s *syncWS) WSAccept(proto, hdrBlock []byte) int32 {
 	if len(proto) > 0 && !validProto(proto) {
 		return abi.ErrBadArgument
 	}
-	if err := s.ws.upgrade(s.w, s.r, string(proto), h); err != nil {
+	if err := s.ws.Upgrade(s.w, s.r, string(proto), h); err != nil {
 		s.gw.log.Info("websocket handshake failed", "err", err)
 		s.headSent, s.ended = true, true // gobwas/ws answered the client
 		return abi.ErrClosed
@@ -145,7 +147,7 @@ func (s *syncWS) WSRecv(p []byte) (int32, int, int32) {
 	if !s.accepted {
 		return 0, 0, abi.ErrState
 	}
-	return s.ws.recv(p, s.block)
+	return s.ws.Recv(p, s.block)
 }
 
 // WSSend implements runtime.WebSocket (blocks while the send buffer is full).
@@ -153,7 +155,7 @@ func (s *syncWS) WSSend(kind int32, p []byte) int32 {
 	if !s.accepted {
 		return abi.ErrState
 	}
-	return s.ws.send(kind, p, s.block)
+	return s.ws.Send(kind, p, s.block)
 }
 
 // WSClose implements runtime.WebSocket; before accept it denies the upgrade.
@@ -162,23 +164,23 @@ func (s *syncWS) WSClose(code int32, reason []byte) int32 {
 		s.denied = true
 		return abi.OK
 	}
-	return s.ws.guestClose(code, reason)
+	return s.ws.GuestClose(code, reason)
 }
 
 // WSCloseInfo implements runtime.WebSocket.
-func (s *syncWS) WSCloseInfo() (int32, []byte) { return s.ws.closeInfo() }
+func (s *syncWS) WSCloseInfo() (int32, []byte) { return s.ws.CloseInfo() }
 
 // Start and Write refuse once the connection is a WebSocket.
 func (s *syncWS) Start(status int32, block []byte) int32 {
 	if s.accepted {
 		return abi.ErrState
 	}
-	return s.exchange.Start(status, block)
+	return s.syncExchange.Start(status, block)
 }
 
 func (s *syncWS) Write(p []byte, flags int32) int32 {
 	if s.accepted {
 		return abi.ErrState
 	}
-	return s.exchange.Write(p, flags)
+	return s.syncExchange.Write(p, flags)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	wshost "github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -58,11 +59,11 @@ func trunc(b []byte) string {
 
 // wsShapes runs a test against both shapes.
 func wsShapes(t *testing.T, wc WSConfig, fn func(t *testing.T, url func(string) string)) {
-	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, _ *wsHub) { fn(t, url) })
+	wsShapesHub(t, wc, func(t *testing.T, url func(string) string, _ *wshost.Hub) { fn(t, url) })
 }
 
 // wsShapesHub is wsShapes for tests that look at the gateway's WebSocket hub.
-func wsShapesHub(t *testing.T, wc WSConfig, fn func(t *testing.T, url func(string) string, hub *wsHub)) {
+func wsShapesHub(t *testing.T, wc WSConfig, fn func(t *testing.T, url func(string) string, hub *wshost.Hub)) {
 	t.Run("async", func(t *testing.T) {
 		s := startAsync(t, runtime.PoolConfig{Workers: 2}, runtime.AsyncConfig{}, wc)
 		fn(t, func(p string) string { return wsURL(s.srv, p) }, s.gw.ws)

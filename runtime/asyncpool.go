@@ -99,10 +99,7 @@ type asyncInst struct {
 
 	// owner only
 	table     map[uint32]*Conn
-	timers    timerHeap
-	timerByID map[uint32]*guestTimer
-	freeTimer []*guestTimer
-	clock     *time.Timer
+	timers    guestTimers
 	abandoned int // connections the host gave up on that the guest has not ended
 	yield     bool
 	// yieldSpent is the guest time of the POLL calls of the current YIELD
@@ -239,13 +236,11 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 	}
 	ai := &asyncInst{
 		pool: p, in: in,
-		mail:      make(chan event, p.acfg.MailboxSize),
-		dead:      make(chan struct{}),
-		table:     make(map[uint32]*Conn),
-		timerByID: make(map[uint32]*guestTimer),
+		mail:  make(chan event, p.acfg.MailboxSize),
+		dead:  make(chan struct{}),
+		table: make(map[uint32]*Conn),
 	}
-	ai.clock = time.AfterFunc(time.Hour, func() { ai.control(ctlTimer) })
-	ai.clock.Stop()
+	ai.timers = newGuestTimers(maxTimersPerInstance, func() { ai.control(ctlTimer) })
 	in.async = ai
 	p.stats.built.Add(1)
 	p.owners.Add(1)
@@ -625,7 +620,7 @@ func (ai *asyncInst) discard() {
 	p := ai.pool
 	ai.over.Store(true)
 	defer p.gone(ai)
-	ai.clock.Stop()
+	ai.timers.stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
 		attrs := []any{"instance", ai.in.id, "err", ai.failErr}
@@ -666,7 +661,7 @@ func (ai *asyncInst) retire() {
 		c.done = true
 		c.ex.Finish(0, ErrPoolClosed)
 	}
-	ai.clock.Stop()
+	ai.timers.stop()
 	ai.pool.app.stop(context.Background(), ai.in, ai.pool.cfg.StopTimeout)
 }
 
@@ -750,7 +745,7 @@ func (p *AsyncPool) maintain() {
 
 // AsyncStats is a snapshot of an async pool.
 type AsyncStats struct {
-	Stats
+	SyncStats
 	// Conns is the number of in-flight connections per instance in rotation.
 	Conns []int
 	// Memory is the linear memory size of each instance in rotation, in bytes
@@ -774,7 +769,7 @@ func (p *AsyncPool) Stats() AsyncStats {
 		}
 	}
 	p.mu.Unlock()
-	return AsyncStats{Stats: Stats{
+	return AsyncStats{SyncStats: SyncStats{
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
@@ -817,134 +812,32 @@ func (p *AsyncPool) Close(ctx context.Context) error {
 	}
 }
 
-// guestTimer is one timer a guest set with timer_set.
-type guestTimer struct {
-	id   uint32
-	when time.Time
-	idx  int
-}
-
-// timerHeap is a min-heap on when (container/heap without the interface boxing).
-type timerHeap []*guestTimer
-
-func (h *timerHeap) push(t *guestTimer) {
-	*h = append(*h, t)
-	t.idx = len(*h) - 1
-	h.up(t.idx)
-}
-
-func (h *timerHeap) remove(i int) *guestTimer {
-	s := *h
-	n := len(s) - 1
-	t := s[i]
-	if i != n {
-		s[i] = s[n]
-		s[i].idx = i
-	}
-	s[n] = nil
-	*h = s[:n]
-	if i != n {
-		h.fix(i)
-	}
-	t.idx = -1
-	return t
-}
-
-func (h *timerHeap) fix(i int) {
-	if !h.down(i) {
-		h.up(i)
-	}
-}
-
-func (h timerHeap) up(i int) {
-	for i > 0 {
-		parent := (i - 1) / 2
-		if !h[i].when.Before(h[parent].when) {
-			break
-		}
-		h[i], h[parent] = h[parent], h[i]
-		h[i].idx, h[parent].idx = i, parent
-		i = parent
-	}
-}
-
-func (h timerHeap) down(i int) bool {
-	start := i
-	n := len(h)
-	for {
-		l := 2*i + 1
-		if l >= n {
-			break
-		}
-		j := l
-		if r := l + 1; r < n && h[r].when.Before(h[l].when) {
-			j = r
-		}
-		if !h[j].when.Before(h[i].when) {
-			break
-		}
-		h[i], h[j] = h[j], h[i]
-		h[i].idx, h[j].idx = i, j
-		i = j
-	}
-	return i > start
-}
-
 // setTimer arms (or re-arms) guest timer id to fire after d.
 func (ai *asyncInst) setTimer(id uint32, d time.Duration) int32 {
-	when := time.Now().Add(d)
-	if t := ai.timerByID[id]; t != nil {
-		t.when = when
-		ai.timers.fix(t.idx)
-	} else {
-		if len(ai.timerByID) >= maxTimersPerInstance {
-			return abi.ErrTooLarge
-		}
-		var t *guestTimer
-		if n := len(ai.freeTimer); n > 0 {
-			t, ai.freeTimer = ai.freeTimer[n-1], ai.freeTimer[:n-1]
-		} else {
-			t = new(guestTimer)
-		}
-		t.id, t.when = id, when
-		ai.timerByID[id] = t
-		ai.timers.push(t)
+	if !ai.timers.set(id, time.Now().Add(d)) {
+		return abi.ErrTooLarge
 	}
-	ai.armClock()
 	return abi.OK
 }
 
 func (ai *asyncInst) cancelTimer(id uint32) int32 {
-	t := ai.timerByID[id]
-	if t == nil {
+	if !ai.timers.cancel(id) {
 		return abi.ErrClosed
 	}
-	delete(ai.timerByID, id)
-	ai.timers.remove(t.idx)
-	ai.freeTimer = append(ai.freeTimer, t)
-	ai.armClock()
 	return abi.OK
-}
-
-func (ai *asyncInst) armClock() {
-	if len(ai.timers) == 0 {
-		ai.clock.Stop()
-		return
-	}
-	ai.clock.Reset(time.Until(ai.timers[0].when))
 }
 
 // fireTimers delivers every due timer as its own EventTimer.
 func (ai *asyncInst) fireTimers() {
 	now := time.Now()
-	for len(ai.timers) > 0 && !ai.timers[0].when.After(now) && ai.failErr == nil {
-		t := ai.timers.remove(0)
-		delete(ai.timerByID, t.id)
-		id := t.id
-		ai.freeTimer = append(ai.freeTimer, t)
+	for ai.failErr == nil {
+		id, ok := ai.timers.popDue(now)
+		if !ok {
+			break
+		}
 		ai.call(0, abi.EventTimer, int64(id), 0)
 	}
 	if ai.failErr == nil {
-		ai.armClock()
+		ai.timers.arm()
 	}
 }

@@ -346,8 +346,8 @@ func (p *SyncPool) reportStorm() {
 	}
 }
 
-// Stats is a snapshot of pool counters.
-type Stats struct {
+// SyncStats is a snapshot of pool counters (AsyncStats adds the async pool's own).
+type SyncStats struct {
 	Workers, Live, Idle, Waiting       int
 	Served, Discarded, Recycled, Built int64
 	// StartFailures counts replacement instances that failed to start (a start
@@ -359,11 +359,11 @@ type Stats struct {
 }
 
 // Stats returns current counters.
-func (p *SyncPool) Stats() Stats {
+func (p *SyncPool) Stats() SyncStats {
 	p.mu.Lock()
 	failures, lastErr, lastAt := p.stats.startFailures, p.stats.lastStartErr, p.stats.lastStartAt
 	p.mu.Unlock()
-	return Stats{
+	return SyncStats{
 		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),

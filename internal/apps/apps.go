@@ -90,7 +90,7 @@ type Running struct {
 	// guests logged and what was dropped.
 	Output *guestlog.Sink
 	close  func(ctx context.Context) error
-	stats  func() runtime.Stats // nil for CGI apps (no instances to report)
+	stats  func() runtime.SyncStats // nil for CGI apps (no instances to report)
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.

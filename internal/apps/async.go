@@ -59,5 +59,5 @@ func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string
 		err := pool.Close(ctx)
 		_ = app.Close(ctx)
 		return err
-	}, stats: func() runtime.Stats { return pool.Stats().Stats }}, nil
+	}, stats: func() runtime.SyncStats { return pool.Stats().SyncStats }}, nil
 }

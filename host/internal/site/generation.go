@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/compress"
@@ -267,13 +266,13 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	}
 	target := func(name string) http.Handler {
 		if a, ok := appHandlers[name]; ok {
-			return mountApp(a)
+			return a
 		}
-		return wsorigin.Guard(origins, s.log.With("route", key), mountUpstream(groups[name]))
+		return wsorigin.Guard(origins, s.log.With("route", key), groups[name])
 	}
 	switch {
 	case rc.App != "":
-		h = mountApp(appHandlers[rc.App])
+		h = appHandlers[rc.App]
 	case rc.Upstream != "":
 		h = target(rc.Upstream)
 		// Slow uploads wait here, not in the upstream's workers.
@@ -333,27 +332,6 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		}
 	}
 	return h, closer, nil
-}
-
-// mountApp hands the route's root path to the Wasm gateway, which strips
-// it from the request target and passes it to the guest as root_path.
-func mountApp(a http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rp := route.RootPath(r.Context()); rp != "" {
-			r = host.WithRootPath(r, rp)
-		}
-		a.ServeHTTP(w, r)
-	})
-}
-
-// mountUpstream tells the upstream its mount point (X-Forwarded-Prefix).
-func mountUpstream(g *upstream.Group) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rp := route.RootPath(r.Context()); rp != "" {
-			r = r.WithContext(upstream.WithPrefix(r.Context(), rp))
-		}
-		g.ServeHTTP(w, r)
-	})
 }
 
 // redirect answers with code to target, a request template

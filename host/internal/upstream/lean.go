@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
@@ -481,7 +482,7 @@ func (g *Group) writeForwarded(bw *bufio.Writer, r *http.Request, ex *exchange) 
 	}
 	bw.WriteString(host)
 	bw.WriteString("\r\n")
-	if p, _ := r.Context().Value(prefixKey{}).(string); p != "" {
+	if p := route.RootPath(r.Context()); p != "" {
 		bw.WriteString("X-Forwarded-Prefix: ")
 		bw.WriteString(p)
 		bw.WriteString("\r\n")
@@ -510,10 +511,10 @@ func writeBody(bw *bufio.Writer, r *http.Request, body io.Reader, buf []byte) er
 }
 
 // skipOutbound: headers the proxy does not pass on as received (hop-by-hop,
-// or written by the proxy itself).
+// Te among them, or written by the proxy itself).
 func skipOutbound(k string) bool {
 	switch k {
-	case "Host", "Content-Length", "Te", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix":
+	case "Host", "Content-Length", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Forwarded-Prefix":
 		return true
 	}
 	return framing.IsHopByHop(k)

@@ -60,13 +60,7 @@ func TestLeanProxySemantics(t *testing.T) {
 		w.WriteHeader(http.StatusNotModified)
 	})
 	up := &http.Server{Handler: mux}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go up.Serve(ln)
-	t.Cleanup(func() { up.Close() })
-	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}})
+	front := frontOf(t, up)
 
 	t.Run("hop-by-hop headers dropped both ways", func(t *testing.T) {
 		req, _ := http.NewRequest("GET", front.URL+"/echo-headers?q=a%20b", nil)
@@ -264,4 +258,17 @@ func TestLeanRefusesUntrustedFraming(t *testing.T) {
 	if n := conns.Load() - before; n < 2 {
 		t.Errorf("%d new upstream connections for three responses framed two ways: a connection was reused after one", n)
 	}
+}
+
+// frontOf serves up on a loopback listener and returns a proxy in front of it.
+func frontOf(t *testing.T, up *http.Server) *httptest.Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go up.Serve(ln)
+	t.Cleanup(func() { up.Close() })
+	_, front := newFront(t, Config{Servers: []ServerConfig{{URL: "http://" + ln.Addr().String()}}})
+	return front
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
 
@@ -181,11 +182,12 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 	}
 	g.h1 = newH1(dial.DialContext, keep, 90*time.Second, cfg.ResponseHeaderTimeout, cfg.ReadTimeout)
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      g.rewrite,
-		Transport:    (*attempts)(g),
-		ErrorHandler: g.errorHandler,
-		BufferPool:   newBufferPool(),
-		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		Rewrite:        g.rewrite,
+		ModifyResponse: dropHopByHop,
+		Transport:      (*attempts)(g),
+		ErrorHandler:   g.errorHandler,
+		BufferPool:     newBufferPool(),
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	return g, nil
 }
@@ -231,24 +233,35 @@ func (g *Group) Close() {
 	g.h1.CloseIdleConnections()
 }
 
-type prefixKey struct{}
-
-// WithPrefix records the mount prefix so it is sent upstream as
-// X-Forwarded-Prefix.
-func WithPrefix(ctx context.Context, prefix string) context.Context {
-	return context.WithValue(ctx, prefixKey{}, prefix)
-}
-
 func (g *Group) rewrite(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out
 	// The transport fills in the real server; this marks the group.
 	out.URL.Scheme = "http"
 	out.URL.Host = g.cfg.Name
 	out.Host = in.Host
+	// ReverseProxy dropped the hop-by-hop fields of its own list, then set
+	// Connection and Upgrade again for an upgrade and Te for trailers: drop
+	// those that only wasmsrv's one list (framing) names, e.g. HTTP2-Settings.
+	for k := range out.Header {
+		if framing.IsHopByHop(k) && k != "Connection" && k != "Upgrade" && k != "Te" {
+			delete(out.Header, k)
+		}
+	}
 	forwarded.Set(out, in, g.cfg.Trusted)
-	if p, _ := in.Context().Value(prefixKey{}).(string); p != "" {
+	if p := route.RootPath(in.Context()); p != "" { // the mount point (route.Mount)
 		out.Header.Set("X-Forwarded-Prefix", p)
 	}
+}
+
+// dropHopByHop is ReverseProxy's ModifyResponse: after ReverseProxy's own
+// list, the hop-by-hop fields only framing's list names go too (the lean
+// path drops the same set). A 101 keeps its Connection and Upgrade: the
+// upgrade needs them.
+func dropHopByHop(res *http.Response) error {
+	if res.StatusCode != http.StatusSwitchingProtocols {
+		framing.RemoveHopByHop(res.Header)
+	}
+	return nil
 }
 
 func (g *Group) hashKey(r *http.Request) (string, bool) {
@@ -434,37 +447,44 @@ func (g *Group) send(req *http.Request, s *Server) (*http.Response, error) {
 	}
 	if rwc, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
 		// WebSocket: ReverseProxy needs the ReadWriteCloser to tunnel.
-		resp.Body = &trackedRWC{ReadWriteCloser: rwc, s: s}
+		resp.Body = &trackedRWC{ReadWriteCloser: rwc, inFlight: inFlight{s: s}}
 	} else {
-		resp.Body = &trackedBody{ReadCloser: resp.Body, s: s}
+		resp.Body = &trackedBody{ReadCloser: resp.Body, inFlight: inFlight{s: s}}
 	}
 	return resp, nil
 }
 
-// trackedBody releases the server's in-flight count when the response ends.
-type trackedBody struct {
-	io.ReadCloser
+// inFlight releases the server's in-flight count once.
+type inFlight struct {
 	s    *Server
 	done atomic.Bool
 }
 
-func (b *trackedBody) Close() error {
-	if b.done.CompareAndSwap(false, true) {
-		b.s.active.Add(-1)
+func (f *inFlight) release() {
+	if f.done.CompareAndSwap(false, true) {
+		f.s.active.Add(-1)
 	}
+}
+
+// trackedBody releases the server's in-flight count when the response ends;
+// trackedRWC does for an upgraded connection (101).
+type trackedBody struct {
+	io.ReadCloser
+	inFlight
+}
+
+func (b *trackedBody) Close() error {
+	b.release()
 	return b.ReadCloser.Close()
 }
 
 type trackedRWC struct {
 	io.ReadWriteCloser
-	s    *Server
-	done atomic.Bool
+	inFlight
 }
 
 func (b *trackedRWC) Close() error {
-	if b.done.CompareAndSwap(false, true) {
-		b.s.active.Add(-1)
-	}
+	b.release()
 	return b.ReadWriteCloser.Close()
 }
 

@@ -67,11 +67,8 @@ func serve(t *testing.T, mode string) string {
 		t.Fatal(err)
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rest, ok := strings.CutPrefix(r.URL.Path, mount+"/"); ok {
-			r = host.WithRootPath(r, mount)
-			u := *r.URL
-			u.Path, u.RawPath = "/"+rest, ""
-			r.URL = &u
+		if strings.HasPrefix(r.URL.Path, mount+"/") {
+			r = host.Mount(r, mount)
 		}
 		app.Handler.ServeHTTP(w, r)
 	})

@@ -1,4 +1,4 @@
-package host
+package websocket
 
 import (
 	"errors"
@@ -6,7 +6,7 @@ import (
 )
 
 // syscallConn returns the raw socket of c for the poller.
-func syscallConn(c *wsConn) (syscall.RawConn, error) {
+func syscallConn(c *Conn) (syscall.RawConn, error) {
 	sc, ok := c.conn.(syscall.Conn)
 	if !ok {
 		return nil, errors.New("connection has no file descriptor")

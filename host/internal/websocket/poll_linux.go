@@ -1,6 +1,6 @@
 //go:build linux
 
-package host
+package websocket
 
 import (
 	"errors"
@@ -16,7 +16,7 @@ import (
 type poller struct {
 	epfd, wake int
 	mu         sync.Mutex
-	conns      map[int32]*wsConn
+	conns      map[int32]*Conn
 }
 
 func newPoller() (*poller, error) {
@@ -35,11 +35,11 @@ func newPoller() (*poller, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	return &poller{epfd: epfd, wake: wake, conns: make(map[int32]*wsConn)}, nil
+	return &poller{epfd: epfd, wake: wake, conns: make(map[int32]*Conn)}, nil
 }
 
 // arm registers c (first time) or re-arms it for one readiness notification.
-func (p *poller) arm(c *wsConn) error {
+func (p *poller) arm(c *Conn) error {
 	raw, err := syscallConn(c)
 	if err != nil {
 		return err
@@ -64,7 +64,7 @@ func (p *poller) arm(c *wsConn) error {
 
 // remove unregisters c; it must run before the socket is closed, or a new socket
 // could reuse the descriptor while it is still registered.
-func (p *poller) remove(c *wsConn) {
+func (p *poller) remove(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.conns[int32(c.fd)] != c {
@@ -75,7 +75,7 @@ func (p *poller) remove(c *wsConn) {
 }
 
 // run dispatches readiness until close.
-func (p *poller) run(h *wsHub) {
+func (p *poller) run(h *Hub) {
 	events := make([]unix.EpollEvent, 256)
 	for {
 		n, err := unix.EpollWait(p.epfd, events, -1)

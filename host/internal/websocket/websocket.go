@@ -1,4 +1,17 @@
-package host
+// Package websocket is wasmsrv's WebSocket engine (RFC 6455, permessage-deflate
+// of RFC 7692), for the guests of both shapes: a Hub per gateway owns what
+// connections share (the readiness poller, read workers, the ping sweeper,
+// buffer pools), and a Conn is one connection, upgraded on the request's
+// goroutine and then held by the hub without a goroutine while idle.
+//
+// The gateways use it through a small surface: IsUpgrade to recognise an
+// upgrade request, Hub.NewConn with the function that tells the guest side of
+// an event, and the Conn methods the ABI's ws_* calls map onto (Upgrade,
+// Recv, Send, GuestClose, CloseInfo), plus CloseWith and Shutdown for the
+// host's own ends. A sync guest passes a block function to Recv and Send that
+// waits for the next notification; an async guest passes nil and gets
+// ERR_WOULD_BLOCK, then an event.
+package websocket
 
 import (
 	"bufio"
@@ -25,8 +38,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 )
 
-// WSConfig configures WebSockets (both shapes). Zero values take the defaults noted.
-type WSConfig struct {
+// Config configures WebSockets (both shapes). Zero values take the defaults noted.
+type Config struct {
 	// MaxMessage caps one message after reassembly (and decompression); a bigger
 	// one closes the connection with 1009 (default 1 MiB).
 	MaxMessage int64
@@ -56,7 +69,7 @@ type WSConfig struct {
 	Origins wsorigin.Policy
 }
 
-func (c *WSConfig) defaults() {
+func (c *Config) defaults() {
 	if c.MaxMessage <= 0 {
 		c.MaxMessage = 1 << 20
 	}
@@ -84,9 +97,9 @@ func (c *WSConfig) defaults() {
 // beyond it the host stops reading from the client (TCP backpressure).
 const inboxMax = 32
 
-// isWebSocketRequest reports whether r asks for a WebSocket upgrade we can serve
+// IsUpgrade reports whether r asks for a WebSocket upgrade we can serve
 // (HTTP/1.1 GET with Upgrade: websocket; HTTP/2 cannot be hijacked).
-func isWebSocketRequest(r *http.Request) bool {
+func IsUpgrade(r *http.Request) bool {
 	return r.ProtoMajor == 1 && r.Method == http.MethodGet &&
 		headerHasToken(r.Header, "Upgrade", "websocket") && headerHasToken(r.Header, "Connection", "upgrade")
 }
@@ -102,13 +115,13 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// wsHub owns what WebSockets share per gateway: the readiness poller, the idle
+// Hub owns what WebSockets share per gateway: the readiness poller, the idle
 // sweeper, buffer pools. An idle connection holds no goroutine and no read buffer:
 // the poller waits for its socket to become readable, then a short-lived goroutine
 // borrows a pooled reader to take the frames (gobwas/ws's design for many idle
 // connections).
-type wsHub struct {
-	cfg WSConfig
+type Hub struct {
+	cfg Config
 	log *slog.Logger
 
 	readers sync.Pool // *bufio.Reader
@@ -124,7 +137,7 @@ type wsHub struct {
 	peakHeld atomic.Int64
 
 	mu      sync.Mutex
-	conns   map[*wsConn]struct{}
+	conns   map[*Conn]struct{}
 	poll    *poller // nil when the platform has none: one reader goroutine per conn
 	started bool
 	closed  bool
@@ -132,9 +145,9 @@ type wsHub struct {
 	wg      sync.WaitGroup
 }
 
-func newWSHub(cfg WSConfig, log *slog.Logger) *wsHub {
+func NewHub(cfg Config, log *slog.Logger) *Hub {
 	cfg.defaults()
-	h := &wsHub{cfg: cfg, log: log, conns: make(map[*wsConn]struct{}), stop: make(chan struct{}),
+	h := &Hub{cfg: cfg, log: log, conns: make(map[*Conn]struct{}), stop: make(chan struct{}),
 		readq: make(chan wsRead)}
 	h.readers.New = func() any { return bufio.NewReaderSize(nil, 4096) }
 	return h
@@ -142,7 +155,7 @@ func newWSHub(cfg WSConfig, log *slog.Logger) *wsHub {
 
 // start launches the poller and the sweeper on first use, so gateways that never
 // see a WebSocket cost nothing.
-func (h *wsHub) startLocked() {
+func (h *Hub) startLocked() {
 	if h.started || h.closed {
 		return
 	}
@@ -161,7 +174,7 @@ func (h *wsHub) startLocked() {
 
 // poller returns the hub's readiness poller for conn (nil: read with a goroutine),
 // starting the hub's goroutines on first use.
-func (h *wsHub) pollerFor(conn net.Conn) *poller {
+func (h *Hub) pollerFor(conn net.Conn) *poller {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.startLocked()
@@ -188,7 +201,7 @@ func plainTCP(conn net.Conn) bool {
 }
 
 // register adds an upgraded connection and starts reading it.
-func (h *wsHub) register(c *wsConn, br *bufio.Reader) bool {
+func (h *Hub) register(c *Conn, br *bufio.Reader) bool {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -217,13 +230,13 @@ const maxReadWorkers = 16
 
 // wsRead is one readable connection for a read worker (br: bytes already read).
 type wsRead struct {
-	c  *wsConn
+	c  *Conn
 	br *bufio.Reader
 }
 
 // read runs c.readLoop(br) on an idle read worker, a new one, or (all busy at the
 // bound) a goroutine of its own. It never blocks.
-func (h *wsHub) read(c *wsConn, br *bufio.Reader) {
+func (h *Hub) read(c *Conn, br *bufio.Reader) {
 	select {
 	case h.readq <- wsRead{c, br}:
 		return
@@ -237,7 +250,7 @@ func (h *wsHub) read(c *wsConn, br *bufio.Reader) {
 	go c.readLoop(br)
 }
 
-func (h *wsHub) readWorker(c *wsConn, br *bufio.Reader) {
+func (h *Hub) readWorker(c *Conn, br *bufio.Reader) {
 	defer h.workers.Add(-1)
 	for {
 		c.readLoop(br)
@@ -251,7 +264,7 @@ func (h *wsHub) readWorker(c *wsConn, br *bufio.Reader) {
 }
 
 // notePeak records n bytes held for one client if that is a new peak.
-func (h *wsHub) notePeak(n int) {
+func (h *Hub) notePeak(n int) {
 	for {
 		p := h.peakHeld.Load()
 		if int64(n) <= p || h.peakHeld.CompareAndSwap(p, int64(n)) {
@@ -260,19 +273,19 @@ func (h *wsHub) notePeak(n int) {
 	}
 }
 
-func (h *wsHub) unregister(c *wsConn) {
+func (h *Hub) unregister(c *Conn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
 }
 
 // sweep pings idle connections and closes those that do not answer.
-func (h *wsHub) sweep() {
+func (h *Hub) sweep() {
 	defer h.wg.Done()
 	period := max(min(h.cfg.PingInterval, h.cfg.PingTimeout)/4, 10*time.Millisecond)
 	t := time.NewTicker(period)
 	defer t.Stop()
-	var batch []*wsConn
+	var batch []*Conn
 	for {
 		select {
 		case <-h.stop:
@@ -302,15 +315,15 @@ func (h *wsHub) sweep() {
 	}
 }
 
-// close shuts every WebSocket with 1001 and stops the hub's goroutines.
-func (h *wsHub) close() {
+// Close shuts every WebSocket with 1001 and stops the hub's goroutines.
+func (h *Hub) Close() {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return
 	}
 	h.closed = true
-	conns := make([]*wsConn, 0, len(h.conns))
+	conns := make([]*Conn, 0, len(h.conns))
 	for c := range h.conns {
 		conns = append(conns, c)
 	}
@@ -318,7 +331,7 @@ func (h *wsHub) close() {
 	h.mu.Unlock()
 	for _, c := range conns {
 		// Not final: the guest still runs and must learn that its socket closes.
-		c.closeWith(abi.CloseGoingAway, "server shutting down", false)
+		c.CloseWith(abi.CloseGoingAway, "server shutting down", false)
 	}
 	close(h.stop)
 	if poll != nil {
@@ -333,13 +346,58 @@ type wsMsg struct {
 	data []byte
 }
 
-// wsConn is one WebSocket after (or while waiting for) the handshake. Reads happen
+// NewConn returns a connection of h, before its handshake (Upgrade). notify
+// tells the guest side that something happened; kind is an abi event kind
+// (EventWSMessage, EventWSClosed, EventWritable) with its two arguments. It may
+// be called from any goroutine, and must not block.
+func (h *Hub) NewConn(notify func(kind int32, a, b int64)) *Conn {
+	return &Conn{hub: h, notify: notify}
+}
+
+// PeakHeld is the most the hub held for one client at once (queued and being
+// written), by the send buffer's accounting.
+func (h *Hub) PeakHeld() int64 { return h.peakHeld.Load() }
+
+// Conns returns the hub's upgraded connections at this moment.
+func (h *Hub) Conns() []*Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	conns := make([]*Conn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// ConnState is what a Conn reports of itself (Conn.State).
+type ConnState struct {
+	// Remote is the client's address ("" before the handshake).
+	Remote string
+	// Closed: no more messages will come; CloseCode says why (1006: dropped).
+	Closed    bool
+	CloseCode int32
+	// GuestGone: the guest side ended the connection.
+	GuestGone bool
+}
+
+// State reports where c stands.
+func (c *Conn) State() ConnState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := ConnState{Closed: c.closed, CloseCode: c.closeCode, GuestGone: c.guestGone}
+	if c.conn != nil {
+		st.Remote = c.conn.RemoteAddr().String()
+	}
+	return st
+}
+
+// Conn is one WebSocket after (or while waiting for) the handshake. Reads happen
 // on short-lived goroutines started by readiness; writes on a goroutine that exists
 // only while bytes are queued. Both shapes use it: notify says how the guest learns
 // that something happened (a channel signal for a blocked sync guest, an event for
 // an async one).
-type wsConn struct {
-	hub     *wsHub
+type Conn struct {
+	hub     *Hub
 	conn    net.Conn
 	poll    *poller
 	fd      int
@@ -373,7 +431,7 @@ type wsConn struct {
 }
 
 // readLoop reads frames while bytes are buffered, then waits for readiness again.
-func (c *wsConn) readLoop(br *bufio.Reader) {
+func (c *Conn) readLoop(br *bufio.Reader) {
 	for {
 		if br == nil {
 			br = c.hub.readers.Get().(*bufio.Reader)
@@ -411,14 +469,14 @@ func (c *wsConn) readLoop(br *bufio.Reader) {
 // frames: the guest has not taken what came in (32 messages, or MaxMessage
 // bytes), or the client has not taken what goes out (the send buffer is full,
 // and it would fill on with pongs). TCP then holds the client back.
-func (c *wsConn) readBlockedLocked() bool {
+func (c *Conn) readBlockedLocked() bool {
 	cfg := &c.hub.cfg
 	return len(c.inbox) >= inboxMax || c.inBytes > cfg.MaxMessage || c.heldLocked() >= cfg.SendBuffer
 }
 
 // resumeLocked returns the parked reader once both sides caught up halfway (nil:
 // keep it parked); the caller hands it to c.hub.read outside the lock.
-func (c *wsConn) resumeLocked() *bufio.Reader {
+func (c *Conn) resumeLocked() *bufio.Reader {
 	cfg := &c.hub.cfg
 	if !c.readerParked || len(c.inbox) >= inboxMax/2 || c.inBytes > cfg.MaxMessage/2 || c.heldLocked() >= cfg.SendBuffer/2 {
 		return nil
@@ -428,7 +486,7 @@ func (c *wsConn) resumeLocked() *bufio.Reader {
 	return br
 }
 
-func (c *wsConn) release(br *bufio.Reader) {
+func (c *Conn) release(br *bufio.Reader) {
 	if br == nil || br.Buffered() > 0 {
 		return // never pool a reader holding another connection's bytes
 	}
@@ -438,7 +496,7 @@ func (c *wsConn) release(br *bufio.Reader) {
 
 // waitReadable re-arms readiness (one-shot), or starts a blocking reader when
 // there is no poller.
-func (c *wsConn) waitReadable() {
+func (c *Conn) waitReadable() {
 	if c.poll == nil {
 		go c.readLoop(nil)
 		return
@@ -450,7 +508,7 @@ func (c *wsConn) waitReadable() {
 
 // readFrames reads frames from br until it holds no more buffered bytes. It
 // returns false when the caller should wait for readiness (or stop: check closed).
-func (c *wsConn) readFrames(br *bufio.Reader) bool {
+func (c *Conn) readFrames(br *bufio.Reader) bool {
 	cfg := &c.hub.cfg
 	for {
 		if c.poll != nil {
@@ -482,7 +540,7 @@ func (c *wsConn) readFrames(br *bufio.Reader) bool {
 }
 
 // readFrame reads and handles one frame. false means the connection is done.
-func (c *wsConn) readFrame(br *bufio.Reader) bool {
+func (c *Conn) readFrame(br *bufio.Reader) bool {
 	c.last.Store(time.Now().UnixNano())
 	c.pingSent.Store(false)
 	var ctl [125]byte
@@ -516,7 +574,7 @@ func (c *wsConn) readFrame(br *bufio.Reader) bool {
 }
 
 // control handles ping, pong and close frames (p: the payload).
-func (c *wsConn) control(f wsFrame, p []byte) bool {
+func (c *Conn) control(f wsFrame, p []byte) bool {
 	switch f.op {
 	case ws.OpPing:
 		c.mu.Lock()
@@ -543,18 +601,14 @@ func (c *wsConn) control(f wsFrame, p []byte) bool {
 	}
 	c.closeAfter = true
 	c.kickLocked()
-	gone := c.guestGone
-	c.mu.Unlock()
-	if first && !gone {
-		c.notify(abi.EventWSClosed, int64(code), 0)
-	}
+	c.unlockClosed(first, code)
 	return false
 }
 
 // fail ends the connection because of a protocol error, an oversize message or a
 // dropped socket. code is what the guest sees (1006 for a dropped socket); for
 // anything but 1006 a close frame with code and reason goes to the client first.
-func (c *wsConn) fail(code int32, reason string) {
+func (c *Conn) fail(code int32, reason string) {
 	c.mu.Lock()
 	first := !c.closed
 	if first {
@@ -565,16 +619,22 @@ func (c *wsConn) fail(code int32, reason string) {
 		c.closeAfter = true
 		c.kickLocked()
 		c.armCloseTimerLocked()
-		gone := c.guestGone
-		c.mu.Unlock()
-		if first && !gone {
-			c.notify(abi.EventWSClosed, int64(code), 0)
-		}
+		c.unlockClosed(first, code)
 		return
 	}
 	gone := c.guestGone
 	c.mu.Unlock()
-	c.shutdown()
+	c.Shutdown()
+	if first && !gone {
+		c.notify(abi.EventWSClosed, int64(code), 0)
+	}
+}
+
+// unlockClosed releases c.mu and, if this was the first close and the guest
+// is still there, tells it the connection is closed with code.
+func (c *Conn) unlockClosed(first bool, code int32) {
+	gone := c.guestGone
+	c.mu.Unlock()
 	if first && !gone {
 		c.notify(abi.EventWSClosed, int64(code), 0)
 	}
@@ -582,7 +642,7 @@ func (c *wsConn) fail(code int32, reason string) {
 
 // abandon closes a connection whose client stopped answering: a close frame is
 // attempted, the socket is dropped right after.
-func (c *wsConn) abandon(code int32, reason string) {
+func (c *Conn) abandon(code int32, reason string) {
 	c.mu.Lock()
 	first := !c.closed
 	if first {
@@ -594,16 +654,12 @@ func (c *wsConn) abandon(code int32, reason string) {
 	c.closeAfter = true
 	c.kickLocked()
 	c.armCloseTimerLocked()
-	gone := c.guestGone
-	c.mu.Unlock()
-	if first && !gone {
-		c.notify(abi.EventWSClosed, abi.CloseAbnormal, 0)
-	}
+	c.unlockClosed(first, abi.CloseAbnormal)
 }
 
-// closeWith starts the closing handshake from our side (guest close, guest done,
+// CloseWith starts the closing handshake from our side (guest close, guest done,
 // instance failure, shutdown). final: the guest is gone, do not notify it.
-func (c *wsConn) closeWith(code int32, reason string, final bool) {
+func (c *Conn) CloseWith(code int32, reason string, final bool) {
 	c.mu.Lock()
 	if final {
 		c.guestGone = true
@@ -623,12 +679,12 @@ func (c *wsConn) closeWith(code int32, reason string, final bool) {
 	c.mu.Unlock()
 }
 
-func (c *wsConn) armCloseTimerLocked() {
-	time.AfterFunc(c.hub.cfg.CloseTimeout, c.shutdown)
+func (c *Conn) armCloseTimerLocked() {
+	time.AfterFunc(c.hub.cfg.CloseTimeout, c.Shutdown)
 }
 
-// shutdown drops the socket. Safe to call more than once.
-func (c *wsConn) shutdown() { c.drop(false) }
+// Shutdown drops the socket. Safe to call more than once.
+func (c *Conn) Shutdown() { c.drop(false) }
 
 // hangUp drops the socket once our close frame went out. It half-closes first
 // and reads what the client still sends until it closes its side too (within
@@ -636,13 +692,13 @@ func (c *wsConn) shutdown() { c.drop(false) }
 // the kernel answer with a reset, which destroys what it has not delivered
 // yet, the close frame included (nginx's lingering_close, for the same
 // reason).
-func (c *wsConn) hangUp() { c.drop(true) }
+func (c *Conn) hangUp() { c.drop(true) }
 
 // lingerBytes bounds what hangUp reads and discards: more than the kernel
 // buffers a flooding client can fill (tcp_rmem's maximum is 6–32 MiB).
 const lingerBytes = 64 << 20
 
-func (c *wsConn) drop(linger bool) {
+func (c *Conn) drop(linger bool) {
 	c.mu.Lock()
 	if c.shut {
 		c.mu.Unlock()
@@ -691,7 +747,7 @@ func closeWrite(conn net.Conn) error {
 	}
 }
 
-func (c *wsConn) queueCloseLocked(code int32, reason string) {
+func (c *Conn) queueCloseLocked(code int32, reason string) {
 	var buf [ws.MaxHeaderSize + 125]byte
 	c.appendLocked(appendCloseFrame(buf[:0], code, reason))
 	c.sentClose = true
@@ -718,7 +774,7 @@ func truncUTF8(s string, n int) string {
 
 // queueFrameLocked appends one unmasked frame to the send queue and makes sure a
 // writer runs. rsv 0x4 marks a compressed message.
-func (c *wsConn) queueFrameLocked(op ws.OpCode, rsv byte, p []byte) {
+func (c *Conn) queueFrameLocked(op ws.OpCode, rsv byte, p []byte) {
 	if c.shut || c.sentClose {
 		return
 	}
@@ -741,7 +797,7 @@ func appendFrameHeader(dst []byte, op ws.OpCode, rsv byte, n int) []byte {
 
 // appendLocked adds the bytes of one frame to the send queue, counts the most
 // the hub has held for one client, and makes sure a writer runs.
-func (c *wsConn) appendLocked(frame ...[]byte) {
+func (c *Conn) appendLocked(frame ...[]byte) {
 	if c.shut || c.sentClose {
 		return
 	}
@@ -760,7 +816,7 @@ func (c *wsConn) appendLocked(frame ...[]byte) {
 	c.kickLocked()
 }
 
-func (c *wsConn) kickLocked() {
+func (c *Conn) kickLocked() {
 	if c.writing || c.conn == nil || c.shut {
 		return
 	}
@@ -773,7 +829,7 @@ func (c *wsConn) kickLocked() {
 
 // heldLocked is what the host holds for the client: the frames queued and the
 // batch being written (its memory goes only once the client took all of it).
-func (c *wsConn) heldLocked() int {
+func (c *Conn) heldLocked() int {
 	n := c.inflight
 	if c.out != nil {
 		n += len(*c.out)
@@ -784,14 +840,14 @@ func (c *wsConn) heldLocked() int {
 // fitsLocked reports whether a message of need bytes (framed) may be queued:
 // the send buffer bounds what is held for the client, and a message bigger
 // than the buffer goes alone.
-func (c *wsConn) fitsLocked(need int) bool {
+func (c *Conn) fitsLocked(need int) bool {
 	held := c.heldLocked()
 	return held == 0 || held+need <= c.hub.cfg.SendBuffer
 }
 
 // flush writes queued bytes until the queue is empty; it is the only writer of
 // the socket, so frames from the guest, pongs and pings never interleave.
-func (c *wsConn) flush() {
+func (c *Conn) flush() {
 	for {
 		c.mu.Lock()
 		c.inflight = 0
@@ -833,7 +889,7 @@ func (c *wsConn) flush() {
 
 // caughtUp tells the guest that a send it was refused fits now, and resumes a
 // reader parked while the client was behind.
-func (c *wsConn) caughtUp(writable bool, resume *bufio.Reader) {
+func (c *Conn) caughtUp(writable bool, resume *bufio.Reader) {
 	if writable {
 		c.notify(abi.EventWritable, 0, 0)
 	}
@@ -848,7 +904,7 @@ const wsWriteChunk = 32 << 10
 
 // write sends one batch of frames a chunk at a time. false: the connection
 // failed or is being closed (already handled).
-func (c *wsConn) write(p []byte) bool {
+func (c *Conn) write(p []byte) bool {
 	for off := 0; off < len(p); {
 		end := min(len(p), off+wsWriteChunk)
 		_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout))
@@ -876,7 +932,7 @@ func (c *wsConn) write(p []byte) bool {
 // policy, and this client sent none). The frames not yet started are dropped
 // at once; the frame cut short is finished and the close frame follows, both
 // within CloseTimeout; then the socket goes. p[:off] was written.
-func (c *wsConn) tooSlow(p []byte, off int) {
+func (c *Conn) tooSlow(p []byte, off int) {
 	end := frameEnd(p, off)
 	c.mu.Lock()
 	if c.out != nil {
@@ -887,7 +943,7 @@ func (c *wsConn) tooSlow(p []byte, off int) {
 		// client does not take: nothing more to try.
 		c.writing = false
 		c.mu.Unlock()
-		c.shutdown()
+		c.Shutdown()
 		return
 	}
 	first := !c.closed
@@ -910,7 +966,7 @@ func (c *wsConn) tooSlow(p []byte, off int) {
 	c.writing, c.inflight = false, 0
 	c.mu.Unlock()
 	if err != nil {
-		c.shutdown() // it never caught up
+		c.Shutdown() // it never caught up
 		return
 	}
 	c.hangUp()
@@ -933,9 +989,9 @@ func frameEnd(p []byte, off int) int {
 	return i
 }
 
-// recv moves the next message into p (see runtime.WebSocket.WSRecv). block is
+// Recv moves the next message into p (see runtime.WebSocket.WSRecv). block is
 // nil in the async shape; in the sync shape it waits for the next notification.
-func (c *wsConn) recv(p []byte, block func() bool) (int32, int, int32) {
+func (c *Conn) Recv(p []byte, block func() bool) (int32, int, int32) {
 	c.mu.Lock()
 	for len(c.inbox) == 0 {
 		if c.closed {
@@ -971,14 +1027,14 @@ func (c *wsConn) recv(p []byte, block func() bool) (int32, int, int32) {
 	return m.kind, n, abi.OK
 }
 
-// send queues a message (runtime.WebSocket.WSSend). A message is taken whole
+// Send queues a message (runtime.WebSocket.WSSend). A message is taken whole
 // when it fits in the send buffer, or alone when it is bigger; otherwise the
 // sync shape blocks (block waits for the next notification) and the async
 // shape (block nil) gets ERR_WOULD_BLOCK, then WRITABLE once it fits. A message
 // bigger than both the send buffer and MaxMessage can never be taken
 // (ERR_TOO_LARGE); text must be UTF-8 (ERR_BAD_ARGUMENT), since a client fails
 // the connection on anything else (RFC 6455 §8.1).
-func (c *wsConn) send(kind int32, p []byte, block func() bool) int32 {
+func (c *Conn) Send(kind int32, p []byte, block func() bool) int32 {
 	cfg := &c.hub.cfg
 	if int64(len(p)) > max(int64(cfg.SendBuffer), cfg.MaxMessage) {
 		return abi.ErrTooLarge
@@ -1018,23 +1074,23 @@ func (c *wsConn) send(kind int32, p []byte, block func() bool) int32 {
 	return abi.OK
 }
 
-// guestClose starts the closing handshake for the guest (ws_close): code 0
+// GuestClose starts the closing handshake for the guest (ws_close): code 0
 // means 1000. A code that may not go on the wire (RFC 6455 §7.4) or a reason
 // that is not UTF-8 is refused with ERR_BAD_ARGUMENT; a reason over 123 bytes
 // is cut at a character boundary.
-func (c *wsConn) guestClose(code int32, reason []byte) int32 {
+func (c *Conn) GuestClose(code int32, reason []byte) int32 {
 	if code == 0 {
 		code = abi.CloseNormal
 	}
 	if !sendableCloseCode(code) || !utf8.Valid(reason) {
 		return abi.ErrBadArgument
 	}
-	c.closeWith(code, string(reason), false)
+	c.CloseWith(code, string(reason), false)
 	return abi.OK
 }
 
-// closeInfo returns the close code and reason once closed.
-func (c *wsConn) closeInfo() (int32, []byte) {
+// CloseInfo returns the close code and reason once closed.
+func (c *Conn) CloseInfo() (int32, []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
@@ -1043,9 +1099,9 @@ func (c *wsConn) closeInfo() (int32, []byte) {
 	return c.closeCode, []byte(c.closeReason)
 }
 
-// upgrade completes the handshake on r/w with the subprotocol and headers the guest
+// Upgrade completes the handshake on r/w with the subprotocol and headers the guest
 // chose, then hands the socket to the hub. It runs on the request's goroutine.
-func (c *wsConn) upgrade(w http.ResponseWriter, r *http.Request, proto string, hdr http.Header) error {
+func (c *Conn) Upgrade(w http.ResponseWriter, r *http.Request, proto string, hdr http.Header) error {
 	u := ws.HTTPUpgrader{Header: hdr}
 	if proto != "" {
 		u.Protocol = func(s string) bool { return s == proto }
@@ -1071,8 +1127,8 @@ func (c *wsConn) upgrade(w http.ResponseWriter, r *http.Request, proto string, h
 		br = rw.Reader
 	}
 	if !c.hub.register(c, br) {
-		c.closeWith(abi.CloseGoingAway, "server shutting down", false)
-		c.shutdown()
+		c.CloseWith(abi.CloseGoingAway, "server shutting down", false)
+		c.Shutdown()
 	}
 	return nil
 }

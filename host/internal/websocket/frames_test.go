@@ -1,4 +1,4 @@
-package host
+package websocket
 
 import (
 	"bufio"
@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 
 	"github.com/gobwas/ws"
 
@@ -205,7 +207,7 @@ func couldBeUTF8(p []byte, final bool) bool {
 
 // maskedFrame builds one client frame for the seeds.
 func maskedFrame(b0 byte, payload []byte) []byte {
-	return wireFrame{fin: b0&0x80 != 0, rsv: (b0 >> 4) & 7, op: b0 & 0xf, payload: payload}.bytes()
+	return testkit.WSFrame{Fin: b0&0x80 != 0, RSV: (b0 >> 4) & 7, Op: b0 & 0xf, Payload: payload}.Bytes()
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
@@ -234,19 +236,19 @@ func FuzzWSFrames(f *testing.F) {
 		maskedFrame(0xc1, z([]byte("compressed text"))),
 		cat(maskedFrame(0x41, z([]byte("frag"))[:2]), maskedFrame(0x80, z([]byte("frag"))[2:])),
 		maskedFrame(0xc2, z(make([]byte, 5000))),
-		wireFrame{fin: true, op: 2, payload: make([]byte, 200), lenForm: 127}.bytes(),
+		testkit.WSFrame{Fin: true, Op: 2, Payload: make([]byte, 200), LenForm: 127}.Bytes(),
 		{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'},
 	}
 	for _, s := range seeds {
 		f.Add(s, true, uint16(4096))
 		f.Add(s, false, uint16(100))
 	}
-	for _, c := range protocolCases() {
+	for _, c := range testkit.WSProtocolCases() {
 		var b []byte
-		for _, fr := range c.frames(f) {
-			b = append(b, fr.bytes()...)
+		for _, fr := range c.Frames(f) {
+			b = append(b, fr.Bytes()...)
 		}
-		f.Add(b, c.deflate, uint16(protocolMaxMessage-1))
+		f.Add(b, c.Deflate, uint16(testkit.WSProtocolMaxMessage-1))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, deflate bool, limit uint16) {
 		maxMessage := int64(limit) + 1
@@ -292,7 +294,7 @@ func TestUTF8Prefix(t *testing.T) {
 // TestFrameEnd: the slow-reader close finishes the frame it cut; frameEnd
 // finds its end in a batch of frames the host wrote.
 func TestFrameEnd(t *testing.T) {
-	c := &wsConn{hub: newWSHub(WSConfig{}, nil)}
+	c := &Conn{hub: NewHub(Config{}, nil)}
 	sizes := []int{0, 5, 125, 126, 1000, 65535, 65536, 70000}
 	var ends []int
 	c.mu.Lock()
@@ -335,18 +337,18 @@ func TestTruncUTF8(t *testing.T) {
 // TestDecoderProtocolCases: each raw-socket protocol case, given to the frame
 // reader alone, ends with its close code, as the reference says too.
 func TestDecoderProtocolCases(t *testing.T) {
-	for _, c := range protocolCases() {
+	for _, c := range testkit.WSProtocolCases() {
 		var b []byte
-		for _, fr := range c.frames(t) {
-			b = append(b, fr.bytes()...)
+		for _, fr := range c.Frames(t) {
+			b = append(b, fr.Bytes()...)
 		}
-		got := decodeAll(b, c.deflate, protocolMaxMessage)
-		want := fmt.Sprintf("fail %d", c.code)
+		got := decodeAll(b, c.Deflate, testkit.WSProtocolMaxMessage)
+		want := fmt.Sprintf("fail %d", c.Code)
 		if got[len(got)-1] != want {
-			t.Errorf("%s: %q, want %s", c.name, got, want)
+			t.Errorf("%s: %q, want %s", c.Name, got, want)
 		}
-		if ref := refDecode(b, c.deflate, protocolMaxMessage); strings.Join(ref, "|") != strings.Join(got, "|") {
-			t.Errorf("%s: reference %q, host %q", c.name, ref, got)
+		if ref := refDecode(b, c.Deflate, testkit.WSProtocolMaxMessage); strings.Join(ref, "|") != strings.Join(got, "|") {
+			t.Errorf("%s: reference %q, host %q", c.Name, ref, got)
 		}
 	}
 }
