@@ -85,13 +85,11 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	defer eng.Close(context.Background())
 	// A signal while the app starts interrupts its instance starts at once (there
 	// is nothing to drain yet); once serving, after the grace period.
+	sh := shutdownOf(ctx)
 	var serving atomic.Bool
-	defer boundShutdown(ctx, func() time.Duration {
-		if !serving.Load() {
-			return 0
-		}
-		return cfg.ShutdownTimeout.D()
-	}, eng, log)()
+	defer sh.serve(log, eng, func() (time.Duration, bool) {
+		return cfg.ShutdownTimeout.D(), serving.Load()
+	})()
 
 	reg, err := registry.New(installedPlugins(cfg, opts.Plugins)...)
 	if err != nil {
@@ -139,8 +137,9 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		Progress:       meter,
 	}, log)
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
-			log.Info("stopped while starting")
+		if ctx.Err() != nil {
+			// A signal stopped the build, the compile or the instance starts.
+			sh.stopped(log, "while", "starting")
 			return nil
 		}
 		return err
@@ -184,7 +183,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err := app.Close(cctx); err != nil {
 		log.Warn("app did not drain cleanly", "err", err)
 	}
-	log.Info("stopped")
+	sh.stopped(log)
 	return serveErr
 }
 

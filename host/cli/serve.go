@@ -85,13 +85,14 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	defer eng.Close(context.Background())
 	// A signal while the site starts interrupts its instance starts at once;
 	// once serving, after the grace period (read then: a reload may change it).
+	sh := shutdownOf(ctx)
 	var serving atomic.Pointer[site.Site]
-	defer boundShutdown(ctx, func() time.Duration {
+	defer sh.serve(log, eng, func() (time.Duration, bool) {
 		if s := serving.Load(); s != nil {
-			return s.Config().Server.ShutdownTimeout.D()
+			return s.Config().Server.ShutdownTimeout.D(), true
 		}
-		return 0
-	}, eng, log)()
+		return cfg.Server.ShutdownTimeout.D(), false
+	})()
 
 	kvPath := cfg.Plugins.KVPath
 	if kvPath != "" && !filepath.IsAbs(kvPath) {
@@ -110,8 +111,9 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	s, err := site.New(ctx, site.Options{ConfigPath: *path, Lookup: os.LookupEnv, Engine: eng,
 		BuildCacheDir: buildCache, AccessLog: *accessLog, Logger: log, Plugins: reg, Progress: meter})
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
-			log.Info("stopped while starting")
+		if ctx.Err() != nil {
+			// A signal stopped a build, a compile or the instance starts.
+			sh.stopped(log, "while", "starting")
 			return nil
 		}
 		return err
@@ -143,7 +145,9 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 			}
 		}
 	}()
-	return s.Serve(ctx)
+	err = s.Serve(ctx)
+	sh.stopped(log)
+	return err
 }
 
 func cmdCheck(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
