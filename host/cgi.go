@@ -158,11 +158,7 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return out.sent // the client went away
 	case errors.As(err, &ge):
-		attrs := []any{"kind", ge.Kind, "err", ge.Err, "method", r.Method, "path", r.URL.Path}
-		if ge.Stderr != "" {
-			attrs = append(attrs, "stderr", ge.Stderr)
-		}
-		h.log.Error("command failed", attrs...)
+		h.log.Error("command failed", append([]any{"kind", ge.Kind, "method", r.Method, "path", r.URL.Path}, ge.LogAttrs()...)...)
 		if out.sent {
 			return true
 		}

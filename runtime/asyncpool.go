@@ -628,9 +628,11 @@ func (ai *asyncInst) discard() {
 	ai.clock.Stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
-		attrs := []any{"instance", ai.in.id, "err", ai.failErr}
-		if ge, ok := ai.failErr.(*GuestError); ok && ge.Stderr != "" {
-			attrs = append(attrs, "stderr", ge.Stderr)
+		attrs := []any{"instance", ai.in.id}
+		if ge, ok := ai.failErr.(*GuestError); ok {
+			attrs = append(attrs, ge.LogAttrs()...)
+		} else {
+			attrs = append(attrs, "err", ai.failErr)
 		}
 		p.app.log.Error("async instance discarded with its connections", attrs...)
 	}

@@ -240,9 +240,11 @@ func (p *SyncPool) discard(in *Instance, err error) {
 	p.live.Add(-1)
 	p.noteGone()
 	p.stats.discarded.Add(1)
-	attrs := []any{"instance", in.id, "err", err}
-	if ge, ok := err.(*GuestError); ok && ge.Stderr != "" {
-		attrs = append(attrs, "stderr", ge.Stderr)
+	attrs := []any{"instance", in.id}
+	if ge, ok := err.(*GuestError); ok {
+		attrs = append(attrs, ge.LogAttrs()...)
+	} else {
+		attrs = append(attrs, "err", err)
 	}
 	p.app.log.Error("instance discarded", attrs...)
 	p.mu.Lock()

@@ -69,7 +69,10 @@ func Main(args []string, opts Options) int {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "wasmsrv:", err)
+		var re *reportedError
+		if !errors.As(err, &re) { // else it is in the log already
+			fmt.Fprintln(os.Stderr, "wasmsrv:", err)
+		}
 		return exitCode(err)
 	}
 	return 0

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -40,7 +39,7 @@ cached by content. 'wasmsrv new DIR' writes a starter app.
 Flags (each overrides the environment variable shown):
 `
 
-func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
+func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := config.LoadRun(env.ToMap(os.Environ()))
 	if err != nil {
 		return &usageError{err.Error()}
@@ -55,6 +54,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 		return &usageError{err.Error()}
 	}
+	defer reportJSON(stderr, cfg.LogFormat, &err)
 	if err := cfg.Validate(); err != nil {
 		return &usageError{err.Error()}
 	}
@@ -70,7 +70,9 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 	}
 	logOut, meter := progressOutput(stderr, cfg.LogFormat)
-	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	// One app: every record names it, the server's and the shutdown's too.
+	log := withAppName(newLogger(logOut, cfg.LogLevel, cfg.LogFormat), name)
+	routeLibraryLogs(log)
 
 	engineCache, buildCache := "", ""
 	if cfg.CacheDir == "-" {
@@ -169,7 +171,8 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		return err
 	}
 	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL())
-	fmt.Fprintf(stdout, "wasmsrv: serving %s (%s mode) on %s\n", app.Name, app.Mode, srv.URL())
+	announce(stdout, cfg.LogFormat, fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL()),
+		"url", srv.URL(), "app", app.Name, "mode", app.Mode)
 
 	serveErr := srv.Serve(ctx)
 	// In-flight requests are done, or the grace period is over and what still
@@ -204,14 +207,4 @@ func progressOutput(stderr io.Writer, format string) (io.Writer, *progress.Meter
 		return w
 	})
 	return m, m
-}
-
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

@@ -43,7 +43,7 @@ func configFlag(fs *flag.FlagSet) *string {
 	return fs.String("c", os.Getenv("WASMSRV_CONFIG"), "site config file, .toml/.yaml/.yml [$WASMSRV_CONFIG]")
 }
 
-func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
+func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) (err error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, serveUsage); fs.PrintDefaults() }
@@ -64,6 +64,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	if *logFormat != "text" && *logFormat != "json" {
 		return &usageError{fmt.Sprintf("log-format: %q, want text or json", *logFormat)}
 	}
+	defer reportJSON(stderr, *logFormat, &err)
 	// Read once up front for the log level; the site reads it again itself.
 	cfg, err := config.Load(*path, os.LookupEnv)
 	if err != nil {
@@ -71,6 +72,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	}
 	logOut, meter := progressOutput(stderr, *logFormat)
 	log := newLogger(logOut, cfg.Server.LogLevel, *logFormat)
+	routeLibraryLogs(log)
 
 	engineCache, buildCache := "", ""
 	if *cacheDir == "-" {
@@ -132,7 +134,13 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		admin = "off"
 	}
 	serving.Store(s)
-	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", *path, strings.Join(s.URLs(), ", "), admin)
+	urls := s.URLs()
+	first := ""
+	if len(urls) > 0 {
+		first = urls[0]
+	}
+	announce(stdout, *logFormat, fmt.Sprintf("wasmsrv: serving %s on %s (admin %s)", *path, strings.Join(urls, ", "), admin),
+		"url", first, "urls", urls, "admin", admin, "config", *path)
 	go func() {
 		for {
 			select {
