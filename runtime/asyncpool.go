@@ -628,12 +628,7 @@ func (ai *asyncInst) discard() {
 	ai.clock.Stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
-		attrs := []any{"instance", ai.in.id}
-		if ge, ok := ai.failErr.(*GuestError); ok {
-			attrs = append(attrs, ge.LogAttrs()...)
-		} else {
-			attrs = append(attrs, "err", ai.failErr)
-		}
+		attrs := append([]any{"instance", ai.in.id}, errAttrs(ai.failErr)...)
 		p.app.log.Error("async instance discarded with its connections", attrs...)
 	}
 	ai.in.close(context.Background())

@@ -98,3 +98,15 @@ func (e *ABIError) Error() string { return fmt.Sprintf("%s: %s", e.Func, e.Msg) 
 
 // trap aborts the calling guest with an ABI violation.
 func trap(fn, msg string) { panic(&ABIError{Func: fn, Msg: msg}) }
+
+// errAttrs are the attributes of a record reporting err: err and, for a guest
+// failure (a *GuestError, wrapped or not: an instance start that failed), the
+// crash report's stack, the wasm stack and the stderr tail.
+func errAttrs(err error) []any {
+	var ge *GuestError
+	if !errors.As(err, &ge) {
+		return []any{"err", err}
+	}
+	return append([]any{"err", err.Error()}, ge.LogAttrs()[2:]...)
+}
+

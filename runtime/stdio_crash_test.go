@@ -4,13 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/wasmsrv/wasmsrv/runtime/guestlog"
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 )
 
 // jsonSink is a sink on a JSON handler whose records the test reads back.
@@ -156,6 +157,15 @@ func TestGuestErrorRecord(t *testing.T) {
 		if attrs[i] != want[i] {
 			t.Errorf("LogAttrs()[%d] = %q, want %q", i, attrs[i], want[i])
 		}
+	}
+	// Wrapped (an instance start that failed), the record keeps the wrapping
+	// and the guest's attributes.
+	wrapped := fmt.Errorf("initialize: %w", ge)
+	if a := errAttrs(wrapped); len(a) != 6 || a[1] != "initialize: "+ge.Error() || a[2] != "stack" || a[4] != "wasm_stack" {
+		t.Errorf("errAttrs(wrapped) = %q", a)
+	}
+	if a := errAttrs(ErrDeadline); len(a) != 2 || a[1] != ErrDeadline {
+		t.Errorf("errAttrs(ErrDeadline) = %q", a)
 	}
 	plain := &GuestError{App: "a", Kind: FailExit, Err: errors.New("module closed with exit_code(3)"), Stderr: "bye"}
 	if a := plain.LogAttrs(); len(a) != 4 || a[2] != "stderr" {

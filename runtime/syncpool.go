@@ -240,13 +240,7 @@ func (p *SyncPool) discard(in *Instance, err error) {
 	p.live.Add(-1)
 	p.noteGone()
 	p.stats.discarded.Add(1)
-	attrs := []any{"instance", in.id}
-	if ge, ok := err.(*GuestError); ok {
-		attrs = append(attrs, ge.LogAttrs()...)
-	} else {
-		attrs = append(attrs, "err", err)
-	}
-	p.app.log.Error("instance discarded", attrs...)
+	p.app.log.Error("instance discarded", append([]any{"instance", in.id}, errAttrs(err)...)...)
 	p.mu.Lock()
 	p.discards++
 	p.mu.Unlock()
