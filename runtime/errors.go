@@ -109,4 +109,3 @@ func errAttrs(err error) []any {
 	}
 	return append([]any{"err", err.Error()}, ge.LogAttrs()[2:]...)
 }
-
