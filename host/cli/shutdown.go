@@ -156,6 +156,9 @@ func (sh *shutdown) serve(log *slog.Logger, eng *runtime.Engine, grace func() (d
 		case <-sh.ctx.Done():
 		}
 		g, serving := grace()
+		if !serving {
+			g = 0 // nothing to drain: guests starting are stopped at once
+		}
 		sh.mu.Lock()
 		if sh.at.IsZero() {
 			sh.at = time.Now()
