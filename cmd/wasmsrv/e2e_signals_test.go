@@ -252,4 +252,3 @@ func sigName(s syscall.Signal) string {
 	}
 	return "SIGTERM"
 }
-
