@@ -73,6 +73,14 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	// One app: every record names it, the server's and the shutdown's too.
 	log := withAppName(newLogger(logOut, cfg.LogLevel, cfg.LogFormat), name)
 	routeLibraryLogs(log)
+	// "stopped" is the last record: this runs after every other deferred close.
+	sh := shutdownOf(ctx)
+	var stopped []any // set once there is a stop to report
+	defer func() {
+		if stopped != nil {
+			sh.stopped(log, stopped...)
+		}
+	}()
 
 	engineCache, buildCache := "", ""
 	if cfg.CacheDir == "-" {
@@ -87,7 +95,6 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	defer eng.Close(context.Background())
 	// A signal while the app starts interrupts its instance starts at once (there
 	// is nothing to drain yet); once serving, after the grace period.
-	sh := shutdownOf(ctx)
 	var serving atomic.Bool
 	defer sh.serve(log, eng, func() (time.Duration, bool) {
 		return cfg.ShutdownTimeout.D(), serving.Load()
@@ -141,7 +148,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		if ctx.Err() != nil {
 			// A signal stopped the build, the compile or the instance starts.
-			sh.stopped(log, "while", "starting")
+			stopped = []any{"while", "starting"}
 			return nil
 		}
 		return err
@@ -186,7 +193,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err := app.Close(cctx); err != nil {
 		log.Warn("app did not drain cleanly", "err", err)
 	}
-	sh.stopped(log)
+	stopped = []any{}
 	return serveErr
 }
 

@@ -73,6 +73,14 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	logOut, meter := progressOutput(stderr, *logFormat)
 	log := newLogger(logOut, cfg.Server.LogLevel, *logFormat)
 	routeLibraryLogs(log)
+	// "stopped" is the last record: this runs after every other deferred close.
+	sh := shutdownOf(ctx)
+	var stopped []any // set once there is a stop to report
+	defer func() {
+		if stopped != nil {
+			sh.stopped(log, stopped...)
+		}
+	}()
 
 	engineCache, buildCache := "", ""
 	if *cacheDir == "-" {
@@ -87,7 +95,6 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	defer eng.Close(context.Background())
 	// A signal while the site starts interrupts its instance starts at once;
 	// once serving, after the grace period (read then: a reload may change it).
-	sh := shutdownOf(ctx)
 	var serving atomic.Pointer[site.Site]
 	defer sh.serve(log, eng, func() (time.Duration, bool) {
 		if s := serving.Load(); s != nil {
@@ -115,7 +122,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	if err != nil {
 		if ctx.Err() != nil {
 			// A signal stopped a build, a compile or the instance starts.
-			sh.stopped(log, "while", "starting")
+			stopped = []any{"while", "starting"}
 			return nil
 		}
 		return err
@@ -153,9 +160,8 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 			}
 		}
 	}()
-	err = s.Serve(ctx)
-	sh.stopped(log)
-	return err
+	stopped = []any{}
+	return s.Serve(ctx)
 }
 
 func cmdCheck(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
