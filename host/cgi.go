@@ -135,6 +135,11 @@ func (h *CGIHandler) finish(w http.ResponseWriter, r *http.Request, in *cgiStdin
 	if err != nil {
 		a := answerFor(err)
 		logPoolError(h.log, a, err, r)
+		if ge := (*runtime.GuestError)(nil); errors.As(err, &ge) {
+			// One record per failed run: the error, then the guest's crash
+			// report, wasm stack and stderr tail as attributes.
+			h.log.Error("command failed", append(ge.LogAttrs(), "method", r.Method, "path", r.URL.Path)...)
+		}
 		if a.Status == 0 || out.sent {
 			return out.sent
 		}

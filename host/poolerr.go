@@ -58,8 +58,10 @@ func answerFor(err error) errorAnswer {
 		return errorAnswer{Status: http.StatusGatewayTimeout, Body: "504 gateway timeout: the app did not answer in time",
 			Log: "request deadline exceeded; instance replaced", Level: slog.LevelError}
 	case errors.As(err, &ge):
-		return errorAnswer{Status: http.StatusInternalServerError, Body: "500 internal server error",
-			Log: "app failed; request lost", Level: slog.LevelError}
+		// Not logged here: the pool logs the failure once, with the instance it
+		// discarded and the guest's crash report (CGIHandler, whose runs no pool
+		// keeps, logs it itself).
+		return errorAnswer{Status: http.StatusInternalServerError, Body: "500 internal server error"}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return errorAnswer{} // the client went away: nothing to answer, nothing to report
 	default:
@@ -74,10 +76,6 @@ func logPoolError(log *slog.Logger, a errorAnswer, err error, r *http.Request) {
 		return
 	}
 	attrs := []any{"err", err, "method", r.Method, "path", r.URL.Path}
-	var ge *runtime.GuestError
-	if errors.As(err, &ge) && ge.Stderr != "" {
-		attrs = append(attrs, "stderr", ge.Stderr)
-	}
 	log.Log(r.Context(), a.Level, a.Log, attrs...)
 }
 

@@ -30,8 +30,8 @@ func TestAnswerFor(t *testing.T) {
 		{"concurrency limit", runtime.ErrConcurrencyLimit, 503, true, true},
 		{"request deadline", runtime.ErrDeadline, 504, false, true},
 		{"request deadline wrapped", fmt.Errorf("call: %w", runtime.ErrDeadline), 504, false, true},
-		{"guest failure", guest, 500, false, true},
-		{"guest failure wrapped", fmt.Errorf("x: %w", guest), 500, false, true},
+		{"guest failure", guest, 500, false, false}, // the pool logs it, once
+		{"guest failure wrapped", fmt.Errorf("x: %w", guest), 500, false, false},
 		{"instance lost on an event deadline", lostWithInstanceError{runtime.ErrDeadline}, 500, false, true},
 		{"instance lost on a trap", lostWithInstanceError{guest}, 500, false, true},
 		{"client gone", context.Canceled, 0, false, false},

@@ -201,7 +201,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	s.log.Info("shutting down: finishing in-flight requests", "grace", s.cfg.ShutdownGrace)
+	s.log.Debug("listener draining", "addr", s.URL(), "grace", s.cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)
 	defer cancel()
 	s.quiesce(sctx, ln)

@@ -623,10 +623,7 @@ func (ai *asyncInst) discard() {
 	ai.timers.stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
-		attrs := []any{"instance", ai.in.id, "err", ai.failErr}
-		if ge, ok := ai.failErr.(*GuestError); ok && ge.Stderr != "" {
-			attrs = append(attrs, "stderr", ge.Stderr)
-		}
+		attrs := append([]any{"instance", ai.in.id}, errAttrs(ai.failErr)...)
 		p.app.log.Error("async instance discarded with its connections", attrs...)
 	}
 	ai.in.close(context.Background())

@@ -511,7 +511,12 @@ func (s *runSlot) classify(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("app %s: run stopped: %w", s.c.name, ctx.Err())
 	}
-	ge := &GuestError{App: s.c.name, Kind: FailTrap, Err: err, Stderr: s.stderr.Tail()}
+	ge := &GuestError{App: s.c.name, Kind: FailTrap, Err: err}
+	if head, stack := s.stderr.Crash(); head != "" {
+		ge.Reason, ge.Stack = head[:min(len(head), reasonMax)], stack
+	} else {
+		ge.Stderr = s.stderr.Tail()
+	}
 	switch {
 	case isExit:
 		ge.Kind = FailExit

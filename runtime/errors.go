@@ -3,6 +3,7 @@ package runtime
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Errors a pool returns instead of running a request. The host maps them to HTTP
@@ -36,15 +37,52 @@ type GuestError struct {
 	App    string
 	Kind   string // one of the Fail* constants
 	Err    error  // the wazero error
-	Stderr string // the tail of the guest's stderr
+	Stderr string // the tail of the guest's stderr, when it wrote no crash report
 	Reason string // the guest runtime's own explanation ("fatal error: ..."), if any
+	// Stack is the rest of the crash report the guest wrote on stderr (a Go
+	// panic's goroutine stacks), charged to the app's log budget.
+	Stack string
 }
 
+// wasmStackMark starts the wasm stack trace wazero appends to a trap's error.
+const wasmStackMark = "\nwasm stack trace:\n"
+
+// Error says what failed, without the wasm stack trace (WasmStack).
 func (e *GuestError) Error() string {
-	if e.Reason != "" {
-		return fmt.Sprintf("app %s: guest %s (%s): %v", e.App, e.Kind, e.Reason, e.Err)
+	msg := e.Err.Error()
+	if i := strings.Index(msg, wasmStackMark); i >= 0 {
+		msg = msg[:i]
 	}
-	return fmt.Sprintf("app %s: guest %s: %v", e.App, e.Kind, e.Err)
+	if e.Reason != "" {
+		return fmt.Sprintf("app %s: guest %s (%s): %s", e.App, e.Kind, e.Reason, msg)
+	}
+	return fmt.Sprintf("app %s: guest %s: %s", e.App, e.Kind, msg)
+}
+
+// WasmStack is the wasm stack trace of a trap, one frame a line, or "".
+func (e *GuestError) WasmStack() string {
+	msg := e.Err.Error()
+	if i := strings.Index(msg, wasmStackMark); i >= 0 {
+		return strings.ReplaceAll(strings.TrimSpace(msg[i+len(wasmStackMark):]), "\n\t", "\n")
+	}
+	return ""
+}
+
+// LogAttrs are the attributes of the one record that reports the failure: the
+// error, and those of the guest's crash report, wasm stack and stderr tail
+// that are there.
+func (e *GuestError) LogAttrs() []any {
+	attrs := []any{"err", e.Error()}
+	if e.Stack != "" {
+		attrs = append(attrs, "stack", e.Stack)
+	}
+	if ws := e.WasmStack(); ws != "" {
+		attrs = append(attrs, "wasm_stack", ws)
+	}
+	if e.Stderr != "" {
+		attrs = append(attrs, "stderr", e.Stderr)
+	}
+	return attrs
 }
 
 func (e *GuestError) Unwrap() error { return e.Err }
@@ -60,3 +98,14 @@ func (e *ABIError) Error() string { return fmt.Sprintf("%s: %s", e.Func, e.Msg) 
 
 // trap aborts the calling guest with an ABI violation.
 func trap(fn, msg string) { panic(&ABIError{Func: fn, Msg: msg}) }
+
+// errAttrs are the attributes of a record reporting err: err and, for a guest
+// failure (a *GuestError, wrapped or not: an instance start that failed), the
+// crash report's stack, the wasm stack and the stderr tail.
+func errAttrs(err error) []any {
+	var ge *GuestError
+	if !errors.As(err, &ge) {
+		return []any{"err", err}
+	}
+	return append([]any{"err", err.Error()}, ge.LogAttrs()[2:]...)
+}

@@ -210,6 +210,7 @@ func (in *Instance) call(fn api.Function, timeout time.Duration) error {
 	fired := !in.timer.Stop()
 	if fired || in.expired.Load() { // the timer, or a shutdown that ran out of time
 		in.broken = true
+		in.stderr.endCall()
 		// The deadline won the race even if the guest returned: the done channel
 		// is closed, so this instance cannot be used again.
 		return ErrDeadline
@@ -218,6 +219,7 @@ func (in *Instance) call(fn api.Function, timeout time.Duration) error {
 		in.broken = true
 		return in.classify(err)
 	}
+	in.stderr.endCall()
 	return nil
 }
 
@@ -226,7 +228,15 @@ func (in *Instance) classify(err error) error {
 	if errors.As(err, &exit) && exit.ExitCode() == sys.ExitCodeDeadlineExceeded {
 		return ErrDeadline
 	}
-	ge := &GuestError{App: in.app.name, Kind: FailTrap, Err: err, Stderr: in.stderr.Tail()}
+	ge := &GuestError{App: in.app.name, Kind: FailTrap, Err: err}
+	// A crash report on stderr (a Go panic and its stacks) is quoted whole, in
+	// the failure's record; else the tail of stderr, for context.
+	head, stack := in.stderr.Crash()
+	if head != "" {
+		ge.Reason, ge.Stack = head[:min(len(head), reasonMax)], stack
+	} else {
+		ge.Stderr = in.stderr.Tail()
+	}
 	var abiErr *ABIError
 	switch {
 	case errors.As(err, &exit):
@@ -237,7 +247,7 @@ func (in *Instance) classify(err error) error {
 	case strings.Contains(in.stderr.Reason(), "out of memory"):
 		ge.Kind = FailMemory
 	}
-	if r := in.stderr.Reason(); r != "" {
+	if r := in.stderr.Reason(); r != "" && ge.Reason == "" {
 		ge.Reason = r
 	}
 	return ge

@@ -49,7 +49,7 @@ func nextInstance[T any](ctx context.Context, r *replacer, build func(context.Co
 		return inst, true, nil
 	}
 	wait := max(r.backoff, time.Since(start))
-	r.log.Error("cannot start replacement instance", "err", err, "retry_in", wait.Round(time.Millisecond))
+	r.log.Error("cannot start replacement instance", append(errAttrs(err), "retry_in", wait.Round(time.Millisecond))...)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

@@ -44,10 +44,41 @@ type logWriter struct {
 	// created far more often than it logs, and With formats its attributes at once.
 	idKey string
 	id    uint64
+
+	// crash collects a crash report (a Go panic or fatal error with its
+	// goroutine stacks, a C assertion), from its first line to the end of the
+	// guest call, so that it is logged as one record and not one per line.
+	// Only stderr has them.
+	crashes bool
+	crash   crashReport
+}
+
+// crashReport is a crash report being collected.
+type crashReport struct {
+	head  string // its first line ("panic: boom"); "" when there is none
+	stack []byte // the lines after it, up to crashMax bytes
+	cut   int    // bytes left out past crashMax
+}
+
+// crashMax bounds the stack kept of one crash report: what one record may carry.
+const crashMax = guestlog.MaxLine
+
+// crashHeads start a crash report: Go's panics and fatal errors (its
+// out-of-memory report comes first), the Go SDK's report of a handler's
+// recovered panic, and C's failed assert.
+var crashHeads = [...]string{"panic: ", "fatal error: ", "runtime: out of memory", "wasmsrv: panic serving ", "Assertion failed: "}
+
+func isCrashHead(line []byte) bool {
+	for _, h := range crashHeads {
+		if bytes.HasPrefix(line, []byte(h)) {
+			return true
+		}
+	}
+	return false
 }
 
 func newLogWriter(out *guestlog.Sink, stream string, level slog.Level, idKey string, id uint64) *logWriter {
-	return &logWriter{out: out, log: out.Logger(), stream: stream, level: level, idKey: idKey, id: id}
+	return &logWriter{out: out, log: out.Logger(), stream: stream, level: level, idKey: idKey, id: id, crashes: stream == "stderr"}
 }
 
 // Write implements io.Writer for wazero's WithStdout/WithStderr. A guest picks
@@ -116,21 +147,119 @@ func (w *logWriter) dropRest(data []byte) {
 const reasonMax = 512
 
 // emit logs one line and reports whether it went to the log; false means the
-// budget refused it, or it was empty or below the log level.
+// budget refused it, or it was empty or below the log level. A line that names
+// its level (guestlog.Level: "ERROR ...", level=warn, a JSON "level") is logged
+// at that level, else at the stream's. Lines of a crash report are collected
+// instead (endCall or takeCrash logs them).
 func (w *logWriter) emit(line []byte) bool {
 	if w.reason == "" && (bytes.HasPrefix(line, []byte("fatal error:")) || bytes.HasPrefix(line, []byte("panic:")) ||
 		bytes.HasPrefix(line, []byte("runtime: out of memory"))) {
 		w.reason = string(line[:min(len(line), reasonMax)])
 	}
-	if len(line) == 0 || !w.log.Enabled(context.Background(), w.level) {
+	if w.crashes {
+		if w.crash.head != "" {
+			w.crash.add(line)
+			return true
+		}
+		if isCrashHead(line) {
+			w.crash.head = string(line)
+			return true
+		}
+	}
+	if len(line) == 0 {
+		return true
+	}
+	level, msg := w.level, line
+	if lv, m, ok := guestlog.Level(line); ok {
+		level, msg = lv, m
+	}
+	if !w.log.Enabled(context.Background(), level) {
 		return true // nothing the budget said no to
 	}
 	if len(line) > spentCheck && w.out.Spent(line) {
 		return false // no record made for a line that would be dropped
 	}
-	r := slog.NewRecord(time.Now(), w.level, string(line), 0)
+	r := slog.NewRecord(time.Now(), level, string(msg), 0)
 	r.AddAttrs(slog.Uint64(w.idKey, w.id), slog.String("stream", w.stream))
 	return w.out.Log(context.Background(), r)
+}
+
+// add appends a line to the report's stack, or counts it as left out.
+func (c *crashReport) add(line []byte) {
+	if len(c.stack)+len(line)+1 > crashMax {
+		c.cut += len(line) + 1
+		return
+	}
+	c.stack = append(append(c.stack, line...), '\n')
+}
+
+// stackText is the stack as one text: blank lines at either end trimmed, and a
+// note of what was left out.
+func (c *crashReport) stackText() string {
+	s := string(bytes.Trim(c.stack, "\n"))
+	if c.cut > 0 {
+		s += fmt.Sprintf("\n… (%d more bytes)", c.cut)
+	}
+	return s
+}
+
+// takeCrashLocked returns the crash report being collected (with an unfinished
+// last line) and starts afresh.
+func (w *logWriter) takeCrashLocked() crashReport {
+	c := w.crash
+	if c.head != "" && len(w.partial) > 0 {
+		c.add(w.partial)
+		w.partial = w.partial[:0]
+	}
+	w.crash = crashReport{}
+	return c
+}
+
+// endCall ends a guest call that returned (or ran out of time): a crash report
+// it wrote (a panic the guest recovered from, as the Go SDK does for a
+// handler) is logged now, as one error record with the stack in one
+// attribute. It goes through the budget like any line: its first line is the
+// message, which a cut to the line limit keeps; the stack is cut from its end.
+func (w *logWriter) endCall() {
+	if !w.crashes {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.crash.head == "" {
+		return
+	}
+	c := w.takeCrashLocked()
+	r := slog.NewRecord(time.Now(), slog.LevelError, c.head, 0)
+	r.AddAttrs(slog.Uint64(w.idKey, w.id), slog.String("stream", w.stream))
+	if st := c.stackText(); st != "" {
+		r.AddAttrs(slog.String("stack", st))
+	}
+	w.out.Log(context.Background(), r)
+}
+
+// Crash returns the crash report of the guest call that just failed — its first
+// line and its stack, charged to the app's log budget (the failure's record
+// quotes them), the stack replaced by a note once the budget is spent — and
+// starts afresh. head is "" when the call wrote none.
+func (w *logWriter) Crash() (head, stack string) {
+	if !w.crashes {
+		return "", ""
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.takeCrashLocked()
+	if c.head == "" {
+		return "", ""
+	}
+	st := c.stackText()
+	if st == "" {
+		return c.head, ""
+	}
+	if quoted, ok := w.out.AdmitHead(st); ok {
+		return c.head, quoted
+	}
+	return c.head, fmt.Sprintf("(%d bytes left out: over the app's log budget)", len(st))
 }
 
 // spentCheck is the length from which a line is measured against the budget
@@ -144,18 +273,20 @@ func (w *logWriter) reset(run uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.partial, w.tail, w.reason = w.partial[:0], w.tail[:0], ""
+	w.crash = crashReport{}
 	w.id = run
 }
 
 // flushLine logs an unfinished last line (a command that exits without a final
-// newline).
+// newline), and a crash report the run wrote and survived.
 func (w *logWriter) flushLine() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if len(w.partial) > 0 {
 		w.emit(w.partial)
 		w.partial = w.partial[:0]
 	}
+	w.mu.Unlock()
+	w.endCall()
 }
 
 // Reason returns the first crash-explaining line seen, or "".

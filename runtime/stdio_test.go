@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // TestLogWriterBudget: the lines of every stream of an app share the app's byte
@@ -164,8 +165,10 @@ func BenchmarkStdioLine(b *testing.B) {
 	b.Run("budgeted", func(b *testing.B) {
 		w := newLogWriter(guestlog.New(h, guestlog.Config{Rate: 1 << 40}), "stderr", slog.LevelWarn, "instance", 3)
 		b.ReportAllocs()
+		cpu0 := testkit.CPUTime(b)
 		for b.Loop() {
 			_, _ = w.Write(line)
 		}
+		testkit.ReportCPU(b, cpu0)
 	})
 }

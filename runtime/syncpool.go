@@ -240,11 +240,7 @@ func (p *SyncPool) discard(in *Instance, err error) {
 	p.live.Add(-1)
 	p.noteGone()
 	p.stats.discarded.Add(1)
-	attrs := []any{"instance", in.id, "err", err}
-	if ge, ok := err.(*GuestError); ok && ge.Stderr != "" {
-		attrs = append(attrs, "stderr", ge.Stderr)
-	}
-	p.app.log.Error("instance discarded", attrs...)
+	p.app.log.Error("instance discarded", append([]any{"instance", in.id}, errAttrs(err)...)...)
 	p.mu.Lock()
 	p.discards++
 	p.mu.Unlock()

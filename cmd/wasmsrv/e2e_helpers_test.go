@@ -12,6 +12,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,6 +112,19 @@ func (b *lockedBuffer) String() string {
 // accept connections (serve lists every listener, then the admin URL).
 var servingLine = regexp.MustCompile(`^wasmsrv: serving .* on (https?://[^\s,]+)`)
 
+// servingURL is the URL of a "serving" line: the text one, or in JSON mode a
+// record {"msg":"serving","url":...}; "" for any other line.
+func servingURL(line string) string {
+	if m := servingLine.FindStringSubmatch(line); m != nil {
+		return m[1]
+	}
+	var rec struct{ Msg, URL string }
+	if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+		return rec.URL
+	}
+	return ""
+}
+
 // stdoutWatcher records stdout and reports the URL of the "serving" line once.
 type stdoutWatcher struct {
 	lockedBuffer
@@ -132,9 +146,9 @@ func (w *stdoutWatcher) Write(p []byte) (int, error) {
 		}
 		line := string(w.partial[:i])
 		w.partial = w.partial[i+1:]
-		if m := servingLine.FindStringSubmatch(line); m != nil && !w.sent {
+		if u := servingURL(line); u != "" && !w.sent {
 			w.sent = true
-			w.url <- m[1]
+			w.url <- u
 		}
 	}
 	return len(p), nil

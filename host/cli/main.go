@@ -57,17 +57,22 @@ type Options struct {
 // 2 for a usage error. SIGINT and SIGTERM start a graceful shutdown; a second one
 // ends the process at once, as with gunicorn or uvicorn.
 func Main(args []string, opts Options) int {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	// The first signal starts a graceful shutdown; a second one ends the process
-	// at once (the default action).
-	go func() { <-ctx.Done(); stop() }()
-	err := dispatch(ctx, &opts, args, os.Stdout, os.Stderr)
+	// The first SIGINT or SIGTERM starts a graceful shutdown; a second one ends
+	// the process at once with 128+signal (shutdown.go).
+	sh := newShutdown(context.Background(), os.Stderr, os.Exit)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go sh.watch(sigs)
+	err := dispatch(sh.ctx, &opts, args, os.Stdout, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "wasmsrv:", err)
+		var re *reportedError
+		if !errors.As(err, &re) { // else it is in the log already
+			fmt.Fprintln(os.Stderr, "wasmsrv:", err)
+		}
 		return exitCode(err)
 	}
 	return 0

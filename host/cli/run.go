@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
@@ -38,7 +37,7 @@ cached by content. 'wasmsrv new DIR' writes a starter app.
 Flags (each overrides the environment variable shown):
 `
 
-func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
+func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) (err error) {
 	// The variables, then the flags over them; checked once both are in (a
 	// variable may configure a plugin a flag grants).
 	cfg, err := config.ParseEnv[config.Run](env.ToMap(os.Environ()))
@@ -55,6 +54,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 		return &usageError{err.Error()}
 	}
+	defer reportJSON(stderr, cfg.LogFormat, &err)
 	if fs.NArg() != 1 {
 		fs.Usage()
 		return &usageError{"run needs exactly one APP (a .wasm file or a Go package directory)"}
@@ -71,7 +71,17 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 	}
 	logOut, meter := progressOutput(stderr, cfg.LogFormat)
-	log := newLogger(logOut, cfg.LogLevel, cfg.LogFormat)
+	// One app: every record names it, the server's and the shutdown's too.
+	log := withAppName(newLogger(logOut, cfg.LogLevel, cfg.LogFormat), name)
+	routeLibraryLogs(log)
+	// "stopped" is the last record: this runs after every other deferred close.
+	sh := shutdownOf(ctx)
+	var stopped []any // set once there is a stop to report
+	defer func() {
+		if stopped != nil {
+			sh.stopped(log, stopped...)
+		}
+	}()
 
 	engineCache, buildCache := cfg.Caches()
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
@@ -82,12 +92,9 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	// A signal while the app starts interrupts its instance starts at once (there
 	// is nothing to drain yet); once serving, after the grace period.
 	var serving atomic.Bool
-	defer boundShutdown(ctx, func() time.Duration {
-		if !serving.Load() {
-			return 0
-		}
-		return cfg.ShutdownTimeout.D()
-	}, eng, log)()
+	defer sh.serve(log, eng, func() (time.Duration, bool) {
+		return cfg.ShutdownTimeout.D(), serving.Load()
+	})()
 
 	reg, err := registry.New(installedPlugins(cfg.KVPath, cfg.RedisURL, opts.Plugins)...)
 	if err != nil {
@@ -106,8 +113,9 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	}
 	app, err := apps.Open(ctx, eng, spec, log)
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
-			log.Info("stopped while starting")
+		if ctx.Err() != nil {
+			// A signal stopped the build, the compile or the instance starts.
+			stopped = []any{"while", "starting"}
 			return nil
 		}
 		return err
@@ -137,7 +145,8 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		return err
 	}
 	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL())
-	fmt.Fprintf(stdout, "wasmsrv: serving %s (%s mode) on %s\n", app.Name, app.Mode, srv.URL())
+	announce(stdout, cfg.LogFormat, fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL()),
+		"url", srv.URL(), "app", app.Name, "mode", app.Mode)
 
 	serveErr := srv.Serve(ctx)
 	// In-flight requests are done, or the grace period is over and what still
@@ -151,7 +160,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err := app.Close(cctx); err != nil {
 		log.Warn("app did not drain cleanly", "err", err)
 	}
-	log.Info("stopped")
+	stopped = []any{}
 	return serveErr
 }
 
@@ -172,14 +181,4 @@ func progressOutput(stderr io.Writer, format string) (io.Writer, *progress.Meter
 		return w
 	})
 	return m, m
-}
-
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

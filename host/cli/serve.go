@@ -89,12 +89,13 @@ func parseSiteFlags(name, usage string, args []string, stderr io.Writer) (*siteF
 	return &sf, environ, nil
 }
 
-func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) error {
+func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr io.Writer) (err error) {
 	sf, environ, err := parseSiteFlags("serve", serveUsage, args, stderr)
 	if err != nil {
 		return err
 	}
 	path := sf.Config
+	defer reportJSON(stderr, sf.LogFormat, &err)
 	// Read once up front for the log level; the site reads it again itself.
 	cfg, err := config.Load(path, environ)
 	if err != nil {
@@ -102,6 +103,15 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	}
 	logOut, meter := progressOutput(stderr, sf.LogFormat)
 	log := newLogger(logOut, cfg.Server.LogLevel, sf.LogFormat)
+	routeLibraryLogs(log)
+	// "stopped" is the last record: this runs after every other deferred close.
+	sh := shutdownOf(ctx)
+	var stopped []any // set once there is a stop to report
+	defer func() {
+		if stopped != nil {
+			sh.stopped(log, stopped...)
+		}
+	}()
 
 	engineCache, buildCache := sf.Caches()
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
@@ -112,12 +122,12 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	// A signal while the site starts interrupts its instance starts at once;
 	// once serving, after the grace period (read then: a reload may change it).
 	var serving atomic.Pointer[site.Site]
-	defer boundShutdown(ctx, func() time.Duration {
+	defer sh.serve(log, eng, func() (time.Duration, bool) {
 		if s := serving.Load(); s != nil {
-			return s.Config().Server.ShutdownTimeout.D()
+			return s.Config().Server.ShutdownTimeout.D(), true
 		}
-		return 0
-	}, eng, log)()
+		return cfg.Server.ShutdownTimeout.D(), false
+	})()
 
 	reg, err := registry.New(installedPlugins(cfg.Resolve(cfg.Plugins.KVPath), cfg.Plugins.RedisURL, opts.Plugins)...)
 	if err != nil {
@@ -132,8 +142,9 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
 		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter})
 	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
-			log.Info("stopped while starting")
+		if ctx.Err() != nil {
+			// A signal stopped a build, a compile or the instance starts.
+			stopped = []any{"while", "starting"}
 			return nil
 		}
 		return err
@@ -152,7 +163,13 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		admin = "off"
 	}
 	serving.Store(s)
-	fmt.Fprintf(stdout, "wasmsrv: serving %s on %s (admin %s)\n", path, strings.Join(s.URLs(), ", "), admin)
+	urls := s.URLs()
+	first := ""
+	if len(urls) > 0 {
+		first = urls[0]
+	}
+	announce(stdout, sf.LogFormat, fmt.Sprintf("wasmsrv: serving %s on %s (admin %s)", path, strings.Join(urls, ", "), admin),
+		"url", first, "urls", urls, "admin", admin, "config", path)
 	go func() {
 		for {
 			select {
@@ -165,6 +182,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 			}
 		}
 	}()
+	stopped = []any{}
 	return s.Serve(ctx)
 }
 

@@ -265,12 +265,24 @@ func Check(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger
 }
 
 // DefaultName is the name of an app opened from src without one: the file name
-// without ".wasm", or the directory's name. It may not be a valid name
+// without ".wasm", or the directory's name ("." is the current directory's). A
+// module named main.wasm (what sdk/c/build.sh and most build scripts write) is
+// named after its directory instead, as a Go main package is: samples/c-hello
+// and samples/c-hello/main.wasm are both "c-hello". It may not be a valid name
 // (appname.Check): callers that offer a choice should check it first.
 func DefaultName(src string) string {
-	base := filepath.Base(filepath.Clean(src))
+	if abs, err := filepath.Abs(src); err == nil {
+		src = abs
+	}
+	src = filepath.Clean(src)
+	base := filepath.Base(src)
 	if ext := filepath.Ext(base); ext == ".wasm" {
 		base = base[:len(base)-len(ext)]
+		if base == "main" {
+			if dir := filepath.Base(filepath.Dir(src)); dir != "/" && dir != "." {
+				base = dir
+			}
+		}
 	}
 	if base == "." || base == "/" || base == "" {
 		return "app"

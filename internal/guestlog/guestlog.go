@@ -162,6 +162,17 @@ func (s *Sink) Admit(text string) (string, bool) {
 	return text, true
 }
 
+// AdmitHead is Admit for text whose beginning matters most (a stack, whose
+// first goroutine is the one that failed): it returns the start of text that
+// fits in MaxLine.
+func (s *Sink) AdmitHead(text string) (string, bool) {
+	text, n := cut(text, MaxLine)
+	if !s.allow(time.Now(), n) {
+		return "", false
+	}
+	return text, true
+}
+
 // Spent reports whether the budget is too low now for a record of line (a guest's
 // stdout or stderr line about to be logged with a few short attributes), and if
 // so counts it as dropped: a writer asks before it builds the record, so a flood

@@ -30,7 +30,7 @@ type Run struct {
 	ReadHeaderTimeout Duration `env:"READ_HEADER_TIMEOUT" envDefault:"10s" flag:"read-header-timeout" serve:"listeners[0].read_header_timeout" help:"cut off clients slower than this to send headers"`
 	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" serve:"listeners[0].idle_timeout" help:"close idle keep-alive connections after this"`
 	MaxConnsPerIP     int      `env:"MAX_CONNS_PER_IP" envDefault:"0" flag:"max-conns-per-ip" serve:"limits.max_conns_per_ip" help:"open TCP connections one client IP may hold, idle and WebSocket included (0 = no cap)"`
-	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" serve:"server.shutdown_timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT"`
+	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" serve:"server.shutdown_timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT (a second signal stops at once)"`
 	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" serve:"listeners[0].tls_cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
 	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" serve:"listeners[0].tls_key" help:"PEM private key file"`
 	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" serve:"server.log_level" help:"debug, info, warn or error"`
@@ -44,7 +44,7 @@ type Run struct {
 // Process holds the settings of the wasmsrv process that run and serve both take
 // as flags and WASMSRV_* variables (serve has no key for them in its file).
 type Process struct {
-	LogFormat string `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json; in json every line on stdout and stderr is JSON, the serving line too"`
 	AccessLog bool   `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one record per request (--access-log=false for none)"`
 	CacheDir  string `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
 }

@@ -98,7 +98,11 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The apps outlive ctx, but a stop while the site starts (ctx ends: a
+	// signal) ends the builds and compiles of its first generation.
+	stopBuilds := context.AfterFunc(ctx, cancel)
 	g, err := s.build(ctx, cfg)
+	stopBuilds()
 	if err != nil {
 		cancel()
 		return nil, err
