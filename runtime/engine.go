@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sync"
 	"time"
 
@@ -151,35 +152,18 @@ func (e *Engine) newRuntime(ctx context.Context, pages uint32) wazero.Runtime {
 func (e *Engine) compile(ctx context.Context, rt wazero.Runtime, name string, bin []byte) (wazero.CompiledModule, error) {
 	start := time.Now()
 	task := e.progress.Start(e.log, 150*time.Millisecond, "compiling module (first start; cached afterwards)", "app", name, "bytes", len(bin))
-	// wazero's compiler does not stop when ctx ends (only its parallel mode
-	// checks), and a big module takes tens of seconds: a stop while starting
-	// abandons the compile (its cache entry is written whole or not at all).
-	type compiled struct {
-		cm  wazero.CompiledModule
-		err error
-	}
-	ch := make(chan compiled, 1)
-	go func() {
-		cm, err := rt.CompileModule(ctx, bin)
-		ch <- compiled{cm, err}
-	}()
-	var c compiled
-	select {
-	case c = <-ch:
-	case <-ctx.Done():
-		task.End()
-		go func() {
-			if c := <-ch; c.cm != nil {
-				_ = c.cm.Close(context.Background())
-			}
-		}()
-		return nil, fmt.Errorf("compile: %w", context.Cause(ctx))
-	}
+	// wazero's compiler checks ctx only in its parallel mode (between
+	// functions); a big module takes tens of seconds, and a stop while starting
+	// must not wait for it. Two workers at least, so that mode is always on.
+	// (Compiling beside a select and abandoning it is no good: the runtime and
+	// the cache are closed under the compile, which then panics.)
+	cctx := experimental.WithCompilationWorkers(ctx, max(2, goruntime.GOMAXPROCS(0)))
+	cm, err := rt.CompileModule(cctx, bin)
 	if task.End() {
 		e.log.Info("compiled module", "app", name, "took", time.Since(start).Round(time.Millisecond), "cache", e.cacheDir)
 	}
-	if c.err != nil {
-		return nil, fmt.Errorf("compile: %w", c.err)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
 	}
-	return c.cm, nil
+	return cm, nil
 }
