@@ -73,15 +73,8 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	logOut, meter := progressOutput(stderr, cfg.LogFormat)
 	// One app: every record names it, the server's and the shutdown's too.
 	log := withAppName(newLogger(logOut, cfg.LogLevel, cfg.LogFormat), name)
-	routeLibraryLogs(log)
-	// "stopped" is the last record: this runs after every other deferred close.
-	sh := shutdownOf(ctx)
-	var stopped []any // set once there is a stop to report
-	defer func() {
-		if stopped != nil {
-			sh.stopped(log, stopped...)
-		}
-	}()
+	sh, stop := commandLog(ctx, log)
+	defer stop.report() // first deferred, so the last record
 
 	engineCache, buildCache := cfg.Caches()
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
@@ -115,7 +108,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		if ctx.Err() != nil {
 			// A signal stopped the build, the compile or the instance starts.
-			stopped = []any{"while", "starting"}
+			stop.stopped("while", "starting")
 			return nil
 		}
 		return err
@@ -160,7 +153,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err := app.Close(cctx); err != nil {
 		log.Warn("app did not drain cleanly", "err", err)
 	}
-	stopped = []any{}
+	stop.stopped()
 	return serveErr
 }
 

@@ -103,15 +103,8 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	}
 	logOut, meter := progressOutput(stderr, sf.LogFormat)
 	log := newLogger(logOut, cfg.Server.LogLevel, sf.LogFormat)
-	routeLibraryLogs(log)
-	// "stopped" is the last record: this runs after every other deferred close.
-	sh := shutdownOf(ctx)
-	var stopped []any // set once there is a stop to report
-	defer func() {
-		if stopped != nil {
-			sh.stopped(log, stopped...)
-		}
-	}()
+	sh, stop := commandLog(ctx, log)
+	defer stop.report() // first deferred, so the last record
 
 	engineCache, buildCache := sf.Caches()
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: engineCache, Progress: meter}, log)
@@ -144,7 +137,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	if err != nil {
 		if ctx.Err() != nil {
 			// A signal stopped a build, a compile or the instance starts.
-			stopped = []any{"while", "starting"}
+			stop.stopped("while", "starting")
 			return nil
 		}
 		return err
@@ -182,7 +175,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 			}
 		}
 	}()
-	stopped = []any{}
+	stop.stopped()
 	return s.Serve(ctx)
 }
 

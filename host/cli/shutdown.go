@@ -194,3 +194,28 @@ func (sh *shutdown) serve(log *slog.Logger, eng *runtime.Engine, grace func() (d
 	}()
 	return func() { close(done) }
 }
+
+// stopRecord is the "stopped" record of a command: report, deferred first,
+// runs after every other close, and logs it once the command has come to a
+// stop (stopped); a command that failed before that logs none.
+type stopRecord struct {
+	sh    *shutdown
+	log   *slog.Logger
+	attrs []any // nil until stopped
+}
+
+func (r *stopRecord) stopped(attrs ...any) { r.attrs = append([]any{}, attrs...) }
+
+func (r *stopRecord) report() {
+	if r.attrs != nil {
+		r.sh.stopped(r.log, r.attrs...)
+	}
+}
+
+// commandLog routes the libraries' loggers through log and gives the
+// command's shutdown and its stop record.
+func commandLog(ctx context.Context, log *slog.Logger) (*shutdown, *stopRecord) {
+	routeLibraryLogs(log)
+	sh := shutdownOf(ctx)
+	return sh, &stopRecord{sh: sh, log: log}
+}
