@@ -33,7 +33,10 @@ func startCGIMounts(t *testing.T, wasm []byte, pool runtime.PoolConfig, cfg host
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: "-"}, log)
+	// The compiled code is cached across tests and runs (as the other host
+	// tests do): a Go command compiles for over a minute under -race on a
+	// loaded machine.
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: filepath.Join(os.TempDir(), "wasmsrv-test-cache", "wazero-host")}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
