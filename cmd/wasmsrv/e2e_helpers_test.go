@@ -41,6 +41,13 @@ var (
 	samplesDir string
 	// raceBuild builds the server with -race (set under go test -race).
 	raceBuild bool
+	// warmBin, with raceBuild, is wasmsrv built without -race: it does the
+	// first start of each app, so the guest's wazero compile (tens of seconds
+	// for a 20 MB guest, many minutes under the race detector on a loaded
+	// machine) lands in the shared compile cache, which is keyed by wazero's
+	// version, the module's bytes and the CPU, not by how the host was built.
+	// The race-built binary then starts from the cache.
+	warmBin string
 )
 
 func TestMain(m *testing.M) {
@@ -64,6 +71,16 @@ func runTests(m *testing.M) int {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building wasmsrv:", err)
 		return 1
+	}
+	if raceBuild {
+		warm := filepath.Join(dir, "wasmsrv-norace")
+		build := exec.Command("go", "build", "-o", warm, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building wasmsrv without -race (first starts compile under the race detector):", err)
+		} else {
+			warmBin = warm
+		}
 	}
 	e2eCache = filepath.Join(os.TempDir(), "wasmsrv-e2e-cache")
 	if err := os.MkdirAll(e2eCache, 0o755); err != nil {
@@ -270,7 +287,68 @@ func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *serv
 	t.Helper()
 	unlock := warmLock(warm)
 	defer unlock()
+	if warmBin != "" && full[0] == "run" && firstWarmUp(warm, full) {
+		warmUp(t, env, full...)
+	}
 	return launch(t, "", env, full...)
+}
+
+// warmedUp is the set of app and mode pairs warmUp ran for (a mode builds a
+// guest of its own).
+var warmedUp struct {
+	sync.Mutex
+	done map[string]bool
+}
+
+// firstWarmUp reports whether app in the mode full asks for was not warmed up
+// yet, and marks it.
+func firstWarmUp(app string, full []string) bool {
+	key := app
+	if i := slices.Index(full, "--mode"); i >= 0 && i+1 < len(full) {
+		key += " " + full[i+1]
+	}
+	warmedUp.Lock()
+	defer warmedUp.Unlock()
+	if warmedUp.done == nil {
+		warmedUp.done = map[string]bool{}
+	}
+	first := !warmedUp.done[key]
+	warmedUp.done[key] = true
+	return first
+}
+
+// warmUp starts the app with warmBin (the same arguments, no request) until it
+// serves, then stops it: the build and the compile are then in the caches. It
+// fails nothing: the binary under test does whatever the warm-up did not.
+func warmUp(t testing.TB, env []string, full ...string) {
+	t.Helper()
+	cmd := exec.Command(warmBin, full...)
+	cmd.Env = cleanEnv(env...)
+	stdout := &stdoutWatcher{url: make(chan string, 1)}
+	var stderr lockedBuffer
+	activity := make(chan struct{}, 1)
+	cmd.Stdout, cmd.Stderr = activityWriter{stdout, activity}, activityWriter{&stderr, activity}
+	if err := cmd.Start(); err != nil {
+		t.Logf("warm-up: %v", err)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	start := time.Now()
+	if _, outcome := awaitProgress(stdout.url, done, activity, startTimeout); outcome != "" {
+		t.Logf("warm-up of %s did not serve (%s): the binary under test builds and compiles itself\n%s", strings.Join(full, " "), outcome, stderr.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	t.Logf("warm-up of %s without -race: %v", strings.Join(full, " "), time.Since(start).Round(time.Millisecond))
 }
 
 // launch starts wasmsrv with args in dir ("" for the test's own) and waits for its
