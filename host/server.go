@@ -79,6 +79,9 @@ type Server struct {
 	tls  bool
 	// detached: the socket was handed to a successor; Serve must not close it.
 	detached atomic.Bool
+	// accepting is Serve's view of the socket, which Detach closes: a server
+	// that handed its socket over takes no connection after that.
+	accepting atomic.Pointer[handle]
 	// open counts accepted connections not yet closed or hijacked, for quiesce.
 	open atomic.Int64
 }
@@ -145,10 +148,14 @@ func (s *Server) use(sock *Socket) {
 	s.sock = sock
 }
 
-// Detach hands the socket over: when Serve stops it leaves the socket open
-// for the server that Adopts it. Call it before cancelling Serve's context.
+// Detach hands the socket over: the server accepts no connection from it
+// after Detach returns (they queue for the server that Adopts it), serves the
+// ones it has until its context is cancelled, and then leaves the socket open.
 func (s *Server) Detach() *Socket {
 	s.detached.Store(true)
+	if h := s.accepting.Load(); h != nil {
+		h.Close()
+	}
 	return s.sock
 }
 
@@ -183,6 +190,12 @@ func (s *Server) URL() string {
 // remaining connections. The socket is closed too, unless it was Detached.
 func (s *Server) Serve(ctx context.Context) error {
 	ln := s.sock.handle(&s.open)
+	// Stored before detached is read, as Detach does the reverse: either
+	// Detach closes ln, or ln is closed here.
+	s.accepting.Store(ln)
+	if s.detached.Load() {
+		ln.Close()
+	}
 	defer func() {
 		if !s.detached.Load() {
 			s.sock.Close()
@@ -198,7 +211,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+		if !s.detached.Load() || !errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		// Detached: accepting stopped, the connections accepted before go on
+		// until the context ends, then shut down as below.
+		errc <- err
+		<-ctx.Done()
 	case <-ctx.Done():
 	}
 	s.log.Debug("listener draining", "addr", s.URL(), "grace", s.cfg.ShutdownGrace)

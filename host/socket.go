@@ -106,6 +106,16 @@ func (s *Socket) acceptLoop() {
 	}
 }
 
+// requeue offers c, accepted by a handle that was closed meanwhile, to the
+// socket's other handles.
+func (s *Socket) requeue(c *sockConn) {
+	select {
+	case s.accepted <- c:
+	case <-s.closed:
+		c.Close()
+	}
+}
+
 // handle is one server's view of the socket: closing it (http.Server.Shutdown
 // does) stops that server's accepting without closing the socket.
 type handle struct {
@@ -122,6 +132,14 @@ func (s *Socket) handle(open *atomic.Int64) *handle {
 func (h *handle) Accept() (net.Conn, error) {
 	select {
 	case c := <-h.s.accepted:
+		select {
+		case <-h.closed:
+			// Closed while the connection was on its way (Detach on a
+			// handover): it is the next server's.
+			go h.s.requeue(c)
+			return nil, net.ErrClosed
+		default:
+		}
 		c.open.Store(true)
 		h.open.Add(1)
 		return c, nil

@@ -211,3 +211,52 @@ func TestSocketCloseEndsServe(t *testing.T) {
 		t.Fatal(fmt.Errorf("socket still accepting after Serve returned"))
 	}
 }
+
+// A server that handed its socket over takes no connection after Detach
+// returns, even while it still serves (its retirement runs later, on a
+// goroutine of its own): the connection waits for the successor. Before, the
+// old server's accept loop took the next connection, so a reload that had
+// returned still served the old config (or certificate) to the next client.
+func TestDetachTakesNoNewConnection(t *testing.T) {
+	old := NewServer(ServerConfig{Addr: "127.0.0.1:0"}, text("old"), nil)
+	if err := old.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	url := old.URL()
+	serveOn(t, old) // still serving, not stopped, for the whole test
+	// A first connection shows the old server accepts.
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+	if resp, err := c.Get(url); err != nil {
+		t.Fatal(err)
+	} else {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "old" {
+			t.Fatalf("before the handover: %q", b)
+		}
+	}
+	next := NewServer(ServerConfig{Addr: "127.0.0.1:0"}, text("new"), nil)
+	if err := next.Adopt(old.Detach()); err != nil {
+		t.Fatal(err)
+	}
+	// Connections made before the successor serves wait for it.
+	got := make(chan string, 3)
+	for range 3 {
+		go func() {
+			resp, err := c.Get(url)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			got <- string(b)
+		}()
+	}
+	serveOn(t, next)
+	for range 3 {
+		if b := <-got; b != "new" {
+			t.Errorf("a connection made after Detach was answered %q, want the successor's \"new\"", b)
+		}
+	}
+}

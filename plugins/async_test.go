@@ -15,14 +15,34 @@ import (
 // TestAsyncPluginCallsDoNotBlockTheInstance runs the test guest in the async shape on
 // ONE instance: outbound requests to a slow upstream and a pubsub wait overlap
 // instead of queueing behind each other, because the host never blocks an async
-// instance in a plugin call.
+// instance in a plugin call. The upstream holds every request until all n are in
+// flight at once: an instance that served them one after the other would never
+// get there (the wait fails after settleWithin).
 func TestAsyncPluginCallsDoNotBlockTheInstance(t *testing.T) {
-	const delay = 500 * time.Millisecond
+	const n = 4
+	var (
+		mu                sync.Mutex
+		inFlight, maxSeen int
+		allIn             = make(chan struct{})
+		stop              = make(chan struct{})
+	)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		time.Sleep(delay)
+		mu.Lock()
+		inFlight++
+		maxSeen = max(maxSeen, inFlight)
+		if inFlight == n {
+			close(allIn)
+		}
+		mu.Unlock()
+		select {
+		case <-allIn: // released only when every request is here
+		case <-stop:
+			return
+		}
 		w.Write([]byte("slow hi"))
 	}))
 	defer up.Close()
+	defer close(stop) // before Close: a failed test leaves no request held
 	reg := testRegistry(t, "", "")
 	defer reg.Close()
 	grants := allGrants()
@@ -32,10 +52,8 @@ func TestAsyncPluginCallsDoNotBlockTheInstance(t *testing.T) {
 	// A subscriber parks on the instance for the whole test.
 	sub := subscriber(t, s.url, "ticks", 1)
 
-	const n = 4
-	start := time.Now()
 	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -44,10 +62,14 @@ func TestAsyncPluginCallsDoNotBlockTheInstance(t *testing.T) {
 			}
 		}()
 	}
-	wg.Wait()
-	if took := time.Since(start); took > n*delay*3/4 {
-		t.Fatalf("%d fetches of %s took %s on one async instance: they were serialised", n, delay, took)
+	select {
+	case <-allIn:
+	case <-time.After(settleWithin):
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d fetches on one async instance: at most %d reached the upstream at once in %s: they were serialised", n, maxSeen, settleWithin)
 	}
+	wg.Wait()
 	want(t, s.url+"/pub?t=ticks&m=tick", "ok")
 	if got := next(t, sub); got != "tick" {
 		t.Fatalf("subscriber got %q", got)

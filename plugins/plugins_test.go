@@ -47,12 +47,25 @@ func buildCache() string { return testkit.BuildCache() }
 // testRegistry returns the standard plugins with kv in a fresh bbolt file (or path).
 func testRegistry(t testing.TB, kvPath string, redisURL string) *registry.Registry {
 	t.Helper()
+	return wrappedRegistry(t, kvPath, redisURL, nil)
+}
+
+// wrappedRegistry is testRegistry with every plugin passed through wrap (nil: as
+// they are), for a test that decorates some.
+func wrappedRegistry(t testing.TB, kvPath string, redisURL string, wrap func(plugins.Plugin) plugins.Plugin) *registry.Registry {
+	t.Helper()
 	if kvPath == "" {
 		kvPath = filepath.Join(t.TempDir(), "kv.db")
 	}
-	reg, err := registry.New(pluglog.New(), plugconfig.New(),
+	ps := []plugins.Plugin{pluglog.New(), plugconfig.New(),
 		kv.New(kv.Options{Path: kvPath, RedisURL: redisURL}), pubsub.New(pubsub.Options{RedisURL: redisURL}), plughttp.New(),
-		sockets.New(sockets.Options{}))
+		sockets.New(sockets.Options{})}
+	if wrap != nil {
+		for i, p := range ps {
+			ps[i] = wrap(p)
+		}
+	}
+	reg, err := registry.New(ps...)
 	if err != nil {
 		t.Fatal(err)
 	}

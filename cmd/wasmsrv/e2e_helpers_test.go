@@ -11,7 +11,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +38,13 @@ var (
 	samplesDir string
 	// raceBuild builds the server with -race (set under go test -race).
 	raceBuild bool
+	// warmBin, with raceBuild, is wasmsrv built without -race: it does the
+	// first start of each app, so the guest's wazero compile (tens of seconds
+	// for a 20 MB guest, many minutes under the race detector on a loaded
+	// machine) lands in the shared compile cache, which is keyed by wazero's
+	// version, the module's bytes and the CPU, not by how the host was built.
+	// The race-built binary then starts from the cache.
+	warmBin string
 )
 
 func TestMain(m *testing.M) {
@@ -62,6 +68,16 @@ func runTests(m *testing.M) int {
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building wasmsrv:", err)
 		return 1
+	}
+	if raceBuild {
+		warm := filepath.Join(dir, "wasmsrv-norace")
+		build := exec.Command("go", "build", "-o", warm, ".")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building wasmsrv without -race (first starts compile under the race detector):", err)
+		} else {
+			warmBin = warm
+		}
 	}
 	e2eCache = filepath.Join(os.TempDir(), "wasmsrv-e2e-cache")
 	if err := os.MkdirAll(e2eCache, 0o755); err != nil {
@@ -200,9 +216,59 @@ func warmLock(src string) (unlock func()) {
 	}
 }
 
-// startTimeout bounds the wait for the "serving" line: a cold cache means a go
-// build and a wazero compile on a shared 2-core machine.
-const startTimeout = 3 * time.Minute
+// A start is bounded by the server's progress, not by a wall clock: a cold
+// cache means a go build and a wazero compile, which for a large Go guest under
+// -race on a loaded 2-core machine has taken more than 3 minutes, and while that
+// work lasts the binary logs a progress line every 10 s (internal/progress:
+// "building guest", "compiling module"). So a wait gives up when the process has
+// written nothing for startTimeout (hung: it missed six heartbeats), or has not
+// got there after startLimit (making "progress" forever).
+const (
+	startTimeout = time.Minute
+	startLimit   = 15 * time.Minute
+)
+
+// activityWriter is w that signals c (without blocking) after each write: the
+// process printed something.
+type activityWriter struct {
+	w io.Writer
+	c chan struct{}
+}
+
+func (a activityWriter) Write(p []byte) (int, error) {
+	n, err := a.w.Write(p)
+	select {
+	case a.c <- struct{}{}:
+	default:
+	}
+	return n, err
+}
+
+// awaitProgress waits for ready or done for as long as the process makes
+// progress (activity) within quiet of its last output, and at most startLimit.
+// It returns ready's value, or what ended the wait: "exited" (done), else why it
+// gave up.
+func awaitProgress[T any](ready <-chan T, done <-chan struct{}, activity <-chan struct{}, quiet time.Duration) (v T, outcome string) {
+	start := time.Now()
+	idle := time.NewTimer(quiet)
+	defer idle.Stop()
+	limit := time.NewTimer(startLimit)
+	defer limit.Stop()
+	for {
+		select {
+		case v = <-ready:
+			return v, ""
+		case <-done:
+			return v, "exited"
+		case <-activity:
+			idle.Reset(quiet)
+		case <-idle.C:
+			return v, fmt.Sprintf("no output for %v (hung), %v after the start", quiet, time.Since(start).Round(time.Second))
+		case <-limit.C:
+			return v, fmt.Sprintf("still working after %v", startLimit)
+		}
+	}
+}
 
 // startServer runs `wasmsrv run --listen 127.0.0.1:0 --cache-dir <shared> args... app`
 // and waits for the "serving ... on URL" line. The server is stopped (SIGTERM, then
@@ -231,7 +297,68 @@ func startWasmsrv(t testing.TB, env []string, warm string, full ...string) *serv
 	t.Helper()
 	unlock := warmLock(warm)
 	defer unlock()
+	if warmBin != "" && full[0] == "run" && firstWarmUp(warm, full) {
+		warmUp(t, env, full...)
+	}
 	return launch(t, "", env, full...)
+}
+
+// warmedUp is the set of app and mode pairs warmUp ran for (a mode builds a
+// guest of its own).
+var warmedUp struct {
+	sync.Mutex
+	done map[string]bool
+}
+
+// firstWarmUp reports whether app in the mode full asks for was not warmed up
+// yet, and marks it.
+func firstWarmUp(app string, full []string) bool {
+	key := app
+	if i := slices.Index(full, "--mode"); i >= 0 && i+1 < len(full) {
+		key += " " + full[i+1]
+	}
+	warmedUp.Lock()
+	defer warmedUp.Unlock()
+	if warmedUp.done == nil {
+		warmedUp.done = map[string]bool{}
+	}
+	first := !warmedUp.done[key]
+	warmedUp.done[key] = true
+	return first
+}
+
+// warmUp starts the app with warmBin (the same arguments, no request) until it
+// serves, then stops it: the build and the compile are then in the caches. It
+// fails nothing: the binary under test does whatever the warm-up did not.
+func warmUp(t testing.TB, env []string, full ...string) {
+	t.Helper()
+	cmd := exec.Command(warmBin, full...)
+	cmd.Env = cleanEnv(env...)
+	stdout := &stdoutWatcher{url: make(chan string, 1)}
+	var stderr lockedBuffer
+	activity := make(chan struct{}, 1)
+	cmd.Stdout, cmd.Stderr = activityWriter{stdout, activity}, activityWriter{&stderr, activity}
+	if err := cmd.Start(); err != nil {
+		t.Logf("warm-up: %v", err)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	start := time.Now()
+	if _, outcome := awaitProgress(stdout.url, done, activity, startTimeout); outcome != "" {
+		t.Logf("warm-up of %s did not serve (%s): the binary under test builds and compiles itself\n%s", strings.Join(full, " "), outcome, stderr.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(40 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+	t.Logf("warm-up of %s without -race: %v", strings.Join(full, " "), time.Since(start).Round(time.Millisecond))
 }
 
 // launch starts wasmsrv with args in dir ("" for the test's own) and waits for its
@@ -258,7 +385,8 @@ func launchBinary(t testing.TB, bin, dir string, env []string, full ...string) *
 		env = append(slices.Clip(env), "GORACE=atexit_sleep_ms=0")
 	}
 	s.cmd.Env = cleanEnv(env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.stdout, s.stderr
+	activity := make(chan struct{}, 1)
+	s.cmd.Stdout, s.cmd.Stderr = activityWriter{s.stdout, activity}, activityWriter{s.stderr, activity}
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("start wasmsrv: %v", err)
 	}
@@ -267,12 +395,14 @@ func launchBinary(t testing.TB, bin, dir string, env []string, full ...string) *
 		close(s.done)
 	}()
 	t.Cleanup(func() { s.stop() })
-	select {
-	case s.URL = <-s.stdout.url:
-	case <-s.done:
+	url, outcome := awaitProgress(s.stdout.url, s.done, activity, startTimeout)
+	switch outcome {
+	case "":
+		s.URL = url
+	case "exited":
 		t.Fatalf("wasmsrv %s exited before serving (%v)\nstdout:\n%s\nstderr:\n%s", strings.Join(full, " "), s.waitErr, s.stdout.String(), s.stderr.String())
-	case <-time.After(startTimeout):
-		t.Fatalf("wasmsrv %s not serving after %v\nstderr:\n%s", strings.Join(full, " "), startTimeout, s.stderr.String())
+	default:
+		t.Fatalf("wasmsrv %s not serving: %s\nstderr:\n%s", strings.Join(full, " "), outcome, s.stderr.String())
 	}
 	s.Addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
 	return s
@@ -329,7 +459,8 @@ type result struct {
 }
 
 // runWasmsrv runs the binary with args and env (on top of the scrubbed
-// environment) and waits up to timeout for it to exit.
+// environment) and waits for it to exit as long as it makes progress: it fails
+// the test when the process wrote nothing for timeout (or ran past startLimit).
 func runWasmsrv(t *testing.T, timeout time.Duration, env []string, args ...string) result {
 	t.Helper()
 	return runWasmsrvIn(t, "", timeout, env, args...)
@@ -344,16 +475,25 @@ func runWasmsrvIn(t *testing.T, dir string, timeout time.Duration, env []string,
 // runBinaryIn is runWasmsrvIn with a wasmsrv binary of the test's own.
 func runBinaryIn(t *testing.T, bin, dir string, timeout time.Duration, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = cleanEnv(env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("wasmsrv %s: still running after %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), timeout, stdout.String(), stderr.String())
+	var stdout, stderr lockedBuffer
+	activity := make(chan struct{}, 1)
+	cmd.Stdout, cmd.Stderr = activityWriter{&stdout, activity}, activityWriter{&stderr, activity}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("wasmsrv %s: %v", strings.Join(args, " "), err)
+	}
+	done := make(chan struct{})
+	var err error
+	go func() {
+		err = cmd.Wait()
+		close(done)
+	}()
+	if _, outcome := awaitProgress[struct{}](nil, done, activity, timeout); outcome != "exited" {
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("wasmsrv %s: still running: %s\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), outcome, stdout.String(), stderr.String())
 	}
 	var ee *exec.ExitError
 	if err != nil && !errors.As(err, &ee) {

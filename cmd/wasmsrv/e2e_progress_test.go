@@ -28,7 +28,8 @@ func TestE2EProgressOnTerminal(t *testing.T) {
 	cmd := exec.Command(wasmsrvBin, "run", "--listen", "127.0.0.1:0", "--cache-dir", t.TempDir(), sample("hello"))
 	cmd.Env = cleanEnv("TERM=xterm")
 	stdout := &stdoutWatcher{url: make(chan string, 1)}
-	cmd.Stdout, cmd.Stderr = stdout, tty
+	activity := make(chan struct{}, 1)
+	cmd.Stdout, cmd.Stderr = activityWriter{stdout, activity}, tty
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -37,17 +38,22 @@ func TestE2EProgressOnTerminal(t *testing.T) {
 	read := make(chan struct{})
 	go func() {
 		defer close(read)
-		_, _ = io.Copy(screen, ptmx) // ends with EIO when the child is gone
+		_, _ = io.Copy(activityWriter{screen, activity}, ptmx) // ends with EIO when the child is gone
 	}()
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-stdout.url:
-	case err := <-done:
-		t.Fatalf("wasmsrv exited before serving: %v\n%q", err, screen.String())
-	case <-time.After(startTimeout):
+	exited := make(chan struct{})
+	go func() {
+		err := cmd.Wait()
+		close(exited)
+		done <- err
+	}()
+	switch _, outcome := awaitProgress(stdout.url, exited, activity, startTimeout); outcome {
+	case "":
+	case "exited":
+		t.Fatalf("wasmsrv exited before serving: %v\n%q", <-done, screen.String())
+	default:
 		_ = cmd.Process.Kill()
-		t.Fatalf("not serving after %v:\n%q", startTimeout, screen.String())
+		t.Fatalf("not serving: %s:\n%q", outcome, screen.String())
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -11,17 +11,19 @@
  *                "released bytes=N"
  *   GET /whoami  "id=I": I tells this instance from others (its clock at its first
  *                request)
- *   GET /yield?ms=N  keeps returning WASMSRV_YIELD (on_poll) for N ms of wall time,
+ *   GET /yield?ms=N&served=S  keeps returning WASMSRV_YIELD (on_poll) for N ms of
+ *                wall time and until the instance answered S more "hello" requests,
  *                then answers "polls=P"
  *   GET /big?kb=N  answers N KiB (byte i is (i*7)>>3 mod 256) in 16 KiB writes; a
  *                write the host refuses (its queue for a slow client is full) is
  *                retried in on_writable
  *   GET /hang    never answers by itself: it ends on CANCEL (deadline or drain),
  *                where it tries to write "late", or on DISCONNECT
- *   GET /stats   "cancels=C disconnects=D cancel_write=W hanging=H blocked=B": W is
- *                what the write in the last on_cancel returned (refused after a
- *                deadline, taken on a drain), H how many /hang requests are open,
- *                B how many /big writes got WASMSRV_ERR_WOULD_BLOCK
+ *   GET /stats   "cancels=C disconnects=D cancel_write=W hanging=H blocked=B
+ *                yielding=Y": W is what the write in the last on_cancel returned
+ *                (refused after a deadline, taken on a drain), H how many /hang
+ *                requests are open, B how many /big writes got
+ *                WASMSRV_ERR_WOULD_BLOCK, Y how many /yield requests are open
  *   anything else  "hello"
  *
  *   bash sdk/c/build.sh    # rebuilds main.wasm
@@ -41,6 +43,7 @@ typedef struct {
     uint32_t chunks, hash, polls;
     int hold;                     /* /hold: backpressure is on */
     int64_t until_ns;             /* /yield: answer once the monotonic clock passes it */
+    uint64_t until_hellos;        /* /yield: ... and hellos reached this */
     uint64_t total, sent;         /* /big */
     char out[96];                 /* the answer, kept for a write retried in on_writable */
     uint32_t out_len;
@@ -48,6 +51,7 @@ typedef struct {
 
 static int cancels, disconnects, cancel_write, hanging, blocked;
 static long long instance_id;
+static uint64_t hellos; /* "hello" answers so far */
 
 /* Connections in /yield, served by on_poll. */
 #define MAX_YIELDERS 64
@@ -152,9 +156,9 @@ static int on_request(wasmsrv_conn *c) {
         return wasmsrv_done(c, 0);
     }
     if (wasmsrv_str_eq(p, "/stats")) {
-        char out[96];
-        int n = snprintf(out, sizeof out, "cancels=%d disconnects=%d cancel_write=%d hanging=%d blocked=%d\n",
-                         cancels, disconnects, cancel_write, hanging, blocked);
+        char out[160];
+        int n = snprintf(out, sizeof out, "cancels=%d disconnects=%d cancel_write=%d hanging=%d blocked=%d yielding=%d\n",
+                         cancels, disconnects, cancel_write, hanging, blocked, nyielders);
         if (wasmsrv_resp_end(&c->resp, out, (uint32_t)n) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
         return wasmsrv_done(c, 0);
     }
@@ -166,6 +170,7 @@ static int on_request(wasmsrv_conn *c) {
     if (!wasmsrv_str_eq(p, "/body") && !wasmsrv_str_eq(p, "/hold") && !wasmsrv_str_eq(p, "/yield") &&
         !wasmsrv_str_eq(p, "/big")) {
         if (wasmsrv_resp_end(&c->resp, "hello\n", 6) == WASMSRV_ERR_WOULD_BLOCK) return wasmsrv_done(c, 503);
+        hellos++;
         return wasmsrv_done(c, 0);
     }
     conn_state *st = (conn_state *)calloc(1, sizeof *st);
@@ -181,6 +186,7 @@ static int on_request(wasmsrv_conn *c) {
     if (wasmsrv_str_eq(p, "/yield")) {
         if (nyielders == MAX_YIELDERS) return wasmsrv_done(c, 503);
         st->until_ns = now_ns() + (int64_t)query_param(c, "ms") * 1000000;
+        st->until_hellos = hellos + (uint64_t)query_param(c, "served");
         yielders[nyielders++] = c->ctx;
         c->state = YIELDING;
         return WASMSRV_YIELD; /* on_poll carries on, after the host served what is queued */
@@ -217,7 +223,7 @@ static int on_poll(void) {
             continue;
         }
         st->polls++;
-        if (now < st->until_ns) {
+        if (now < st->until_ns || hellos < st->until_hellos) {
             i++;
             continue;
         }
