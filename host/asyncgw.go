@@ -656,7 +656,12 @@ func (e *asyncExchange) serve() (cut bool) {
 		if wantW {
 			e.wantWritable = false
 		}
-		more := len(e.out) > 0 || e.phase == phaseAccepting || e.phase == phaseDenied
+		// A fault the guest made while this goroutine was writing (a write past
+		// the declared length) clears e.out: it must still be answered by the
+		// loop, or finish would see only the bytes counted before it and
+		// report the wrong fault ("less than" for "more than").
+		more := len(e.out) > 0 || e.phase == phaseAccepting || e.phase == phaseDenied ||
+			(e.phase == phaseFailed && !e.faultAnswered)
 		finished := e.finished
 		e.mu.Unlock()
 		if wantW {
