@@ -29,6 +29,9 @@ func TestServeConfigGrants(t *testing.T) {
 [plugins]
 kv_path = %q
 
+[admin]
+addr = "" # no admin listener: the default 127.0.0.1:9901 is shared by every test binary
+
 [[listeners]]
 addr = "127.0.0.1:%d"
 

@@ -188,7 +188,7 @@ func TestE2ESampleSSE(t *testing.T) {
 	c := httpClient(t)
 
 	start := time.Now()
-	resp, err := c.Get(srv.URL + "/events?n=5&interval=50ms")
+	resp, err := c.Get(srv.URL + "/events?n=5&interval=250ms")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,16 +210,15 @@ func TestE2ESampleSSE(t *testing.T) {
 			t.Errorf("event %d: %+v (data err %v), want id %d, event tick, n %d", i, ev, err, i+1, i+1)
 		}
 	}
-	// The guest sleeps 4×50 ms between the first and the last event. If events
-	// were buffered until the end they would all arrive together.
-	if gap := evs[4].at - evs[0].at; gap < 150*time.Millisecond {
-		t.Errorf("first event at %v, last at %v (stream end %v): events were not delivered incrementally",
-			evs[0].at, evs[4].at, end)
-	}
-	for i := 1; i < len(evs); i++ {
-		if evs[i].at-evs[i-1].at < 25*time.Millisecond {
-			t.Errorf("event %d arrived %v after event %d; want about 50ms (times %v)", i+1, evs[i].at-evs[i-1].at, i, eventTimes(evs))
-		}
+	// The guest sleeps 4×250 ms between the first and the last event. Events
+	// buffered until the end would arrive together; delivered as written, the
+	// first comes about a second before the last. Half of that is the bound: a
+	// loaded machine delays single events, but not by half a second each while
+	// keeping the others on time (a per-event spacing check was: it failed at
+	// load 20 when one late event bunched with the next).
+	if gap := evs[4].at - evs[0].at; gap < 500*time.Millisecond {
+		t.Errorf("first event at %v, last at %v (stream end %v; times %v): events were not delivered incrementally",
+			evs[0].at, evs[4].at, end, eventTimes(evs))
 	}
 
 	// The index page is a plain response on the same server.

@@ -31,6 +31,9 @@ func TestServeSiteSection(t *testing.T) {
 	site := func(section string) (string, int) {
 		port := testkit.FreePort(t)
 		cfg := fmt.Sprintf(`
+[admin]
+addr = "" # no admin listener: the default 127.0.0.1:9901 is shared by every test binary
+
 [[listeners]]
 addr = "127.0.0.1:%d"
 
