@@ -135,7 +135,7 @@ func cValueType(s string) ([]api.ValueType, error) {
 	case s == "int64_t" || s == "uint64_t":
 		return []api.ValueType{api.ValueTypeI64}, nil
 	}
-	return nil, fmt.Errorf("C type %q has no ABI value type", s)
+	return nil, fmt.Errorf("no ABI value type for the C type %q", s)
 }
 
 // CWasmImports finds the import declarations in C source text. cNames are their C
