@@ -405,8 +405,20 @@ func launchBinary(t testing.TB, bin, dir string, env []string, full ...string) *
 		t.Fatalf("wasmsrv %s not serving: %s\nstderr:\n%s", strings.Join(full, " "), outcome, s.stderr.String())
 	}
 	s.Addr = strings.TrimPrefix(strings.TrimPrefix(s.URL, "http://"), "https://")
+	// The serving line comes on stdout after the server logged, on stderr,
+	// that it serves (run: "serving"; serve: "listener started"); the two
+	// pipes are copied independently, so wait for that record: then every
+	// record before it (the app's start, notices) is in s.logs() too.
+	for deadline := time.Now().Add(time.Minute); !servedRecord.MatchString(s.stderr.String()); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("wasmsrv %s: a serving line on stdout but no serving record on stderr:\n%s", strings.Join(full, " "), s.stderr.String())
+		}
+	}
 	return s
 }
+
+// servedRecord is the log record a server writes just before its serving line.
+var servedRecord = regexp.MustCompile(`msg=serving|msg="listener started"|"msg":"(serving|listener started)"`)
 
 // signal sends sig to the server process.
 func (s *server) signal(sig os.Signal) {
