@@ -270,11 +270,21 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 			return fail(abi.ExportInitialize, err)
 		}
 	}
+	if a.info.RunsMain {
+		if err := in.call(mod.ExportedFunction(abi.ExportStart), time.Until(deadline)); err != nil {
+			return fail("_start (the guest's main)", err)
+		}
+	}
 	switch a.info.Mode {
 	case ModeSync:
 		in.handle = mod.ExportedFunction(abi.ExportHandle)
 	case ModeAsync:
 		in.handle = mod.ExportedFunction(abi.ExportOnEvent)
+	case ModeHTTPWasm:
+		in.handle = mod.ExportedFunction(HTTPWasmHandleRequest)
+		if a.info.HasHandleResponse {
+			in.handleResponse = mod.ExportedFunction(HTTPWasmHandleResponse)
+		}
 	}
 	if a.info.HasStart {
 		if err := in.hook(abi.ExportOnStart, time.Until(deadline)); err != nil {

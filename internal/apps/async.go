@@ -11,7 +11,7 @@ import (
 
 // wantMode is the shape an app must turn out to have, and who asked for it.
 type wantMode struct {
-	mode string // "", "auto", "sync", "async" or "cgi"
+	mode string // "", "auto", "sync", "async", "cgi" or "http-wasm"
 	by   string // "mode async was asked for", "x/main.go:3 declares //wasmsrv:mode async"
 }
 
@@ -22,10 +22,12 @@ func (w wantMode) check(app, got string) error {
 	switch {
 	case w.auto() || w.mode == got:
 		return nil
-	case w.mode != "sync" && w.mode != "async" && w.mode != "cgi":
-		return fmt.Errorf("app %s: unknown mode %q (want sync, async or cgi)", app, w.mode)
+	case w.mode != "sync" && w.mode != "async" && w.mode != "cgi" && w.mode != "http-wasm":
+		return fmt.Errorf("app %s: unknown mode %q (want sync, async, cgi or http-wasm)", app, w.mode)
 	case got == "cgi":
 		return fmt.Errorf("app %s: %s, but the module is a WASI command (CGI mode: it does not use the wasmsrv SDK)", app, w.by)
+	case got == "http-wasm":
+		return fmt.Errorf("app %s: %s, but the module is an http-wasm handler (imports http_handler, exports handle_request)", app, w.by)
 	}
 	return fmt.Errorf("app %s: %s, but the module is a %s-mode guest", app, w.by, got)
 }
