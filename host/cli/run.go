@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,10 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		hg, ro, _ := config.ParseMount(d)
 		mounts = append(mounts, runtime.Mount{HostDir: hg[0], GuestDir: hg[1], ReadOnly: ro})
 	}
+	hwConfig, err := httpWasmConfig(cfg.HTTPWasmConfig)
+	if err != nil {
+		return &usageError{err.Error()}
+	}
 	app, err := apps.Open(ctx, eng, apps.Spec{
 		Name:          name,
 		Source:        fs.Arg(0),
@@ -137,6 +142,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		Grants:         runGrants(cfg),
 		LogRate:        int64(cfg.LogRate),
 		Progress:       meter,
+		HTTPWasm:       apps.HTTPWasmSpec{Config: hwConfig, DefaultStatus: cfg.DefaultStatus},
 	}, log)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {
@@ -215,4 +221,18 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// httpWasmConfig is the get_config of an http-wasm guest: the value as given,
+// or the contents of the file named after an @.
+func httpWasmConfig(v string) ([]byte, error) {
+	path, ok := strings.CutPrefix(v, "@")
+	if !ok {
+		return []byte(v), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("http-wasm-config: %w", err)
+	}
+	return b, nil
 }

@@ -36,6 +36,7 @@ targets=(
 	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
 	"command runtime/testdata/escape/main.c runtime/testdata/escape/main.wasm"
 	"reactor runtime/testdata/envimport/main.c runtime/testdata/envimport/main.wasm"
+	"reactor internal/httpwasm/testdata/plugin/plugin.c internal/httpwasm/testdata/plugin/plugin.wasm"
 )
 
 tmp=$(mktemp -d)

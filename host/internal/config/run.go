@@ -59,6 +59,10 @@ type Run struct {
 	Env               []string `env:"APP_ENV" envSeparator:";" flag:"env" help:"KEY=VALUE given to the guest's environment (repeatable; env var: ;-separated)"`
 	Dirs              []string `env:"APP_DIRS" envSeparator:";" flag:"dir" help:"HOST:GUEST[:ro] directory to mount in the guest (repeatable)"`
 
+	// http-wasm handler modules (docs/http-wasm.md).
+	HTTPWasmConfig string `env:"HTTP_WASM_CONFIG" flag:"http-wasm-config" help:"http-wasm guests: what get_config returns (a Traefik plugin: its config as JSON); @FILE reads it from a file"`
+	DefaultStatus  int    `env:"DEFAULT_STATUS" envDefault:"404" flag:"default-status" help:"http-wasm guests: the status of a request the guest passes on to the next handler, there being none after it"`
+
 	// Plugins (plugins/README.md). Deny by default: the app may import only the
 	// plugins granted here; log is always granted.
 	Grants          []string `env:"GRANTS" envSeparator:"," flag:"grant" help:"plugins the app may import, e.g. kv,http (repeatable; log is always granted)"`
@@ -169,6 +173,9 @@ func (c *Run) Validate() error {
 	case "auto", "sync", "async":
 	default:
 		errs = append(errs, fmt.Sprintf("mode: %q, want auto, sync or async", c.Mode))
+	}
+	if c.DefaultStatus < 200 || c.DefaultStatus > 599 {
+		errs = append(errs, fmt.Sprintf("default-status: %d, want 200..599", c.DefaultStatus))
 	}
 	if c.WSSendBuffer <= 0 {
 		errs = append(errs, "ws-send-buffer: must be > 0")

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The http-wasm guests of internal/httpwasm: a Traefik-style plugin in C (its
+// config as JSON through get_config) and the WAT probe of the host functions.
+var (
+	httpWasmPlugin = filepath.Join("..", "..", "internal", "httpwasm", "testdata", "plugin", "plugin.wasm")
+	httpWasmProbe  = filepath.Join("..", "..", "internal", "httpwasm", "testdata", "probe.wasm")
+)
+
+// `wasmsrv run` detects an http-wasm guest and serves it: the plugin answers
+// from its JSON config, denies what its config denies, and a request it passes
+// on gets the default status (404, or --default-status).
+func TestE2EHTTPWasmRun(t *testing.T) {
+	cfg := `{"responseHeaders": {"X-Plugin": "on"}, "deny": "/admin", "reply": "hello from a plugin\n"}`
+	srv := startServer(t, httpWasmPlugin, "--workers", "2", "--http-wasm-config", cfg)
+	if out := srv.stdout.String(); !strings.Contains(out, "(http-wasm mode)") {
+		t.Errorf("stdout does not name http-wasm mode:\n%s", out)
+	}
+	c := httpClient(t)
+	resp, body := get(t, c, srv.URL+"/hi")
+	if resp.StatusCode != 200 || body != "hello from a plugin\n" || resp.Header.Get("X-Plugin") != "on" || resp.ContentLength != int64(len(body)) {
+		t.Errorf("status %d body %q headers %v", resp.StatusCode, body, resp.Header)
+	}
+	resp, body = get(t, c, srv.URL+"/admin/users")
+	if resp.StatusCode != 403 || body != "denied\n" {
+		t.Errorf("deny: status %d body %q", resp.StatusCode, body)
+	}
+
+	// The config from a file (@FILE), a plugin that passes on: the default status.
+	file := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(file, []byte(`{"headers": {"X-Foo": "Bar"}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServer(t, httpWasmPlugin, "--workers", "1", "--http-wasm-config", "@"+file)
+	if resp, _ := get(t, c, srv.URL+"/"); resp.StatusCode != 404 {
+		t.Errorf("a request passed on: status %d, want the default 404", resp.StatusCode)
+	}
+	srv = startServer(t, httpWasmPlugin, "--workers", "1", "--default-status", "204")
+	if resp, _ := get(t, c, srv.URL+"/"); resp.StatusCode != 204 {
+		t.Errorf("--default-status 204: got %d", resp.StatusCode)
+	}
+}
+
+// A plugin whose config is not JSON fails at start, with the reason in the log,
+// and the server does not start.
+func TestE2EHTTPWasmBadConfig(t *testing.T) {
+	r := runWasmsrv(t, 2*time.Minute, nil, "run", "--listen", "127.0.0.1:0", "--cache-dir", e2eCache,
+		"--start-timeout", "5s", "--http-wasm-config", "{not json", httpWasmPlugin)
+	if r.code == 0 || !strings.Contains(r.stderr, "config: bad JSON") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, tail(r.stderr, 2000))
+	}
+}
+
+// The host functions answer through the real server: method, URI, protocol,
+// the client's address; HTTP/2 (h2c) shows as HTTP/2.0.
+func TestE2EHTTPWasmProbe(t *testing.T) {
+	srv := startServer(t, httpWasmProbe, "--workers", "1", "--http-wasm-config", "r")
+	for _, tc := range []struct {
+		c     *http.Client
+		proto string
+	}{{httpClient(t), "HTTP/1.1"}, {h2cClient(t), "HTTP/2.0"}} {
+		resp, _ := get(t, tc.c, srv.URL+"/p%2Fq?a=1")
+		if resp.Header.Get("X-Method") != "GET" || resp.Header.Get("X-Uri") != "/p%2Fq?a=1" ||
+			resp.Header.Get("X-Proto") != tc.proto || !strings.HasPrefix(resp.Header.Get("X-Source"), "127.0.0.1:") {
+			t.Errorf("%s: headers %v", tc.proto, resp.Header)
+		}
+	}
+	// A guest that loops forever costs its request (504) and its instance only.
+	loop := startServer(t, httpWasmProbe, "--workers", "1", "--timeout", "1s", "--http-wasm-config", "o")
+	c := httpClient(t)
+	if resp, _ := get(t, c, loop.URL+"/"); resp.StatusCode != 504 {
+		t.Errorf("loop: status %d, want 504", resp.StatusCode)
+	}
+	if resp, _ := get(t, c, srv.URL+"/"); resp.StatusCode != 200 {
+		t.Errorf("the other server: status %d", resp.StatusCode)
+	}
+}
