@@ -1,10 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -82,5 +86,129 @@ func TestE2EHTTPWasmProbe(t *testing.T) {
 	}
 	if resp, _ := get(t, c, srv.URL+"/"); resp.StatusCode != 200 {
 		t.Errorf("the other server: status %d", resp.StatusCode)
+	}
+}
+
+// `wasmsrv serve` runs [[routes.middleware]] before each kind of target: the
+// Traefik-style plugin (its config a TOML table, given to it as JSON) before an
+// upstream, with a deny rule; two middleware in order before a Wasm app, the
+// second reading and rewriting the app's response (buffer_response); a
+// middleware before a static directory.
+func TestE2EHTTPWasmMiddleware(t *testing.T) {
+	var seen struct {
+		sync.Mutex
+		foo, early string
+	}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Lock()
+		seen.foo, seen.early = r.Header.Get("X-Foo"), r.Header.Get("X-Early")
+		seen.Unlock()
+		_, _ = io.WriteString(w, "upstream "+r.URL.Path)
+	}))
+	defer up.Close()
+	plugin, err := filepath.Abs(httpWasmPlugin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe, err := filepath.Abs(httpWasmProbe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hello, err := filepath.Abs(sample("c-hello/main.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeSite(t, fmt.Sprintf(`
+[admin]
+addr = ""
+
+[[listeners]]
+addr = "127.0.0.1:0"
+
+[apps.hello]
+module = %[3]q
+pool_size = 1
+
+[upstreams.backend]
+servers = [{ url = %[1]q }]
+
+[[routes]]
+path = "/api"
+strip_prefix = false
+upstream = "backend"
+[[routes.middleware]]
+module = %[2]q
+pool_size = 2
+config = { headers = { X-Foo = "Bar" }, responseHeaders = { X-Plugin = "on" }, deny = "/api/admin" }
+
+[[routes]]
+path = "/hello"
+app = "hello"
+[[routes.middleware]]
+module = %[2]q
+pool_size = 1
+config = '{"responseHeaders": {"X-First": "1"}}'
+[[routes.middleware]]
+module = %[4]q
+pool_size = 1
+config = "R"
+
+[[routes]]
+path = "/"
+static = "www"
+[[routes.middleware]]
+module = %[2]q
+pool_size = 1
+config = { responseHeaders = { X-Static = "seen" } }
+`, up.URL, plugin, hello, probe))
+	s := startServe(t, cfg)
+	c := httpClient(t)
+
+	resp, body := get(t, c, s.URL+"/api/users")
+	seen.Lock()
+	foo := seen.foo
+	seen.Unlock()
+	if resp.StatusCode != 200 || body != "upstream /api/users" || resp.Header.Get("X-Plugin") != "on" || foo != "Bar" {
+		t.Errorf("upstream route: status %d body %q X-Plugin %q, upstream saw X-Foo %q", resp.StatusCode, body, resp.Header.Get("X-Plugin"), foo)
+	}
+	resp, body = get(t, c, s.URL+"/api/admin/x")
+	if resp.StatusCode != 403 || body != "denied\n" {
+		t.Errorf("denied path: status %d body %q", resp.StatusCode, body)
+	}
+
+	// The probe wraps the app's answer: status+1 and a prefix; the plugin before
+	// it added its header.
+	resp, body = get(t, c, s.URL+"/hello")
+	if resp.StatusCode != 201 || body != "wrapped:Hello from wasmsrv!\n" || resp.Header.Get("X-First") != "1" ||
+		resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" || resp.ContentLength != int64(len(body)) {
+		t.Errorf("app route: status %d body %q headers %v", resp.StatusCode, body, resp.Header)
+	}
+
+	resp, body = get(t, c, s.URL+"/index.html")
+	if resp.StatusCode != 200 || body != "<h1>site</h1>" || resp.Header.Get("X-Static") != "seen" {
+		t.Errorf("static route: status %d body %q headers %v", resp.StatusCode, body, resp.Header)
+	}
+}
+
+// A middleware that is not an http-wasm module is refused with its key.
+func TestE2EHTTPWasmMiddlewareNotHTTPWasm(t *testing.T) {
+	hello, err := filepath.Abs(sample("c-hello/main.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeSite(t, fmt.Sprintf(`
+[admin]
+addr = ""
+[[listeners]]
+addr = "127.0.0.1:0"
+[[routes]]
+path = "/"
+static = "www"
+[[routes.middleware]]
+module = %q
+`, hello))
+	r := runWasmsrv(t, 2*time.Minute, nil, "serve", "-c", cfg, "--cache-dir", e2eCache)
+	if r.code == 0 || !strings.Contains(r.stderr, "routes[0].middleware[0]") || !strings.Contains(r.stderr, "http-wasm") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, tail(r.stderr, 2000))
 	}
 }

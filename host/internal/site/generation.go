@@ -119,7 +119,16 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 
 	var routes []route.Route
 	for i, rc := range cfg.Routes {
-		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted)
+		var mws []func(http.Handler) http.Handler
+		for j, mc := range rc.Middleware {
+			sh, err := s.middleware(s.base, i, j, mc)
+			if err != nil {
+				return nil, err
+			}
+			held = append(held, sh)
+			mws = append(mws, sh.val.(*apps.Running).Middleware)
+		}
+		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted, mws)
 		if err != nil {
 			return nil, err
 		}
@@ -277,10 +286,13 @@ func (s *Site) releaseShared(held []*shared) {
 }
 
 // routeHandler builds one route's target and its middleware, inner to
-// outer: target → cache → compression → size limits → per-IP concurrency
-// → rate limit → header edits (so 429s and cache HITs get them too).
+// outer: target → cache → http-wasm middleware (mws, the first listed
+// outermost) → compression → size limits → per-IP concurrency → rate limit →
+// header edits (so 429s and cache HITs get them too). The http-wasm
+// middleware sees every request, cache hits included (an auth check), and
+// uncompressed bodies; rate limits and size limits refuse before it runs.
 func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.Handler, groups map[string]*upstream.Group,
-	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix) (http.Handler, func() error, error) {
+	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix, mws []func(http.Handler) http.Handler) (http.Handler, func() error, error) {
 	key := fmt.Sprintf("routes[%d]", i)
 	var h http.Handler
 	var closer func() error
@@ -333,6 +345,9 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 			return nil, closer, fmt.Errorf("%s.cache: %w", key, err)
 		}
 		h = ch
+	}
+	for j := len(mws) - 1; j >= 0; j-- {
+		h = mws[j](h)
 	}
 	if rc.Compression() {
 		h = comp(h)
@@ -435,4 +450,38 @@ func grants(ac config.App) (registry.Grants, error) {
 		g[name] = plugins.Section(sec)
 	}
 	return g, nil
+}
+
+// middleware returns the shared http-wasm middleware j of route i, opening it
+// if its config is new or changed (the module's fingerprint included, as for
+// apps).
+func (s *Site) middleware(ctx context.Context, i, j int, mc config.Middleware) (*shared, error) {
+	key := fmt.Sprintf("routes[%d].middleware[%d]", i, j)
+	conf, err := mc.ConfigBytes()
+	if err != nil {
+		return nil, fmt.Errorf("%s.config: %w", key, err)
+	}
+	skey := key + "\x00" + fmt.Sprintf("%s|%d|%d|%d|%d", mc.Module, mc.PoolSize, mc.MemoryLimit, mc.RequestTimeout, mc.BufferLimit) +
+		"\x00" + string(conf) + "\x00" + fingerprint(mc.Module)
+	if sh := s.apps[skey]; sh != nil {
+		sh.refs++
+		return sh, nil
+	}
+	if s.opt.Engine == nil {
+		return nil, fmt.Errorf("%s: no Wasm engine configured", key)
+	}
+	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
+		// A name of its own: the log says which middleware; it has no plugins.
+		Name: fmt.Sprintf("route%d-middleware%d", i, j), Source: mc.Module, Mode: "http-wasm", Progress: s.opt.Progress,
+		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D()},
+		MemoryLimit: int64(mc.MemoryLimit),
+		HTTPWasm:    apps.HTTPWasmSpec{Config: conf, BufferLimit: int64(mc.BufferLimit)},
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	s.log.Info("middleware started", "route", i, "middleware", j, "wasm", a.Wasm)
+	sh := &shared{key: skey, refs: 1, val: a, close: a.Close}
+	s.apps[skey] = sh
+	return sh, nil
 }
