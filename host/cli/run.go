@@ -143,6 +143,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		LogRate:        int64(cfg.LogRate),
 		Progress:       meter,
 		HTTPWasm:       apps.HTTPWasmSpec{Config: hwConfig, DefaultStatus: cfg.DefaultStatus},
+		CGIArgv:        cfg.Argv,
 	}, log)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, runtime.ErrPoolClosed) {

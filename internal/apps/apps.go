@@ -70,6 +70,8 @@ type Spec struct {
 	// plugins are opened with the app and closed after it.
 	Plugins *registry.Registry
 	Grants  registry.Grants
+	// CGIArgv is a CGI app's argv template (host.CGIConfig.Argv).
+	CGIArgv string
 	// HTTPWasm configures an http-wasm handler module (ignored for other kinds).
 	HTTPWasm HTTPWasmSpec
 	// LogRate is the app's log budget in bytes per second: what its guest output

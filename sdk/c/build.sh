@@ -32,6 +32,7 @@ targets=(
 	"command samples/c-cgi/main.c samples/c-cgi/main.wasm"
 	"command bench/apps/cgi_hello.c bench/apps/cgi_hello.wasm"
 	"command host/testdata/cgi/stream.c host/testdata/cgi/stream.wasm"
+	"command host/testdata/cgi/wagi.c host/testdata/cgi/wagi.wasm"
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"
 	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
 	"command runtime/testdata/escape/main.c runtime/testdata/escape/main.wasm"

@@ -59,6 +59,9 @@ type Run struct {
 	Env               []string `env:"APP_ENV" envSeparator:";" flag:"env" help:"KEY=VALUE given to the guest's environment (repeatable; env var: ;-separated)"`
 	Dirs              []string `env:"APP_DIRS" envSeparator:";" flag:"dir" help:"HOST:GUEST[:ro] directory to mount in the guest (repeatable)"`
 
+	// CGI apps (docs/cgi.md).
+	Argv string `env:"ARGV" envDefault:"${SCRIPT_NAME} ${ARGS}" flag:"argv" help:"CGI apps: the command's argv, a WAGI template: ${SCRIPT_NAME} is the request path, ${ARGS} the query's name=value pairs, one argument each"`
+
 	// http-wasm handler modules (docs/http-wasm.md).
 	HTTPWasmConfig string `env:"HTTP_WASM_CONFIG" flag:"http-wasm-config" help:"http-wasm guests: what get_config returns (a Traefik plugin: its config as JSON); @FILE reads it from a file"`
 	DefaultStatus  int    `env:"DEFAULT_STATUS" envDefault:"404" flag:"default-status" help:"http-wasm guests: the status of a request the guest passes on to the next handler, there being none after it"`

@@ -95,6 +95,9 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		held = append(held, sh)
 		appsByName[name] = sh.val.(*apps.Running)
 		appHandlers[name] = appsByName[name].Handler
+		if appsByName[name].Mode == "cgi" {
+			appHandlers[name] = cgiApp{appHandlers[name]}
+		}
 		appNames = append(appNames, name)
 	}
 	groups := map[string]*upstream.Group{}
@@ -223,7 +226,7 @@ func (s *Site) app(ctx context.Context, name string, ac config.App) (*shared, er
 		MemoryLimit: int64(ac.MemoryLimit), StartTimeout: ac.StartTimeout.D(), Env: env, Mounts: mounts,
 		BodyBuffer: bodybuf.Config{Memory: buffer, Timeout: ac.BodyTimeout.D()}, ResponseBuffer: int(held),
 		WebSocket: host.WSConfig{Origins: origins, SendBuffer: int(ac.WSSendBuffer)},
-		Plugins:   s.opt.Plugins, Grants: g, LogRate: ac.LogBudget(),
+		Plugins:   s.opt.Plugins, Grants: g, LogRate: ac.LogBudget(), CGIArgv: ac.Argv,
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("apps.%s: %w", name, err)
@@ -302,13 +305,13 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	}
 	target := func(name string) http.Handler {
 		if a, ok := appHandlers[name]; ok {
-			return mountApp(a)
+			return mountApp(a, rc.Path)
 		}
 		return wsorigin.Guard(origins, s.log.With("route", key), mountUpstream(groups[name]))
 	}
 	switch {
 	case rc.App != "":
-		h = mountApp(appHandlers[rc.App])
+		h = mountApp(appHandlers[rc.App], rc.Path)
 	case rc.Upstream != "":
 		h = target(rc.Upstream)
 		// Slow uploads wait here, not in the upstream's workers.
@@ -373,12 +376,21 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	return h, closer, nil
 }
 
+// cgiApp marks a CGI app's handler: its commands learn the route's prefix
+// (X_MATCHED_ROUTE), which costs other apps nothing.
+type cgiApp struct{ http.Handler }
+
 // mountApp hands the route's root path to the Wasm gateway, which strips
-// it from the request target and passes it to the guest as root_path.
-func mountApp(a http.Handler) http.Handler {
+// it from the request target and passes it to the guest as root_path, and
+// the route's prefix to CGI commands (X_MATCHED_ROUTE).
+func mountApp(a http.Handler, prefix string) http.Handler {
+	_, cgi := a.(cgiApp)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if rp := route.RootPath(r.Context()); rp != "" {
 			r = host.WithRootPath(r, rp)
+		}
+		if cgi {
+			r = host.WithMatchedRoute(r, prefix)
 		}
 		a.ServeHTTP(w, r)
 	})
