@@ -69,12 +69,12 @@ type Listener struct {
 
 // App is a Wasm application: a compiled module or a Go package directory.
 type App struct {
-	Module         string   `toml:"module" yaml:"module"`
-	Package        string   `toml:"package" yaml:"package"`
-	Mode           string   `toml:"mode" yaml:"mode"` // sync, async or cgi, checked; absent: what the app declares
+	Module  string `toml:"module" yaml:"module"`
+	Package string `toml:"package" yaml:"package"`
+	Mode    string `toml:"mode" yaml:"mode"` // sync, async or cgi, checked; absent: what the app declares
 	// Argv is a CGI app's argv, a WAGI template (docs/cgi.md; default
 	// "${SCRIPT_NAME} ${ARGS}").
-	Argv string `toml:"argv" yaml:"argv"`
+	Argv           string   `toml:"argv" yaml:"argv"`
 	PoolSize       int      `toml:"pool_size" yaml:"pool_size"`
 	MemoryLimit    Size     `toml:"memory_limit" yaml:"memory_limit"`
 	RequestTimeout Duration `toml:"request_timeout" yaml:"request_timeout"`
