@@ -69,12 +69,9 @@ type Listener struct {
 
 // App is a Wasm application: a compiled module or a Go package directory.
 type App struct {
-	Module  string `toml:"module" yaml:"module"`
-	Package string `toml:"package" yaml:"package"`
-	Mode    string `toml:"mode" yaml:"mode"` // sync, async or cgi, checked; absent: what the app declares
-	// Argv is a CGI app's argv, a WAGI template (docs/cgi.md; default
-	// "${SCRIPT_NAME} ${ARGS}").
-	Argv           string   `toml:"argv" yaml:"argv"`
+	Module         string   `toml:"module" yaml:"module"`
+	Package        string   `toml:"package" yaml:"package"`
+	Mode           string   `toml:"mode" yaml:"mode"` // sync, async or cgi, checked; absent: what the app declares
 	PoolSize       int      `toml:"pool_size" yaml:"pool_size"`
 	MemoryLimit    Size     `toml:"memory_limit" yaml:"memory_limit"`
 	RequestTimeout Duration `toml:"request_timeout" yaml:"request_timeout"`
@@ -114,6 +111,9 @@ type App struct {
 	// PluginConfig holds each granted plugin's per-app section, by plugin name
 	// ([apps.NAME.plugins.http] allow = [...]); plugins/<name>/ABI.md lists the keys.
 	PluginConfig map[string]map[string]any `toml:"plugins" yaml:"plugins"`
+	// Argv is a CGI app's argv, a WAGI template (docs/cgi.md; default
+	// "${SCRIPT_NAME} ${ARGS}").
+	Argv string `toml:"argv" yaml:"argv"`
 }
 
 // Mount is a host directory visible inside an app's guest.
