@@ -107,15 +107,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}()
 	ex.reset(r, st.features, h.cfg.BufferLimit)
 	st.ex = ex
-	held := true
-	release := func(err error) {
-		if held {
-			held = false
-			st.ex = nil
-			h.pool.Release(in, err)
-		}
-	}
-	defer release(nil) // a panic from next: the instance goes back all the same
+	l := lease{h: h, in: in, st: st, held: true}
+	release := l.release
+	defer l.release(nil) // a panic from next: the instance goes back all the same
 
 	timeout := h.pool.RequestTimeout()
 	ctxNext, err := in.HandleRequest(timeout)
@@ -138,13 +132,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	var sw *statusWriter
 	if buffered {
 		ex.respBody.Reset()
-		rec = &recorder{header: ex.respHeader, body: &ex.respBody, limit: ex.limit}
+		ex.rec = recorder{header: ex.respHeader, body: &ex.respBody, limit: ex.limit}
+		rec = &ex.rec
 	} else {
 		dst := w.Header()
 		for k, v := range ex.respHeader {
 			dst[k] = v // what the guest set for the response in handle_request
 		}
-		sw = &statusWriter{ResponseWriter: w}
+		ex.sw = statusWriter{ResponseWriter: w}
+		sw = &ex.sw
 	}
 	panicked := runNext(next, rec, sw, r2)
 	ex.phase = phaseResponse
@@ -182,6 +178,23 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}
 	if buffered {
 		h.writeOut(w, ex)
+	}
+}
+
+// lease is an instance held for one request.
+type lease struct {
+	h    *Handler
+	in   *runtime.Instance
+	st   *state
+	held bool
+}
+
+// release gives the instance back once; err is its last call's.
+func (l *lease) release(err error) {
+	if l.held {
+		l.held = false
+		l.st.ex = nil
+		l.h.pool.Release(l.in, err)
 	}
 }
 

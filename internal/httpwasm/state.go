@@ -60,8 +60,9 @@ type exchange struct {
 	phase    int
 	limit    int64 // bytes any one buffered body may hold
 
-	r *http.Request // the request, as the guest changes it (a shallow copy)
-	u url.URL       // r.URL points here
+	r   *http.Request // the request, as the guest changes it: &req
+	req http.Request  // a shallow copy of the server's
+	u   url.URL       // r.URL points here
 
 	// The request body: what the next handler reads is reqRead (what the guest
 	// read, kept with buffer_request) then reqRest; or reqNew when the guest
@@ -83,30 +84,40 @@ type exchange struct {
 	live        bool // the response went out unbuffered: read-only
 	liveHeader  http.Header
 	liveStatus  int
+
+	// What serve needs per request, kept here so that the pooled exchange
+	// carries them instead of allocating them.
+	rec recorder
+	sw  statusWriter
 }
 
 // reset readies a pooled exchange for r; its buffers keep their memory.
 func (ex *exchange) reset(r *http.Request, features uint32, limit int64) {
 	ex.clear()
 	ex.features, ex.limit, ex.status = features, limit, http.StatusOK
-	ex.respHeader = http.Header{}
+	if ex.respHeader == nil {
+		ex.respHeader = http.Header{}
+	}
 	ex.reqRest = r.Body
 	if ex.reqRest == nil {
 		ex.reqRest = http.NoBody
 	}
 	ex.u = *r.URL
-	cp := *r
-	cp.URL = &ex.u
-	ex.r = &cp
+	ex.req = *r
+	ex.req.URL = &ex.u
+	ex.r = &ex.req
 }
 
-// clear drops every reference to a request, keeping the buffers' memory.
+// clear drops every reference to a request, keeping the memory of the
+// buffers and of the response header map (its values were copied out as
+// slices, never the map itself).
 func (ex *exchange) clear() {
 	ex.reqRead.Reset()
 	ex.reqNew.Reset()
 	ex.respBody.Reset()
-	reqRead, reqNew, respBody := ex.reqRead, ex.reqNew, ex.respBody
-	*ex = exchange{reqRead: reqRead, reqNew: reqNew, respBody: respBody}
+	clear(ex.respHeader)
+	reqRead, reqNew, respBody, respHeader := ex.reqRead, ex.reqNew, ex.respBody, ex.respHeader
+	*ex = exchange{reqRead: reqRead, reqNew: reqNew, respBody: respBody, respHeader: respHeader}
 }
 
 func (ex *exchange) has(f uint32) bool { return ex.features&f != 0 }
