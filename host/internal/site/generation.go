@@ -488,6 +488,9 @@ func (s *Site) middleware(ctx context.Context, i, j int, mc config.Middleware) (
 		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D()},
 		MemoryLimit: int64(mc.MemoryLimit),
 		HTTPWasm:    apps.HTTPWasmSpec{Config: conf, BufferLimit: int64(mc.BufferLimit)},
+		// Bodies are read ahead (memory, then a temp file) before a request
+		// takes an instance, as for apps: a slow upload does not hold one.
+		BodyBuffer: bodybuf.Config{Memory: config.DefaultBufferBody},
 	}, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", key, err)
