@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
@@ -272,6 +273,10 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 	}
 	if a.info.RunsMain {
 		if err := in.call(mod.ExportedFunction(abi.ExportStart), time.Until(deadline)); err != nil {
+			var exit *sys.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 0 {
+				err = fmt.Errorf("%w (an http-wasm guest's main must return without exiting: build a TinyGo guest with -buildmode=c-shared, or one whose main returns)", err)
+			}
 			return fail("_start (the guest's main)", err)
 		}
 	}

@@ -133,7 +133,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		}
 		p.idle <- in
 	}
-	app.log.Info("pool ready", "mode", "sync", "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	app.log.Info("pool ready", "mode", app.info.Mode.String(), "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
 	p.wg.Add(1)
 	go p.maintain()
 	return p, nil

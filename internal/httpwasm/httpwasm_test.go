@@ -428,3 +428,76 @@ func TestLoadWithoutHostModule(t *testing.T) {
 		t.Errorf("err = %v, want ErrHTTPWasmModule", err)
 	}
 }
+
+func TestRequestTrailers(t *testing.T) { // header kind 2 with feature_trailers
+	f := open(t, "P", Config{}, runtime.PoolConfig{})
+	srv := serve(t, f.h)
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, io.MultiReader(strings.NewReader("body")))
+	req.ContentLength = -1 // chunked, so that trailers can follow
+	req.Trailer = http.Header{"X-Trailer": {"rt"}}
+	resp, body := do(t, req)
+	if resp.StatusCode != 201 || body != "rt\x00" {
+		t.Errorf("status %d body %q, want 201 and the trailer's value", resp.StatusCode, body)
+	}
+}
+
+func TestBufferedResponseTrailers(t *testing.T) { // header kind 3 of a buffered response
+	f := open(t, "Q", Config{}, runtime.PoolConfig{})
+	target := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "X-Trailer")
+		_, _ = io.WriteString(w, "body:")
+		w.Header().Set("X-Trailer", "from-target")
+	})
+	srv := serve(t, f.h.Wrap(target))
+	resp, body := get(t, srv.URL)
+	if body != "body:from-target\x00" || resp.Trailer.Get("X-Trailer") != "from-target" {
+		t.Errorf("body %q trailers %v", body, resp.Trailer)
+	}
+}
+
+// A guest built as a WASI command (TinyGo's -target=wasi): its _start runs once
+// per instance, before any request; one that exits there cannot serve, and the
+// error says so.
+func TestCommandGuest(t *testing.T) {
+	ctx := context.Background()
+	wasm, err := os.ReadFile("testdata/command.wasm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: "-"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	load := func(config string) (*runtime.App, error) {
+		return eng.Load(ctx, runtime.AppConfig{Name: "command", Wasm: wasm,
+			HostModules: []runtime.HostModule{Module(ModuleOptions{Config: []byte(config)})}})
+	}
+	app, err := load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close(ctx)
+	if !app.Info().RunsMain {
+		t.Fatal("_start not recognised as the guest's main")
+	}
+	pool, err := runtime.NewSyncPool(ctx, app, runtime.PoolConfig{Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close(ctx)
+	_, body := get(t, serve(t, New(pool, Config{}, nil)).URL)
+	if body != "ready" {
+		t.Errorf("body %q", body)
+	}
+
+	exiting, err := load("exit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exiting.Close(ctx)
+	_, err = runtime.NewSyncPool(ctx, exiting, runtime.PoolConfig{Workers: 1})
+	if err == nil || !strings.Contains(err.Error(), "_start") || !strings.Contains(err.Error(), "c-shared") {
+		t.Errorf("err = %v, want the start to fail naming _start", err)
+	}
+}

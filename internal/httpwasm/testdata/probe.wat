@@ -166,6 +166,20 @@
       (call $write_body (i32.const 1) (i32.const 0x0c0) (i32.const 8))
       (call $set_header_value (i32.const 3) (i32.const 0x0e0) (i32.const 9) (i32.const 0x0f0) (i32.const 2))
       (return (i64.const 0))))
+    ;; 'P': trailers and buffer_request; read the body, then the request's
+    ;; trailer X-Trailer as the response body
+    (if (i32.eq (global.get $op) (i32.const 0x50)) (then
+      (drop (call $enable_features (i32.const 5)))
+      (call $drain_body)
+      (local.set $cl (call $get_header_values (i32.const 2) (i32.const 0x0e0) (i32.const 9) (global.get $buf) (global.get $buf_limit)))
+      (call $write_body (i32.const 1) (global.get $buf) (i32.wrap_i64 (local.get $cl)))
+      (call $set_status_code (i32.add (i32.const 200) (i32.wrap_i64 (i64.shr_u (local.get $cl) (i64.const 32)))))
+      (return (i64.const 0))))
+    ;; 'Q': trailers and buffer_response; handle_response (ctx 10) appends the
+    ;; next handler's trailer X-Trailer to the body
+    (if (i32.eq (global.get $op) (i32.const 0x51)) (then
+      (drop (call $enable_features (i32.const 6)))
+      (return (i64.const 0x0000000a00000001))))
     ;; 't': a trailer without the feature: trap
     (if (i32.eq (global.get $op) (i32.const 0x74)) (then
       (call $set_header_value (i32.const 3) (i32.const 0x0e0) (i32.const 9) (i32.const 0x0f0) (i32.const 2))
@@ -259,6 +273,13 @@
     ;; 9: change the request after next
     (if (i32.eq (local.get $ctx) (i32.const 9)) (then
       (call $set_header_value (i32.const 0) (i32.const 0x140) (i32.const 6) (i32.const 0x0b8) (i32.const 3))
+      (return)))
+    ;; 10: the next handler's trailer, appended to its body
+    (if (i32.eq (local.get $ctx) (i32.const 10)) (then
+      (local.set $r (call $read_body (i32.const 1) (global.get $buf) (global.get $buf_limit)))
+      (call $write_body (i32.const 1) (global.get $buf) (i32.wrap_i64 (local.get $r)))
+      (local.set $r (call $get_header_values (i32.const 3) (i32.const 0x0e0) (i32.const 9) (global.get $buf) (global.get $buf_limit)))
+      (call $write_body (i32.const 1) (global.get $buf) (i32.wrap_i64 (local.get $r)))
       (return)))
     ;; 0: nothing to do
     (if (i32.ne (local.get $ctx) (i32.const 0)) (then unreachable)))
