@@ -212,3 +212,75 @@ module = %q
 		t.Errorf("exit %d, stderr:\n%s", r.code, tail(r.stderr, 2000))
 	}
 }
+
+// Middleware bodies and failures through the real server: a middleware with
+// buffer_request reads a POST body and the upstream still gets all of it; a
+// middleware that loops forever costs its requests a 504 and its instance,
+// while the other routes keep answering.
+func TestE2EHTTPWasmMiddlewareBodiesAndFailures(t *testing.T) {
+	got := make(chan string, 1)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case got <- string(b):
+		default:
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	defer up.Close()
+	probe, err := filepath.Abs(httpWasmProbe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeSite(t, fmt.Sprintf(`
+[admin]
+addr = ""
+[[listeners]]
+addr = "127.0.0.1:0"
+[upstreams.backend]
+servers = [{ url = %[1]q }]
+
+[[routes]]
+path = "/upload"
+upstream = "backend"
+[[routes.middleware]]
+module = %[2]q
+pool_size = 1
+config = "b"
+
+[[routes]]
+path = "/loop"
+upstream = "backend"
+[[routes.middleware]]
+module = %[2]q
+pool_size = 1
+request_timeout = "1s"
+config = "o"
+
+[[routes]]
+path = "/"
+static = "www"
+`, up.URL, probe))
+	s := startServe(t, cfg)
+	c := httpClient(t)
+	payload := strings.Repeat("0123456789abcdef", 8192) // 128 KiB: past the in-memory read-ahead
+	resp, body := do(t, c, mustRequest(t, http.MethodPost, s.URL+"/upload", strings.NewReader(payload)))
+	if resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("upload: status %d body %q", resp.StatusCode, body)
+	}
+	if b := <-got; b != payload {
+		t.Errorf("the upstream got %d bytes, want %d", len(b), len(payload))
+	}
+	for range 2 {
+		if resp, _ := get(t, c, s.URL+"/loop"); resp.StatusCode != http.StatusGatewayTimeout {
+			t.Errorf("loop: status %d, want 504", resp.StatusCode)
+		}
+	}
+	if resp, body := get(t, c, s.URL+"/index.html"); resp.StatusCode != 200 || body != "<h1>site</h1>" {
+		t.Errorf("static route after the loops: status %d body %q", resp.StatusCode, body)
+	}
+	s.stop()
+	if logs := s.logs(); !strings.Contains(logs, "request deadline exceeded") {
+		t.Errorf("the log does not say what happened:\n%s", tail(logs, 2000))
+	}
+}
