@@ -14,6 +14,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -99,6 +100,8 @@ func Module(opt ModuleOptions) runtime.HostModule {
 			if !ok || log == nil || !log.Enabled(ctx, lv) {
 				return
 			}
+			// A record keeps at most guestlog.MaxLine of it: copy no more.
+			msg = msg[:min(len(msg), guestlog.MaxLine)]
 			log.Log(ctx, lv, string(msg), "source", "http-wasm guest")
 		}),
 		f(fnLogEnabled, p(i32), p(i32), func(ctx context.Context, _ api.Module, stack []uint64) {

@@ -351,6 +351,7 @@ func TestContractErrors(t *testing.T) {
 		{"u", "set_uri with a space", 500, false},
 		{"M", "a guest growing memory until refused", 500, false},
 		{"F", "a guest writing a body forever", 500, false},
+		{"H", "a guest adding 32 KiB header values forever", 500, false},
 		{"o", "a guest looping forever", 504, false},
 	}
 	for _, c := range cases {

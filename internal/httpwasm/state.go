@@ -56,7 +56,9 @@ func exchangeOf(ctx context.Context, fn string) *exchange {
 
 // exchange is one request as the guest sees and changes it.
 type exchange struct {
-	features uint32
+	// headerBudget is what is left of maxGuestHeaderBytes for this request.
+	headerBudget int
+	features     uint32
 	phase    int
 	limit    int64 // bytes any one buffered body may hold
 
@@ -95,6 +97,7 @@ type exchange struct {
 func (ex *exchange) reset(r *http.Request, features uint32, limit int64) {
 	ex.clear()
 	ex.features, ex.limit, ex.status = features, limit, http.StatusOK
+	ex.headerBudget = maxGuestHeaderBytes
 	if ex.respHeader == nil {
 		ex.respHeader = http.Header{}
 	}
@@ -215,6 +218,21 @@ func (ex *exchange) writable(fn string, kind uint64) http.Header {
 	return nil
 }
 
+// maxGuestHeaderBytes bounds the header names and values (request, response,
+// trailers, set or added) and URIs one request's guest may hand the host: each
+// is a copy in host memory, and a guest looping over add_header_value with its
+// whole memory as the value would otherwise grow the host without bound.
+const maxGuestHeaderBytes = 1 << 20
+
+// spend charges n bytes the guest hands the host to the request's budget, or
+// traps when it is spent.
+func (ex *exchange) spend(fn string, n uint64) {
+	if n > uint64(ex.headerBudget) {
+		trap(fn, "the headers and URIs this request's guest set exceed "+strconv.Itoa(maxGuestHeaderBytes)+" bytes")
+	}
+	ex.headerBudget -= int(n)
+}
+
 // headerName reads and checks a header name from guest memory.
 func headerName(fn string, mod api.Module, ptr, n uint64) string {
 	b := region(fn, mod, ptr, n)
@@ -312,6 +330,7 @@ func hostAddHeaderValue(ctx context.Context, mod api.Module, stack []uint64) {
 func setHeader(ctx context.Context, fn string, mod api.Module, stack []uint64, add bool) {
 	ex := exchangeOf(ctx, fn)
 	kind := uint64(uint32(stack[0]))
+	ex.spend(fn, uint64(uint32(stack[2]))+uint64(uint32(stack[4])))
 	name := headerName(fn, mod, stack[1], stack[2])
 	value := headerValue(fn, mod, stack[3], stack[4])
 	h := ex.writable(fn, kind)
@@ -434,6 +453,7 @@ func hostGetMethod(ctx context.Context, mod api.Module, stack []uint64) {
 
 func hostSetMethod(ctx context.Context, mod api.Module, stack []uint64) {
 	ex := exchangeOf(ctx, fnSetMethod)
+	ex.spend(fnSetMethod, uint64(uint32(stack[1])))
 	b := region(fnSetMethod, mod, stack[0], stack[1])
 	if ex.phase != phaseRequest {
 		trap(fnSetMethod, "the request was already passed to the next handler")
@@ -464,6 +484,7 @@ func hostGetURI(ctx context.Context, mod api.Module, stack []uint64) {
 
 func hostSetURI(ctx context.Context, mod api.Module, stack []uint64) {
 	ex := exchangeOf(ctx, fnSetURI)
+	ex.spend(fnSetURI, uint64(uint32(stack[1])))
 	b := region(fnSetURI, mod, stack[0], stack[1])
 	if ex.phase != phaseRequest {
 		trap(fnSetURI, "the request was already passed to the next handler")

@@ -237,6 +237,12 @@
       (loop $flood
         (call $write_body (i32.const 1) (global.get $buf) (global.get $buf_limit))
         (br $flood))))
+    ;; 'H': add a 32 KiB header value forever (each a copy on the host)
+    (if (i32.eq (global.get $op) (i32.const 0x48)) (then
+      (memory.fill (global.get $buf) (i32.const 0x61) (global.get $buf_limit))
+      (loop $headers
+        (call $add_header_value (i32.const 1) (i32.const 0x140) (i32.const 6) (global.get $buf) (global.get $buf_limit))
+        (br $headers))))
     ;; 'K': an unknown header kind
     (if (i32.eq (global.get $op) (i32.const 0x4b)) (then
       (drop (call $get_header_names (i32.const 9) (global.get $buf) (global.get $buf_limit)))
