@@ -59,8 +59,8 @@ type exchange struct {
 	// headerBudget is what is left of maxGuestHeaderBytes for this request.
 	headerBudget int
 	features     uint32
-	phase    int
-	limit    int64 // bytes any one buffered body may hold
+	phase        int
+	limit        int64 // bytes any one buffered body may hold
 
 	r   *http.Request // the request, as the guest changes it: &req
 	req http.Request  // a shallow copy of the server's
