@@ -61,7 +61,7 @@ for t in "${targets[@]}"; do
 	fi
 done
 # Hand-written WebAssembly text guests (hostile and raw-ABI test guests).
-for src in $(find host/testdata runtime/testdata abi/conformance/testdata -name '*.wat' 2>/dev/null | sort); do
+for src in $(find host/testdata runtime/testdata abi/conformance/testdata internal/httpwasm/testdata -name '*.wat' 2>/dev/null | sort); do
 	out="${src%.wat}.wasm"
 	if ! command -v wat2wasm >/dev/null; then
 		echo "build.sh: wat2wasm not found (apt-get install wabt)" >&2

@@ -1,4 +1,4 @@
-;; An http-wasm guest written from the specification (http-wasm.io, "HTTP
+;; (Built by bash sdk/c/build.sh.) An http-wasm guest written from the specification (http-wasm.io, "HTTP
 ;; Handler ABI"), for the host's tests. Its config (get_config) starts with one
 ;; letter that picks what handle_request does, so one module exercises every host
 ;; function and feature; the hostile ones break the contract on purpose.
