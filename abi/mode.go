@@ -22,9 +22,14 @@ const (
 	// ModeCGI runs a plain WASI command (exports _start, no wasmsrv markers) in a
 	// fresh instance per request, as WAGI does.
 	ModeCGI
+	// ModeHTTPWasm is an http-wasm handler (http-wasm.io, not this ABI): imports
+	// module http_handler, exports handle_request and handle_response; one
+	// request per instance at a time, like sync (docs/http-wasm.md).
+	ModeHTTPWasm
 )
 
-// String is the mode's name in configs and logs: auto, sync, async or cgi.
+// String is the mode's name in configs and logs: auto, sync, async, cgi or
+// http-wasm.
 func (m Mode) String() string {
 	switch m {
 	case ModeAuto:
@@ -35,6 +40,8 @@ func (m Mode) String() string {
 		return "async"
 	case ModeCGI:
 		return "cgi"
+	case ModeHTTPWasm:
+		return "http-wasm"
 	}
 	return "unknown"
 }
@@ -50,8 +57,10 @@ func ParseMode(s string) (Mode, error) {
 		return ModeAsync, nil
 	case "cgi":
 		return ModeCGI, nil
+	case "http-wasm":
+		return ModeHTTPWasm, nil
 	}
-	return ModeAuto, errors.New(`unknown mode "` + s + `": want sync, async or cgi (or auto: what the app declares)`)
+	return ModeAuto, errors.New(`unknown mode "` + s + `": want sync, async, cgi or http-wasm (or auto: what the app declares)`)
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler (config files, flags and

@@ -43,6 +43,38 @@ type CGIConfig struct {
 	MaxHeaderBytes int
 	// Buffer reads request bodies before the command starts (package bodybuf).
 	Buffer bodybuf.Config
+	// Argv is the command's argv as a WAGI/Spin template (DefaultArgv if
+	// empty): whitespace-separated words where ${SCRIPT_NAME} is the request
+	// path as sent and ${ARGS} the query's name=value pairs, one argument
+	// each (as sent, not decoded).
+	Argv string
+}
+
+// DefaultArgv is WAGI's and Spin's argv template: the request path, then the
+// query's pairs.
+const DefaultArgv = "${SCRIPT_NAME} ${ARGS}"
+
+// CGIArgv expands an argv template (CGIConfig.Argv) for r.
+func CGIArgv(template string, r *http.Request) []string {
+	if template == "" {
+		template = DefaultArgv
+	}
+	rawPath, query := splitRequestURI(r)
+	// The target holds no whitespace (the server's guard refuses it), so
+	// splitting after the substitution splits the template's words and the
+	// query's pairs only.
+	s := strings.ReplaceAll(template, "${SCRIPT_NAME}", rawPath)
+	s = strings.ReplaceAll(s, "${ARGS}", strings.ReplaceAll(query, "&", " "))
+	return strings.Fields(s)
+}
+
+type matchedRouteKey struct{}
+
+// WithMatchedRoute marks r as served by a route whose path prefix is prefix:
+// CGI commands see it as X_MATCHED_ROUTE ("/api/..."), as WAGI and Spin's Wagi
+// executor pass the route that matched. Without it the route is "/...".
+func WithMatchedRoute(r *http.Request, prefix string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), matchedRouteKey{}, prefix))
 }
 
 // CGIHandler serves requests with a WASI command module run CGI-style (RFC 3875,
@@ -100,7 +132,7 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	err := h.app.Run(r.Context(), runtime.CommandIO{
-		Env: CGIEnv(r, rootPath, localAddr(r.Context())), Stdin: in, Stdout: out, Abort: abort})
+		Env: CGIEnv(r, rootPath, localAddr(r.Context())), Args: CGIArgv(h.cfg.Argv, r), Stdin: in, Stdout: out, Abort: abort})
 	out.stop()
 	if in.aborted.Load() {
 		// Let the error response through; net/http does not reset these itself.
@@ -178,7 +210,10 @@ func (h *CGIHandler) errorResponse(w http.ResponseWriter, in *cgiStdin, a errorA
 // mount prefix (SCRIPT_NAME); localAddr is the "ip:port" the request arrived on.
 //
 // Besides the RFC's variables it sets REQUEST_URI, REQUEST_SCHEME, HTTPS,
-// REMOTE_PORT and X_RAW_PATH_INFO (PATH_INFO still percent-encoded, as WAGI does).
+// REMOTE_PORT, and WAGI's and Spin's: X_RAW_PATH_INFO (PATH_INFO still
+// percent-encoded), X_FULL_URL (scheme, host and target as sent),
+// X_MATCHED_ROUTE and X_RAW_COMPONENT_ROUTE (the route's prefix with "/...",
+// WithMatchedRoute), X_COMPONENT_ROUTE (the prefix) and X_BASE_PATH ("/").
 // Every request header becomes HTTP_<NAME> (upper case, '-' as '_', several values
 // joined with ", "), except Content-Type and Content-Length (their own variables),
 // Proxy (httpoxy: it would set HTTP_PROXY) and names with characters other than
@@ -232,6 +267,23 @@ func CGIEnv(r *http.Request, rootPath, localAddr string) []string {
 	e.add("REMOTE_HOST", remoteAddr)
 	e.add("REMOTE_PORT", remotePort)
 	e.add("HTTP_HOST", r.Host)
+	route, _ := r.Context().Value(matchedRouteKey{}).(string)
+	route = strings.TrimSuffix(route, "/")
+	e.add("X_MATCHED_ROUTE", route+"/...")
+	e.add("X_RAW_COMPONENT_ROUTE", route+"/...")
+	if route == "" {
+		route = "/"
+	}
+	e.add("X_COMPONENT_ROUTE", route)
+	e.add("X_BASE_PATH", "/")
+	e.buf = append(e.buf, "X_FULL_URL="...)
+	e.buf = append(append(append(e.buf, scheme...), "://"...), r.Host...)
+	if r.RequestURI != "" && r.RequestURI[0] == '/' {
+		e.buf = append(e.buf, r.RequestURI...)
+	} else {
+		e.buf = append(e.buf, r.URL.RequestURI()...)
+	}
+	e.ends = append(e.ends, len(e.buf))
 	if r.TLS != nil {
 		e.add("HTTPS", "on")
 	}

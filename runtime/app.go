@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
@@ -270,11 +271,25 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 			return fail(abi.ExportInitialize, err)
 		}
 	}
+	if a.info.RunsMain {
+		if err := in.call(mod.ExportedFunction(abi.ExportStart), time.Until(deadline)); err != nil {
+			var exit *sys.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 0 {
+				err = fmt.Errorf("%w (an http-wasm guest's main must return without exiting: build a TinyGo guest with -buildmode=c-shared, or one whose main returns)", err)
+			}
+			return fail("_start (the guest's main)", err)
+		}
+	}
 	switch a.info.Mode {
 	case ModeSync:
 		in.handle = mod.ExportedFunction(abi.ExportHandle)
 	case ModeAsync:
 		in.handle = mod.ExportedFunction(abi.ExportOnEvent)
+	case ModeHTTPWasm:
+		in.handle = mod.ExportedFunction(HTTPWasmHandleRequest)
+		if a.info.HasHandleResponse {
+			in.handleResponse = mod.ExportedFunction(HTTPWasmHandleResponse)
+		}
 	}
 	if a.info.HasStart {
 		if err := in.hook(abi.ExportOnStart, time.Until(deadline)); err != nil {

@@ -88,6 +88,9 @@ type CommandIO struct {
 	// Env holds "KEY=value" entries for this run. On a key the app's configured
 	// Env also sets, the run's value wins.
 	Env []string
+	// Args is the run's argv (WAGI's argv template); nil means the app's name
+	// alone. Arguments with a NUL byte, which WASI cannot carry, are dropped.
+	Args []string
 	// Stdin is the guest's standard input; nil means empty.
 	Stdin io.Reader
 	// Stdout receives the guest's standard output; nil discards it. If it has a
@@ -218,7 +221,8 @@ func (c *CommandApp) load(ctx context.Context, e *Engine, bin []byte) error {
 	c.cm = cm
 	mc := wazero.NewModuleConfig().
 		WithName(""). // anonymous: concurrent runs of one module must not clash
-		WithArgs(c.name).
+		// argv comes from each run (CommandIO.Args, args_get below), as the
+		// environment does.
 		WithSysWalltime().WithSysNanotime().
 		WithRandSource(rand.Reader).
 		// _start is called by Run once the interrupt flag is in reach.
@@ -256,6 +260,7 @@ func (s *runSlot) run(ctx context.Context, cio CommandIO) error {
 	s.flusher, _ = cio.Stdout.(interface{ Flush() error })
 	s.stderr.reset(c.runs.Add(1))
 	c.environ(&s.env, cio.Env)
+	c.argv(&s.env, cio.Args)
 	s.mu.Lock()
 	s.done, s.flag, s.abort, s.stopped, s.deadline = make(chan struct{}), nil, cio.Abort, false, false
 	s.running = true
@@ -388,10 +393,12 @@ func (s *slotStdout) Write(p []byte) (int, error) {
 // functions through the call's context.
 type commandEnvKey struct{}
 
-// commandEnv is a run's environment as WASI hands it out: "KEY=value" entries.
+// commandEnv is a run's environment and argv as WASI hands them out.
 type commandEnv struct {
-	vars []string
-	size uint32 // bytes of all entries with their NUL terminators
+	vars     []string // "KEY=value" entries
+	size     uint32   // bytes of all entries with their NUL terminators
+	args     []string
+	argsSize uint32
 }
 
 // environ fills env with a run's variables merged with the app's configured ones
@@ -415,6 +422,21 @@ func (c *CommandApp) environ(env *commandEnv, run []string) {
 	}
 }
 
+// argv fills env's argv with a run's arguments, or the app's name alone.
+func (c *CommandApp) argv(env *commandEnv, args []string) {
+	env.args, env.argsSize = env.args[:0], 0
+	if args == nil {
+		args = []string{c.name}
+	}
+	for _, a := range args {
+		if strings.IndexByte(a, 0) >= 0 {
+			continue
+		}
+		env.args = append(env.args, a)
+		env.argsSize += uint32(len(a)) + 1
+	}
+}
+
 // instantiateCommandWASI instantiates WASI preview 1 in rt with environ_get and
 // environ_sizes_get serving each run's environment from its context. wazero's own
 // take the environment from the ModuleConfig, where every variable costs a copy of
@@ -430,6 +452,14 @@ func instantiateCommandWASI(ctx context.Context, rt wazero.Runtime) error {
 		WithGoModuleFunction(api.GoModuleFunc(environGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
 		WithParameterNames("environ", "environ_buf").
 		Export("environ_get")
+	b.NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(argsSizesGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("result.argc", "result.argv_len").
+		Export("args_sizes_get")
+	b.NewFunctionBuilder().
+		WithGoModuleFunction(api.GoModuleFunc(argsGet), []api.ValueType{i32, i32}, []api.ValueType{i32}).
+		WithParameterNames("argv", "argv_buf").
+		Export("args_get")
 	_, err := b.Instantiate(ctx)
 	return err
 }
@@ -448,29 +478,53 @@ func runEnv(ctx context.Context) *commandEnv {
 }
 
 func environSizesGet(ctx context.Context, mod api.Module, stack []uint64) {
-	env, mem := runEnv(ctx), mod.Memory()
-	if !mem.WriteUint32Le(uint32(stack[0]), uint32(len(env.vars))) || !mem.WriteUint32Le(uint32(stack[1]), env.size) {
+	env := runEnv(ctx)
+	listSizes(mod, stack, env.vars, env.size)
+}
+
+func environGet(ctx context.Context, mod api.Module, stack []uint64) {
+	env := runEnv(ctx)
+	listGet(mod, stack, env.vars, env.size)
+}
+
+func argsSizesGet(ctx context.Context, mod api.Module, stack []uint64) {
+	env := runEnv(ctx)
+	listSizes(mod, stack, env.args, env.argsSize)
+}
+
+func argsGet(ctx context.Context, mod api.Module, stack []uint64) {
+	env := runEnv(ctx)
+	listGet(mod, stack, env.args, env.argsSize)
+}
+
+// listSizes is WASI's environ_sizes_get / args_sizes_get for list (size: its
+// bytes with NUL terminators).
+func listSizes(mod api.Module, stack []uint64, list []string, size uint32) {
+	mem := mod.Memory()
+	if !mem.WriteUint32Le(uint32(stack[0]), uint32(len(list))) || !mem.WriteUint32Le(uint32(stack[1]), size) {
 		stack[0] = wasiErrnoFault
 		return
 	}
 	stack[0] = wasiErrnoSuccess
 }
 
-func environGet(ctx context.Context, mod api.Module, stack []uint64) {
-	env, mem := runEnv(ctx), mod.Memory()
-	offsets, ok := mem.Read(uint32(stack[0]), uint32(len(env.vars))*4)
+// listGet is WASI's environ_get / args_get: the pointers at stack[0], the
+// NUL-terminated strings at stack[1], both checked against guest memory.
+func listGet(mod api.Module, stack []uint64, list []string, size uint32) {
+	mem := mod.Memory()
+	offsets, ok := mem.Read(uint32(stack[0]), uint32(len(list))*4)
 	if !ok {
 		stack[0] = wasiErrnoFault
 		return
 	}
 	bufPtr := uint32(stack[1])
-	buf, ok := mem.Read(bufPtr, env.size)
+	buf, ok := mem.Read(bufPtr, size)
 	if !ok {
 		stack[0] = wasiErrnoFault
 		return
 	}
 	var at uint32
-	for i, kv := range env.vars {
+	for i, kv := range list {
 		binary.LittleEndian.PutUint32(offsets[i*4:], bufPtr+at)
 		at += uint32(copy(buf[at:], kv))
 		buf[at] = 0

@@ -22,9 +22,11 @@ type Instance struct {
 	id     uint64
 	mod    api.Module
 	handle api.Function
-	stack  []uint64
-	ctx    *callCtx // &cctx
-	cctx   callCtx
+	// handleResponse is an http-wasm guest's handle_response (nil otherwise).
+	handleResponse api.Function
+	stack          []uint64
+	ctx            *callCtx // &cctx
+	cctx           callCtx
 
 	stdout, stderr *logWriter
 

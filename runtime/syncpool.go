@@ -63,7 +63,8 @@ func (c *PoolConfig) defaults(workers int) {
 	}
 }
 
-// SyncPool runs a sync-mode app: Workers pre-warmed instances, each serving one
+// SyncPool runs a sync-mode app (or an http-wasm handler, through Acquire and
+// Release): Workers pre-warmed instances, each serving one
 // request at a time, with a bounded wait queue in front. Dead or recycled instances
 // are replaced by a background goroutine, never on the request path.
 type SyncPool struct {
@@ -109,8 +110,8 @@ func (s *poolStats) startFailed(err error) {
 // NewSyncPool starts a pool and pre-warms every instance before returning, so the
 // first requests never pay for instantiation. It fails if no instance can start.
 func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, error) {
-	if app.info.Mode != ModeSync {
-		return nil, fmt.Errorf("app %s: module is %s-mode, a sync pool needs a sync guest", app.name, app.info.Mode)
+	if app.info.Mode != ModeSync && app.info.Mode != ModeHTTPWasm {
+		return nil, fmt.Errorf("app %s: module is %s-mode, a sync pool needs a sync or http-wasm guest", app.name, app.info.Mode)
 	}
 	cfg.defaults(DefaultSyncWorkers())
 	p := &SyncPool{
@@ -132,7 +133,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		}
 		p.idle <- in
 	}
-	app.log.Info("pool ready", "mode", "sync", "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	app.log.Info("pool ready", "mode", app.info.Mode.String(), "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
 	p.wg.Add(1)
 	go p.maintain()
 	return p, nil
@@ -162,6 +163,9 @@ func (p *SyncPool) forget(in *Instance) {
 // result, or an error saying why the request did not run or did not finish: see
 // the Err* variables and *GuestError.
 func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
+	if p.app.info.Mode != ModeSync {
+		return 0, fmt.Errorf("app %s: Serve runs wasmsrv sync guests; an %s guest takes Acquire and Release", p.app.name, p.app.info.Mode)
+	}
 	in, err := p.acquire(ctx)
 	if err != nil {
 		return 0, err

@@ -23,6 +23,9 @@ const (
 	ModeSync  = abi.ModeSync
 	ModeAsync = abi.ModeAsync
 	ModeCGI   = abi.ModeCGI
+	// ModeHTTPWasm is an http-wasm handler; its host module comes from the
+	// caller (AppConfig.HostModules): package internal/httpwasm has it.
+	ModeHTTPWasm = abi.ModeHTTPWasm
 )
 
 // ParseMode reads a mode's name; "" is ModeAuto.
@@ -36,12 +39,24 @@ var ErrNotGuest = errors.New("not a wasmsrv guest")
 // command (exports _start, no markers): such modules can be served CGI-style.
 var ErrCommandModule = errors.New("module is a WASI command (exports _start)")
 
+// ErrHTTPWasmModule is wrapped with ErrNotGuest when the module is an http-wasm
+// handler (exports handle_request, no wasmsrv marker) and the app was loaded
+// without the http_handler host module: load it again with that module in
+// AppConfig.HostModules.
+var ErrHTTPWasmModule = errors.New("module is an http-wasm handler (exports " + HTTPWasmHandleRequest + ")")
+
 // ModuleInfo is what validation learned about a guest.
 type ModuleInfo struct {
 	Mode     Mode
 	HasStart bool // exports wasmsrv_on_start
 	HasStop  bool // exports wasmsrv_on_stop
 	HasInit  bool // exports _initialize
+	// RunsMain: an http-wasm guest built as a WASI command (TinyGo's wasi
+	// target): its _start (main, which registers the handlers) runs once when
+	// an instance starts, under the start timeout.
+	RunsMain bool
+	// HasHandleResponse: an http-wasm guest exports handle_response.
+	HasHandleResponse bool
 	// Imports lists the import modules the guest uses other than the core ones
 	// (plugin modules), sorted.
 	Imports []string
@@ -63,6 +78,9 @@ func Validate(cm wazero.CompiledModule, rt wazero.Runtime, plugins []string) (*M
 	info := &ModuleInfo{}
 	_, hasStart := exports[abi.ExportStart]
 	if _, ok := exports[abi.MarkerVersion]; !ok {
+		if _, ok := exports[HTTPWasmHandleRequest]; ok {
+			return validateHTTPWasm(cm, rt, plugins)
+		}
 		for name := range exports {
 			if strings.HasPrefix(name, abi.MarkerPrefix) {
 				return nil, fmt.Errorf("%w: module was built for ABI %q, this host speaks %s: rebuild it with this wasmsrv's SDK (`wasmsrv new --update-sdk DIR` for an app made by wasmsrv new) or serve it with a wasmsrv that speaks %s", ErrNotGuest,

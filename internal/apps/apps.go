@@ -70,6 +70,10 @@ type Spec struct {
 	// plugins are opened with the app and closed after it.
 	Plugins *registry.Registry
 	Grants  registry.Grants
+	// CGIArgv is a CGI app's argv template (host.CGIConfig.Argv).
+	CGIArgv string
+	// HTTPWasm configures an http-wasm handler module (ignored for other kinds).
+	HTTPWasm HTTPWasmSpec
 	// LogRate is the app's log budget in bytes per second: what its guest output
 	// (stdout, stderr and the log plugin, all instances together) may add to the
 	// log, measured as written (0: guestlog.DefaultRate). Beyond it lines are
@@ -89,8 +93,11 @@ type Running struct {
 	// Output is the app's guest output budget; Output.Stats() counts what its
 	// guests logged and what was dropped.
 	Output *guestlog.Sink
-	close  func(ctx context.Context) error
-	stats  func() runtime.SyncStats // nil for CGI apps (no instances to report)
+	// Middleware is set for an http-wasm app: the guest in front of another
+	// handler (a route's target), where Handler has nothing after it.
+	Middleware func(next http.Handler) http.Handler
+	close      func(ctx context.Context) error
+	stats      func() runtime.SyncStats // nil for CGI apps (no instances to report)
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.
@@ -210,6 +217,12 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
 	})
+	if errors.Is(err, runtime.ErrHTTPWasmModule) {
+		if err := want.check(spec.Name, runtime.ModeHTTPWasm); err != nil {
+			return nil, err
+		}
+		return openHTTPWasm(ctx, eng, spec, bin, wasmPath, plugins, log)
+	}
 	if errors.Is(err, runtime.ErrCommandModule) {
 		if err := want.check(spec.Name, runtime.ModeCGI); err != nil {
 			return nil, err

@@ -35,9 +35,12 @@ func (w wantMode) check(app string, got runtime.Mode) error {
 		return nil
 	}
 	e := &ModeError{App: app, Want: w.mode, Got: got, Declared: w.declared}
-	if got == runtime.ModeCGI {
+	switch got {
+	case runtime.ModeCGI:
 		e.msg = fmt.Sprintf("app %s: %s, but the module is a WASI command (CGI mode: it does not use the wasmsrv SDK)", app, w.by)
-	} else {
+	case runtime.ModeHTTPWasm:
+		e.msg = fmt.Sprintf("app %s: %s, but the module is an http-wasm handler (imports http_handler, exports handle_request)", app, w.by)
+	default:
 		e.msg = fmt.Sprintf("app %s: %s, but the module is a %s-mode guest", app, w.by, got)
 	}
 	return e

@@ -32,10 +32,12 @@ targets=(
 	"command samples/c-cgi/main.c samples/c-cgi/main.wasm"
 	"command bench/apps/cgi_hello.c bench/apps/cgi_hello.wasm"
 	"command host/testdata/cgi/stream.c host/testdata/cgi/stream.wasm"
+	"command host/testdata/cgi/wagi.c host/testdata/cgi/wagi.wasm"
 	"reactor abi/conformance/testdata/conform.c abi/conformance/testdata/conform-c.wasm"
 	"reactor host/testdata/casync/main.c host/testdata/casync/main.wasm"
 	"command runtime/testdata/escape/main.c runtime/testdata/escape/main.wasm"
 	"reactor runtime/testdata/envimport/main.c runtime/testdata/envimport/main.wasm"
+	"reactor internal/httpwasm/testdata/plugin/plugin.c internal/httpwasm/testdata/plugin/plugin.wasm"
 )
 
 tmp=$(mktemp -d)
@@ -59,7 +61,7 @@ for t in "${targets[@]}"; do
 	fi
 done
 # Hand-written WebAssembly text guests (hostile and raw-ABI test guests).
-for src in $(find host/testdata runtime/testdata abi/conformance/testdata -name '*.wat' 2>/dev/null | sort); do
+for src in $(find host/testdata runtime/testdata abi/conformance/testdata internal/httpwasm/testdata -name '*.wat' 2>/dev/null | sort); do
 	out="${src%.wat}.wasm"
 	if ! command -v wat2wasm >/dev/null; then
 		echo "build.sh: wat2wasm not found (apt-get install wabt)" >&2

@@ -7,6 +7,7 @@ package appspec
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 
@@ -52,6 +53,12 @@ func Of(name string, a *config.App, h Host) (apps.Spec, error) {
 	for _, m := range a.Mounts {
 		mounts = append(mounts, runtime.Mount{HostDir: m.Host, GuestDir: m.Guest, ReadOnly: m.ReadOnly})
 	}
+	hwConfig := []byte(a.HTTPWasmConfig)
+	if f, ok := strings.CutPrefix(a.HTTPWasmConfig, "@"); ok {
+		if hwConfig, err = os.ReadFile(f); err != nil {
+			return apps.Spec{}, &config.Error{Key: "http_wasm_config", Msg: err.Error()}
+		}
+	}
 	grants := registry.ParseGrants(a.Grants...)
 	for plugin, sec := range a.Sections() {
 		if _, ok := grants[plugin]; !ok && plugin != registry.DefaultGrant {
@@ -86,6 +93,8 @@ func Of(name string, a *config.App, h Host) (apps.Spec, error) {
 		Grants:         grants,
 		LogRate:        int64(a.LogRate),
 		Progress:       h.Progress,
+		HTTPWasm:       apps.HTTPWasmSpec{Config: hwConfig, DefaultStatus: a.DefaultStatus},
+		CGIArgv:        a.Argv,
 	}, nil
 }
 

@@ -77,6 +77,8 @@ func settings(t *testing.T, dir string) []setting {
 				s.flagValues, s.toml = []string{"/etc/ca.pem"}, `"/etc/ca.pem"`
 			case "MemoryLimit":
 				s.flagValues, s.toml = []string{"96MiB"}, `"96MiB"`
+			case "DefaultStatus":
+				s.flagValues, s.toml = []string{"204"}, "204"
 			default:
 				switch f.Type {
 				case reflect.TypeFor[config.Size]():

@@ -59,6 +59,11 @@ type App struct {
 
 	LogRate Size `toml:"log_rate" yaml:"log_rate" flag:"log-rate" env:"LOG_RATE" envDefault:"256KiB" help:"the app's log budget per second: bytes its guests' stdout, stderr and log plugin records may add to the log, all instances together, escapes included (lines beyond it are dropped and counted in a warning every 10s)"`
 
+	// CGI apps (docs/cgi.md) and http-wasm handlers (docs/http-wasm.md).
+	Argv           string `toml:"argv" yaml:"argv" flag:"argv" env:"ARGV" envDefault:"${SCRIPT_NAME} ${ARGS}" help:"CGI apps: the command's argv, a WAGI template: ${SCRIPT_NAME} is the request path, ${ARGS} the query's name=value pairs, one argument each"`
+	HTTPWasmConfig string `toml:"http_wasm_config" yaml:"http_wasm_config" flag:"http-wasm-config" env:"HTTP_WASM_CONFIG" help:"http-wasm guests: what get_config returns (a Traefik plugin: its config as JSON); @FILE reads it from a file (in a site file, relative to it)"`
+	DefaultStatus  int    `toml:"default_status" yaml:"default_status" flag:"default-status" env:"DEFAULT_STATUS" envDefault:"404" help:"http-wasm guests: the status of a request the guest passes on to the next handler, there being none after it"`
+
 	Env    map[string]string `toml:"env" yaml:"env" flag:"env" env:"APP_ENV" envSeparator:";" envKeyValSeparator:"=" help:"KEY=VALUE in the guest's environment, which inherits nothing (flag: repeatable; variable: ;-separated)"`
 	Mounts []Mount           `toml:"mounts" yaml:"mounts" flag:"dir" env:"APP_DIRS" envSeparator:";" help:"host directories the guest sees (none by default): every path stays inside, links included; read_only refuses every change (flag: HOST:GUEST[:ro], repeatable; file: { host, guest, read_only })"`
 
@@ -237,6 +242,9 @@ func (a *App) check(key keyNamer, add func(*Error)) {
 	}
 	if a.LogRate <= 0 {
 		add(errf(key("log_rate"), "must be > 0 (bytes per second, e.g. \"256KiB\")"))
+	}
+	if a.DefaultStatus < 200 || a.DefaultStatus > 599 {
+		add(errf(key("default_status"), "%d, want 200..599", a.DefaultStatus))
 	}
 	if a.WSSendBuffer <= 0 {
 		add(errf(key("ws_send_buffer"), "must be > 0"))

@@ -151,6 +151,9 @@ type Route struct {
 	// Headers edits the request before the target sees it and every answer
 	// of the route (nginx proxy_set_header / add_header / proxy_hide_header).
 	Headers *RouteHeaders `toml:"headers" yaml:"headers"`
+	// Middleware are http-wasm modules run in order before the target
+	// (middleware.go).
+	Middleware []Middleware `toml:"middleware" yaml:"middleware"`
 }
 
 // RouteHeaders holds a route's header edits, by direction.

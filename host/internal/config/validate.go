@@ -66,9 +66,13 @@ func (c *Config) defaults() {
 			c.Listeners[i].TLSKey = c.Resolve(l.TLSKey)
 		}
 	}
+	c.resolveMiddleware()
 	for name, a := range c.Apps {
 		a.Module = c.Resolve(a.Module)
 		a.Package = c.Resolve(a.Package)
+		if f, ok := strings.CutPrefix(a.HTTPWasmConfig, "@"); ok && f != "" {
+			a.HTTPWasmConfig = "@" + c.Resolve(f)
+		}
 		for i := range a.Mounts {
 			a.Mounts[i].Host = c.Resolve(a.Mounts[i].Host)
 		}
@@ -282,6 +286,7 @@ func (c *Config) validate() []*Error {
 		if !strings.HasPrefix(r.Path, "/") {
 			add(errf(k+".path", "must start with /"))
 		}
+		validateMiddleware(k, r.Middleware, add)
 		for j, h := range r.Hosts {
 			if err := checkHost(h); err != nil {
 				add(errf(fmt.Sprintf("%s.hosts[%d]", k, j), "%v", err))

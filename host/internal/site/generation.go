@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/compress"
@@ -94,6 +95,9 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		held = append(held, sh)
 		appsByName[name] = sh.val.(*apps.Running)
 		appHandlers[name] = appsByName[name].Handler
+		if appsByName[name].Mode == runtime.ModeCGI {
+			appHandlers[name] = cgiApp{appHandlers[name]}
+		}
 		appNames = append(appNames, name)
 	}
 	groups := map[string]*upstream.Group{}
@@ -118,7 +122,16 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 
 	var routes []route.Route
 	for i, rc := range cfg.Routes {
-		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted)
+		var mws []func(http.Handler) http.Handler
+		for j, mc := range rc.Middleware {
+			sh, err := s.middleware(s.base, i, j, mc)
+			if err != nil {
+				return nil, err
+			}
+			held = append(held, sh)
+			mws = append(mws, sh.val.(*apps.Running).Middleware)
+		}
+		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted, mws)
 		if err != nil {
 			return nil, err
 		}
@@ -253,10 +266,13 @@ func (s *Site) releaseShared(held []*shared) {
 }
 
 // routeHandler builds one route's target and its middleware, inner to
-// outer: target → cache → compression → size limits → per-IP concurrency
-// → rate limit → header edits (so 429s and cache HITs get them too).
+// outer: target → cache → http-wasm middleware (mws, the first listed
+// outermost) → compression → size limits → per-IP concurrency → rate limit →
+// header edits (so 429s and cache HITs get them too). The http-wasm
+// middleware sees every request, cache hits included (an auth check), and
+// uncompressed bodies; rate limits and size limits refuse before it runs.
 func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.Handler, groups map[string]*upstream.Group,
-	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix) (http.Handler, func() error, error) {
+	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix, mws []func(http.Handler) http.Handler) (http.Handler, func() error, error) {
 	key := fmt.Sprintf("routes[%d]", i)
 	var h http.Handler
 	var closer func() error
@@ -266,13 +282,13 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	}
 	target := func(name string) http.Handler {
 		if a, ok := appHandlers[name]; ok {
-			return a
+			return matchedRoute(a, rc.Path)
 		}
 		return wsorigin.Guard(origins, s.log.With("route", key), groups[name])
 	}
 	switch {
 	case rc.App != "":
-		h = appHandlers[rc.App]
+		h = matchedRoute(appHandlers[rc.App], rc.Path)
 	case rc.Upstream != "":
 		h = target(rc.Upstream)
 		// Slow uploads wait here, not in the upstream's workers.
@@ -310,6 +326,9 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		}
 		h = ch
 	}
+	for j := len(mws) - 1; j >= 0; j-- {
+		h = mws[j](h)
+	}
 	if rc.Compression() {
 		h = comp(h)
 	}
@@ -332,6 +351,21 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		}
 	}
 	return h, closer, nil
+}
+
+// cgiApp marks a CGI app's handler: its commands learn the route's prefix
+// (X_MATCHED_ROUTE), which costs other apps nothing.
+type cgiApp struct{ http.Handler }
+
+// matchedRoute hands a CGI app the route's path prefix (X_MATCHED_ROUTE);
+// other handlers are returned as they are.
+func matchedRoute(a http.Handler, prefix string) http.Handler {
+	if _, cgi := a.(cgiApp); !cgi {
+		return a
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.ServeHTTP(w, host.WithMatchedRoute(r, prefix))
+	})
 }
 
 // redirect answers with code to target, a request template
@@ -377,4 +411,41 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(ks)
 	return ks
+}
+
+// middleware returns the shared http-wasm middleware j of route i, opening it
+// if its config is new or changed (the module's fingerprint included, as for
+// apps).
+func (s *Site) middleware(ctx context.Context, i, j int, mc config.Middleware) (*shared, error) {
+	key := fmt.Sprintf("routes[%d].middleware[%d]", i, j)
+	conf, err := mc.ConfigBytes()
+	if err != nil {
+		return nil, fmt.Errorf("%s.config: %w", key, err)
+	}
+	skey := key + "\x00" + fmt.Sprintf("%s|%d|%d|%d|%d", mc.Module, mc.PoolSize, mc.MemoryLimit, mc.RequestTimeout, mc.BufferLimit) +
+		"\x00" + string(conf) + "\x00" + fingerprint(mc.Module)
+	if sh := s.apps[skey]; sh != nil {
+		sh.refs++
+		return sh, nil
+	}
+	if s.opt.Engine == nil {
+		return nil, fmt.Errorf("%s: no Wasm engine configured", key)
+	}
+	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
+		// A name of its own: the log says which middleware; it has no plugins.
+		Name: fmt.Sprintf("route%d-middleware%d", i, j), Source: mc.Module, Mode: runtime.ModeHTTPWasm, Progress: s.opt.Progress,
+		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D()},
+		MemoryLimit: int64(mc.MemoryLimit),
+		HTTPWasm:    apps.HTTPWasmSpec{Config: conf, BufferLimit: int64(mc.BufferLimit)},
+		// Bodies are read ahead (memory, then a temp file) before a request
+		// takes an instance, as for apps: a slow upload does not hold one.
+		BodyBuffer: bodybuf.Config{Memory: int64(config.DefaultApp().BufferBody)},
+	}, s.log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	s.log.Info("middleware started", "route", i, "middleware", j, "wasm", a.Wasm)
+	sh := &shared{key: skey, refs: 1, val: a, close: a.Close}
+	s.apps[skey] = sh
+	return sh, nil
 }
