@@ -28,7 +28,7 @@ func TestLogWriterBudget(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return buf.Write(p)
-	}), nil), guestlog.Config{Rate: 4 << 10, Window: time.Hour})
+	}), nil), guestlog.Config{Rate: 1, Window: time.Hour}) // 1 B/s: no refill while the test runs, however slowly
 	stdout := newLogWriter(out, "stdout", slog.LevelInfo, "instance", 1)
 	stderr := newLogWriter(out, "stderr", slog.LevelWarn, "instance", 2)
 	nul := strings.Repeat("\x00", 64<<10)
