@@ -293,29 +293,11 @@ func pluginSeeds(f *testing.F, funcs []testkit.ABIFunc, upURL, chatter string) {
 // hangs up: a peer for the sockets plugin under the fuzzer that never makes a read
 // wait long.
 func chatterServer(f *testing.F) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	f.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_, _ = io.WriteString(c, "hello from the chatter server\n")
-				_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
+	ln := testkit.Listen(f)
+	testkit.ServeConns(f, ln, func(c net.Conn) {
+		_, _ = io.WriteString(c, "hello from the chatter server\n")
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = io.Copy(io.Discard, c)
+	})
 	return ln.Addr().String()
 }

@@ -1,7 +1,6 @@
 package httpwasm
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -10,10 +9,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -27,35 +26,17 @@ func probe(t *testing.T) []byte {
 	return b
 }
 
-// logBuf collects what the guest logs.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type fixture struct {
 	h    *Handler
 	pool *runtime.SyncPool
-	logs *logBuf
+	logs *testkit.LogBuffer
 }
 
 // open loads the probe with config and returns its handler.
 func open(t *testing.T, config string, cfg Config, pcfg runtime.PoolConfig) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	logs := &logBuf{}
+	logs := &testkit.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: "-"}, log)
 	if err != nil {

@@ -195,33 +195,16 @@ type lineServer struct {
 
 func startLineServer(t testing.TB, direct, starttls *tls.Config) *lineServer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testkit.Listen(t)
 	s := &lineServer{ln: ln, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, tlsCfg: starttls, changed: make(chan struct{})}
 	if direct != nil {
 		s.ln = tls.NewListener(ln, direct)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := s.ln.Accept()
-			if err != nil {
-				return
-			}
-			s.add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer s.add(-1)
-				s.serveConn(c)
-			}()
-		}
-	}()
+	testkit.ServeConns(t, s.ln, func(c net.Conn) {
+		s.add(1)
+		defer s.add(-1)
+		s.serveConn(c)
+	})
 	return s
 }
 
@@ -288,29 +271,11 @@ func (s *lineServer) serveConn(c net.Conn) {
 // echoServer copies every connection back and half-closes after the guest does.
 func echoServer(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
+	ln := testkit.Listen(t)
+	testkit.ServeConns(t, ln, func(c net.Conn) {
+		io.Copy(c, c)
+		c.(*net.TCPConn).CloseWrite()
+	})
 	return ln.Addr().String()
 }
 
@@ -667,67 +632,49 @@ func TestCGuest(t *testing.T) {
 // smtpServer is the least SMTP server net/smtp talks to; it keeps the messages.
 func smtpServer(t testing.TB) (addr string, msgs chan string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testkit.Listen(t)
 	msgs = make(chan string, 4)
-	var wg sync.WaitGroup
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	testkit.ServeConns(t, ln, func(c net.Conn) {
+		rd := bufio.NewReader(c)
+		io.WriteString(c, "220 test ESMTP\r\n")
+		var from, to string
 		for {
-			c, err := ln.Accept()
+			l, err := rd.ReadString('\n')
 			if err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				rd := bufio.NewReader(c)
-				io.WriteString(c, "220 test ESMTP\r\n")
-				var from, to string
+			switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
+			case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
+				io.WriteString(c, "250 test\r\n")
+			case strings.HasPrefix(cmd, "MAIL FROM:"):
+				from = strings.TrimSpace(l[10:])
+				io.WriteString(c, "250 OK\r\n")
+			case strings.HasPrefix(cmd, "RCPT TO:"):
+				to = strings.TrimSpace(l[8:])
+				io.WriteString(c, "250 OK\r\n")
+			case cmd == "DATA":
+				io.WriteString(c, "354 go ahead\r\n")
+				var body strings.Builder
 				for {
 					l, err := rd.ReadString('\n')
 					if err != nil {
 						return
 					}
-					switch cmd := strings.ToUpper(strings.TrimSpace(l)); {
-					case strings.HasPrefix(cmd, "EHLO"), strings.HasPrefix(cmd, "HELO"):
-						io.WriteString(c, "250 test\r\n")
-					case strings.HasPrefix(cmd, "MAIL FROM:"):
-						from = strings.TrimSpace(l[10:])
-						io.WriteString(c, "250 OK\r\n")
-					case strings.HasPrefix(cmd, "RCPT TO:"):
-						to = strings.TrimSpace(l[8:])
-						io.WriteString(c, "250 OK\r\n")
-					case cmd == "DATA":
-						io.WriteString(c, "354 go ahead\r\n")
-						var body strings.Builder
-						for {
-							l, err := rd.ReadString('\n')
-							if err != nil {
-								return
-							}
-							if l == ".\r\n" {
-								break
-							}
-							body.WriteString(l)
-						}
-						msgs <- from + " -> " + to + ": " + body.String()
-						io.WriteString(c, "250 queued\r\n")
-					case cmd == "QUIT":
-						io.WriteString(c, "221 bye\r\n")
-						return
-					default:
-						io.WriteString(c, "502 no\r\n")
+					if l == ".\r\n" {
+						break
 					}
+					body.WriteString(l)
 				}
-			}()
+				msgs <- from + " -> " + to + ": " + body.String()
+				io.WriteString(c, "250 queued\r\n")
+			case cmd == "QUIT":
+				io.WriteString(c, "221 bye\r\n")
+				return
+			default:
+				io.WriteString(c, "502 no\r\n")
+			}
 		}
-	}()
+	})
 	return ln.Addr().String(), msgs
 }
 
