@@ -2,11 +2,15 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,11 +132,15 @@ func StartPostgres(t testing.TB) *Postgres {
 	}
 	// Not under t.TempDir: when root runs the tests, the server's own user must
 	// be able to reach the directory, and a test's temp dirs are private to root.
-	dir, err := os.MkdirTemp("", "wasmsrv-pg-")
+	reapPostgres(os.TempDir())
+	dir, err := os.MkdirTemp("", pgDirPrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.WriteFile(filepath.Join(dir, pgOwnerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	p := &Postgres{Port: FreePort(t), User: "wasmsrv", Password: "s3cret-test", DB: "wasmsrv"}
 	p.Addr = fmt.Sprintf("127.0.0.1:%d", p.Port)
 	if p.c, err = pgcluster.Init(dir, p.Port, p.User, p.Password); err != nil {
@@ -150,6 +158,48 @@ func StartPostgres(t testing.TB) *Postgres {
 		t.Fatal(err)
 	}
 	return p
+}
+
+const (
+	pgDirPrefix = "wasmsrv-pg-"
+	pgOwnerFile = "owner.pid" // the test process that made the cluster
+)
+
+// reapPostgres stops and removes the clusters of test processes that died
+// without their cleanup (a test binary killed by its timeout or by hand):
+// pg_ctl starts a daemon, which outlives the process that started it. A
+// cluster whose owner is still running is left alone, so parallel test
+// binaries don't stop each other's servers.
+func reapPostgres(tmp string) {
+	dirs, _ := filepath.Glob(filepath.Join(tmp, pgDirPrefix+"*"))
+	for _, dir := range dirs {
+		b, err := os.ReadFile(filepath.Join(dir, pgOwnerFile))
+		if err != nil {
+			continue // being made right now, or from before owners were recorded
+		}
+		owner, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || owner <= 0 || alive(owner) {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+			first, _, _ := strings.Cut(string(b), "\n")
+			if pid, err := strconv.Atoi(strings.TrimSpace(first)); err == nil && pid > 0 {
+				// SIGQUIT is PostgreSQL's immediate shutdown; its backends
+				// follow the postmaster out.
+				_ = syscall.Kill(pid, syscall.SIGQUIT)
+				for i := 0; i < 100 && alive(pid); i++ {
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		}
+		_ = os.RemoveAll(dir)
+	}
+}
+
+// alive reports whether a process with that id exists.
+func alive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // EnableTLS turns TLS on (a fresh self-signed certificate for 127.0.0.1 and
