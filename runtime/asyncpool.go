@@ -794,7 +794,15 @@ func (p *AsyncPool) Stats() AsyncStats {
 		}
 	}
 	p.mu.Unlock()
+	busy, total := 0, int64(0)
+	for i, n := range loads {
+		if n > 0 {
+			busy++
+		}
+		total += int64(mem[i])
+	}
 	return AsyncStats{SyncStats: SyncStats{
+		Busy: busy, Memory: total, Idle: len(loads) - busy,
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),

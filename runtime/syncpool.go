@@ -153,6 +153,7 @@ func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
 	}
 	p.live.Add(1)
 	p.stats.built.Add(1)
+	in.memSeen.Store(int64(in.mod.Memory().Size()))
 	p.mu.Lock()
 	p.all[in] = struct{}{}
 	p.mu.Unlock()
@@ -254,6 +255,9 @@ func (p *SyncPool) unavailable() error {
 }
 
 func (p *SyncPool) release(in *Instance, err error) {
+	if !in.broken {
+		in.memSeen.Store(int64(in.mod.Memory().Size()))
+	}
 	switch {
 	case in.broken:
 		p.discard(in, err)
@@ -391,6 +395,11 @@ func (p *SyncPool) reportStorm() {
 type SyncStats struct {
 	Workers, Live, Idle, Waiting       int
 	Served, Discarded, Recycled, Built int64
+	// Busy is the number of live instances serving now (async: carrying a
+	// connection); Memory the linear memory of the live instances in bytes, as
+	// last seen (sync: when each last came back; async: Memory's sum).
+	Busy   int
+	Memory int64
 	// StartFailures counts replacement instances that failed to start (a start
 	// function, _initialize or start hook that failed or overran the start
 	// timeout); LastStartError is the latest reason, at LastStartErrorAt.
@@ -403,8 +412,13 @@ type SyncStats struct {
 func (p *SyncPool) Stats() SyncStats {
 	p.mu.Lock()
 	failures, lastErr, lastAt := p.stats.startFailures, p.stats.lastStartErr, p.stats.lastStartAt
+	var mem int64
+	for in := range p.all {
+		mem += in.memSeen.Load()
+	}
 	p.mu.Unlock()
 	return SyncStats{
+		Memory: mem, Busy: max(int(p.live.Load())-len(p.idle), 0),
 		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
@@ -104,6 +105,16 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		return &usageError{err.Error()}
 	}
+	// Metrics are kept when the admin listener can serve them, and cost nothing
+	// otherwise.
+	var mreg *metrics.Registry
+	var am *metrics.App
+	if cfg.Admin != "" {
+		mreg = metrics.New()
+		am = mreg.App(name)
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
+		spec.WebSocket.Observer = am
+	}
 	app, err := apps.Open(ctx, eng, spec, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -127,17 +138,22 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		debug.SetGCPercent(cgiGCPercent)
 	}
 
+	handler := app.Handler
+	if am != nil {
+		am.SetPool(app.PoolStats)
+		handler = am.Wrap(handler)
+	}
 	srv := host.NewServer(host.ServerConfig{
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
 		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP,
-	}, app.Handler, log)
+	}, handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())
 		return err
 	}
-	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, log)
+	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, mreg, log)
 	adminURL := "off"
 	if adm != nil {
 		if err := adm.Listen(); err != nil {

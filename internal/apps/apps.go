@@ -122,6 +122,15 @@ type Status struct {
 	LastStartErrorAt *time.Time `json:"last_start_error_at,omitempty"`
 }
 
+// PoolStats reports the app's pool counters; false for a CGI app (no
+// standing instances).
+func (a *Running) PoolStats() (runtime.SyncStats, bool) {
+	if a.stats == nil {
+		return runtime.SyncStats{}, false
+	}
+	return a.stats(), true
+}
+
 // Status reports the app's pool.
 func (a *Running) Status() Status {
 	st := Status{Mode: a.Mode.String()}
