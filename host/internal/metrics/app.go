@@ -1,7 +1,9 @@
 package metrics
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -238,6 +240,16 @@ func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
 		return rf.ReadFrom(src)
 	}
 	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
+}
+
+// Hijack hands the connection over (a WebSocket handshake): the request
+// counts as a 101, which the handshake writes on the connection itself.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
 }
 
 // Flush lets handlers that type-assert http.Flusher stream through it.
