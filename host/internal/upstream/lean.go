@@ -112,6 +112,9 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 		err := g.h1.send(ctx, r, s, body, g, ex)
 		if o := g.cfg.Observer; o != nil {
 			o.Attempt(s.index, time.Since(start), err != nil || gatewayStatus(ex.status))
+			if attempt > 0 {
+				o.Retried()
+			}
 		}
 		if err == nil && !gatewayStatus(ex.status) {
 			g.relay(w, r, s, ex)
@@ -158,9 +161,6 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 		g.endAttempt(s, ex)
 		g.retrying.Add(1)
 		defer g.retrying.Add(-1)
-		if o := g.cfg.Observer; o != nil {
-			o.Retried()
-		}
 	}
 }
 

@@ -62,7 +62,7 @@ type Observer interface {
 	Attempt(server int, took time.Duration, failed bool)
 	// Ejected: the server's failures reached MaxFails.
 	Ejected(server int)
-	// Retried: a failed attempt is tried again.
+	// Retried: the attempt just reported (Attempt) was a retry of a failed one.
 	Retried()
 }
 
@@ -374,6 +374,9 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp, err := g.send(req, s)
 		if o := g.cfg.Observer; o != nil {
 			o.Attempt(s.index, time.Since(start), err != nil || gatewayStatus(resp.StatusCode))
+			if attempt > 0 {
+				o.Retried()
+			}
 		}
 		if err == nil && !gatewayStatus(resp.StatusCode) {
 			return resp, nil
@@ -415,9 +418,6 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		g.retrying.Add(1)
 		defer g.retrying.Add(-1)
-		if o := g.cfg.Observer; o != nil {
-			o.Retried()
-		}
 	}
 }
 
