@@ -57,9 +57,10 @@ const maxTimersPerInstance = 1 << 17
 // connections go to the least-loaded instance. A failed instance costs only its own
 // connections and is replaced in the background; a recycled one first drains.
 type AsyncPool struct {
-	app  *App
-	cfg  PoolConfig
-	acfg AsyncConfig
+	app   *App
+	cfg   PoolConfig
+	acfg  AsyncConfig
+	epoch time.Time // the base of the Observer's guest call times (see SyncPool.epoch)
 
 	mu      sync.Mutex
 	insts   []*asyncInst            // in rotation
@@ -197,7 +198,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 	cfg.defaults(DefaultAsyncInstances())
 	acfg.defaults()
 	p := &AsyncPool{
-		app: app, cfg: cfg, acfg: acfg,
+		app: app, cfg: cfg, acfg: acfg, epoch: time.Now(),
 		need:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		all:    make(map[*asyncInst]struct{}),
@@ -506,14 +507,14 @@ func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time
 	}
 	in := ai.in
 	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
-	var start time.Time
+	var start time.Duration
 	o := ai.pool.cfg.Observer
 	if o != nil {
-		start = time.Now()
+		start = time.Since(ai.pool.epoch) // one clock read; time.Now reads two
 	}
 	err := in.call(in.handle, timeout)
 	if o != nil {
-		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: time.Since(start)})
+		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: time.Since(ai.pool.epoch) - start})
 	}
 	if err != nil {
 		if wrap != nil {
