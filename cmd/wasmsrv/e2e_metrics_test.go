@@ -342,3 +342,26 @@ func TestE2ERunMetrics(t *testing.T) {
 		{"wasmsrv_app_instances", l("state", "idle"), 1},
 	})
 }
+
+// Plugin calls count by plugin and result: the counter sample's first hit
+// finds no key (one kv error) and swaps it in, the second reads and swaps, a
+// peek reads.
+func TestE2ERunPluginMetrics(t *testing.T) {
+	srv := startServer(t, sample("counter"), "--admin", "127.0.0.1:0", "--grant", "kv",
+		"--kv-path", filepath.Join(t.TempDir(), "kv.db"), "--workers", "1", "--name", "counter")
+	admin := adminURL(t, srv)
+	c := httpClient(t)
+	for i, path := range []string{"/", "/", "/peek"} {
+		resp, body := get(t, c, srv.URL+path)
+		if want := []string{"1\n", "2\n", "2\n"}[i]; resp.StatusCode != 200 || body != want {
+			t.Fatalf("GET %s: %d %q, want %q", path, resp.StatusCode, body, want)
+		}
+	}
+	kv := func(result string) []string { return []string{"app", "counter", "plugin", "kv", "result", result} }
+	checkAll(t, admin, "", []series{
+		{"wasmsrv_app_plugin_calls_total", kv("ok"), 4},
+		{"wasmsrv_app_plugin_calls_total", kv("error"), 1},
+		{"wasmsrv_app_plugin_calls_total", kv("trap"), 0},
+		{"wasmsrv_app_requests_total", []string{"app", "counter", "method", "GET", "code", "2xx"}, 3},
+	})
+}

@@ -114,6 +114,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		am = mreg.App(name)
 		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
 		spec.WebSocket.Observer = am
+		spec.PluginCalls = am.PluginCalls
 	}
 	app, err := apps.Open(ctx, eng, spec, log)
 	if err != nil {

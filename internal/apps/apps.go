@@ -70,6 +70,9 @@ type Spec struct {
 	// plugins are opened with the app and closed after it.
 	Plugins *registry.Registry
 	Grants  registry.Grants
+	// PluginCalls, if set, gives the counters of each granted plugin's calls
+	// (registry.Counted): metrics.
+	PluginCalls func(plugin string) *registry.Calls
 	// CGIArgv is a CGI app's argv template (host.CGIConfig.Argv).
 	CGIArgv string
 	// HTTPWasm configures an http-wasm handler module (ignored for other kinds).

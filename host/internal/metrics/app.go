@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -92,6 +93,25 @@ type App struct {
 
 	pool    atomic.Pointer[poolSource]
 	writers sync.Pool // *statusWriter
+
+	mu      sync.Mutex
+	plugins map[string]*registry.Calls // by plugin name: the build's plugins, a bounded set
+}
+
+// PluginCalls returns the counters of the app's calls into plugin (give it as
+// apps.Spec.PluginCalls); a reopened app keeps counting on the same ones.
+func (a *App) PluginCalls(plugin string) *registry.Calls {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.plugins == nil {
+		a.plugins = map[string]*registry.Calls{}
+	}
+	c := a.plugins[plugin]
+	if c == nil {
+		c = &registry.Calls{}
+		a.plugins[plugin] = c
+	}
+	return c
 }
 
 // poolSource reads a pool's counters; ok is false for apps without standing
@@ -198,6 +218,13 @@ func (a *App) collect(d *descs, ch chan<- prometheus.Metric) {
 	gauge(d.wsOpen, float64(a.wsOpen.Load()))
 	counter(d.wsMessages, a.wsMessages[0].Load(), "in")
 	counter(d.wsMessages, a.wsMessages[1].Load(), "out")
+	a.mu.Lock()
+	for name, c := range a.plugins {
+		counter(d.pluginCalls, c.OK.Load(), name, "ok")
+		counter(d.pluginCalls, c.Error.Load(), name, "error")
+		counter(d.pluginCalls, c.Trap.Load(), name, "trap")
+	}
+	a.mu.Unlock()
 	if src := a.pool.Load(); src != nil {
 		if st, ok := src.stats(); ok {
 			gauge(d.queueDepth, float64(st.Waiting))

@@ -107,6 +107,9 @@ func TestAppCounts(t *testing.T) {
 	a.WebSocketMessage(true)
 	a.WebSocketMessage(false)
 	a.WebSocketMessage(false)
+	a.PluginCalls("kv").OK.Add(2)
+	a.PluginCalls("kv").Error.Add(1)
+	a.PluginCalls("http").Trap.Add(1)
 	fams := gather(t, r)
 	for _, c := range []struct {
 		name   string
@@ -140,6 +143,10 @@ func TestAppCounts(t *testing.T) {
 		{"wasmsrv_app_websockets_open", nil, 1},
 		{"wasmsrv_app_websocket_messages_total", []string{"direction", "in"}, 1},
 		{"wasmsrv_app_websocket_messages_total", []string{"direction", "out"}, 2},
+		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "kv", "result", "ok"}, 2},
+		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "kv", "result", "error"}, 1},
+		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "http", "result", "trap"}, 1},
+		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "http", "result", "ok"}, 0},
 	} {
 		if got := value(fams, c.name, append([]string{"app", "hello"}, c.labels...)...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -339,6 +346,7 @@ func everything(t *testing.T) map[string]*dto.MetricFamily {
 	a := r.App("app")
 	a.Wrap(status(200)).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	a.SetPool(func() (runtime.SyncStats, bool) { return runtime.SyncStats{}, true })
+	a.PluginCalls("kv").OK.Add(1)
 	g := r.Group("g", []string{"http://127.0.0.1:1"})
 	g.SetHealth(func(int) bool { return true })
 	r.SetCache(cache.NewStore(1).Stats)

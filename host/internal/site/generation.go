@@ -222,6 +222,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 		am = m.App(name)
 		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
 		spec.WebSocket.Observer = am
+		spec.PluginCalls = am.PluginCalls
 	}
 	if err == nil {
 		var a *apps.Running
