@@ -345,7 +345,7 @@ func TestE2ERunMetrics(t *testing.T) {
 
 // Plugin calls count by plugin and result: the counter sample's first hit
 // finds no key (one kv error) and swaps it in, the second reads and swaps, a
-// peek reads.
+// peek reads; kv then holds "hits" = "2", five bytes.
 func TestE2ERunPluginMetrics(t *testing.T) {
 	srv := startServer(t, sample("counter"), "--admin", "127.0.0.1:0", "--grant", "kv",
 		"--kv-path", filepath.Join(t.TempDir(), "kv.db"), "--workers", "1", "--name", "counter")
@@ -362,6 +362,7 @@ func TestE2ERunPluginMetrics(t *testing.T) {
 		{"wasmsrv_app_plugin_calls_total", kv("ok"), 4},
 		{"wasmsrv_app_plugin_calls_total", kv("error"), 1},
 		{"wasmsrv_app_plugin_calls_total", kv("trap"), 0},
+		{"wasmsrv_app_plugin_stored_bytes", []string{"app", "counter", "plugin", "kv"}, float64(len("hits") + len("2"))},
 		{"wasmsrv_app_requests_total", []string{"app", "counter", "method", "GET", "code", "2xx"}, 3},
 	})
 }

@@ -142,6 +142,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	handler := app.Handler
 	if am != nil {
 		am.SetPool(app.PoolStats)
+		am.SetStored(app.StoredBytes)
 		handler = am.Wrap(handler)
 	}
 	srv := host.NewServer(host.ServerConfig{

@@ -101,6 +101,16 @@ type Running struct {
 	Middleware func(next http.Handler) http.Handler
 	close      func(ctx context.Context) error
 	stats      func() runtime.SyncStats // nil for CGI apps (no instances to report)
+	stored     func(ctx context.Context) map[string]int64
+}
+
+// StoredBytes reports, by plugin, the bytes the app's plugins hold for it
+// (kv's keys and values); empty without such plugins.
+func (a *Running) StoredBytes(ctx context.Context) map[string]int64 {
+	if a.stored == nil {
+		return nil
+	}
+	return a.stored(ctx)
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.

@@ -32,5 +32,6 @@ func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *s
 	app.close = func(ctx context.Context) error {
 		return errors.Join(appClose(ctx), opened.Close(ctx))
 	}
+	app.stored = opened.StoredBytes
 	return app, nil
 }

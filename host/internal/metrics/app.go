@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -96,6 +97,15 @@ type App struct {
 
 	mu      sync.Mutex
 	plugins map[string]*registry.Calls // by plugin name: the build's plugins, a bounded set
+	stored  func(ctx context.Context) map[string]int64
+}
+
+// SetStored makes stored the source of the app's plugin stored-bytes gauge (kv),
+// read at scrape time; a reload that reopens the app sets its new one.
+func (a *App) SetStored(stored func(ctx context.Context) map[string]int64) {
+	a.mu.Lock()
+	a.stored = stored
+	a.mu.Unlock()
 }
 
 // PluginCalls returns the counters of the app's calls into plugin (give it as
@@ -224,7 +234,16 @@ func (a *App) collect(d *descs, ch chan<- prometheus.Metric) {
 		counter(d.pluginCalls, c.Error.Load(), name, "error")
 		counter(d.pluginCalls, c.Trap.Load(), name, "trap")
 	}
+	stored := a.stored
 	a.mu.Unlock()
+	if stored != nil {
+		// A backend across the network (Redis) gets a bound, not the scrape's life.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for name, n := range stored(ctx) {
+			gauge(d.storedBytes, float64(n), name)
+		}
+		cancel()
+	}
 	if src := a.pool.Load(); src != nil {
 		if st, ok := src.stats(); ok {
 			gauge(d.queueDepth, float64(st.Waiting))

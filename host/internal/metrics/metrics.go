@@ -151,7 +151,7 @@ type descs struct {
 	queueDepth, queueWait                                         *prometheus.Desc
 	instances, starts, startFailures, recycles, crashes, deadline *prometheus.Desc
 	guestCalls, guestSeconds, memory                              *prometheus.Desc
-	wsOpen, wsMessages, pluginCalls                               *prometheus.Desc
+	wsOpen, wsMessages, pluginCalls, storedBytes                  *prometheus.Desc
 
 	upRequests, upErrors, upDuration, upUp, upRetries, upEjections *prometheus.Desc
 
@@ -187,6 +187,7 @@ func newDescs() descs {
 		memory:        app("memory_bytes", "Linear memory of the app's live instances, as last seen."),
 		wsOpen:        app("websockets_open", "WebSocket connections open now."),
 		wsMessages:    app("websocket_messages_total", "WebSocket messages, by direction: in (from the client), out (to it).", "direction"),
+		storedBytes:   app("plugin_stored_bytes", "Bytes a plugin holds for the app (kv: its keys and values), by plugin.", "plugin"),
 		pluginCalls:   app("plugin_calls_total", "Calls into plugins' host functions, by plugin and result: ok, error (a negative status), trap.", "plugin", "result"),
 
 		upRequests:  up("requests_total", "Attempts sent to an upstream server (a retry is another attempt).", "group", "server"),

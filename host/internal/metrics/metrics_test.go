@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -110,6 +111,12 @@ func TestAppCounts(t *testing.T) {
 	a.PluginCalls("kv").OK.Add(2)
 	a.PluginCalls("kv").Error.Add(1)
 	a.PluginCalls("http").Trap.Add(1)
+	a.SetStored(func(ctx context.Context) map[string]int64 {
+		if _, ok := ctx.Deadline(); !ok {
+			t.Error("a scrape asks the plugins without a deadline")
+		}
+		return map[string]int64{"kv": 42}
+	})
 	fams := gather(t, r)
 	for _, c := range []struct {
 		name   string
@@ -147,6 +154,7 @@ func TestAppCounts(t *testing.T) {
 		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "kv", "result", "error"}, 1},
 		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "http", "result", "trap"}, 1},
 		{"wasmsrv_app_plugin_calls_total", []string{"plugin", "http", "result", "ok"}, 0},
+		{"wasmsrv_app_plugin_stored_bytes", []string{"plugin", "kv"}, 42},
 	} {
 		if got := value(fams, c.name, append([]string{"app", "hello"}, c.labels...)...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
@@ -348,6 +356,7 @@ func everything(t *testing.T) map[string]*dto.MetricFamily {
 	a.Wrap(status(200)).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	a.SetPool(func() (runtime.SyncStats, bool) { return runtime.SyncStats{}, true })
 	a.PluginCalls("kv").OK.Add(1)
+	a.SetStored(func(context.Context) map[string]int64 { return map[string]int64{"kv": 1} })
 	g := r.Group("g", []string{"http://127.0.0.1:1"})
 	g.SetHealth(func(int) bool { return true })
 	r.SetCache(cache.NewStore(1).Stats)

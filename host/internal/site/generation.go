@@ -229,6 +229,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
 			if am != nil {
 				am.SetPool(a.PoolStats)
+				am.SetStored(a.StoredBytes)
 			}
 			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
 			sh := &shared{key: key, refs: 1, val: a, close: a.Close}
