@@ -105,6 +105,7 @@ type scenarioFunc func() Scenario
 func registry() []scenarioFunc {
 	return []scenarioFunc{
 		helloScenario,
+		helloMetricsScenario,
 		asyncHelloScenario,
 		wsHoldScenario,
 		proxyScenario,

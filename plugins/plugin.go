@@ -66,6 +66,9 @@ type Binding struct {
 	// Close releases the app's state. It runs after the app's instances are closed;
 	// nil means nothing to release.
 	Close func(ctx context.Context) error
+	// StoredBytes, if set, reports the bytes the plugin holds for the app (kv:
+	// its keys and values), read when metrics are scraped; it must be quick.
+	StoredBytes func(ctx context.Context) (int64, error)
 }
 
 // Section is one plugin's per-app configuration as read from the config file (a

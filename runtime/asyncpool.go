@@ -57,9 +57,10 @@ const maxTimersPerInstance = 1 << 17
 // connections go to the least-loaded instance. A failed instance costs only its own
 // connections and is replaced in the background; a recycled one first drains.
 type AsyncPool struct {
-	app  *App
-	cfg  PoolConfig
-	acfg AsyncConfig
+	app   *App
+	cfg   PoolConfig
+	acfg  AsyncConfig
+	epoch time.Time // the base of the Observer's guest call times (see SyncPool.epoch)
 
 	mu      sync.Mutex
 	insts   []*asyncInst            // in rotation
@@ -124,8 +125,9 @@ type Conn struct {
 	ai        *asyncInst
 	id        uint32
 	ex        AsyncExchange
-	done      bool // owner goroutine only: finished, events are dropped
-	abandoned bool // owner goroutine only: no longer counted, see Abandon
+	done      bool      // owner goroutine only: finished, events are dropped
+	abandoned bool      // owner goroutine only: no longer counted, see Abandon
+	opened    time.Time // when Open queued it, with an Observer only: its queue wait
 }
 
 // Post queues an event for the connection's guest. It blocks while the instance's
@@ -196,7 +198,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 	cfg.defaults(DefaultAsyncInstances())
 	acfg.defaults()
 	p := &AsyncPool{
-		app: app, cfg: cfg, acfg: acfg,
+		app: app, cfg: cfg, acfg: acfg, epoch: time.Now(),
 		need:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		all:    make(map[*asyncInst]struct{}),
@@ -230,9 +232,13 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 
 // build instantiates one instance (start hook included) and starts its owner.
 func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
+	start := time.Now()
 	in, err := p.app.newInstance(ctx, p.cfg.recycleAfter())
 	if err != nil {
 		return nil, err
+	}
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventInstanceStarted, App: p.app.name, Instance: in.id, Took: time.Since(start)})
 	}
 	ai := &asyncInst{
 		pool: p, in: in,
@@ -321,6 +327,9 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, <-chan stru
 		best.nextID = 1
 	}
 	c := &Conn{ai: best, id: best.nextID, ex: ex}
+	if p.cfg.Observer != nil {
+		c.opened = time.Now()
+	}
 	ex.Bind(c)
 	select {
 	case best.mail <- event{conn: c, kind: kind}:
@@ -421,6 +430,7 @@ func (ai *asyncInst) process() (more bool) {
 		}
 		if !ai.draining && ai.in.recycleDue() {
 			p.stats.recycled.Add(1)
+			p.observeRecycle(ai)
 			ai.beginDrain(false)
 		}
 		if ai.draining && ai.active.Load() == 0 {
@@ -439,6 +449,9 @@ func (ai *asyncInst) dispatch(ev event) {
 		return
 	case abi.EventRequest, abi.EventWSConnect:
 		ai.table[c.id] = c
+		if o := ai.pool.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventQueueWait, App: ai.pool.app.name, Took: time.Since(c.opened)})
+		}
 	default:
 		if c.done {
 			return // the guest already ended this connection
@@ -494,7 +507,16 @@ func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time
 	}
 	in := ai.in
 	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
-	if err := in.call(in.handle, timeout); err != nil {
+	var start time.Duration
+	o := ai.pool.cfg.Observer
+	if o != nil {
+		start = time.Since(ai.pool.epoch) // one clock read; time.Now reads two
+	}
+	err := in.call(in.handle, timeout)
+	if o != nil {
+		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: time.Since(ai.pool.epoch) - start})
+	}
+	if err != nil {
 		if wrap != nil {
 			err = wrap(err)
 		}
@@ -570,6 +592,7 @@ func (ai *asyncInst) abandon(c *Conn, status int32) {
 		ai.pool.app.log.Warn("async instance recycled: its guest does not end abandoned connections",
 			"instance", ai.in.id, "abandoned", ai.abandoned)
 		ai.pool.stats.recycled.Add(1)
+		ai.pool.observeRecycle(ai)
 		ai.beginDrain(false)
 	}
 }
@@ -623,6 +646,9 @@ func (ai *asyncInst) discard() {
 	ai.timers.stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(lossEvent(p.app.name, ai.in.id, ai.failErr))
+		}
 		attrs := append([]any{"instance", ai.in.id}, errAttrs(ai.failErr)...)
 		p.app.log.Error("async instance discarded with its connections", attrs...)
 	}
@@ -725,6 +751,9 @@ func (p *AsyncPool) maintain() {
 				p.lastErr = err
 				p.stats.startFailed(err)
 				p.mu.Unlock()
+				if o := p.cfg.Observer; o != nil {
+					o.Observe(Event{Kind: EventInstanceStartFailed, App: p.app.name, Err: err})
+				}
 				continue
 			}
 			p.mu.Lock()
@@ -766,7 +795,15 @@ func (p *AsyncPool) Stats() AsyncStats {
 		}
 	}
 	p.mu.Unlock()
+	busy, total := 0, int64(0)
+	for i, n := range loads {
+		if n > 0 {
+			busy++
+		}
+		total += int64(mem[i])
+	}
 	return AsyncStats{SyncStats: SyncStats{
+		Busy: busy, Memory: total, Idle: len(loads) - busy,
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
@@ -836,5 +873,12 @@ func (ai *asyncInst) fireTimers() {
 	}
 	if ai.failErr == nil {
 		ai.timers.arm()
+	}
+}
+
+// observeRecycle reports a recycled instance to the pool's Observer.
+func (p *AsyncPool) observeRecycle(ai *asyncInst) {
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventInstanceRecycled, App: p.app.name, Instance: ai.in.id})
 	}
 }

@@ -30,6 +30,11 @@ type Instance struct {
 
 	stdout, stderr *logWriter
 
+	// memSeen is the linear memory size in bytes when the instance last came
+	// back to its sync pool (Stats reads it; the memory itself may be growing
+	// on another goroutine).
+	memSeen atomic.Int64
+
 	// deadline: one timer per instance, re-armed per call, so a request costs no
 	// allocation for its deadline.
 	timer   *time.Timer

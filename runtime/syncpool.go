@@ -28,6 +28,9 @@ type PoolConfig struct {
 	MaxRequestsJitter int
 	// StopTimeout bounds each instance's stop hook (default 5 s).
 	StopTimeout time.Duration
+	// Observer, if set, hears instance starts, recycles, crashes, deadline
+	// kills, guest call times and queue waits (see Observer).
+	Observer Observer
 }
 
 // DefaultSyncWorkers is gunicorn's recommended worker count: 2×CPU+1.
@@ -90,6 +93,9 @@ type SyncPool struct {
 	lastErr  error
 	discards int // since the last storm report
 	stats    poolStats
+	// epoch is the base of the Observer's durations: time.Since(epoch) is one
+	// clock read where time.Now is two, on every request.
+	epoch time.Time
 }
 
 type poolStats struct {
@@ -123,6 +129,7 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		closing: make(chan struct{}),
 		all:     map[*Instance]struct{}{},
 		repl:    newReplacer(cfg.Workers, app.log),
+		epoch:   time.Now(),
 	}
 	start := time.Now()
 	for range cfg.Workers {
@@ -140,12 +147,17 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 }
 
 func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
+	start := time.Now()
 	in, err := p.app.newInstance(ctx, p.cfg.recycleAfter())
 	if err != nil {
 		return nil, err
 	}
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventInstanceStarted, App: p.app.name, Instance: in.id, Took: time.Since(start)})
+	}
 	p.live.Add(1)
 	p.stats.built.Add(1)
+	in.memSeen.Store(int64(in.mod.Memory().Size()))
 	p.mu.Lock()
 	p.all[in] = struct{}{}
 	p.mu.Unlock()
@@ -170,7 +182,16 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
+	o := p.cfg.Observer
+	if o == nil {
+		code, err := in.serveSync(ex, p.cfg.RequestTimeout)
+		p.stats.served.Add(1)
+		p.release(in, err)
+		return code, err
+	}
+	start := time.Since(p.epoch) // one monotonic clock read; time.Now reads two clocks
 	code, err := in.serveSync(ex, p.cfg.RequestTimeout)
+	o.Observe(Event{Kind: EventGuestCall, App: p.app.name, Instance: in.id, Took: time.Since(p.epoch) - start})
 	p.stats.served.Add(1)
 	p.release(in, err)
 	return code, err
@@ -179,8 +200,21 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
 	select {
 	case in := <-p.idle:
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventQueueWait, App: p.app.name})
+		}
 		return in, nil
 	default:
+	}
+	in, err := p.wait(ctx)
+	return in, err
+}
+
+// wait is acquire once no instance is idle: in the queue, up to QueueWait.
+func (p *SyncPool) wait(ctx context.Context) (*Instance, error) {
+	var start time.Time
+	if p.cfg.Observer != nil {
+		start = time.Now()
 	}
 	if err := p.unavailable(); err != nil {
 		return nil, err
@@ -194,6 +228,9 @@ func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
 	defer t.Stop()
 	select {
 	case in := <-p.idle:
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventQueueWait, App: p.app.name, Took: time.Since(start)})
+		}
 		return in, nil
 	case <-t.C:
 		if err := p.unavailable(); err != nil {
@@ -222,11 +259,17 @@ func (p *SyncPool) unavailable() error {
 }
 
 func (p *SyncPool) release(in *Instance, err error) {
+	if !in.broken {
+		in.memSeen.Store(int64(in.mod.Memory().Size()))
+	}
 	switch {
 	case in.broken:
 		p.discard(in, err)
 	case in.recycleDue():
 		p.stats.recycled.Add(1)
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventInstanceRecycled, App: p.app.name, Instance: in.id})
+		}
 		p.retire(in)
 	default:
 		select {
@@ -244,6 +287,9 @@ func (p *SyncPool) discard(in *Instance, err error) {
 	p.live.Add(-1)
 	p.noteGone()
 	p.stats.discarded.Add(1)
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(lossEvent(p.app.name, in.id, err))
+	}
 	p.app.log.Error("instance discarded", append([]any{"instance", in.id}, errAttrs(err)...)...)
 	p.mu.Lock()
 	p.discards++
@@ -322,6 +368,9 @@ func (p *SyncPool) maintain() {
 			}
 			p.mu.Unlock()
 			if err != nil {
+				if o := p.cfg.Observer; o != nil {
+					o.Observe(Event{Kind: EventInstanceStartFailed, App: p.app.name, Err: err})
+				}
 				continue
 			}
 			select {
@@ -350,6 +399,11 @@ func (p *SyncPool) reportStorm() {
 type SyncStats struct {
 	Workers, Live, Idle, Waiting       int
 	Served, Discarded, Recycled, Built int64
+	// Busy is the number of live instances serving now (async: carrying a
+	// connection); Memory the linear memory of the live instances in bytes, as
+	// last seen (sync: when each last came back; async: Memory's sum).
+	Busy   int
+	Memory int64
 	// StartFailures counts replacement instances that failed to start (a start
 	// function, _initialize or start hook that failed or overran the start
 	// timeout); LastStartError is the latest reason, at LastStartErrorAt.
@@ -362,8 +416,13 @@ type SyncStats struct {
 func (p *SyncPool) Stats() SyncStats {
 	p.mu.Lock()
 	failures, lastErr, lastAt := p.stats.startFailures, p.stats.lastStartErr, p.stats.lastStartAt
+	var mem int64
+	for in := range p.all {
+		mem += in.memSeen.Load()
+	}
 	p.mu.Unlock()
 	return SyncStats{
+		Memory: mem, Busy: max(int(p.live.Load())-len(p.idle), 0),
 		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),

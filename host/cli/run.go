@@ -17,6 +17,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
@@ -104,6 +105,17 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		return &usageError{err.Error()}
 	}
+	// Metrics are kept when the admin listener can serve them, and cost nothing
+	// otherwise.
+	var mreg *metrics.Registry
+	var am *metrics.App
+	if cfg.Admin != "" {
+		mreg = metrics.New()
+		am = mreg.App(name)
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
+		spec.WebSocket.Observer = am
+		spec.PluginCalls = am.PluginCalls
+	}
 	app, err := apps.Open(ctx, eng, spec, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -127,19 +139,54 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		debug.SetGCPercent(cgiGCPercent)
 	}
 
+	handler := app.Handler
+	if am != nil {
+		am.SetPool(app.PoolStats)
+		am.SetStored(app.StoredBytes)
+		handler = am.Wrap(handler)
+	}
 	srv := host.NewServer(host.ServerConfig{
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
 		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP,
-	}, app.Handler, log)
+	}, handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())
 		return err
 	}
-	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL())
-	announce(stdout, cfg.LogFormat, fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL()),
-		"url", srv.URL(), "app", app.Name, "mode", app.Mode)
+	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, mreg, log)
+	adminURL := "off"
+	if adm != nil {
+		if err := adm.Listen(); err != nil {
+			_ = srv.Socket().Close()
+			_ = app.Close(context.Background())
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		adminURL = adm.URL()
+	}
+	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL(), "admin", adminURL)
+	line := fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL())
+	if adm != nil {
+		line += " (admin " + adminURL + ")"
+	}
+	announce(stdout, cfg.LogFormat, line, "url", srv.URL(), "app", app.Name, "mode", app.Mode, "admin", adminURL)
+
+	// The admin listener answers until the app has drained: health and metrics
+	// stay readable during a graceful stop.
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	adminDone := make(chan struct{})
+	if adm != nil {
+		go func() {
+			defer close(adminDone)
+			if err := adm.Serve(adminCtx); err != nil && !errors.Is(err, host.ErrGraceExpired) {
+				log.Warn("admin listener", "err", err)
+			}
+		}()
+	} else {
+		close(adminDone)
+	}
+	defer func() { stopAdmin(); <-adminDone }()
 
 	serveErr := srv.Serve(ctx)
 	// In-flight requests are done, or the grace period is over and what still

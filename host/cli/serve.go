@@ -21,6 +21,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/host/internal/site"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -133,7 +134,8 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		}
 	}()
 	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
-		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter})
+		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter,
+		Metrics: metrics.New()})
 	if err != nil {
 		if ctx.Err() != nil {
 			// A signal stopped a build, a compile or the instance starts.

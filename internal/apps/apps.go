@@ -70,6 +70,9 @@ type Spec struct {
 	// plugins are opened with the app and closed after it.
 	Plugins *registry.Registry
 	Grants  registry.Grants
+	// PluginCalls, if set, gives the counters of each granted plugin's calls
+	// (registry.Counted): metrics.
+	PluginCalls func(plugin string) *registry.Calls
 	// CGIArgv is a CGI app's argv template (host.CGIConfig.Argv).
 	CGIArgv string
 	// HTTPWasm configures an http-wasm handler module (ignored for other kinds).
@@ -98,6 +101,16 @@ type Running struct {
 	Middleware func(next http.Handler) http.Handler
 	close      func(ctx context.Context) error
 	stats      func() runtime.SyncStats // nil for CGI apps (no instances to report)
+	stored     func(ctx context.Context) map[string]int64
+}
+
+// StoredBytes reports, by plugin, the bytes the app's plugins hold for it
+// (kv's keys and values); empty without such plugins.
+func (a *Running) StoredBytes(ctx context.Context) map[string]int64 {
+	if a.stored == nil {
+		return nil
+	}
+	return a.stored(ctx)
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.
@@ -120,6 +133,15 @@ type Status struct {
 	StartFailures    int64      `json:"start_failures,omitempty"`
 	LastStartError   string     `json:"last_start_error,omitempty"`
 	LastStartErrorAt *time.Time `json:"last_start_error_at,omitempty"`
+}
+
+// PoolStats reports the app's pool counters; false for a CGI app (no
+// standing instances).
+func (a *Running) PoolStats() (runtime.SyncStats, bool) {
+	if a.stats == nil {
+		return runtime.SyncStats{}, false
+	}
+	return a.stats(), true
 }
 
 // Status reports the app's pool.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -17,7 +18,11 @@ func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *s
 	if err != nil {
 		return nil, err
 	}
-	spec.HostModules = append(slices.Clip(spec.HostModules), opened.HostModules()...)
+	mods := opened.HostModules()
+	if spec.PluginCalls != nil {
+		mods = registry.Counted(mods, spec.PluginCalls)
+	}
+	spec.HostModules = append(slices.Clip(spec.HostModules), mods...)
 	app, err := open(ctx, eng, spec, log)
 	if err != nil {
 		_ = opened.Close(ctx)
@@ -27,5 +32,6 @@ func openWithPlugins(ctx context.Context, eng *runtime.Engine, spec Spec, log *s
 	app.close = func(ctx context.Context) error {
 		return errors.Join(appClose(ctx), opened.Close(ctx))
 	}
+	app.stored = opened.StoredBytes
 	return app, nil
 }

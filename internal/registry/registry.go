@@ -91,6 +91,7 @@ type Opened struct {
 	modules  []runtime.HostModule
 	closers  []func(context.Context) error
 	versions map[string]string
+	stored   map[string]func(context.Context) (int64, error) // by plugin, those that report it
 }
 
 // Open opens the granted plugins (plus DefaultGrant) for app, with log as the
@@ -141,8 +142,26 @@ func (r *Registry) OpenWithOutput(ctx context.Context, app string, grants Grants
 			o.closers = append(o.closers, b.Close)
 		}
 		o.versions[name] = p.Version()
+		if b.StoredBytes != nil {
+			if o.stored == nil {
+				o.stored = map[string]func(context.Context) (int64, error){}
+			}
+			o.stored[name] = b.StoredBytes
+		}
 	}
 	return o, nil
+}
+
+// StoredBytes reports, by plugin, the bytes the app's plugins hold for it (those
+// that say: kv); a plugin whose backend fails to answer is left out.
+func (o *Opened) StoredBytes(ctx context.Context) map[string]int64 {
+	out := make(map[string]int64, len(o.stored))
+	for name, f := range o.stored {
+		if n, err := f(ctx); err == nil {
+			out[name] = n
+		}
+	}
+	return out
 }
 
 // HostModules are the import modules to give the app's runtime.

@@ -126,6 +126,19 @@ func addUsage(ab *bolt.Bucket, delta int64) error {
 	return ab.Put([]byte(keyUsage), v[:])
 }
 
+// Usage implements UsageStore.
+func (b *Bolt) Usage(_ context.Context, app string) (int64, error) {
+	var n int64
+	err := b.db.View(func(tx *bolt.Tx) error {
+		ab, _, err := appBuckets(tx, app, false)
+		if ab != nil {
+			n = usage(ab)
+		}
+		return err
+	})
+	return n, err
+}
+
 // Get implements Store.
 func (b *Bolt) Get(_ context.Context, app, key string) (val []byte, ok bool, err error) {
 	now := b.nowMs()

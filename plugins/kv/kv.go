@@ -77,6 +77,13 @@ type Store interface {
 	Close() error
 }
 
+// UsageStore is a Store that reports an app's byte usage (keys and values, the
+// count MaxBytes is checked against). Both built-in backends are; a Store of an
+// embedder's own may be, for the app's stored-bytes metric.
+type UsageStore interface {
+	Usage(ctx context.Context, app string) (int64, error)
+}
+
 // Options configure the plugin for the whole process.
 type Options struct {
 	// Path is the bbolt file of the embedded backend (default
@@ -176,7 +183,11 @@ func (p *Plugin) Open(ctx context.Context, app plugins.AppInfo) (*plugins.Bindin
 		return nil, err
 	}
 	a := &appKV{app: app.Name, store: s, lim: lim, log: app.Logger.With("plugin", "kv")}
-	return &plugins.Binding{Funcs: a.funcs()}, nil
+	b := &plugins.Binding{Funcs: a.funcs()}
+	if u, ok := s.(UsageStore); ok {
+		b.StoredBytes = func(ctx context.Context) (int64, error) { return u.Usage(ctx, app.Name) }
+	}
+	return b, nil
 }
 
 // appKV is one app's view of the store: the namespace is fixed here, on the host,

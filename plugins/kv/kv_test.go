@@ -535,3 +535,47 @@ func TestBoltFileInUse(t *testing.T) {
 		t.Errorf("took %v to give up", d)
 	}
 }
+
+// Both backends report each app's usage (key and value bytes) on their own:
+// writes add, overwrites replace, deletes take away, another app is apart.
+func TestUsagePerApp(t *testing.T) {
+	backends(t, func(t *testing.T, store Store) {
+		ctx := context.Background()
+		u, ok := store.(UsageStore)
+		if !ok {
+			t.Fatal("the backend reports no usage")
+		}
+		usage := func(app string) int64 {
+			t.Helper()
+			n, err := u.Usage(ctx, app)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if n := usage("nobody"); n != 0 {
+			t.Errorf("an app with no data: %d", n)
+		}
+		if err := store.Set(ctx, "a", "key", []byte("12345"), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Set(ctx, "a", "k2", []byte("x"), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Set(ctx, "b", "key", []byte("1"), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if n := usage("a"); n != 3+5+2+1 {
+			t.Errorf("a: %d, want 11", n)
+		}
+		if err := store.Set(ctx, "a", "key", []byte("1"), 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Delete(ctx, "a", "k2"); err != nil {
+			t.Fatal(err)
+		}
+		if a, b := usage("a"), usage("b"); a != 4 || b != 4 {
+			t.Errorf("a %d, b %d; want 4 and 4", a, b)
+		}
+	})
+}

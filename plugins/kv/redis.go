@@ -173,6 +173,15 @@ func ttlMs(ttl time.Duration) int64 {
 	return max(ttl.Milliseconds(), 1)
 }
 
+// Usage implements UsageStore.
+func (r *Redis) Usage(ctx context.Context, app string) (int64, error) {
+	n, err := r.c.Get(ctx, redisTag(app)+"u").Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	return n, err
+}
+
 // Get implements Store.
 func (r *Redis) Get(ctx context.Context, app, key string) ([]byte, bool, error) {
 	v, err := r.c.Get(ctx, redisTag(app)+"d:"+key).Bytes()

@@ -1,5 +1,6 @@
 // Package admin is the control API served on its own listener: health,
-// config reload, cache purge, upstream status and Go's runtime profiles. A token, when set, must
+// config reload, cache purge, upstream status, Prometheus metrics and Go's
+// runtime profiles. A token, when set, must
 // be sent as "Authorization: Bearer TOKEN" (config requires one whenever
 // the listener is not loopback). With or without one, the API answers only
 // requests whose Host is one of the listener's names, refuses requests a web page
@@ -38,6 +39,9 @@ type Config struct {
 	Hosts []string
 	// Token, if set, must be sent as "Authorization: Bearer TOKEN".
 	Token string
+	// Metrics, if set, serves GET /metrics (the Prometheus exposition), behind
+	// the token and the guard like the rest.
+	Metrics http.Handler
 }
 
 // Handler serves the admin API.
@@ -67,6 +71,9 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"purged": c.Purge(key)})
 	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
 	profiles(mux)
 	if cfg.Token == "" {
 		return newGuard(cfg.Addr, cfg.Hosts, mux)

@@ -86,3 +86,33 @@ func TestToken(t *testing.T) {
 		t.Errorf("reloads %d: unauthenticated calls got through", f.reloads)
 	}
 }
+
+// /metrics is behind the token and the guard like every other path, and absent
+// (404) when no metrics handler is given.
+func TestMetricsBehindToken(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "wasmsrv_up 1\n") })
+	srv := httptest.NewServer(Handler(&fake{}, Config{Addr: "127.0.0.1:0", Token: "s3cret", Metrics: metrics}, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	for _, tt := range []struct {
+		token string
+		code  int
+	}{{"", 401}, {"wrong", 401}, {"s3cret", 200}} {
+		if code, body := call(t, "GET", srv.URL+"/metrics", tt.token); code != tt.code || (code == 200) != strings.Contains(body, "wasmsrv_up 1") {
+			t.Errorf("token %q: %d %q, want %d", tt.token, code, body, tt.code)
+		}
+	}
+	// A page of another origin cannot read it through the operator's browser.
+	req, _ := http.NewRequest("GET", srv.URL+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Errorf("cross-site: %v %v, want 403", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	off := httptest.NewServer(Handler(&fake{}, Config{Addr: "127.0.0.1:0"}, slog.New(slog.DiscardHandler)))
+	defer off.Close()
+	if code, _ := call(t, "GET", off.URL+"/metrics", ""); code != http.StatusNotFound {
+		t.Errorf("no metrics handler: %d, want 404", code)
+	}
+}

@@ -83,6 +83,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if (r.Method != http.MethodGet && r.Method != http.MethodHead) || r.Header.Get("Authorization") != "" ||
 		r.Header.Get("Upgrade") != "" {
 		w.Header().Set("X-Cache", "BYPASS")
+		h.store.stats.bypass.Add(1)
 		h.next.ServeHTTP(w, r)
 		return
 	}
@@ -123,6 +124,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			// Not cacheable after all: go to the backend ourselves.
 			w.Header().Set("X-Cache", "MISS")
+			h.store.stats.miss.Add(1)
 			h.next.ServeHTTP(w, r)
 			return
 		}
@@ -142,6 +144,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *entry, status
 		hdr[k] = v
 	}
 	hdr.Set("X-Cache", status)
+	if status == "HIT" {
+		h.store.stats.hit.Add(1)
+	} else {
+		h.store.stats.stale.Add(1)
+	}
 	hdr.Set("Age", strconv.Itoa(int(now.Sub(e.stored)/time.Second)))
 	if et := e.header.Get("ETag"); et != "" && e.status == http.StatusOK && r.Header.Get("If-None-Match") == et {
 		w.WriteHeader(http.StatusNotModified)
@@ -158,6 +165,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, e *entry, status
 // copy to store.
 func (h *Handler) miss(w http.ResponseWriter, r *http.Request, primary, key string) {
 	w.Header().Set("X-Cache", "MISS")
+	h.store.stats.miss.Add(1)
 	rec := &recorder{w: w, max: h.policy.MaxEntry, r: r}
 	h.next.ServeHTTP(rec, r)
 	if rec.status == 0 {
@@ -292,6 +300,7 @@ func (h *Handler) fetchOrStale(w http.ResponseWriter, r *http.Request, primary s
 		hdr[k] = v
 	}
 	hdr.Set("X-Cache", "MISS")
+	h.store.stats.miss.Add(1)
 	w.WriteHeader(rec.status)
 	w.Write(rec.buf.Bytes())
 	h.maybeStore(primary, r, rec.status, rec.header(), rec.buf.Bytes(), rec.overflow)

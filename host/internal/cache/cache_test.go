@@ -79,7 +79,7 @@ func fetch(t *testing.T, method, url string, hdr ...string) (int, string, string
 var minute = map[int]time.Duration{200: time.Minute, 404: time.Minute}
 
 func TestHitMiss(t *testing.T) {
-	b, _, srv := setup(t, Policy{TTL: minute}, 1<<20)
+	b, st, srv := setup(t, Policy{TTL: minute}, 1<<20)
 	steps := []struct {
 		method, path, xcache, body string
 		code                       int
@@ -99,6 +99,10 @@ func TestHitMiss(t *testing.T) {
 	}
 	if b.calls.Load() != 3 {
 		t.Errorf("backend calls %d want 3", b.calls.Load())
+	}
+	// Every answer is counted once, by what X-Cache said.
+	if got := st.Stats(); got.Hits != 3 || got.Misses != 2 || got.Stale != 0 || got.Bypass != 1 || got.Entries != 2 || got.Bytes <= 0 {
+		t.Errorf("stats %+v, want 3 hits, 2 misses, 1 bypass, 2 entries", got)
 	}
 }
 
@@ -208,7 +212,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 }
 
 func TestStaleIfError(t *testing.T) {
-	b, _, srv := setup(t, Policy{TTL: map[int]time.Duration{200: 100 * time.Millisecond}, StaleIfError: 5 * time.Second}, 1<<20)
+	b, st, srv := setup(t, Policy{TTL: map[int]time.Duration{200: 100 * time.Millisecond}, StaleIfError: 5 * time.Second}, 1<<20)
 	fetch(t, "GET", srv.URL+"/")
 	time.Sleep(150 * time.Millisecond)
 	b.set(503, "down")
@@ -221,6 +225,9 @@ func TestStaleIfError(t *testing.T) {
 	}
 	if _, xc, _ := fetch(t, "GET", srv.URL+"/"); xc != "HIT" {
 		t.Errorf("fresh entry not stored: %s", xc)
+	}
+	if got := st.Stats(); got.Stale != 1 || got.Misses != 2 || got.Hits != 1 {
+		t.Errorf("stats %+v, want 1 stale, 2 misses, 1 hit", got)
 	}
 }
 

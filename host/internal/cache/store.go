@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +39,25 @@ type Store struct {
 	lru   *list.List // front = most recent
 	items map[string]*entry
 	vary  map[string][]string // primary key → header names the response varies on
+
+	stats struct{ hit, miss, stale, bypass atomic.Int64 }
+}
+
+// Stats counts what the store's handlers answered, by X-Cache, since the store
+// was made; Bytes and Entries are what it holds now.
+type Stats struct {
+	Hits, Misses, Stale, Bypass int64
+	Bytes                       int64
+	Entries                     int
+}
+
+// Stats reports the store's counters (metrics read them at scrape time).
+func (s *Store) Stats() Stats {
+	st := Stats{Hits: s.stats.hit.Load(), Misses: s.stats.miss.Load(), Stale: s.stats.stale.Load(), Bypass: s.stats.bypass.Load()}
+	s.mu.Lock()
+	st.Bytes, st.Entries = s.used, len(s.items)
+	s.mu.Unlock()
+	return st
 }
 
 // NewStore makes a store holding at most maxBytes of responses.

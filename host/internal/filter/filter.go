@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
+	"sync/atomic"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
 )
@@ -36,11 +37,13 @@ type Filter struct {
 	trusted []netip.Prefix
 	next    http.Handler
 	log     *slog.Logger
+	denied  *atomic.Int64
 }
 
-// New compiles rules; bad patterns are errors naming the rule.
-func New(rules []Rule, dryRun bool, trusted []netip.Prefix, next http.Handler, log *slog.Logger) (*Filter, error) {
-	f := &Filter{dryRun: dryRun, trusted: trusted, next: next, log: log}
+// New compiles rules; bad patterns are errors naming the rule. Denied
+// requests are counted in denied, if not nil (dry runs deny nothing).
+func New(rules []Rule, dryRun bool, trusted []netip.Prefix, denied *atomic.Int64, next http.Handler, log *slog.Logger) (*Filter, error) {
+	f := &Filter{dryRun: dryRun, trusted: trusted, next: next, log: log, denied: denied}
 	for i, r := range rules {
 		c := compiled{Rule: r}
 		if c.Status == 0 {
@@ -121,6 +124,9 @@ func (f *Filter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if f.dryRun {
 			f.log.Info("filter would deny", "rule", c.Name, "method", r.Method, "path", r.URL.Path, "client", ip(), "dry_run", true)
 			break
+		}
+		if f.denied != nil {
+			f.denied.Add(1)
 		}
 		f.log.Info("filter denied", "rule", c.Name, "method", r.Method, "path", r.URL.Path, "client", ip(), "status", c.Status)
 		http.Error(w, fmt.Sprintf("%d %s", c.Status, http.StatusText(c.Status)), c.Status)

@@ -39,7 +39,7 @@ func TestFilter(t *testing.T) {
 	}
 	for _, dry := range []bool{false, true} {
 		var logs bytes.Buffer
-		f, err := New(rules, dry, trusted, ok, slog.New(slog.NewTextHandler(&logs, nil)))
+		f, err := New(rules, dry, trusted, nil, ok, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,7 +67,7 @@ func TestFilter(t *testing.T) {
 			t.Error("dry run logged nothing")
 		}
 	}
-	if _, err := New([]Rule{{Name: "bad", Path: "("}}, false, nil, ok, slog.Default()); err == nil || !strings.Contains(err.Error(), "bad") {
+	if _, err := New([]Rule{{Name: "bad", Path: "("}}, false, nil, nil, ok, slog.Default()); err == nil || !strings.Contains(err.Error(), "bad") {
 		t.Errorf("bad pattern: %v", err)
 	}
 }

@@ -41,12 +41,15 @@ func (c *counter) release(ip netip.Addr) {
 
 // Concurrency allows at most max requests in progress per client IP and
 // answers 503 beyond that (nginx limit_conn semantics: idle keep-alive
-// connections do not count).
-func Concurrency(max int, trusted []netip.Prefix, next http.Handler) http.Handler {
+// connections do not count), counted in counts.ConnPerIP (counts may be nil).
+func Concurrency(max int, trusted []netip.Prefix, counts *Counts, next http.Handler) http.Handler {
 	c := &counter{max: max, n: map[netip.Addr]int{}}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ip := forwarded.ClientIP(r, trusted)
 		if !c.acquire(ip) {
+			if counts != nil {
+				counts.ConnPerIP.Add(1)
+			}
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, "503 too many concurrent requests from your address", http.StatusServiceUnavailable)
 			return

@@ -65,11 +65,15 @@ func TestRateBurst(t *testing.T) {
 }
 
 func TestRateRefills(t *testing.T) {
-	srv := httptest.NewServer(NewRate(RateConfig{Rate: 20, Burst: 1, PerIP: true}, ok))
+	var counts Counts
+	srv := httptest.NewServer(NewRate(RateConfig{Rate: 20, Burst: 1, PerIP: true, Counts: &counts}, ok))
 	defer srv.Close()
 	status(t, srv.URL)
 	if code, _ := status(t, srv.URL); code != 429 {
 		t.Fatalf("second immediate request: %d", code)
+	}
+	if n := counts.Rate.Load(); n != 1 {
+		t.Errorf("counted %d refusals, want 1", n)
 	}
 	time.Sleep(60 * time.Millisecond)
 	if code, _ := status(t, srv.URL); code != 200 {
@@ -84,7 +88,8 @@ func TestConcurrencyPerIP(t *testing.T) {
 		started <- struct{}{}
 		<-release
 	})
-	srv := httptest.NewServer(Concurrency(2, nil, slow))
+	var counts Counts
+	srv := httptest.NewServer(Concurrency(2, nil, &counts, slow))
 	defer srv.Close()
 	var wg sync.WaitGroup
 	for range 2 {
@@ -94,6 +99,9 @@ func TestConcurrencyPerIP(t *testing.T) {
 	<-started
 	if code, _ := status(t, srv.URL); code != 503 {
 		t.Errorf("third concurrent request: %d", code)
+	}
+	if n := counts.ConnPerIP.Load(); n != 1 {
+		t.Errorf("counted %d refusals, want 1", n)
 	}
 	close(release)
 	wg.Wait()
@@ -141,7 +149,8 @@ func TestSize(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	srv := httptest.NewServer(Size(10, 200, echo))
+	var counts Counts
+	srv := httptest.NewServer(Size(10, 200, &counts, echo))
 	defer srv.Close()
 	post := func(body io.Reader, n int64) int {
 		req, _ := http.NewRequest("POST", srv.URL, body)
@@ -168,5 +177,9 @@ func TestSize(t *testing.T) {
 		if got := tt.got(); got != tt.code {
 			t.Errorf("%s: %d want %d", tt.name, got, tt.code)
 		}
+	}
+	// Declared or streamed, each refusal counts once; nothing else counts.
+	if b, h, r := counts.Body.Load(), counts.Header.Load(), counts.Rate.Load(); b != 2 || h != 1 || r != 0 {
+		t.Errorf("counted body %d, header %d, rate %d; want 2, 1, 0", b, h, r)
 	}
 }

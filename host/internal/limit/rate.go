@@ -25,6 +25,8 @@ type RateConfig struct {
 	// shares one.
 	PerIP   bool
 	Trusted []netip.Prefix // proxies whose X-Forwarded-For names the client
+	// Counts, if set, counts the requests refused (Counts.Rate).
+	Counts *Counts
 }
 
 // Rate limits requests with token buckets.
@@ -88,6 +90,9 @@ func (l *Rate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	lim := l.limiter(forwarded.ClientIP(r, l.cfg.Trusted), now)
 	if !lim.AllowN(now, 1) {
+		if c := l.cfg.Counts; c != nil {
+			c.Rate.Add(1)
+		}
 		// Time until one token is back, rounded up to whole seconds.
 		wait := (1 - lim.TokensAt(now)) / l.cfg.Rate
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait)))))

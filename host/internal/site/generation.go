@@ -21,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/filter"
 	"github.com/wasmsrv/wasmsrv/host/internal/headers"
 	"github.com/wasmsrv/wasmsrv/host/internal/limit"
+	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/host/internal/reqtmpl"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/static"
@@ -95,6 +96,9 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		held = append(held, sh)
 		appsByName[name] = sh.val.(*apps.Running)
 		appHandlers[name] = appsByName[name].Handler
+		if m := s.opt.Metrics; m != nil {
+			appHandlers[name] = m.App(name).Wrap(appHandlers[name])
+		}
 		if appsByName[name].Mode == runtime.ModeCGI {
 			appHandlers[name] = cgiApp{appHandlers[name]}
 		}
@@ -115,6 +119,20 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		s.store, s.storeSize = cache.NewStore(int64(cfg.Cache.MaxBytes)), int64(cfg.Cache.MaxBytes)
 	}
 	store := s.store
+	if m := s.opt.Metrics; m != nil {
+		var groupNames []string
+		for name := range groups {
+			groupNames = append(groupNames, name)
+		}
+		// Only a config that opened becomes current: the metrics of what it
+		// dropped end with it.
+		defer func() {
+			if err == nil {
+				m.Forget(appNames, groupNames)
+				m.SetCache(store.Stats)
+			}
+		}()
+	}
 	comp, err := compress.New(0)
 	if err != nil {
 		return nil, err
@@ -154,12 +172,12 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 			}
 			rules = append(rules, fr)
 		}
-		if handler, err = filter.New(rules, cfg.Filter.DryRun, trusted, handler, s.log); err != nil {
+		if handler, err = filter.New(rules, cfg.Filter.DryRun, trusted, s.filterDenied(), handler, s.log); err != nil {
 			return nil, err
 		}
 	}
 	if cfg.Limits.ConnPerIP > 0 {
-		handler = limit.Concurrency(cfg.Limits.ConnPerIP, trusted, handler)
+		handler = limit.Concurrency(cfg.Limits.ConnPerIP, trusted, s.limitCounts(), handler)
 	}
 
 	s.gen++
@@ -199,9 +217,20 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 		return nil, cfg.ErrorAt("apps."+name, errors.New("no Wasm engine configured"))
 	}
 	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress})
+	var am *metrics.App
+	if m := s.opt.Metrics; m != nil && err == nil {
+		am = m.App(name)
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
+		spec.WebSocket.Observer = am
+		spec.PluginCalls = am.PluginCalls
+	}
 	if err == nil {
 		var a *apps.Running
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
+			if am != nil {
+				am.SetPool(a.PoolStats)
+				am.SetStored(a.StoredBytes)
+			}
 			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
 			sh := &shared{key: key, refs: 1, val: a, close: a.Close}
 			s.apps[key] = sh
@@ -230,12 +259,23 @@ func (s *Site) group(name string, uc config.Upstream, trusted []netip.Prefix) (*
 			Passes: uc.Health.Passes, Fails: uc.Health.Fails},
 		Trusted: trusted,
 	}
+	var urls []string
 	for _, m := range uc.Servers {
 		gc.Servers = append(gc.Servers, upstream.ServerConfig{URL: m.URL, Weight: m.Weight})
+		urls = append(urls, m.URL)
+	}
+	var gm *metrics.Group
+	if m := s.opt.Metrics; m != nil {
+		gm = m.Group(name, urls)
+		gc.Observer = gm
 	}
 	g, err := upstream.New(gc, s.log)
 	if err != nil {
 		return nil, fmt.Errorf("upstreams.%s: %w", name, err)
+	}
+	if gm != nil {
+		servers := g.Servers()
+		gm.SetHealth(func(i int) bool { return servers[i].Available() })
 	}
 	g.Start(s.base)
 	sh := &shared{key: key, refs: 1, val: g, close: func(context.Context) error { g.Close(); return nil }}
@@ -333,13 +373,13 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		h = comp(h)
 	}
 	if rc.MaxBody > 0 || rc.MaxHeader > 0 {
-		h = limit.Size(int64(rc.MaxBody), int64(rc.MaxHeader), h)
+		h = limit.Size(int64(rc.MaxBody), int64(rc.MaxHeader), s.limitCounts(), h)
 	}
 	if rc.ConnPerIP > 0 {
-		h = limit.Concurrency(rc.ConnPerIP, trusted, h)
+		h = limit.Concurrency(rc.ConnPerIP, trusted, s.limitCounts(), h)
 	}
 	if rl := rc.RateLimit; rl != nil {
-		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted}, h)
+		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted, Counts: s.limitCounts()}, h)
 	}
 	if hd := rc.Headers; hd != nil {
 		rules := func(r config.HeaderRules) headers.Rules {
@@ -448,4 +488,20 @@ func (s *Site) middleware(ctx context.Context, i, j int, mc config.Middleware) (
 	sh := &shared{key: skey, refs: 1, val: a, close: a.Close}
 	s.apps[skey] = sh
 	return sh, nil
+}
+
+// limitCounts are the counters of the limits' refusals, nil without metrics.
+func (s *Site) limitCounts() *limit.Counts {
+	if s.opt.Metrics == nil {
+		return nil
+	}
+	return &s.opt.Metrics.Rejected.Limits
+}
+
+// filterDenied counts the filter's denials, nil without metrics.
+func (s *Site) filterDenied() *atomic.Int64 {
+	if s.opt.Metrics == nil {
+		return nil
+	}
+	return &s.opt.Metrics.Rejected.Filter
 }

@@ -56,7 +56,7 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 	}
 	if addr := cfg.Admin.Listen(); addr != "" {
 		out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
-			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token}, s.log),
+			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler()}, s.log),
 			cfg:     host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}})
 	}
 	return out
@@ -232,4 +232,12 @@ func fileSum(paths ...string) string {
 		return ""
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// metricsHandler serves the site's metrics, or nil when it keeps none.
+func (s *Site) metricsHandler() http.Handler {
+	if s.opt.Metrics == nil {
+		return nil
+	}
+	return s.opt.Metrics.Handler()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -46,6 +47,9 @@ type Options struct {
 	// config grants. Nil: apps get no plugins.
 	Plugins *registry.Registry
 	Logger  *slog.Logger
+	// Metrics, if set, counts the site's apps, upstream groups, cache and
+	// limits, and the admin listener serves it at /metrics.
+	Metrics *metrics.Registry
 }
 
 // Site is the running server. It is an http.Handler (the current

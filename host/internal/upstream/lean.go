@@ -105,7 +105,17 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 		}
 		ex.reset()
 		s.active.Add(1)
+		var start time.Time
+		if g.cfg.Observer != nil {
+			start = time.Now()
+		}
 		err := g.h1.send(ctx, r, s, body, g, ex)
+		if o := g.cfg.Observer; o != nil {
+			o.Attempt(s.index, time.Since(start), err != nil || gatewayStatus(ex.status))
+			if attempt > 0 {
+				o.Retried()
+			}
+		}
 		if err == nil && !gatewayStatus(ex.status) {
 			g.relay(w, r, s, ex)
 			return
@@ -132,6 +142,9 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 		}
 		if s.fail(time.Now(), g.cfg.MaxFails, orDefault(g.cfg.FailTimeout, 10*time.Second)) {
 			g.log.Warn("upstream server ejected", "server", s.id, "err", lastErr, "for", g.cfg.FailTimeout)
+			if o := g.cfg.Observer; o != nil {
+				o.Ejected(s.index)
+			}
 		}
 		if !canRetry || attempt >= g.cfg.Retries || !g.retryAllowed() {
 			if err == nil {

@@ -50,6 +50,20 @@ type Config struct {
 	Health HealthConfig
 	// Trusted lists the peers whose inbound X-Forwarded-* headers are kept.
 	Trusted []netip.Prefix
+	// Observer, if set, hears every attempt, ejection and retry (metrics).
+	Observer Observer
+}
+
+// Observer hears what a group does; server is the index of the server in
+// Config.Servers. It is called on the request path and must not block.
+type Observer interface {
+	// Attempt: one attempt on a server ended with a response head after took,
+	// or failed (no response, or a 502/503/504 from it).
+	Attempt(server int, took time.Duration, failed bool)
+	// Ejected: the server's failures reached MaxFails.
+	Ejected(server int)
+	// Retried: the attempt just reported (Attempt) was a retry of a failed one.
+	Retried()
 }
 
 // ServerConfig is one member.
@@ -64,6 +78,7 @@ type Server struct {
 	Weight int
 	id     string
 	addr   string // host:port to dial
+	index  int    // in Config.Servers, for the Observer
 
 	active atomic.Int64 // requests in flight, for least_conn and p2c
 	down   atomic.Bool  // set by active health probes
@@ -146,7 +161,7 @@ func New(cfg Config, log *slog.Logger) (*Group, error) {
 		if w <= 0 {
 			w = 1
 		}
-		g.servers = append(g.servers, &Server{URL: u, Weight: w, id: u.Host, addr: hostPort(u)})
+		g.servers = append(g.servers, &Server{URL: u, Weight: w, id: u.Host, addr: hostPort(u), index: i})
 	}
 	g.allPlain = true
 	for _, s := range g.servers {
@@ -355,7 +370,14 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		if s == nil {
 			return nil, &Error{Group: g.cfg.Name, Tried: f.names(), Err: lastErr, Timeout: timeout}
 		}
+		start := time.Now()
 		resp, err := g.send(req, s)
+		if o := g.cfg.Observer; o != nil {
+			o.Attempt(s.index, time.Since(start), err != nil || gatewayStatus(resp.StatusCode))
+			if attempt > 0 {
+				o.Retried()
+			}
+		}
 		if err == nil && !gatewayStatus(resp.StatusCode) {
 			return resp, nil
 		}
@@ -380,6 +402,9 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if s.fail(time.Now(), g.cfg.MaxFails, orDefault(g.cfg.FailTimeout, 10*time.Second)) {
 			g.log.Warn("upstream server ejected", "server", s.id, "err", lastErr, "for", g.cfg.FailTimeout)
+			if o := g.cfg.Observer; o != nil {
+				o.Ejected(s.index)
+			}
 		}
 		if !canRetry || attempt >= g.cfg.Retries || !g.retryAllowed() {
 			if resp != nil {

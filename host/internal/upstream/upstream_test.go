@@ -433,3 +433,50 @@ func TestWebSocketPassThrough(t *testing.T) {
 		t.Errorf("open tunnel should count as in flight, got %d", g.servers[0].Active())
 	}
 }
+
+// observed records what a group tells its Observer.
+type observed struct {
+	mu                        sync.Mutex
+	attempts, failed, ejected [2]int
+	retries                   int
+}
+
+func (o *observed) Attempt(i int, took time.Duration, failed bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.attempts[i]++
+	if failed {
+		o.failed[i]++
+	}
+}
+func (o *observed) Ejected(i int) { o.mu.Lock(); o.ejected[i]++; o.mu.Unlock() }
+func (o *observed) Retried()      { o.mu.Lock(); o.retries++; o.mu.Unlock() }
+
+// The Observer hears each attempt on its server, the failed one, the ejection
+// and the retry that followed (the lean plain-HTTP path; the ReverseProxy
+// path calls the Observer at the same points of its own loop).
+func TestObserverCountsAttemptsRetriesEjections(t *testing.T) {
+	live := startBackend(t, "live")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadURL := "http://" + ln.Addr().String()
+	ln.Close() // refuses
+	o := &observed{}
+	_, front := newFront(t, Config{
+		Servers:  []ServerConfig{{URL: deadURL}, {URL: live.url()}},
+		MaxFails: 1, FailTimeout: time.Minute, Retries: 1, RetryBudget: 1, Observer: o,
+	})
+	// Round robin starts at either server: two requests see both.
+	for range 2 {
+		if code, body, _ := get(t, http.DefaultClient, front.URL+"/"); code != 200 {
+			t.Fatalf("%d %q", code, body)
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.attempts[0] != 1 || o.failed[0] != 1 || o.ejected[0] != 1 || o.attempts[1] != 2 || o.failed[1] != 0 || o.retries != 1 {
+		t.Errorf("observed %+v: want dead 1 attempt, 1 failed, 1 ejection; live 2 attempts; 1 retry", o)
+	}
+}

@@ -67,6 +67,17 @@ type Config struct {
 	// Origins are the web origins, besides the app's own, whose pages may open
 	// WebSockets (package wsorigin); the zero value allows same-origin only.
 	Origins wsorigin.Policy
+	// Observer, if set, hears connections open and close and messages pass
+	// (metrics); it is called on the hub's goroutines and must not block.
+	Observer Observer
+}
+
+// Observer hears a hub's connections: each one opened (handshake done) and
+// closed once, and each whole message, in (from the client) or out.
+type Observer interface {
+	WebSocketOpened()
+	WebSocketClosed()
+	WebSocketMessage(in bool)
 }
 
 func (c *Config) defaults() {
@@ -209,6 +220,9 @@ func (h *Hub) register(c *Conn, br *bufio.Reader) bool {
 	}
 	h.conns[c] = struct{}{}
 	h.mu.Unlock()
+	if o := h.cfg.Observer; o != nil {
+		o.WebSocketOpened()
+	}
 	c.last.Store(time.Now().UnixNano())
 	// Bytes the client sent right behind the handshake are already in br: take them
 	// first, then wait for readiness.
@@ -275,8 +289,12 @@ func (h *Hub) notePeak(n int) {
 
 func (h *Hub) unregister(c *Conn) {
 	h.mu.Lock()
+	_, was := h.conns[c]
 	delete(h.conns, c)
 	h.mu.Unlock()
+	if o := h.cfg.Observer; o != nil && was {
+		o.WebSocketClosed()
+	}
 }
 
 // sweep pings idle connections and closes those that do not answer.
@@ -567,6 +585,9 @@ func (c *Conn) readFrame(br *bufio.Reader) bool {
 	c.inBytes += int64(len(f.data))
 	gone := c.guestGone
 	c.mu.Unlock()
+	if o := c.hub.cfg.Observer; o != nil {
+		o.WebSocketMessage(true)
+	}
 	if !gone {
 		c.notify(abi.EventWSMessage, int64(kind), int64(len(f.data)))
 	}
@@ -1071,6 +1092,9 @@ func (c *Conn) Send(kind int32, p []byte, block func() bool) int32 {
 	}
 	c.queueFrameLocked(op, rsv, p)
 	c.mu.Unlock()
+	if o := c.hub.cfg.Observer; o != nil {
+		o.WebSocketMessage(false)
+	}
 	return abi.OK
 }
 
