@@ -35,7 +35,7 @@ func TestAccessLogKeepsReadFrom(t *testing.T) {
 	if w.Body.String() != "twelve bytes" {
 		t.Errorf("body %q", w.Body.String())
 	}
-	if s := logged.String(); !strings.Contains(s, "status=200") || !strings.Contains(s, "bytes=12") {
+	if s := logged.String(); !strings.Contains(s, "status=200") || !strings.Contains(s, "bytes_out=12") {
 		t.Errorf("log record %q", s)
 	}
 }

@@ -99,7 +99,7 @@ func TestRunFlagsHaveServeKeys(t *testing.T) {
 	}
 	values := map[string]string{
 		"Listen": "127.0.0.1:7777", "MaxHeaderBytes": "3KiB", "ReadHeaderTimeout": "1m7s", "IdleTimeout": "1m7s",
-		"MaxConnsPerIP": "7", "ShutdownTimeout": "1m7s", "TLSCert": pem, "TLSKey": pem, "LogLevel": "debug",
+		"MaxConnsPerIP": "7", "ShutdownTimeout": "1m7s", "DrainDelay": "7s", "HealthPath": "/_wasmsrv/", "TLSCert": pem, "TLSKey": pem, "LogLevel": "debug",
 		"KVPath": filepath.Join(dir, "kv.db"), "RedisURL": "redis://127.0.0.1:6379/0",
 	}
 	rt := reflect.TypeFor[Run]()
