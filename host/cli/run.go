@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
@@ -127,16 +129,26 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		debug.SetGCPercent(cgiGCPercent)
 	}
 
+	// The app is warm: ready once listening, not ready from the first moment
+	// of a stop (the listener serves on for drain-delay, then drains).
+	ready := &admin.Readiness{}
+	var handler http.Handler = app.Handler
+	if cfg.HealthPath != "" {
+		handler = admin.Probes(cfg.HealthPath, ready, handler)
+	}
 	srv := host.NewServer(host.ServerConfig{
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
-		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
-		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP,
-	}, app.Handler, log)
+		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(), DrainDelay: cfg.DrainDelay.D(),
+		AccessLog: cfg.AccessLog, AccessLogFormat: cfg.AccessLogFormat, AccessLogOut: stdout, AccessLogQuery: cfg.AccessLogQuery,
+		MaxConnsPerIP: cfg.MaxConnsPerIP,
+	}, handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())
 		return err
 	}
+	ready.SetReady()
+	defer context.AfterFunc(ctx, ready.Drain)()
 	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL())
 	announce(stdout, cfg.LogFormat, fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL()),
 		"url", srv.URL(), "app", app.Name, "mode", app.Mode)
