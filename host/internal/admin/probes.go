@@ -6,6 +6,12 @@ import (
 	"sync/atomic"
 )
 
+// The probes' paths on the admin listener (under health_path on an app's).
+const (
+	LivezPath  = "/livez"
+	ReadyzPath = "/readyz"
+)
+
 // Readiness is what the probes report: live as long as the process serves;
 // ready once the config is loaded and every app's pool is warm (the caller says
 // so with SetReady), and no longer from the first moment of a stop (Drain), while
@@ -59,7 +65,7 @@ func probe(w http.ResponseWriter, r *http.Request, rd *Readiness, ready bool) {
 // passes every other request to next (an app's listener with health_path set;
 // prefix ends with "/").
 func Probes(prefix string, rd *Readiness, next http.Handler) http.Handler {
-	live, ready := prefix+"livez", prefix+"readyz"
+	live, ready := prefix+LivezPath[1:], prefix+ReadyzPath[1:]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, prefix) {
 			switch r.URL.Path {
