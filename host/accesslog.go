@@ -107,15 +107,15 @@ func (a *accessLog) done(rec *recorder) {
 
 // entry is one access-log record.
 type entry struct {
-	time                          time.Time
-	took                          time.Duration
-	client                        netip.Addr
-	host, method, path, query     string
-	proto, ua, referer, id        string
-	status                        int
-	in, out                       int64
-	app, route, upstream, server  string
-	wsClosed                      bool
+	time                         time.Time
+	took                         time.Duration
+	client                       netip.Addr
+	host, method, path, query    string
+	proto, ua, referer, id       string
+	status                       int
+	in, out                      int64
+	app, route, upstream, server string
+	wsClosed                     bool
 }
 
 func (rec *recorder) entry(now time.Time) entry {

@@ -27,14 +27,14 @@ import (
 
 // listenerSpec is one socket the config asks for.
 type listenerSpec struct {
-	key     string // "admin" or the site listener's address
-	cfg     host.ServerConfig
-	token   string // admin only: part of what makes a change
-	hosts   string // admin only: admin.hosts, part of what makes a change
+	key   string // "admin" or the site listener's address
+	cfg   host.ServerConfig
+	token string // admin only: part of what makes a change
+	hosts string // admin only: admin.hosts, part of what makes a change
 	// healthPath: the listener's health_path, part of its handler
 	healthPath string
-	tlsSum  string // digest of the certificate and key files: a renewed cert is a change
-	handler http.Handler
+	tlsSum     string // digest of the certificate and key files: a renewed cert is a change
+	handler    http.Handler
 }
 
 // live is a listener being served (or bound, before Serve).

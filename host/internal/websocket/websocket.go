@@ -35,8 +35,8 @@ import (
 	"github.com/gobwas/ws/wsflate"
 
 	"github.com/wasmsrv/wasmsrv/abi"
-	"github.com/wasmsrv/wasmsrv/internal/requestid"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/requestid"
 )
 
 // Config configures WebSockets (both shapes). Zero values take the defaults noted.
