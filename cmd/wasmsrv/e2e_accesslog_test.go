@@ -441,3 +441,26 @@ func TestE2EFetchCarriesRequestID(t *testing.T) {
 		t.Errorf("outbound X-Request-Id %q, want [fetch-1 %s]", seen, made)
 	}
 }
+
+// run's --trusted-proxies: behind a trusted peer the client is the right-most
+// untrusted X-Forwarded-For address; what the client wrote left of it is not
+// believed, and a malformed entry falls back to the peer.
+func TestE2EAccessLogRunTrustedProxy(t *testing.T) {
+	srv := startServer(t, sample("hello"), "--workers", "1", "--log-format", "json", "--trusted-proxies", "127.0.0.1",
+		"--trusted-proxies", "10.0.0.0/8")
+	c := httpClient(t)
+	for id, xff := range map[string]string{
+		"tp-1": "203.0.113.9",
+		"tp-2": "198.51.100.1, 203.0.113.7, 10.1.2.3", // a forged left-most entry, then a trusted hop
+		"tp-3": "not-an-ip",
+	} {
+		req := mustRequest(t, "GET", srv.URL+"/", nil)
+		req.Header.Set("X-Request-ID", id)
+		req.Header.Set("X-Forwarded-For", xff)
+		do(t, c, req)
+	}
+	srv.stop()
+	for id, want := range map[string]string{"tp-1": "203.0.113.9", "tp-2": "203.0.113.7", "tp-3": "127.0.0.1"} {
+		checkFields(t, recordFor(t, srv.logs(), id), map[string]any{"client": want})
+	}
+}

@@ -136,12 +136,13 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if cfg.HealthPath != "" {
 		handler = admin.Probes(cfg.HealthPath, ready, handler)
 	}
+	trusted := cfg.Trusted()
 	srv := host.NewServer(host.ServerConfig{
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(), DrainDelay: cfg.DrainDelay.D(),
 		AccessLog: cfg.AccessLog, AccessLogFormat: cfg.AccessLogFormat, AccessLogOut: stdout, AccessLogQuery: cfg.AccessLogQuery,
-		MaxConnsPerIP: cfg.MaxConnsPerIP,
+		TrustedProxies: trusted, MaxConnsPerIP: cfg.MaxConnsPerIP, ConnLimitExempt: trusted,
 	}, handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())

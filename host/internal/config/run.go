@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -33,6 +34,7 @@ type Run struct {
 	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" serve:"server.shutdown_timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT (a second signal stops at once)"`
 	DrainDelay        Duration `env:"DRAIN_DELAY" envDefault:"0s" flag:"drain-delay" serve:"server.drain_delay" help:"on SIGTERM/SIGINT, go on accepting and serving this long with /readyz answering 503, so load balancers stop sending before the listener closes (Kubernetes: more than the readiness probe's period × failureThreshold); then the grace period begins"`
 	HealthPath        string   `env:"HEALTH_PATH" flag:"health-path" serve:"listeners[0].health_path" help:"serve the probes /livez and /readyz under this path prefix on the listener too (e.g. / or /_wasmsrv/); off by default so no path of the app is taken (the admin listener has them always)"`
+	TrustedProxies    []string `env:"TRUSTED_PROXIES" envSeparator:"," flag:"trusted-proxies" serve:"server.trusted_proxies" help:"peers (IPs or CIDRs) whose X-Forwarded-For names the client in the access log; exempt from max-conns-per-ip (repeatable; variable: comma-separated)"`
 	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" serve:"listeners[0].tls_cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
 	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" serve:"listeners[0].tls_key" help:"PEM private key file"`
 	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" serve:"server.log_level" help:"debug, info, warn or error"`
@@ -180,6 +182,11 @@ func (c *Run) Validate() error {
 	}
 	if err := c.Process.Validate(); err != nil {
 		errs = append(errs, err.Error())
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			errs = append(errs, "trusted-proxies: "+err.Error())
+		}
 	}
 	if c.DrainDelay < 0 {
 		errs = append(errs, "drain-delay: must be >= 0")
@@ -431,4 +438,15 @@ func CheckHealthPath(p string) string {
 		}
 	}
 	return ""
+}
+
+// Trusted returns the parsed trusted proxies (Validate has checked them).
+func (c *Run) Trusted() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range c.TrustedProxies {
+		if pf, err := ParsePrefix(p); err == nil {
+			out = append(out, pf)
+		}
+	}
+	return out
 }
