@@ -325,6 +325,9 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	hc := &hijackedConn{Conn: conn, log: r.log, ctx: context.WithoutCancel(r.r.Context())}
 	hc.e = r.entry(time.Now())
 	hc.start = r.start
+	// Bytes the client sent behind the request head are in brw's buffer
+	// already; the rest is read through hc.
+	hc.in.Add(int64(brw.Reader.Buffered()))
 	if r.status == http.StatusSwitchingProtocols {
 		hc.opened()
 	}
