@@ -318,6 +318,9 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // 101 goes out (or at hijack, when the handler already wrote it) and once more
 // when the connection closes.
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	// A proxy writes the 101 it relays with the writer's header (ReverseProxy):
+	// the request id goes with it.
+	r.head(http.StatusSwitchingProtocols)
 	conn, brw, err := http.NewResponseController(r.ResponseWriter).Hijack()
 	if err != nil {
 		return conn, brw, err

@@ -464,3 +464,86 @@ func TestE2EAccessLogRunTrustedProxy(t *testing.T) {
 		checkFields(t, recordFor(t, srv.logs(), id), map[string]any{"client": want})
 	}
 }
+
+// A WebSocket proxied to an upstream server is logged as one of the apps': 101
+// at the upgrade, again at the close with its bytes, with the upstream and
+// server named; the upstream and the client both see the request's id.
+func TestE2EAccessLogProxiedWebSocket(t *testing.T) {
+	upgrader := websocket.Upgrader{}
+	var mu sync.Mutex
+	var upstreamID string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		upstreamID = r.Header.Get("X-Request-Id")
+		mu.Unlock()
+		c, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for {
+			mt, p, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(mt, p); err != nil {
+				return
+			}
+		}
+	}))
+	defer up.Close()
+	upURL, _ := url.Parse(up.URL)
+	cfg := writeSite(t, fmt.Sprintf(`
+[admin]
+addr = ""
+
+[[listeners]]
+addr = "127.0.0.1:0"
+
+[upstreams.wsback]
+servers = [{ url = %q }]
+
+[[routes]]
+path = "/"
+upstream = "wsback"
+`, up.URL))
+	srv := startWasmsrv(t, nil, cfg, "serve", "-c", cfg, "--cache-dir", e2eCache, "--log-format", "json")
+	conn, resp, err := websocket.DefaultDialer.Dial("ws://"+srv.Addr+"/sock", http.Header{"X-Request-Id": {"pws-1"}})
+	if err != nil {
+		t.Fatalf("dial through the proxy: %v\n%s", err, srv.logs())
+	}
+	if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "pws-1" {
+		t.Errorf("proxied 101 X-Request-Id %q", got)
+	}
+	msg := strings.Repeat("p", 2000)
+	if err := conn.WriteMessage(websocket.BinaryMessage, []byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, err := conn.ReadMessage(); err != nil || string(got) != msg {
+		t.Fatalf("echo through the proxy: %v", err)
+	}
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(5*time.Second))
+	_, _, _ = conn.ReadMessage()
+	conn.Close()
+	waitLogUntil(t, srv, func(logs string) bool { return len(logRecords(t, logs, "websocket closed")) == 1 })
+	srv.stop()
+	mu.Lock()
+	if upstreamID != "pws-1" {
+		t.Errorf("the upstream saw X-Request-Id %q", upstreamID)
+	}
+	mu.Unlock()
+	opened := logRecords(t, srv.logs(), "request")
+	closed := logRecords(t, srv.logs(), "websocket closed")
+	if len(opened) != 1 || len(closed) != 1 {
+		t.Fatalf("%d request and %d close records:\n%s", len(opened), len(closed), srv.logs())
+	}
+	want := map[string]any{"status": 101, "request_id": "pws-1", "upstream": "wsback", "server": upURL.Host, "route": "/"}
+	checkFields(t, opened[0], want)
+	checkFields(t, closed[0], want)
+	if in, _ := closed[0]["bytes_in"].(float64); in < 2000 {
+		t.Errorf("bytes_in %v at close", closed[0]["bytes_in"])
+	}
+	if out, _ := closed[0]["bytes_out"].(float64); out < 2000 {
+		t.Errorf("bytes_out %v at close", closed[0]["bytes_out"])
+	}
+}
