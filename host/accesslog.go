@@ -392,7 +392,8 @@ func (c *hijackedConn) Write(p []byte) (int, error) {
 // Close logs the connection's end once: 101 (or the refusal's status), the
 // whole duration and the bytes it carried after the handshake.
 func (c *hijackedConn) Close() error {
-	err := c.Conn.Close()
+	// Logged before the socket closes: once the client sees the end, the
+	// record is out.
 	c.closeOnce.Do(func() {
 		if c.log.cfg.Off {
 			return
@@ -407,7 +408,7 @@ func (c *hijackedConn) Close() error {
 		}
 		c.log.write(c.ctx, msg, &e)
 	})
-	return err
+	return c.Conn.Close()
 }
 
 // Unwrap and SyscallConn let the WebSocket hub poll the socket underneath.
