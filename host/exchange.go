@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/internal/requestid"
 )
 
 // syncExchange binds one HTTP request to a sync guest through the ABI
@@ -90,7 +91,7 @@ type requestHead struct {
 }
 
 // encode returns r's head as the guest sees it: the path without rootPath,
-// the request id id. The bytes are valid until the next encode.
+// the request id of its X-Request-ID header (which the server sets), else id. The bytes are valid until the next encode.
 func (e *requestHead) encode(r *http.Request, rootPath string, id uint64) []byte {
 	var flags uint32
 	scheme := "http"
@@ -114,7 +115,12 @@ func (e *requestHead) encode(r *http.Request, rootPath string, id uint64) []byte
 	e.enc.Field(r.Host)
 	e.enc.Field(r.RemoteAddr)
 	e.enc.Field(localAddr(r.Context()))
-	e.enc.FieldBytes(strconv.AppendUint(e.idScratch[:0], id, 36))
+	if v := r.Header[requestid.Header]; len(v) == 1 {
+		// Observe (the server) put the request's id there.
+		e.enc.Field(v[0])
+	} else {
+		e.enc.FieldBytes(strconv.AppendUint(e.idScratch[:0], id, 36))
+	}
 	// Headers sorted by name so the encoding is deterministic (SPEC §2.1); net/http
 	// keeps per-name order and duplicates, which is what HTTP semantics need.
 	e.keys = e.keys[:0]

@@ -42,8 +42,22 @@ type ServerConfig struct {
 	// ShutdownGrace is how long in-flight requests may take to finish on shutdown
 	// (default 30 s, gunicorn's graceful_timeout).
 	ShutdownGrace time.Duration
-	// AccessLog writes one structured log record per request.
+	// AccessLog writes one log record per request (see Observe; the request id
+	// is taken or made either way).
 	AccessLog bool
+	// AccessLogFormat is AccessLogRecords (default: through the logger, JSON or
+	// text) or AccessLogCombined (lines on AccessLogOut).
+	AccessLogFormat string
+	AccessLogOut    io.Writer
+	// AccessLogQuery logs query strings too.
+	AccessLogQuery bool
+	// TrustedProxies are the peers whose X-Forwarded-For names the client in
+	// the access log.
+	TrustedProxies []netip.Prefix
+	// DrainDelay is how long the server goes on accepting and serving after its
+	// context ends, before it closes the listener and drains: the time a load
+	// balancer needs to see the readiness probe fail and stop sending (0: none).
+	DrainDelay time.Duration
 	// MaxConnsPerIP caps the open TCP connections one client IP may hold, idle
 	// keep-alive connections and WebSockets included; connections beyond it are
 	// closed as they are accepted (0: no cap). Peers in ConnLimitExempt (trusted
@@ -92,10 +106,8 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.Default()
 	}
-	h = guard(h)
-	if cfg.AccessLog {
-		h = AccessLog(h, log)
-	}
+	h = Observe(guard(h), AccessLogConfig{Off: !cfg.AccessLog, Format: cfg.AccessLogFormat, Out: cfg.AccessLogOut,
+		Query: cfg.AccessLogQuery, Trusted: cfg.TrustedProxies, Logger: log})
 	s := &Server{cfg: cfg, log: log, tls: cfg.TLSCert != "" || cfg.TLSKey != ""}
 	if !s.tls {
 		// h2c.NewHandler handles both prior-knowledge HTTP/2 and the HTTP/1.1
@@ -219,6 +231,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		errc <- err
 		<-ctx.Done()
 	case <-ctx.Done():
+		if s.cfg.DrainDelay > 0 {
+			// Readiness already says "draining": keep serving while load
+			// balancers notice (Kubernetes' preStop sleep, built in).
+			s.log.Info("draining: serving on until the load balancers see the readiness probe fail", "addr", s.URL(), "drain_delay", s.cfg.DrainDelay)
+			t := time.NewTimer(s.cfg.DrainDelay)
+			select {
+			case <-t.C:
+			case err := <-errc:
+				t.Stop()
+				errc <- err
+			}
+		}
 	}
 	s.log.Debug("listener draining", "addr", s.URL(), "grace", s.cfg.ShutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGrace)

@@ -226,7 +226,7 @@ func TestE2EAccessLog(t *testing.T) {
 		srv := startServer(t, sample("hello"), "--workers", "1")
 		_, _ = get(t, httpClient(t), srv.URL+"/text/path")
 		srv.stop()
-		re := regexp.MustCompile(`(?m)^.*msg=request method=GET path=/text/path status=200 .*$`)
+		re := regexp.MustCompile(`(?m)^.*msg=request client=127\.0\.0\.1 host=\S+ method=GET path=/text/path proto=HTTP/1\.1 status=200 .* request_id=[0-9a-f]{32}( |$)`)
 		if !re.MatchString(srv.logs()) {
 			t.Errorf("no text access record for GET /text/path:\n%s", srv.logs())
 		}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
@@ -139,23 +141,31 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		debug.SetGCPercent(cgiGCPercent)
 	}
 
-	handler := app.Handler
+	// The app is warm: ready once listening, not ready from the first moment
+	// of a stop (the listener serves on for drain-delay, then drains).
+	ready := &admin.Readiness{}
+	var handler http.Handler = app.Handler
 	if am != nil {
 		am.SetPool(app.PoolStats)
 		am.SetStored(app.StoredBytes)
 		handler = am.Wrap(handler)
 	}
+	if cfg.HealthPath != "" {
+		handler = admin.Probes(cfg.HealthPath, ready, handler)
+	}
+	trusted := cfg.Trusted()
 	srv := host.NewServer(host.ServerConfig{
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
-		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
-		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(), DrainDelay: cfg.DrainDelay.D(),
+		AccessLog: cfg.AccessLog, AccessLogFormat: cfg.AccessLogFormat, AccessLogOut: stdout, AccessLogQuery: cfg.AccessLogQuery,
+		TrustedProxies: trusted, MaxConnsPerIP: cfg.MaxConnsPerIP, ConnLimitExempt: trusted,
 	}, handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())
 		return err
 	}
-	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, mreg, log)
+	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, mreg, ready, log)
 	adminURL := "off"
 	if adm != nil {
 		if err := adm.Listen(); err != nil {
@@ -165,6 +175,8 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 		adminURL = adm.URL()
 	}
+	ready.SetReady()
+	defer context.AfterFunc(ctx, ready.Drain)()
 	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL(), "admin", adminURL)
 	line := fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL())
 	if adm != nil {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"os"
 	"os/signal"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/wasmsrv/wasmsrv/host"
+	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
@@ -133,10 +136,20 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 			log.Warn("closing plugins", "err", err)
 		}
 	}()
-	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
-		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter,
-		Metrics: metrics.New()})
+	// The admin listener answers the probes while the apps build and warm up:
+	// /livez 200, /readyz 503 "starting". The site takes its socket over.
+	ready := &admin.Readiness{}
+	early, err := startingAdmin(ctx, cfg, ready, log)
 	if err != nil {
+		return err
+	}
+	defer early.wait()
+	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
+		BuildCacheDir: buildCache, Logger: log, Plugins: reg, Progress: meter,
+		AccessLog: sf.AccessLog, AccessLogFormat: sf.AccessLogFormat, AccessLogOut: stdout, AccessLogQuery: sf.AccessLogQuery,
+		Readiness: ready, Metrics: metrics.New()})
+	if err != nil {
+		early.stop()
 		if ctx.Err() != nil {
 			// A signal stopped a build, a compile or the instance starts.
 			stop.stopped("while", "starting")
@@ -149,6 +162,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	s.AdoptAdmin(early.handOver(), cfg.Admin.Listen())
 	if err := s.Listen(); err != nil {
 		_ = s.Close(context.Background())
 		return err
@@ -243,3 +257,68 @@ func checkApps(ctx context.Context, opts *Options, cfg *config.Config, sf *siteF
 	}
 	return errs
 }
+
+// earlyAdmin is the admin listener while the site starts: it answers the
+// probes (not ready: starting) and refuses the rest of the API until the site,
+// loaded and warm, takes its socket over.
+type earlyAdmin struct {
+	srv    *host.Server
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startingAdmin binds and serves the admin listener of cfg, if it has one.
+func startingAdmin(ctx context.Context, cfg *config.Config, ready *admin.Readiness, log *slog.Logger) (*earlyAdmin, error) {
+	e := &earlyAdmin{}
+	addr := cfg.Admin.Listen()
+	if addr == "" {
+		return e, nil
+	}
+	h := admin.Handler(startingSite{}, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Readiness: ready}, log)
+	e.srv = host.NewServer(host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}, h, log)
+	if err := e.srv.Listen(); err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	log.Info("admin listener started; not ready until every app is warm", "addr", e.srv.URL())
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.cancel, e.done = cancel, make(chan struct{})
+	go func() {
+		defer close(e.done)
+		_ = e.srv.Serve(sctx)
+	}()
+	return e, nil
+}
+
+// handOver stops accepting and returns the socket for the site (nil: none).
+// The connections accepted so far are answered, then closed.
+func (e *earlyAdmin) handOver() *host.Socket {
+	if e.srv == nil {
+		return nil
+	}
+	sock := e.srv.Detach()
+	e.cancel()
+	return sock
+}
+
+// stop closes the listener (the site did not start).
+func (e *earlyAdmin) stop() {
+	if e.cancel != nil {
+		e.cancel()
+	}
+}
+
+// wait returns once the early server has finished its last connection.
+func (e *earlyAdmin) wait() {
+	if e.done != nil {
+		<-e.done
+	}
+}
+
+// startingSite is the admin Controller while the site starts.
+type startingSite struct{}
+
+func (startingSite) Reload(context.Context) error {
+	return errors.New("the site is starting: nothing to reload yet")
+}
+func (startingSite) Purge(string) int { return 0 }
+func (startingSite) Status() any      { return map[string]any{"starting": true} }

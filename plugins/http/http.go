@@ -26,6 +26,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/requestid"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/internal/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
@@ -260,6 +261,11 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 		cancel()
 		stack[0] = plugins.Status(status)
 		return
+	}
+	// The outbound request carries the id of the inbound request it serves,
+	// so the other side's logs can be joined with ours.
+	if id := in.RequestID(); requestid.Valid(id) {
+		requestid.Set(req.Header, id)
 	}
 	p := &pending{done: make(chan struct{}), cancel: cancel}
 	if in.Async() {

@@ -1,6 +1,8 @@
-// Package admin is the control API served on its own listener: health,
-// config reload, cache purge, upstream status, Prometheus metrics and Go's
-// runtime profiles. A token, when set, must
+// Package admin is the control API served on its own listener: the probes
+// (/livez, /readyz), health, config reload, cache purge, upstream status,
+// Prometheus metrics and Go's runtime profiles. The probes answer anyone (a
+// kubelet or a load balancer sends no token and may send any Host; they tell
+// nothing but "ok", "starting" or "draining"). For the rest, a token, when set, must
 // be sent as "Authorization: Bearer TOKEN" (config requires one whenever
 // the listener is not loopback). With or without one, the API answers only
 // requests whose Host is one of the listener's names, refuses requests a web page
@@ -42,6 +44,8 @@ type Config struct {
 	// Metrics, if set, serves GET /metrics (the Prometheus exposition), behind
 	// the token and the guard like the rest.
 	Metrics http.Handler
+	// Readiness is what /readyz reports (nil: always ready).
+	Readiness *Readiness
 }
 
 // Handler serves the admin API.
@@ -76,10 +80,10 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 	}
 	profiles(mux)
 	if cfg.Token == "" {
-		return newGuard(cfg.Addr, cfg.Hosts, mux)
+		return Probes("/", cfg.Readiness, newGuard(cfg.Addr, cfg.Hosts, mux))
 	}
 	want := []byte("Bearer " + cfg.Token)
-	return newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return Probes("/", cfg.Readiness, newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmsrv admin"`)
@@ -87,7 +91,7 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 			return
 		}
 		mux.ServeHTTP(w, r)
-	}))
+	})))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

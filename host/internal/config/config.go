@@ -35,6 +35,9 @@ type Config struct {
 type Server struct {
 	LogLevel        string   `toml:"log_level" yaml:"log_level"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout" yaml:"shutdown_timeout"`
+	// DrainDelay keeps the listeners serving this long after a stop begins,
+	// with /readyz failing, before they close.
+	DrainDelay Duration `toml:"drain_delay" yaml:"drain_delay"`
 	// TrustedProxies are the CIDRs whose X-Forwarded-* headers are believed.
 	TrustedProxies []string `toml:"trusted_proxies" yaml:"trusted_proxies"`
 }
@@ -67,6 +70,9 @@ type Listener struct {
 	// listener speak TLS, with HTTP/2 by ALPN. A reload re-reads them.
 	TLSCert string `toml:"tls_cert" yaml:"tls_cert"`
 	TLSKey  string `toml:"tls_key" yaml:"tls_key"`
+	// HealthPath serves /livez and /readyz under this prefix on the listener
+	// ("" = off: the admin listener has them).
+	HealthPath string `toml:"health_path" yaml:"health_path"`
 }
 
 // Plugins holds the process-wide plugin settings (read at start; a change needs a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,6 +32,9 @@ type Run struct {
 	IdleTimeout       Duration `env:"IDLE_TIMEOUT" envDefault:"75s" flag:"idle-timeout" serve:"listeners[0].idle_timeout" help:"close idle keep-alive connections after this"`
 	MaxConnsPerIP     int      `env:"MAX_CONNS_PER_IP" envDefault:"0" flag:"max-conns-per-ip" serve:"limits.max_conns_per_ip" help:"open TCP connections one client IP may hold, idle and WebSocket included (0 = no cap)"`
 	ShutdownTimeout   Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" flag:"shutdown-timeout" serve:"server.shutdown_timeout" help:"grace period for in-flight requests on SIGTERM/SIGINT (a second signal stops at once)"`
+	DrainDelay        Duration `env:"DRAIN_DELAY" envDefault:"0s" flag:"drain-delay" serve:"server.drain_delay" help:"on SIGTERM/SIGINT, go on accepting and serving this long with /readyz answering 503, so load balancers stop sending before the listener closes (Kubernetes: more than the readiness probe's period × failureThreshold); then the grace period begins"`
+	HealthPath        string   `env:"HEALTH_PATH" flag:"health-path" serve:"listeners[0].health_path" help:"serve the probes /livez and /readyz under this path prefix on the listener too (e.g. / or /_wasmsrv/); off by default so no path of the app is taken (the admin listener has them always)"`
+	TrustedProxies    []string `env:"TRUSTED_PROXIES" envSeparator:"," flag:"trusted-proxies" serve:"server.trusted_proxies" help:"peers (IPs or CIDRs) whose X-Forwarded-For names the client in the access log; exempt from max-conns-per-ip (repeatable; variable: comma-separated)"`
 	TLSCert           string   `env:"TLS_CERT" flag:"tls-cert" serve:"listeners[0].tls_cert" help:"PEM certificate file (enables TLS and HTTP/2)"`
 	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" serve:"listeners[0].tls_key" help:"PEM private key file"`
 	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" serve:"server.log_level" help:"debug, info, warn or error"`
@@ -46,9 +50,11 @@ type Run struct {
 // Process holds the settings of the wasmsrv process that run and serve both take
 // as flags and WASMSRV_* variables (serve has no key for them in its file).
 type Process struct {
-	LogFormat string `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json; in json every line on stdout and stderr is JSON, the serving line too"`
-	AccessLog bool   `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one record per request (--access-log=false for none)"`
-	CacheDir  string `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
+	LogFormat       string `env:"LOG_FORMAT" envDefault:"text" flag:"log-format" help:"text or json; in json every line on stdout and stderr is JSON, the serving line too"`
+	AccessLog       bool   `env:"ACCESS_LOG" envDefault:"true" flag:"access-log" help:"log one record per request (--access-log=false for none); the request id is taken from X-Request-ID or made either way"`
+	AccessLogFormat string `env:"ACCESS_LOG_FORMAT" envDefault:"log" flag:"access-log-format" help:"log (records in the log's format: text or JSON) or combined (Apache/nginx combined lines on stdout, for goaccess and the like)"`
+	AccessLogQuery  bool   `env:"ACCESS_LOG_QUERY" envDefault:"false" flag:"access-log-query" help:"log query strings too (they often carry tokens)"`
+	CacheDir        string `env:"CACHE_DIR" flag:"cache-dir" help:"compiled-code and build cache (default: user cache dir; - disables)"`
 }
 
 // EnvPrefix prefixes every variable.
@@ -183,6 +189,17 @@ func (c *Run) Validate() error {
 		flag := map[string]string{"admin.addr": "admin", "admin.token": "admin-token"}[err.Key]
 		errs = append(errs, flag+": "+err.Msg)
 	}
+	for _, p := range c.TrustedProxies {
+		if _, err := ParsePrefix(p); err != nil {
+			errs = append(errs, "trusted-proxies: "+err.Error())
+		}
+	}
+	if c.DrainDelay < 0 {
+		errs = append(errs, "drain-delay: must be >= 0")
+	}
+	if msg := CheckHealthPath(c.HealthPath); msg != "" {
+		errs = append(errs, "health-path: "+msg)
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, "tls-cert and tls-key: give both or neither")
 	}
@@ -224,6 +241,11 @@ func (p *Process) Validate() error {
 	case "text", "json":
 	default:
 		return fmt.Errorf("log-format: %q, want text or json", p.LogFormat)
+	}
+	switch p.AccessLogFormat {
+	case "log", "combined":
+	default:
+		return fmt.Errorf("access-log-format: %q, want log or combined", p.AccessLogFormat)
 	}
 	return nil
 }
@@ -404,4 +426,33 @@ func FormatSize(n int64) string {
 		}
 	}
 	return fmt.Sprint(n)
+}
+
+// CheckHealthPath says what is wrong with a health_path ("" when nothing):
+// empty (off), or a path prefix ending in "/" under which /livez and /readyz are
+// served. "/" takes /livez and /readyz.
+func CheckHealthPath(p string) string {
+	if p == "" {
+		return ""
+	}
+	if p[0] != '/' || p[len(p)-1] != '/' {
+		return fmt.Sprintf("%q, want a path prefix that starts and ends with / (e.g. / or /_wasmsrv/)", p)
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c >= 0x7f || c == '?' || c == '#' || c == '%' {
+			return fmt.Sprintf("%q: only plain path characters (no spaces, ?, # or %%-escapes)", p)
+		}
+	}
+	return ""
+}
+
+// Trusted returns the parsed trusted proxies (Validate has checked them).
+func (c *Run) Trusted() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range c.TrustedProxies {
+		if pf, err := ParsePrefix(p); err == nil {
+			out = append(out, pf)
+		}
+	}
+	return out
 }

@@ -99,7 +99,7 @@ func TestRunFlagsHaveServeKeys(t *testing.T) {
 	}
 	values := map[string]string{
 		"Listen": "127.0.0.1:7777", "MaxHeaderBytes": "3KiB", "ReadHeaderTimeout": "1m7s", "IdleTimeout": "1m7s",
-		"MaxConnsPerIP": "7", "ShutdownTimeout": "1m7s", "TLSCert": pem, "TLSKey": pem, "LogLevel": "debug",
+		"MaxConnsPerIP": "7", "ShutdownTimeout": "1m7s", "DrainDelay": "7s", "HealthPath": "/_wasmsrv/", "TrustedProxies": "10.0.0.0/8", "TLSCert": pem, "TLSKey": pem, "LogLevel": "debug",
 		"KVPath": filepath.Join(dir, "kv.db"), "RedisURL": "redis://127.0.0.1:6379/0",
 		"Admin": "127.0.0.1:7777", "AdminToken": "s3cret",
 	}
@@ -138,8 +138,11 @@ func TestRunFlagsHaveServeKeys(t *testing.T) {
 			}
 
 			lit := strconv.Quote(v)
-			if f.Type.Kind() == reflect.Int {
+			switch f.Type.Kind() {
+			case reflect.Int:
 				lit = v
+			case reflect.Slice:
+				lit = "[" + lit + "]"
 			}
 			listener := "addr = \"127.0.0.1:1\"\n"
 			if strings.HasPrefix(key, "listeners[0].tls_") {

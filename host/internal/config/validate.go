@@ -187,6 +187,9 @@ func (c *Config) validate() []*Error {
 		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
 			add(errf(k+".addr", "bad address %q: want host:port", l.Addr))
 		}
+		if msg := CheckHealthPath(l.HealthPath); msg != "" {
+			add(errf(k+".health_path", "%s", msg))
+		}
 		if (l.TLSCert == "") != (l.TLSKey == "") {
 			add(errf(k+".tls_cert", "tls_cert and tls_key go together: set both or neither"))
 		}
@@ -206,6 +209,9 @@ func (c *Config) validate() []*Error {
 		if err := checkAdminHost(h); err != nil {
 			add(errf(fmt.Sprintf("admin.hosts[%d]", i), "%v", err))
 		}
+	}
+	if c.Server.DrainDelay < 0 {
+		add(errf("server.drain_delay", "must be >= 0"))
 	}
 	switch c.Server.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -22,6 +22,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/headers"
 	"github.com/wasmsrv/wasmsrv/host/internal/limit"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
+	"github.com/wasmsrv/wasmsrv/host/internal/reqlog"
 	"github.com/wasmsrv/wasmsrv/host/internal/reqtmpl"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/static"
@@ -157,7 +158,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 			closers = append(closers, closer)
 		}
 		routes = append(routes, route.Route{
-			Hosts: rc.Hosts, Prefix: rc.Path, Methods: rc.Methods, Strip: rc.Strip(), Handler: h,
+			Hosts: rc.Hosts, Prefix: rc.Path, Methods: rc.Methods, Strip: rc.Strip(), Handler: logFields(rc, h),
 			Name: fmt.Sprintf("routes[%d]", i),
 		})
 	}
@@ -391,6 +392,23 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		}
 	}
 	return h, closer, nil
+}
+
+// logFields names the route and its app or upstream group in the request's
+// access-log record (package reqlog). The route is its path prefix, after its
+// hosts when it names any ("api.example.com/v1/").
+func logFields(rc config.Route, h http.Handler) http.Handler {
+	label := rc.Path
+	if len(rc.Hosts) > 0 {
+		label = strings.Join(rc.Hosts, ",") + rc.Path
+	}
+	app, group := rc.App, rc.Upstream
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f := reqlog.Of(w); f != nil {
+			f.Route, f.App, f.Upstream = label, app, group
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // cgiApp marks a CGI app's handler: its commands learn the route's prefix

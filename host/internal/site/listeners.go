@@ -27,12 +27,14 @@ import (
 
 // listenerSpec is one socket the config asks for.
 type listenerSpec struct {
-	key     string // "admin" or the site listener's address
-	cfg     host.ServerConfig
-	token   string // admin only: part of what makes a change
-	hosts   string // admin only: admin.hosts, part of what makes a change
-	tlsSum  string // digest of the certificate and key files: a renewed cert is a change
-	handler http.Handler
+	key   string // "admin" or the site listener's address
+	cfg   host.ServerConfig
+	token string // admin only: part of what makes a change
+	hosts string // admin only: admin.hosts, part of what makes a change
+	// healthPath: the listener's health_path, part of its handler
+	healthPath string
+	tlsSum     string // digest of the certificate and key files: a renewed cert is a change
+	handler    http.Handler
 }
 
 // live is a listener being served (or bound, before Serve).
@@ -47,16 +49,23 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 	trusted := trustedPrefixes(cfg)
 	var out []listenerSpec
 	for _, l := range cfg.Listeners {
-		out = append(out, listenerSpec{key: l.Addr, handler: s, tlsSum: fileSum(l.TLSCert, l.TLSKey), cfg: host.ServerConfig{
+		var h http.Handler = s
+		if l.HealthPath != "" {
+			h = admin.Probes(l.HealthPath, s.opt.Readiness, s)
+		}
+		out = append(out, listenerSpec{key: l.Addr, handler: h, healthPath: l.HealthPath, tlsSum: fileSum(l.TLSCert, l.TLSKey), cfg: host.ServerConfig{
 			Addr: l.Addr, TLSCert: l.TLSCert, TLSKey: l.TLSKey,
 			ReadHeaderTimeout: l.ReadHeaderTimeout.D(), IdleTimeout: l.IdleTimeout.D(),
 			MaxHeaderBytes: int(cfg.Limits.MaxHeader), ShutdownGrace: cfg.Server.ShutdownTimeout.D(),
-			AccessLog: s.opt.AccessLog, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
+			DrainDelay: cfg.Server.DrainDelay.D(),
+			AccessLog:  s.opt.AccessLog, AccessLogFormat: s.opt.AccessLogFormat, AccessLogOut: s.opt.AccessLogOut,
+			AccessLogQuery: s.opt.AccessLogQuery, TrustedProxies: trusted,
+			MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
 		}})
 	}
 	if addr := cfg.Admin.Listen(); addr != "" {
 		out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
-			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler()}, s.log),
+			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler(), Readiness: s.opt.Readiness}, s.log),
 			cfg:     host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}})
 	}
 	return out
@@ -65,6 +74,7 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 func sameSpec(a, b listenerSpec) bool {
 	ac, bc := a.cfg, b.cfg
 	return a.key == b.key && a.token == b.token && a.hosts == b.hosts && a.tlsSum == b.tlsSum && ac.Addr == bc.Addr &&
+		a.healthPath == b.healthPath && ac.DrainDelay == bc.DrainDelay && slices.Equal(ac.TrustedProxies, bc.TrustedProxies) &&
 		ac.TLSCert == bc.TLSCert && ac.TLSKey == bc.TLSKey &&
 		ac.ReadHeaderTimeout == bc.ReadHeaderTimeout && ac.IdleTimeout == bc.IdleTimeout &&
 		ac.MaxHeaderBytes == bc.MaxHeaderBytes && ac.ShutdownGrace == bc.ShutdownGrace &&
@@ -105,6 +115,16 @@ func (s *Site) planListeners(cfg *config.Config) (*listenerPlan, error) {
 				return nil, fmt.Errorf("listener %s: %w", spec.cfg.Addr, err)
 			}
 			p.handoff[old] = true
+			p.next = append(p.next, l)
+			p.start = append(p.start, l)
+		case spec.key == "admin" && s.adminSock != nil && spec.cfg.Addr == s.adminAddr:
+			// Bound while the site started, answering the probes: served on.
+			l := &live{spec: spec, srv: host.NewServer(spec.cfg, spec.handler, s.log)}
+			if err := l.srv.Adopt(s.adminSock); err != nil {
+				p.abort()
+				return nil, fmt.Errorf("listener %s: %w", spec.cfg.Addr, err)
+			}
+			s.adminSock = nil
 			p.next = append(p.next, l)
 			p.start = append(p.start, l)
 		default:
@@ -183,7 +203,13 @@ func (s *Site) apply(p *listenerPlan) {
 
 // start serves l until it is stopped or the site's Serve ends.
 func (s *Site) start(l *live) {
-	ctx, cancel := context.WithCancel(s.serveCtx)
+	parent := s.serveCtx
+	if l.spec.key == "admin" {
+		// The admin listener outlives the site's: while they drain, its
+		// /readyz says so. Serve stops it last.
+		parent = context.WithoutCancel(parent)
+	}
+	ctx, cancel := context.WithCancel(parent)
 	l.cancel, l.done = cancel, make(chan error, 1)
 	go func() {
 		err := l.srv.Serve(ctx)

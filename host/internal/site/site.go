@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
@@ -41,8 +43,17 @@ type Options struct {
 	BuildCacheDir string
 	// Progress shows apps' builds as a live line on a terminal; nil logs them.
 	Progress *progress.Meter
-	// AccessLog writes one log record per request on the site listeners.
-	AccessLog bool
+	// AccessLog writes one log record per request on the site listeners, in
+	// AccessLogFormat (host.AccessLogRecords or host.AccessLogCombined, whose
+	// lines go to AccessLogOut), with query strings when AccessLogQuery.
+	AccessLog       bool
+	AccessLogFormat string
+	AccessLogOut    io.Writer
+	AccessLogQuery  bool
+	// Readiness is what /readyz reports (nil: the site makes its own). The site
+	// marks it ready when Serve starts (the config is loaded and every pool warm
+	// by then) and draining when Serve's context ends.
+	Readiness *admin.Readiness
 	// Plugins are the plugins compiled into this build; each app gets the ones its
 	// config grants. Nil: apps get no plugins.
 	Plugins *registry.Registry
@@ -74,6 +85,9 @@ type Site struct {
 
 	// live are the listeners in config order, the admin listener last.
 	live []*live
+	// adminSock is the admin socket to adopt (AdoptAdmin), bound for adminAddr.
+	adminSock *host.Socket
+	adminAddr string
 	// serveCtx is set while Serve runs: listeners a reload adds start under it.
 	serveCtx context.Context
 	serveErr chan error
@@ -99,6 +113,9 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 		return nil, err
 	}
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if opt.Readiness == nil {
+		opt.Readiness = &admin.Readiness{}
+	}
 	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{}}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,11 +165,25 @@ func (s *Site) Config() *config.Config {
 	return s.cfg
 }
 
+// AdoptAdmin gives Listen the admin listener's socket, bound (and served, to
+// answer the probes) while the site started: Listen adopts it when the config's
+// admin.addr is still addr, and closes it otherwise.
+func (s *Site) AdoptAdmin(sock *host.Socket, addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adminSock, s.adminAddr = sock, addr
+}
+
 // Listen binds the site listeners and the admin listener.
 func (s *Site) Listen() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, err := s.planListeners(s.cfg)
+	if sock := s.adminSock; sock != nil {
+		// Not adopted: the admin listener moved or went while the site started.
+		_ = sock.Close()
+		s.adminSock = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -196,11 +227,16 @@ func (s *Site) Serve(ctx context.Context) error {
 		s.start(l)
 	}
 	s.mu.Unlock()
+	s.opt.Readiness.SetReady()
 	var first error
 	select {
 	case <-ctx.Done():
 	case first = <-s.serveErr:
 	}
+	// Not ready from the first moment: the site listeners go on serving for
+	// server.drain_delay, then drain; the admin listener answers /readyz with
+	// 503 until they are done.
+	s.opt.Readiness.Drain()
 	cancel()
 	s.mu.Lock()
 	s.serveCtx = nil // a reload racing the stop binds nothing new

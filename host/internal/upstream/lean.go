@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/internal/reqlog"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
@@ -97,11 +98,15 @@ func (g *Group) serveLean(w http.ResponseWriter, r *http.Request) {
 	*f = filter{}
 	var lastErr error
 	timeout := false
+	lf := reqlog.Of(w)
 	for attempt := 0; ; attempt++ {
 		s := g.pickFor(key, hasKey, f)
 		if s == nil {
 			g.errorHandler(w, r, &Error{Group: g.cfg.Name, Tried: f.names(), Err: lastErr, Timeout: timeout})
 			return
+		}
+		if lf != nil {
+			lf.Server = s.URL.Host
 		}
 		ex.reset()
 		s.active.Add(1)

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
+	"github.com/wasmsrv/wasmsrv/host/internal/reqlog"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 )
@@ -234,8 +235,16 @@ func (g *Group) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveLean(w, r)
 		return
 	}
+	if f := reqlog.Of(w); f != nil {
+		// The transport picks the server; it learns where to name it here.
+		r = r.WithContext(context.WithValue(r.Context(), logFieldsKey{}, f))
+	}
 	g.proxy.ServeHTTP(w, r)
 }
+
+// logFieldsKey carries the access log's fields to the transport (the
+// ReverseProxy path; the lean path sets them directly).
+type logFieldsKey struct{}
 
 // Close stops health probes and closes idle upstream connections.
 // Requests in flight finish on their own connections.
@@ -369,6 +378,9 @@ func (a *attempts) RoundTrip(req *http.Request) (*http.Response, error) {
 		s := g.pickFor(key, hasKey, &f)
 		if s == nil {
 			return nil, &Error{Group: g.cfg.Name, Tried: f.names(), Err: lastErr, Timeout: timeout}
+		}
+		if lf, ok := req.Context().Value(logFieldsKey{}).(*reqlog.Fields); ok {
+			lf.Server = s.URL.Host
 		}
 		start := time.Now()
 		resp, err := g.send(req, s)

@@ -36,6 +36,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
+	"github.com/wasmsrv/wasmsrv/internal/requestid"
 )
 
 // Config configures WebSockets (both shapes). Zero values take the defaults noted.
@@ -1126,6 +1127,15 @@ func (c *Conn) CloseInfo() (int32, []byte) {
 // Upgrade completes the handshake on r/w with the subprotocol and headers the guest
 // chose, then hands the socket to the hub. It runs on the request's goroutine.
 func (c *Conn) Upgrade(w http.ResponseWriter, r *http.Request, proto string, hdr http.Header) error {
+	if v := r.Header[requestid.Header]; len(v) == 1 && requestid.Valid(v[0]) {
+		// The 101 carries the request id, as every response does (host.Observe
+		// put it on the request; gobwas/ws writes the head itself).
+		hdr = hdr.Clone()
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		requestid.Set(hdr, v[0])
+	}
 	u := ws.HTTPUpgrader{Header: hdr}
 	if proto != "" {
 		u.Protocol = func(s string) bool { return s == proto }
