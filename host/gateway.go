@@ -100,7 +100,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
+	traced := ex.trace.Begin(r.Context(), g.cfg.App)
 	code, err := g.pool.Serve(r.Context(), ex)
+	if traced {
+		ex.trace.End(err)
+	}
 	cut := g.finish(ex, code, err)
 	ex.reset(nil, nil, nil, "", 0) // drop references before pooling
 	g.exs.Put(ex)

@@ -170,6 +170,9 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
+	if a, ok := ex.(Acquirer); ok {
+		a.Acquired(in.id)
+	}
 	code, err := in.serveSync(ex, p.cfg.RequestTimeout)
 	p.stats.served.Add(1)
 	p.release(in, err)

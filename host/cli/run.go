@@ -20,7 +20,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
-	"github.com/wasmsrv/wasmsrv/internal/registry"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -89,10 +89,13 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		return cfg.ShutdownTimeout.D(), serving.Load()
 	})()
 
-	reg, err := registry.New(installedPlugins(cfg.KVPath, cfg.RedisURL, opts.Plugins)...)
+	tp, reg, err := startTracing(ctx, opts, log, installedPlugins(cfg.KVPath, cfg.RedisURL, opts.Plugins))
 	if err != nil {
 		return err
 	}
+	// Registered before the plugins close and the app stops, so it runs after
+	// them: the spans of the last requests are flushed.
+	defer tracing.Shutdown(tp, traceFlushTimeout, log)
 	// Runs after app.Close below: per-app plugin state first, then the backends.
 	defer func() {
 		if err := reg.Close(); err != nil {
@@ -131,7 +134,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		Addr: cfg.Listen, TLSCert: cfg.TLSCert, TLSKey: cfg.TLSKey,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(),
-		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP,
+		AccessLog: cfg.AccessLog, MaxConnsPerIP: cfg.MaxConnsPerIP, Tracer: tracerOf(tp),
 	}, app.Handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())

@@ -24,6 +24,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/site"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -122,10 +123,11 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		return cfg.Server.ShutdownTimeout.D(), false
 	})()
 
-	reg, err := registry.New(installedPlugins(cfg.Resolve(cfg.Plugins.KVPath), cfg.Plugins.RedisURL, opts.Plugins)...)
+	tp, reg, err := startTracing(ctx, opts, log, installedPlugins(cfg.Resolve(cfg.Plugins.KVPath), cfg.Plugins.RedisURL, opts.Plugins))
 	if err != nil {
 		return err
 	}
+	defer tracing.Shutdown(tp, traceFlushTimeout, log) // after the site and the plugins close
 	// Runs when serve returns: Serve has closed the apps by then.
 	defer func() {
 		if err := reg.Close(); err != nil {
@@ -133,7 +135,8 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		}
 	}()
 	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
-		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter})
+		BuildCacheDir: buildCache, AccessLog: sf.AccessLog, Logger: log, Plugins: reg, Progress: meter,
+		Tracer: tracerOf(tp)})
 	if err != nil {
 		if ctx.Err() != nil {
 			// A signal stopped a build, a compile or the instance starts.

@@ -52,6 +52,7 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 			ReadHeaderTimeout: l.ReadHeaderTimeout.D(), IdleTimeout: l.IdleTimeout.D(),
 			MaxHeaderBytes: int(cfg.Limits.MaxHeader), ShutdownGrace: cfg.Server.ShutdownTimeout.D(),
 			AccessLog: s.opt.AccessLog, MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
+			Tracer: s.opt.Tracer,
 		}})
 	}
 	if addr := cfg.Admin.Listen(); addr != "" {

@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
@@ -46,6 +48,9 @@ type Options struct {
 	// config grants. Nil: apps get no plugins.
 	Plugins *registry.Registry
 	Logger  *slog.Logger
+	// Tracer traces the requests of the site listeners (package tracing); nil:
+	// traces off.
+	Tracer trace.TracerProvider
 }
 
 // Site is the running server. It is an http.Handler (the current
