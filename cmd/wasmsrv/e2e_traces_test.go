@@ -284,3 +284,52 @@ upstream = "backend"
 		}
 	}
 }
+
+// wasmsrv run, an async app: the request span continues the client's trace,
+// with the queue wait and the guest call as its children; a hostile client's
+// malformed traceparent and huge tracestate cost it nothing but its own trace.
+func TestE2ETracesRunAsyncAndHostileHeaders(t *testing.T) {
+	rc := startOTLPReceiver(t)
+	s := startServerEnv(t, traceEnv(rc), sample("c-async-hello/main.wasm"))
+	c := httpClient(t)
+
+	const traceID = "0af7651916cd43dd8448eb211c80319c"
+	const clientSpan = "b7ad6b7169203331"
+	req := mustRequest(t, http.MethodGet, s.URL+"/", nil)
+	req.Header.Set("Traceparent", "00-"+traceID+"-"+clientSpan+"-01")
+	if resp, body := do(t, c, req); resp.StatusCode != 200 {
+		t.Fatalf("GET /: %d %q", resp.StatusCode, body)
+	}
+	for _, tp := range []string{"00-zz-yy-01", "00-" + traceID + "-" + clientSpan, strings.Repeat("0", 4000)} {
+		req := mustRequest(t, http.MethodGet, s.URL+"/", nil)
+		req.Header.Set("Traceparent", tp)
+		req.Header.Set("Tracestate", strings.Repeat("k=v,", 12000))
+		if resp, body := do(t, c, req); resp.StatusCode != 200 {
+			t.Fatalf("GET / with traceparent %.40q: %d %q", tp, resp.StatusCode, body)
+		}
+	}
+	if code := s.stop(); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, s.logs())
+	}
+	spans := rc.trace(t, traceID)
+	root := only(t, spans, "GET", clientSpan)
+	only(t, spans, "queue wait", spanID(root))
+	only(t, spans, "guest call", spanID(root))
+	if len(spans) != 3 {
+		t.Errorf("trace %s has %d spans, want 3 (the hostile requests are traces of their own):\n%s", traceID, len(spans), dumpSpans(spans))
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	roots := 0
+	for _, sp := range rc.spans {
+		if len(sp.ParentSpanId) == 0 {
+			roots++
+			if len(sp.TraceState) > 512 {
+				t.Errorf("a span kept a tracestate of %d bytes", len(sp.TraceState))
+			}
+		}
+	}
+	if roots != 3 {
+		t.Errorf("%d root spans, want 3 (one per hostile request)", roots)
+	}
+}
