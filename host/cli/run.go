@@ -140,9 +140,38 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		_ = app.Close(context.Background())
 		return err
 	}
-	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL())
-	announce(stdout, cfg.LogFormat, fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL()),
-		"url", srv.URL(), "app", app.Name, "mode", app.Mode)
+	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, log)
+	adminURL := "off"
+	if adm != nil {
+		if err := adm.Listen(); err != nil {
+			_ = srv.Socket().Close()
+			_ = app.Close(context.Background())
+			return fmt.Errorf("admin listener: %w", err)
+		}
+		adminURL = adm.URL()
+	}
+	log.Info("serving", "app", app.Name, "mode", app.Mode, "url", srv.URL(), "admin", adminURL)
+	line := fmt.Sprintf("wasmsrv: serving %s (%s mode) on %s", app.Name, app.Mode, srv.URL())
+	if adm != nil {
+		line += " (admin " + adminURL + ")"
+	}
+	announce(stdout, cfg.LogFormat, line, "url", srv.URL(), "app", app.Name, "mode", app.Mode, "admin", adminURL)
+
+	// The admin listener answers until the app has drained: health and metrics
+	// stay readable during a graceful stop.
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	adminDone := make(chan struct{})
+	if adm != nil {
+		go func() {
+			defer close(adminDone)
+			if err := adm.Serve(adminCtx); err != nil && !errors.Is(err, host.ErrGraceExpired) {
+				log.Warn("admin listener", "err", err)
+			}
+		}()
+	} else {
+		close(adminDone)
+	}
+	defer func() { stopAdmin(); <-adminDone }()
 
 	serveErr := srv.Serve(ctx)
 	// In-flight requests are done, or the grace period is over and what still

@@ -36,6 +36,8 @@ type Run struct {
 	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" serve:"server.log_level" help:"debug, info, warn or error"`
 	KVPath            string   `env:"KV_PATH" flag:"kv-path" serve:"plugins.kv_path" help:"bbolt file of the kv plugin (default ~/.local/state/wasmsrv/kv.db)"`
 	RedisURL          string   `env:"REDIS_URL" flag:"redis-url" serve:"plugins.redis_url" help:"Redis for the kv and pubsub plugins, to share state between nodes (redis://host:6379/0)"`
+	Admin             string   `env:"ADMIN_ADDR" flag:"admin" serve:"admin.addr" help:"address of the admin listener (health, status, /metrics, profiles), e.g. 127.0.0.1:9901; off when empty (the default; serve's is on)"`
+	AdminToken        string   `env:"ADMIN_TOKEN" flag:"admin-token" serve:"admin.token" help:"bearer token the admin listener requires (required when --admin is not loopback)"`
 
 	Process
 	App
@@ -176,6 +178,10 @@ func (c *Run) Validate() error {
 	}
 	if err := c.Process.Validate(); err != nil {
 		errs = append(errs, err.Error())
+	}
+	if err := checkAdmin(c.Admin, c.AdminToken); err != nil {
+		flag := map[string]string{"admin.addr": "admin", "admin.token": "admin-token"}[err.Key]
+		errs = append(errs, flag+": "+err.Msg)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, "tls-cert and tls-key: give both or neither")

@@ -101,6 +101,7 @@ func TestRunFlagsHaveServeKeys(t *testing.T) {
 		"Listen": "127.0.0.1:7777", "MaxHeaderBytes": "3KiB", "ReadHeaderTimeout": "1m7s", "IdleTimeout": "1m7s",
 		"MaxConnsPerIP": "7", "ShutdownTimeout": "1m7s", "TLSCert": pem, "TLSKey": pem, "LogLevel": "debug",
 		"KVPath": filepath.Join(dir, "kv.db"), "RedisURL": "redis://127.0.0.1:6379/0",
+		"Admin": "127.0.0.1:7777", "AdminToken": "s3cret",
 	}
 	rt := reflect.TypeFor[Run]()
 	for i := range rt.NumField() {
@@ -191,6 +192,12 @@ func TestServeKeysDefaultAsRun(t *testing.T) {
 		if key == "" || f.Name == "Name" || f.Name == "Listen" { // a file must say where to listen
 			continue
 		}
+		if f.Name == "Admin" {
+			// On purpose: serve's admin listener is on by default (a site is an
+			// operated service), run's is off (two `wasmsrv run` on one machine must
+			// not fight over a port; docs/rationale.md "run's admin listener").
+			continue
+		}
 		if got, want := valueAt(t, reflect.ValueOf(*cfg), key), def.Field(i).Interface(); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s defaults to %v in a file, --%s to %v", key, got, f.Tag.Get("flag"), want)
 		}
@@ -232,4 +239,32 @@ func valueAt(t *testing.T, v reflect.Value, key string) any {
 		v = v.Elem()
 	}
 	return v.Interface()
+}
+
+// run's admin listener follows serve's rules, named by run's flags: an address
+// that is not host:port, and one that is not loopback without a token, are
+// refused; off (empty) and loopback without a token are fine.
+func TestRunAdminChecked(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // "" = valid
+	}{
+		{nil, ""},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "127.0.0.1:9901"}, ""},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "[::1]:9901"}, ""},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "localhost:9901"}, ""},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "0.0.0.0:9901", "WASMSRV_ADMIN_TOKEN": "t"}, ""},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "0.0.0.0:9901"}, "admin-token: admin listener \"0.0.0.0:9901\" is not loopback"},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": ":9901"}, "admin-token:"},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "10.1.2.3:9901"}, "admin-token:"},
+		{map[string]string{"WASMSRV_ADMIN_ADDR": "9901"}, "admin: bad address \"9901\""},
+	} {
+		_, err := LoadRun(tc.env)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: got %v, want an error with %q", tc.env, err, tc.want)
+		}
+	}
 }

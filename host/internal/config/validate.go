@@ -199,12 +199,8 @@ func (c *Config) validate() []*Error {
 			}
 		}
 	}
-	if addr := c.Admin.Listen(); addr == "" {
-		// off: no admin listener (reloads still come by SIGHUP)
-	} else if host, _, err := net.SplitHostPort(addr); err != nil {
-		add(errf("admin.addr", "bad address %q: want host:port, or \"\" for no admin listener", addr))
-	} else if !isLoopback(host) && c.Admin.Token == "" {
-		add(errf("admin.token", "admin listener %q is not loopback: a token is required", addr))
+	if err := checkAdmin(c.Admin.Listen(), c.Admin.Token); err != nil {
+		add(err)
 	}
 	for i, h := range c.Admin.Hosts {
 		if err := checkAdminHost(h); err != nil {
@@ -519,4 +515,22 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sortStrings(ks)
 	return ks
+}
+
+// checkAdmin checks an admin listener's address and token (serve's admin.addr and
+// admin.token, run's --admin and --admin-token): "" is off; any other address
+// must be host:port, and one that is not loopback needs a token. The error's key
+// is the file's; run names its flags (runKey).
+func checkAdmin(addr, token string) *Error {
+	if addr == "" {
+		return nil // off: no admin listener (serve's reloads still come by SIGHUP)
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errf("admin.addr", "bad address %q: want host:port, or \"\" for no admin listener", addr)
+	}
+	if !isLoopback(host) && token == "" {
+		return errf("admin.token", "admin listener %q is not loopback: a token is required", addr)
+	}
+	return nil
 }
