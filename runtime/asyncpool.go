@@ -124,8 +124,9 @@ type Conn struct {
 	ai        *asyncInst
 	id        uint32
 	ex        AsyncExchange
-	done      bool // owner goroutine only: finished, events are dropped
-	abandoned bool // owner goroutine only: no longer counted, see Abandon
+	done      bool      // owner goroutine only: finished, events are dropped
+	abandoned bool      // owner goroutine only: no longer counted, see Abandon
+	opened    time.Time // when Open queued it, with an Observer only: its queue wait
 }
 
 // Post queues an event for the connection's guest. It blocks while the instance's
@@ -230,9 +231,13 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 
 // build instantiates one instance (start hook included) and starts its owner.
 func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
+	start := time.Now()
 	in, err := p.app.newInstance(ctx, p.cfg.recycleAfter())
 	if err != nil {
 		return nil, err
+	}
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventInstanceStarted, App: p.app.name, Instance: in.id, Took: time.Since(start)})
 	}
 	ai := &asyncInst{
 		pool: p, in: in,
@@ -321,6 +326,9 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, <-chan stru
 		best.nextID = 1
 	}
 	c := &Conn{ai: best, id: best.nextID, ex: ex}
+	if p.cfg.Observer != nil {
+		c.opened = time.Now()
+	}
 	ex.Bind(c)
 	select {
 	case best.mail <- event{conn: c, kind: kind}:
@@ -421,6 +429,7 @@ func (ai *asyncInst) process() (more bool) {
 		}
 		if !ai.draining && ai.in.recycleDue() {
 			p.stats.recycled.Add(1)
+			p.observeRecycle(ai)
 			ai.beginDrain(false)
 		}
 		if ai.draining && ai.active.Load() == 0 {
@@ -441,6 +450,9 @@ func (ai *asyncInst) dispatch(ev event) {
 		ai.table[c.id] = c
 		if a, ok := c.ex.(Acquirer); ok {
 			a.Acquired(ai.in.id)
+		}
+		if o := ai.pool.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventQueueWait, App: ai.pool.app.name, Took: time.Since(c.opened)})
 		}
 	default:
 		if c.done {
@@ -499,7 +511,16 @@ func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time
 	}
 	in := ai.in
 	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
-	if err := in.call(in.handle, timeout); err != nil {
+	var start time.Time
+	o := ai.pool.cfg.Observer
+	if o != nil {
+		start = time.Now()
+	}
+	err := in.call(in.handle, timeout)
+	if o != nil {
+		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: time.Since(start)})
+	}
+	if err != nil {
 		if wrap != nil {
 			err = wrap(err)
 		}
@@ -575,6 +596,7 @@ func (ai *asyncInst) abandon(c *Conn, status int32) {
 		ai.pool.app.log.Warn("async instance recycled: its guest does not end abandoned connections",
 			"instance", ai.in.id, "abandoned", ai.abandoned)
 		ai.pool.stats.recycled.Add(1)
+		ai.pool.observeRecycle(ai)
 		ai.beginDrain(false)
 	}
 }
@@ -628,6 +650,9 @@ func (ai *asyncInst) discard() {
 	ai.timers.stop()
 	if !errors.Is(ai.failErr, ErrPoolClosed) {
 		p.stats.discarded.Add(1)
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(lossEvent(p.app.name, ai.in.id, ai.failErr))
+		}
 		attrs := append([]any{"instance", ai.in.id}, errAttrs(ai.failErr)...)
 		p.app.log.Error("async instance discarded with its connections", attrs...)
 	}
@@ -730,6 +755,9 @@ func (p *AsyncPool) maintain() {
 				p.lastErr = err
 				p.stats.startFailed(err)
 				p.mu.Unlock()
+				if o := p.cfg.Observer; o != nil {
+					o.Observe(Event{Kind: EventInstanceStartFailed, App: p.app.name, Err: err})
+				}
 				continue
 			}
 			p.mu.Lock()
@@ -841,5 +869,12 @@ func (ai *asyncInst) fireTimers() {
 	}
 	if ai.failErr == nil {
 		ai.timers.arm()
+	}
+}
+
+// observeRecycle reports a recycled instance to the pool's Observer.
+func (p *AsyncPool) observeRecycle(ai *asyncInst) {
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventInstanceRecycled, App: p.app.name, Instance: ai.in.id})
 	}
 }

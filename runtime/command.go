@@ -246,12 +246,30 @@ func (c *CommandApp) PoolConfig() PoolConfig { return c.pool }
 // RequestTimeout; ctx's error (wrapped) when ctx ended first; and *GuestError for a
 // trap, a non-zero exit or memory exhaustion. The guest's stderr goes to the log.
 func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
+	o := c.pool.Observer
+	if o == nil {
+		s, err := c.acquire(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { c.slots <- s }()
+		return s.run(ctx, cio)
+	}
+	start := time.Now()
 	s, err := c.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { c.slots <- s }()
-	return s.run(ctx, cio)
+	o.Observe(Event{Kind: EventQueueWait, App: c.name, Took: time.Since(start)})
+	start = time.Now()
+	err = s.run(ctx, cio)
+	o.Observe(Event{Kind: EventGuestCall, App: c.name, Took: time.Since(start)})
+	var ge *GuestError
+	if errors.Is(err, ErrDeadline) || errors.As(err, &ge) {
+		o.Observe(lossEvent(c.name, 0, err))
+	}
+	return err
 }
 
 func (s *runSlot) run(ctx context.Context, cio CommandIO) error {

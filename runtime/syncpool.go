@@ -28,6 +28,9 @@ type PoolConfig struct {
 	MaxRequestsJitter int
 	// StopTimeout bounds each instance's stop hook (default 5 s).
 	StopTimeout time.Duration
+	// Observer, if set, hears instance starts, recycles, crashes, deadline
+	// kills, guest call times and queue waits (see Observer).
+	Observer Observer
 }
 
 // DefaultSyncWorkers is gunicorn's recommended worker count: 2×CPU+1.
@@ -140,9 +143,13 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 }
 
 func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
+	start := time.Now()
 	in, err := p.app.newInstance(ctx, p.cfg.recycleAfter())
 	if err != nil {
 		return nil, err
+	}
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventInstanceStarted, App: p.app.name, Instance: in.id, Took: time.Since(start)})
 	}
 	p.live.Add(1)
 	p.stats.built.Add(1)
@@ -173,7 +180,16 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 	if a, ok := ex.(Acquirer); ok {
 		a.Acquired(in.id)
 	}
+	o := p.cfg.Observer
+	if o == nil {
+		code, err := in.serveSync(ex, p.cfg.RequestTimeout)
+		p.stats.served.Add(1)
+		p.release(in, err)
+		return code, err
+	}
+	start := time.Now()
 	code, err := in.serveSync(ex, p.cfg.RequestTimeout)
+	o.Observe(Event{Kind: EventGuestCall, App: p.app.name, Instance: in.id, Took: time.Since(start)})
 	p.stats.served.Add(1)
 	p.release(in, err)
 	return code, err
@@ -182,8 +198,21 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
 	select {
 	case in := <-p.idle:
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventQueueWait, App: p.app.name})
+		}
 		return in, nil
 	default:
+	}
+	in, err := p.wait(ctx)
+	return in, err
+}
+
+// wait is acquire once no instance is idle: in the queue, up to QueueWait.
+func (p *SyncPool) wait(ctx context.Context) (*Instance, error) {
+	var start time.Time
+	if p.cfg.Observer != nil {
+		start = time.Now()
 	}
 	if err := p.unavailable(); err != nil {
 		return nil, err
@@ -197,6 +226,9 @@ func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
 	defer t.Stop()
 	select {
 	case in := <-p.idle:
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventQueueWait, App: p.app.name, Took: time.Since(start)})
+		}
 		return in, nil
 	case <-t.C:
 		if err := p.unavailable(); err != nil {
@@ -230,6 +262,9 @@ func (p *SyncPool) release(in *Instance, err error) {
 		p.discard(in, err)
 	case in.recycleDue():
 		p.stats.recycled.Add(1)
+		if o := p.cfg.Observer; o != nil {
+			o.Observe(Event{Kind: EventInstanceRecycled, App: p.app.name, Instance: in.id})
+		}
 		p.retire(in)
 	default:
 		select {
@@ -247,6 +282,9 @@ func (p *SyncPool) discard(in *Instance, err error) {
 	p.live.Add(-1)
 	p.noteGone()
 	p.stats.discarded.Add(1)
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(lossEvent(p.app.name, in.id, err))
+	}
 	p.app.log.Error("instance discarded", append([]any{"instance", in.id}, errAttrs(err)...)...)
 	p.mu.Lock()
 	p.discards++
@@ -325,6 +363,9 @@ func (p *SyncPool) maintain() {
 			}
 			p.mu.Unlock()
 			if err != nil {
+				if o := p.cfg.Observer; o != nil {
+					o.Observe(Event{Kind: EventInstanceStartFailed, App: p.app.name, Err: err})
+				}
 				continue
 			}
 			select {

@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-func newHostilePool(t *testing.T, cfg PoolConfig, env ...string) (*SyncPool, *testLog) {
+func newHostilePool(t testing.TB, cfg PoolConfig, env ...string) (*SyncPool, *testLog) {
 	t.Helper()
 	bin := buildGuest(t, "testdata/hostile")
 	logs := &testLog{}
