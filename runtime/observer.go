@@ -72,3 +72,29 @@ func lossEvent(app string, id uint64, err error) Event {
 	}
 	return Event{Kind: EventInstanceCrashed, App: app, Instance: id, Reason: reason, Err: err}
 }
+
+// Observers is one Observer that tells each non-nil one of obs in turn; nil
+// when there is none, so the pool stays free.
+func Observers(obs ...Observer) Observer {
+	var list multiObserver
+	for _, o := range obs {
+		if o != nil {
+			list = append(list, o)
+		}
+	}
+	switch len(list) {
+	case 0:
+		return nil
+	case 1:
+		return list[0]
+	}
+	return list
+}
+
+type multiObserver []Observer
+
+func (m multiObserver) Observe(ev Event) {
+	for _, o := range m {
+		o.Observe(ev)
+	}
+}

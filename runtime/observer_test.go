@@ -101,3 +101,17 @@ func BenchmarkSyncPoolObserver(b *testing.B) {
 type nopObserver struct{}
 
 func (nopObserver) Observe(Event) {}
+
+func TestObservers(t *testing.T) {
+	if Observers() != nil || Observers(nil, nil) != nil {
+		t.Fatal("no observer should be nil")
+	}
+	a, b := &recorder{}, &recorder{}
+	if Observers(nil, a) != Observer(a) {
+		t.Error("one observer should be itself")
+	}
+	Observers(a, nil, b).Observe(Event{Kind: EventGuestCall})
+	if a.count(EventGuestCall, "") != 1 || b.count(EventGuestCall, "") != 1 {
+		t.Error("each observer should hear the event once")
+	}
+}
