@@ -17,6 +17,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
@@ -107,6 +108,11 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		return &usageError{err.Error()}
 	}
+	var crashes *statuspage.Crashes // the status page's, with the admin listener
+	if cfg.Admin != "" {
+		crashes = statuspage.NewCrashes(0)
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, crashes)
+	}
 	app, err := apps.Open(ctx, eng, spec, log)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -140,7 +146,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		_ = app.Close(context.Background())
 		return err
 	}
-	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, log)
+	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, crashes, log)
 	adminURL := "off"
 	if adm != nil {
 		if err := adm.Listen(); err != nil {

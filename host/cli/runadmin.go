@@ -8,6 +8,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 )
 
@@ -25,10 +26,10 @@ func (c runController) Status() any {
 }
 
 // runAdminServer is run's admin listener (--admin), or nil when it is off.
-func runAdminServer(addr, token string, app *apps.Running, log *slog.Logger) *host.Server {
+func runAdminServer(addr, token string, app *apps.Running, crashes *statuspage.Crashes, log *slog.Logger) *host.Server {
 	if addr == "" {
 		return nil
 	}
-	h := admin.Handler(runController{app}, admin.Config{Addr: addr, Token: token}, log)
+	h := admin.Handler(runController{app}, admin.Config{Addr: addr, Token: token, Crashes: crashes}, log)
 	return host.NewServer(host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}, h, log)
 }

@@ -110,6 +110,12 @@ type Status struct {
 	// than workers means instances are being replaced, or cannot start.
 	Workers int `json:"workers,omitempty"`
 	Live    int `json:"live,omitempty"`
+	// Idle and Busy split the live instances: busy ones serve a request (an
+	// async one: hold a connection). Waiting counts requests queued for an
+	// instance (sync), or open connections (async).
+	Idle    int `json:"idle"`
+	Busy    int `json:"busy"`
+	Waiting int `json:"waiting"`
 	// Served, Discarded (failed: trap, deadline, memory), Recycled.
 	Served    int64 `json:"served,omitempty"`
 	Discarded int64 `json:"discarded,omitempty"`
@@ -130,6 +136,7 @@ func (a *Running) Status() Status {
 	}
 	s := a.stats()
 	st.Workers, st.Live, st.Served, st.Discarded, st.Recycled = s.Workers, s.Live, s.Served, s.Discarded, s.Recycled
+	st.Idle, st.Busy, st.Waiting = s.Idle, max(s.Live-s.Idle, 0), s.Waiting
 	st.StartFailures, st.LastStartError = s.StartFailures, s.LastStartError
 	if !s.LastStartErrorAt.IsZero() {
 		at := s.LastStartErrorAt

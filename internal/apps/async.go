@@ -62,5 +62,13 @@ func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string
 		err := pool.Close(ctx)
 		_ = app.Close(ctx)
 		return err
-	}, stats: func() runtime.SyncStats { return pool.Stats().SyncStats }}, nil
+	}, stats: func() runtime.SyncStats {
+		s := pool.Stats()
+		for _, n := range s.Conns {
+			if n == 0 {
+				s.Idle++
+			}
+		}
+		return s.SyncStats
+	}}, nil
 }

@@ -1,5 +1,6 @@
 // Package admin is the control API served on its own listener: health,
-// config reload, cache purge, upstream status and Go's runtime profiles. A token, when set, must
+// config reload, cache purge, upstream status, recent crashes, the status page
+// (GET /ui, package statuspage) and Go's runtime profiles. A token, when set, must
 // be sent as "Authorization: Bearer TOKEN" (config requires one whenever
 // the listener is not loopback). With or without one, the API answers only
 // requests whose Host is one of the listener's names, refuses requests a web page
@@ -10,12 +11,12 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 )
 
 // Controller is what the admin API drives.
@@ -36,8 +37,12 @@ type Config struct {
 	Addr string
 	// Hosts are further names (or addresses) the listener is reached by.
 	Hosts []string
-	// Token, if set, must be sent as "Authorization: Bearer TOKEN".
+	// Token, if set, must be sent as "Authorization: Bearer TOKEN" (or, from
+	// the status page, as the session cookie its log-in sets).
 	Token string
+	// Crashes is the ring of recent instance failures GET /crashes and the
+	// status page show; nil: none kept.
+	Crashes *statuspage.Crashes
 }
 
 // Handler serves the admin API.
@@ -68,13 +73,37 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"purged": c.Purge(key)})
 	})
 	profiles(mux)
-	if cfg.Token == "" {
-		return newGuard(cfg.Addr, cfg.Hosts, mux)
-	}
-	want := []byte("Bearer " + cfg.Token)
+	mux.HandleFunc("GET /crashes", func(w http.ResponseWriter, r *http.Request) {
+		var snap statuspage.Snapshot
+		if cfg.Crashes != nil {
+			snap = cfg.Crashes.Snapshot()
+		} else {
+			snap = statuspage.Snapshot{Recent: []statuspage.Crash{}, Total: map[string]int64{}}
+		}
+		writeJSON(w, http.StatusOK, snap)
+	})
+	a := newAuth(cfg.Token)
+	// The status page: its scripts and the log-in need no token (they hold no
+	// data); the page itself is the log-in form until the request carries one.
+	open := http.NewServeMux()
+	open.HandleFunc("GET /ui/assets/{name}", statuspage.Assets)
+	open.HandleFunc("POST /ui/login", a.login)
+	open.HandleFunc("POST /ui/logout", logout)
 	return newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if _, pattern := open.Handler(r); pattern != "" {
+			open.ServeHTTP(w, r) // (ServeHTTP sets the path values, Handler does not)
+			return
+		}
+		authorized := a.ok(r)
+		if r.URL.Path == "/ui" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if authorized {
+				statuspage.Page(w)
+			} else {
+				statuspage.Login(w)
+			}
+			return
+		}
+		if !authorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmsrv admin"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "admin token required"})
 			return

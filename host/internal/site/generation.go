@@ -201,6 +201,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress})
 	if err == nil {
 		var a *apps.Running
+		spec.Pool.Observer = s.observer
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
 			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
 			sh := &shared{key: key, refs: 1, val: a, close: a.Close}
@@ -434,7 +435,7 @@ func (s *Site) middleware(ctx context.Context, i, j int, mc config.Middleware) (
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
 		// A name of its own: the log says which middleware; it has no plugins.
 		Name: fmt.Sprintf("route%d-middleware%d", i, j), Source: mc.Module, Mode: runtime.ModeHTTPWasm, Progress: s.opt.Progress,
-		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D()},
+		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D(), Observer: s.observer},
 		MemoryLimit: int64(mc.MemoryLimit),
 		HTTPWasm:    apps.HTTPWasmSpec{Config: conf, BufferLimit: int64(mc.BufferLimit)},
 		// Bodies are read ahead (memory, then a temp file) before a request
