@@ -93,7 +93,7 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	e := g.exs.Get().(*asyncExchange)
 	e.begin(g, w, r, rootPath, isWS)
-	traced := e.trace.Begin(r.Context(), g.cfg.App)
+	traced := g.cfg.Traced && e.trace.Begin(r.Context(), g.cfg.App)
 	if _, err := g.pool.Open(e, isWS); err != nil {
 		e.trace.End(err)
 		e.release()

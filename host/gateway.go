@@ -44,6 +44,9 @@ type GatewayConfig struct {
 	Buffer bodybuf.Config
 	// WebSocket configures WebSocket connections (package websocket).
 	WebSocket WSConfig
+	// Traced adds the queue wait and guest call spans to the span of a request
+	// traced in front of the gateway (ServerConfig.Tracer); false costs nothing.
+	Traced bool
 }
 
 // Gateway is the http.Handler that runs requests on a guest app through the ABI.
@@ -100,7 +103,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
-	traced := ex.trace.Begin(r.Context(), g.cfg.App)
+	traced := g.cfg.Traced && ex.trace.Begin(r.Context(), g.cfg.App)
 	code, err := g.pool.Serve(r.Context(), ex)
 	if traced {
 		ex.trace.End(err)

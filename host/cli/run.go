@@ -108,6 +108,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		return &usageError{err.Error()}
 	}
+	spec.Traced = tp != nil
 	var crashes *statuspage.Crashes // the status page's, with the admin listener
 	if cfg.Admin != "" {
 		crashes = statuspage.NewCrashes(0)

@@ -48,6 +48,9 @@ type Spec struct {
 	WebSocket host.WSConfig
 	// Pool sizes the pool and sets deadlines and recycling.
 	Pool runtime.PoolConfig
+	// Traced: requests are traced in front of the app (host.ServerConfig.Tracer);
+	// the gateway adds the queue wait and guest call spans.
+	Traced bool
 	// MemoryLimit per instance in bytes (0 = runtime default).
 	MemoryLimit int64
 	// StartTimeout bounds an instance's start (0 = runtime default, 30 s).
@@ -258,7 +261,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			_ = app.Close(ctx)
 			return nil, err
 		}
-		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket}, log)
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket, Traced: spec.Traced}, log)
 		return &Running{Name: spec.Name, Mode: runtime.ModeSync, Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)

@@ -202,6 +202,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 	if err == nil {
 		var a *apps.Running
 		spec.Pool.Observer = s.observer
+		spec.Traced = s.opt.Tracer != nil
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
 			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
 			sh := &shared{key: key, refs: 1, val: a, close: a.Close}
