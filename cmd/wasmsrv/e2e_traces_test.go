@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
@@ -292,6 +293,9 @@ func TestE2ETracesRunAsyncAndHostileHeaders(t *testing.T) {
 	rc := startOTLPReceiver(t)
 	s := startServerEnv(t, traceEnv(rc), sample("c-async-hello/main.wasm"))
 	c := httpClient(t)
+	if !strings.Contains(s.logs(), "traces on") || !strings.Contains(s.logs(), rc.URL) {
+		t.Errorf("the start log does not say traces are on, and where to:\n%s", s.logs())
+	}
 
 	const traceID = "0af7651916cd43dd8448eb211c80319c"
 	const clientSpan = "b7ad6b7169203331"
@@ -331,5 +335,24 @@ func TestE2ETracesRunAsyncAndHostileHeaders(t *testing.T) {
 	}
 	if roots != 3 {
 		t.Errorf("%d root spans, want 3 (one per hostile request)", roots)
+	}
+}
+
+// A trace setting wasmsrv cannot honour stops it before it serves, naming the
+// variable; OTEL_SDK_DISABLED wins over an endpoint.
+func TestE2ETracesBadSettings(t *testing.T) {
+	app := sample("c-hello/main.wasm")
+	for _, tc := range []struct{ env, want string }{
+		{"OTEL_EXPORTER_OTLP_PROTOCOL=grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"},
+		{"OTEL_TRACES_EXPORTER=jaeger", "OTEL_TRACES_EXPORTER"},
+	} {
+		r := runWasmsrv(t, time.Minute, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9", tc.env}, "run", "--listen", "127.0.0.1:0", app)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, stderr %q; want 2 naming %s", tc.env, r.code, r.stderr, tc.want)
+		}
+	}
+	s := startServerEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9", "OTEL_SDK_DISABLED=true"}, app)
+	if strings.Contains(s.logs(), "traces on") {
+		t.Errorf("OTEL_SDK_DISABLED=true, yet traces are on:\n%s", s.logs())
 	}
 }

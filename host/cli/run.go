@@ -35,6 +35,9 @@ Serve one app. APP is a .wasm module, or a directory holding a Go main package
 //wasmsrv:mode) or C sources (built with clang --target=wasm32-wasi); builds are
 cached by content. 'wasmsrv new DIR' writes a starter app.
 
+OpenTelemetry traces are exported (OTLP over HTTP) when OTEL_EXPORTER_OTLP_ENDPOINT
+or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (docs/observability.md).
+
 Flags (each overrides the environment variable shown):
 `
 

@@ -38,6 +38,10 @@ listener) re-reads the file; a bad file is rejected and the running config kept.
 Environment overrides: WASMSRV_LISTEN, WASMSRV_ADMIN_ADDR, WASMSRV_ADMIN_TOKEN,
 WASMSRV_LOG_LEVEL, WASMSRV_TRUSTED_PROXIES, WASMSRV_SHUTDOWN_TIMEOUT.
 
+OpenTelemetry traces are exported (OTLP over HTTP) when OTEL_EXPORTER_OTLP_ENDPOINT
+or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; the other OTEL_* variables apply
+(docs/observability.md). The admin listener serves a status page at /ui.
+
 Flags (each overrides the environment variable shown):
 `
 
