@@ -93,7 +93,9 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	e := g.exs.Get().(*asyncExchange)
 	e.begin(g, w, r, rootPath, isWS)
-	traced := g.cfg.Traced && e.trace.Begin(r.Context(), g.cfg.App)
+	if g.cfg.Traced {
+		e.trace = tracing.Begin(r.Context(), g.cfg.App)
+	}
 	if _, err := g.pool.Open(e, isWS); err != nil {
 		e.trace.End(err)
 		e.release()
@@ -104,7 +106,7 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cut := e.serve()
-	if traced {
+	if e.trace != nil {
 		e.mu.Lock()
 		err := e.err
 		e.mu.Unlock()
@@ -180,7 +182,7 @@ type asyncExchange struct {
 	code     int32
 	err      error
 	// trace is the request's queue wait and guest call spans (traces on).
-	trace tracing.Call
+	trace *tracing.Call
 }
 
 // Acquired implements runtime.Acquirer (the instance's goroutine).
@@ -222,7 +224,7 @@ func (e *asyncExchange) release() {
 		return
 	}
 	e.w, e.r, e.conn, e.ws, e.g, e.err = nil, nil, nil, nil, nil, nil
-	e.trace.Reset()
+	e.trace = nil
 	if cap(e.out) > outHighWater*2 {
 		e.out = nil
 	}

@@ -59,7 +59,7 @@ type syncExchange struct {
 	written int64
 	aborted atomic.Bool
 	// trace is the request's queue wait and guest call spans (traces on).
-	trace tracing.Call
+	trace *tracing.Call
 }
 
 // Acquired implements runtime.Acquirer.

@@ -12,6 +12,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -103,11 +104,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
-	traced := g.cfg.Traced && ex.trace.Begin(r.Context(), g.cfg.App)
-	code, err := g.pool.Serve(r.Context(), ex)
-	if traced {
-		ex.trace.End(err)
+	if g.cfg.Traced {
+		ex.trace = tracing.Begin(r.Context(), g.cfg.App)
 	}
+	code, err := g.pool.Serve(r.Context(), ex)
+	ex.trace.End(err) // nil: not traced
 	cut := g.finish(ex, code, err)
 	ex.reset(nil, nil, nil, "", 0) // drop references before pooling
 	g.exs.Put(ex)

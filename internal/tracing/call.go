@@ -15,11 +15,11 @@ import (
 // Call traces one request's way through a runtime pool: "queue wait" from Begin
 // until an instance takes the request (Acquired), then "guest call" until End.
 // Plugin calls the guest makes meanwhile are children of the guest call
-// (Context). The zero Call is off: every method returns at once, so a gateway
-// keeps one in its pooled exchange. Acquired may run on another goroutine than
-// Begin and End (an async instance's owner).
+// (Context). A nil *Call is off: every method returns at once, so a gateway's
+// pooled exchange holds one pointer, nil unless the request is traced.
+// Acquired may run on another goroutine than Begin and End (an async
+// instance's owner).
 type Call struct {
-	on    bool // Begin found a recording span; set and read by the request goroutine
 	app   string
 	mu    sync.Mutex
 	ctx   context.Context // the guest call's, once acquired; the request's before
@@ -29,19 +29,18 @@ type Call struct {
 }
 
 // Begin starts tracing the request whose context is ctx, for app, if ctx
-// carries a recording span. It reports whether it did.
-func (c *Call) Begin(ctx context.Context, app string) bool {
+// carries a recording span; nil otherwise.
+func Begin(ctx context.Context, app string) *Call {
 	if !trace.SpanFromContext(ctx).IsRecording() {
-		return false
+		return nil
 	}
-	*c = Call{on: true, app: app, ctx: ctx, wait: time.Now()}
-	return true
+	return &Call{app: app, ctx: ctx, wait: time.Now()}
 }
 
 // Acquired ends the queue wait: instance took the request and the guest call
 // starts.
 func (c *Call) Acquired(instance uint64) {
-	if !c.on {
+	if c == nil {
 		return
 	}
 	c.mu.Lock()
@@ -59,9 +58,9 @@ func (c *Call) Acquired(instance uint64) {
 }
 
 // Context returns the context plugin calls of the request run in: the guest
-// call's span once acquired; nil when c is off.
+// call's span once acquired; nil when c is nil.
 func (c *Call) Context() context.Context {
-	if !c.on {
+	if c == nil {
 		return nil
 	}
 	c.mu.Lock()
@@ -72,7 +71,7 @@ func (c *Call) Context() context.Context {
 // End ends the guest call (or, when no instance took the request, the queue
 // wait) with err, the pool's error if any.
 func (c *Call) End(err error) {
-	if !c.on {
+	if c == nil {
 		return
 	}
 	c.mu.Lock()
@@ -91,11 +90,4 @@ func (c *Call) End(err error) {
 		span.SetStatus(codes.Error, err.Error())
 	}
 	span.End()
-}
-
-// Reset turns c off for reuse (pooled exchanges).
-func (c *Call) Reset() {
-	if c.on {
-		*c = Call{}
-	}
 }

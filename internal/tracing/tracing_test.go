@@ -209,11 +209,11 @@ func TestClient(t *testing.T) {
 }
 
 func TestCall(t *testing.T) {
-	var c Call // zero: off
-	if c.Begin(context.Background(), "a") {
+	c := Begin(context.Background(), "a")
+	if c != nil {
 		t.Fatal("Begin without a span is on")
 	}
-	c.Acquired(1)
+	c.Acquired(1) // nil: off
 	c.End(errors.New("x"))
 	if c.Context() != nil {
 		t.Error("an off Call has a context")
@@ -221,7 +221,7 @@ func TestCall(t *testing.T) {
 
 	rec, prov := recorder()
 	ctx, req := prov.Tracer("t").Start(context.Background(), "request")
-	if !c.Begin(ctx, "app") {
+	if c = Begin(ctx, "app"); c == nil {
 		t.Fatal("Begin with a recording span is off")
 	}
 	c.Acquired(7)
@@ -246,8 +246,7 @@ func TestCall(t *testing.T) {
 	// Never acquired (queue full): one queue wait span, with the error.
 	rec, prov = recorder()
 	ctx, req = prov.Tracer("t").Start(context.Background(), "request")
-	c.Reset()
-	c.Begin(ctx, "app")
+	c = Begin(ctx, "app")
 	c.End(errors.New("queue full"))
 	c.Acquired(1) // late: ignored
 	req.End()
@@ -268,10 +267,10 @@ func BenchmarkCallOff(b *testing.B) {
 	for i := range 6 {
 		ctx = context.WithValue(ctx, ctxKey(i), i)
 	}
-	var c Call
 	b.ReportAllocs()
 	for b.Loop() {
-		if c.Begin(ctx, "app") {
+		c := Begin(ctx, "app")
+		if c != nil {
 			b.Fatal("on")
 		}
 		c.Acquired(1)
