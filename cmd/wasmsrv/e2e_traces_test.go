@@ -356,3 +356,35 @@ func TestE2ETracesBadSettings(t *testing.T) {
 		t.Errorf("OTEL_SDK_DISABLED=true, yet traces are on:\n%s", s.logs())
 	}
 }
+
+// An OTLP endpoint that refuses connections: requests are served as ever, and
+// the exporter's failures (reported by the SDK while serving, through its
+// process-wide error handler) arrive in the process's log as JSON records like
+// every other line — the SDK's own logger would write raw text to stderr.
+func TestE2ETracesExportFailureIsLogged(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close() // nothing listens there now
+	s := startServerEnv(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + dead, "OTEL_EXPORTER_OTLP_TIMEOUT=1000",
+		"OTEL_BSP_SCHEDULE_DELAY=50"}, sample("c-hello/main.wasm"), "--log-format", "json")
+	if resp, body := get(t, httpClient(t), s.URL+"/"); resp.StatusCode != 200 {
+		t.Fatalf("GET /: %d %q", resp.StatusCode, body)
+	}
+	// The batch goes out 50 ms later and fails; the record follows.
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(s.logs(), `"msg":"traces"`); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of the failed export while serving:\n%s", s.logs())
+		}
+	}
+	if code := s.stop(); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, s.logs())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(s.logs()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not a JSON record: %q", line)
+		}
+	}
+}

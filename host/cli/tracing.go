@@ -6,6 +6,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/logr"
+	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -31,6 +33,11 @@ func startTracing(ctx context.Context, opts *Options, log *slog.Logger, ps []plu
 		return nil, nil, err
 	}
 	if tp != nil {
+		// The SDK reports export failures through its own process-wide logger,
+		// raw lines on stderr by default: route them into the process's log, as
+		// logs.go does for the standard library's.
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Warn("traces", "err", err) }))
+		otel.SetLogger(logr.FromSlogHandler(log.Handler()))
 		reg = reg.Traced()
 		log.Info("traces on: exporting OTLP over HTTP", "endpoint", traceEndpoint())
 	}
