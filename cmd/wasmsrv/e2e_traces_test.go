@@ -388,3 +388,38 @@ func TestE2ETracesExportFailureIsLogged(t *testing.T) {
 		}
 	}
 }
+
+// An async guest's outbound call: the http plugin's request runs on its own
+// goroutine while the instance serves other events, and still continues the
+// trace of the connection that made it (the instance's current event's
+// request): its client span is a child of that request's guest call, and the
+// backend receives its traceparent.
+func TestE2ETracesAsyncOutboundCall(t *testing.T) {
+	rc := startOTLPReceiver(t)
+	backend := startTraceBackend(t)
+	s := startServerEnv(t, traceEnv(rc), sample("fetch"), "--mode", "async", "--grant", "http,config",
+		"--var", "UPSTREAM="+backend.URL+"/data", "--http-allow", strings.TrimPrefix(backend.URL, "http://"))
+	const traceID = "5bf92f3577b34da6a3ce929d0e0e4736"
+	const clientSpan = "10f067aa0ba902b7"
+	req := mustRequest(t, http.MethodGet, s.URL+"/", nil)
+	req.Header.Set("Traceparent", "00-"+traceID+"-"+clientSpan+"-01")
+	if resp, body := do(t, httpClient(t), req); resp.StatusCode != 200 || body != "backend says hi\n" {
+		t.Fatalf("GET /: %d %q\n%s", resp.StatusCode, body, s.logs())
+	}
+	if code := s.stop(); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, s.logs())
+	}
+	spans := rc.trace(t, traceID)
+	root := only(t, spans, "GET", clientSpan)
+	guest := only(t, spans, "guest call", spanID(root))
+	only(t, spans, "wasmsrv_http.send", spanID(guest))
+	out := only(t, spans, "GET", spanID(guest))
+	got := backend.headers()
+	if len(got) != 1 {
+		t.Fatalf("backend got %d requests, want 1", len(got))
+	}
+	if want := "00-" + traceID + "-" + spanID(out) + "-01"; got[0].Get("Traceparent") != want {
+		t.Errorf("backend got traceparent %q, want %q (the plugin's client span)", got[0].Get("Traceparent"), want)
+	}
+}
+
