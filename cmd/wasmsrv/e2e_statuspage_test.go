@@ -24,6 +24,7 @@ const trapWAT = `(module
   (func (export "wasmsrv_mode_sync"))
   (func (export "wasmsrv_handle") (param i32) (result i32) unreachable))`
 
+// findChromium returns the path of a Chromium, skipping the test without one.
 func findChromium(t *testing.T) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
