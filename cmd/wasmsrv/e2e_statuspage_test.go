@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -192,5 +194,55 @@ document.getElementById("login").requestSubmit(); true`)); err != nil {
 		if resp, _ := do(t, c, req); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("forged session %q: %d, want 401", v, resp.StatusCode)
 		}
+	}
+}
+
+// wasmsrv serve feeds the same ring: a site app's crash is in /crashes (and so
+// on the page) with its reason, and /status splits the pool's instances into
+// idle and busy.
+func TestE2EServeCrashesInAdmin(t *testing.T) {
+	wasm := assembleWAT(t, "trapper", trapWAT)
+	dir := t.TempDir()
+	s := startAdminSite(t, dir, fmt.Sprintf(`
+[admin]
+addr = "127.0.0.1:0"
+token = "site-token"
+
+[[listeners]]
+addr = "127.0.0.1:0"
+
+[apps.trapper]
+module = %q
+pool_size = 2
+
+[[routes]]
+app = "trapper"
+`, wasm))
+	if resp, body := get(t, httpClient(t), s.URL+"/"); resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("a trapping request: %d %q", resp.StatusCode, body)
+	}
+	// The crash is recorded as the instance is discarded, before the 500 is
+	// written (the pool reports it on the request's goroutine).
+	resp, body := adminGet(t, s.Admin, "site-token", "/crashes")
+	var snap struct {
+		Recent []struct{ App, Kind, Reason, Error string }
+		Total  map[string]int
+	}
+	if err := json.Unmarshal([]byte(body), &snap); resp.StatusCode != 200 || err != nil {
+		t.Fatalf("/crashes: %d %q %v", resp.StatusCode, body, err)
+	}
+	if len(snap.Recent) != 1 || snap.Recent[0].App != "trapper" || snap.Recent[0].Kind != "crash" ||
+		snap.Recent[0].Reason != "trap" || snap.Total["trapper"] != 1 {
+		t.Errorf("/crashes: %s", body)
+	}
+	resp, body = adminGet(t, s.Admin, "site-token", "/status")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"idle"`) || !strings.Contains(body, `"busy": 0`) {
+		t.Errorf("/status: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := adminGet(t, s.Admin, "", "/ui"); resp.StatusCode != 200 || !strings.Contains(body, `id="login"`) {
+		t.Errorf("/ui without the token: %d %q", resp.StatusCode, body)
+	}
+	if resp, body := adminGet(t, s.Admin, "site-token", "/ui"); resp.StatusCode != 200 || !strings.Contains(body, `id="crashes"`) {
+		t.Errorf("/ui with the token: %d %q", resp.StatusCode, body)
 	}
 }
