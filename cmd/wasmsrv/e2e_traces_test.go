@@ -422,4 +422,3 @@ func TestE2ETracesAsyncOutboundCall(t *testing.T) {
 		t.Errorf("backend got traceparent %q, want %q (the plugin's client span)", got[0].Get("Traceparent"), want)
 	}
 }
-
