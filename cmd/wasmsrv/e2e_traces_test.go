@@ -422,3 +422,24 @@ func TestE2ETracesAsyncOutboundCall(t *testing.T) {
 		t.Errorf("backend got traceparent %q, want %q (the plugin's client span)", got[0].Get("Traceparent"), want)
 	}
 }
+
+// A CGI app: the run's wait for a slot and the command's run are the queue
+// wait and the guest call of the request's trace.
+func TestE2ETracesCGI(t *testing.T) {
+	rc := startOTLPReceiver(t)
+	s := startServerEnv(t, traceEnv(rc), sample("c-cgi/main.wasm"))
+	const traceID = "6bf92f3577b34da6a3ce929d0e0e4736"
+	const clientSpan = "20f067aa0ba902b7"
+	req := mustRequest(t, http.MethodGet, s.URL+"/", nil)
+	req.Header.Set("Traceparent", "00-"+traceID+"-"+clientSpan+"-01")
+	if resp, body := do(t, httpClient(t), req); resp.StatusCode != 200 {
+		t.Fatalf("GET /: %d %q", resp.StatusCode, body)
+	}
+	if code := s.stop(); code != 0 {
+		t.Fatalf("exit code %d\n%s", code, s.logs())
+	}
+	spans := rc.trace(t, traceID)
+	root := only(t, spans, "GET", clientSpan)
+	only(t, spans, "queue wait", spanID(root))
+	only(t, spans, "guest call", spanID(root))
+}

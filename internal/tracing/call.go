@@ -37,8 +37,8 @@ func Begin(ctx context.Context, app string) *Call {
 	return &Call{app: app, ctx: ctx, wait: time.Now()}
 }
 
-// Acquired ends the queue wait: instance took the request and the guest call
-// starts.
+// Acquired ends the queue wait: instance took the request (0: a CGI run's
+// fresh one) and the guest call starts.
 func (c *Call) Acquired(instance uint64) {
 	if c == nil {
 		return
@@ -53,8 +53,11 @@ func (c *Call) Acquired(instance uint64) {
 	app := attribute.String("wasmsrv.app", c.app)
 	_, q := tr.Start(c.ctx, "queue wait", trace.WithTimestamp(c.wait), trace.WithAttributes(app))
 	q.End(trace.WithTimestamp(now))
-	c.ctx, c.guest = tr.Start(c.ctx, "guest call", trace.WithTimestamp(now),
-		trace.WithAttributes(app, attribute.String("wasmsrv.instance", strconv.FormatUint(instance, 10))))
+	attrs := []attribute.KeyValue{app}
+	if instance != 0 { // 0: a CGI run, a fresh instance each time
+		attrs = append(attrs, attribute.String("wasmsrv.instance", strconv.FormatUint(instance, 10)))
+	}
+	c.ctx, c.guest = tr.Start(c.ctx, "guest call", trace.WithTimestamp(now), trace.WithAttributes(attrs...))
 }
 
 // Context returns the context plugin calls of the request run in: the guest
