@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/host/internal/wsorigin"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -91,7 +93,11 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	e := g.exs.Get().(*asyncExchange)
 	e.begin(g, w, r, rootPath, isWS)
+	if g.cfg.Traced {
+		e.trace = tracing.Begin(r.Context(), g.cfg.App)
+	}
 	if _, err := g.pool.Open(e, isWS); err != nil {
+		e.trace.End(err)
 		e.release()
 		e.release() // the pool never saw it: drop its reference too
 		a := answerFor(err)
@@ -100,6 +106,12 @@ func (g *AsyncGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cut := e.serve()
+	if e.trace != nil {
+		e.mu.Lock()
+		err := e.err
+		e.mu.Unlock()
+		e.trace.End(err)
+	}
 	e.release()
 	if cut {
 		panic(http.ErrAbortHandler)
@@ -169,7 +181,15 @@ type asyncExchange struct {
 	finished bool
 	code     int32
 	err      error
+	// trace is the request's queue wait and guest call spans (traces on).
+	trace *tracing.Call
 }
+
+// Acquired implements runtime.Acquirer (the instance's goroutine).
+func (e *asyncExchange) Acquired(instance uint64) { e.trace.Acquired(instance) }
+
+// RequestContext implements runtime.RequestContexter.
+func (e *asyncExchange) RequestContext() context.Context { return e.trace.Context() }
 
 func (e *asyncExchange) begin(g *AsyncGateway, w http.ResponseWriter, r *http.Request, rootPath string, isWS bool) {
 	hdr, wake, out, spare, in, deadline := e.hdr, e.wake, e.out[:0], e.spare[:0], e.in[:0], e.deadline
@@ -204,6 +224,7 @@ func (e *asyncExchange) release() {
 		return
 	}
 	e.w, e.r, e.conn, e.ws, e.g, e.err = nil, nil, nil, nil, nil, nil
+	e.trace = nil
 	if cap(e.out) > outHighWater*2 {
 		e.out = nil
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -48,6 +49,9 @@ type CGIConfig struct {
 	// path as sent and ${ARGS} the query's name=value pairs, one argument
 	// each (as sent, not decoded).
 	Argv string
+	// Traced adds the queue wait and guest call spans to the span of a request
+	// traced in front of the handler (ServerConfig.Tracer); false costs nothing.
+	Traced bool
 }
 
 // DefaultArgv is WAGI's and Spin's argv template: the request path, then the
@@ -131,8 +135,16 @@ func (h *CGIHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_ = rc.SetWriteDeadline(now)
 		}
 	}
-	err := h.app.Run(r.Context(), runtime.CommandIO{
-		Env: CGIEnv(r, rootPath, localAddr(r.Context())), Args: CGIArgv(h.cfg.Argv, r), Stdin: in, Stdout: out, Abort: abort})
+	cio := runtime.CommandIO{
+		Env: CGIEnv(r, rootPath, localAddr(r.Context())), Args: CGIArgv(h.cfg.Argv, r), Stdin: in, Stdout: out, Abort: abort}
+	var tc *tracing.Call
+	if h.cfg.Traced {
+		if tc = tracing.Begin(r.Context(), h.cfg.App); tc != nil {
+			cio.Acquired = func() { tc.Acquired(0) }
+		}
+	}
+	err := h.app.Run(r.Context(), cio)
+	tc.End(err) // nil: not traced
 	out.stop()
 	if in.aborted.Load() {
 		// Let the error response through; net/http does not reset these itself.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/requestid"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 )
 
 // syncExchange binds one HTTP request to a sync guest through the ABI
@@ -58,7 +59,15 @@ type syncExchange struct {
 	closed  bool
 	written int64
 	aborted atomic.Bool
+	// trace is the request's queue wait and guest call spans (traces on).
+	trace *tracing.Call
 }
+
+// Acquired implements runtime.Acquirer.
+func (e *syncExchange) Acquired(instance uint64) { e.trace.Acquired(instance) }
+
+// RequestContext implements runtime.RequestContexter.
+func (e *syncExchange) RequestContext() context.Context { return e.trace.Context() }
 
 func (e *syncExchange) reset(gw *Gateway, w http.ResponseWriter, r *http.Request, rootPath string, id uint64) {
 	held := e.held[:0]

@@ -12,6 +12,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -44,6 +45,9 @@ type GatewayConfig struct {
 	Buffer bodybuf.Config
 	// WebSocket configures WebSocket connections (package websocket).
 	WebSocket WSConfig
+	// Traced adds the queue wait and guest call spans to the span of a request
+	// traced in front of the gateway (ServerConfig.Tracer); false costs nothing.
+	Traced bool
 }
 
 // Gateway is the http.Handler that runs requests on a guest app through the ABI.
@@ -100,7 +104,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rootPath := route.RootPath(r.Context()) // the route strips it (route.Mount)
 	ex := g.exs.Get().(*syncExchange)
 	ex.reset(g, w, r, rootPath, g.ids.Add(1))
+	if g.cfg.Traced {
+		ex.trace = tracing.Begin(r.Context(), g.cfg.App)
+	}
 	code, err := g.pool.Serve(r.Context(), ex)
+	ex.trace.End(err) // nil: not traced
 	cut := g.finish(ex, code, err)
 	ex.reset(nil, nil, nil, "", 0) // drop references before pooling
 	g.exs.Put(ex)

@@ -18,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -78,13 +81,17 @@ func syncHelloWith(b *testing.B, pc runtime.PoolConfig, gc GatewayConfig) http.H
 
 // asyncHello is syncHello for the guest built for the async shape.
 func asyncHello(b *testing.B, pc runtime.PoolConfig) http.Handler {
+	return asyncHelloWith(b, pc, GatewayConfig{App: "hello"})
+}
+
+func asyncHelloWith(b *testing.B, pc runtime.PoolConfig, gc GatewayConfig) http.Handler {
 	ctx := context.Background()
 	pool, err := runtime.NewAsyncPool(ctx, loadHello(b, "wasmsrv_async"), pc, runtime.AsyncConfig{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { pool.Close(ctx) })
-	return NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: GatewayConfig{App: "hello"}}, slog.New(slog.DiscardHandler))
+	return NewAsyncGateway(pool, AsyncGatewayConfig{GatewayConfig: gc}, slog.New(slog.DiscardHandler))
 }
 
 func benchHello(b *testing.B, h http.Handler) {
@@ -262,3 +269,26 @@ func BenchmarkServeHello(b *testing.B) {
 func BenchmarkAsyncServeHello(b *testing.B) {
 	benchServeLoopback(b, asyncHello(b, runtime.PoolConfig{}))
 }
+
+// BenchmarkGatewayHelloTraced is BenchmarkGatewayHello with traces on: every
+// request sampled, its spans (request, queue wait, guest call) batched to an
+// exporter that drops them. Against BenchmarkGatewayHello: what the spans cost.
+func BenchmarkGatewayHelloTraced(b *testing.B) {
+	benchHello(b, tracing.Server(discardingTracer(b), syncHelloWith(b, runtime.PoolConfig{Workers: 1}, GatewayConfig{App: "hello", Traced: true})))
+}
+
+// BenchmarkAsyncGatewayHelloTraced is BenchmarkGatewayHelloTraced for the async shape.
+func BenchmarkAsyncGatewayHelloTraced(b *testing.B) {
+	benchHello(b, tracing.Server(discardingTracer(b), asyncHelloWith(b, runtime.PoolConfig{Workers: 1}, GatewayConfig{App: "hello", Traced: true})))
+}
+
+func discardingTracer(b *testing.B) *sdktrace.TracerProvider {
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardSpans{}))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return tp
+}
+
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }

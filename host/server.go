@@ -17,12 +17,15 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
+
 	//lint:ignore SA1019 net/http serves cleartext HTTP/2 with prior knowledge only; h2c also takes HTTP/1.1's Upgrade: h2c (curl --http2; cmd/wasmsrv TestE2EH2CUpgradeCurl)
 	"golang.org/x/net/http2/h2c"
 
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 )
 
 // ServerConfig configures a Server. Zero values take the defaults noted.
@@ -64,6 +67,10 @@ type ServerConfig struct {
 	// proxies, which carry many clients) are not counted.
 	MaxConnsPerIP   int
 	ConnLimitExempt []netip.Prefix
+	// Tracer, if set, traces every request: a server span (the client's W3C
+	// traceparent honoured), whose context the handler's request carries and
+	// whose traceparent replaces the request's. nil: no tracing, no cost.
+	Tracer trace.TracerProvider
 }
 
 func (c *ServerConfig) defaults() {
@@ -108,6 +115,9 @@ func NewServer(cfg ServerConfig, h http.Handler, log *slog.Logger) *Server {
 	}
 	h = Observe(guard(h), AccessLogConfig{Off: !cfg.AccessLog, Format: cfg.AccessLogFormat, Out: cfg.AccessLogOut,
 		Query: cfg.AccessLogQuery, Trusted: cfg.TrustedProxies, Logger: log})
+	if cfg.Tracer != nil {
+		h = tracing.Server(cfg.Tracer, h)
+	}
 	s := &Server{cfg: cfg, log: log, tls: cfg.TLSCert != "" || cfg.TLSKey != ""}
 	if !s.tls {
 		// h2c.NewHandler handles both prior-knowledge HTTP/2 and the HTTP/1.1

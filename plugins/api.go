@@ -41,6 +41,12 @@ type Instance interface {
 	// RequestID is the host's id of the request being served ("" in lifespan
 	// hooks), for log records.
 	RequestID() string
+	// RequestContext is the context of the request being served
+	// (context.Background() outside one): an outbound call continues the
+	// request's trace from it (go.opentelemetry.io/otel/trace.SpanFromContext;
+	// traceparent into the outbound headers). It carries values only: wait on
+	// the plugin's own timeouts, not on it.
+	RequestContext() context.Context
 	// Disconnected reports that the client of the current request has gone: a
 	// blocking call in a sync instance stops waiting.
 	Disconnected() bool

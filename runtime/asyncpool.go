@@ -449,6 +449,9 @@ func (ai *asyncInst) dispatch(ev event) {
 		return
 	case abi.EventRequest, abi.EventWSConnect:
 		ai.table[c.id] = c
+		if a, ok := c.ex.(Acquirer); ok {
+			a.Acquired(ai.in.id)
+		}
 		if o := ai.pool.cfg.Observer; o != nil {
 			o.Observe(Event{Kind: EventQueueWait, App: ai.pool.app.name, Took: time.Since(c.opened)})
 		}
@@ -457,7 +460,9 @@ func (ai *asyncInst) dispatch(ev event) {
 			return // the guest already ended this connection
 		}
 	}
+	ai.in.event = c.ex
 	ai.call(c.id, ev.kind, ev.a, ev.b)
+	ai.in.event = nil
 }
 
 // poll continues a YIELD (SPEC §8.1). The POLL calls of one streak, from the

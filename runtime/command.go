@@ -103,6 +103,9 @@ type CommandIO struct {
 	// read of Stdin or write to Stdout blocked on a slow client: Abort must unblock
 	// those (runtime.Exchange's Abort plays the same part in sync mode).
 	Abort func()
+	// Acquired, if set, is called once the run has its slot, as the module is
+	// about to start: the wait in the queue ends there (a trace's queue wait).
+	Acquired func()
 }
 
 // ValidateCommand checks that cm is a WASI command module this host can run: it
@@ -253,6 +256,9 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 			return err
 		}
 		defer func() { c.slots <- s }()
+		if cio.Acquired != nil {
+			cio.Acquired()
+		}
 		return s.run(ctx, cio)
 	}
 	start := time.Now()
@@ -262,6 +268,9 @@ func (c *CommandApp) Run(ctx context.Context, cio CommandIO) error {
 	}
 	defer func() { c.slots <- s }()
 	o.Observe(Event{Kind: EventQueueWait, App: c.name, Took: time.Since(start)})
+	if cio.Acquired != nil {
+		cio.Acquired()
+	}
 	start = time.Now()
 	err = s.run(ctx, cio)
 	o.Observe(Event{Kind: EventGuestCall, App: c.name, Took: time.Since(start)})

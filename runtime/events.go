@@ -1,6 +1,9 @@
 package runtime
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // WebSocket is implemented by exchanges of WebSocket upgrade requests, in both
 // shapes (SPEC §9). Byte slices are views of guest memory, valid during the call.
@@ -44,6 +47,22 @@ type AsyncExchange interface {
 // the connection, which no request timeout fits.
 type CallTimeouter interface {
 	CallTimeout(poolTimeout time.Duration) time.Duration
+}
+
+// Acquirer is implemented by exchanges that want to know when an instance
+// took their request (a sync pool's instance left the idle queue; an async
+// instance is about to deliver the request event): the wait in the queue ends
+// and the guest call starts there (package tracing's spans). A sync pool calls
+// it on the request's goroutine, an async one on the instance's.
+type Acquirer interface {
+	Acquired(instance uint64)
+}
+
+// RequestContexter is implemented by exchanges whose request has a context
+// plugins should see (Instance.RequestContext): the trace span a plugin's
+// outbound call continues. nil means none.
+type RequestContexter interface {
+	RequestContext() context.Context
 }
 
 // event is one entry of an async instance's mailbox.

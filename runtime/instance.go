@@ -46,6 +46,9 @@ type Instance struct {
 	mu      sync.Mutex
 	cur     exchangeSlot
 	handles uint32
+	// event is the exchange of the connection an async instance's current
+	// event is for (RequestContext); owner goroutine only.
+	event Exchange
 	// interrupt is the injected flag the guest checks on every loop iteration
 	// (package interrupt); guarded by mu against expire.
 	interrupt api.MutableGlobal
@@ -132,6 +135,24 @@ func (in *Instance) RequestID() string {
 		return ""
 	}
 	return h.Fields[abi.FieldRequestID]
+}
+
+// RequestContext returns the context of the request the current call serves
+// (the exchange's, RequestContexter): plugins continue its trace in their
+// outbound calls. It carries values only: its cancellation is the request's, not
+// the call's, so a plugin does not wait on it. context.Background() outside a
+// request or for an exchange without one.
+func (in *Instance) RequestContext() context.Context {
+	ex := in.cur.ex
+	if ex == nil {
+		ex = in.event
+	}
+	if rc, ok := ex.(RequestContexter); ok {
+		if ctx := rc.RequestContext(); ctx != nil {
+			return ctx
+		}
+	}
+	return context.Background()
 }
 
 // Value returns the plugin state stored under key on this instance, or nil. Like the

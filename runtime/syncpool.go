@@ -182,6 +182,9 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 	if err != nil {
 		return 0, err
 	}
+	if a, ok := ex.(Acquirer); ok {
+		a.Acquired(in.id)
+	}
 	o := p.cfg.Observer
 	if o == nil {
 		code, err := in.serveSync(ex, p.cfg.RequestTimeout)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -90,16 +89,7 @@ func TestE2EWebSocketOrigins(t *testing.T) {
 // allow-listed, and the app's own page connects, so the refusal is the
 // Origin check's doing and nothing else.
 func TestE2EWebSocketOriginChromium(t *testing.T) {
-	chrome := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			chrome = p
-			break
-		}
-	}
-	if chrome == "" {
-		t.Skip("no Chromium installed (apt-get install chromium): skipping the browser test")
-	}
+	chrome := findChromium(t)
 	// The attacker's page: another port, so another origin.
 	page := func(target string) string {
 		return `<!doctype html><title>other site</title><script>

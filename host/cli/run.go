@@ -20,10 +20,11 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
-	"github.com/wasmsrv/wasmsrv/internal/registry"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -36,6 +37,9 @@ Serve one app. APP is a .wasm module, or a directory holding a Go main package
 (built for GOOS=wasip1 with the local Go toolchain, for the shape it declares with
 //wasmsrv:mode) or C sources (built with clang --target=wasm32-wasi); builds are
 cached by content. 'wasmsrv new DIR' writes a starter app.
+
+OpenTelemetry traces are exported (OTLP over HTTP) when OTEL_EXPORTER_OTLP_ENDPOINT
+or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (docs/observability.md).
 
 Flags (each overrides the environment variable shown):
 `
@@ -92,10 +96,13 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		return cfg.ShutdownTimeout.D(), serving.Load()
 	})()
 
-	reg, err := registry.New(installedPlugins(cfg.KVPath, cfg.RedisURL, opts.Plugins)...)
+	tp, reg, err := startTracing(ctx, opts, log, installedPlugins(cfg.KVPath, cfg.RedisURL, opts.Plugins))
 	if err != nil {
 		return err
 	}
+	// Registered before the plugins close and the app stops, so it runs after
+	// them: the spans of the last requests are flushed.
+	defer tracing.Shutdown(tp, traceFlushTimeout, log)
 	// Runs after app.Close below: per-app plugin state first, then the backends.
 	defer func() {
 		if err := reg.Close(); err != nil {
@@ -107,14 +114,17 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	if err != nil {
 		return &usageError{err.Error()}
 	}
-	// Metrics are kept when the admin listener can serve them, and cost nothing
-	// otherwise.
+	spec.Traced = tp != nil
+	// Metrics and the status page's crash ring are kept when the admin listener
+	// can serve them, and cost nothing otherwise.
 	var mreg *metrics.Registry
 	var am *metrics.App
+	var crashes *statuspage.Crashes
 	if cfg.Admin != "" {
 		mreg = metrics.New()
 		am = mreg.App(name)
-		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
+		crashes = statuspage.NewCrashes(0)
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am, crashes)
 		spec.WebSocket.Observer = am
 		spec.PluginCalls = am.PluginCalls
 	}
@@ -159,13 +169,13 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout.D(), IdleTimeout: cfg.IdleTimeout.D(),
 		MaxHeaderBytes: int(cfg.MaxHeaderBytes), ShutdownGrace: cfg.ShutdownTimeout.D(), DrainDelay: cfg.DrainDelay.D(),
 		AccessLog: cfg.AccessLog, AccessLogFormat: cfg.AccessLogFormat, AccessLogOut: stdout, AccessLogQuery: cfg.AccessLogQuery,
-		TrustedProxies: trusted, MaxConnsPerIP: cfg.MaxConnsPerIP, ConnLimitExempt: trusted,
+		TrustedProxies: trusted, MaxConnsPerIP: cfg.MaxConnsPerIP, ConnLimitExempt: trusted, Tracer: tracerOf(tp),
 	}, handler, log)
 	if err := srv.Listen(); err != nil {
 		_ = app.Close(context.Background())
 		return err
 	}
-	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, mreg, ready, log)
+	adm := runAdminServer(cfg.Admin, cfg.AdminToken, app, mreg, ready, crashes, log)
 	adminURL := "off"
 	if adm != nil {
 		if err := adm.Listen(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 )
 
@@ -26,10 +27,10 @@ func (c runController) Status() any {
 }
 
 // runAdminServer is run's admin listener (--admin), or nil when it is off.
-func runAdminServer(addr, token string, app *apps.Running, m *metrics.Registry, ready *admin.Readiness, log *slog.Logger) *host.Server {
+func runAdminServer(addr, token string, app *apps.Running, m *metrics.Registry, ready *admin.Readiness, crashes *statuspage.Crashes, log *slog.Logger) *host.Server {
 	if addr == "" {
 		return nil
 	}
-	h := admin.Handler(runController{app}, admin.Config{Addr: addr, Token: token, Metrics: m.Handler(), Readiness: ready}, log)
+	h := admin.Handler(runController{app}, admin.Config{Addr: addr, Token: token, Metrics: m.Handler(), Readiness: ready, Crashes: crashes}, log)
 	return host.NewServer(host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}, h, log)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/site"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -40,6 +41,10 @@ listener) re-reads the file; a bad file is rejected and the running config kept.
 
 Environment overrides: WASMSRV_LISTEN, WASMSRV_ADMIN_ADDR, WASMSRV_ADMIN_TOKEN,
 WASMSRV_LOG_LEVEL, WASMSRV_TRUSTED_PROXIES, WASMSRV_SHUTDOWN_TIMEOUT.
+
+OpenTelemetry traces are exported (OTLP over HTTP) when OTEL_EXPORTER_OTLP_ENDPOINT
+or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set; the other OTEL_* variables apply
+(docs/observability.md). The admin listener serves a status page at /ui.
 
 Flags (each overrides the environment variable shown):
 `
@@ -126,10 +131,11 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		return cfg.Server.ShutdownTimeout.D(), false
 	})()
 
-	reg, err := registry.New(installedPlugins(cfg.Resolve(cfg.Plugins.KVPath), cfg.Plugins.RedisURL, opts.Plugins)...)
+	tp, reg, err := startTracing(ctx, opts, log, installedPlugins(cfg.Resolve(cfg.Plugins.KVPath), cfg.Plugins.RedisURL, opts.Plugins))
 	if err != nil {
 		return err
 	}
+	defer tracing.Shutdown(tp, traceFlushTimeout, log) // after the site and the plugins close
 	// Runs when serve returns: Serve has closed the apps by then.
 	defer func() {
 		if err := reg.Close(); err != nil {
@@ -147,7 +153,7 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 	s, err := site.New(ctx, site.Options{ConfigPath: path, Environ: environ, Engine: eng,
 		BuildCacheDir: buildCache, Logger: log, Plugins: reg, Progress: meter,
 		AccessLog: sf.AccessLog, AccessLogFormat: sf.AccessLogFormat, AccessLogOut: stdout, AccessLogQuery: sf.AccessLogQuery,
-		Readiness: ready, Metrics: metrics.New()})
+		Readiness: ready, Metrics: metrics.New(), Tracer: tracerOf(tp)})
 	if err != nil {
 		early.stop()
 		if ctx.Err() != nil {

@@ -48,6 +48,9 @@ type Spec struct {
 	WebSocket host.WSConfig
 	// Pool sizes the pool and sets deadlines and recycling.
 	Pool runtime.PoolConfig
+	// Traced: requests are traced in front of the app (host.ServerConfig.Tracer);
+	// the gateway adds the queue wait and guest call spans.
+	Traced bool
 	// MemoryLimit per instance in bytes (0 = runtime default).
 	MemoryLimit int64
 	// StartTimeout bounds an instance's start (0 = runtime default, 30 s).
@@ -123,6 +126,12 @@ type Status struct {
 	// than workers means instances are being replaced, or cannot start.
 	Workers int `json:"workers,omitempty"`
 	Live    int `json:"live,omitempty"`
+	// Idle and Busy split the live instances: busy ones serve a request (an
+	// async one: hold a connection). Waiting counts requests queued for an
+	// instance (sync), or open connections (async).
+	Idle    int `json:"idle"`
+	Busy    int `json:"busy"`
+	Waiting int `json:"waiting"`
 	// Served, Discarded (failed: trap, deadline, memory), Recycled.
 	Served    int64 `json:"served,omitempty"`
 	Discarded int64 `json:"discarded,omitempty"`
@@ -152,6 +161,7 @@ func (a *Running) Status() Status {
 	}
 	s := a.stats()
 	st.Workers, st.Live, st.Served, st.Discarded, st.Recycled = s.Workers, s.Live, s.Served, s.Discarded, s.Recycled
+	st.Idle, st.Busy, st.Waiting = s.Idle, max(s.Live-s.Idle, 0), s.Waiting
 	st.StartFailures, st.LastStartError = s.StartFailures, s.LastStartError
 	if !s.LastStartErrorAt.IsZero() {
 		at := s.LastStartErrorAt
@@ -273,7 +283,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 			_ = app.Close(ctx)
 			return nil, err
 		}
-		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket}, log)
+		gw := host.NewGateway(pool, host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, ResponseBuffer: spec.ResponseBuffer, WebSocket: spec.WebSocket, Traced: spec.Traced}, log)
 		return &Running{Name: spec.Name, Mode: runtime.ModeSync, Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
 			gw.Close() // WebSockets first: their guests finish, instances come back
 			err := pool.Close(ctx)

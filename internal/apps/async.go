@@ -54,7 +54,7 @@ func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string
 		return nil, err
 	}
 	gw := host.NewAsyncGateway(pool, host.AsyncGatewayConfig{
-		GatewayConfig:  host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, WebSocket: spec.WebSocket},
+		GatewayConfig:  host.GatewayConfig{App: spec.Name, BodyLimit: spec.BodyLimit, WebSocket: spec.WebSocket, Traced: spec.Traced},
 		RequestTimeout: spec.Pool.RequestTimeout,
 	}, log)
 	return &Running{Name: spec.Name, Mode: runtime.ModeAsync, Wasm: wasmPath, Handler: gw, close: func(ctx context.Context) error {
@@ -62,5 +62,13 @@ func openAsync(ctx context.Context, app *runtime.App, spec Spec, wasmPath string
 		err := pool.Close(ctx)
 		_ = app.Close(ctx)
 		return err
-	}, stats: func() runtime.SyncStats { return pool.Stats().SyncStats }}, nil
+	}, stats: func() runtime.SyncStats {
+		s := pool.Stats()
+		for _, n := range s.Conns {
+			if n == 0 {
+				s.Idle++
+			}
+		}
+		return s.SyncStats
+	}}, nil
 }

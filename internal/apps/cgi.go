@@ -23,6 +23,6 @@ func openCommand(ctx context.Context, eng *runtime.Engine, spec Spec, bin []byte
 	}
 	log.Info("module is a WASI command (exports _start, no wasmsrv markers): serving it in CGI mode, one fresh instance per request",
 		"app", spec.Name, "max_concurrent", cmd.PoolConfig().Workers)
-	h := host.NewCGIHandler(cmd, host.CGIConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, Argv: spec.CGIArgv}, log)
+	h := host.NewCGIHandler(cmd, host.CGIConfig{App: spec.Name, BodyLimit: spec.BodyLimit, Buffer: spec.BodyBuffer, Argv: spec.CGIArgv, Traced: spec.Traced}, log)
 	return &Running{Name: spec.Name, Mode: runtime.ModeCGI, Wasm: wasmPath, Handler: h, close: cmd.Close}, nil
 }

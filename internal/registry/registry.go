@@ -11,10 +11,13 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tetratelabs/wazero/api"
+
 	"github.com/wasmsrv/wasmsrv/plugins"
 
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -26,6 +29,17 @@ const DefaultGrant = "log"
 type Registry struct {
 	byName map[string]plugins.Plugin
 	names  []string
+	traced bool
+}
+
+// Traced returns a registry of the same plugins whose host functions each run
+// in a span named after the import ("wasmsrv_kv.get"), a child of the request's
+// (package tracing; Instance.RequestContext). Without it a host call costs
+// nothing for traces.
+func (r *Registry) Traced() *Registry {
+	c := *r
+	c.traced = true
+	return &c
 }
 
 // New builds a registry, rejecting bad or duplicate names.
@@ -137,7 +151,11 @@ func (r *Registry) OpenWithOutput(ctx context.Context, app string, grants Grants
 			_ = o.Close(ctx)
 			return nil, fmt.Errorf("app %s: plugin %s: %w", app, name, err)
 		}
-		o.modules = append(o.modules, runtime.HostModule{Name: plugins.Module(p), Funcs: b.Funcs})
+		funcs := b.Funcs
+		if r.traced {
+			funcs = tracedFuncs(plugins.Module(p), funcs)
+		}
+		o.modules = append(o.modules, runtime.HostModule{Name: plugins.Module(p), Funcs: funcs})
 		if b.Close != nil {
 			o.closers = append(o.closers, b.Close)
 		}
@@ -197,4 +215,24 @@ func (r *Registry) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// tracedFuncs wraps each host function of module in a span.
+func tracedFuncs(module string, fs []plugins.HostFunc) []plugins.HostFunc {
+	out := make([]plugins.HostFunc, len(fs))
+	for i, f := range fs {
+		name, fn := module+"."+f.Name, f.Fn
+		f.Fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+			in := runtime.InstanceFrom(ctx)
+			if in == nil {
+				fn(ctx, mod, stack)
+				return
+			}
+			_, span := tracing.Start(in.RequestContext(), name)
+			defer span.End() // a trap panics through it: the span still ends
+			fn(ctx, mod, stack)
+		}
+		out[i] = f
+	}
+	return out
 }

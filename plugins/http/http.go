@@ -23,10 +23,13 @@ import (
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/wasmsrv/wasmsrv/abi"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
 	"github.com/wasmsrv/wasmsrv/internal/requestid"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/plugins"
 	"github.com/wasmsrv/wasmsrv/plugins/internal/netallow"
 	"github.com/wasmsrv/wasmsrv/plugins/pluginabi"
@@ -267,16 +270,21 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 	if id := in.RequestID(); requestid.Valid(id) {
 		requestid.Set(req.Header, id)
 	}
+	// The call continues the request's trace: a client span, its traceparent in
+	// the outbound headers (replacing the guest's own, when traces are on).
+	span := tracing.Client(in.RequestContext(), req.Method, req.Header,
+		attribute.String("http.request.method", req.Method), attribute.String("server.address", req.URL.Host),
+		attribute.String("url.full", req.URL.Redacted()))
 	p := &pending{done: make(chan struct{}), cancel: cancel}
 	if in.Async() {
 		// An async instance's calls run on the goroutine of all its connections:
 		// the request runs on its own, response() says ERR_WOULD_BLOCK until it
 		// is done, and notify() asks for EventPlugin then (ABI.md, "Async mode").
 		go func() {
-			p.complete(a.do(req))
+			p.complete(a.do(req, span))
 		}()
 	} else {
-		p.complete(a.do(req))
+		p.complete(a.do(req, span))
 		cancel()
 		if p.status != 0 {
 			stack[0] = plugins.Status(p.status)
@@ -343,12 +351,14 @@ func (a *appHTTP) decode(ctx context.Context, b, body []byte) (*nethttp.Request,
 }
 
 // do performs req (its context carries the app's timeout) and encodes the response
-// block.
-func (a *appHTTP) do(req *nethttp.Request) ([]byte, int32) {
+// block; it ends span, req's client span.
+func (a *appHTTP) do(req *nethttp.Request, span trace.Span) ([]byte, int32) {
 	resp, err := a.client.Do(req)
 	if err != nil {
+		tracing.End(span, 0, err)
 		return nil, a.classify(req, err)
 	}
+	defer tracing.End(span, resp.StatusCode, nil)
 	defer resp.Body.Close()
 	out := make([]byte, 8, 512)
 	binary.LittleEndian.PutUint32(out, uint32(resp.StatusCode))

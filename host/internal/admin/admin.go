@@ -1,6 +1,7 @@
 // Package admin is the control API served on its own listener: the probes
 // (/livez, /readyz), health, config reload, cache purge, upstream status,
-// Prometheus metrics and Go's runtime profiles. The probes answer anyone (a
+// recent crashes, the status page (GET /ui, package statuspage), Prometheus
+// metrics and Go's runtime profiles. The probes answer anyone (a
 // kubelet or a load balancer sends no token and may send any Host; they tell
 // nothing but "ok", "starting" or "draining"). For the rest, a token, when set, must
 // be sent as "Authorization: Bearer TOKEN" (config requires one whenever
@@ -13,12 +14,12 @@ package admin
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 )
 
 // Controller is what the admin API drives.
@@ -39,13 +40,17 @@ type Config struct {
 	Addr string
 	// Hosts are further names (or addresses) the listener is reached by.
 	Hosts []string
-	// Token, if set, must be sent as "Authorization: Bearer TOKEN".
+	// Token, if set, must be sent as "Authorization: Bearer TOKEN" (or, from
+	// the status page, as the session cookie its log-in sets).
 	Token string
 	// Metrics, if set, serves GET /metrics (the Prometheus exposition), behind
 	// the token and the guard like the rest.
 	Metrics http.Handler
 	// Readiness is what /readyz reports (nil: always ready).
 	Readiness *Readiness
+	// Crashes is the ring of recent instance failures GET /crashes and the
+	// status page show; nil: none kept.
+	Crashes *statuspage.Crashes
 }
 
 // Handler serves the admin API.
@@ -79,13 +84,37 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
 	profiles(mux)
-	if cfg.Token == "" {
-		return Probes("/", cfg.Readiness, newGuard(cfg.Addr, cfg.Hosts, mux))
-	}
-	want := []byte("Bearer " + cfg.Token)
+	mux.HandleFunc("GET /crashes", func(w http.ResponseWriter, r *http.Request) {
+		var snap statuspage.Snapshot
+		if cfg.Crashes != nil {
+			snap = cfg.Crashes.Snapshot()
+		} else {
+			snap = statuspage.Snapshot{Recent: []statuspage.Crash{}, Total: map[string]int64{}}
+		}
+		writeJSON(w, http.StatusOK, snap)
+	})
+	a := newAuth(cfg.Token)
+	// The status page: its scripts and the log-in need no token (they hold no
+	// data); the page itself is the log-in form until the request carries one.
+	open := http.NewServeMux()
+	open.HandleFunc("GET /ui/assets/{name}", statuspage.Assets)
+	open.HandleFunc("POST /ui/login", a.login)
+	open.HandleFunc("POST /ui/logout", logout)
 	return Probes("/", cfg.Readiness, newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		if _, pattern := open.Handler(r); pattern != "" {
+			open.ServeHTTP(w, r) // (ServeHTTP sets the path values, Handler does not)
+			return
+		}
+		authorized := a.ok(r)
+		if r.URL.Path == "/ui" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if authorized {
+				statuspage.Page(w)
+			} else {
+				statuspage.Login(w)
+			}
+			return
+		}
+		if !authorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmsrv admin"`)
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "admin token required"})
 			return

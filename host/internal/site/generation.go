@@ -227,6 +227,8 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 	}
 	if err == nil {
 		var a *apps.Running
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, s.observer)
+		spec.Traced = s.opt.Tracer != nil
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
 			if am != nil {
 				am.SetPool(a.PoolStats)
@@ -492,7 +494,7 @@ func (s *Site) middleware(ctx context.Context, i, j int, mc config.Middleware) (
 	a, err := apps.Open(ctx, s.opt.Engine, apps.Spec{
 		// A name of its own: the log says which middleware; it has no plugins.
 		Name: fmt.Sprintf("route%d-middleware%d", i, j), Source: mc.Module, Mode: runtime.ModeHTTPWasm, Progress: s.opt.Progress,
-		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D()},
+		Pool:        runtime.PoolConfig{Workers: mc.PoolSize, RequestTimeout: mc.RequestTimeout.D(), Observer: s.observer},
 		MemoryLimit: int64(mc.MemoryLimit),
 		HTTPWasm:    apps.HTTPWasmSpec{Config: conf, BufferLimit: int64(mc.BufferLimit)},
 		// Bodies are read ahead (memory, then a temp file) before a request

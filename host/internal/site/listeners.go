@@ -61,11 +61,12 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 			AccessLog:  s.opt.AccessLog, AccessLogFormat: s.opt.AccessLogFormat, AccessLogOut: s.opt.AccessLogOut,
 			AccessLogQuery: s.opt.AccessLogQuery, TrustedProxies: trusted,
 			MaxConnsPerIP: cfg.Limits.MaxConnsPerIP, ConnLimitExempt: trusted,
+			Tracer: s.opt.Tracer,
 		}})
 	}
 	if addr := cfg.Admin.Listen(); addr != "" {
 		out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
-			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler(), Readiness: s.opt.Readiness}, s.log),
+			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler(), Readiness: s.opt.Readiness, Crashes: s.crashes}, s.log),
 			cfg:     host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}})
 	}
 	return out

@@ -19,11 +19,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
+	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -61,6 +64,12 @@ type Options struct {
 	// Metrics, if set, counts the site's apps, upstream groups, cache and
 	// limits, and the admin listener serves it at /metrics.
 	Metrics *metrics.Registry
+	// Tracer traces the requests of the site listeners (package tracing); nil:
+	// traces off.
+	Tracer trace.TracerProvider
+	// Observer hears every app's pool (runtime.Observer: metrics); the site
+	// adds its own ring of recent crashes for the status page.
+	Observer runtime.Observer
 }
 
 // Site is the running server. It is an http.Handler (the current
@@ -73,6 +82,12 @@ type Site struct {
 	cancel context.CancelFunc
 
 	cur atomic.Pointer[generation]
+
+	// crashes keeps the recent instance failures of every app (the status
+	// page); observer is what every app's pool reports to (it and
+	// Options.Observer).
+	crashes  *statuspage.Crashes
+	observer runtime.Observer
 
 	mu        sync.Mutex // serialises reloads and the shared-resource tables
 	gen       uint64
@@ -116,7 +131,9 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 	if opt.Readiness == nil {
 		opt.Readiness = &admin.Readiness{}
 	}
-	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{}}
+	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{},
+		crashes: statuspage.NewCrashes(0)}
+	s.observer = runtime.Observers(opt.Observer, s.crashes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The apps outlive ctx, but a stop while the site starts (ctx ends: a

@@ -21,12 +21,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/forwarded"
 	"github.com/wasmsrv/wasmsrv/host/internal/reqlog"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/tracing"
 )
 
 // Config describes one upstream group.
@@ -231,6 +233,14 @@ func (g *Group) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	g.inflight.Add(1)
 	defer g.inflight.Add(-1)
+	// With traces on, a client span around the proxied request (its retries
+	// included), whose traceparent the upstream receives.
+	if span := tracing.Client(r.Context(), "upstream "+g.cfg.Name, r.Header,
+		attribute.String("http.request.method", r.Method), attribute.String("wasmsrv.upstream", g.cfg.Name)); span.IsRecording() {
+		sw := &tracing.StatusWriter{ResponseWriter: w}
+		defer func() { tracing.End(span, sw.Status(), nil) }()
+		w = sw
+	}
 	if g.leanOK(r) {
 		g.serveLean(w, r)
 		return
