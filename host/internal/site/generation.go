@@ -201,7 +201,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress})
 	if err == nil {
 		var a *apps.Running
-		spec.Pool.Observer = s.observer
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, s.observer)
 		spec.Traced = s.opt.Tracer != nil
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
 			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
