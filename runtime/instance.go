@@ -29,6 +29,8 @@ type Instance struct {
 	cctx           callCtx
 
 	stdout, stderr *logWriter
+	// snap is the snapshot the instance started from, or nil.
+	snap *snapshot
 
 	// deadline: one timer per instance, re-armed per call, so a request costs no
 	// allocation for its deadline.
@@ -83,6 +85,9 @@ func (c *callCtx) Err() error {
 func (c *callCtx) Value(key any) any {
 	if key == (instanceKey{}) {
 		return c.in
+	}
+	if c.in.snap != nil {
+		return c.in.snap.allocCtx.Value(key)
 	}
 	return c.in.app.allocCtx.Value(key)
 }
