@@ -47,10 +47,10 @@ func TestSnapshotFreshRandomness(t *testing.T) {
 			t.Fatal("instance did not start from the snapshot")
 		}
 		lines := drawRandom(t, in)
-		if len(lines) != 9 {
+		if len(lines) != 10 || lines[0] != "requests on this instance 1" {
 			t.Fatalf("guest said %q", lines)
 		}
-		for _, l := range lines {
+		for _, l := range lines[1:] {
 			if j, dup := seen[l]; dup {
 				t.Fatalf("instances %d and %d both drew %q", j, i, l)
 			}

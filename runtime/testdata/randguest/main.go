@@ -1,6 +1,7 @@
-// Command randguest answers every request with draws from each source of
-// randomness a Go guest has, one per line, so that tests can check that the
-// instances started from one snapshot do not share random state.
+// Command randguest answers every request with the number of requests its
+// instance has served, then draws from each source of randomness a Go guest
+// has, one per line, so that tests can check that the instances started from
+// one snapshot do not share random state.
 package main
 
 import (
@@ -22,6 +23,10 @@ func runtimeRand() uint64
 //go:linkname cheaprand runtime.cheaprand
 func cheaprand() uint32
 
+// served counts the requests of this instance: 1 in every answer of an
+// instance made for one request.
+var served int
+
 // initMap is made at init, before the snapshot: its iteration order must still
 // differ between instances.
 var initMap = map[int]bool{}
@@ -40,7 +45,9 @@ func init() {
 	}
 	initChaCha = randv2.New(randv2.NewChaCha8(seed))
 	wasmsrv.HandleFunc(func(w *wasmsrv.ResponseWriter, r *wasmsrv.Request) {
+		served++
 		var b strings.Builder
+		fmt.Fprintf(&b, "requests on this instance %d\n", served)
 		fmt.Fprintf(&b, "math/rand %d\n", rand.Int63())
 		fmt.Fprintf(&b, "math/rand/v2 %d\n", randv2.Uint64())
 		var c [8]byte
