@@ -3,11 +3,15 @@ package runtime
 import (
 	"context"
 	"os"
+	"os/exec"
+	"path/filepath"
 	goruntime "runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetratelabs/wazero/api"
 )
 
 // drawRandom serves one request on in and returns the guest's lines.
@@ -160,5 +164,99 @@ func BenchmarkZZSnap(b *testing.B) {
 			b.Fatal(err)
 		}
 		in.close(ctx)
+	}
+}
+
+// watGuest assembles a sync guest whose _initialize runs init and whose
+// handler returns global $n * 1000 + the i32 at 16 after bumping both.
+func watGuest(t *testing.T, imports, init string) []byte {
+	t.Helper()
+	wat2wasm, err := exec.LookPath("wat2wasm")
+	if err != nil {
+		t.Skip("wat2wasm not installed (apt-get install wabt)")
+	}
+	src := `(module
+  ` + imports + `
+  (memory (export "memory") 1)
+  (global $n (mut i32) (i32.const 0))
+  (data (i32.const 16) "\01")
+  (func (export "wasmsrv_abi_v1"))
+  (func (export "wasmsrv_mode_sync"))
+  (func (export "_initialize") ` + init + `)
+  (func (export "wasmsrv_handle") (param $ctx i32) (result i32)
+    (global.set $n (i32.add (global.get $n) (i32.const 1)))
+    (i32.store (i32.const 16) (i32.add (i32.load (i32.const 16)) (i32.const 1)))
+    (i32.add (i32.mul (global.get $n) (i32.const 1000)) (i32.load (i32.const 16)))))`
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "g.wat"), filepath.Join(dir, "g.wasm")
+	if err := os.WriteFile(in, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := exec.Command(wat2wasm, in, "-o", out).CombinedOutput(); err != nil {
+		t.Fatalf("wat2wasm: %v\n%s", err, b)
+	}
+	bin, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestSnapshotOnlyWhenSafe: an app whose start keeps state the snapshot would
+// not capture, or would make every instance share, starts each instance
+// afresh (and says why in the log); one whose start leaves only memory and
+// globals starts the others from the snapshot, with that memory and those
+// globals.
+func TestSnapshotOnlyWhenSafe(t *testing.T) {
+	ctx := context.Background()
+	touched := 0
+	plugin := HostModule{Name: "testplugin", Funcs: []HostFunc{{Name: "touch", Fn: func(context.Context, api.Module, []uint64) { touched++ }}}}
+	const wasi = `(import "wasi_snapshot_preview1" "random_get" (func $random (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "clock_time_get" (func $clock (param i32 i64 i32) (result i32)))`
+	for _, tc := range []struct {
+		name, imports, init string
+		plugins             []HostModule
+		why                 string // "" = snapshot
+	}{
+		{name: "memory and globals", imports: wasi, init: `(global.set $n (i32.const 5)) (i32.store (i32.const 16) (i32.const 7))`},
+		{name: "calls the host", imports: `(import "testplugin" "touch" (func $touch))`, init: `(call $touch)`,
+			plugins: []HostModule{plugin}, why: "calls the host (testplugin.touch)"},
+		{name: "reads randomness", imports: wasi, init: `(drop (call $random (i32.const 64) (i32.const 8)))`,
+			why: "read 8 random bytes"},
+		{name: "reads the clock", imports: wasi, init: `(drop (call $clock (i32.const 0) (i64.const 1) (i32.const 64)))`,
+			why: "bytes of memory different"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &testLog{}
+			app, err := engine(t).Load(ctx, AppConfig{Name: "w", Wasm: watGuest(t, tc.imports, tc.init), HostModules: tc.plugins, Logger: log.logger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer app.Close(ctx)
+			if tc.why == "" && app.snap == nil || tc.why != "" && (app.snap != nil || !strings.Contains(log.String(), tc.why)) {
+				t.Fatalf("snapshot %v; want reason %q; log:\n%s", app.snap != nil, tc.why, log.String())
+			}
+			for range 3 {
+				in, err := app.newInstance(ctx, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				code, err := in.serveSync(newFakeExchange("GET", "/", "", nil), 10*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := int32(1002)
+				if tc.name == "memory and globals" {
+					want = 6008
+				}
+				if code != want {
+					t.Errorf("first request of an instance returned %d, want %d", code, want)
+				}
+				in.close(ctx)
+			}
+		})
+	}
+	if touched != 2+3 { // two instances made for the snapshot, then three fresh ones
+		t.Errorf("the plugin was called %d times, want 5", touched)
 	}
 }
