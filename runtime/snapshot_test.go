@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/api"
 )
@@ -64,17 +65,35 @@ func TestSnapshotFreshRandomness(t *testing.T) {
 	}
 }
 
-// privateBytes is the process's Private_Dirty + Private_Clean in bytes
-// (/proc/self/smaps_rollup): memory no other mapping shares.
-func privateBytes(b *testing.B) int64 {
-	data, err := os.ReadFile("/proc/self/smaps_rollup")
+// privateIn sums Private_Dirty + Private_Clean of the mappings of
+// /proc/self/smaps that start inside one of the ranges [start, start+len):
+// the pages only those linear memories hold.
+func privateIn(b *testing.B, ranges [][2]uintptr) int64 {
+	data, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
-		b.Skipf("no smaps_rollup: %v", err)
+		b.Skipf("no smaps: %v", err)
 	}
 	var total int64
+	in := false
 	for _, l := range strings.Split(string(data), "\n") {
 		f := strings.Fields(l)
-		if len(f) == 3 && (f[0] == "Private_Dirty:" || f[0] == "Private_Clean:") {
+		if len(f) == 0 {
+			continue
+		}
+		if lo, _, ok := strings.Cut(f[0], "-"); ok && !strings.HasSuffix(f[0], ":") {
+			start, err := strconv.ParseUint(lo, 16, 64)
+			if err != nil {
+				continue
+			}
+			in = false
+			for _, r := range ranges {
+				if uintptr(start) >= r[0] && uintptr(start) < r[0]+r[1] {
+					in = true
+				}
+			}
+			continue
+		}
+		if in && len(f) == 3 && (f[0] == "Private_Dirty:" || f[0] == "Private_Clean:") {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
 			if err != nil {
 				b.Fatal(err)
@@ -85,16 +104,28 @@ func privateBytes(b *testing.B) int64 {
 	return total
 }
 
-// BenchmarkSnapshotStart compares the start of a Go hello instance
-// (samples/hello) from the app's snapshot with a fresh start (instantiate,
-// _initialize, start hook), in the same iterations: time per instance, and
-// private memory per live idle instance (64 of them), Private_Dirty +
-// Private_Clean of the process.
+// BenchmarkSnapshotStart compares the start of a hello instance, Go
+// (samples/hello) and C (samples/c-hello), from the app's snapshot with a
+// fresh start (instantiate, _initialize, start hook), in the same iterations:
+// time per instance, and per live idle instance (64 of them) the private
+// memory of its linear memory (Private_Dirty + Private_Clean of its mappings:
+// the pages it does not share with the image) and the Go heap the host keeps
+// for it (wazero's module instance: functions, table, globals).
 //
 //	go test -run '^$' -bench SnapshotStart -count 5 ./runtime/
 func BenchmarkSnapshotStart(b *testing.B) {
+	b.Run("go", func(b *testing.B) { benchmarkSnapshotStart(b, buildGuest(b, "../samples/hello")) })
+	b.Run("c", func(b *testing.B) {
+		bin, err := os.ReadFile("../samples/c-hello/main.wasm")
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchmarkSnapshotStart(b, bin)
+	})
+}
+
+func benchmarkSnapshotStart(b *testing.B, bin []byte) {
 	ctx := context.Background()
-	bin := buildGuest(b, "../samples/hello")
 	log := (&testLog{}).logger()
 	eng, err := NewEngine(ctx, EngineConfig{CacheDir: "-"}, log)
 	if err != nil {
@@ -114,10 +145,11 @@ func BenchmarkSnapshotStart(b *testing.B) {
 		b.Fatal("no snapshot")
 	}
 	const k = 64
-	measure := func(app *App) (time.Duration, int64) {
+	measure := func(app *App) (time.Duration, int64, int64) {
 		ins := make([]*Instance, 0, k)
+		var before, after goruntime.MemStats
 		goruntime.GC()
-		priv0 := privateBytes(b)
+		goruntime.ReadMemStats(&before)
 		start := time.Now()
 		for range k {
 			in, err := app.newInstance(ctx, 0)
@@ -128,43 +160,34 @@ func BenchmarkSnapshotStart(b *testing.B) {
 		}
 		took := time.Since(start)
 		goruntime.GC()
-		priv := privateBytes(b) - priv0
+		goruntime.ReadMemStats(&after)
+		ranges := make([][2]uintptr, 0, k)
+		for _, in := range ins {
+			mem, _ := in.mod.Memory().Read(0, in.mod.Memory().Size())
+			ranges = append(ranges, [2]uintptr{uintptr(unsafe.Pointer(unsafe.SliceData(mem))), uintptr(len(mem))})
+		}
+		priv := privateIn(b, ranges)
 		for _, in := range ins {
 			in.close(ctx)
 		}
-		return took / k, priv / k
+		return took / k, priv / k, max(int64(after.HeapAlloc)-int64(before.HeapAlloc), 0) / k
 	}
 	var snapT, freshT time.Duration
-	var snapM, freshM int64
+	var snapM, freshM, snapH, freshH int64
 	for b.Loop() {
-		t, m := measure(snapApp)
-		snapT, snapM = snapT+t, snapM+m
-		t, m = measure(freshApp)
-		freshT, freshM = freshT+t, freshM+m
+		t, m, h := measure(snapApp)
+		snapT, snapM, snapH = snapT+t, snapM+m, snapH+h
+		t, m, h = measure(freshApp)
+		freshT, freshM, freshH = freshT+t, freshM+m, freshH+h
 	}
 	n := float64(b.N)
-	b.ReportMetric(float64(snapT.Microseconds())/n, "snapshot-µs/instance")
-	b.ReportMetric(float64(freshT.Microseconds())/n, "fresh-µs/instance")
+	b.ReportMetric(float64(snapT.Nanoseconds())/n/1e3, "snapshot-µs/instance")
+	b.ReportMetric(float64(freshT.Nanoseconds())/n/1e3, "fresh-µs/instance")
 	b.ReportMetric(float64(freshT)/float64(snapT), "fresh/snapshot-time")
 	b.ReportMetric(float64(snapM)/n/(1<<10), "snapshot-private-KiB/instance")
 	b.ReportMetric(float64(freshM)/n/(1<<10), "fresh-private-KiB/instance")
-}
-
-func BenchmarkZZSnap(b *testing.B) {
-	ctx := context.Background()
-	bin := buildGuest(b, "../samples/hello")
-	app, err := engine(b).Load(ctx, AppConfig{Name: "hello", Wasm: bin})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer app.Close(ctx)
-	for b.Loop() {
-		in, err := app.newInstance(ctx, 0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		in.close(ctx)
-	}
+	b.ReportMetric(float64(snapH)/n/(1<<10), "snapshot-heap-KiB/instance")
+	b.ReportMetric(float64(freshH)/n/(1<<10), "fresh-heap-KiB/instance")
 }
 
 // watGuest assembles a sync guest whose _initialize runs init and whose
