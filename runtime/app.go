@@ -284,16 +284,16 @@ func (a *App) interruptAll() {
 // _initialize and the start hook (milliseconds for a Go guest). Pools call it in
 // the background only.
 func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error) {
+	id := a.nextID.Add(1)
 	if a.snap != nil {
-		return a.startFrom(ctx, maxServed, a.snap)
+		return a.startFrom(ctx, id, maxServed, a.snap)
 	}
-	return a.startFresh(ctx, maxServed, nil)
+	return a.startFresh(ctx, id, maxServed, nil)
 }
 
 // instantiate creates the instance's module: its memory from snap's image when
 // snap is set; random bytes from randSrc when set.
-func (a *App) instantiate(ctx context.Context, maxServed int, snap *snapshot, randSrc io.Reader) (*Instance, error) {
-	id := a.nextID.Add(1)
+func (a *App) instantiate(ctx context.Context, id uint64, maxServed int, snap *snapshot, randSrc io.Reader) (*Instance, error) {
 	in := &Instance{
 		app:       a,
 		id:        id,
@@ -359,8 +359,8 @@ func (a *App) instantiate(ctx context.Context, maxServed int, snap *snapshot, ra
 }
 
 // startFrom makes an instance from the snapshot: no guest code runs.
-func (a *App) startFrom(ctx context.Context, maxServed int, snap *snapshot) (*Instance, error) {
-	in, err := a.instantiate(ctx, maxServed, snap, nil)
+func (a *App) startFrom(ctx context.Context, id uint64, maxServed int, snap *snapshot) (*Instance, error) {
+	in, err := a.instantiate(ctx, id, maxServed, snap, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -376,8 +376,8 @@ func (a *App) startFrom(ctx context.Context, maxServed int, snap *snapshot) (*In
 
 // startFresh instantiates the module, runs its start function, _initialize
 // and the start hook.
-func (a *App) startFresh(ctx context.Context, maxServed int, randSrc io.Reader) (*Instance, error) {
-	in, err := a.instantiate(ctx, maxServed, nil, randSrc)
+func (a *App) startFresh(ctx context.Context, id uint64, maxServed int, randSrc io.Reader) (*Instance, error) {
+	in, err := a.instantiate(ctx, id, maxServed, nil, randSrc)
 	if err != nil {
 		return nil, err
 	}

@@ -111,7 +111,8 @@ func (in *Instance) Async() bool { return in.app.info.Mode == ModeAsync }
 // waiting for a client that can no longer get the answer.
 func (in *Instance) Disconnected() bool { return in.cur.ex != nil && in.cur.ex.Disconnected() }
 
-// ID returns the instance's id, unique within its app.
+// ID returns the instance's id, unique within its app among the instances that
+// serve (from 1); the instances started to take the app's snapshot are 0.
 func (in *Instance) ID() uint64 { return in.id }
 
 // Request returns the exchange of the request the instance is serving, or nil (in

@@ -151,7 +151,8 @@ func wrapHostModules(hms []HostModule, log *hostCallLog) []HostModule {
 // makeSnapshot starts two instances the ordinary way and takes the snapshot
 // from the first, or says why the app's instances must start afresh. The two
 // differ only by their random bytes (and the time): comparing them finds the
-// random state to refresh in every copy.
+// random state to refresh in every copy. Both are instance 0 in the log, so
+// that the app's serving instances are numbered from 1 as without a snapshot.
 func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, string) {
 	var rs [2]countingReader
 	var ins [2]*Instance
@@ -163,7 +164,7 @@ func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, 
 		}
 	}()
 	for i := range ins {
-		in, err := a.startFresh(ctx, 0, &rs[i])
+		in, err := a.startFresh(ctx, 0, 0, &rs[i])
 		if err != nil {
 			return nil, fmt.Sprintf("an instance did not start: %v", err)
 		}
