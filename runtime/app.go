@@ -95,8 +95,13 @@ type App struct {
 	// the export names of its mutable globals (both for snapshots).
 	dataInit bool
 	globals  []string
-	// snap, when set, is what new instances start from (makeSnapshot).
-	snap *snapshot
+	// snap, when set, is what new instances start from (App.snapshot): it is
+	// made by the first newInstance, under snapMu, and read without once
+	// snapDecided is set. calls notes the host calls of its instances.
+	snap        *snapshot
+	snapMu      sync.Mutex
+	snapDecided atomic.Bool
+	calls       *hostCallLog
 
 	// live holds every instance from its creation to its close, so that
 	// Engine.Interrupt reaches them all, wherever they are (serving, idle,
@@ -136,11 +141,16 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 		live:     map[*Instance]struct{}{}}
 	// A snapshot is made with host modules that note their calls, replaced by
 	// the plain ones once it is taken.
-	var calls *hostCallLog
-	if mod.DataInit && len(cfg.Mounts) == 0 {
-		calls = &hostCallLog{}
+	why := a.snapshotPossible(mod.NoSnapshot)
+	if why == "" {
+		a.calls = &hostCallLog{}
+	} else {
+		a.snapDecided.Store(true)
+		if !cfg.NoSnapshot {
+			log.Debug("instances start afresh", "reason", why)
+		}
 	}
-	if err := a.load(ctx, e, mod.Wasm, calls); err != nil {
+	if err := a.load(ctx, e, mod.Wasm, a.calls); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}
@@ -148,47 +158,61 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 		_ = errors.Join(rt.Close(ctx), a.mounts.close())
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, ErrPoolClosed)
 	}
-	if err := a.snapshotOrNot(ctx, mod.NoSnapshot, calls); err != nil {
-		_ = a.Close(ctx)
-		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
-	}
 	return a, nil
 }
 
-// snapshotOrNot makes the app's snapshot when it can, logs why not otherwise,
-// and leaves the app's plain host modules instantiated.
-func (a *App) snapshotOrNot(ctx context.Context, noSnapshot string, calls *hostCallLog) error {
+// snapshotPossible says why the app's instances cannot start from a snapshot,
+// or "".
+func (a *App) snapshotPossible(noSnapshot string) string {
 	switch {
 	case a.cfg.NoSnapshot:
-		return nil
+		return "off in the app's settings"
 	case noSnapshot != "":
-		a.log.Debug("instances start afresh", "reason", noSnapshot)
-		return nil
+		return noSnapshot
 	case !a.dataInit:
-		a.log.Debug("instances start afresh", "reason", "snapshots need Linux")
-		return nil
-	case calls == nil:
-		a.log.Debug("instances start afresh", "reason", "the app has mounts: files opened at start would not be open in the copies")
-		return nil
+		return "snapshots need Linux"
+	case len(a.cfg.Mounts) > 0:
+		return "the app has mounts: files opened at start would not be open in the copies"
 	}
-	s, why := a.makeSnapshot(ctx, calls)
+	return ""
+}
+
+// snapshot returns the snapshot new instances start from, or nil. The first
+// call makes it (makeSnapshot), or decides there is none; a start that failed
+// while making it is the caller's error, and the next call tries again.
+func (a *App) snapshot(ctx context.Context) (*snapshot, error) {
+	if a.snapDecided.Load() {
+		return a.snap, nil
+	}
+	a.snapMu.Lock()
+	defer a.snapMu.Unlock()
+	if a.snapDecided.Load() {
+		return a.snap, nil
+	}
+	s, why, err := a.makeSnapshot(ctx, a.calls)
+	if err != nil {
+		return nil, err
+	}
 	if s != nil {
-		a.snap = s
 		a.log.Debug("instances start from a snapshot", "bytes", s.mem.size, "reseeded", s.reseeded)
 	} else {
 		a.log.Debug("instances start afresh", "reason", why)
 	}
+	a.snap = s
+	a.snapDecided.Store(true)
+	// The imaging instances are closed: the plain host modules replace the
+	// ones that noted calls.
 	for _, hm := range a.hostModules() {
 		if m := a.rt.Module(hm.Name); m != nil {
 			if err := m.Close(ctx); err != nil {
-				return fmt.Errorf("host module %s: %w", hm.Name, err)
+				return nil, fmt.Errorf("host module %s: %w", hm.Name, err)
 			}
 		}
 		if err := instantiateHostModule(ctx, a.rt, hm); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return s, nil
 }
 
 func (a *App) hostModules() []HostModule {
@@ -258,9 +282,11 @@ func (a *App) Logger() *slog.Logger { return a.log }
 func (a *App) Close(ctx context.Context) error {
 	a.engine.untrack(a)
 	err := errors.Join(a.rt.Close(ctx), a.mounts.close())
+	a.snapMu.Lock()
 	if a.snap != nil {
 		a.snap.mem.close()
 	}
+	a.snapMu.Unlock()
 	return err
 }
 
@@ -284,9 +310,13 @@ func (a *App) interruptAll() {
 // _initialize and the start hook (milliseconds for a Go guest). Pools call it in
 // the background only.
 func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error) {
+	snap, err := a.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
 	id := a.nextID.Add(1)
-	if a.snap != nil {
-		return a.startFrom(ctx, id, maxServed, a.snap)
+	if snap != nil {
+		return a.startFrom(ctx, id, maxServed, snap)
 	}
 	return a.startFresh(ctx, id, maxServed, nil)
 }

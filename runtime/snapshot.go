@@ -153,7 +153,7 @@ func wrapHostModules(hms []HostModule, log *hostCallLog) []HostModule {
 // differ only by their random bytes (and the time): comparing them finds the
 // random state to refresh in every copy. Both are instance 0 in the log, so
 // that the app's serving instances are numbered from 1 as without a snapshot.
-func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, string) {
+func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, string, error) {
 	var rs [2]countingReader
 	var ins [2]*Instance
 	defer func() {
@@ -166,16 +166,16 @@ func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, 
 	for i := range ins {
 		in, err := a.startFresh(ctx, 0, 0, &rs[i])
 		if err != nil {
-			return nil, fmt.Sprintf("an instance did not start: %v", err)
+			return nil, "", err
 		}
 		ins[i] = in
 	}
 	if calls.first != "" {
-		return nil, fmt.Sprintf("the start calls the host (%s): what the host keeps for an instance is not in a snapshot", calls.first)
+		return nil, fmt.Sprintf("the start calls the host (%s): what the host keeps for an instance is not in a snapshot", calls.first), nil
 	}
 	ma, mb := ins[0].mod.Memory(), ins[1].mod.Memory()
 	if ma.Size() != mb.Size() {
-		return nil, fmt.Sprintf("two starts left memories of different sizes (%d and %d bytes)", ma.Size(), mb.Size())
+		return nil, fmt.Sprintf("two starts left memories of different sizes (%d and %d bytes)", ma.Size(), mb.Size()), nil
 	}
 	memA, _ := ma.Read(0, ma.Size())
 	memB, _ := mb.Read(0, mb.Size())
@@ -185,11 +185,11 @@ func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, 
 		// the snapshot refreshes; any other read is randomness the guest keeps
 		// somewhere of its own.
 		if rs[i].calls > 1 || rs[i].bytes > 32 || (rs[i].calls == 1 && len(spans) == 0) {
-			return nil, fmt.Sprintf("the start read %d random bytes in %d calls besides the Go runtime's seed: each instance must draw its own", rs[i].bytes, rs[i].calls)
+			return nil, fmt.Sprintf("the start read %d random bytes in %d calls besides the Go runtime's seed: each instance must draw its own", rs[i].bytes, rs[i].calls), nil
 		}
 	}
 	if len(spans) == 0 && diff > 0 {
-		return nil, fmt.Sprintf("two starts left %d bytes of memory different (the start read the clock?): an instance must not inherit them", diff)
+		return nil, fmt.Sprintf("two starts left %d bytes of memory different (the start read the clock?): an instance must not inherit them", diff), nil
 	}
 	s := &snapshot{pages: ma.Size() / 65536, reseed: spans, globals: a.globals}
 	for _, sp := range spans {
@@ -198,22 +198,22 @@ func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, 
 	for _, name := range a.globals {
 		g := ins[0].mod.ExportedGlobal(name)
 		if g == nil {
-			return nil, "global " + name + " is not exported"
+			return nil, "global " + name + " is not exported", nil
 		}
 		s.values = append(s.values, g.Get())
 	}
 	img, err := newMemImage(memA)
 	if err != nil {
-		return nil, err.Error()
+		return nil, err.Error(), nil
 	}
 	alloc := img.allocator(a.engine.alloc)
 	if alloc == nil {
 		img.close()
-		return nil, "the engine has no memory allocator of its own"
+		return nil, "the engine has no memory allocator of its own", nil
 	}
 	s.mem = img
 	s.allocCtx = experimental.WithMemoryAllocator(context.Background(), alloc)
-	return s, ""
+	return s, "", nil
 }
 
 // restore makes a just-instantiated instance (its memory from s.mem, through

@@ -38,8 +38,8 @@ func TestSnapshotFreshRandomness(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer app.Close(ctx)
-	if app.snap == nil {
-		t.Fatalf("no snapshot; log:\n%s", log.String())
+	if snap, err := app.snapshot(ctx); err != nil || snap == nil {
+		t.Fatalf("no snapshot (%v); log:\n%s", err, log.String())
 	}
 	const n = 200
 	seen := map[string]int{}
@@ -141,8 +141,8 @@ func benchmarkSnapshotStart(b *testing.B, bin []byte) {
 		return app
 	}
 	snapApp, freshApp := load(false), load(true)
-	if snapApp.snap == nil {
-		b.Fatal("no snapshot")
+	if snap, err := snapApp.snapshot(ctx); err != nil || snap == nil {
+		b.Fatalf("no snapshot (%v)", err)
 	}
 	const k = 64
 	measure := func(app *App) (time.Duration, int64, int64) {
@@ -256,6 +256,9 @@ func TestSnapshotOnlyWhenSafe(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer app.Close(ctx)
+			if _, err := app.snapshot(ctx); err != nil {
+				t.Fatal(err)
+			}
 			if tc.why == "" && app.snap == nil || tc.why != "" && (app.snap != nil || !strings.Contains(log.String(), tc.why)) {
 				t.Fatalf("snapshot %v; want reason %q; log:\n%s", app.snap != nil, tc.why, log.String())
 			}

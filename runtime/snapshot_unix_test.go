@@ -79,8 +79,8 @@ func TestSnapshotInstancesDoNotShareMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer app.Close(ctx)
-	if app.snap == nil {
-		t.Fatal("no snapshot")
+	if snap, err := app.snapshot(ctx); err != nil || snap == nil {
+		t.Fatalf("no snapshot (%v)", err)
 	}
 	image := bytes.Clone(app.snap.mem.view)
 	a, err := app.newInstance(ctx, 0)
