@@ -110,7 +110,8 @@ func privateIn(b *testing.B, ranges [][2]uintptr) int64 {
 // time per instance, and per live idle instance (64 of them) the private
 // memory of its linear memory (Private_Dirty + Private_Clean of its mappings:
 // the pages it does not share with the image) and the Go heap the host keeps
-// for it (wazero's module instance: functions, table, globals).
+// for it (wazero's module instance: functions, table, globals); and the
+// private memory again once each instance has served ten requests.
 //
 //	go test -run '^$' -bench SnapshotStart -count 5 ./runtime/
 func BenchmarkSnapshotStart(b *testing.B) {
@@ -145,7 +146,7 @@ func benchmarkSnapshotStart(b *testing.B, bin []byte) {
 		b.Fatalf("no snapshot (%v)", err)
 	}
 	const k = 64
-	measure := func(app *App) (time.Duration, int64, int64) {
+	measure := func(app *App) (time.Duration, int64, int64, int64) {
 		ins := make([]*Instance, 0, k)
 		var before, after goruntime.MemStats
 		goruntime.GC()
@@ -167,18 +168,27 @@ func benchmarkSnapshotStart(b *testing.B, bin []byte) {
 			ranges = append(ranges, [2]uintptr{uintptr(unsafe.Pointer(unsafe.SliceData(mem))), uintptr(len(mem))})
 		}
 		priv := privateIn(b, ranges)
+		// The same instances after ten requests each.
+		for _, in := range ins {
+			for range 10 {
+				if _, err := in.serveSync(newFakeExchange("GET", "/", "", nil), 10*time.Second); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		served := privateIn(b, ranges)
 		for _, in := range ins {
 			in.close(ctx)
 		}
-		return took / k, priv / k, max(int64(after.HeapAlloc)-int64(before.HeapAlloc), 0) / k
+		return took / k, priv / k, served / k, max(int64(after.HeapAlloc)-int64(before.HeapAlloc), 0) / k
 	}
 	var snapT, freshT time.Duration
-	var snapM, freshM, snapH, freshH int64
+	var snapM, freshM, snapS, freshS, snapH, freshH int64
 	for b.Loop() {
-		t, m, h := measure(snapApp)
-		snapT, snapM, snapH = snapT+t, snapM+m, snapH+h
-		t, m, h = measure(freshApp)
-		freshT, freshM, freshH = freshT+t, freshM+m, freshH+h
+		t, m, sv, h := measure(snapApp)
+		snapT, snapM, snapS, snapH = snapT+t, snapM+m, snapS+sv, snapH+h
+		t, m, sv, h = measure(freshApp)
+		freshT, freshM, freshS, freshH = freshT+t, freshM+m, freshS+sv, freshH+h
 	}
 	n := float64(b.N)
 	b.ReportMetric(float64(snapT.Nanoseconds())/n/1e3, "snapshot-µs/instance")
@@ -186,6 +196,8 @@ func benchmarkSnapshotStart(b *testing.B, bin []byte) {
 	b.ReportMetric(float64(freshT)/float64(snapT), "fresh/snapshot-time")
 	b.ReportMetric(float64(snapM)/n/(1<<10), "snapshot-private-KiB/instance")
 	b.ReportMetric(float64(freshM)/n/(1<<10), "fresh-private-KiB/instance")
+	b.ReportMetric(float64(snapS)/n/(1<<10), "snapshot-private-served-KiB/instance")
+	b.ReportMetric(float64(freshS)/n/(1<<10), "fresh-private-served-KiB/instance")
 	b.ReportMetric(float64(snapH)/n/(1<<10), "snapshot-heap-KiB/instance")
 	b.ReportMetric(float64(freshH)/n/(1<<10), "fresh-heap-KiB/instance")
 }
