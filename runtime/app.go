@@ -96,7 +96,7 @@ type App struct {
 	dataInit bool
 	globals  []string
 	// snap, when set, is what new instances start from (App.snapshot): it is
-	// made by the first newInstance, under snapMu, and read without once
+	// made by the first newInstance, under snapMu, and read without it once
 	// snapDecided is set. calls notes the host calls of its instances.
 	snap        *snapshot
 	snapMu      sync.Mutex
@@ -306,9 +306,9 @@ func (a *App) interruptAll() {
 }
 
 // newInstance instantiates the module and makes it ready to serve: from the
-// app's snapshot when it has one (tens of microseconds), else by running
-// _initialize and the start hook (milliseconds for a Go guest). Pools call it in
-// the background only.
+// app's snapshot when it has one (about a tenth of a millisecond for a Go
+// guest), else by running _initialize and the start hook (milliseconds). Pools
+// call it in the background only.
 func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error) {
 	snap, err := a.snapshot(ctx)
 	if err != nil {
