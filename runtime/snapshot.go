@@ -126,8 +126,11 @@ func (l *hostCallLog) note(name string) {
 	l.mu.Unlock()
 }
 
-// snapshotSafeHostFuncs are host functions that keep nothing for the instance.
-var snapshotSafeHostFuncs = map[string]bool{abi.ImportModule + "." + abi.FnHostFeatures: true}
+// keepsNothing reports whether a host function keeps nothing for the instance
+// that calls it, so a start may call it and still be copied.
+func keepsNothing(module, name string) bool {
+	return module == abi.ImportModule && name == abi.FnHostFeatures
+}
 
 // wrapHostModules returns hms with every function noting its calls in log.
 func wrapHostModules(hms []HostModule, log *hostCallLog) []HostModule {
@@ -136,7 +139,7 @@ func wrapHostModules(hms []HostModule, log *hostCallLog) []HostModule {
 		out[i] = HostModule{Name: hm.Name, Funcs: make([]HostFunc, len(hm.Funcs))}
 		for j, f := range hm.Funcs {
 			name, fn := hm.Name+"."+f.Name, f.Fn
-			if !snapshotSafeHostFuncs[name] {
+			if !keepsNothing(hm.Name, f.Name) {
 				f.Fn = func(ctx context.Context, mod api.Module, stack []uint64) {
 					log.note(name)
 					fn(ctx, mod, stack)
