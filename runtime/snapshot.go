@@ -173,8 +173,11 @@ func (a *App) makeSnapshot(ctx context.Context, calls *hostCallLog) (*snapshot, 
 		}
 		ins[i] = in
 	}
-	if calls.first != "" {
-		return nil, fmt.Sprintf("the start calls the host (%s): what the host keeps for an instance is not in a snapshot", calls.first), nil
+	calls.mu.Lock()
+	called := calls.first
+	calls.mu.Unlock()
+	if called != "" {
+		return nil, fmt.Sprintf("the start calls the host (%s): what the host keeps for an instance is not in a snapshot", called), nil
 	}
 	ma, mb := ins[0].mod.Memory(), ins[1].mod.Memory()
 	if ma.Size() != mb.Size() {
