@@ -27,6 +27,7 @@ func helloScenario() Scenario {
 		Subject:     "wasmsrv",
 		Servers: []Server{
 			wasmsrvServer("samples/hello, default pool, --access-log=false", goGuest("./samples/hello")),
+			renamed("wasmsrv-fresh", wasmsrvServer("the same with --snapshot=false: every instance runs its start", goGuest("./samples/hello"), "--snapshot=false")),
 			nativeServer(),
 			uvicornServer("asgi_hello:app"),
 			gunicornServer("wsgi_hello:app"),

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"strings"
@@ -50,6 +51,11 @@ type AppConfig struct {
 	Plugins []string
 	// Logger receives the app's logs; nil means the engine's.
 	Logger *slog.Logger
+	// NoSnapshot starts every instance afresh: module start function,
+	// _initialize and start hook. By default the instances after the first start
+	// from a snapshot of one that has run them, when the module allows it
+	// (docs/rationale.md, "Instances start from a snapshot").
+	NoSnapshot bool
 	// Output holds the guest's stdout and stderr lines to the app's log budget;
 	// share it with the app's log plugin so both count against one budget. nil
 	// means a budget of the app's own with the defaults, around Logger.
@@ -84,6 +90,18 @@ type App struct {
 	// interrupt.StartExport; newInstance calls it first, under StartTimeout.
 	wasmStart bool
 	engine    *Engine
+	// dataInit: the module's data segments are copied by
+	// interrupt.DataInitExport, called first in a fresh instance; globals are
+	// the export names of its mutable globals (both for snapshots).
+	dataInit bool
+	globals  []string
+	// snap, when set, is what new instances start from (App.snapshot): it is
+	// made by the first newInstance, under snapMu, and read without it once
+	// snapDecided is set. calls notes the host calls of its instances.
+	snap        *snapshot
+	snapMu      sync.Mutex
+	snapDecided atomic.Bool
+	calls       *hostCallLog
 
 	// live holds every instance from its creation to its close, so that
 	// Engine.Interrupt reaches them all, wherever they are (serving, idle,
@@ -112,15 +130,27 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 	log = log.With("app", cfg.Name)
 	// Fewer data segments first (a Go guest: 31,000 -> 2), then the interrupt
 	// checks and the memory accounting; both rewrites are invisible to the guest.
-	mod, err := prepare(wasmdata.Merge(cfg.Wasm), cfg.MemoryLimit)
+	mod, err := prepare(wasmdata.Merge(cfg.Wasm), cfg.MemoryLimit, !cfg.NoSnapshot && snapshotsSupported && e.alloc != nil)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}
 	rt := e.newRuntime(ctx, mod.MemoryPages)
 	a := &App{name: cfg.Name, rt: rt, log: log, out: guestOutput(cfg.Output, log), cfg: cfg, wasmStart: mod.Start, engine: e,
+		dataInit: mod.DataInit, globals: mod.Globals,
 		allocCtx: experimental.WithMemoryAllocator(context.Background(), e.alloc),
 		live:     map[*Instance]struct{}{}}
-	if err := a.load(ctx, e, mod.Wasm); err != nil {
+	// A snapshot is made with host modules that note their calls, replaced by
+	// the plain ones once it is taken.
+	why := a.snapshotPossible(mod.NoSnapshot)
+	if why == "" {
+		a.calls = &hostCallLog{}
+	} else {
+		a.snapDecided.Store(true)
+		if !cfg.NoSnapshot {
+			log.Debug("instances start afresh", "reason", why)
+		}
+	}
+	if err := a.load(ctx, e, mod.Wasm, a.calls); err != nil {
 		_ = rt.Close(ctx)
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}
@@ -131,7 +161,65 @@ func (e *Engine) Load(ctx context.Context, cfg AppConfig) (*App, error) {
 	return a, nil
 }
 
-func (a *App) load(ctx context.Context, e *Engine, bin []byte) error {
+// snapshotPossible says why the app's instances cannot start from a snapshot,
+// or "".
+func (a *App) snapshotPossible(noSnapshot string) string {
+	switch {
+	case a.cfg.NoSnapshot:
+		return "off in the app's settings"
+	case noSnapshot != "":
+		return noSnapshot
+	case !a.dataInit:
+		return "snapshots need Linux"
+	case len(a.cfg.Mounts) > 0:
+		return "the app has mounts: files opened at start would not be open in the copies"
+	}
+	return ""
+}
+
+// snapshot returns the snapshot new instances start from, or nil. The first
+// call makes it (makeSnapshot), or decides there is none; a start that failed
+// while making it is the caller's error, and the next call tries again.
+func (a *App) snapshot(ctx context.Context) (*snapshot, error) {
+	if a.snapDecided.Load() {
+		return a.snap, nil
+	}
+	a.snapMu.Lock()
+	defer a.snapMu.Unlock()
+	if a.snapDecided.Load() {
+		return a.snap, nil
+	}
+	s, why, err := a.makeSnapshot(ctx, a.calls)
+	if err != nil {
+		return nil, err
+	}
+	if s != nil {
+		a.log.Debug("instances start from a snapshot", "bytes", s.mem.size, "reseeded", s.reseeded)
+	} else {
+		a.log.Debug("instances start afresh", "reason", why)
+	}
+	a.snap = s
+	a.snapDecided.Store(true)
+	// The imaging instances are closed: the plain host modules replace the
+	// ones that noted calls.
+	for _, hm := range a.hostModules() {
+		if m := a.rt.Module(hm.Name); m != nil {
+			if err := m.Close(ctx); err != nil {
+				return nil, fmt.Errorf("host module %s: %w", hm.Name, err)
+			}
+		}
+		if err := instantiateHostModule(ctx, a.rt, hm); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (a *App) hostModules() []HostModule {
+	return append([]HostModule{coreModule()}, a.cfg.HostModules...)
+}
+
+func (a *App) load(ctx context.Context, e *Engine, bin []byte, calls *hostCallLog) error {
 	cm, err := e.compile(ctx, a.rt, a.name, bin)
 	if err != nil {
 		return err
@@ -140,7 +228,11 @@ func (a *App) load(ctx context.Context, e *Engine, bin []byte) error {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, a.rt); err != nil {
 		return fmt.Errorf("wasi: %w", err)
 	}
-	for _, hm := range append([]HostModule{coreModule()}, a.cfg.HostModules...) {
+	hms := a.hostModules()
+	if calls != nil {
+		hms = wrapHostModules(hms, calls)
+	}
+	for _, hm := range hms {
 		if err := instantiateHostModule(ctx, a.rt, hm); err != nil {
 			return err
 		}
@@ -189,7 +281,13 @@ func (a *App) Logger() *slog.Logger { return a.log }
 // Close releases the app's runtime and every instance still open.
 func (a *App) Close(ctx context.Context) error {
 	a.engine.untrack(a)
-	return errors.Join(a.rt.Close(ctx), a.mounts.close())
+	err := errors.Join(a.rt.Close(ctx), a.mounts.close())
+	a.snapMu.Lock()
+	if a.snap != nil {
+		a.snap.mem.close()
+	}
+	a.snapMu.Unlock()
+	return err
 }
 
 // interruptAll stops every instance of the app as its deadline would, and
@@ -207,10 +305,25 @@ func (a *App) interruptAll() {
 	}
 }
 
-// newInstance instantiates the module, runs _initialize and the start hook. It is
-// slow (milliseconds for a Go guest): pools call it in the background only.
+// newInstance instantiates the module and makes it ready to serve: from the
+// app's snapshot when it has one (about a tenth of a millisecond for a Go
+// guest), else by running _initialize and the start hook (milliseconds). Pools
+// call it in the background only.
 func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error) {
+	snap, err := a.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
 	id := a.nextID.Add(1)
+	if snap != nil {
+		return a.startFrom(ctx, id, maxServed, snap)
+	}
+	return a.startFresh(ctx, id, maxServed, nil)
+}
+
+// instantiate creates the instance's module: its memory from snap's image when
+// snap is set; random bytes from randSrc when set.
+func (a *App) instantiate(ctx context.Context, id uint64, maxServed int, snap *snapshot, randSrc io.Reader) (*Instance, error) {
 	in := &Instance{
 		app:       a,
 		id:        id,
@@ -219,6 +332,7 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 		stdout:    newLogWriter(a.out, "stdout", slog.LevelInfo, "instance", id),
 		stderr:    newLogWriter(a.out, "stderr", slog.LevelWarn, "instance", id),
 		maxServed: maxServed,
+		snap:      snap,
 	}
 	in.cctx.in = in
 	in.ctx = &in.cctx
@@ -233,6 +347,9 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 	a.mu.Unlock()
 
 	cfg := a.modCfg.WithStdout(in.stdout).WithStderr(in.stderr).WithNanosleep(in.sleep)
+	if randSrc != nil {
+		cfg = cfg.WithRandSource(randSrc)
+	}
 	// No guest code runs in here: the start section became an export.
 	mod, err := a.rt.InstantiateModule(in.ctx, a.cm, cfg)
 	if err != nil {
@@ -243,12 +360,58 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 		return nil, fmt.Errorf("instantiate: %w", err)
 	}
 	in.mod = mod
+	if snap != nil {
+		// Before the interrupt flag is looked at: the snapshot's globals do
+		// not include it, but nothing of the guest's may run first.
+		if err := snap.restore(in); err != nil {
+			in.close(ctx)
+			return nil, err
+		}
+	}
 	in.mu.Lock()
 	in.interrupt, _ = mod.ExportedGlobal(interrupt.ExportName).(api.MutableGlobal)
 	if in.expired.Load() && in.interrupt != nil {
 		in.interrupt.Set(1) // interrupted while instantiating
 	}
 	in.mu.Unlock()
+	switch a.info.Mode {
+	case ModeSync:
+		in.handle = mod.ExportedFunction(abi.ExportHandle)
+	case ModeAsync:
+		in.handle = mod.ExportedFunction(abi.ExportOnEvent)
+	case ModeHTTPWasm:
+		in.handle = mod.ExportedFunction(HTTPWasmHandleRequest)
+		if a.info.HasHandleResponse {
+			in.handleResponse = mod.ExportedFunction(HTTPWasmHandleResponse)
+		}
+	}
+	return in, nil
+}
+
+// startFrom makes an instance from the snapshot: no guest code runs.
+func (a *App) startFrom(ctx context.Context, id uint64, maxServed int, snap *snapshot) (*Instance, error) {
+	in, err := a.instantiate(ctx, id, maxServed, snap, nil)
+	if err != nil {
+		return nil, err
+	}
+	if in.expired.Load() {
+		in.close(ctx)
+		if a.isStopped() {
+			return nil, ErrPoolClosed
+		}
+		return nil, fmt.Errorf("instance start: %w", ErrDeadline)
+	}
+	return in, nil
+}
+
+// startFresh instantiates the module, runs its start function, _initialize
+// and the start hook.
+func (a *App) startFresh(ctx context.Context, id uint64, maxServed int, randSrc io.Reader) (*Instance, error) {
+	in, err := a.instantiate(ctx, id, maxServed, nil, randSrc)
+	if err != nil {
+		return nil, err
+	}
+	mod := in.mod
 	// The start function, _initialize and the start hook share one deadline.
 	deadline := time.Now().Add(a.cfg.StartTimeout)
 	fail := func(what string, err error) (*Instance, error) {
@@ -260,6 +423,11 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 			return nil, fmt.Errorf("%s did not finish within the start timeout (%s)", what, a.cfg.StartTimeout)
 		}
 		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if a.dataInit {
+		if err := in.call(mod.ExportedFunction(interrupt.DataInitExport), time.Until(deadline)); err != nil {
+			return fail("the module's data segments", err)
+		}
 	}
 	if a.wasmStart {
 		if err := in.call(mod.ExportedFunction(interrupt.StartExport), time.Until(deadline)); err != nil {
@@ -278,17 +446,6 @@ func (a *App) newInstance(ctx context.Context, maxServed int) (*Instance, error)
 				err = fmt.Errorf("%w (an http-wasm guest's main must return without exiting: build a TinyGo guest with -buildmode=c-shared, or one whose main returns)", err)
 			}
 			return fail("_start (the guest's main)", err)
-		}
-	}
-	switch a.info.Mode {
-	case ModeSync:
-		in.handle = mod.ExportedFunction(abi.ExportHandle)
-	case ModeAsync:
-		in.handle = mod.ExportedFunction(abi.ExportOnEvent)
-	case ModeHTTPWasm:
-		in.handle = mod.ExportedFunction(HTTPWasmHandleRequest)
-		if a.info.HasHandleResponse {
-			in.handleResponse = mod.ExportedFunction(HTTPWasmHandleResponse)
 		}
 	}
 	if a.info.HasStart {

@@ -148,7 +148,7 @@ func (e *Engine) LoadCommand(ctx context.Context, cfg AppConfig, pool PoolConfig
 	log = log.With("app", cfg.Name)
 	// The deadline stops a looping guest through the flag package interrupt adds
 	// (as for sync instances), not through wazero's per-loop exit to Go.
-	mod, err := prepare(cfg.Wasm, cfg.MemoryLimit)
+	mod, err := prepare(cfg.Wasm, cfg.MemoryLimit, false)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", cfg.Name, err)
 	}

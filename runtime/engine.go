@@ -121,8 +121,8 @@ func (e *Engine) untrack(a interruptible) {
 // prepare rewrites a module for the runtime (package interrupt): checks the
 // guest can be stopped at, its start function moved to an export, its tables
 // capped and everything an instance costs counted against memoryLimit.
-func prepare(bin []byte, memoryLimit int64) (*interrupt.Module, error) {
-	m, err := interrupt.Instrument(bin, interrupt.Options{MemoryLimit: memoryLimit})
+func prepare(bin []byte, memoryLimit int64, snapshot bool) (*interrupt.Module, error) {
+	m, err := interrupt.Instrument(bin, interrupt.Options{MemoryLimit: memoryLimit, Snapshot: snapshot})
 	if errors.Is(err, interrupt.ErrOverLimit) {
 		return nil, err // a guest, just too big: say so, not "not a guest"
 	}

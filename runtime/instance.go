@@ -29,6 +29,8 @@ type Instance struct {
 	cctx           callCtx
 
 	stdout, stderr *logWriter
+	// snap is the snapshot the instance started from, or nil.
+	snap *snapshot
 
 	// memSeen is the linear memory size in bytes when the instance last came
 	// back to its sync pool (Stats reads it; the memory itself may be growing
@@ -92,6 +94,9 @@ func (c *callCtx) Value(key any) any {
 	if key == (instanceKey{}) {
 		return c.in
 	}
+	if c.in.snap != nil {
+		return c.in.snap.allocCtx.Value(key)
+	}
 	return c.in.app.allocCtx.Value(key)
 }
 
@@ -114,7 +119,8 @@ func (in *Instance) Async() bool { return in.app.info.Mode == ModeAsync }
 // waiting for a client that can no longer get the answer.
 func (in *Instance) Disconnected() bool { return in.cur.ex != nil && in.cur.ex.Disconnected() }
 
-// ID returns the instance's id, unique within its app.
+// ID returns the instance's id, unique within its app among the instances that
+// serve (from 1); the instances started to take the app's snapshot are 0.
 func (in *Instance) ID() uint64 { return in.id }
 
 // Request returns the exchange of the request the instance is serving, or nil (in

@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"sync"
+	"unsafe"
 
 	"github.com/tetratelabs/wazero/experimental"
 	"golang.org/x/sys/unix"
@@ -56,6 +57,9 @@ type mmapMemory struct {
 	buf       []byte // the whole reservation
 	committed uint64 // bytes made readable and writable
 	alloc     *mmapAllocator
+	// image: buf starts with a private (copy-on-write) mapping of a snapshot's
+	// memory image (memImage.mapInto), which Free must replace, not just advise.
+	image bool
 }
 
 // Reallocate implements experimental.LinearMemory. Wasm memories only grow, and
@@ -80,7 +84,18 @@ func (m *mmapMemory) Free() {
 	if m.buf == nil {
 		return
 	}
-	if m.committed > 0 && unix.Madvise(m.buf[:m.committed], unix.MADV_DONTNEED) != nil {
+	if m.image {
+		// MADV_DONTNEED would bring the image's pages back, not zeros: map
+		// fresh anonymous address space over everything the instance had, as
+		// a new reservation has it.
+		m.image = false
+		if m.committed > 0 && remapReserved(m.buf[:m.committed]) != nil {
+			_ = unix.Munmap(m.buf)
+			m.buf = nil
+			return
+		}
+		m.committed = 0
+	} else if m.committed > 0 && unix.Madvise(m.buf[:m.committed], unix.MADV_DONTNEED) != nil {
 		_ = unix.Munmap(m.buf)
 		m.buf = nil
 		return
@@ -95,6 +110,13 @@ func (m *mmapMemory) Free() {
 	a.mu.Unlock()
 	_ = unix.Munmap(m.buf)
 	m.buf = nil
+}
+
+// remapReserved replaces b's pages by inaccessible, unbacked anonymous ones.
+func remapReserved(b []byte) error {
+	_, err := unix.MmapPtr(-1, 0, unsafe.Pointer(unsafe.SliceData(b)), uintptr(len(b)), unix.PROT_NONE,
+		unix.MAP_PRIVATE|unix.MAP_ANON|unix.MAP_NORESERVE|unix.MAP_FIXED)
+	return err
 }
 
 // pageMask rounds commits to 64 KiB, the wasm page size (a multiple of the OS page).

@@ -55,6 +55,8 @@ type Spec struct {
 	MemoryLimit int64
 	// StartTimeout bounds an instance's start (0 = runtime default, 30 s).
 	StartTimeout time.Duration
+	// NoSnapshot starts every instance afresh (runtime.AppConfig.NoSnapshot).
+	NoSnapshot bool
 	// BodyLimit per request in bytes (0 = unlimited).
 	BodyLimit int64
 	// BodyBuffer reads request bodies ahead for sync and CGI apps.
@@ -246,7 +248,7 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		plugins = spec.Plugins.Names()
 	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
-		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout,
+		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout, NoSnapshot: spec.NoSnapshot,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
 	})
 	if errors.Is(err, runtime.ErrHTTPWasmModule) {

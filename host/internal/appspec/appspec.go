@@ -84,6 +84,7 @@ func Of(name string, a *config.App, h Host) (apps.Spec, error) {
 		},
 		MemoryLimit:    int64(a.MemoryLimit),
 		StartTimeout:   a.StartTimeout.D(),
+		NoSnapshot:     !a.Snapshot,
 		BodyLimit:      int64(a.BodyLimit),
 		BodyBuffer:     bodybuf.Config{Memory: int64(a.BufferBody), Timeout: a.BodyTimeout.D()},
 		ResponseBuffer: int(a.BufferResponse),

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -92,8 +93,9 @@ func settings(t *testing.T, dir string) []setting {
 					switch f.Type.Kind() {
 					case reflect.Int:
 						s.flagValues, s.toml = []string{"7"}, "7"
-					case reflect.Bool:
-						s.flagValues, s.toml = []string{"true"}, "true"
+					case reflect.Bool: // the value that is not the default
+						v := strconv.FormatBool(f.Tag.Get("envDefault") != "true")
+						s.flagValues, s.toml = []string{v}, v
 					case reflect.String:
 						s.flagValues, s.toml = []string{"x.example"}, `"x.example"`
 					default:

@@ -16,6 +16,10 @@ type codeInfo struct {
 	loops   []int // offsets (in their body) just past each loop's block type, body by body
 	anyCall bool
 	grown   map[uint32]bool // tables some table.grow names
+	// tableWrite names the first instruction found that changes a table or
+	// drops a segment: state outside linear memory and globals, which a
+	// snapshot does not capture.
+	tableWrite string
 }
 
 type body struct {
@@ -112,7 +116,24 @@ func (ci *codeInfo) analyze(b *body, src []byte, base int, params, globals, impo
 			continue
 		case 0x11: // call_indirect
 			b.calls = true
+		case 0x26: // table.set
+			ci.noteTableWrite("table.set")
 		case 0xfc: // table.grow is the only way a table grows: note which ones do
+			sub, _, _ := readU32(src, off)
+			switch sub {
+			case 9:
+				ci.noteTableWrite("data.drop")
+			case 12:
+				ci.noteTableWrite("table.init")
+			case 13:
+				ci.noteTableWrite("elem.drop")
+			case 14:
+				ci.noteTableWrite("table.copy")
+			case 15:
+				ci.noteTableWrite("table.grow")
+			case 17:
+				ci.noteTableWrite("table.fill")
+			}
 			if sub, o, err := readU32(src, off); err == nil && sub == 15 {
 				idx, o, err := readU32(src, o)
 				if err != nil {
@@ -145,6 +166,12 @@ func (ci *codeInfo) analyze(b *body, src []byte, base int, params, globals, impo
 	b.loops[1] = len(ci.loops)
 	ci.anyCall = ci.anyCall || b.calls
 	return nil
+}
+
+func (ci *codeInfo) noteTableWrite(op string) {
+	if ci.tableWrite == "" {
+		ci.tableWrite = op
+	}
 }
 
 // emit returns the instrumented code section content.

@@ -87,6 +87,15 @@ type Options struct {
 	// tables and the host structures of globals, segments and imports count
 	// against it. 0 leaves tables as declared and MemoryPages 0.
 	MemoryLimit int64
+	// Snapshot prepares the module for instances started from a snapshot of
+	// another instance's memory and globals, when its whole state is those two
+	// (no table or segment changes at run time, no imported mutable global): its
+	// active data segments become passive ones that the export DataInitExport
+	// copies into memory (the host calls it first in a fresh instance; an
+	// instance from a snapshot already holds them), and each mutable global it
+	// defines is exported as GlobalExportPrefix + its index. Module.NoSnapshot
+	// says why a module cannot be prepared.
+	Snapshot bool
 }
 
 // Module is an instrumented module.
@@ -102,6 +111,14 @@ type Module struct {
 	MemoryPages uint32
 	// Limits is the accounting behind MemoryPages.
 	Limits Limits
+	// DataInit reports that the data segments are copied by DataInitExport,
+	// which the host must call first in a fresh instance (Options.Snapshot).
+	DataInit bool
+	// Globals are the export names of the module's mutable globals
+	// (Options.Snapshot; set when DataInit is).
+	Globals []string
+	// NoSnapshot says why Options.Snapshot could not prepare the module.
+	NoSnapshot string
 }
 
 // Section ids (binary format §5.5.2).
@@ -248,6 +265,14 @@ func instrument(bin []byte, opt Options, ck checks) (*Module, error) {
 	if m.start != nil {
 		newExports = append(newExports, exportEntry(StartExport, 0x00, *m.start))
 	}
+	var snap *snapshotPlan
+	if opt.Snapshot {
+		snap, res.NoSnapshot = m.planSnapshot(code)
+		if snap != nil {
+			res.DataInit, res.Globals = true, snap.globals
+			newExports = append(newExports, snap.exports...)
+		}
+	}
 
 	// The code section usually dominates; leave room for a few thousand checks.
 	out := make([]byte, 0, len(bin)+len(bin)/16+64)
@@ -283,7 +308,30 @@ func instrument(bin []byte, opt Options, ck checks) (*Module, error) {
 				out = append(out, s.raw...)
 			}
 		case secCode:
-			out = appendSection(out, secCode, code.emit(inj, ck, m.hasMemory))
+			content := code.emit(inj, ck, m.hasMemory)
+			if snap != nil {
+				out = appendSection(out, secDataCount, appendU32(nil, snap.segments))
+				content = appendEntries(content, uint32(len(code.bodies)), [][]byte{snap.initBody})
+			}
+			out = appendSection(out, secCode, content)
+		case secType:
+			if snap != nil {
+				out = appendSection(out, secType, appendEntries(s.content, uint32(len(m.typeParams)), [][]byte{{0x60, 0x00, 0x00}}))
+			} else {
+				out = append(out, s.raw...)
+			}
+		case secFunction:
+			if snap != nil {
+				out = appendSection(out, secFunction, appendEntries(s.content, uint32(len(m.funcTypes)), [][]byte{appendU32(nil, snap.typeIdx)}))
+			} else {
+				out = append(out, s.raw...)
+			}
+		case secData:
+			if snap != nil {
+				out = appendSection(out, secData, snap.data)
+			} else {
+				out = append(out, s.raw...)
+			}
 		default:
 			out = append(out, s.raw...)
 		}

@@ -1,6 +1,9 @@
 package interrupt
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // layout is what instrument needs to know about a module's sections.
 type layout struct {
@@ -17,6 +20,10 @@ type layout struct {
 	start                           *uint32
 	elemSegments, passiveElems      uint64
 	dataSegments                    uint64
+	importedMemory                  bool
+	mutableImportedGlobal           bool
+	hasDataCount                    bool
+	sections                        map[byte]section // non-custom sections by id
 }
 
 // table is one table type. prefix is its encoding up to its limits (the 0x40
@@ -33,11 +40,16 @@ type table struct {
 }
 
 func readLayout(sections []section) (*layout, error) {
-	m := &layout{}
+	m := &layout{sections: map[byte]section{}}
 	var err error
 	for _, s := range sections {
 		c := s.content
+		if s.id != secCustom {
+			m.sections[s.id] = s
+		}
 		switch s.id {
+		case secDataCount:
+			m.hasDataCount = true
 		case secImport:
 			err = m.readImports(c)
 		case secType:
@@ -110,13 +122,15 @@ func (m *layout) readImports(c []byte) error {
 		case 0x02: // memory: limits
 			var min uint64
 			if min, off, err = readMemoryLimits(c, off); err == nil && !m.hasMemory {
-				m.hasMemory, m.memMin = true, min
+				m.hasMemory, m.memMin, m.importedMemory = true, min, true
 			}
 		case 0x03: // global: value type, mutability
 			m.importedGlobals++
 			off += 2
 			if off > len(c) {
 				err = fmt.Errorf("%w: truncated", ErrMalformed)
+			} else if c[off-1] != 0 {
+				m.mutableImportedGlobal = true
 			}
 		case 0x04: // tag: attribute, type index
 			if off >= len(c) {
@@ -404,7 +418,7 @@ func checkExportNames(c []byte) (uint32, error) {
 		if uint64(n) > uint64(len(c)-o) {
 			return 0, fmt.Errorf("%w: export section: export %d: name overruns the section", ErrMalformed, i)
 		}
-		if name := string(c[o : o+int(n)]); name == ExportName || name == StartExport {
+		if name := string(c[o : o+int(n)]); name == ExportName || name == StartExport || name == DataInitExport || strings.HasPrefix(name, GlobalExportPrefix) {
 			return 0, fmt.Errorf("export name %q is already taken", name)
 		}
 		off = o + int(n) + 1 // kind byte

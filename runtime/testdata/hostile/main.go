@@ -31,7 +31,10 @@ func rawRespWrite(ctx uint32, p uint32, n uint32, flags int32) int32
 func rawDisconnected(ctx uint32) int32
 
 var (
-	instance = rand.Uint32()
+	// instance tells instances apart. It is drawn at the first request, not at
+	// init: instances started from a snapshot share what init computed
+	// (docs/rationale.md, "Instances start from a snapshot").
+	instance uint32
 	served   int
 	hoard    [][]byte
 	sink     int
@@ -55,6 +58,9 @@ func handle(w *wasmsrv.ResponseWriter, r *wasmsrv.Request) {
 	case "/ok":
 		w.WriteString("ok\n")
 	case "/whoami":
+		if instance == 0 {
+			instance = rand.Uint32() | 1
+		}
 		w.WriteString(strconv.FormatUint(uint64(instance), 10) + " " + strconv.Itoa(served) + "\n")
 	case "/loop":
 		for {
