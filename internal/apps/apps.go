@@ -30,6 +30,9 @@ type Spec struct {
 	// Name identifies the app: its plugins' namespaces (kv, pubsub) and its log
 	// records (default: DefaultName of Source). It must pass appname.Check.
 	Name string
+	// Tenant is who the app belongs to, for what tenants share fairly (CPU);
+	// "" = the app is its own tenant. Hosted apps carry their tenant's name.
+	Tenant string
 	// Source is a .wasm file or a Go guest package directory.
 	Source string
 	// BuildCacheDir is where built Go guests are cached ("" = default).
