@@ -1,0 +1,604 @@
+// Package deploy runs a hosting site's deployed apps and serves the deploy API
+// (api.go) on the admin listener. Each app is swapped on its own: a change opens
+// the pools it needs beside the running ones, swaps the app's routing in one
+// atomic store, and retires what the old routing alone used once its requests
+// and WebSockets end (or the drain timeout closes them). No other app is
+// touched, and requests never wait for a change.
+package deploy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
+	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/limit"
+	"github.com/wasmsrv/wasmsrv/host/internal/store"
+	"github.com/wasmsrv/wasmsrv/host/internal/tenant"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
+	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/progress"
+	"github.com/wasmsrv/wasmsrv/internal/registry"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+// VersionHeader names the version that answered, on every response of a
+// deployed app (its id's first 12 hex digits).
+const VersionHeader = "Wasmsrv-Version"
+
+// Options configure a Manager.
+type Options struct {
+	Store         store.Store
+	Engine        *runtime.Engine
+	Plugins       *registry.Registry
+	BuildCacheDir string
+	Progress      *progress.Meter
+	Hosting       config.Hosting
+	// OperatorToken is the admin token: the operator's credential on the API.
+	OperatorToken string
+	// FileApps are the names of the site file's apps (a tenant's namespace may
+	// not hold one).
+	FileApps []string
+	Logger   *slog.Logger
+}
+
+// Manager runs the deployed apps of a site.
+type Manager struct {
+	opt  Options
+	log  *slog.Logger
+	base context.Context
+	stop context.CancelFunc
+
+	hosts atomic.Pointer[map[string]*live] // host name → app, replaced whole on a change
+
+	mu      sync.Mutex // the tables below
+	apps    map[string]*live
+	pools   map[string]*pool
+	open    map[*pool]struct{} // every pool not closed yet
+	tenants map[string]*gate
+	closing sync.WaitGroup
+}
+
+// live is one deployed app: its routing, swapped atomically.
+type live struct {
+	ns     string
+	tenant string
+	name   string
+	cur    atomic.Pointer[routing]
+	apply  sync.Mutex // serialises this app's changes
+	hosts  []string
+}
+
+// routing is where an app's requests go: Canary takes Percent of them.
+type routing struct {
+	rev     uint64
+	primary *pool
+	canary  *pool
+	percent int
+	sticky  bool
+}
+
+// pool is one version's running app. refs counts the routings that use it and
+// the requests on it; the last release closes it.
+type pool struct {
+	key       string
+	version   string
+	run       *apps.Running
+	refs      atomic.Int64
+	onZero    func()
+	routed    int // routings using it (Manager.mu)
+	timer     *time.Timer
+	closeOnce sync.Once
+}
+
+func (p *pool) acquire() bool {
+	for {
+		n := p.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (p *pool) release() {
+	if p.refs.Add(-1) == 0 {
+		p.onZero()
+	}
+}
+
+// New makes a manager; Start opens the stored apps.
+func New(opt Options) *Manager {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	base, stop := context.WithCancel(context.Background())
+	m := &Manager{opt: opt, log: opt.Logger.With("hosting", true), base: base, stop: stop,
+		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, tenants: map[string]*gate{}}
+	m.hosts.Store(&map[string]*live{})
+	return m
+}
+
+// Start brings the file's tenants into the store and opens every stored app's
+// versions. An app that cannot open is logged and left out; the others serve.
+func (m *Manager) Start(ctx context.Context, fileTenants map[string]config.Tenant) error {
+	err := m.opt.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, t := range fileTenants {
+			if err := tx.PutTenant(t); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := m.Sync(ctx); err != nil {
+		return err
+	}
+	if ch := m.opt.Store.Changes(); ch != nil {
+		go func() {
+			for {
+				select {
+				case <-m.base.Done():
+					return
+				case <-ch:
+					if err := m.Sync(m.base); err != nil {
+						m.log.Warn("hosting: applying another node's change", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	return nil
+}
+
+// Sync makes the running apps match the store: apps whose revision changed
+// are applied, removed ones closed (another node's changes, a start).
+func (m *Manager) Sync(ctx context.Context) error {
+	var (
+		all     []store.App
+		tenants = map[string]config.Tenant{}
+	)
+	err := m.opt.Store.View(ctx, func(tx *store.Tx) error {
+		ts, err := tx.Tenants()
+		if err != nil {
+			return err
+		}
+		for _, t := range ts {
+			tenants[t.Name] = t
+		}
+		all, err = tx.Apps("")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, a := range all {
+		ns, err := appname.Namespace(a.Tenant, a.Name)
+		if err != nil {
+			m.log.Error("hosting: stored app has a bad name", "tenant", a.Tenant, "app", a.Name, "err", err)
+			continue
+		}
+		seen[ns] = true
+		m.mu.Lock()
+		l := m.apps[ns]
+		m.mu.Unlock()
+		if l != nil {
+			if rt := l.cur.Load(); rt != nil && rt.rev == a.Revision {
+				continue
+			}
+		}
+		if err := m.apply(ctx, tenants[a.Tenant], a); err != nil {
+			m.log.Error("hosting: app not started", "tenant", a.Tenant, "app", a.Name, "err", err)
+		}
+	}
+	m.mu.Lock()
+	var gone []*live
+	for ns, l := range m.apps {
+		if !seen[ns] {
+			gone = append(gone, l)
+		}
+	}
+	m.mu.Unlock()
+	for _, l := range gone {
+		m.remove(l)
+	}
+	for name, t := range tenants {
+		m.setGate(t)
+		_ = name
+	}
+	return nil
+}
+
+// Lookup returns the handler of the deployed app host (a request's Host, port
+// allowed) belongs to, nil when none does.
+func (m *Manager) Lookup(host string) http.Handler {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	l := (*m.hosts.Load())[host]
+	if l == nil {
+		return nil
+	}
+	m.mu.Lock()
+	g := m.tenants[l.tenant]
+	m.mu.Unlock()
+	if g == nil {
+		return l
+	}
+	return g.wrap(l)
+}
+
+// ServeHTTP serves r on the app's current routing: the pool is taken before
+// the request runs and given back after, so a swap never cuts it.
+func (l *live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	for range 1000 {
+		rt := l.cur.Load()
+		if rt == nil || rt.primary == nil {
+			http.Error(w, "503 no version of this app is active", http.StatusServiceUnavailable)
+			return
+		}
+		p := rt.pick(r)
+		if p.acquire() {
+			serve(p, w, r)
+			return
+		}
+		// p retired between the load and the acquire: the new routing is in place.
+	}
+	http.Error(w, "503 the app is changing", http.StatusServiceUnavailable)
+}
+
+func serve(p *pool, w http.ResponseWriter, r *http.Request) {
+	defer p.release()
+	w.Header().Set(VersionHeader, p.version[:12])
+	p.run.Handler.ServeHTTP(w, r)
+}
+
+func (rt *routing) pick(r *http.Request) *pool {
+	if rt.canary == nil || rt.percent <= 0 {
+		return rt.primary
+	}
+	var bucket int
+	if rt.sticky {
+		host, _, err := net.SplitHostPort(r.RemoteAddr)
+		if err != nil {
+			host = r.RemoteAddr
+		}
+		h := fnv.New32a()
+		h.Write([]byte(host))
+		bucket = int(h.Sum32() % 100)
+	} else {
+		bucket = rand.IntN(100)
+	}
+	if bucket < rt.percent {
+		return rt.canary
+	}
+	return rt.primary
+}
+
+// appConfig is an app's settings for version id, bounded by its tenant.
+func (m *Manager) appConfig(ctx context.Context, t config.Tenant, a store.App, id string) (config.App, error) {
+	path, err := m.opt.Store.ModulePath(ctx, id)
+	if err != nil {
+		return config.App{}, err
+	}
+	ac, err := config.AppSettings(a.Settings, path)
+	if err != nil {
+		return config.App{}, err
+	}
+	if err := tenant.Apply(t, &ac, a.Secrets); err != nil {
+		return config.App{}, err
+	}
+	return ac, nil
+}
+
+// spec is the apps.Spec of an app's settings, through the one mapping.
+func (m *Manager) spec(ns string, t config.Tenant, ac *config.App) (apps.Spec, error) {
+	spec, err := appspec.Of(ns, ac, appspec.Host{BuildCacheDir: m.opt.BuildCacheDir, Plugins: m.opt.Plugins, Progress: m.opt.Progress})
+	if err != nil {
+		return apps.Spec{}, err
+	}
+	spec.Tenant = t.Name
+	return spec, nil
+}
+
+// Check loads and validates wasm (a file) as version of a under its settings,
+// as Open would, and closes it: what deploy refuses with 422.
+func (m *Manager) Check(ctx context.Context, t config.Tenant, a store.App, wasmPath string) error {
+	ns, err := appname.Namespace(a.Tenant, a.Name)
+	if err != nil {
+		return err
+	}
+	ac, err := config.AppSettings(a.Settings, wasmPath)
+	if err != nil {
+		return err
+	}
+	if err := tenant.Apply(t, &ac, a.Secrets); err != nil {
+		return err
+	}
+	spec, err := m.spec(ns, t, &ac)
+	if err != nil {
+		return err
+	}
+	_, err = apps.Check(ctx, m.opt.Engine, spec, m.log)
+	return err
+}
+
+// fingerprint keys a pool: the same version under the same settings is the
+// same pool (promoting a canary reuses it).
+func fingerprint(ns, id string, ac config.App) string {
+	b, _ := json.Marshal(ac)
+	sum := sha256.Sum256(b)
+	return ns + "\x00" + id + "\x00" + hex.EncodeToString(sum[:8])
+}
+
+// apply makes the app's routing match a: opens what is missing, swaps,
+// releases the old routing's pools.
+func (m *Manager) apply(ctx context.Context, t config.Tenant, a store.App) error {
+	ns, err := appname.Namespace(a.Tenant, a.Name)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	l := m.apps[ns]
+	if l == nil {
+		l = &live{ns: ns, tenant: a.Tenant, name: a.Name}
+		m.apps[ns] = l
+	}
+	m.mu.Unlock()
+	l.apply.Lock()
+	defer l.apply.Unlock()
+	if rt := l.cur.Load(); rt != nil && rt.rev >= a.Revision {
+		return nil // a newer change got here first
+	}
+	rt := &routing{rev: a.Revision, percent: a.Percent, sticky: a.Sticky}
+	var taken []*pool
+	undo := func() {
+		for _, p := range taken {
+			m.unroute(p)
+		}
+	}
+	if a.Active != "" {
+		if rt.primary, err = m.take(ctx, ns, t, a, a.Active); err != nil {
+			return err
+		}
+		taken = append(taken, rt.primary)
+	}
+	if a.Canary != "" && a.Percent > 0 && a.Canary != a.Active {
+		if rt.canary, err = m.take(ctx, ns, t, a, a.Canary); err != nil {
+			undo()
+			return err
+		}
+		taken = append(taken, rt.canary)
+	}
+	old := l.cur.Swap(rt)
+	m.mu.Lock()
+	l.hosts = a.Hosts
+	m.rebuildHosts()
+	m.mu.Unlock()
+	m.unrouteAll(old)
+	m.log.Info("hosting: app routing changed", "tenant", a.Tenant, "app", a.Name, "revision", a.Revision,
+		"active", short(a.Active), "canary", short(a.Canary), "percent", a.Percent)
+	return nil
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// take returns the pool of version id of a with one reference for the
+// caller's routing, opening it if needed.
+func (m *Manager) take(ctx context.Context, ns string, t config.Tenant, a store.App, id string) (*pool, error) {
+	ac, err := m.appConfig(ctx, t, a, id)
+	if err != nil {
+		return nil, err
+	}
+	key := fingerprint(ns, id, ac)
+	m.mu.Lock()
+	if p := m.pools[key]; p != nil && p.acquire() {
+		p.routed++
+		m.mu.Unlock()
+		return p, nil
+	}
+	m.mu.Unlock()
+	spec, err := m.spec(ns, t, &ac)
+	if err != nil {
+		return nil, err
+	}
+	run, err := apps.Open(m.base, m.opt.Engine, spec, m.log)
+	if err != nil {
+		return nil, err
+	}
+	p := &pool{key: key, version: id, run: run, routed: 1}
+	p.refs.Store(1)
+	p.onZero = func() { m.closePool(p, "drained") }
+	m.mu.Lock()
+	m.pools[key] = p
+	m.open[p] = struct{}{}
+	m.mu.Unlock()
+	m.log.Info("hosting: version started", "tenant", t.Name, "app", a.Name, "version", short(id), "mode", run.Mode)
+	return p, nil
+}
+
+// unroute drops a routing's use of p. The last routing gone, p takes no new
+// requests; it closes when its last request ends, or at the drain timeout with
+// requests and WebSockets still on it.
+func (m *Manager) unroute(p *pool) {
+	m.mu.Lock()
+	p.routed--
+	last := p.routed == 0
+	if last && m.pools[p.key] == p {
+		delete(m.pools, p.key)
+	}
+	m.mu.Unlock()
+	if last {
+		p.timer = time.AfterFunc(m.opt.Hosting.DrainTimeout.D(), func() { m.closePool(p, "drain timeout") })
+		p.release()
+	}
+}
+
+// closePool closes p once: it drained, or the drain timeout came.
+func (m *Manager) closePool(p *pool, why string) {
+	p.closeOnce.Do(func() {
+		if p.timer != nil {
+			p.timer.Stop()
+		}
+		m.mu.Lock()
+		delete(m.open, p)
+		m.mu.Unlock()
+		m.closing.Add(1)
+		go func() {
+			defer m.closing.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			m.log.Info("hosting: version closed", "app", p.run.Name, "version", short(p.version), "why", why)
+			if err := p.run.Close(ctx); err != nil {
+				m.log.Warn("hosting: closing a retired version", "version", short(p.version), "err", err)
+			}
+		}()
+	})
+}
+
+func (m *Manager) unrouteAll(rt *routing) {
+	if rt == nil {
+		return
+	}
+	for _, p := range []*pool{rt.primary, rt.canary} {
+		if p != nil {
+			m.unroute(p)
+		}
+	}
+}
+
+// rebuildHosts publishes a new host table. m.mu held.
+func (m *Manager) rebuildHosts() {
+	t := make(map[string]*live, len(m.apps))
+	for _, l := range m.apps {
+		for _, h := range l.hosts {
+			t[h] = l
+		}
+	}
+	m.hosts.Store(&t)
+}
+
+// remove stops serving an app and releases its pools.
+func (m *Manager) remove(l *live) {
+	l.apply.Lock()
+	defer l.apply.Unlock()
+	m.mu.Lock()
+	delete(m.apps, l.ns)
+	m.rebuildHosts()
+	m.mu.Unlock()
+	m.unrouteAll(l.cur.Swap(&routing{}))
+	m.log.Info("hosting: app removed", "tenant", l.tenant, "app", l.name)
+}
+
+// Close stops every app, waiting (within ctx) for them to drain.
+func (m *Manager) Close(ctx context.Context) error {
+	m.stop()
+	m.mu.Lock()
+	var all []*live
+	for _, l := range m.apps {
+		all = append(all, l)
+	}
+	m.mu.Unlock()
+	for _, l := range all {
+		m.remove(l)
+	}
+	m.mu.Lock()
+	var open []*pool
+	for p := range m.open {
+		open = append(open, p)
+	}
+	m.mu.Unlock()
+	for _, p := range open {
+		m.closePool(p, "stopping")
+	}
+	done := make(chan struct{})
+	go func() { m.closing.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hosting: apps still draining: %w", ctx.Err())
+	}
+}
+
+// gate applies a tenant's request rate (429) and concurrency (503) quotas to
+// all its apps together.
+type gate struct {
+	quotas config.Quotas
+	rate   *limit.Rate
+	sem    chan struct{}
+	next   atomic.Pointer[http.Handler]
+}
+
+type ctxApp struct{}
+
+// setGate makes or updates the gate of t.
+func (m *Manager) setGate(t config.Tenant) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if g := m.tenants[t.Name]; g != nil && g.quotas == t.Quotas {
+		return
+	}
+	if t.Quotas.Rate == 0 && t.Quotas.Concurrency == 0 {
+		delete(m.tenants, t.Name)
+		return
+	}
+	g := &gate{quotas: t.Quotas}
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Context().Value(ctxApp{}).(http.Handler).ServeHTTP(w, r)
+	})
+	if n := t.Quotas.Concurrency; n > 0 {
+		g.sem = make(chan struct{}, n)
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case g.sem <- struct{}{}:
+				defer func() { <-g.sem }()
+				inner.ServeHTTP(w, r)
+			default:
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "503 the tenant's concurrent requests are at their quota", http.StatusServiceUnavailable)
+			}
+		})
+	}
+	if q := t.Quotas.Rate; q > 0 {
+		burst := t.Quotas.Burst
+		if burst == 0 {
+			burst = q
+		}
+		g.rate = limit.NewRate(limit.RateConfig{Rate: float64(q), Burst: burst}, h)
+		h = g.rate
+	}
+	g.next.Store(&h)
+	m.tenants[t.Name] = g
+}
+
+func (g *gate) wrap(app http.Handler) http.Handler {
+	h := *g.next.Load()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxApp{}, app)))
+	})
+}
