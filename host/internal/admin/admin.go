@@ -38,6 +38,10 @@ type Config struct {
 	Hosts []string
 	// Token, if set, must be sent as "Authorization: Bearer TOKEN".
 	Token string
+	// API, if set, serves /v1/ (the deploy API of a hosting site): it checks
+	// its own tokens (the operator's Token and tenants' own), behind the same
+	// request guard.
+	API http.Handler
 }
 
 // Handler serves the admin API.
@@ -68,11 +72,18 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"purged": c.Purge(key)})
 	})
 	profiles(mux)
+	if cfg.API != nil {
+		mux.Handle("/v1/", cfg.API)
+	}
 	if cfg.Token == "" {
 		return newGuard(cfg.Addr, cfg.Hosts, mux)
 	}
 	want := []byte("Bearer " + cfg.Token)
 	return newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cfg.API != nil && strings.HasPrefix(r.URL.Path, "/v1/") {
+			mux.ServeHTTP(w, r) // the API authenticates operator and tenants itself
+			return
+		}
 		got := []byte(strings.TrimSpace(r.Header.Get("Authorization")))
 		if subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="wasmsrv admin"`)

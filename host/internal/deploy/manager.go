@@ -61,6 +61,8 @@ type Manager struct {
 	base context.Context
 	stop context.CancelFunc
 
+	operatorToken atomic.Pointer[string]
+
 	hosts atomic.Pointer[map[string]*live] // host name → app, replaced whole on a change
 
 	mu      sync.Mutex // the tables below
@@ -84,6 +86,7 @@ type live struct {
 // routing is where an app's requests go: Canary takes Percent of them.
 type routing struct {
 	rev     uint64
+	tenant  string // tenantPrint of the tenant it was made under
 	primary *pool
 	canary  *pool
 	percent int
@@ -130,24 +133,14 @@ func New(opt Options) *Manager {
 	m := &Manager{opt: opt, log: opt.Logger.With("hosting", true), base: base, stop: stop,
 		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, tenants: map[string]*gate{}}
 	m.hosts.Store(&map[string]*live{})
+	m.SetOperatorToken(opt.OperatorToken)
 	return m
 }
 
 // Start brings the file's tenants into the store and opens every stored app's
 // versions. An app that cannot open is logged and left out; the others serve.
 func (m *Manager) Start(ctx context.Context, fileTenants map[string]config.Tenant) error {
-	err := m.opt.Store.Update(ctx, func(tx *store.Tx) error {
-		for _, t := range fileTenants {
-			if err := tx.PutTenant(t); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if err := m.Sync(ctx); err != nil {
+	if err := m.FileTenants(ctx, fileTenants); err != nil {
 		return err
 	}
 	if ch := m.opt.Store.Changes(); ch != nil {
@@ -166,6 +159,29 @@ func (m *Manager) Start(ctx context.Context, fileTenants map[string]config.Tenan
 	}
 	return nil
 }
+
+// FileTenants puts the site file's tenants in the store (at start and on a
+// reload) and applies what changed.
+func (m *Manager) FileTenants(ctx context.Context, fileTenants map[string]config.Tenant) error {
+	err := m.opt.Store.Update(ctx, func(tx *store.Tx) error {
+		for _, t := range fileTenants {
+			if err := tx.PutTenant(t); err != nil {
+				return err
+			}
+			if err := tx.Log(store.Audit{Who: "site file", Tenant: t.Name, Action: "tenant.file"}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return m.Sync(ctx)
+}
+
+// SetOperatorToken changes the operator's token (a reload).
+func (m *Manager) SetOperatorToken(tok string) { m.operatorToken.Store(&tok) }
 
 // Sync makes the running apps match the store: apps whose revision changed
 // are applied, removed ones closed (another node's changes, a start).
@@ -200,7 +216,7 @@ func (m *Manager) Sync(ctx context.Context) error {
 		l := m.apps[ns]
 		m.mu.Unlock()
 		if l != nil {
-			if rt := l.cur.Load(); rt != nil && rt.rev == a.Revision {
+			if rt := l.cur.Load(); rt != nil && rt.rev == a.Revision && rt.tenant == tenantPrint(tenants[a.Tenant]) {
 				continue
 			}
 		}
@@ -341,6 +357,17 @@ func (m *Manager) Check(ctx context.Context, t config.Tenant, a store.App, wasmP
 	return err
 }
 
+// tenantPrint summarises what of a tenant shapes its apps (grants, sections,
+// quotas): a change re-applies them.
+func tenantPrint(t config.Tenant) string {
+	b, _ := json.Marshal(struct {
+		G []string
+		P map[string]map[string]any
+		Q config.Quotas
+	}{t.Grants, t.Plugins, t.Quotas})
+	return string(b)
+}
+
 // fingerprint keys a pool: the same version under the same settings is the
 // same pool (promoting a canary reuses it).
 func fingerprint(ns, id string, ac config.App) string {
@@ -365,10 +392,11 @@ func (m *Manager) apply(ctx context.Context, t config.Tenant, a store.App) error
 	m.mu.Unlock()
 	l.apply.Lock()
 	defer l.apply.Unlock()
-	if rt := l.cur.Load(); rt != nil && rt.rev >= a.Revision {
-		return nil // a newer change got here first
+	tp := tenantPrint(t)
+	if rt := l.cur.Load(); rt != nil && (rt.rev > a.Revision || rt.rev == a.Revision && rt.tenant == tp) {
+		return nil // a newer change got here first, or nothing changed
 	}
-	rt := &routing{rev: a.Revision, percent: a.Percent, sticky: a.Sticky}
+	rt := &routing{rev: a.Revision, tenant: tp, percent: a.Percent, sticky: a.Sticky}
 	var taken []*pool
 	undo := func() {
 		for _, p := range taken {

@@ -55,8 +55,12 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 		}})
 	}
 	if addr := cfg.Admin.Listen(); addr != "" {
+		var api http.Handler
+		if s.hosting != nil {
+			api = s.hosting.WithPrincipal(s.hosting.API())
+		}
 		out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
-			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token}, s.log),
+			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, API: api}, s.log),
 			cfg:     host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}})
 	}
 	return out

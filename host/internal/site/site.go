@@ -21,6 +21,8 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/deploy"
+	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -68,6 +70,11 @@ type Site struct {
 	storeSize int64
 	retiring  tracker
 
+	// hosting runs the deployed apps of a hosting site (hosting.data_dir set):
+	// requests whose Host one of them claims go to it, not to the routes.
+	hosting *deploy.Manager
+	hstore  store.Store
+
 	// live are the listeners in config order, the admin listener last.
 	live []*live
 	// serveCtx is set while Serve runs: listeners a reload adds start under it.
@@ -101,9 +108,15 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 	// The apps outlive ctx, but a stop while the site starts (ctx ends: a
 	// signal) ends the builds and compiles of its first generation.
 	stopBuilds := context.AfterFunc(ctx, cancel)
+	if err := s.startHosting(ctx, cfg); err != nil {
+		stopBuilds()
+		cancel()
+		return nil, err
+	}
 	g, err := s.build(ctx, cfg)
 	stopBuilds()
 	if err != nil {
+		s.stopHosting(context.Background())
 		cancel()
 		return nil, err
 	}
@@ -227,7 +240,36 @@ func (s *Site) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stopping: requests still open: %w", ctx.Err())
 	}
-	return s.retiring.wait(ctx)
+	return errors.Join(s.stopHosting(ctx), s.retiring.wait(ctx))
+}
+
+// startHosting opens the store and starts the deployed apps.
+func (s *Site) startHosting(ctx context.Context, cfg *config.Config) error {
+	h := cfg.Hosting
+	if h.DataDir == "" {
+		return nil
+	}
+	st, err := store.Open(h.DataDir)
+	if err != nil {
+		return cfg.ErrorAt("hosting.data_dir", err)
+	}
+	m := deploy.New(deploy.Options{Store: st, Engine: s.opt.Engine, Plugins: s.opt.Plugins, BuildCacheDir: s.opt.BuildCacheDir,
+		Progress: s.opt.Progress, Hosting: h, OperatorToken: cfg.Admin.Token, FileApps: sortedKeys(cfg.Apps), Logger: s.log})
+	if err := m.Start(ctx, cfg.Tenants); err != nil {
+		_ = m.Close(ctx)
+		st.Close()
+		return err
+	}
+	s.hosting, s.hstore = m, st
+	return nil
+}
+
+func (s *Site) stopHosting(ctx context.Context) error {
+	if s.hosting == nil {
+		return nil
+	}
+	err := s.hosting.Close(ctx)
+	return errors.Join(err, s.hstore.Close())
 }
 
 // tracker counts background closes. Unlike sync.WaitGroup it allows adding
@@ -287,6 +329,21 @@ func (s *Site) Reload(ctx context.Context) error {
 			return errors.New("reload: the site is stopping")
 		}
 		if p, err = s.planListeners(cfg); err != nil {
+			return err
+		}
+	}
+	if (s.hosting == nil) != (cfg.Hosting.DataDir == "") || s.hosting != nil && cfg.Hosting != s.cfg.Hosting {
+		if p != nil {
+			p.abort()
+		}
+		return cfg.ErrorAt("hosting", errors.New("the hosting section changes only with a restart"))
+	}
+	if s.hosting != nil {
+		s.hosting.SetOperatorToken(cfg.Admin.Token)
+		if err := s.hosting.FileTenants(ctx, cfg.Tenants); err != nil {
+			if p != nil {
+				p.abort()
+			}
 			return err
 		}
 	}
