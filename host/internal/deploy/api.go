@@ -437,6 +437,7 @@ func (m *Manager) checkQuotas(ctx context.Context, tx *store.Tx, t config.Tenant
 			if err != nil {
 				continue
 			}
+			_ = tenant.Apply(t, &ac, x.Settings, x.Secrets) // its memory default
 			u.Add(&ac)
 		}
 	}
@@ -492,7 +493,7 @@ func (m *Manager) putApp(w http.ResponseWriter, r *http.Request) {
 			if err != nil && !isModuleErr(err) {
 				return "", unproc("settings: %v", err)
 			}
-			if err := tenant.Apply(t, &ac, a.Secrets); err != nil {
+			if err := tenant.Apply(t, &ac, a.Settings, a.Secrets); err != nil {
 				return "", err
 			}
 			return strings.Join(what, " "), nil
@@ -731,6 +732,12 @@ func (m *Manager) rollback(w http.ResponseWriter, r *http.Request) {
 	a, err := m.change(r.Context(), principal(r), r.PathValue("tenant"), r.PathValue("app"), "rollback", false,
 		func(_ config.Tenant, a *store.App) (string, error) {
 			id := ""
+			if rb.Version == "" && a.Canary != "" && a.Percent > 0 {
+				// A gradual deployment in progress: rolling back ends it.
+				from := a.Canary
+				a.Canary, a.Percent, a.Sticky = "", 0, false
+				return fmt.Sprintf("split ended: canary=%s active=%s", short(from), short(a.Active)), nil
+			}
 			if rb.Version != "" {
 				var err error
 				if id, err = resolve(a, rb.Version); err != nil {

@@ -319,7 +319,7 @@ func (m *Manager) appConfig(ctx context.Context, t config.Tenant, a store.App, i
 	if err != nil {
 		return config.App{}, err
 	}
-	if err := tenant.Apply(t, &ac, a.Secrets); err != nil {
+	if err := tenant.Apply(t, &ac, a.Settings, a.Secrets); err != nil {
 		return config.App{}, err
 	}
 	return ac, nil
@@ -346,7 +346,7 @@ func (m *Manager) Check(ctx context.Context, t config.Tenant, a store.App, wasmP
 	if err != nil {
 		return err
 	}
-	if err := tenant.Apply(t, &ac, a.Secrets); err != nil {
+	if err := tenant.Apply(t, &ac, a.Settings, a.Secrets); err != nil {
 		return err
 	}
 	spec, err := m.spec(ns, t, &ac)

@@ -112,8 +112,14 @@ func CheckSettings(settings map[string]any, secrets map[string]string) error {
 
 // Apply bounds an app's settings by its tenant: grants must be within the
 // ceiling, the plugins' sections are the tenant's (kv's max_bytes its kv quota),
-// the secrets go to the config plugin, and the per-instance memory fits.
-func Apply(t config.Tenant, a *config.App, secrets map[string]string) error {
+// the secrets go to the config plugin, and the per-instance memory fits (a
+// memory_limit the settings leave out is the quota when the default is over
+// it). settings are the keys the app set.
+func Apply(t config.Tenant, a *config.App, settings map[string]any, secrets map[string]string) error {
+	set := map[string]bool{}
+	for k := range settings {
+		set[k] = true
+	}
 	ceiling := map[string]bool{"log": true}
 	for _, list := range t.Grants {
 		for _, g := range strings.Split(list, ",") {
@@ -153,6 +159,9 @@ func Apply(t config.Tenant, a *config.App, secrets map[string]string) error {
 			s[k] = v
 		}
 		a.PluginConfig["config"]["secrets"] = s
+	}
+	if q := t.Quotas.MemoryPerInstance; q > 0 && a.MemoryLimit > q && !set["memory_limit"] {
+		a.MemoryLimit = q // the default is over the quota: the quota is the default
 	}
 	if q := t.Quotas.MemoryPerInstance; q > 0 && a.MemoryLimit > q {
 		return forbid("settings.memory_limit: %s is over tenant %q's quota of %s per instance",
