@@ -63,7 +63,9 @@ type apiError struct {
 	Msg    string
 }
 
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Msg) }
+func (e *apiError) Error() string {
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Msg)
+}
 
 // do sends a request and decodes a JSON answer into out (nil: ignored).
 func (c *client) do(ctx context.Context, method, path string, body io.Reader, size int64, out any) error {

@@ -124,7 +124,7 @@ type Tx struct{ kv KV }
 func NewTx(kv KV) *Tx { return &Tx{kv} }
 
 // Keys: t/TENANT, a/TENANT/APP, h/HOST, l/SEQ (16 hex digits).
-func tenantKey(name string) string    { return "t/" + name }
+func tenantKey(name string) string     { return "t/" + name }
 func appKey(tenant, app string) string { return "a/" + tenant + "/" + app }
 func hostKey(host string) string       { return "h/" + host }
 

@@ -35,7 +35,9 @@ func (p Principal) String() string {
 }
 
 // May reports whether p may read and change tenant's apps.
-func (p Principal) May(tenant string) bool { return p.Operator || (p.Tenant != "" && p.Tenant == tenant) }
+func (p Principal) May(tenant string) bool {
+	return p.Operator || (p.Tenant != "" && p.Tenant == tenant)
+}
 
 const tokenPrefix = "wst_"
 
