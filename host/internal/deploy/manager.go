@@ -93,8 +93,8 @@ type routing struct {
 	sticky  bool
 }
 
-// pool is one version's running app. refs counts the routings that use it and
-// the requests on it; the last release closes it.
+// pool is one version's running app. refs counts the requests on it, plus one
+// while any routing uses it (routed > 0); the last release closes it.
 type pool struct {
 	key       string
 	version   string
@@ -443,7 +443,8 @@ func (m *Manager) take(ctx context.Context, ns string, t config.Tenant, a store.
 	}
 	key := fingerprint(ns, id, ac)
 	m.mu.Lock()
-	if p := m.pools[key]; p != nil && p.acquire() {
+	if p := m.pools[key]; p != nil {
+		// In the table means routed: the routings' one reference is held.
 		p.routed++
 		m.mu.Unlock()
 		return p, nil

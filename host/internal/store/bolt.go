@@ -96,3 +96,6 @@ func (s *Bolt) Changes() <-chan struct{} { return nil }
 func (s *Bolt) Close() error { return s.db.Close() }
 
 var _ Store = (*Bolt)(nil)
+
+// Path is the metadata file.
+func (s *Bolt) Path() string { return s.db.Path() }

@@ -1,0 +1,188 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/store"
+	"github.com/wasmsrv/wasmsrv/host/internal/tenant"
+	"github.com/wasmsrv/wasmsrv/runtime"
+)
+
+type fixture struct {
+	m     *Manager
+	api   *httptest.Server
+	st    *store.Bolt
+	token string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: filepath.Join(os.TempDir(), "wasmsrv-test-cache", "wazero")}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close(ctx) })
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, hash := tenant.NewToken("acme")
+	m := New(Options{Store: st, Engine: eng, OperatorToken: "op",
+		Hosting: config.Hosting{MaxModule: 1 << 20, DrainTimeout: config.Duration(time.Minute), KeepVersions: 3}, Logger: log})
+	if err := m.Start(ctx, map[string]config.Tenant{"acme": {Name: "acme", Tokens: []string{hash}, FromFile: true}}); err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(m.WithPrincipal(m.API()))
+	t.Cleanup(func() {
+		api.Close()
+		m.Close(ctx)
+		st.Close()
+	})
+	return &fixture{m: m, api: api, st: st, token: tok}
+}
+
+func (f *fixture) call(t *testing.T, method, path string, body []byte) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.api.URL+path, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (f *fixture) upload(t *testing.T, wasm []byte) string {
+	t.Helper()
+	code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/versions", wasm)
+	if code != 201 {
+		t.Fatalf("upload: %d %s", code, b)
+	}
+	var v store.Version
+	json.Unmarshal(b, &v)
+	return v.ID
+}
+
+func hello(t *testing.T) []byte {
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "samples", "c-hello", "main.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// variant is wasm with a custom section: the same code, another version.
+func variant(wasm []byte, n int) []byte {
+	name := fmt.Sprintf("v%d", n)
+	sec := append([]byte{byte(len(name))}, name+"!"...)
+	return append(append(bytes.Clone(wasm), 0, byte(len(sec))), sec...)
+}
+
+// TestRacingDeploys: many deploys of one app at once end with the running
+// routing matching the stored state, and no pool left open that no routing
+// uses.
+func TestRacingDeploys(t *testing.T) {
+	f := newFixture(t)
+	w := hello(t)
+	f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"hosts":["web.test"],"settings":{"pool_size":1}}`))
+	ids := []string{f.upload(t, w), f.upload(t, variant(w, 2)), f.upload(t, variant(w, 3))}
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := fmt.Sprintf(`{"version":%q,"percent":%d}`, ids[i%3], []int{100, 30, 100, 50}[i%4])
+			if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/deploy", []byte(body)); code != 200 {
+				t.Errorf("deploy: %d %s", code, b)
+			}
+		}()
+	}
+	wg.Wait()
+	var a store.App
+	f.st.View(context.Background(), func(tx *store.Tx) (err error) { a, err = tx.App("acme", "web"); return })
+	f.m.mu.Lock()
+	l := f.m.apps["acme_web"]
+	f.m.mu.Unlock()
+	rt := l.cur.Load()
+	if rt.rev != a.Revision || rt.primary.version != a.Active || (a.Canary != "" && (rt.canary == nil || rt.canary.version != a.Canary)) {
+		t.Fatalf("running routing rev %d %s, stored rev %d active %s canary %s", rt.rev, rt.primary.version, a.Revision, a.Active, a.Canary)
+	}
+	want := 1
+	if rt.canary != nil {
+		want = 2
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		f.m.mu.Lock()
+		n := len(f.m.open)
+		f.m.mu.Unlock()
+		if n == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pools open, want %d", n, want)
+		}
+	}
+	req := httptest.NewRequest("GET", "http://web.test/", nil)
+	rec := httptest.NewRecorder()
+	f.m.Lookup("WEB.test:8080").ServeHTTP(rec, req)
+	if rec.Code != 200 || rec.Header().Get(VersionHeader) == "" {
+		t.Fatalf("web.test: %d %v", rec.Code, rec.Header())
+	}
+}
+
+// TestUploadLimitsAndRefusals: an upload over the limit is 413, a bad module
+// 422, and neither stores anything.
+func TestUploadLimitsAndRefusals(t *testing.T) {
+	f := newFixture(t)
+	for _, tc := range []struct {
+		body []byte
+		want int
+	}{
+		{bytes.Repeat([]byte{0}, 2<<20), 413},
+		{[]byte("not wasm at all"), 422},
+		{[]byte("\x00asm\x01\x00\x00\x00\x01\xff\xff\xff\xff\x0f"), 422},
+		// A valid module that is no wasmsrv guest (no handler export).
+		{[]byte("\x00asm\x01\x00\x00\x00"), 422},
+	} {
+		if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/versions", tc.body); code != tc.want {
+			t.Errorf("upload of %d bytes: %d %s, want %d", len(tc.body), code, b, tc.want)
+		}
+	}
+	ents, _ := os.ReadDir(filepath.Join(filepath.Dir(f.st.Path()), "modules"))
+	if len(ents) != 0 {
+		t.Errorf("refused uploads left %d files", len(ents))
+	}
+	if code, _ := f.call(t, "GET", "/v1/tenants/acme/apps/web", nil); code != 404 {
+		t.Errorf("refused uploads made the app: %d", code)
+	}
+	// keep_versions = 3: the oldest inactive versions are forgotten.
+	w := hello(t)
+	first := f.upload(t, w)
+	f.call(t, "POST", "/v1/tenants/acme/apps/web/deploy", []byte(fmt.Sprintf(`{"version":%q}`, first)))
+	for i := 2; i <= 5; i++ {
+		f.upload(t, variant(w, i))
+	}
+	_, b := f.call(t, "GET", "/v1/tenants/acme/apps/web/versions", nil)
+	var vs struct{ Versions []store.Version }
+	json.Unmarshal(b, &vs)
+	if len(vs.Versions) != 3 || vs.Versions[0].ID != first {
+		t.Errorf("versions after 5 uploads with keep_versions 3: %d, the active first kept: %s", len(vs.Versions), b)
+	}
+}
