@@ -249,8 +249,13 @@ func (s *Site) startHosting(ctx context.Context, cfg *config.Config) error {
 	if h.DataDir == "" {
 		return nil
 	}
-	st, err := store.Open(h.DataDir)
-	if err != nil {
+	var st store.Store
+	var err error
+	if h.RedisURL != "" {
+		if st, err = store.OpenRedis(ctx, h.RedisURL, h.DataDir); err != nil {
+			return cfg.ErrorAt("hosting.redis_url", err)
+		}
+	} else if st, err = store.Open(h.DataDir); err != nil {
 		return cfg.ErrorAt("hosting.data_dir", err)
 	}
 	m := deploy.New(deploy.Options{Store: st, Engine: s.opt.Engine, Plugins: s.opt.Plugins, BuildCacheDir: s.opt.BuildCacheDir,

@@ -5,7 +5,8 @@
 // one. Modules are written to a temporary file, synced and renamed into place
 // before any record names them.
 //
-// The embedded backend (Open) is one bbolt file and a directory of modules.
+// The embedded backend (Open) is one bbolt file and a directory of modules;
+// OpenRedis shares the state between several nodes through Redis.
 package store
 
 import (
