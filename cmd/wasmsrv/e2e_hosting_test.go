@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wasmsrv/wasmsrv/internal/testkit"
 )
 
 // hostingTokens are fixed test tokens of the file's tenants and their hashes
@@ -406,5 +408,67 @@ func checkIsolation(t *testing.T, h *hostingSite, c *http.Client) {
 	}
 	if code, _, _ := h.hit(t, c, "alpha.test", "/"); code != 200 {
 		t.Errorf("alpha limited by gamma's quota: %d", code)
+	}
+}
+
+// TestE2EHostingTwoNodesOnRedis: two servers share a Redis store; a version
+// deployed through one is served by the other within 2 s.
+func TestE2EHostingTwoNodesOnRedis(t *testing.T) {
+	rd := testkit.StartRedis(t)
+	node := func(name string) *hostingSite {
+		dir := filepath.Join(t.TempDir(), name)
+		os.MkdirAll(dir, 0o755)
+		cfg := filepath.Join(dir, "site.toml")
+		os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[[listeners]]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+token = %q
+[hosting]
+data_dir = "data"
+redis_url = %q
+[tenants.alpha]
+tokens = [%q]
+`, opToken, rd.URL, alphaHash)), 0o644)
+		return startHosting(t, cfg)
+	}
+	n1, n2 := node("one"), node("two")
+	c := httpClient(t)
+	hello := filepath.Join(sample("c-hello"), "main.wasm")
+	b, _ := os.ReadFile(hello)
+	dir := t.TempDir()
+	for i, wasm := range [][]byte{b, withCustomSection(b, "v", "2"), withCustomSection(b, "v", "3")} {
+		p := filepath.Join(dir, fmt.Sprintf("v%d.wasm", i+1))
+		os.WriteFile(p, wasm, 0o644)
+		if r := n1.cli(t, alphaToken, "deploy", "--app", "hello", "--host", "hello.test", p); r.code != 0 {
+			t.Fatalf("deploy v%d on node one: %d %s", i+1, r.code, r.stderr)
+		}
+		start := time.Now()
+		_, want, _ := n1.hit(t, c, "hello.test", "/")
+		for {
+			code, got, _ := n2.hit(t, c, "hello.test", "/")
+			if code == 200 && got == want {
+				break
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("v%d: node two still serves %d %q 2s after node one serves %q", i+1, code, got, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("v%d served by node two %v after node one", i+1, time.Since(start).Round(time.Millisecond))
+	}
+	// A rollback on node two reaches node one.
+	if r := n2.cli(t, alphaToken, "rollback", "--app", "hello"); r.code != 0 {
+		t.Fatalf("rollback on node two: %d %s", r.code, r.stderr)
+	}
+	_, want, _ := n2.hit(t, c, "hello.test", "/")
+	for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+		if _, got, _ := n1.hit(t, c, "hello.test", "/"); got == want {
+			break
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Fatalf("node one does not serve node two's rollback (%q) after 2s", want)
+		}
 	}
 }
