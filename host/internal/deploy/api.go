@@ -25,22 +25,35 @@ import (
 // token may do everything; a tenant's token only what concerns its tenant.
 func (m *Manager) API() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/whoami", m.whoami)
-	mux.HandleFunc("GET /v1/tenants", m.operator(m.listTenants))
-	mux.HandleFunc("POST /v1/tenants", m.operator(m.createTenant))
-	mux.HandleFunc("GET /v1/tenants/{tenant}", m.tenant(m.getTenant))
-	mux.HandleFunc("DELETE /v1/tenants/{tenant}", m.operator(m.deleteTenant))
-	mux.HandleFunc("POST /v1/tenants/{tenant}/tokens", m.operator(m.newToken))
-	mux.HandleFunc("GET /v1/tenants/{tenant}/apps", m.tenant(m.listApps))
-	mux.HandleFunc("GET /v1/tenants/{tenant}/apps/{app}", m.tenant(m.getApp))
-	mux.HandleFunc("PUT /v1/tenants/{tenant}/apps/{app}", m.tenant(m.putApp))
-	mux.HandleFunc("DELETE /v1/tenants/{tenant}/apps/{app}", m.tenant(m.deleteApp))
-	mux.HandleFunc("GET /v1/tenants/{tenant}/apps/{app}/versions", m.tenant(m.listVersions))
-	mux.HandleFunc("POST /v1/tenants/{tenant}/apps/{app}/versions", m.tenant(m.upload))
-	mux.HandleFunc("POST /v1/tenants/{tenant}/apps/{app}/deploy", m.tenant(m.deploy))
-	mux.HandleFunc("POST /v1/tenants/{tenant}/apps/{app}/rollback", m.tenant(m.rollback))
-	mux.HandleFunc("GET /v1/audit", m.audit)
+	for _, r := range m.routes() {
+		mux.HandleFunc(r.pattern, r.h)
+	}
 	return mux
+}
+
+type apiRoute struct {
+	pattern string // METHOD PATH, as docs/hosting-openapi.yaml lists it
+	h       http.HandlerFunc
+}
+
+func (m *Manager) routes() []apiRoute {
+	return []apiRoute{
+		{"GET /v1/whoami", m.whoami},
+		{"GET /v1/tenants", m.operator(m.listTenants)},
+		{"POST /v1/tenants", m.operator(m.createTenant)},
+		{"GET /v1/tenants/{tenant}", m.tenant(m.getTenant)},
+		{"DELETE /v1/tenants/{tenant}", m.operator(m.deleteTenant)},
+		{"POST /v1/tenants/{tenant}/tokens", m.operator(m.newToken)},
+		{"GET /v1/tenants/{tenant}/apps", m.tenant(m.listApps)},
+		{"GET /v1/tenants/{tenant}/apps/{app}", m.tenant(m.getApp)},
+		{"PUT /v1/tenants/{tenant}/apps/{app}", m.tenant(m.putApp)},
+		{"DELETE /v1/tenants/{tenant}/apps/{app}", m.tenant(m.deleteApp)},
+		{"GET /v1/tenants/{tenant}/apps/{app}/versions", m.tenant(m.listVersions)},
+		{"POST /v1/tenants/{tenant}/apps/{app}/versions", m.tenant(m.upload)},
+		{"POST /v1/tenants/{tenant}/apps/{app}/deploy", m.tenant(m.deploy)},
+		{"POST /v1/tenants/{tenant}/apps/{app}/rollback", m.tenant(m.rollback)},
+		{"GET /v1/audit", m.audit},
+	}
 }
 
 type ctxPrincipal struct{}
