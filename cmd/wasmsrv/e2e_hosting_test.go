@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -471,4 +472,56 @@ tokens = [%q]
 			t.Fatalf("node one does not serve node two's rollback (%q) after 2s", want)
 		}
 	}
+}
+
+// TestE2EHostingDrainTimeout: a WebSocket left on a replaced version is closed
+// (1001) once hosting.drain_timeout has passed; a new one goes to the new
+// version.
+func TestE2EHostingDrainTimeout(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "site.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[[listeners]]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+token = %q
+[hosting]
+data_dir = "data"
+drain_timeout = "1s"
+[tenants.alpha]
+tokens = [%q]
+`, opToken, alphaHash)), 0o644)
+	h := startHosting(t, cfg)
+	v1 := h.runBuild(t, dir)
+	v2 := filepath.Join(dir, "v2.wasm")
+	b, _ := os.ReadFile(v1)
+	os.WriteFile(v2, withCustomSection(b, "v", "2"), 0o644)
+	if r := h.cli(t, alphaToken, "deploy", "--app", "web", "--host", "alpha.test", v1); r.code != 0 {
+		t.Fatalf("deploy v1: %s", r.stderr)
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(strings.Replace(h.URL, "http://", "ws://", 1)+"/echo", http.Header{"Host": {"alpha.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if r := h.cli(t, alphaToken, "deploy", "--app", "web", v2); r.code != 0 {
+		t.Fatalf("deploy v2: %s", r.stderr)
+	}
+	ws.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Fatalf("the WebSocket on the replaced version: %v, want a 1001 close at the drain timeout", err)
+	}
+}
+
+// runBuild builds samples/ws into dir and returns the module's path.
+func (h *hostingSite) runBuild(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "v1.wasm")
+	if r := runWasmsrv(t, 5*time.Minute, nil, "build", "--cache-dir", e2eCache, "-o", out, sample("ws")); r.code != 0 {
+		t.Fatalf("build: %s", r.stderr)
+	}
+	return out
 }

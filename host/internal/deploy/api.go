@@ -224,7 +224,10 @@ func (m *Manager) createTenant(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	for _, a := range m.opt.FileApps {
+	m.mu.Lock()
+	fileApps := m.opt.FileApps
+	m.mu.Unlock()
+	for _, a := range fileApps {
 		if strings.HasPrefix(a, t.Name+appname.TenantSep) {
 			writeErr(w, http.StatusConflict, fmt.Sprintf("the site file's app %q is in the namespace of a tenant named %q", a, t.Name))
 			return

@@ -7,10 +7,12 @@
 package deploy
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -20,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
@@ -27,6 +30,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/limit"
 	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/host/internal/tenant"
+	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
@@ -180,6 +184,26 @@ func (m *Manager) FileTenants(ctx context.Context, fileTenants map[string]config
 	return m.Sync(ctx)
 }
 
+// CheckFileApps refuses site file apps whose names are in a tenant's
+// namespace (TENANT_...), tenants of the API included.
+func (m *Manager) CheckFileApps(ctx context.Context, names []string) error {
+	var ts []config.Tenant
+	if err := m.opt.Store.View(ctx, func(tx *store.Tx) (err error) { ts, err = tx.Tenants(); return }); err != nil {
+		return err
+	}
+	for _, n := range names {
+		for _, t := range ts {
+			if strings.HasPrefix(n, t.Name+appname.TenantSep) {
+				return fmt.Errorf("apps.%s: the name is in tenant %q's namespace (%s%sAPP): rename the app", n, t.Name, t.Name, appname.TenantSep)
+			}
+		}
+	}
+	m.mu.Lock()
+	m.opt.FileApps = names
+	m.mu.Unlock()
+	return nil
+}
+
 // SetOperatorToken changes the operator's token (a reload).
 func (m *Manager) SetOperatorToken(tok string) { m.operatorToken.Store(&tok) }
 
@@ -284,7 +308,63 @@ func (l *live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func serve(p *pool, w http.ResponseWriter, r *http.Request) {
 	defer p.release()
 	w.Header().Set(VersionHeader, p.version[:12])
+	if websocket.IsUpgrade(r) {
+		// The socket outlives the request: it holds the pool until it closes
+		// (or the drain timeout closes the pool, and it).
+		w = &holdingWriter{ResponseWriter: w, p: p}
+	}
 	p.run.Handler.ServeHTTP(w, r)
+}
+
+// holdingWriter gives a hijacked connection a reference to the pool, released
+// when the connection closes.
+type holdingWriter struct {
+	http.ResponseWriter
+	p *pool
+}
+
+func (h *holdingWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
+func (h *holdingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if !h.p.acquire() { // cannot fail: the request holds a reference
+		return conn, rw, nil
+	}
+	return &holdingConn{Conn: conn, p: h.p}, rw, nil
+}
+
+// holdingConn releases its pool reference on Close. It passes on what the
+// WebSocket hub looks for on the socket underneath, as host's accepted
+// connection does: Unwrap, SyscallConn (its readiness poller), CloseWrite.
+type holdingConn struct {
+	net.Conn
+	p    *pool
+	once sync.Once
+}
+
+func (c *holdingConn) Unwrap() net.Conn { return c.Conn }
+
+func (c *holdingConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("connection has no file descriptor")
+}
+
+func (c *holdingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (c *holdingConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.p.release)
+	return err
 }
 
 func (rt *routing) pick(r *http.Request) *pool {

@@ -260,7 +260,11 @@ func (s *Site) startHosting(ctx context.Context, cfg *config.Config) error {
 	}
 	m := deploy.New(deploy.Options{Store: st, Engine: s.opt.Engine, Plugins: s.opt.Plugins, BuildCacheDir: s.opt.BuildCacheDir,
 		Progress: s.opt.Progress, Hosting: h, OperatorToken: cfg.Admin.Token, FileApps: sortedKeys(cfg.Apps), Logger: s.log})
-	if err := m.Start(ctx, cfg.Tenants); err != nil {
+	err = m.CheckFileApps(ctx, sortedKeys(cfg.Apps))
+	if err == nil {
+		err = m.Start(ctx, cfg.Tenants)
+	}
+	if err != nil {
 		_ = m.Close(ctx)
 		st.Close()
 		return err
@@ -344,8 +348,7 @@ func (s *Site) Reload(ctx context.Context) error {
 		return cfg.ErrorAt("hosting", errors.New("the hosting section changes only with a restart"))
 	}
 	if s.hosting != nil {
-		s.hosting.SetOperatorToken(cfg.Admin.Token)
-		if err := s.hosting.FileTenants(ctx, cfg.Tenants); err != nil {
+		if err := s.hosting.CheckFileApps(ctx, sortedKeys(cfg.Apps)); err != nil {
 			if p != nil {
 				p.abort()
 			}
@@ -361,6 +364,13 @@ func (s *Site) Reload(ctx context.Context) error {
 	}
 	old := s.cur.Swap(g)
 	s.cfg = cfg
+	if s.hosting != nil {
+		// After the file is accepted: a rejected file changes no tenant.
+		s.hosting.SetOperatorToken(cfg.Admin.Token)
+		if err := s.hosting.FileTenants(ctx, cfg.Tenants); err != nil {
+			s.log.Error("reload: the file's tenants were not stored", "err", err)
+		}
+	}
 	if p != nil {
 		s.apply(p)
 	}
