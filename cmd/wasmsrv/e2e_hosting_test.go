@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -524,4 +525,42 @@ func (h *hostingSite) runBuild(t *testing.T, dir string) string {
 		t.Fatalf("build: %s", r.stderr)
 	}
 	return out
+}
+
+// TestE2ESampleHosting runs samples/hosting/demo.sh against the binary: two
+// tenants, a split, a rollout, a rollback, beta's refused attempts.
+func TestE2ESampleHosting(t *testing.T) {
+	needCurl(t)
+	r := runWasmsrvScript(t, filepath.Join(samplesDir, "hosting", "demo.sh"),
+		"WASMSRV_BIN="+wasmsrvBin, "WASMSRV_LISTEN=127.0.0.1:0", "WASMSRV_ADMIN_ADDR=127.0.0.1:0", "WASMSRV_CACHE_DIR="+e2eCache)
+	if r.code != 0 {
+		t.Fatalf("demo.sh: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"(10%)", "rolled back to", "403 Forbidden", "409 Conflict", "== done"} {
+		if !strings.Contains(r.stdout+r.stderr, want) {
+			t.Errorf("demo.sh output lacks %q:\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+}
+
+// runWasmsrvScript runs a shell script with env (on the scrubbed environment).
+func runWasmsrvScript(t *testing.T, script string, env ...string) result {
+	t.Helper()
+	cmd := exec.Command("bash", script)
+	cmd.Env = cleanEnv(env...)
+	var stdout, stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s still running after 5 minutes\n%s\n%s", script, stdout.String(), stderr.String())
+	}
+	return result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
 }

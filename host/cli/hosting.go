@@ -251,7 +251,8 @@ func cmdDeploy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	task := meter.Start(log, 0, "uploading", "app", *app, "module", filepath.Base(wasmPath))
+	// An upload (with the server's validation) that ends within a second shows nothing.
+	task := meter.Start(log, time.Second, "uploading", "app", *app, "module", filepath.Base(wasmPath))
 	body := &counting{r: f, total: st.Size(), task: task}
 	var v struct {
 		ID string `json:"id"`
