@@ -68,6 +68,7 @@ type Manager struct {
 	operatorToken atomic.Pointer[string]
 
 	hosts atomic.Pointer[map[string]*live] // host name → app, replaced whole on a change
+	gates atomic.Pointer[map[string]*gate] // tenant → its gate, replaced whole on a change
 
 	mu      sync.Mutex // the tables below
 	apps    map[string]*live
@@ -106,6 +107,9 @@ type pool struct {
 	refs      atomic.Int64
 	onZero    func()
 	routed    int // routings using it (Manager.mu)
+	// versionHeader is the VersionHeader value, made once: responses share it
+	// (an append to it reallocates: its capacity is its length).
+	versionHeader []string
 	timer     *time.Timer
 	closeOnce sync.Once
 }
@@ -137,6 +141,7 @@ func New(opt Options) *Manager {
 	m := &Manager{opt: opt, log: opt.Logger.With("hosting", true), base: base, stop: stop,
 		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, tenants: map[string]*gate{}}
 	m.hosts.Store(&map[string]*live{})
+	m.gates.Store(&map[string]*gate{})
 	m.SetOperatorToken(opt.OperatorToken)
 	return m
 }
@@ -269,21 +274,18 @@ func (m *Manager) Sync(ctx context.Context) error {
 // Lookup returns the handler of the deployed app host (a request's Host, port
 // allowed) belongs to, nil when none does.
 func (m *Manager) Lookup(host string) http.Handler {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if i := strings.LastIndexByte(host, ':'); i > strings.LastIndexByte(host, ']') {
+		host = host[:i] // the port (net.SplitHostPort allocates an error without one)
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	l := (*m.hosts.Load())[host]
 	if l == nil {
 		return nil
 	}
-	m.mu.Lock()
-	g := m.tenants[l.tenant]
-	m.mu.Unlock()
-	if g == nil {
-		return l
+	if g := (*m.gates.Load())[l.tenant]; g != nil {
+		return g.wrap(l)
 	}
-	return g.wrap(l)
+	return l
 }
 
 // ServeHTTP serves r on the app's current routing: the pool is taken before
@@ -307,7 +309,7 @@ func (l *live) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func serve(p *pool, w http.ResponseWriter, r *http.Request) {
 	defer p.release()
-	w.Header().Set(VersionHeader, p.version[:12])
+	w.Header()[VersionHeader] = p.versionHeader
 	if websocket.IsUpgrade(r) {
 		// The socket outlives the request: it holds the pool until it closes
 		// (or the drain timeout closes the pool, and it).
@@ -538,7 +540,7 @@ func (m *Manager) take(ctx context.Context, ns string, t config.Tenant, a store.
 	if err != nil {
 		return nil, err
 	}
-	p := &pool{key: key, version: id, run: run, routed: 1}
+	p := &pool{key: key, version: id, run: run, routed: 1, versionHeader: []string{id[:12]}}
 	p.refs.Store(1)
 	p.onZero = func() { m.closePool(p, "drained") }
 	m.mu.Lock()
@@ -671,6 +673,7 @@ func (m *Manager) setGate(t config.Tenant) {
 	if g := m.tenants[t.Name]; g != nil && g.quotas == t.Quotas {
 		return
 	}
+	defer m.publishGates()
 	if t.Quotas.Rate == 0 && t.Quotas.Concurrency == 0 {
 		delete(m.tenants, t.Name)
 		return
@@ -703,6 +706,15 @@ func (m *Manager) setGate(t config.Tenant) {
 	}
 	g.next.Store(&h)
 	m.tenants[t.Name] = g
+}
+
+// publishGates makes the gate table the request path reads. m.mu held.
+func (m *Manager) publishGates() {
+	t := make(map[string]*gate, len(m.tenants))
+	for k, g := range m.tenants {
+		t[k] = g
+	}
+	m.gates.Store(&t)
 }
 
 func (g *gate) wrap(app http.Handler) http.Handler {
