@@ -101,17 +101,17 @@ type routing struct {
 // pool is one version's running app. refs counts the requests on it, plus one
 // while any routing uses it (routed > 0); the last release closes it.
 type pool struct {
-	key       string
-	version   string
-	run       *apps.Running
-	refs      atomic.Int64
-	onZero    func()
-	routed    int // routings using it (Manager.mu)
+	key     string
+	version string
+	run     *apps.Running
+	refs    atomic.Int64
+	onZero  func()
+	routed  int // routings using it (Manager.mu)
 	// versionHeader is the VersionHeader value, made once: responses share it
 	// (an append to it reallocates: its capacity is its length).
 	versionHeader []string
-	timer     *time.Timer
-	closeOnce sync.Once
+	timer         *time.Timer
+	closeOnce     sync.Once
 }
 
 func (p *pool) acquire() bool {
