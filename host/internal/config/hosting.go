@@ -49,6 +49,10 @@ type Tenant struct {
 	// Tokens are the SHA-256 hashes of the tenant's API tokens, "sha256:HEX"
 	// (`wasmsrv tenants token` prints a token and its hash).
 	Tokens []string `toml:"tokens" yaml:"tokens" json:"-"`
+	// Hosts are the host names the tenant's apps may claim: names, or
+	// "*.example.com" for any below (empty: any name the site's routes do not
+	// name).
+	Hosts []string `toml:"hosts" yaml:"hosts" json:"hosts,omitempty"`
 	// Grants are the plugins the tenant's apps may be granted (their ceiling).
 	Grants []string `toml:"grants" yaml:"grants" json:"grants,omitempty"`
 	// Plugins are the sections the granted plugins get for every app of the

@@ -482,6 +482,9 @@ func (m *Manager) putApp(w http.ResponseWriter, r *http.Request) {
 					if err != nil {
 						return "", unproc("hosts: %v", err)
 					}
+					if err := m.claimable(t, n); err != nil {
+						return "", err
+					}
 					if !slices.Contains(hosts, n) {
 						hosts = append(hosts, n)
 					}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -184,5 +185,78 @@ func TestUploadLimitsAndRefusals(t *testing.T) {
 	json.Unmarshal(b, &vs)
 	if len(vs.Versions) != 3 || vs.Versions[0].ID != first {
 		t.Errorf("versions after 5 uploads with keep_versions 3: %d, the active first kept: %s", len(vs.Versions), b)
+	}
+}
+
+// TestDeployRacingDelete: deploys racing a delete of the app never leave it
+// served, or its pools open, once the store no longer has it.
+func TestDeployRacingDelete(t *testing.T) {
+	f := newFixture(t)
+	w := hello(t)
+	for round := range 3 {
+		f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"hosts":["web.test"],"settings":{"pool_size":1}}`))
+		ids := []string{f.upload(t, w), f.upload(t, variant(w, 2+round))}
+		var wg sync.WaitGroup
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if i == 3 {
+					f.call(t, "DELETE", "/v1/tenants/acme/apps/web", nil)
+					return
+				}
+				f.call(t, "POST", "/v1/tenants/acme/apps/web/deploy", []byte(fmt.Sprintf(`{"version":%q}`, ids[i%2])))
+			}()
+		}
+		wg.Wait()
+		code, _ := f.call(t, "GET", "/v1/tenants/acme/apps/web", nil)
+		if code == 200 {
+			f.call(t, "DELETE", "/v1/tenants/acme/apps/web", nil)
+		}
+		if f.m.Lookup("web.test") != nil {
+			t.Fatalf("round %d: web.test still served after the app was deleted", round)
+		}
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			f.m.mu.Lock()
+			n, apps := len(f.m.open), len(f.m.apps)
+			f.m.mu.Unlock()
+			if n == 0 && apps == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d pools open, %d apps live after the delete", round, n, apps)
+			}
+		}
+	}
+}
+
+// TestHostClaimsBoundByFileAndTenant: a name the site's routes serve cannot be
+// claimed (409, wildcards included), nor one outside the tenant's own hosts
+// (403); a route naming a claimed host is refused at reload.
+func TestHostClaimsBoundByFileAndTenant(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	cfg := &config.Config{Routes: []config.Route{{Hosts: []string{"site.test", "*.op.test"}}}}
+	if err := f.m.CheckFile(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"site.test", "SITE.test.", "a.op.test", "a.b.op.test"} {
+		if code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(fmt.Sprintf(`{"hosts":[%q]}`, h))); code != 409 {
+			t.Errorf("claim %q: %d %s, want 409", h, code, b)
+		}
+	}
+	f.st.Update(ctx, func(tx *store.Tx) error {
+		ten, _ := tx.Tenant("acme")
+		ten.Hosts = []string{"*.acme.test", "acme.test"}
+		return tx.PutTenant(ten)
+	})
+	for h, want := range map[string]int{"other.test": 403, "acme.test.evil.test": 403, "xacme.test": 403, "acme.test": 200, "shop.acme.test": 200} {
+		if code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(fmt.Sprintf(`{"hosts":[%q]}`, h))); code != want {
+			t.Errorf("claim %q: %d %s, want %d", h, code, b, want)
+		}
+	}
+	cfg.Routes = append(cfg.Routes, config.Route{Hosts: []string{"*.acme.test"}})
+	if err := f.m.CheckFile(ctx, cfg); err == nil || !strings.Contains(err.Error(), "shop.acme.test") {
+		t.Errorf("a route over a claimed host: %v, want refused", err)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/limit"
+	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/host/internal/tenant"
 	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
@@ -70,12 +71,14 @@ type Manager struct {
 	hosts atomic.Pointer[map[string]*live] // host name → app, replaced whole on a change
 	gates atomic.Pointer[map[string]*gate] // tenant → its gate, replaced whole on a change
 
-	mu      sync.Mutex // the tables below
-	apps    map[string]*live
-	pools   map[string]*pool
-	open    map[*pool]struct{} // every pool not closed yet
-	tenants map[string]*gate
-	closing sync.WaitGroup
+	mu    sync.Mutex // the tables below
+	apps  map[string]*live
+	pools map[string]*pool
+	// fileHosts are the host patterns of the site file's routes (CheckFile).
+	fileHosts []string
+	open      map[*pool]struct{} // every pool not closed yet
+	tenants   map[string]*gate
+	closing   sync.WaitGroup
 }
 
 // live is one deployed app: its routing, swapped atomically.
@@ -189,24 +192,72 @@ func (m *Manager) FileTenants(ctx context.Context, fileTenants map[string]config
 	return m.Sync(ctx)
 }
 
-// CheckFileApps refuses site file apps whose names are in a tenant's
-// namespace (TENANT_...), tenants of the API included.
-func (m *Manager) CheckFileApps(ctx context.Context, names []string) error {
-	var ts []config.Tenant
-	if err := m.opt.Store.View(ctx, func(tx *store.Tx) (err error) { ts, err = tx.Tenants(); return }); err != nil {
+// CheckFile refuses a site file whose apps have names in a tenant's namespace
+// (TENANT_...), or whose routes name a host a tenant's app claims (tenants of
+// the API included); it keeps both for the API's own checks.
+func (m *Manager) CheckFile(ctx context.Context, cfg *config.Config) error {
+	var (
+		ts   []config.Tenant
+		apps []store.App
+	)
+	err := m.opt.Store.View(ctx, func(tx *store.Tx) (err error) {
+		if ts, err = tx.Tenants(); err != nil {
+			return err
+		}
+		apps, err = tx.Apps("")
+		return err
+	})
+	if err != nil {
 		return err
 	}
-	for _, n := range names {
+	names := make([]string, 0, len(cfg.Apps))
+	for n := range cfg.Apps {
+		names = append(names, n)
 		for _, t := range ts {
 			if strings.HasPrefix(n, t.Name+appname.TenantSep) {
-				return fmt.Errorf("apps.%s: the name is in tenant %q's namespace (%s%sAPP): rename the app", n, t.Name, t.Name, appname.TenantSep)
+				return cfg.ErrorAt("apps."+n, fmt.Errorf("the name is in tenant %q's namespace (%s%sAPP): rename the app", t.Name, t.Name, appname.TenantSep))
+			}
+		}
+	}
+	var hosts []string
+	for i, r := range cfg.Routes {
+		for _, pat := range r.Hosts {
+			hosts = append(hosts, pat)
+			for _, a := range apps {
+				for _, h := range a.Hosts {
+					if route.MatchHost(pat, h) {
+						return cfg.ErrorAt(fmt.Sprintf("routes[%d].hosts", i), fmt.Errorf("%q is claimed by tenant %q's app %q", h, a.Tenant, a.Name))
+					}
+				}
 			}
 		}
 	}
 	m.mu.Lock()
-	m.opt.FileApps = names
+	m.opt.FileApps, m.fileHosts = names, hosts
 	m.mu.Unlock()
 	return nil
+}
+
+// claimable refuses a host name the site's routes name (409) or the tenant may
+// not claim (403).
+func (m *Manager) claimable(t config.Tenant, h string) error {
+	m.mu.Lock()
+	file := m.fileHosts
+	m.mu.Unlock()
+	for _, pat := range file {
+		if route.MatchHost(pat, h) {
+			return fmt.Errorf("%q is served by the site's routes: %w", h, store.ErrHostTaken)
+		}
+	}
+	if len(t.Hosts) == 0 {
+		return nil
+	}
+	for _, pat := range t.Hosts {
+		if route.MatchHost(pat, h) {
+			return nil
+		}
+	}
+	return &tenant.Forbidden{Msg: fmt.Sprintf("hosts: tenant %q may claim %s, not %q", t.Name, strings.Join(t.Hosts, ", "), h)}
 }
 
 // SetOperatorToken changes the operator's token (a reload).
@@ -465,15 +516,45 @@ func (m *Manager) apply(ctx context.Context, t config.Tenant, a store.App) error
 	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	l := m.apps[ns]
-	if l == nil {
-		l = &live{ns: ns, tenant: a.Tenant, name: a.Name}
-		m.apps[ns] = l
+	var l *live
+	for {
+		m.mu.Lock()
+		l = m.apps[ns]
+		if l == nil {
+			l = &live{ns: ns, tenant: a.Tenant, name: a.Name}
+			m.apps[ns] = l
+		}
+		m.mu.Unlock()
+		l.apply.Lock()
+		m.mu.Lock()
+		current := m.apps[ns] == l
+		m.mu.Unlock()
+		if current {
+			break
+		}
+		l.apply.Unlock() // removed while this change waited: start again
 	}
-	m.mu.Unlock()
-	l.apply.Lock()
 	defer l.apply.Unlock()
+	// The store is the truth: a change that lost a race to a later one or to a
+	// delete applies what is stored now.
+	err = m.opt.Store.View(ctx, func(tx *store.Tx) error {
+		cur, err := tx.App(a.Tenant, a.Name)
+		if err != nil {
+			return err
+		}
+		if cur.Revision >= a.Revision {
+			a = cur
+			t, err = tx.Tenant(a.Tenant)
+		}
+		return err
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		m.removeLocked(l)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	tp := tenantPrint(t)
 	if rt := l.cur.Load(); rt != nil && (rt.rev > a.Revision || rt.rev == a.Revision && rt.tenant == tp) {
 		return nil // a newer change got here first, or nothing changed
@@ -616,8 +697,15 @@ func (m *Manager) rebuildHosts() {
 func (m *Manager) remove(l *live) {
 	l.apply.Lock()
 	defer l.apply.Unlock()
+	m.removeLocked(l)
+}
+
+// removeLocked is remove with l.apply held.
+func (m *Manager) removeLocked(l *live) {
 	m.mu.Lock()
-	delete(m.apps, l.ns)
+	if m.apps[l.ns] == l {
+		delete(m.apps, l.ns)
+	}
 	m.rebuildHosts()
 	m.mu.Unlock()
 	m.unrouteAll(l.cur.Swap(&routing{}))

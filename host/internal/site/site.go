@@ -260,7 +260,7 @@ func (s *Site) startHosting(ctx context.Context, cfg *config.Config) error {
 	}
 	m := deploy.New(deploy.Options{Store: st, Engine: s.opt.Engine, Plugins: s.opt.Plugins, BuildCacheDir: s.opt.BuildCacheDir,
 		Progress: s.opt.Progress, Hosting: h, OperatorToken: cfg.Admin.Token, FileApps: sortedKeys(cfg.Apps), Logger: s.log})
-	err = m.CheckFileApps(ctx, sortedKeys(cfg.Apps))
+	err = m.CheckFile(ctx, cfg)
 	if err == nil {
 		err = m.Start(ctx, cfg.Tenants)
 	}
@@ -348,7 +348,7 @@ func (s *Site) Reload(ctx context.Context) error {
 		return cfg.ErrorAt("hosting", errors.New("the hosting section changes only with a restart"))
 	}
 	if s.hosting != nil {
-		if err := s.hosting.CheckFileApps(ctx, sortedKeys(cfg.Apps)); err != nil {
+		if err := s.hosting.CheckFile(ctx, cfg); err != nil {
 			if p != nil {
 				p.abort()
 			}
