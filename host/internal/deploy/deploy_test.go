@@ -260,3 +260,47 @@ func TestHostClaimsBoundByFileAndTenant(t *testing.T) {
 		t.Errorf("a route over a claimed host: %v, want refused", err)
 	}
 }
+
+// TestInstanceQuota: instances count per open version (a split runs two pools);
+// a change over the quota is 403 and leaves the stored state as it was.
+func TestInstanceQuota(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.st.Update(ctx, func(tx *store.Tx) error {
+		ten, _ := tx.Tenant("acme")
+		ten.Quotas.Instances = 2
+		return tx.PutTenant(ten)
+	})
+	w := hello(t)
+	f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"settings":{"pool_size":1}}`))
+	v1, v2 := f.upload(t, w), f.upload(t, variant(w, 2))
+	if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/deploy", []byte(fmt.Sprintf(`{"version":%q}`, v1))); code != 200 {
+		t.Fatalf("v1: %d %s", code, b)
+	}
+	if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/deploy", []byte(fmt.Sprintf(`{"version":%q,"percent":10}`, v2))); code != 200 {
+		t.Fatalf("v2 at 10%% (2 instances): %d %s", code, b)
+	}
+	// A second app's pool would make 3.
+	if code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/api", []byte(`{"settings":{"pool_size":1}}`)); code != 200 {
+		t.Fatalf("api without a version takes nothing: %d %s", code, b)
+	}
+	f.call(t, "POST", "/v1/tenants/acme/apps/api/versions", w)
+	if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/api/deploy", []byte(fmt.Sprintf(`{"version":%q}`, v1))); code != 403 {
+		t.Errorf("a third instance: %d %s, want 403", code, b)
+	}
+	// Nor may the split's app grow its pool.
+	if code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"settings":{"pool_size":2}}`)); code != 403 {
+		t.Errorf("pool_size 2 on a split: %d %s, want 403", code, b)
+	}
+	_, b := f.call(t, "GET", "/v1/tenants/acme/apps/web", nil)
+	var a store.App
+	json.Unmarshal(b, &a)
+	if a.Active != v1 || a.Canary != v2 || a.Percent != 10 || a.Settings["pool_size"] != float64(1) {
+		t.Errorf("refused changes changed the app: %s", b)
+	}
+	// Ending the split frees an instance.
+	f.call(t, "POST", "/v1/tenants/acme/apps/web/rollback", nil)
+	if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/api/deploy", []byte(fmt.Sprintf(`{"version":%q}`, v1))); code != 200 {
+		t.Errorf("after the split ended: %d %s", code, b)
+	}
+}
