@@ -310,6 +310,14 @@ memory_per_instance = "64MiB"
 	if r := h.cli(t, alphaToken, "apps"); r.code != 0 || !strings.Contains(r.stdout, "web") || !strings.Contains(r.stdout, v1) {
 		t.Fatalf("apps after restart:\n%s%s", r.stdout, r.stderr)
 	}
+	// The operator's /status shows the deployed apps; a tenant's token is not
+	// the operator's there.
+	if code, body := h.api(t, opToken, "GET", "/status", nil); code != 200 || !strings.Contains(body, `"alpha_web"`) || !strings.Contains(body, v1) {
+		t.Errorf("admin /status: %d\n%s", code, body)
+	}
+	if code, _ := h.api(t, alphaToken, "GET", "/status", nil); code != 401 {
+		t.Errorf("a tenant's token on /status: %d, want 401", code)
+	}
 }
 
 // checkIsolation tries what one tenant must not do to another, and the quotas.

@@ -140,6 +140,9 @@ func TestRacingDeploys(t *testing.T) {
 			t.Fatalf("%d pools open, want %d", n, want)
 		}
 	}
+	if st := f.m.Status()["acme_web"]; st.Active != a.Active[:12] || len(st.Pools) != want || st.Draining != 0 {
+		t.Errorf("status: %+v", st)
+	}
 	req := httptest.NewRequest("GET", "http://web.test/", nil)
 	rec := httptest.NewRecorder()
 	f.m.Lookup("WEB.test:8080").ServeHTTP(rec, req)

@@ -811,3 +811,48 @@ func (g *gate) wrap(app http.Handler) http.Handler {
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxApp{}, app)))
 	})
 }
+
+// AppStatus is a deployed app as the admin /status shows it.
+type AppStatus struct {
+	Tenant  string        `json:"tenant"`
+	App     string        `json:"app"`
+	Hosts   []string      `json:"hosts"`
+	Active  string        `json:"active,omitempty"`
+	Canary  string        `json:"canary,omitempty"`
+	Percent int           `json:"percent,omitempty"`
+	Pools   []apps.Status `json:"pools,omitempty"`
+	// Draining counts pools no routing uses any more that still have requests
+	// or WebSockets.
+	Draining int `json:"draining,omitempty"`
+}
+
+// Status reports the running deployed apps, by namespace.
+func (m *Manager) Status() map[string]AppStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]AppStatus, len(m.apps))
+	for ns, l := range m.apps {
+		st := AppStatus{Tenant: l.tenant, App: l.name, Hosts: l.hosts}
+		if rt := l.cur.Load(); rt != nil {
+			if rt.primary != nil {
+				st.Active = rt.primary.version[:12]
+				st.Pools = append(st.Pools, rt.primary.run.Status())
+			}
+			if rt.canary != nil {
+				st.Canary, st.Percent = rt.canary.version[:12], rt.percent
+				st.Pools = append(st.Pools, rt.canary.run.Status())
+			}
+		}
+		out[ns] = st
+	}
+	for p := range m.open {
+		if p.routed == 0 {
+			ns, _, _ := strings.Cut(p.key, "\x00")
+			if st, ok := out[ns]; ok {
+				st.Draining++
+				out[ns] = st
+			}
+		}
+	}
+	return out
+}

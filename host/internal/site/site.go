@@ -418,10 +418,14 @@ func (s *Site) Status() any {
 	for name, a := range g.apps {
 		pools[name] = a.Status()
 	}
-	return map[string]any{
+	st := map[string]any{
 		"generation": g.id, "config": s.opt.ConfigPath, "loaded": g.loaded.Format(time.RFC3339),
 		"apps": g.appNames, "pools": pools, "upstreams": ups, "cache": map[string]any{"bytes": cacheBytes, "entries": cacheEntries},
 	}
+	if s.hosting != nil {
+		st["hosted"] = s.hosting.Status()
+	}
+	return st
 }
 
 func trustedPrefixes(cfg *config.Config) []netip.Prefix {
