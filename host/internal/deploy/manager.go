@@ -642,9 +642,11 @@ func (m *Manager) unroute(p *pool) {
 	if last && m.pools[p.key] == p {
 		delete(m.pools, p.key)
 	}
-	m.mu.Unlock()
 	if last {
 		p.timer = time.AfterFunc(m.opt.Hosting.DrainTimeout.D(), func() { m.closePool(p, "drain timeout") })
+	}
+	m.mu.Unlock()
+	if last {
 		p.release()
 	}
 }
@@ -652,10 +654,10 @@ func (m *Manager) unroute(p *pool) {
 // closePool closes p once: it drained, or the drain timeout came.
 func (m *Manager) closePool(p *pool, why string) {
 	p.closeOnce.Do(func() {
+		m.mu.Lock()
 		if p.timer != nil {
 			p.timer.Stop()
 		}
-		m.mu.Lock()
 		delete(m.open, p)
 		m.mu.Unlock()
 		m.closing.Add(1)
