@@ -307,3 +307,37 @@ func TestInstanceQuota(t *testing.T) {
 		t.Errorf("after the split ended: %d %s", code, b)
 	}
 }
+
+// TestSecretsNeverShown: secrets are stored for the guest, the API and the audit
+// log show their names only; values the config plugin would read from the host
+// are refused.
+func TestSecretsNeverShown(t *testing.T) {
+	f := newFixture(t)
+	f.st.Update(context.Background(), func(tx *store.Tx) error {
+		ten, _ := tx.Tenant("acme")
+		ten.Grants = []string{"config"}
+		return tx.PutTenant(ten)
+	})
+	code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"settings":{"grants":["config"]},"secrets":{"DB_PASSWORD":"hunter2-very-secret"}}`))
+	if code != 200 {
+		t.Fatalf("put: %d %s", code, b)
+	}
+	for _, p := range []string{"/v1/tenants/acme/apps/web", "/v1/tenants/acme/apps", "/v1/audit"} {
+		_, b := f.call(t, "GET", p, nil)
+		if strings.Contains(string(b), "hunter2") {
+			t.Errorf("GET %s shows a secret's value: %s", p, b)
+		}
+		if !strings.Contains(string(b), "DB_PASSWORD") {
+			t.Errorf("GET %s does not name the secret: %s", p, b)
+		}
+	}
+	if code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"secrets":{"K":"file:/etc/shadow"}}`)); code != 403 {
+		t.Errorf("a file: secret: %d %s, want 403", code, b)
+	}
+	// Stored for the guest (tenant.Apply puts them in the config plugin's section).
+	var a store.App
+	f.st.View(context.Background(), func(tx *store.Tx) (err error) { a, err = tx.App("acme", "web"); return })
+	if a.Secrets["DB_PASSWORD"] != "hunter2-very-secret" {
+		t.Errorf("stored secrets %v", a.Secrets)
+	}
+}

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -56,5 +57,43 @@ func TestTenantGate(t *testing.T) {
 	}
 	if _, none := (*m.gates.Load())["b"]; none {
 		t.Error("a tenant without rate or concurrency quota got a gate")
+	}
+}
+
+// TestSplit: a sticky split keeps each client address on one version; a
+// plain one sends about percent of the requests to the canary.
+func TestSplit(t *testing.T) {
+	a, b := &pool{version: "a"}, &pool{version: "b"}
+	sticky := &routing{primary: a, canary: b, percent: 30, sticky: true}
+	toCanary := 0
+	for i := range 200 {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 1000+i)
+		first := sticky.pick(r)
+		for port := range 5 {
+			r.RemoteAddr = fmt.Sprintf("10.0.%d.%d:%d", i/250, i%250, 2000+port)
+			if sticky.pick(r) != first {
+				t.Fatalf("client %d moved between versions", i)
+			}
+		}
+		if first == b {
+			toCanary++
+		}
+	}
+	if toCanary < 20 || toCanary > 100 {
+		t.Errorf("sticky 30%%: %d of 200 clients on the canary", toCanary)
+	}
+	plain := &routing{primary: a, canary: b, percent: 10}
+	n := 0
+	for range 10000 {
+		if plain.pick(httptest.NewRequest("GET", "/", nil)) == b {
+			n++
+		}
+	}
+	if n < 500 || n > 1500 {
+		t.Errorf("10%% split: %d of 10000 on the canary", n)
+	}
+	if (&routing{primary: a, canary: b, percent: 0}).pick(httptest.NewRequest("GET", "/", nil)) != a {
+		t.Error("0% went to the canary")
 	}
 }
