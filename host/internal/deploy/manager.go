@@ -7,7 +7,6 @@
 package deploy
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,12 +21,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/appspec"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
-	"github.com/wasmsrv/wasmsrv/host/internal/limit"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/host/internal/tenant"
@@ -369,57 +366,6 @@ func serve(p *pool, w http.ResponseWriter, r *http.Request) {
 	p.run.Handler.ServeHTTP(w, r)
 }
 
-// holdingWriter gives a hijacked connection a reference to the pool, released
-// when the connection closes.
-type holdingWriter struct {
-	http.ResponseWriter
-	p *pool
-}
-
-func (h *holdingWriter) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-func (h *holdingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !h.p.acquire() { // cannot fail: the request holds a reference
-		return conn, rw, nil
-	}
-	return &holdingConn{Conn: conn, p: h.p}, rw, nil
-}
-
-// holdingConn releases its pool reference on Close. It passes on what the
-// WebSocket hub looks for on the socket underneath, as host's accepted
-// connection does: Unwrap, SyscallConn (its readiness poller), CloseWrite.
-type holdingConn struct {
-	net.Conn
-	p    *pool
-	once sync.Once
-}
-
-func (c *holdingConn) Unwrap() net.Conn { return c.Conn }
-
-func (c *holdingConn) SyscallConn() (syscall.RawConn, error) {
-	if sc, ok := c.Conn.(syscall.Conn); ok {
-		return sc.SyscallConn()
-	}
-	return nil, errors.New("connection has no file descriptor")
-}
-
-func (c *holdingConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-func (c *holdingConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.p.release)
-	return err
-}
-
 func (rt *routing) pick(r *http.Request) *pool {
 	if rt.canary == nil || rt.percent <= 0 {
 		return rt.primary
@@ -743,75 +689,6 @@ func (m *Manager) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("hosting: apps still draining: %w", ctx.Err())
 	}
-}
-
-// gate applies a tenant's request rate (429) and concurrency (503) quotas to
-// all its apps together.
-type gate struct {
-	quotas config.Quotas
-	rate   *limit.Rate
-	sem    chan struct{}
-	next   atomic.Pointer[http.Handler]
-}
-
-type ctxApp struct{}
-
-// setGate makes or updates the gate of t.
-func (m *Manager) setGate(t config.Tenant) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if g := m.tenants[t.Name]; g != nil && g.quotas == t.Quotas {
-		return
-	}
-	defer m.publishGates()
-	if t.Quotas.Rate == 0 && t.Quotas.Concurrency == 0 {
-		delete(m.tenants, t.Name)
-		return
-	}
-	g := &gate{quotas: t.Quotas}
-	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Context().Value(ctxApp{}).(http.Handler).ServeHTTP(w, r)
-	})
-	if n := t.Quotas.Concurrency; n > 0 {
-		g.sem = make(chan struct{}, n)
-		inner := h
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			select {
-			case g.sem <- struct{}{}:
-				defer func() { <-g.sem }()
-				inner.ServeHTTP(w, r)
-			default:
-				w.Header().Set("Retry-After", "1")
-				http.Error(w, "503 the tenant's concurrent requests are at their quota", http.StatusServiceUnavailable)
-			}
-		})
-	}
-	if q := t.Quotas.Rate; q > 0 {
-		burst := t.Quotas.Burst
-		if burst == 0 {
-			burst = q
-		}
-		g.rate = limit.NewRate(limit.RateConfig{Rate: float64(q), Burst: burst}, h)
-		h = g.rate
-	}
-	g.next.Store(&h)
-	m.tenants[t.Name] = g
-}
-
-// publishGates makes the gate table the request path reads. m.mu held.
-func (m *Manager) publishGates() {
-	t := make(map[string]*gate, len(m.tenants))
-	for k, g := range m.tenants {
-		t[k] = g
-	}
-	m.gates.Store(&t)
-}
-
-func (g *gate) wrap(app http.Handler) http.Handler {
-	h := *g.next.Load()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxApp{}, app)))
-	})
 }
 
 // AppStatus is a deployed app as the admin /status shows it.
