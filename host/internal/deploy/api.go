@@ -572,6 +572,14 @@ func (m *Manager) upload(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the module is over hosting.max_module (%s)", config.FormatSize(max)))
 		return
 	}
+	// Uploads wait for one of few slots: each holds its module in memory and
+	// compiles it.
+	select {
+	case m.validating <- struct{}{}:
+		defer func() { <-m.validating }()
+	case <-r.Context().Done():
+		return
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var mb *http.MaxBytesError

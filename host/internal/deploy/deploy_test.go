@@ -341,3 +341,22 @@ func TestSecretsNeverShown(t *testing.T) {
 		t.Errorf("stored secrets %v", a.Secrets)
 	}
 }
+
+// TestUploadsWaitForASlot: no more than maxValidations uploads are read and
+// validated at once; the others wait (their client may give up).
+func TestUploadsWaitForASlot(t *testing.T) {
+	f := newFixture(t)
+	for range maxValidations {
+		f.m.validating <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.api.URL+"/v1/tenants/acme/apps/web/versions", bytes.NewReader(hello(t)))
+	req.Header.Set("Authorization", "Bearer "+f.token)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("an upload with every slot taken answered %d", resp.StatusCode)
+	}
+	<-f.m.validating
+	f.upload(t, hello(t))
+}

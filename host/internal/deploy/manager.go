@@ -36,6 +36,14 @@ import (
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
+// resync is how often a node of a shared store compares its apps with the store
+// besides the change notices.
+const resync = 30 * time.Second
+
+// maxValidations bounds the uploads read and validated at once (each holds its
+// module in memory and compiles it).
+const maxValidations = 2
+
 // VersionHeader names the version that answered, on every response of a
 // deployed app (its id's first 12 hex digits).
 const VersionHeader = "Wasmsrv-Version"
@@ -76,6 +84,9 @@ type Manager struct {
 	open      map[*pool]struct{} // every pool not closed yet
 	tenants   map[string]*gate
 	closing   sync.WaitGroup
+
+	// validating holds a slot per upload being read and validated.
+	validating chan struct{}
 }
 
 // live is one deployed app: its routing, swapped atomically.
@@ -139,7 +150,7 @@ func New(opt Options) *Manager {
 	}
 	base, stop := context.WithCancel(context.Background())
 	m := &Manager{opt: opt, log: opt.Logger.With("hosting", true), base: base, stop: stop,
-		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, tenants: map[string]*gate{}}
+		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, validating: make(chan struct{}, maxValidations), tenants: map[string]*gate{}}
 	m.hosts.Store(&map[string]*live{})
 	m.gates.Store(&map[string]*gate{})
 	m.SetOperatorToken(opt.OperatorToken)
@@ -154,14 +165,19 @@ func (m *Manager) Start(ctx context.Context, fileTenants map[string]config.Tenan
 	}
 	if ch := m.opt.Store.Changes(); ch != nil {
 		go func() {
+			// A notice lost (a dropped Redis connection) is caught up by a
+			// periodic sync.
+			tick := time.NewTicker(resync)
+			defer tick.Stop()
 			for {
 				select {
 				case <-m.base.Done():
 					return
 				case <-ch:
-					if err := m.Sync(m.base); err != nil {
-						m.log.Warn("hosting: applying another node's change", "err", err)
-					}
+				case <-tick.C:
+				}
+				if err := m.Sync(m.base); err != nil {
+					m.log.Warn("hosting: applying another node's change", "err", err)
 				}
 			}
 		}()
