@@ -572,8 +572,25 @@ func (m *Manager) upload(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the module is over hosting.max_module (%s)", config.FormatSize(max)))
 		return
 	}
-	// Uploads wait for one of few slots: each holds its module in memory and
-	// compiles it.
+	// One upload per tenant at a time (429 for a second), so a tenant cannot
+	// hold every validation slot; then uploads wait for one of few slots: each
+	// holds its module in memory and compiles it.
+	m.mu.Lock()
+	busy := m.uploading[tname]
+	if !busy {
+		m.uploading[tname] = true
+	}
+	m.mu.Unlock()
+	if busy {
+		w.Header().Set("Retry-After", "1")
+		writeErr(w, http.StatusTooManyRequests, "tenant "+strconv.Quote(tname)+" has an upload in progress: one at a time")
+		return
+	}
+	defer func() {
+		m.mu.Lock()
+		delete(m.uploading, tname)
+		m.mu.Unlock()
+	}()
 	select {
 	case m.validating <- struct{}{}:
 		defer func() { <-m.validating }()

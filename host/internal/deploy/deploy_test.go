@@ -258,6 +258,9 @@ func TestHostClaimsBoundByFileAndTenant(t *testing.T) {
 			t.Errorf("claim %q: %d %s, want %d", h, code, b, want)
 		}
 	}
+	if code, b := f.call(t, "PUT", "/v1/tenants/acme/apps/web", []byte(`{"hosts":["shop.acme.test"]}`)); code != 200 {
+		t.Fatalf("claim shop.acme.test: %d %s", code, b)
+	}
 	cfg.Routes = append(cfg.Routes, config.Route{Hosts: []string{"*.acme.test"}})
 	if err := f.m.CheckFile(ctx, cfg); err == nil || !strings.Contains(err.Error(), "shop.acme.test") {
 		t.Errorf("a route over a claimed host: %v, want refused", err)
@@ -349,14 +352,49 @@ func TestUploadsWaitForASlot(t *testing.T) {
 	for range maxValidations {
 		f.m.validating <- struct{}{}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "POST", f.api.URL+"/v1/tenants/acme/apps/web/versions", bytes.NewReader(hello(t)))
 	req.Header.Set("Authorization", "Bearer "+f.token)
-	if resp, err := http.DefaultClient.Do(req); err == nil {
-		resp.Body.Close()
-		t.Fatalf("an upload with every slot taken answered %d", resp.StatusCode)
+	waited := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			err = fmt.Errorf("answered %d", resp.StatusCode)
+		}
+		waited <- err
+	}()
+	// The tenant's second upload meanwhile: 429, it has one in progress.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		f.m.mu.Lock()
+		busy := f.m.uploading["acme"]
+		f.m.mu.Unlock()
+		if busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the first upload never started")
+		}
+	}
+	if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/versions", hello(t)); code != 429 {
+		t.Errorf("a second upload of the tenant: %d %s, want 429", code, b)
+	}
+	cancel()
+	if err := <-waited; err == nil || strings.Contains(err.Error(), "answered") {
+		t.Fatalf("an upload with every slot taken: %v, want it waiting until its client gave up", err)
 	}
 	<-f.m.validating
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		f.m.mu.Lock()
+		busy := f.m.uploading["acme"]
+		f.m.mu.Unlock()
+		if !busy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned upload kept the tenant's turn")
+		}
+	}
 	f.upload(t, hello(t))
 }

@@ -87,6 +87,7 @@ type Manager struct {
 
 	// validating holds a slot per upload being read and validated.
 	validating chan struct{}
+	uploading  map[string]bool // tenants with an upload in progress (mu)
 }
 
 // live is one deployed app: its routing, swapped atomically.
@@ -150,7 +151,7 @@ func New(opt Options) *Manager {
 	}
 	base, stop := context.WithCancel(context.Background())
 	m := &Manager{opt: opt, log: opt.Logger.With("hosting", true), base: base, stop: stop,
-		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, validating: make(chan struct{}, maxValidations), tenants: map[string]*gate{}}
+		apps: map[string]*live{}, pools: map[string]*pool{}, open: map[*pool]struct{}{}, validating: make(chan struct{}, maxValidations), uploading: map[string]bool{}, tenants: map[string]*gate{}}
 	m.hosts.Store(&map[string]*live{})
 	m.gates.Store(&map[string]*gate{})
 	m.SetOperatorToken(opt.OperatorToken)
