@@ -30,8 +30,8 @@ type Spec struct {
 	// Name identifies the app: its plugins' namespaces (kv, pubsub) and its log
 	// records (default: DefaultName of Source). It must pass appname.Check.
 	Name string
-	// Tenant is who the app belongs to, for what tenants share fairly (CPU);
-	// "" = the app is its own tenant. Hosted apps carry their tenant's name.
+	// Tenant is the customer the app belongs to: apps of one tenant share its CPU
+	// share and budget ("" = the app is its own tenant, named by Name).
 	Tenant string
 	// Source is a .wasm file or a Go guest package directory.
 	Source string
