@@ -35,6 +35,10 @@ Usage:
   wasmsrv build [-o FILE] DIR  build an app directory into a .wasm module
   wasmsrv serve -c FILE        serve a site from a config file (apps, proxy, static, cache)
   wasmsrv check -c FILE        validate a site config file
+  wasmsrv deploy APP.wasm|DIR  deploy a version to a hosting site (docs/hosting.md)
+  wasmsrv versions|rollback|apps|tenants   a hosting site's versions, rollback,
+                               apps and tenants (server and token: --server,
+                               --token or WASMSRV_SERVER, WASMSRV_TOKEN)
   wasmsrv version              print the version
   wasmsrv help [command]       show help
 
@@ -106,6 +110,16 @@ func dispatch(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		return cmdServe(ctx, opts, args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(ctx, opts, args[1:], stdout, stderr)
+	case "deploy":
+		return cmdDeploy(ctx, args[1:], stdout, stderr)
+	case "versions":
+		return cmdVersions(ctx, args[1:], stdout, stderr)
+	case "rollback":
+		return cmdRollback(ctx, args[1:], stdout, stderr)
+	case "apps":
+		return cmdApps(ctx, args[1:], stdout, stderr)
+	case "tenants":
+		return cmdTenants(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "wasmsrv", versionString(opts.Version))
 		return nil

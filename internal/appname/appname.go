@@ -32,3 +32,44 @@ func Check(name string) error {
 	}
 	return nil
 }
+
+// TenantMaxLen is the longest tenant name in bytes.
+const TenantMaxLen = 20
+
+// TenantSep joins a tenant's name and its app's name into the app's namespace.
+// Tenant names cannot contain it, so the first one splits a namespace back and no
+// two (tenant, app) pairs share one.
+const TenantSep = "_"
+
+// TenantAllowed describes the accepted tenant names.
+const TenantAllowed = "1-20 characters from a-z 0-9 -, starting with a letter or digit"
+
+// CheckTenant reports whether name is a valid tenant name.
+func CheckTenant(name string) error {
+	if len(name) == 0 || len(name) > TenantMaxLen || name[0] == '-' {
+		return fmt.Errorf("bad tenant name %q: want %s", name, TenantAllowed)
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return fmt.Errorf("bad tenant name %q: want %s", name, TenantAllowed)
+		}
+	}
+	return nil
+}
+
+// Namespace is the name a tenant's app runs under (its plugins' namespaces, its
+// log records): TENANT_APP. It checks both names and the length of the result.
+func Namespace(tenant, app string) (string, error) {
+	if err := CheckTenant(tenant); err != nil {
+		return "", err
+	}
+	if err := Check(app); err != nil {
+		return "", err
+	}
+	ns := tenant + TenantSep + app
+	if len(ns) > MaxLen {
+		return "", fmt.Errorf("bad app name %q: tenant %q's apps have at most %d characters", app, tenant, MaxLen-len(tenant)-len(TenantSep))
+	}
+	return ns, nil
+}

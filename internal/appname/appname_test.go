@@ -27,3 +27,33 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestNamespacesAreDistinct(t *testing.T) {
+	tenants := []string{"a", "a-b", "ab", "b", "a-b-c", "0"}
+	apps := []string{"b", "b_c", "c", "b-c", "_x", "x_", "c_d_e"}
+	seen := map[string]string{}
+	for _, tn := range tenants {
+		for _, a := range apps {
+			ns, err := Namespace(tn, a)
+			if err != nil {
+				continue
+			}
+			if Check(ns) != nil {
+				t.Errorf("namespace %q is not an app name", ns)
+			}
+			pair := tn + "/" + a
+			if prev, ok := seen[ns]; ok {
+				t.Errorf("%s and %s share namespace %q", prev, pair, ns)
+			}
+			seen[ns] = pair
+		}
+	}
+	for _, bad := range []string{"", "A", "a_b", "a.b", "../x", "-a", strings.Repeat("a", 21)} {
+		if CheckTenant(bad) == nil {
+			t.Errorf("tenant name %q accepted", bad)
+		}
+	}
+	if _, err := Namespace("abc", strings.Repeat("x", 61)); err == nil {
+		t.Error("a namespace over MaxLen accepted")
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
@@ -51,6 +52,10 @@ type Config struct {
 	// Crashes is the ring of recent instance failures GET /crashes and the
 	// status page show; nil: none kept.
 	Crashes *statuspage.Crashes
+	// API, if set, serves /v1/ (the deploy API of a hosting site): it checks
+	// its own tokens (the operator's Token and tenants' own), behind the same
+	// request guard.
+	API http.Handler
 }
 
 // Handler serves the admin API.
@@ -84,6 +89,9 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 		mux.Handle("GET /metrics", cfg.Metrics)
 	}
 	profiles(mux)
+	if cfg.API != nil {
+		mux.Handle("/v1/", cfg.API)
+	}
 	mux.HandleFunc("GET /crashes", func(w http.ResponseWriter, r *http.Request) {
 		var snap statuspage.Snapshot
 		if cfg.Crashes != nil {
@@ -103,6 +111,10 @@ func Handler(c Controller, cfg Config, log *slog.Logger) http.Handler {
 	return Probes("/", cfg.Readiness, newGuard(cfg.Addr, cfg.Hosts, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, pattern := open.Handler(r); pattern != "" {
 			open.ServeHTTP(w, r) // (ServeHTTP sets the path values, Handler does not)
+			return
+		}
+		if cfg.API != nil && strings.HasPrefix(r.URL.Path, "/v1/") {
+			mux.ServeHTTP(w, r) // the API authenticates operator and tenants itself
 			return
 		}
 		authorized := a.ok(r)

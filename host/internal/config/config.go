@@ -23,6 +23,8 @@ type Config struct {
 	Filter    Filter              `toml:"filter" yaml:"filter"`
 	Limits    Limits              `toml:"limits" yaml:"limits"`
 	Plugins   Plugins             `toml:"plugins" yaml:"plugins"`
+	Hosting   Hosting             `toml:"hosting" yaml:"hosting"`
+	Tenants   map[string]Tenant   `toml:"tenants" yaml:"tenants"`
 
 	// Path is the file the config was read from (relative paths in the
 	// config are resolved against its directory).

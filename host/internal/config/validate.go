@@ -38,6 +38,7 @@ const (
 var policies = map[string]bool{"round_robin": true, "least_conn": true, "p2c": true, "hash": true}
 
 func (c *Config) defaults() {
+	c.hostingDefaults()
 	// The settings run has too default to run's defaults (its envDefault tags).
 	run := DefaultRun()
 	if c.Server.ShutdownTimeout == 0 {
@@ -178,6 +179,7 @@ func errf(key, format string, a ...any) *Error {
 func (c *Config) validate() []*Error {
 	var errs []*Error
 	add := func(e *Error) { errs = append(errs, e) }
+	c.validateHosting(add)
 
 	if len(c.Listeners) == 0 {
 		add(errf("listeners", "at least one listener is required"))

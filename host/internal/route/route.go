@@ -266,3 +266,14 @@ func RootPath(ctx context.Context) string {
 	s, _ := ctx.Value(rootPathKey{}).(string)
 	return s
 }
+
+// MatchHost reports whether host (lower case, no port) matches pattern as a
+// route's Hosts entry does: an exact name, or "*.example.com" for any name below
+// example.com at any depth.
+func MatchHost(pattern, host string) bool {
+	pattern = strings.ToLower(pattern)
+	if s, ok := strings.CutPrefix(pattern, "*"); ok {
+		return len(host) > len(s) && strings.HasSuffix(host, s)
+	}
+	return pattern == host
+}

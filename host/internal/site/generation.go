@@ -18,6 +18,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/compress"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/deploy"
 	"github.com/wasmsrv/wasmsrv/host/internal/filter"
 	"github.com/wasmsrv/wasmsrv/host/internal/headers"
 	"github.com/wasmsrv/wasmsrv/host/internal/limit"
@@ -163,6 +164,9 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		})
 	}
 	var handler http.Handler = route.New(routes)
+	if s.hosting != nil {
+		handler = hostedFirst{s.hosting, handler}
+	}
 	if len(cfg.Filter.Rules) > 0 {
 		rules := make([]filter.Rule, 0, len(cfg.Filter.Rules))
 		for _, r := range cfg.Filter.Rules {
@@ -411,6 +415,22 @@ func logFields(rc config.Route, h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// hostedFirst sends a request whose Host a deployed app claims to it, any
+// other to the site's routes. It sits inside the site-wide filter and
+// connection limits, which apply to deployed apps too.
+type hostedFirst struct {
+	m      *deploy.Manager
+	routes http.Handler
+}
+
+func (h hostedFirst) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if a := h.m.Lookup(r.Host); a != nil {
+		a.ServeHTTP(w, r)
+		return
+	}
+	h.routes.ServeHTTP(w, r)
 }
 
 // cgiApp marks a CGI app's handler: its commands learn the route's prefix

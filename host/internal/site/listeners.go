@@ -65,8 +65,12 @@ func (s *Site) specs(cfg *config.Config) []listenerSpec {
 		}})
 	}
 	if addr := cfg.Admin.Listen(); addr != "" {
+		var api http.Handler
+		if s.hosting != nil {
+			api = s.hosting.WithPrincipal(s.hosting.API())
+		}
 		out = append(out, listenerSpec{key: "admin", token: cfg.Admin.Token, hosts: strings.Join(cfg.Admin.Hosts, ","),
-			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler(), Readiness: s.opt.Readiness, Crashes: s.crashes}, s.log),
+			handler: admin.Handler(s, admin.Config{Addr: addr, Hosts: cfg.Admin.Hosts, Token: cfg.Admin.Token, Metrics: s.metricsHandler(), Readiness: s.opt.Readiness, Crashes: s.crashes, API: api}, s.log),
 			cfg:     host.ServerConfig{Addr: addr, ShutdownGrace: 5 * time.Second}})
 	}
 	return out

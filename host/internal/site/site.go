@@ -27,6 +27,9 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
+
+	"github.com/wasmsrv/wasmsrv/host/internal/deploy"
+	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -98,6 +101,11 @@ type Site struct {
 	storeSize int64
 	retiring  tracker
 
+	// hosting runs the deployed apps of a hosting site (hosting.data_dir set):
+	// requests whose Host one of them claims go to it, not to the routes.
+	hosting *deploy.Manager
+	hstore  store.Store
+
 	// live are the listeners in config order, the admin listener last.
 	live []*live
 	// adminSock is the admin socket to adopt (AdoptAdmin), bound for adminAddr.
@@ -139,9 +147,15 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 	// The apps outlive ctx, but a stop while the site starts (ctx ends: a
 	// signal) ends the builds and compiles of its first generation.
 	stopBuilds := context.AfterFunc(ctx, cancel)
+	if err := s.startHosting(ctx, cfg); err != nil {
+		stopBuilds()
+		cancel()
+		return nil, err
+	}
 	g, err := s.build(ctx, cfg)
 	stopBuilds()
 	if err != nil {
+		s.stopHosting(context.Background())
 		cancel()
 		return nil, err
 	}
@@ -284,7 +298,45 @@ func (s *Site) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stopping: requests still open: %w", ctx.Err())
 	}
-	return s.retiring.wait(ctx)
+	return errors.Join(s.stopHosting(ctx), s.retiring.wait(ctx))
+}
+
+// startHosting opens the store and starts the deployed apps.
+func (s *Site) startHosting(ctx context.Context, cfg *config.Config) error {
+	h := cfg.Hosting
+	if h.DataDir == "" {
+		return nil
+	}
+	var st store.Store
+	var err error
+	if h.RedisURL != "" {
+		if st, err = store.OpenRedis(ctx, h.RedisURL, h.DataDir); err != nil {
+			return cfg.ErrorAt("hosting.redis_url", err)
+		}
+	} else if st, err = store.Open(h.DataDir); err != nil {
+		return cfg.ErrorAt("hosting.data_dir", err)
+	}
+	m := deploy.New(deploy.Options{Store: st, Engine: s.opt.Engine, Plugins: s.opt.Plugins, BuildCacheDir: s.opt.BuildCacheDir,
+		Progress: s.opt.Progress, Hosting: h, OperatorToken: cfg.Admin.Token, FileApps: sortedKeys(cfg.Apps), Logger: s.log})
+	err = m.CheckFile(ctx, cfg)
+	if err == nil {
+		err = m.Start(ctx, cfg.Tenants)
+	}
+	if err != nil {
+		_ = m.Close(ctx)
+		st.Close()
+		return err
+	}
+	s.hosting, s.hstore = m, st
+	return nil
+}
+
+func (s *Site) stopHosting(ctx context.Context) error {
+	if s.hosting == nil {
+		return nil
+	}
+	err := s.hosting.Close(ctx)
+	return errors.Join(err, s.hstore.Close())
 }
 
 // tracker counts background closes. Unlike sync.WaitGroup it allows adding
@@ -347,6 +399,20 @@ func (s *Site) Reload(ctx context.Context) error {
 			return err
 		}
 	}
+	if (s.hosting == nil) != (cfg.Hosting.DataDir == "") || s.hosting != nil && cfg.Hosting != s.cfg.Hosting {
+		if p != nil {
+			p.abort()
+		}
+		return cfg.ErrorAt("hosting", errors.New("the hosting section changes only with a restart"))
+	}
+	if s.hosting != nil {
+		if err := s.hosting.CheckFile(ctx, cfg); err != nil {
+			if p != nil {
+				p.abort()
+			}
+			return err
+		}
+	}
 	g, err := s.build(ctx, cfg)
 	if err != nil {
 		if p != nil {
@@ -356,6 +422,13 @@ func (s *Site) Reload(ctx context.Context) error {
 	}
 	old := s.cur.Swap(g)
 	s.cfg = cfg
+	if s.hosting != nil {
+		// After the file is accepted: a rejected file changes no tenant.
+		s.hosting.SetOperatorToken(cfg.Admin.Token)
+		if err := s.hosting.FileTenants(ctx, cfg.Tenants); err != nil {
+			s.log.Error("reload: the file's tenants were not stored", "err", err)
+		}
+	}
 	if p != nil {
 		s.apply(p)
 	}
@@ -403,10 +476,14 @@ func (s *Site) Status() any {
 	for name, a := range g.apps {
 		pools[name] = a.Status()
 	}
-	return map[string]any{
+	st := map[string]any{
 		"generation": g.id, "config": s.opt.ConfigPath, "loaded": g.loaded.Format(time.RFC3339),
 		"apps": g.appNames, "pools": pools, "upstreams": ups, "cache": map[string]any{"bytes": cacheBytes, "entries": cacheEntries},
 	}
+	if s.hosting != nil {
+		st["hosted"] = s.hosting.Status()
+	}
+	return st
 }
 
 func trustedPrefixes(cfg *config.Config) []netip.Prefix {
