@@ -6,6 +6,11 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 build:
     go build -ldflags "-X main.version=$(git describe --tags --always --dirty)" -o bin/wasmsrv ./cmd/wasmsrv
 
+# Build the container image without Docker (the Dockerfile's layout) to bin/wasmsrv-image.tar; `docker load -i` it, or `-layout DIR` for an OCI layout.
+image *ARGS:
+    mkdir -p bin
+    go run ./cmd/wasmsrv-image -o bin/wasmsrv-image.tar {{ARGS}}
+
 # Build the Go samples to bin/samples/<name>.wasm with `wasmsrv build`, as `wasmsrv run` builds them: SDK apps as reactors for the shape they declare (//wasmsrv:mode), plain programs as WASI commands (CGI mode).
 samples:
     #!/usr/bin/env bash
