@@ -441,18 +441,26 @@ func TestManifests(t *testing.T) {
 	runBinary(t, text, environ, paths, series, token)
 }
 
+// buildWasmsrv builds the binary (the go build cache makes the second build
+// of a run free).
+func buildWasmsrv(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "wasmsrv")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/wasmsrv")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // runBinary starts wasmsrv serve on the site file, its addresses moved to free
 // loopback ports, /app/ to a directory with the c-hello sample, and Redis to a
 // private one; then asks the probe paths (no token) and /metrics.
 func runBinary(t *testing.T, text string, environ map[string]string, paths map[string]string, series, token string) {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "wasmsrv")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/wasmsrv")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildWasmsrv(t)
 	redis := testkit.StartRedis(t)
 	text = regexp.MustCompile(`redis://[^"]*`).ReplaceAllString(text, redis.URL)
 	sitePath := filepath.Join(dir, "site.toml")
