@@ -21,6 +21,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/limit"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -67,6 +68,8 @@ type Site struct {
 	store     *cache.Store
 	storeSize int64
 	retiring  tracker
+	// limits is the shared rate-limit store (Redis), when a route uses one.
+	limits *limit.RedisBuckets
 
 	// live are the listeners in config order, the admin listener last.
 	live []*live
@@ -227,7 +230,13 @@ func (s *Site) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stopping: requests still open: %w", ctx.Err())
 	}
-	return s.retiring.wait(ctx)
+	err := s.retiring.wait(ctx)
+	s.mu.Lock()
+	if s.limits != nil {
+		_ = s.limits.Close()
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // tracker counts background closes. Unlike sync.WaitGroup it allows adding
