@@ -462,4 +462,3 @@ func procUID(t *testing.T, pid int) string {
 	}
 	return ""
 }
-

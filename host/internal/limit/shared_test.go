@@ -164,7 +164,6 @@ func TestSharedStoreSkippedDuringBackoff(t *testing.T) {
 	}
 }
 
-
 // BenchmarkRateCheck compares one limit check on this node with one through
 // the shared store (a Redis round trip on loopback), the cost shared = true
 // adds to a request.
