@@ -41,7 +41,7 @@ burst = 4
 		for i := range 20 {
 			code, h, _ := get(t, nodes[i%2].url+tc.path)
 			switch code {
-			case http.StatusFound, http.StatusPermanentRedirect:
+			case http.StatusPermanentRedirect: // the redirect route's default code
 				passed++
 			case http.StatusTooManyRequests:
 				if h.Get("Retry-After") == "" {
