@@ -364,20 +364,6 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 	return h, closer, nil
 }
 
-// buckets returns the site's connection to the shared rate-limit store, made
-// when a route first asks for it. Like the plugins' Redis, the URL is read
-// once: a change needs a restart.
-func (s *Site) buckets(url string) (*limit.RedisBuckets, error) {
-	if s.limits == nil {
-		b, err := limit.NewRedisBuckets(url, s.log)
-		if err != nil {
-			return nil, err
-		}
-		s.limits = b
-	}
-	return s.limits, nil
-}
-
 // cgiApp marks a CGI app's handler: its commands learn the route's prefix
 // (X_MATCHED_ROUTE), which costs other apps nothing.
 type cgiApp struct{ http.Handler }

@@ -239,6 +239,20 @@ func (s *Site) Close(ctx context.Context) error {
 	return err
 }
 
+// buckets returns the site's connection to the shared rate-limit store, made
+// when a route first asks for it. Like the plugins' Redis, the URL is read
+// once: a change needs a restart.
+func (s *Site) buckets(url string) (*limit.RedisBuckets, error) {
+	if s.limits == nil {
+		b, err := limit.NewRedisBuckets(url, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.limits = b
+	}
+	return s.limits, nil
+}
+
 // tracker counts background closes. Unlike sync.WaitGroup it allows adding
 // while someone waits at zero (a WebSocket may end during shutdown).
 type tracker struct {
