@@ -102,7 +102,7 @@ func (l *Rate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ok, wait, err := l.cfg.Shared.Take(r.Context(), key, l.cfg.Rate, l.cfg.Burst)
 		if err == nil {
 			if !ok {
-				tooMany(w, wait.Seconds())
+				l.refuse(w, wait.Seconds())
 				return
 			}
 			l.next.ServeHTTP(w, r)
@@ -113,14 +113,15 @@ func (l *Rate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	lim := l.limiter(ip, now)
 	if !lim.AllowN(now, 1) {
 		// Time until one token is back.
-		tooMany(w, (1-lim.TokensAt(now))/l.cfg.Rate)
+		l.refuse(w, (1-lim.TokensAt(now))/l.cfg.Rate)
 		return
 	}
 	l.next.ServeHTTP(w, r)
 }
 
-// tooMany answers 429 with Retry-After: wait seconds rounded up, at least 1.
-func tooMany(w http.ResponseWriter, wait float64) {
+// refuse answers 429 with Retry-After: wait seconds rounded up, at least 1.
+// Every refusal, shared bucket or this node's, goes through here.
+func (l *Rate) refuse(w http.ResponseWriter, wait float64) {
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait)))))
 	http.Error(w, "429 too many requests", http.StatusTooManyRequests)
 }
