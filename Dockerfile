@@ -2,7 +2,7 @@
 # 65532 and the data volume /data with the compile cache under it (/data/cache),
 # so a restart that keeps the volume skips the first compile of every module.
 #
-#   docker build -t wasmsrv .
+#   docker build --build-arg VERSION=$(git describe --tags --always) -t wasmsrv .
 #   docker run -p 8080:8080 -v ./site.toml:/etc/wasmsrv/site.toml:ro -v wasmsrv-data:/data wasmsrv
 #   docker run -p 8080:8080 -v ./app:/app:ro wasmsrv run /app/main.wasm
 #
@@ -18,8 +18,9 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG TARGETARCH
+ARG VERSION=dev
 RUN CGO_ENABLED=0 GOOS=linux GOARCH=${TARGETARCH:-amd64} \
-    go build -trimpath -ldflags="-s -w" -o /out/usr/local/bin/wasmsrv ./cmd/wasmsrv
+    go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/usr/local/bin/wasmsrv ./cmd/wasmsrv
 RUN mkdir -p /out/etc/ssl/certs /out/etc/wasmsrv /out/data/cache /out/tmp \
  && cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt \
  && printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/data:/sbin/nologin\n' > /out/etc/passwd \

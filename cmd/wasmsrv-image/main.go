@@ -15,10 +15,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -45,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	tag := fs.String("tag", "wasmsrv:dev", "the image's name in the -o tarball")
 	out := fs.String("o", "", "write a tarball `docker load` reads")
 	dir := fs.String("layout", "", "write an OCI image layout directory")
+	version := fs.String("version", "", "what `wasmsrv version` says (default: git describe --tags --always --dirty)")
 	certs := fs.String("ca", "/etc/ssl/certs/ca-certificates.crt", "PEM bundle of CA roots to put in the image")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,12 +70,17 @@ func run(ctx context.Context, args []string) error {
 		}
 		defer os.RemoveAll(tmp)
 		*bin = filepath.Join(tmp, "wasmsrv")
-		if err := ociimage.GoBuild(ctx, ".", *arch, *bin); err != nil {
+		if *version == "" {
+			if out, err := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+				*version = strings.TrimSpace(string(out))
+			}
+		}
+		if err := ociimage.GoBuild(ctx, ".", *arch, *version, *bin); err != nil {
 			return err
 		}
 	}
 	img, err := ociimage.Build(ociimage.Options{Binary: *bin, CACerts: *certs, Arch: *arch, Created: created,
-		Labels: map[string]string{"org.opencontainers.image.title": "wasmsrv"}})
+		Labels: map[string]string{"org.opencontainers.image.title": "wasmsrv", "org.opencontainers.image.version": *version}})
 	if err != nil {
 		return err
 	}

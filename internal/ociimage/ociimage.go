@@ -178,9 +178,14 @@ func files(bin, certs []byte, mtime time.Time) ([]byte, error) {
 }
 
 // GoBuild builds the wasmsrv command of the module in dir as a static linux
-// binary for arch at out, as the Dockerfile's build stage does.
-func GoBuild(ctx context.Context, dir, arch, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./cmd/wasmsrv")
+// binary for arch at out, as the Dockerfile's build stage does; version, if
+// not empty, is what `wasmsrv version` says.
+func GoBuild(ctx context.Context, dir, arch, version, out string) error {
+	ldflags := "-s -w"
+	if version != "" {
+		ldflags += " -X main.version=" + version
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags="+ldflags, "-o", out, "./cmd/wasmsrv")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if b, err := cmd.CombinedOutput(); err != nil {

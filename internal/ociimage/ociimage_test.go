@@ -35,7 +35,7 @@ func buildImage(t *testing.T) v1.Image {
 		t.Skipf("no CA roots at %s (apt-get install ca-certificates)", certs)
 	}
 	bin := filepath.Join(t.TempDir(), "wasmsrv")
-	if err := GoBuild(t.Context(), "../..", runtime.GOARCH, bin); err != nil {
+	if err := GoBuild(t.Context(), "../..", runtime.GOARCH, "v0.0.0-test", bin); err != nil {
 		t.Fatal(err)
 	}
 	img, err := Build(Options{Binary: bin, CACerts: certs, Arch: runtime.GOARCH})
