@@ -6,6 +6,15 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 build:
     go build -ldflags "-X main.version=$(git describe --tags --always --dirty)" -o bin/wasmsrv ./cmd/wasmsrv
 
+# Build the container image without Docker (the Dockerfile's layout) to bin/wasmsrv-image.tar; `docker load -i` it, or `-layout DIR` for an OCI layout.
+image *ARGS:
+    mkdir -p bin
+    go run ./cmd/wasmsrv-image -o bin/wasmsrv-image.tar {{ARGS}}
+
+# The cluster on this machine: Redis, three serve nodes and a serve front; chat across nodes, kill -9 and a rolling restart under load, Redis restarted (figures in the output).
+cluster:
+    go test -race -count=1 -v -run 'TestE2ECluster$' ./cmd/wasmsrv
+
 # Build the Go samples to bin/samples/<name>.wasm with `wasmsrv build`, as `wasmsrv run` builds them: SDK apps as reactors for the shape they declare (//wasmsrv:mode), plain programs as WASI commands (CGI mode).
 samples:
     #!/usr/bin/env bash

@@ -82,7 +82,8 @@ type Listener struct {
 type Plugins struct {
 	// KVPath is the bbolt file of the kv plugin.
 	KVPath string `toml:"kv_path" yaml:"kv_path"`
-	// RedisURL makes kv and pubsub use Redis, shared by several nodes.
+	// RedisURL makes kv and pubsub use Redis, shared by several nodes, and
+	// holds the buckets of shared rate limits.
 	RedisURL string `toml:"redis_url" yaml:"redis_url"`
 }
 
@@ -214,6 +215,10 @@ type RateLimit struct {
 	Rate  float64 `toml:"rate" yaml:"rate"`
 	Burst int     `toml:"burst" yaml:"burst"`
 	Per   string  `toml:"per" yaml:"per"` // "ip" (default) or "route"
+	// Shared keeps the buckets in the Redis of plugins.redis_url, so the limit
+	// holds across every node using it; while Redis is unreachable each node
+	// applies the limit alone.
+	Shared bool `toml:"shared" yaml:"shared"`
 }
 
 // Cache bounds the shared in-memory response cache.

@@ -39,7 +39,7 @@ type Run struct {
 	TLSKey            string   `env:"TLS_KEY" flag:"tls-key" serve:"listeners[0].tls_key" help:"PEM private key file"`
 	LogLevel          string   `env:"LOG_LEVEL" envDefault:"info" flag:"log-level" serve:"server.log_level" help:"debug, info, warn or error"`
 	KVPath            string   `env:"KV_PATH" flag:"kv-path" serve:"plugins.kv_path" help:"bbolt file of the kv plugin (default ~/.local/state/wasmsrv/kv.db)"`
-	RedisURL          string   `env:"REDIS_URL" flag:"redis-url" serve:"plugins.redis_url" help:"Redis for the kv and pubsub plugins, to share state between nodes (redis://host:6379/0)"`
+	RedisURL          string   `env:"REDIS_URL" flag:"redis-url" serve:"plugins.redis_url" help:"Redis shared by the nodes: the kv and pubsub plugins' state and (serve) the buckets of rate limits with shared = true (redis://host:6379/0)"`
 	Admin             string   `env:"ADMIN_ADDR" flag:"admin" serve:"admin.addr" help:"address of the admin listener (health, status, /metrics, profiles), e.g. 127.0.0.1:9901; off when empty (the default; serve's is on)"`
 	AdminToken        string   `env:"ADMIN_TOKEN" flag:"admin-token" serve:"admin.token" help:"bearer token the admin listener requires (required when --admin is not loopback)"`
 

@@ -392,6 +392,9 @@ func (c *Config) validate() []*Error {
 			if rl.Per != "ip" && rl.Per != "route" {
 				add(errf(k+".rate_limit.per", "unknown %q (ip or route)", rl.Per))
 			}
+			if rl.Shared && c.Plugins.RedisURL == "" {
+				add(errf(k+".rate_limit.shared", "needs plugins.redis_url: the Redis the nodes share the buckets in"))
+			}
 		}
 		if rc := r.Cache; rc != nil {
 			for _, code := range sortedKeys(rc.TTL) {

@@ -1,5 +1,6 @@
 // Package limit guards handlers and listeners: token-bucket request rates
-// per client IP or per route (429 + Retry-After), concurrent requests per
+// per client IP or per route (429 + Retry-After), on this node or shared by
+// the nodes through Redis (GCRA, with this node's bucket as the fallback), concurrent requests per
 // IP (503, like nginx limit_conn), TCP connections per IP at the listener,
 // and request body (413) and header (431) sizes.
 package limit
@@ -27,6 +28,12 @@ type RateConfig struct {
 	Trusted []netip.Prefix // proxies whose X-Forwarded-For names the client
 	// Counts, if set, counts the requests refused (Counts.Rate).
 	Counts *Counts
+	// Shared, when set, keeps the buckets there so the limit holds across the
+	// nodes sharing it; Key names this limit's buckets in it (the same on every
+	// node). When Shared cannot answer, this node's own buckets decide (the
+	// per-node limit), so a lost Redis never fails a request.
+	Shared Buckets
+	Key    string
 }
 
 // Rate limits requests with token buckets.
@@ -88,16 +95,38 @@ func (l *Rate) limiter(ip netip.Addr, now time.Time) *rate.Limiter {
 
 func (l *Rate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
-	lim := l.limiter(forwarded.ClientIP(r, l.cfg.Trusted), now)
-	if !lim.AllowN(now, 1) {
-		if c := l.cfg.Counts; c != nil {
-			c.Rate.Add(1)
+	ip := forwarded.ClientIP(r, l.cfg.Trusted)
+	if l.cfg.Shared != nil {
+		key := l.cfg.Key
+		if l.cfg.PerIP {
+			key += "|" + ip.String()
 		}
-		// Time until one token is back, rounded up to whole seconds.
-		wait := (1 - lim.TokensAt(now)) / l.cfg.Rate
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait)))))
-		http.Error(w, "429 too many requests", http.StatusTooManyRequests)
+		ok, wait, err := l.cfg.Shared.Take(r.Context(), key, l.cfg.Rate, l.cfg.Burst)
+		if err == nil {
+			if !ok {
+				l.refuse(w, wait.Seconds())
+				return
+			}
+			l.next.ServeHTTP(w, r)
+			return
+		}
+		// The store is unreachable: this node's bucket decides.
+	}
+	lim := l.limiter(ip, now)
+	if !lim.AllowN(now, 1) {
+		// Time until one token is back.
+		l.refuse(w, (1-lim.TokensAt(now))/l.cfg.Rate)
 		return
 	}
 	l.next.ServeHTTP(w, r)
+}
+
+// refuse answers 429 with Retry-After: wait seconds rounded up, at least 1.
+// Every refusal, shared bucket or this node's, goes through here.
+func (l *Rate) refuse(w http.ResponseWriter, wait float64) {
+	if c := l.cfg.Counts; c != nil {
+		c.Rate.Add(1)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait)))))
+	http.Error(w, "429 too many requests", http.StatusTooManyRequests)
 }

@@ -151,7 +151,13 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 			held = append(held, sh)
 			mws = append(mws, sh.val.(*apps.Running).Middleware)
 		}
-		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted, mws)
+		var buckets limit.Buckets
+		if rl := rc.RateLimit; rl != nil && rl.Shared {
+			if buckets, err = s.buckets(cfg.Plugins.RedisURL); err != nil {
+				return nil, fmt.Errorf("routes[%d].rate_limit.shared: %w", i, err)
+			}
+		}
+		h, closer, err := s.routeHandler(i, rc, appHandlers, groups, store, comp, trusted, mws, buckets)
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +325,7 @@ func (s *Site) releaseShared(held []*shared) {
 // middleware sees every request, cache hits included (an auth check), and
 // uncompressed bodies; rate limits and size limits refuse before it runs.
 func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.Handler, groups map[string]*upstream.Group,
-	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix, mws []func(http.Handler) http.Handler) (http.Handler, func() error, error) {
+	store *cache.Store, comp func(http.Handler) http.Handler, trusted []netip.Prefix, mws []func(http.Handler) http.Handler, buckets limit.Buckets) (http.Handler, func() error, error) {
 	key := fmt.Sprintf("routes[%d]", i)
 	var h http.Handler
 	var closer func() error
@@ -386,7 +392,12 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		h = limit.Concurrency(rc.ConnPerIP, trusted, s.limitCounts(), h)
 	}
 	if rl := rc.RateLimit; rl != nil {
-		h = limit.NewRate(limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted, Counts: s.limitCounts()}, h)
+		rate := limit.RateConfig{Rate: rl.Rate, Burst: rl.Burst, PerIP: rl.Per == "ip", Trusted: trusted, Counts: s.limitCounts()}
+		if buckets != nil {
+			// Named by what the route matches, the same on every node with this file.
+			rate.Shared, rate.Key = buckets, fmt.Sprintf("%s|%s|%s", strings.Join(rc.Hosts, ","), rc.Path, strings.Join(rc.Methods, ","))
+		}
+		h = limit.NewRate(rate, h)
 	}
 	if hd := rc.Headers; hd != nil {
 		rules := func(r config.HeaderRules) headers.Rules {

@@ -25,10 +25,10 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/admin"
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
+	"github.com/wasmsrv/wasmsrv/host/internal/deploy"
+	"github.com/wasmsrv/wasmsrv/host/internal/limit"
 	"github.com/wasmsrv/wasmsrv/host/internal/metrics"
 	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
-
-	"github.com/wasmsrv/wasmsrv/host/internal/deploy"
 	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
@@ -100,6 +100,8 @@ type Site struct {
 	store     *cache.Store
 	storeSize int64
 	retiring  tracker
+	// limits is the shared rate-limit store (Redis), when a route uses one.
+	limits *limit.RedisBuckets
 
 	// hosting runs the deployed apps of a hosting site (hosting.data_dir set):
 	// requests whose Host one of them claims go to it, not to the routes.
@@ -298,7 +300,13 @@ func (s *Site) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stopping: requests still open: %w", ctx.Err())
 	}
-	return errors.Join(s.stopHosting(ctx), s.retiring.wait(ctx))
+	err := errors.Join(s.stopHosting(ctx), s.retiring.wait(ctx))
+	s.mu.Lock()
+	if s.limits != nil {
+		_ = s.limits.Close()
+	}
+	s.mu.Unlock()
+	return err
 }
 
 // startHosting opens the store and starts the deployed apps.
@@ -337,6 +345,20 @@ func (s *Site) stopHosting(ctx context.Context) error {
 	}
 	err := s.hosting.Close(ctx)
 	return errors.Join(err, s.hstore.Close())
+}
+
+// buckets returns the site's connection to the shared rate-limit store, made
+// when a route first asks for it. Like the plugins' Redis, the URL is read
+// once: a change needs a restart.
+func (s *Site) buckets(url string) (*limit.RedisBuckets, error) {
+	if s.limits == nil {
+		b, err := limit.NewRedisBuckets(url, s.log)
+		if err != nil {
+			return nil, err
+		}
+		s.limits = b
+	}
+	return s.limits, nil
 }
 
 // tracker counts background closes. Unlike sync.WaitGroup it allows adding
