@@ -30,6 +30,9 @@ type Spec struct {
 	// Name identifies the app: its plugins' namespaces (kv, pubsub) and its log
 	// records (default: DefaultName of Source). It must pass appname.Check.
 	Name string
+	// Tenant is the customer the app belongs to: apps of one tenant share its CPU
+	// share and budget ("" = the app is its own tenant, named by Name).
+	Tenant string
 	// Source is a .wasm file or a Go guest package directory.
 	Source string
 	// BuildCacheDir is where built Go guests are cached ("" = default).
