@@ -19,6 +19,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime/internal/interrupt"
 	"github.com/wasmsrv/wasmsrv/runtime/internal/wasmdata"
@@ -54,6 +55,10 @@ type AppConfig struct {
 	// share it with the app's log plugin so both count against one budget. nil
 	// means a budget of the app's own with the defaults, around Logger.
 	Output *guestlog.Sink
+	// CPU is the tenant's side of the fair-share gate every guest call of the
+	// app passes (package cpushare): its slots, share and CPU budget. nil: no
+	// gate (guest time is still accounted per app, GuestTime).
+	CPU *cpushare.Tenant
 }
 
 // Mount makes a host directory visible inside the guest.
@@ -84,6 +89,9 @@ type App struct {
 	// interrupt.StartExport; newInstance calls it first, under StartTimeout.
 	wasmStart bool
 	engine    *Engine
+	// guestNS is the time the app's instances spent running guest calls
+	// (requests and events; not starts or stop hooks), in nanoseconds.
+	guestNS atomic.Int64
 
 	// live holds every instance from its creation to its close, so that
 	// Engine.Interrupt reaches them all, wherever they are (serving, idle,
@@ -179,6 +187,11 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule
 
 // Name returns the app's name.
 func (a *App) Name() string { return a.name }
+
+// GuestTime is the time the app's instances spent running guest code for
+// requests and events since it was loaded (wall time inside the calls, minus
+// the guest's sleeps).
+func (a *App) GuestTime() time.Duration { return time.Duration(a.guestNS.Load()) }
 
 // Info returns what validation learned about the module.
 func (a *App) Info() *ModuleInfo { return a.info }

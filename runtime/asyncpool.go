@@ -253,10 +253,16 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 // Open assigns a new connection to the least-loaded instance and queues its start
 // event (abi.EventRequest, or abi.EventWSConnect for a WebSocket upgrade request).
 // Errors: ErrConcurrencyLimit, ErrQueueFull (mailbox full), ErrUnavailable,
-// ErrPoolClosed.
+// ErrPoolClosed, ErrCPUBudget (a *cpushare.BudgetError: the tenant's CPU budget
+// is spent).
 // While every instance is being replaced (all recycled at once, or after a
 // crash) new connections wait up to QueueWait for one.
 func (p *AsyncPool) Open(ex AsyncExchange, websocket bool) (*Conn, error) {
+	if gate := p.app.cfg.CPU; gate != nil {
+		if err := gate.OverBudget(); err != nil {
+			return nil, err
+		}
+	}
 	var timeout <-chan time.Time
 	for {
 		c, wait, err := p.assign(ex, websocket)
@@ -494,7 +500,7 @@ func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time
 	}
 	in := ai.in
 	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
-	if err := in.call(in.handle, timeout); err != nil {
+	if err := in.gatedCall(in.handle, timeout); err != nil {
 		if wrap != nil {
 			err = wrap(err)
 		}

@@ -45,6 +45,11 @@ type Instance struct {
 	// (package interrupt); guarded by mu against expire.
 	interrupt api.MutableGlobal
 
+	// slot: the current call holds a slot of the app's CPU gate; slept is the
+	// part of the current call the guest spent asleep (off its slot, not charged).
+	slot  bool
+	slept time.Duration
+
 	served    int
 	maxServed int // 0 = unlimited
 	broken    bool
@@ -197,11 +202,39 @@ func (in *Instance) interruptIfBusy() bool {
 // so a sleeping guest cannot outlive its deadline.
 func (in *Instance) sleep(ns int64) {
 	t := time.NewTimer(time.Duration(ns))
+	start := time.Now()
+	gate := in.app.cfg.CPU
+	if in.slot && gate != nil {
+		gate.Release(0) // charged at the end of the call, less what it slept
+		in.slot = false
+		defer func() { gate.AcquireSlot(); in.slot = true; in.slept += time.Since(start) }()
+	}
 	select {
 	case <-t.C:
 	case <-in.done:
 		t.Stop()
 	}
+}
+
+// gatedCall is call for a request or an event: through the app's CPU gate (a
+// slot held for the call, given back while the guest sleeps), its guest time
+// accounted to the app and charged to the tenant.
+func (in *Instance) gatedCall(fn api.Function, timeout time.Duration) error {
+	gate := in.app.cfg.CPU
+	if gate != nil {
+		gate.AcquireSlot()
+		in.slot = true
+	}
+	in.slept = 0
+	start := time.Now()
+	err := in.call(fn, timeout)
+	used := time.Since(start) - in.slept
+	in.app.guestNS.Add(int64(used))
+	if gate != nil {
+		in.slot = false
+		gate.Release(used)
+	}
+	return err
 }
 
 // call runs fn with the instance's stack under a deadline and classifies failures.
@@ -267,7 +300,7 @@ func (in *Instance) serveSync(ex Exchange, timeout time.Duration) (int32, error)
 	if ct, ok := ex.(CallTimeouter); ok {
 		timeout = ct.CallTimeout(timeout)
 	}
-	err := in.call(in.handle, timeout)
+	err := in.gatedCall(in.handle, timeout)
 	in.setExchange(exchangeSlot{})
 	in.served++
 	if err != nil {

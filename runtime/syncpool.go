@@ -177,6 +177,11 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 }
 
 func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
+	if gate := p.app.cfg.CPU; gate != nil {
+		if err := gate.OverBudget(); err != nil {
+			return nil, err
+		}
+	}
 	select {
 	case in := <-p.idle:
 		return in, nil

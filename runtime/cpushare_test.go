@@ -1,0 +1,75 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
+)
+
+// A tenant whose requests spin holds the CPU gate's slots; a second tenant's
+// requests are still admitted at once (under their share), while the
+// spinner's next request waits in its own queue.
+func TestCPUGateSpinnerAndNeighbour(t *testing.T) {
+	bin := buildGuest(t, "testdata/hostile")
+	sched := cpushare.New(cpushare.Config{Slots: 2})
+	spinT, _ := sched.Tenant("spinner", cpushare.TenantConfig{})
+	nbT, _ := sched.Tenant("neighbour", cpushare.TenantConfig{})
+	spinApp, _ := loadApp(t, nil, AppConfig{Name: "spin", Wasm: bin, CPU: spinT})
+	nbApp, _ := loadApp(t, nil, AppConfig{Name: "nb", Wasm: bin, CPU: nbT})
+	spin := newPool(t, spinApp, PoolConfig{Workers: 3, RequestTimeout: 3 * time.Second})
+	nb := newPool(t, nbApp, PoolConfig{Workers: 1})
+
+	spinning := make([]*fakeExchange, 3)
+	done := make(chan error, 3)
+	for i := range spinning {
+		spinning[i] = newFakeExchange("GET", "/loop", "", nil)
+		go func() { _, err := spin.Serve(context.Background(), spinning[i]); done <- err }()
+	}
+	// Two spin on both slots; the third waits in the spinner's queue.
+	waitFor(t, "the spinner's third request queued", 20*time.Second, func() bool {
+		st := spinT.Stats()
+		return st.Running == 2 && st.Waiting == 1
+	})
+	for i := range 20 {
+		ex := newFakeExchange("GET", "/ok", "", nil)
+		if _, err := nb.Serve(context.Background(), ex); err != nil || ex.status != 200 {
+			t.Fatalf("neighbour request %d: status %d, %v", i, ex.status, err)
+		}
+	}
+	if st := nbT.Stats(); st.Waited != 0 || st.Calls != 20 {
+		t.Fatalf("neighbour: %+v, want 20 calls none queued", st)
+	}
+	if st := spinT.Stats(); st.Running != 2 || st.Waiting != 1 {
+		t.Fatalf("spinner: %+v, want 2 running and 1 waiting throughout", st)
+	}
+	for range spinning { // the spins end at their deadline
+		if err := <-done; !errors.Is(err, ErrDeadline) {
+			t.Fatalf("spinner: %v, want its deadline", err)
+		}
+	}
+	if nbApp.GuestTime() <= 0 || spinApp.GuestTime() <= nbApp.GuestTime() {
+		t.Fatalf("guest time: spinner %v, neighbour %v", spinApp.GuestTime(), nbApp.GuestTime())
+	}
+}
+
+// Over its CPU budget, a tenant's requests are refused with ErrCPUBudget (a
+// *cpushare.BudgetError saying when to retry); another tenant's go on.
+func TestCPUBudgetRefuses(t *testing.T) {
+	bin := buildGuest(t, "testdata/hostile")
+	sched := cpushare.New(cpushare.Config{Window: time.Hour})
+	tn, _ := sched.Tenant("small", cpushare.TenantConfig{Budget: time.Nanosecond})
+	app, _ := loadApp(t, nil, AppConfig{Name: "small", Wasm: bin, CPU: tn})
+	p := newPool(t, app, PoolConfig{Workers: 1})
+	ex := newFakeExchange("GET", "/ok", "", nil)
+	if _, err := p.Serve(context.Background(), ex); err != nil {
+		t.Fatal("first request:", err)
+	}
+	_, err := p.Serve(context.Background(), newFakeExchange("GET", "/ok", "", nil))
+	var be *cpushare.BudgetError
+	if !errors.Is(err, ErrCPUBudget) || !errors.As(err, &be) || be.RetryAfter() < 59*time.Minute {
+		t.Fatalf("over budget: %v", err)
+	}
+}
