@@ -28,6 +28,14 @@ type PoolConfig struct {
 	MaxRequestsJitter int
 	// StopTimeout bounds each instance's stop hook (default 5 s).
 	StopTimeout time.Duration
+	// IdleTimeout scales the pool with its load (0: Workers instances from the
+	// start, always): instances idle this long are given back down to
+	// MinWorkers, and requests that find none free start more, up to Workers,
+	// waiting for them (queued, not refused).
+	IdleTimeout time.Duration
+	// MinWorkers is what an IdleTimeout pool keeps however idle (0: scale to
+	// zero). It is at most Workers.
+	MinWorkers int
 }
 
 // DefaultSyncWorkers is gunicorn's recommended worker count: 2×CPU+1.

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
@@ -33,6 +34,10 @@ type Spec struct {
 	// Tenant is the customer the app belongs to: apps of one tenant share its CPU
 	// share and budget ("" = the app is its own tenant, named by Name).
 	Tenant string
+	// CPU is the server's fair-share gate (nil: none); CPUShare is the
+	// tenant's weight and budget in it (the same for every app of a tenant).
+	CPU      *cpushare.Scheduler
+	CPUShare cpushare.TenantConfig
 	// Source is a .wasm file or a Go guest package directory.
 	Source string
 	// BuildCacheDir is where built Go guests are cached ("" = default).
@@ -141,6 +146,22 @@ func (a *Running) Status() Status {
 	return st
 }
 
+// tenant returns the app's tenant in the CPU gate, nil without a gate.
+func (spec *Spec) tenant() (*cpushare.Tenant, error) {
+	if spec.CPU == nil {
+		return nil, nil
+	}
+	name := spec.Tenant
+	if name == "" {
+		name = spec.Name
+	}
+	t, err := spec.CPU.Tenant(name, spec.CPUShare)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", spec.Name, err)
+	}
+	return t, nil
+}
+
 // Open builds (if needed), loads and starts the app described by spec.
 func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger) (*Running, error) {
 	if spec.Name == "" {
@@ -216,9 +237,14 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	if spec.Plugins != nil {
 		plugins = spec.Plugins.Names()
 	}
+	gate, err := spec.tenant()
+	if err != nil {
+		return nil, err
+	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
+		CPU: gate,
 	})
 	if errors.Is(err, runtime.ErrHTTPWasmModule) {
 		if err := want.check(spec.Name, runtime.ModeHTTPWasm); err != nil {

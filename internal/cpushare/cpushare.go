@@ -110,8 +110,8 @@ func New(cfg Config) *Scheduler {
 func (s *Scheduler) Slots() int { return s.slots }
 
 // Tenant returns the tenant of that name, creating it with cfg. Every app of a
-// tenant shares it; a second call with a different non-zero cfg is an error
-// (one tenant has one weight and one budget).
+// tenant shares it. A later call with another non-zero weight or budget sets
+// them (a reloaded configuration): a tenant has one of each, the latest.
 func (s *Scheduler) Tenant(name string, cfg TenantConfig) (*Tenant, error) {
 	if cfg.Weight < 0 || cfg.Budget < 0 {
 		return nil, fmt.Errorf("tenant %s: weight and budget must not be negative", name)
@@ -119,9 +119,15 @@ func (s *Scheduler) Tenant(name string, cfg TenantConfig) (*Tenant, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if t, ok := s.tenants[name]; ok {
-		if (cfg.Weight != 0 && cfg.Weight != t.weight) || (cfg.Budget != 0 && cfg.Budget != t.budget) {
-			return nil, fmt.Errorf("tenant %s: cpu weight %d and budget %v differ from its other apps' (weight %d, budget %v)",
-				name, cfg.Weight, cfg.Budget, t.weight, t.budget)
+		if cfg.Weight != 0 && cfg.Weight != t.weight {
+			if t.running > 0 || t.head < len(t.queue) {
+				s.busyW += cfg.Weight - t.weight
+			}
+			t.weight = cfg.Weight
+		}
+		if cfg.Budget != t.budget {
+			t.budget = cfg.Budget
+			t.spentFlag.Store(false) // judged again at the next charge
 		}
 		return t, nil
 	}

@@ -249,14 +249,15 @@ func TestCancelWhileQueued(t *testing.T) {
 	}
 }
 
-func TestTenantConflict(t *testing.T) {
+func TestTenantReconfigured(t *testing.T) {
 	s := New(Config{})
-	tenant(t, s, "a", TenantConfig{Weight: 2})
-	if _, err := s.Tenant("a", TenantConfig{}); err != nil {
-		t.Fatal("a second app without settings:", err)
+	a := tenant(t, s, "a", TenantConfig{Weight: 2})
+	if again := tenant(t, s, "a", TenantConfig{}); again != a || again.Stats().Weight != 2 {
+		t.Fatal("a second app without settings changed the tenant")
 	}
-	if _, err := s.Tenant("a", TenantConfig{Weight: 3}); err == nil {
-		t.Fatal("a second weight for one tenant accepted")
+	tenant(t, s, "a", TenantConfig{Weight: 3, Budget: time.Second})
+	if st := a.Stats(); st.Weight != 3 || st.Budget != time.Second {
+		t.Fatalf("reconfigured: %+v", st)
 	}
 	if _, err := s.Tenant("b", TenantConfig{Weight: -1}); err == nil {
 		t.Fatal("a negative weight accepted")

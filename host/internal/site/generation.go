@@ -198,7 +198,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 	if s.opt.Engine == nil {
 		return nil, cfg.ErrorAt("apps."+name, errors.New("no Wasm engine configured"))
 	}
-	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress})
+	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress, CPU: s.cpu})
 	if err == nil {
 		var a *apps.Running
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {

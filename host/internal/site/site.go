@@ -22,6 +22,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/cache"
 	"github.com/wasmsrv/wasmsrv/host/internal/config"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -58,6 +59,9 @@ type Site struct {
 	cancel context.CancelFunc
 
 	cur atomic.Pointer[generation]
+	// cpu is the fair-share gate of every app's guest calls, by tenant; it
+	// outlives generations, as tenants' accounts do.
+	cpu *cpushare.Scheduler
 
 	mu        sync.Mutex // serialises reloads and the shared-resource tables
 	gen       uint64
@@ -95,7 +99,8 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 		return nil, err
 	}
 	base, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{}}
+	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{},
+		cpu: cpushare.New(cpushare.Config{})}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The apps outlive ctx, but a stop while the site starts (ctx ends: a
