@@ -51,7 +51,8 @@ type Instance struct {
 	slept time.Duration
 
 	served    int
-	maxServed int // 0 = unlimited
+	maxServed int       // 0 = unlimited
+	idleSince time.Time // a scaling sync pool's: when the instance last went idle
 	broken    bool
 
 	// async is the instance's async-pool state (handle table, timers); nil in
