@@ -115,6 +115,7 @@ func registry() []scenarioFunc {
 		cgiScenario,
 		slowUploadScenario,
 		hostileNeighbourScenario,
+		noisyNeighbourScenario,
 		todoScenario,
 	}
 }
