@@ -775,7 +775,7 @@ func (p *AsyncPool) Stats() AsyncStats {
 	return AsyncStats{SyncStats: SyncStats{
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
-		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(), GuestTime: p.app.GuestTime(),
 		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}, Conns: loads, Memory: mem}
 }

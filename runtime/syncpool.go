@@ -454,6 +454,9 @@ type SyncStats struct {
 	// ScaledDown counts the instances it stopped for being idle.
 	MinWorkers int
 	ScaledDown int64
+	// GuestTime is the time the app's guests ran for requests and events
+	// (App.GuestTime).
+	GuestTime time.Duration
 	// StartFailures counts replacement instances that failed to start (a start
 	// function, _initialize or start hook that failed or overran the start
 	// timeout); LastStartError is the latest reason, at LastStartErrorAt.
@@ -471,7 +474,7 @@ func (p *SyncPool) Stats() SyncStats {
 		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
-		MinWorkers: p.minWorkers(), ScaledDown: p.stats.scaledDown.Load(),
+		MinWorkers: p.minWorkers(), ScaledDown: p.stats.scaledDown.Load(), GuestTime: p.app.GuestTime(),
 		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}
 }

@@ -106,6 +106,7 @@ type Running struct {
 	Middleware func(next http.Handler) http.Handler
 	close      func(ctx context.Context) error
 	stats      func() runtime.SyncStats // nil for CGI apps (no instances to report)
+	tenant     string                   // whose CPU share the app's guests run on
 }
 
 // Close drains the app's pool (stop hooks run) and releases its runtime.
@@ -118,6 +119,14 @@ type Status struct {
 	// than workers means instances are being replaced, or cannot start.
 	Workers int `json:"workers,omitempty"`
 	Live    int `json:"live,omitempty"`
+	// MinWorkers is what a scaling pool keeps however idle (pool_min);
+	// ScaledDown counts the instances it gave back for being idle.
+	MinWorkers int   `json:"min_workers,omitempty"`
+	ScaledDown int64 `json:"scaled_down,omitempty"`
+	// Tenant owns the app's CPU share; GuestMS is the time its guests ran
+	// (requests and events), in milliseconds.
+	Tenant  string `json:"tenant,omitempty"`
+	GuestMS int64  `json:"guest_ms"`
 	// Served, Discarded (failed: trap, deadline, memory), Recycled.
 	Served    int64 `json:"served,omitempty"`
 	Discarded int64 `json:"discarded,omitempty"`
@@ -132,11 +141,12 @@ type Status struct {
 
 // Status reports the app's pool.
 func (a *Running) Status() Status {
-	st := Status{Mode: a.Mode.String()}
+	st := Status{Mode: a.Mode.String(), Tenant: a.tenant}
 	if a.stats == nil {
 		return st
 	}
 	s := a.stats()
+	st.MinWorkers, st.ScaledDown, st.GuestMS = s.MinWorkers, s.ScaledDown, s.GuestTime.Milliseconds()
 	st.Workers, st.Live, st.Served, st.Discarded, st.Recycled = s.Workers, s.Live, s.Served, s.Discarded, s.Recycled
 	st.StartFailures, st.LastStartError = s.StartFailures, s.LastStartError
 	if !s.LastStartErrorAt.IsZero() {
@@ -146,16 +156,20 @@ func (a *Running) Status() Status {
 	return st
 }
 
+// tenantName is the app's tenant: Tenant, or the app itself.
+func (spec *Spec) tenantName() string {
+	if spec.Tenant != "" {
+		return spec.Tenant
+	}
+	return spec.Name
+}
+
 // tenant returns the app's tenant in the CPU gate, nil without a gate.
 func (spec *Spec) tenant() (*cpushare.Tenant, error) {
 	if spec.CPU == nil {
 		return nil, nil
 	}
-	name := spec.Tenant
-	if name == "" {
-		name = spec.Name
-	}
-	t, err := spec.CPU.Tenant(name, spec.CPUShare)
+	t, err := spec.CPU.Tenant(spec.tenantName(), spec.CPUShare)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", spec.Name, err)
 	}
@@ -185,6 +199,9 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		return nil, err
 	}
 	a.Output = spec.output
+	if spec.CPU != nil {
+		a.tenant = spec.tenantName()
+	}
 	appClose := a.close
 	a.close = func(ctx context.Context) error {
 		defer spec.output.Close() // reports drops not reported yet

@@ -383,15 +383,30 @@ type Stats struct {
 	Calls   int64         // guest calls admitted
 	Waited  int64         // of which queued first
 	Refused int64         // calls refused for the budget
-	Running int
-	Waiting int
+	Running int           // calls running now
+	Waiting int           // calls queued now
+}
+
+// Tenants returns every tenant's counters by name.
+func (s *Scheduler) Tenants() map[string]Stats {
+	s.mu.Lock()
+	ts := make([]*Tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		ts = append(ts, t)
+	}
+	s.mu.Unlock()
+	out := make(map[string]Stats, len(ts))
+	for _, t := range ts {
+		out[t.name] = t.Stats()
+	}
+	return out
 }
 
 // Stats returns the tenant's counters.
 func (t *Tenant) Stats() Stats {
 	t.s.mu.Lock()
-	running, waiting := t.running, len(t.queue)-t.head
+	running, waiting, weight, budget := t.running, len(t.queue)-t.head, t.weight, t.budget
 	t.s.mu.Unlock()
-	return Stats{Weight: t.weight, Budget: t.budget, Used: time.Duration(t.used.Load()),
+	return Stats{Weight: weight, Budget: budget, Used: time.Duration(t.used.Load()),
 		Calls: t.calls.Load(), Waited: t.waited.Load(), Refused: t.refused.Load(), Running: running, Waiting: waiting}
 }

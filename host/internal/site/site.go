@@ -351,10 +351,31 @@ func (s *Site) Status() any {
 	for name, a := range g.apps {
 		pools[name] = a.Status()
 	}
+	tenants := map[string]TenantStatus{}
+	for name, t := range s.cpu.Tenants() {
+		tenants[name] = TenantStatus{Weight: t.Weight, BudgetMS: t.Budget.Milliseconds(), UsedMS: t.Used.Milliseconds(),
+			Calls: t.Calls, Waited: t.Waited, Refused: t.Refused, Running: t.Running, Waiting: t.Waiting}
+	}
 	return map[string]any{
 		"generation": g.id, "config": s.opt.ConfigPath, "loaded": g.loaded.Format(time.RFC3339),
 		"apps": g.appNames, "pools": pools, "upstreams": ups, "cache": map[string]any{"bytes": cacheBytes, "entries": cacheEntries},
+		"tenants": tenants, "cpu_slots": s.cpu.Slots(),
 	}
+}
+
+// TenantStatus is one tenant's CPU share in /status: its weight and budget
+// per minute, the guest time its apps used, the guest calls admitted (Waited:
+// of which queued behind its share first, Refused: over budget), and the calls
+// running and queued now.
+type TenantStatus struct {
+	Weight   int   `json:"weight"`
+	BudgetMS int64 `json:"budget_ms,omitempty"`
+	UsedMS   int64 `json:"used_ms"`
+	Calls    int64 `json:"calls"`
+	Waited   int64 `json:"waited"`
+	Refused  int64 `json:"refused"`
+	Running  int   `json:"running"`
+	Waiting  int   `json:"waiting"`
 }
 
 func trustedPrefixes(cfg *config.Config) []netip.Prefix {
