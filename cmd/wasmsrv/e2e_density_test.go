@@ -200,8 +200,18 @@ app = "hello"
 
 // TestE2EScaleToZero: an app idle for pool_idle_timeout gives its instances
 // back (live 0 in /status); the next requests start them again, waiting for
-// them rather than refused, up to pool_size at once, and they go again.
+// them rather than refused, up to pool_size at once, and they go again. Both
+// shapes: a sync C guest and an async one.
 func TestE2EScaleToZero(t *testing.T) {
+	for _, tc := range []struct{ name, module string }{
+		{"sync", "c-hello/main.wasm"},
+		{"async", "c-async-hello/main.wasm"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testScaleToZero(t, sample(tc.module)) })
+	}
+}
+
+func testScaleToZero(t *testing.T, module string) {
 	srv := startDensitySite(t, fmt.Sprintf(`
 [admin]
 addr = "127.0.0.1:0"
@@ -214,7 +224,7 @@ pool_min = 0
 pool_idle_timeout = "500ms"
 [[routes]]
 app = "hello"
-`, sample("c-hello/main.wasm")))
+`, module))
 	c := httpClient(t)
 	idle := func(st densityStatus) bool { return st.Pools["hello"].Live == 0 }
 	st := awaitStatus(t, c, srv.Admin, "the idle pool given back", idle)
