@@ -14,13 +14,17 @@ import (
 // spinner's next request waits in its own queue.
 func TestCPUGateSpinnerAndNeighbour(t *testing.T) {
 	bin := buildGuest(t, "testdata/hostile")
-	sched := cpushare.New(cpushare.Config{Slots: 2})
+	// The neighbour competes from its first call on (a linger of an hour).
+	sched := cpushare.New(cpushare.Config{Slots: 2, Linger: time.Hour})
 	spinT, _ := sched.Tenant("spinner", cpushare.TenantConfig{})
 	nbT, _ := sched.Tenant("neighbour", cpushare.TenantConfig{})
 	spinApp, _ := loadApp(t, nil, AppConfig{Name: "spin", Wasm: bin, CPU: spinT})
 	nbApp, _ := loadApp(t, nil, AppConfig{Name: "nb", Wasm: bin, CPU: nbT})
 	spin := newPool(t, spinApp, PoolConfig{Workers: 3, RequestTimeout: 3 * time.Second})
 	nb := newPool(t, nbApp, PoolConfig{Workers: 1})
+	if _, err := nb.Serve(context.Background(), newFakeExchange("GET", "/ok", "", nil)); err != nil {
+		t.Fatal(err)
+	}
 
 	spinning := make([]*fakeExchange, 3)
 	done := make(chan error, 3)
@@ -28,7 +32,8 @@ func TestCPUGateSpinnerAndNeighbour(t *testing.T) {
 		spinning[i] = newFakeExchange("GET", "/loop", "", nil)
 		go func() { _, err := spin.Serve(context.Background(), spinning[i]); done <- err }()
 	}
-	// Two spin on both slots; the third waits in the spinner's queue.
+	// With the neighbour competing, the spinner's share is one slot of two:
+	// one spins on it, one on the free slot, the third waits in its queue.
 	waitFor(t, "the spinner's third request queued", 20*time.Second, func() bool {
 		st := spinT.Stats()
 		return st.Running == 2 && st.Waiting == 1
@@ -39,8 +44,8 @@ func TestCPUGateSpinnerAndNeighbour(t *testing.T) {
 			t.Fatalf("neighbour request %d: status %d, %v", i, ex.status, err)
 		}
 	}
-	if st := nbT.Stats(); st.Waited != 0 || st.Calls != 20 {
-		t.Fatalf("neighbour: %+v, want 20 calls none queued", st)
+	if st := nbT.Stats(); st.Waited != 0 || st.Calls != 21 {
+		t.Fatalf("neighbour: %+v, want 21 calls none queued", st)
 	}
 	if st := spinT.Stats(); st.Running != 2 || st.Waiting != 1 {
 		t.Fatalf("spinner: %+v, want 2 running and 1 waiting throughout", st)

@@ -18,7 +18,10 @@
 // admitted beyond the slots while it runs fewer calls than its share of them
 // (slots × weight ÷ the weights of the tenants with work; a tenant with no call
 // running is always under it): a tenant over its share waits, one under it
-// never waits behind one over it.
+// never waits behind one over it. A tenant counts as having work while it has
+// calls running or queued and for Linger after (a tenant of short calls is
+// between them most of the time); a tenant alone with work runs as many calls
+// as it has, so the gate costs a lone tenant nothing but its bookkeeping.
 //
 // A tenant's Budget caps its guest time per Window (a fixed window); once it is
 // spent, Acquire fails with a *BudgetError that says when the window ends.
@@ -37,6 +40,9 @@ import (
 // DefaultWindow is the budget window when none is configured.
 const DefaultWindow = time.Minute
 
+// DefaultLinger is Config.Linger's default.
+const DefaultLinger = 100 * time.Millisecond
+
 // Config sizes a Scheduler. Zero values take the defaults noted.
 type Config struct {
 	// Slots is the number of guest calls that run at once before callers queue
@@ -44,6 +50,10 @@ type Config struct {
 	Slots int
 	// Window is the period a tenant's Budget applies to (default one minute).
 	Window time.Duration
+	// Linger is how long a tenant still counts as competing after its last
+	// call ended (default 100 ms): a tenant whose calls are short is between
+	// calls most of the time, and still wants its share.
+	Linger time.Duration
 }
 
 // TenantConfig is one tenant's share.
@@ -80,8 +90,9 @@ func (e *BudgetError) RetryAfter() time.Duration { return e.Retry }
 
 // Scheduler is the gate every guest call of its tenants passes.
 type Scheduler struct {
-	slots  int
-	window time.Duration
+	slots     int
+	window    time.Duration
+	lingerFor time.Duration
 
 	mu      sync.Mutex
 	tenants map[string]*Tenant
@@ -89,6 +100,9 @@ type Scheduler struct {
 	waiting int       // callers queued, over all tenants
 	queued  []*Tenant // tenants with callers queued
 	busyW   int       // sum of the weights of tenants with running or queued calls
+	lingerW int       // sum of the weights of tenants idle for less than lingerFor
+	linger  []*Tenant // tenants as they went idle, oldest first (stale entries skipped)
+	lhead   int       // linger[lhead:] are pending
 	vclock  float64   // virtual time: the start tag of the last call dispatched
 	waiters sync.Pool // *waiter
 }
@@ -101,7 +115,10 @@ func New(cfg Config) *Scheduler {
 	if cfg.Window <= 0 {
 		cfg.Window = DefaultWindow
 	}
-	s := &Scheduler{slots: cfg.Slots, window: cfg.Window, tenants: map[string]*Tenant{}}
+	if cfg.Linger <= 0 {
+		cfg.Linger = DefaultLinger
+	}
+	s := &Scheduler{slots: cfg.Slots, window: cfg.Window, lingerFor: cfg.Linger, tenants: map[string]*Tenant{}}
 	s.waiters.New = func() any { return &waiter{ready: make(chan struct{}, 1)} }
 	return s
 }
@@ -122,6 +139,8 @@ func (s *Scheduler) Tenant(name string, cfg TenantConfig) (*Tenant, error) {
 		if cfg.Weight != 0 && cfg.Weight != t.weight {
 			if t.running > 0 || t.head < len(t.queue) {
 				s.busyW += cfg.Weight - t.weight
+			} else if t.lingering {
+				s.lingerW += cfg.Weight - t.weight
 			}
 			t.weight = cfg.Weight
 		}
@@ -151,7 +170,10 @@ type Tenant struct {
 	queue   []*waiter
 	head    int // queue[head:] are waiting
 	vtime   float64
-	winEnd  time.Time
+	// lingering: idle since lingerAt, less than the scheduler's lingerFor ago
+	lingering bool
+	lingerAt  time.Time
+	winEnd    time.Time
 	winUsed time.Duration
 
 	used      atomic.Int64 // guest time since start, ns
@@ -186,8 +208,10 @@ func (t *Tenant) AcquireSlot() { _ = t.acquire(nil, nil) }
 
 func (t *Tenant) acquire(done <-chan struct{}, cause func() error) error {
 	s := t.s
+	now := time.Now()
 	s.mu.Lock()
-	if t.head == len(t.queue) && (s.underShareLocked(t) || (s.running < s.slots && s.waiting == 0)) {
+	s.pruneLocked(now)
+	if t.head == len(t.queue) && (s.aloneLocked(t) || s.underShareLocked(t) || (s.running < s.slots && s.waiting == 0)) {
 		t.startLocked()
 		s.mu.Unlock()
 		t.calls.Add(1)
@@ -217,7 +241,7 @@ func (t *Tenant) acquire(done <-chan struct{}, cause func() error) error {
 		if t.head == len(t.queue) {
 			s.unqueueLocked(t)
 			if t.running == 0 {
-				s.busyW -= t.weight
+				s.idleLocked(t, now)
 			}
 		}
 		s.mu.Unlock()
@@ -246,18 +270,65 @@ func (t *Tenant) startLocked() {
 // becomeBusyLocked counts t's weight among the busy tenants and moves its
 // virtual time up to the clock: time spent idle is not credit.
 func (s *Scheduler) becomeBusyLocked(t *Tenant) {
+	if t.lingering {
+		t.lingering = false
+		s.lingerW -= t.weight
+	}
 	s.busyW += t.weight
 	if t.vtime < s.vclock {
 		t.vtime = s.vclock
 	}
 }
 
+// idleLocked moves t, whose last call just ended, from the busy tenants to
+// the lingering ones.
+func (s *Scheduler) idleLocked(t *Tenant, now time.Time) {
+	s.busyW -= t.weight
+	t.lingering, t.lingerAt = true, now
+	s.lingerW += t.weight
+	s.linger = append(s.linger, t)
+}
+
+// pruneLocked stops counting the tenants idle for lingerFor.
+func (s *Scheduler) pruneLocked(now time.Time) {
+	for s.lhead < len(s.linger) {
+		t := s.linger[s.lhead]
+		if t.lingering {
+			if now.Sub(t.lingerAt) < s.lingerFor {
+				break
+			}
+			t.lingering = false
+			s.lingerW -= t.weight
+		}
+		s.linger[s.lhead] = nil
+		s.lhead++
+	}
+	if s.lhead > 64 && s.lhead*2 > len(s.linger) {
+		n := copy(s.linger, s.linger[s.lhead:])
+		clear(s.linger[n:])
+		s.linger, s.lhead = s.linger[:n], 0
+	}
+}
+
+// counted reports whether t's weight is in busyW or lingerW.
+func (t *Tenant) counted() bool { return t.running > 0 || t.head < len(t.queue) || t.lingering }
+
+// aloneLocked reports whether no other tenant competes for the CPU (none
+// busy or lingering): then t runs as many calls as it has, slots or not.
+func (s *Scheduler) aloneLocked(t *Tenant) bool {
+	w := s.busyW + s.lingerW
+	if t.counted() {
+		w -= t.weight
+	}
+	return w == 0
+}
+
 // underShareLocked reports whether t runs fewer calls than its share of the
 // slots, whatever they hold: its weight's part of them among the busy tenants
 // (t counted). A tenant with no call running is always under it.
 func (s *Scheduler) underShareLocked(t *Tenant) bool {
-	w := s.busyW
-	if t.running == 0 && t.head == len(t.queue) {
+	w := s.busyW + s.lingerW
+	if !t.counted() {
 		w += t.weight
 	}
 	// running < slots × weight ÷ w, in integers
@@ -291,10 +362,7 @@ func (s *Scheduler) unqueueLocked(t *Tenant) {
 func (t *Tenant) Release(used time.Duration) {
 	s := t.s
 	t.used.Add(int64(used))
-	var now time.Time
-	if t.budget > 0 {
-		now = time.Now()
-	}
+	now := time.Now()
 	s.mu.Lock()
 	t.running--
 	s.running--
@@ -303,7 +371,7 @@ func (t *Tenant) Release(used time.Duration) {
 		t.chargeLocked(now, used)
 	}
 	if t.running == 0 && t.head == len(t.queue) {
-		s.busyW -= t.weight
+		s.idleLocked(t, now)
 	}
 	if s.waiting > 0 {
 		s.dispatchLocked()
@@ -330,7 +398,7 @@ func (s *Scheduler) dispatchLocked() {
 		var best *Tenant
 		bestUnder := false
 		for _, t := range s.queued {
-			under := s.underShareLocked(t)
+			under := s.underShareLocked(t) || s.aloneLocked(t)
 			if !free && !under {
 				continue
 			}

@@ -36,9 +36,59 @@ func waitQueued(t *testing.T, tn *Tenant, n int) {
 	}
 }
 
-func TestSlotsThenQueue(t *testing.T) {
-	s := New(Config{Slots: 2})
+// touch makes tn compete (it lingers after one call).
+func touch(t *testing.T, tn *Tenant) {
+	t.Helper()
+	if err := tn.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tn.Release(0)
+}
+
+// A tenant alone with work is not held to the slots: nobody else wants them.
+func TestAloneUnbounded(t *testing.T) {
+	s := New(Config{Slots: 1, Linger: 20 * time.Millisecond})
 	a := tenant(t, s, "a", TenantConfig{})
+	b := tenant(t, s, "b", TenantConfig{})
+	ctx := context.Background()
+	for range 5 {
+		if err := a.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := a.Stats(); st.Running != 5 || st.Waited != 0 {
+		t.Fatalf("alone: %+v, want 5 running none queued", st)
+	}
+	for range 5 {
+		a.Release(0)
+	}
+	touch(t, b) // b lingers: a is held to its share again
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := acquireAsync(ctx, a)
+	waitQueued(t, a, 1)
+	// Once b has been idle for its linger, a is alone again: a release lets
+	// the queued call in, and new ones go at once beyond the slot.
+	time.Sleep(40 * time.Millisecond)
+	a.Release(0)
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Stats(); st.Running != 2 {
+		t.Fatalf("alone again: %+v, want 2 running on 1 slot", st)
+	}
+	a.Release(0)
+	a.Release(0)
+}
+
+func TestSlotsThenQueue(t *testing.T) {
+	s := New(Config{Slots: 2, Linger: time.Hour})
+	a := tenant(t, s, "a", TenantConfig{})
+	touch(t, tenant(t, s, "b", TenantConfig{}))
 	ctx := context.Background()
 	for range 2 {
 		if err := a.Acquire(ctx); err != nil {
@@ -226,8 +276,9 @@ func TestBudgetWindowRefills(t *testing.T) {
 }
 
 func TestCancelWhileQueued(t *testing.T) {
-	s := New(Config{Slots: 1})
+	s := New(Config{Slots: 1, Linger: time.Hour})
 	a := tenant(t, s, "a", TenantConfig{})
+	touch(t, tenant(t, s, "b", TenantConfig{}))
 	if err := a.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
