@@ -174,7 +174,7 @@ type Tenant struct {
 	lingering bool
 	lingerAt  time.Time
 	winEnd    time.Time
-	winUsed time.Duration
+	winUsed   time.Duration
 
 	used      atomic.Int64 // guest time since start, ns
 	calls     atomic.Int64
