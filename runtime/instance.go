@@ -229,11 +229,12 @@ func (in *Instance) gatedCall(fn api.Function, timeout time.Duration) error {
 	in.slept = 0
 	start := time.Now()
 	err := in.call(fn, timeout)
-	used := time.Since(start) - in.slept
+	end := time.Now()
+	used := end.Sub(start) - in.slept
 	in.app.guestNS.Add(int64(used))
 	if gate != nil {
 		in.slot = false
-		gate.Release(used)
+		gate.ReleaseAt(end, used)
 	}
 	return err
 }

@@ -101,8 +101,9 @@ type Scheduler struct {
 	queued  []*Tenant // tenants with callers queued
 	busyW   int       // sum of the weights of tenants with running or queued calls
 	lingerW int       // sum of the weights of tenants idle for less than lingerFor
-	linger  []*Tenant // tenants as they went idle, oldest first (stale entries skipped)
-	lhead   int       // linger[lhead:] are pending
+	linger  []*Tenant // the lingering tenants (each once)
+	clock   time.Time // the end of the latest call: the scheduler's coarse now
+	pruned  time.Time // when linger was last pruned
 	vclock  float64   // virtual time: the start tag of the last call dispatched
 	waiters sync.Pool // *waiter
 }
@@ -171,6 +172,7 @@ type Tenant struct {
 	head    int // queue[head:] are waiting
 	vtime   float64
 	// lingering: idle since lingerAt, less than the scheduler's lingerFor ago
+	// (give or take a quarter of it: pruneLocked runs that often)
 	lingering bool
 	lingerAt  time.Time
 	winEnd    time.Time
@@ -208,9 +210,8 @@ func (t *Tenant) AcquireSlot() { _ = t.acquire(nil, nil) }
 
 func (t *Tenant) acquire(done <-chan struct{}, cause func() error) error {
 	s := t.s
-	now := time.Now()
 	s.mu.Lock()
-	s.pruneLocked(now)
+	s.pruneLocked()
 	if t.head == len(t.queue) && (s.aloneLocked(t) || s.underShareLocked(t) || (s.running < s.slots && s.waiting == 0)) {
 		t.startLocked()
 		s.mu.Unlock()
@@ -241,7 +242,7 @@ func (t *Tenant) acquire(done <-chan struct{}, cause func() error) error {
 		if t.head == len(t.queue) {
 			s.unqueueLocked(t)
 			if t.running == 0 {
-				s.idleLocked(t, now)
+				s.idleLocked(t)
 			}
 		}
 		s.mu.Unlock()
@@ -282,32 +283,37 @@ func (s *Scheduler) becomeBusyLocked(t *Tenant) {
 
 // idleLocked moves t, whose last call just ended, from the busy tenants to
 // the lingering ones.
-func (s *Scheduler) idleLocked(t *Tenant, now time.Time) {
+func (s *Scheduler) idleLocked(t *Tenant) {
 	s.busyW -= t.weight
-	t.lingering, t.lingerAt = true, now
-	s.lingerW += t.weight
-	s.linger = append(s.linger, t)
+	t.lingerAt = s.clock
+	if !t.lingering {
+		t.lingering = true
+		s.lingerW += t.weight
+		s.linger = append(s.linger, t)
+	}
 }
 
-// pruneLocked stops counting the tenants idle for lingerFor.
-func (s *Scheduler) pruneLocked(now time.Time) {
-	for s.lhead < len(s.linger) {
-		t := s.linger[s.lhead]
-		if t.lingering {
-			if now.Sub(t.lingerAt) < s.lingerFor {
-				break
-			}
+// pruneLocked stops counting the tenants idle for lingerFor. It walks the
+// lingering tenants at most every quarter of lingerFor, by the clock of the
+// latest call's end: a call costs no clock read of its own for it.
+func (s *Scheduler) pruneLocked() {
+	if s.clock.Sub(s.pruned) < s.lingerFor/4 {
+		return
+	}
+	s.pruned = s.clock
+	kept := s.linger[:0]
+	for _, t := range s.linger {
+		switch {
+		case !t.lingering: // busy again since
+		case s.clock.Sub(t.lingerAt) >= s.lingerFor:
 			t.lingering = false
 			s.lingerW -= t.weight
+		default:
+			kept = append(kept, t)
 		}
-		s.linger[s.lhead] = nil
-		s.lhead++
 	}
-	if s.lhead > 64 && s.lhead*2 > len(s.linger) {
-		n := copy(s.linger, s.linger[s.lhead:])
-		clear(s.linger[n:])
-		s.linger, s.lhead = s.linger[:n], 0
-	}
+	clear(s.linger[len(kept):])
+	s.linger = kept
 }
 
 // counted reports whether t's weight is in busyW or lingerW.
@@ -359,11 +365,17 @@ func (s *Scheduler) unqueueLocked(t *Tenant) {
 }
 
 // Release gives back the slot of one call that ran the guest for used.
-func (t *Tenant) Release(used time.Duration) {
+func (t *Tenant) Release(used time.Duration) { t.ReleaseAt(time.Now(), used) }
+
+// ReleaseAt is Release for a call that ended at now (the caller's clock read,
+// reused).
+func (t *Tenant) ReleaseAt(now time.Time, used time.Duration) {
 	s := t.s
 	t.used.Add(int64(used))
-	now := time.Now()
 	s.mu.Lock()
+	if now.After(s.clock) {
+		s.clock = now
+	}
 	t.running--
 	s.running--
 	t.vtime += float64(used) / float64(t.weight)
@@ -371,9 +383,10 @@ func (t *Tenant) Release(used time.Duration) {
 		t.chargeLocked(now, used)
 	}
 	if t.running == 0 && t.head == len(t.queue) {
-		s.idleLocked(t, now)
+		s.idleLocked(t)
 	}
 	if s.waiting > 0 {
+		s.pruneLocked()
 		s.dispatchLocked()
 	}
 	s.mu.Unlock()
