@@ -101,7 +101,7 @@ type Scheduler struct {
 	queued  []*Tenant // tenants with callers queued
 	busyW   int       // sum of the weights of tenants with running or queued calls
 	lingerW int       // sum of the weights of tenants idle for less than lingerFor
-	linger  []*Tenant // the lingering tenants (each once)
+	linger  []*Tenant // the lingering tenants, each once (listed)
 	clock   time.Time // the end of the latest call: the scheduler's coarse now
 	pruned  time.Time // when linger was last pruned
 	vclock  float64   // virtual time: the start tag of the last call dispatched
@@ -174,6 +174,7 @@ type Tenant struct {
 	// lingering: idle since lingerAt, less than the scheduler's lingerFor ago
 	// (give or take a quarter of it: pruneLocked runs that often)
 	lingering bool
+	listed    bool // in the scheduler's linger list
 	lingerAt  time.Time
 	winEnd    time.Time
 	winUsed   time.Duration
@@ -289,6 +290,9 @@ func (s *Scheduler) idleLocked(t *Tenant) {
 	if !t.lingering {
 		t.lingering = true
 		s.lingerW += t.weight
+	}
+	if !t.listed {
+		t.listed = true
 		s.linger = append(s.linger, t)
 	}
 }
@@ -304,9 +308,10 @@ func (s *Scheduler) pruneLocked() {
 	kept := s.linger[:0]
 	for _, t := range s.linger {
 		switch {
-		case !t.lingering: // busy again since
+		case !t.lingering: // busy again since: listed again when it goes idle
+			t.listed = false
 		case s.clock.Sub(t.lingerAt) >= s.lingerFor:
-			t.lingering = false
+			t.lingering, t.listed = false, false
 			s.lingerW -= t.weight
 		default:
 			kept = append(kept, t)
