@@ -149,6 +149,9 @@ func (a *App) load(ctx context.Context, e *Engine, bin []byte) error {
 		return fmt.Errorf("wasi: %w", err)
 	}
 	for _, hm := range append([]HostModule{coreModule()}, a.cfg.HostModules...) {
+		if a.cfg.CPU != nil && hm.Name != abi.ImportModule && hm.Name != HTTPWasmModule {
+			hm = offSlotModule(hm) // a plugin's call may block on I/O
+		}
 		if err := instantiateHostModule(ctx, a.rt, hm); err != nil {
 			return err
 		}
@@ -172,6 +175,29 @@ func (a *App) load(ctx context.Context, e *Engine, bin []byte) error {
 	}
 	a.modCfg, a.mounts, err = withMounts(mc, a.cfg.Mounts)
 	return err
+}
+
+// offSlotModule returns hm with every function run off the caller's CPU slot
+// when called from a sync instance's request: a plugin call that waits on the
+// network (http, sockets, a remote kv) holds no slot and is not charged. Async
+// instances' plugin calls never block (they park the connection), so they keep
+// their slot.
+func offSlotModule(hm HostModule) HostModule {
+	funcs := make([]HostFunc, len(hm.Funcs))
+	for i, f := range hm.Funcs {
+		fn := f.Fn
+		f.Fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+			in := InstanceFrom(ctx)
+			if in == nil || !in.slot || in.async != nil {
+				fn(ctx, mod, stack)
+				return
+			}
+			in.offSlot(func() { fn(ctx, mod, stack) })
+		}
+		funcs[i] = f
+	}
+	hm.Funcs = funcs
+	return hm
 }
 
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule) error {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetratelabs/wazero/api"
+
 	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 )
 
@@ -77,4 +79,62 @@ func TestCPUBudgetRefuses(t *testing.T) {
 	if !errors.Is(err, ErrCPUBudget) || !errors.As(err, &be) || be.RetryAfter() < 59*time.Minute {
 		t.Fatalf("over budget: %v", err)
 	}
+}
+
+// A sync request blocked in a plugin call (a kv set waiting on its store)
+// holds no CPU slot and is not charged for the wait: another tenant's call
+// takes the only slot meanwhile.
+func TestCPUGatePluginCallOffSlot(t *testing.T) {
+	sched := cpushare.New(cpushare.Config{Slots: 1, Linger: time.Hour})
+	waiterT, _ := sched.Tenant("waiter", cpushare.TenantConfig{})
+	otherT, _ := sched.Tenant("other", cpushare.TenantConfig{})
+	entered, release := make(chan struct{}), make(chan struct{})
+	kv := &fakeKV{keys: map[string]bool{}}
+	mod := kv.module()
+	for i, f := range mod.Funcs {
+		if f.Name == "set" {
+			set := f.Fn
+			mod.Funcs[i].Fn = func(ctx context.Context, m api.Module, stack []uint64) {
+				close(entered)
+				<-release // the store is slow
+				set(ctx, m, stack)
+			}
+		}
+	}
+	app, _ := loadApp(t, nil, AppConfig{Name: "waiter", Wasm: readWasm(t, "testdata/startspin/startspin.wasm"),
+		HostModules: []HostModule{mod}, CPU: waiterT})
+	p := newPool(t, app, PoolConfig{Workers: 1})
+	done := make(chan error, 1)
+	ex := newFakeExchange("GET", "/arm", "", nil)
+	go func() { _, err := p.Serve(context.Background(), ex); done <- err }()
+	<-entered
+	if st := waiterT.Stats(); st.Running != 0 {
+		t.Fatalf("blocked in a plugin call: %+v, want its slot given back", st)
+	}
+	// The other tenant competes (it lingers) and finds the slot free.
+	touch(t, otherT)
+	if err := otherT.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st := otherT.Stats(); st.Waited != 0 {
+		t.Fatalf("other: %+v, queued behind a blocked call", st)
+	}
+	otherT.Release(0)
+	time.Sleep(50 * time.Millisecond) // the blocked time that must not be charged
+	close(release)
+	if err := <-done; err != nil || ex.out.String() != "armed\n" {
+		t.Fatalf("/arm: %q %v", ex.out.String(), err)
+	}
+	if used := waiterT.Stats().Used; used >= 50*time.Millisecond {
+		t.Fatalf("charged %v, the 50 ms blocked in the plugin included", used)
+	}
+}
+
+// touch makes tn compete: one call, after which it lingers.
+func touch(t *testing.T, tn *cpushare.Tenant) {
+	t.Helper()
+	if err := tn.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	tn.Release(0)
 }

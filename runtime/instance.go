@@ -46,7 +46,8 @@ type Instance struct {
 	interrupt api.MutableGlobal
 
 	// slot: the current call holds a slot of the app's CPU gate; slept is the
-	// part of the current call the guest spent asleep (off its slot, not charged).
+	// part of the current call spent off it (asleep, or in a plugin call that
+	// may block), not charged.
 	slot  bool
 	slept time.Duration
 
@@ -203,18 +204,34 @@ func (in *Instance) interruptIfBusy() bool {
 // so a sleeping guest cannot outlive its deadline.
 func (in *Instance) sleep(ns int64) {
 	t := time.NewTimer(time.Duration(ns))
-	start := time.Now()
+	wait := func() {
+		select {
+		case <-t.C:
+		case <-in.done:
+			t.Stop()
+		}
+	}
+	if in.slot {
+		in.offSlot(wait)
+		return
+	}
+	wait()
+}
+
+// offSlot runs wait (a sleep, a plugin call that may block) with the current
+// call's CPU slot given back; the time it takes, the wait for the slot again
+// included, is not charged as guest time.
+func (in *Instance) offSlot(wait func()) {
 	gate := in.app.cfg.CPU
-	if in.slot && gate != nil {
-		gate.Release(0) // charged at the end of the call, less what it slept
-		in.slot = false
-		defer func() { gate.AcquireSlot(); in.slot = true; in.slept += time.Since(start) }()
-	}
-	select {
-	case <-t.C:
-	case <-in.done:
-		t.Stop()
-	}
+	start := time.Now()
+	gate.ReleaseAt(start, 0) // the call is charged at its end, less this
+	in.slot = false
+	defer func() {
+		gate.AcquireSlot()
+		in.slot = true
+		in.slept += time.Since(start)
+	}()
+	wait()
 }
 
 // gatedCall is call for a request or an event: through the app's CPU gate (a
