@@ -231,10 +231,14 @@ func (r *Runner) startTree(ctx context.Context, p prepared, started *[]*Process)
 		return nil, err
 	}
 	*started = append(*started, proc)
+	wait := p.server.StartTimeout
+	if wait <= 0 {
+		wait = 60 * time.Second
+	}
 	if ready := p.server.Ready; ready != nil {
-		err = proc.WaitFor(ctx, func(ctx context.Context) error { return ready(ctx, p.addr) }, 60*time.Second)
+		err = proc.WaitFor(ctx, func(ctx context.Context) error { return ready(ctx, p.addr) }, wait)
 	} else {
-		err = proc.WaitReady(ctx, "http://"+p.addr+"/", 60*time.Second)
+		err = proc.WaitReady(ctx, "http://"+p.addr+"/", wait)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", p.server.Name, err)

@@ -80,6 +80,8 @@ type Server struct {
 	// Ready, when set, reports whether the started server at addr is ready; by
 	// default the harness waits for it to answer HTTP (a database does not).
 	Ready func(ctx context.Context, addr string) error
+	// StartTimeout bounds the start until ready (0: 60 s).
+	StartTimeout time.Duration
 }
 
 // LaunchEnv is what a server's Launch gets to work with.
@@ -116,6 +118,8 @@ func registry() []scenarioFunc {
 		cgiScenario,
 		slowUploadScenario,
 		hostileNeighbourScenario,
+		noisyNeighbourScenario,
+		scaleToZeroScenario,
 		todoScenario,
 	}
 }

@@ -47,6 +47,37 @@ func (w *Workspace) GoBinary(ctx context.Context, pkg string) (string, error) {
 	return w.build(ctx, pkg, filepath.Base(pkg), nil)
 }
 
+// GoBinaryAt builds pkg as it is at git revision ref (e.g. "main"), from a
+// detached worktree of the repository that is removed again after the build:
+// the "today's main" baseline some scenarios compare against.
+func (w *Workspace) GoBinaryAt(ctx context.Context, ref, pkg string) (string, error) {
+	key := "@" + ref + " " + pkg
+	if path, ok := w.built[key]; ok {
+		return path, nil
+	}
+	tree := filepath.Join(w.Dir, "rev-"+strings.ReplaceAll(ref, "/", "_"))
+	git := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", w.Root}, args...)...)
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, tail(msg, 1000))
+		}
+		return nil
+	}
+	if err := git("worktree", "add", "--detach", tree, ref); err != nil {
+		return "", err
+	}
+	defer func() { _ = git("worktree", "remove", "--force", tree) }()
+	out := filepath.Join(w.Dir, "bin", "rev-"+strings.ReplaceAll(ref, "/", "_"), filepath.Base(pkg))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	cmd.Dir = tree
+	w.Log.Info("building", "pkg", pkg, "at", ref)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s at %s: %w: %s", pkg, ref, err, tail(msg, 2000))
+	}
+	w.built[key] = out
+	return out, nil
+}
+
 // WasmGuest builds a Go guest package as a wasip1 reactor and returns the .wasm path.
 func (w *Workspace) WasmGuest(ctx context.Context, pkg string) (string, error) {
 	return w.build(ctx, pkg, filepath.Base(pkg)+".wasm", []string{"GOOS=wasip1", "GOARCH=wasm"}, "-buildmode=c-shared")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/testkit"
 	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -39,7 +40,11 @@ func (w *nopWriter) WriteHeader(int)             {}
 func (w *nopWriter) SetReadDeadline(time.Time) error { return nil }
 
 // loadHello builds samples/hello (with the given build tags) and loads it.
-func loadHello(b *testing.B, tags ...string) *runtime.App {
+func loadHello(b *testing.B, tags ...string) *runtime.App { return loadHelloGated(b, nil, tags...) }
+
+// loadHelloGated is loadHello with the app's guest calls through a CPU gate
+// (nil: none).
+func loadHelloGated(b *testing.B, gate *cpushare.Tenant, tags ...string) *runtime.App {
 	ctx := context.Background()
 	path, _, err := builder.Build(ctx, "../samples/hello", builder.Options{Tags: tags})
 	if err != nil {
@@ -54,7 +59,7 @@ func loadHello(b *testing.B, tags ...string) *runtime.App {
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := eng.Load(ctx, runtime.AppConfig{Name: "hello", Wasm: bin})
+	app, err := eng.Load(ctx, runtime.AppConfig{Name: "hello", Wasm: bin, CPU: gate})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -132,6 +137,38 @@ func benchHelloParallel(b *testing.B, h http.Handler) {
 
 func BenchmarkGatewayHello(b *testing.B) {
 	benchHello(b, syncHello(b, runtime.PoolConfig{Workers: 1}))
+}
+
+// BenchmarkGatewayHelloGate is the hello path without and with the CPU
+// fair-share gate (one tenant: every call takes the fast path), serially and
+// from 64 goroutines; -count N interleaves the two.
+func BenchmarkGatewayHelloGate(b *testing.B) {
+	for _, gated := range []bool{false, true} {
+		name := "off"
+		var gate *cpushare.Tenant
+		if gated {
+			name = "on"
+			gate, _ = cpushare.New(cpushare.Config{}).Tenant("hello", cpushare.TenantConfig{})
+		}
+		b.Run(name, func(b *testing.B) {
+			ctx := context.Background()
+			pool, err := runtime.NewSyncPool(ctx, loadHelloGated(b, gate), runtime.PoolConfig{Workers: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { pool.Close(ctx) })
+			benchHello(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+		})
+		b.Run(name+"-parallel", func(b *testing.B) {
+			ctx := context.Background()
+			pool, err := runtime.NewSyncPool(ctx, loadHelloGated(b, gate), runtime.PoolConfig{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { pool.Close(ctx) })
+			benchHelloParallel(b, NewGateway(pool, GatewayConfig{App: "hello"}, slog.New(slog.DiscardHandler)))
+		})
+	}
 }
 
 // BenchmarkGatewayHelloHeld is BenchmarkGatewayHello with responses held

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
@@ -47,7 +48,7 @@ func answerFor(err error) errorAnswer {
 	switch {
 	case errors.Is(err, runtime.ErrQueueFull), errors.Is(err, runtime.ErrQueueTimeout),
 		errors.Is(err, runtime.ErrUnavailable), errors.Is(err, runtime.ErrPoolClosed),
-		errors.Is(err, runtime.ErrConcurrencyLimit):
+		errors.Is(err, runtime.ErrConcurrencyLimit), errors.Is(err, runtime.ErrCPUBudget):
 		// Shutting down, busy or not working right now: try again later.
 		return errorAnswer{Status: http.StatusServiceUnavailable, Retry: true,
 			Body: "503 service unavailable: ", Log: "request not served", Level: slog.LevelWarn}
@@ -93,6 +94,10 @@ func (a errorAnswer) write(w http.ResponseWriter, err error, retry string, close
 	}
 	body := a.Body
 	if a.Retry {
+		var later interface{ RetryAfter() time.Duration }
+		if errors.As(err, &later) { // a CPU budget: when its window ends
+			retry = strconv.Itoa(max(int((later.RetryAfter()+time.Second-1)/time.Second), 1))
+		}
 		h.Set("Retry-After", retry)
 		body += err.Error()
 	}

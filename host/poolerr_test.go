@@ -8,7 +8,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -69,6 +71,24 @@ func TestAnswerFor(t *testing.T) {
 				t.Errorf("body %q shows the guest's error to the client", rec.Body.String())
 			}
 		})
+	}
+}
+
+// A tenant over its CPU budget gets 503 with a Retry-After of the rest of its
+// window, rounded up to whole seconds.
+func TestAnswerForCPUBudget(t *testing.T) {
+	err := fmt.Errorf("app a: %w", &cpushare.BudgetError{Tenant: "t", Budget: time.Second, Window: time.Minute, Retry: 41*time.Second + time.Millisecond})
+	a := answerFor(err)
+	if a.Status != 503 || !a.Retry {
+		t.Fatalf("answerFor(budget) = %+v, want 503 with Retry-After", a)
+	}
+	rec := httptest.NewRecorder()
+	a.write(rec, err, "1", false)
+	if got := rec.Header().Get("Retry-After"); got != "42" {
+		t.Fatalf("Retry-After %q, want 42 (the window's rest)", got)
+	}
+	if !strings.Contains(rec.Body.String(), "CPU budget") {
+		t.Fatalf("body %q does not say why", rec.Body.String())
 	}
 }
 

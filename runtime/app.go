@@ -20,6 +20,7 @@ import (
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/runtime/internal/interrupt"
 	"github.com/wasmsrv/wasmsrv/runtime/internal/wasmdata"
@@ -60,6 +61,10 @@ type AppConfig struct {
 	// share it with the app's log plugin so both count against one budget. nil
 	// means a budget of the app's own with the defaults, around Logger.
 	Output *guestlog.Sink
+	// CPU is the tenant's side of the fair-share gate every guest call of the
+	// app passes (package cpushare): its slots, share and CPU budget. nil: no
+	// gate (guest time is still accounted per app, GuestTime).
+	CPU *cpushare.Tenant
 }
 
 // Mount makes a host directory visible inside the guest.
@@ -102,6 +107,9 @@ type App struct {
 	snapMu      sync.Mutex
 	snapDecided atomic.Bool
 	calls       *hostCallLog
+	// guestNS is the time the app's instances spent running guest calls
+	// (requests and events; not starts or stop hooks), in nanoseconds.
+	guestNS atomic.Int64
 
 	// live holds every instance from its creation to its close, so that
 	// Engine.Interrupt reaches them all, wherever they are (serving, idle,
@@ -215,8 +223,20 @@ func (a *App) snapshot(ctx context.Context) (*snapshot, error) {
 	return s, nil
 }
 
+// hostModules are the modules an instance imports from: the ABI's and the
+// plugins', whose calls give the CPU gate's slot back while they run (a
+// plugin's call may block on I/O). The snapshot's imaging instances get them
+// wrapped once more (wrapHostModules); serving instances get these.
 func (a *App) hostModules() []HostModule {
-	return append([]HostModule{coreModule()}, a.cfg.HostModules...)
+	hms := append([]HostModule{coreModule()}, a.cfg.HostModules...)
+	if a.cfg.CPU != nil {
+		for i, hm := range hms {
+			if hm.Name != abi.ImportModule && hm.Name != HTTPWasmModule {
+				hms[i] = offSlotModule(hm)
+			}
+		}
+	}
+	return hms
 }
 
 func (a *App) load(ctx context.Context, e *Engine, bin []byte, calls *hostCallLog) error {
@@ -258,6 +278,29 @@ func (a *App) load(ctx context.Context, e *Engine, bin []byte, calls *hostCallLo
 	return err
 }
 
+// offSlotModule returns hm with every function run off the caller's CPU slot
+// when called from a sync instance's request: a plugin call that waits on the
+// network (http, sockets, a remote kv) holds no slot and is not charged. Async
+// instances' plugin calls never block (they park the connection), so they keep
+// their slot.
+func offSlotModule(hm HostModule) HostModule {
+	funcs := make([]HostFunc, len(hm.Funcs))
+	for i, f := range hm.Funcs {
+		fn := f.Fn
+		f.Fn = func(ctx context.Context, mod api.Module, stack []uint64) {
+			in := InstanceFrom(ctx)
+			if in == nil || !in.slot || in.async != nil {
+				fn(ctx, mod, stack)
+				return
+			}
+			in.offSlot(func() { fn(ctx, mod, stack) })
+		}
+		funcs[i] = f
+	}
+	hm.Funcs = funcs
+	return hm
+}
+
 func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule) error {
 	b := rt.NewHostModuleBuilder(hm.Name)
 	for _, f := range hm.Funcs {
@@ -271,6 +314,11 @@ func instantiateHostModule(ctx context.Context, rt wazero.Runtime, hm HostModule
 
 // Name returns the app's name.
 func (a *App) Name() string { return a.name }
+
+// GuestTime is the time the app's instances spent running guest code for
+// requests and events since it was loaded (wall time inside the calls, minus
+// the guest's sleeps).
+func (a *App) GuestTime() time.Duration { return time.Duration(a.guestNS.Load()) }
 
 // Info returns what validation learned about the module.
 func (a *App) Info() *ModuleInfo { return a.info }

@@ -56,6 +56,12 @@ const maxTimersPerInstance = 1 << 17
 // that feeds it events from a bounded mailbox, each carrying many connections. New
 // connections go to the least-loaded instance. A failed instance costs only its own
 // connections and is replaced in the background; a recycled one first drains.
+//
+// With PoolConfig.IdleTimeout it scales like a SyncPool: MinWorkers (at least
+// one) at first, one more when a connection finds every instance carrying
+// some (up to Workers), and an instance without connections for IdleTimeout
+// drains and retires, down to MinWorkers; a connection that finds none waits
+// for one in the queue.
 type AsyncPool struct {
 	app   *App
 	cfg   PoolConfig
@@ -68,6 +74,7 @@ type AsyncPool struct {
 	avail   chan struct{}           // closed while insts is not empty
 	closing bool
 	lastErr error
+	want    int // instances maintain keeps in rotation: Workers, or with scaling what the load asked for
 
 	conns  atomic.Int64 // in-flight connections over the app
 	need   chan struct{}
@@ -95,6 +102,7 @@ type asyncInst struct {
 	over   atomic.Bool   // retired or discarded: nothing more runs
 	active atomic.Int64  // connections assigned: start event queued or in the table
 	bp     atomic.Bool   // the guest asked for no new connections
+	used   atomic.Int64  // a scaling pool's: when a connection last came or went (UnixNano)
 	wakes  wakeQueue     // Waker events: start-up kick and those waiting for mailbox room
 	nextID uint32        // under pool.mu
 
@@ -206,7 +214,8 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 		repl:   newReplacer(cfg.Workers, app.log),
 	}
 	start := time.Now()
-	for range cfg.Workers {
+	p.want = cfg.initial()
+	for range cfg.initial() {
 		ai, err := p.build(ctx)
 		if err != nil {
 			p.mu.Lock()
@@ -223,7 +232,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 		p.addLocked(ai)
 		p.mu.Unlock()
 	}
-	app.log.Info("pool ready", "mode", "async", "instances", cfg.Workers,
+	app.log.Info("pool ready", "mode", "async", "instances", cfg.initial(), "max_instances", cfg.Workers, "min_instances", p.minWorkers(),
 		"max_conns_per_instance", acfg.MaxConnsPerInstance, "took", time.Since(start).Round(time.Millisecond))
 	p.maint.Add(1)
 	go p.maintain()
@@ -246,6 +255,7 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 		dead:  make(chan struct{}),
 		table: make(map[uint32]*Conn),
 	}
+	ai.used.Store(time.Now().UnixNano())
 	ai.timers = newGuestTimers(maxTimersPerInstance, func() { ai.control(ctlTimer) })
 	in.async = ai
 	p.stats.built.Add(1)
@@ -259,10 +269,16 @@ func (p *AsyncPool) build(ctx context.Context) (*asyncInst, error) {
 // Open assigns a new connection to the least-loaded instance and queues its start
 // event (abi.EventRequest, or abi.EventWSConnect for a WebSocket upgrade request).
 // Errors: ErrConcurrencyLimit, ErrQueueFull (mailbox full), ErrUnavailable,
-// ErrPoolClosed.
+// ErrPoolClosed, ErrCPUBudget (a *cpushare.BudgetError: the tenant's CPU budget
+// is spent).
 // While every instance is being replaced (all recycled at once, or after a
 // crash) new connections wait up to QueueWait for one.
 func (p *AsyncPool) Open(ex AsyncExchange, websocket bool) (*Conn, error) {
+	if gate := p.app.cfg.CPU; gate != nil {
+		if err := gate.OverBudget(); err != nil {
+			return nil, err
+		}
+	}
 	var timeout <-chan time.Time
 	for {
 		c, wait, err := p.assign(ex, websocket)
@@ -313,6 +329,11 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, <-chan stru
 			best, bestLoad = ai, n
 		}
 	}
+	if p.cfg.IdleTimeout > 0 && p.want < p.cfg.Workers && p.want <= len(p.insts) && (best == nil || bestLoad > 0) {
+		// Scaling: no instance, or every one carries connections: one more.
+		p.want++
+		p.requestReplacement()
+	}
 	if best == nil {
 		if len(p.insts) == 0 && p.lastErr != nil {
 			return nil, nil, fmt.Errorf("%w: %v", ErrUnavailable, p.lastErr)
@@ -338,7 +359,40 @@ func (p *AsyncPool) assign(ex AsyncExchange, websocket bool) (*Conn, <-chan stru
 	}
 	best.active.Add(1)
 	p.conns.Add(1)
+	if p.cfg.IdleTimeout > 0 {
+		best.used.Store(time.Now().UnixNano())
+	}
 	return c, nil, nil
+}
+
+// reap drains the instances of a scaling pool that carried no connection for
+// IdleTimeout, down to MinWorkers; they retire (stop hook) once drained. Guest
+// timers of an instance given back end with it.
+func (p *AsyncPool) reap() {
+	now := time.Now().UnixNano()
+	var idle []*asyncInst
+	p.mu.Lock()
+	for i := len(p.insts) - 1; i >= 0 && p.want > p.cfg.MinWorkers; i-- {
+		ai := p.insts[i]
+		if ai.active.Load() == 0 && now-ai.used.Load() >= int64(p.cfg.IdleTimeout) {
+			p.want--
+			p.removeLocked(ai)
+			idle = append(idle, ai)
+		}
+	}
+	p.mu.Unlock()
+	for _, ai := range idle {
+		p.stats.scaledDown.Add(1)
+		ai.control(ctlDrain)
+	}
+}
+
+// minWorkers is the pool's floor: MinWorkers when it scales, else Workers.
+func (p *AsyncPool) minWorkers() int {
+	if p.cfg.IdleTimeout > 0 {
+		return p.cfg.MinWorkers
+	}
+	return p.cfg.Workers
 }
 
 // control queues a control event without blocking the caller (the timer
@@ -517,7 +571,7 @@ func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time
 	if o != nil {
 		start = time.Since(ai.pool.epoch) // one clock read; time.Now reads two
 	}
-	err := in.call(in.handle, timeout)
+	err := in.gatedCall(in.handle, timeout)
 	if o != nil {
 		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: time.Since(ai.pool.epoch) - start})
 	}
@@ -569,6 +623,9 @@ func (ai *asyncInst) finish(h uint32, code int32) bool {
 	ai.pool.stats.served.Add(1)
 	ai.active.Add(-1)
 	ai.pool.conns.Add(-1)
+	if ai.pool.cfg.IdleTimeout > 0 {
+		ai.used.Store(time.Now().UnixNano())
+	}
 	c.ex.Finish(code, nil)
 	return true
 }
@@ -734,15 +791,24 @@ func (p *AsyncPool) maintain() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { <-p.closed; cancel() }()
+	var reap <-chan time.Time
+	if p.cfg.IdleTimeout > 0 {
+		t := time.NewTicker(p.cfg.reapEvery())
+		defer t.Stop()
+		reap = t.C
+	}
 	for {
 		select {
 		case <-p.closed:
 			return
+		case <-reap:
+			p.reap()
+			continue
 		case <-p.need:
 		}
 		for {
 			p.mu.Lock()
-			short := !p.closing && len(p.insts) < p.cfg.Workers
+			short := !p.closing && len(p.insts) < p.want
 			p.mu.Unlock()
 			if !short {
 				break
@@ -811,7 +877,8 @@ func (p *AsyncPool) Stats() AsyncStats {
 		Busy: busy, Memory: total, Idle: len(loads) - busy,
 		Workers: p.cfg.Workers, Live: len(loads), Waiting: int(p.conns.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
-		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(), GuestTime: p.app.GuestTime(),
+		MinWorkers: p.minWorkers(), ScaledDown: p.stats.scaledDown.Load(),
 		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}, Conns: loads, Memory: mem}
 }

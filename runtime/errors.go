@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 )
 
 // Errors a pool returns instead of running a request. The host maps them to HTTP
@@ -22,6 +24,10 @@ var (
 	// ErrAbandoned: the host gave up on an async connection before its guest
 	// ended it (Conn.Abandon); the client was already answered or is gone.
 	ErrAbandoned = errors.New("connection abandoned by the host")
+	// ErrCPUBudget: the app's tenant used its CPU budget for the current window
+	// (AppConfig.CPU); the error is a *cpushare.BudgetError, whose RetryAfter
+	// says when the window ends. The host answers 503 with that Retry-After.
+	ErrCPUBudget = cpushare.ErrBudget
 )
 
 // Kinds of guest failure.

@@ -79,7 +79,7 @@ func validateHTTPWasm(cm wazero.CompiledModule, rt wazero.Runtime, plugins []str
 // discarded (Release it with the error).
 func (in *Instance) HandleRequest(timeout time.Duration) (uint64, error) {
 	in.served++
-	if err := in.call(in.handle, timeout); err != nil {
+	if err := in.gatedCall(in.handle, timeout); err != nil {
 		return 0, err
 	}
 	return in.stack[0], nil
@@ -96,7 +96,7 @@ func (in *Instance) HandleResponse(reqCtx uint32, isError bool, timeout time.Dur
 	if isError {
 		in.stack[1] = 1
 	}
-	return in.call(in.handleResponse, timeout)
+	return in.gatedCall(in.handleResponse, timeout)
 }
 
 // Acquire takes an instance for a request made of several calls into the guest

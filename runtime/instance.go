@@ -55,8 +55,15 @@ type Instance struct {
 	// (package interrupt); guarded by mu against expire.
 	interrupt api.MutableGlobal
 
+	// slot: the current call holds a slot of the app's CPU gate; slept is the
+	// part of the current call spent off it (asleep, or in a plugin call that
+	// may block), not charged.
+	slot  bool
+	slept time.Duration
+
 	served    int
-	maxServed int // 0 = unlimited
+	maxServed int       // 0 = unlimited
+	idleSince time.Time // a scaling sync pool's: when the instance last went idle
 	broken    bool
 
 	// async is the instance's async-pool state (handle table, timers); nil in
@@ -229,11 +236,56 @@ func (in *Instance) interruptIfBusy() bool {
 // so a sleeping guest cannot outlive its deadline.
 func (in *Instance) sleep(ns int64) {
 	t := time.NewTimer(time.Duration(ns))
-	select {
-	case <-t.C:
-	case <-in.done:
-		t.Stop()
+	wait := func() {
+		select {
+		case <-t.C:
+		case <-in.done:
+			t.Stop()
+		}
 	}
+	if in.slot {
+		in.offSlot(wait)
+		return
+	}
+	wait()
+}
+
+// offSlot runs wait (a sleep, a plugin call that may block) with the current
+// call's CPU slot given back; the time it takes, the wait for the slot again
+// included, is not charged as guest time.
+func (in *Instance) offSlot(wait func()) {
+	gate := in.app.cfg.CPU
+	start := time.Now()
+	gate.ReleaseAt(start, 0) // the call is charged at its end, less this
+	in.slot = false
+	defer func() {
+		gate.AcquireSlot()
+		in.slot = true
+		in.slept += time.Since(start)
+	}()
+	wait()
+}
+
+// gatedCall is call for a request or an event: through the app's CPU gate (a
+// slot held for the call, given back while the guest sleeps), its guest time
+// accounted to the app and charged to the tenant.
+func (in *Instance) gatedCall(fn api.Function, timeout time.Duration) error {
+	gate := in.app.cfg.CPU
+	if gate != nil {
+		gate.AcquireSlot()
+		in.slot = true
+	}
+	in.slept = 0
+	start := time.Now()
+	err := in.call(fn, timeout)
+	end := time.Now()
+	used := end.Sub(start) - in.slept
+	in.app.guestNS.Add(int64(used))
+	if gate != nil {
+		in.slot = false
+		gate.ReleaseAt(end, used)
+	}
+	return err
 }
 
 // call runs fn with the instance's stack under a deadline and classifies failures.
@@ -299,7 +351,7 @@ func (in *Instance) serveSync(ex Exchange, timeout time.Duration) (int32, error)
 	if ct, ok := ex.(CallTimeouter); ok {
 		timeout = ct.CallTimeout(timeout)
 	}
-	err := in.call(in.handle, timeout)
+	err := in.gatedCall(in.handle, timeout)
 	in.setExchange(exchangeSlot{})
 	in.served++
 	if err != nil {

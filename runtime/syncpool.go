@@ -31,6 +31,14 @@ type PoolConfig struct {
 	// Observer, if set, hears instance starts, recycles, crashes, deadline
 	// kills, guest call times and queue waits (see Observer).
 	Observer Observer
+	// IdleTimeout scales the pool with its load (0: Workers instances from the
+	// start, always): instances idle this long are given back down to
+	// MinWorkers, and requests that find none free start more, up to Workers,
+	// waiting for them (queued, not refused).
+	IdleTimeout time.Duration
+	// MinWorkers is what an IdleTimeout pool keeps however idle (0: scale to
+	// zero). It is at most Workers.
+	MinWorkers int
 }
 
 // DefaultSyncWorkers is gunicorn's recommended worker count: 2×CPU+1.
@@ -64,12 +72,37 @@ func (c *PoolConfig) defaults(workers int) {
 	if c.StopTimeout <= 0 {
 		c.StopTimeout = 5 * time.Second
 	}
+	c.MinWorkers = min(max(c.MinWorkers, 0), c.Workers)
+	if c.IdleTimeout < 0 {
+		c.IdleTimeout = 0
+	}
+}
+
+// initial is how many instances a pool starts with: all of them, or with
+// scaling MinWorkers but at least one, so a module that cannot start fails at
+// once rather than at its first request (that one idles out).
+func (c *PoolConfig) initial() int {
+	if c.IdleTimeout > 0 {
+		return max(c.MinWorkers, 1)
+	}
+	return c.Workers
+}
+
+// reapEvery is how often a scaling pool looks for idle instances.
+func (c *PoolConfig) reapEvery() time.Duration {
+	return min(max(c.IdleTimeout/4, 10*time.Millisecond), time.Second)
 }
 
 // SyncPool runs a sync-mode app (or an http-wasm handler, through Acquire and
 // Release): Workers pre-warmed instances, each serving one
 // request at a time, with a bounded wait queue in front. Dead or recycled instances
 // are replaced by a background goroutine, never on the request path.
+//
+// With IdleTimeout the pool follows its load instead: it starts with
+// MinWorkers (at least one, to prove the module starts), a request that finds
+// no instance free asks for one more (up to Workers) and waits in the queue
+// for the first instance free, and instances idle for IdleTimeout are stopped
+// down to MinWorkers, zero included.
 type SyncPool struct {
 	app  *App
 	cfg  PoolConfig
@@ -77,6 +110,7 @@ type SyncPool struct {
 
 	waiting atomic.Int64
 	live    atomic.Int64 // instances alive: idle + busy
+	want    atomic.Int64 // instances maintain keeps alive: Workers, or with scaling what the load asked for
 	need    chan struct{}
 	gone    chan struct{}          // capacity 1: an instance left the pool; wakes Close
 	all     map[*Instance]struct{} // live instances, for interruptBusy; guarded by mu
@@ -100,6 +134,7 @@ type SyncPool struct {
 
 type poolStats struct {
 	served, discarded, recycled, built atomic.Int64
+	scaledDown                         atomic.Int64 // instances stopped for being idle
 
 	// Failed instance starts, for Stats; under mu of the pool.
 	startFailures int64
@@ -132,7 +167,8 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		epoch:   time.Now(),
 	}
 	start := time.Now()
-	for range cfg.Workers {
+	p.want.Store(int64(cfg.initial()))
+	for range cfg.initial() {
 		in, err := p.build(ctx)
 		if err != nil {
 			p.closeIdle(ctx)
@@ -140,7 +176,12 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		}
 		p.idle <- in
 	}
-	app.log.Info("pool ready", "mode", app.info.Mode.String(), "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	if cfg.IdleTimeout > 0 {
+		app.log.Info("pool ready", "mode", app.info.Mode.String(), "workers", cfg.initial(), "min_workers", cfg.MinWorkers,
+			"max_workers", cfg.Workers, "idle_timeout", cfg.IdleTimeout, "took", time.Since(start).Round(time.Millisecond))
+	} else {
+		app.log.Info("pool ready", "mode", app.info.Mode.String(), "workers", cfg.Workers, "took", time.Since(start).Round(time.Millisecond))
+	}
 	p.wg.Add(1)
 	go p.maintain()
 	return p, nil
@@ -158,6 +199,7 @@ func (p *SyncPool) build(ctx context.Context) (*Instance, error) {
 	p.live.Add(1)
 	p.stats.built.Add(1)
 	in.memSeen.Store(int64(in.mod.Memory().Size()))
+	in.idleSince = time.Now()
 	p.mu.Lock()
 	p.all[in] = struct{}{}
 	p.mu.Unlock()
@@ -201,6 +243,11 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 }
 
 func (p *SyncPool) acquire(ctx context.Context) (*Instance, error) {
+	if gate := p.app.cfg.CPU; gate != nil {
+		if err := gate.OverBudget(); err != nil {
+			return nil, err
+		}
+	}
 	select {
 	case in := <-p.idle:
 		if o := p.cfg.Observer; o != nil {
@@ -227,6 +274,9 @@ func (p *SyncPool) wait(ctx context.Context) (*Instance, error) {
 		return nil, ErrQueueFull
 	}
 	defer p.waiting.Add(-1)
+	if p.cfg.IdleTimeout > 0 {
+		p.grow()
+	}
 	t := time.NewTimer(p.cfg.QueueWait)
 	defer t.Stop()
 	select {
@@ -244,6 +294,44 @@ func (p *SyncPool) wait(ctx context.Context) (*Instance, error) {
 		return nil, ctx.Err()
 	case <-p.closing:
 		return nil, ErrPoolClosed
+	}
+}
+
+// grow asks a scaling pool for one more instance, up to Workers: the request
+// that asked takes whichever instance is free first, that one or another.
+func (p *SyncPool) grow() {
+	for {
+		w := p.want.Load()
+		if w >= int64(p.cfg.Workers) || w >= p.live.Load()+p.waiting.Load() {
+			return // at the maximum, or enough on their way for those waiting
+		}
+		if p.want.CompareAndSwap(w, w+1) {
+			p.requestReplacement()
+			return
+		}
+	}
+}
+
+// reap stops the instances of a scaling pool idle for IdleTimeout, down to
+// MinWorkers. Instances it keeps go back to the idle channel; a request that
+// looked in the meantime waits for them in the queue.
+func (p *SyncPool) reap() {
+	now := time.Now()
+	n := len(p.idle)
+	for range n {
+		var in *Instance
+		select {
+		case in = <-p.idle:
+		default:
+			return
+		}
+		if now.Sub(in.idleSince) >= p.cfg.IdleTimeout && p.want.Load() > int64(p.cfg.MinWorkers) {
+			p.want.Add(-1)
+			p.stats.scaledDown.Add(1)
+			p.retire(in)
+			continue
+		}
+		p.idle <- in
 	}
 }
 
@@ -279,6 +367,9 @@ func (p *SyncPool) release(in *Instance, err error) {
 		case <-p.closing:
 			p.retire(in)
 		default:
+			if p.cfg.IdleTimeout > 0 {
+				in.idleSince = time.Now()
+			}
 			p.idle <- in
 		}
 	}
@@ -350,6 +441,12 @@ func (p *SyncPool) maintain() {
 	go func() { <-p.closing; cancel() }()
 	report := time.NewTicker(10 * time.Second)
 	defer report.Stop()
+	var reap <-chan time.Time
+	if p.cfg.IdleTimeout > 0 {
+		t := time.NewTicker(p.cfg.reapEvery())
+		defer t.Stop()
+		reap = t.C
+	}
 	for {
 		select {
 		case <-p.closing:
@@ -357,9 +454,12 @@ func (p *SyncPool) maintain() {
 		case <-report.C:
 			p.reportStorm()
 			continue
+		case <-reap:
+			p.reap()
+			continue
 		case <-p.need:
 		}
-		for p.live.Load() < int64(p.cfg.Workers) {
+		for p.live.Load() < p.want.Load() {
 			in, ok, err := nextInstance(ctx, p.repl, p.build)
 			if !ok {
 				return
@@ -407,6 +507,13 @@ type SyncStats struct {
 	// last seen (sync: when each last came back; async: Memory's sum).
 	Busy   int
 	Memory int64
+	// MinWorkers is the least a scaling pool keeps (PoolConfig.IdleTimeout);
+	// ScaledDown counts the instances it stopped for being idle.
+	MinWorkers int
+	ScaledDown int64
+	// GuestTime is the time the app's guests ran for requests and events
+	// (App.GuestTime).
+	GuestTime time.Duration
 	// StartFailures counts replacement instances that failed to start (a start
 	// function, _initialize or start hook that failed or overran the start
 	// timeout); LastStartError is the latest reason, at LastStartErrorAt.
@@ -429,8 +536,17 @@ func (p *SyncPool) Stats() SyncStats {
 		Workers: p.cfg.Workers, Live: int(p.live.Load()), Idle: len(p.idle), Waiting: int(p.waiting.Load()),
 		Served: p.stats.served.Load(), Discarded: p.stats.discarded.Load(),
 		Recycled: p.stats.recycled.Load(), Built: p.stats.built.Load(),
+		MinWorkers: p.minWorkers(), ScaledDown: p.stats.scaledDown.Load(), GuestTime: p.app.GuestTime(),
 		StartFailures: failures, LastStartError: lastErr, LastStartErrorAt: lastAt,
 	}
+}
+
+// minWorkers is the pool's floor: MinWorkers when it scales, else Workers.
+func (p *SyncPool) minWorkers() int {
+	if p.cfg.IdleTimeout > 0 {
+		return p.cfg.MinWorkers
+	}
+	return p.cfg.Workers
 }
 
 // Close drains the pool: it stops building, waits for busy instances to come back

@@ -282,3 +282,54 @@ func TestInstanceStateIsOwn(t *testing.T) {
 		t.Fatalf("instance on a reused reservation: %d, want 1001 (zeroed memory, fresh global)", got)
 	}
 }
+
+// A scaling pool gives its idle instances back down to MinWorkers (zero) and
+// starts one again for the next request, which waits for it rather than being
+// refused; under concurrent load it grows up to Workers.
+func TestSyncPoolScalesToZero(t *testing.T) {
+	bin := buildGuest(t, "testdata/hostile")
+	app, _ := loadApp(t, nil, AppConfig{Name: "scale", Wasm: bin})
+	p := newPool(t, app, PoolConfig{Workers: 3, MinWorkers: 0, IdleTimeout: 50 * time.Millisecond, RequestTimeout: 2 * time.Second})
+	if st := p.Stats(); st.Live != 1 || st.MinWorkers != 0 || st.Workers != 3 {
+		t.Fatalf("started with %+v, want one live instance (the start check)", st)
+	}
+	waitFor(t, "the idle instance given back", 20*time.Second, func() bool { return p.Stats().Live == 0 })
+	for round := range 2 {
+		ex := newFakeExchange("GET", "/ok", "", nil)
+		if _, err := p.Serve(context.Background(), ex); err != nil || ex.status != 200 {
+			t.Fatalf("round %d: request after idling: status %d, %v", round, ex.status, err)
+		}
+		waitFor(t, "the idle instance given back again", 20*time.Second, func() bool { return p.Stats().Live == 0 })
+	}
+	// Three requests at once, each holding its instance (asleep until its 2 s
+	// deadline): the pool grows to three.
+	var wg sync.WaitGroup
+	for range 3 {
+		wg.Go(func() {
+			ex := newFakeExchange("GET", "/sleep", "", nil)
+			if _, err := p.Serve(context.Background(), ex); !errors.Is(err, ErrDeadline) {
+				t.Errorf("sleeper: %v, want its deadline", err)
+			}
+		})
+	}
+	waitFor(t, "the pool grown to 3", 20*time.Second, func() bool { return p.Stats().Live == 3 })
+	wg.Wait()
+	waitFor(t, "the grown pool given back", 20*time.Second, func() bool { return p.Stats().Live == 0 })
+	if st := p.Stats(); st.ScaledDown < 4 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// MinWorkers instances stay however idle.
+func TestSyncPoolKeepsMinWorkers(t *testing.T) {
+	bin := buildGuest(t, "testdata/hostile")
+	app, _ := loadApp(t, nil, AppConfig{Name: "scale", Wasm: bin})
+	p := newPool(t, app, PoolConfig{Workers: 4, MinWorkers: 2, IdleTimeout: 20 * time.Millisecond})
+	if st := p.Stats(); st.Live != 2 {
+		t.Fatalf("started with %d instances, want MinWorkers 2", st.Live)
+	}
+	time.Sleep(200 * time.Millisecond) // ten idle timeouts: nothing may go
+	if st := p.Stats(); st.Live != 2 || st.ScaledDown != 0 {
+		t.Fatalf("after idling: %+v, want 2 live", st)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/tracing"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -110,7 +111,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 		}
 	}()
 
-	spec, err := appspec.Of(name, &cfg.App, appspec.Host{BuildCacheDir: buildCache, Plugins: reg, Progress: meter})
+	spec, err := appspec.Of(name, &cfg.App, appspec.Host{BuildCacheDir: buildCache, Plugins: reg, Progress: meter, CPU: cpushare.New(cpushare.Config{})})
 	if err != nil {
 		return &usageError{err.Error()}
 	}

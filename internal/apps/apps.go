@@ -18,6 +18,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/guestlog"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
@@ -33,6 +34,10 @@ type Spec struct {
 	// Tenant is the customer the app belongs to: apps of one tenant share its CPU
 	// share and budget ("" = the app is its own tenant, named by Name).
 	Tenant string
+	// CPU is the server's fair-share gate (nil: none); CPUShare is the
+	// tenant's weight and budget in it (the same for every app of a tenant).
+	CPU      *cpushare.Scheduler
+	CPUShare cpushare.TenantConfig
 	// Source is a .wasm file or a Go guest package directory.
 	Source string
 	// BuildCacheDir is where built Go guests are cached ("" = default).
@@ -110,6 +115,7 @@ type Running struct {
 	close      func(ctx context.Context) error
 	stats      func() runtime.SyncStats // nil for CGI apps (no instances to report)
 	stored     func(ctx context.Context) map[string]int64
+	tenant     string // whose CPU share the app's guests run on
 }
 
 // StoredBytes reports, by plugin, the bytes the app's plugins hold for it
@@ -137,6 +143,14 @@ type Status struct {
 	Idle    int `json:"idle"`
 	Busy    int `json:"busy"`
 	Waiting int `json:"waiting"`
+	// MinWorkers is what a scaling pool keeps however idle (pool_min);
+	// ScaledDown counts the instances it gave back for being idle.
+	MinWorkers int   `json:"min_workers,omitempty"`
+	ScaledDown int64 `json:"scaled_down,omitempty"`
+	// Tenant owns the app's CPU share; GuestMS is the time its guests ran
+	// (requests and events), in milliseconds.
+	Tenant  string `json:"tenant,omitempty"`
+	GuestMS int64  `json:"guest_ms"`
 	// Served, Discarded (failed: trap, deadline, memory), Recycled.
 	Served    int64 `json:"served,omitempty"`
 	Discarded int64 `json:"discarded,omitempty"`
@@ -160,11 +174,12 @@ func (a *Running) PoolStats() (runtime.SyncStats, bool) {
 
 // Status reports the app's pool.
 func (a *Running) Status() Status {
-	st := Status{Mode: a.Mode.String()}
+	st := Status{Mode: a.Mode.String(), Tenant: a.tenant}
 	if a.stats == nil {
 		return st
 	}
 	s := a.stats()
+	st.MinWorkers, st.ScaledDown, st.GuestMS = s.MinWorkers, s.ScaledDown, s.GuestTime.Milliseconds()
 	st.Workers, st.Live, st.Served, st.Discarded, st.Recycled = s.Workers, s.Live, s.Served, s.Discarded, s.Recycled
 	st.Idle, st.Busy, st.Waiting = s.Idle, max(s.Live-s.Idle, 0), s.Waiting
 	st.StartFailures, st.LastStartError = s.StartFailures, s.LastStartError
@@ -173,6 +188,26 @@ func (a *Running) Status() Status {
 		st.LastStartErrorAt = &at
 	}
 	return st
+}
+
+// tenantName is the app's tenant: Tenant, or the app itself.
+func (spec *Spec) tenantName() string {
+	if spec.Tenant != "" {
+		return spec.Tenant
+	}
+	return spec.Name
+}
+
+// tenant returns the app's tenant in the CPU gate, nil without a gate.
+func (spec *Spec) tenant() (*cpushare.Tenant, error) {
+	if spec.CPU == nil {
+		return nil, nil
+	}
+	t, err := spec.CPU.Tenant(spec.tenantName(), spec.CPUShare)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: %w", spec.Name, err)
+	}
+	return t, nil
 }
 
 // Open builds (if needed), loads and starts the app described by spec.
@@ -198,6 +233,9 @@ func Open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 		return nil, err
 	}
 	a.Output = spec.output
+	if spec.CPU != nil {
+		a.tenant = spec.tenantName()
+	}
 	appClose := a.close
 	a.close = func(ctx context.Context) error {
 		defer spec.output.Close() // reports drops not reported yet
@@ -250,9 +288,14 @@ func open(ctx context.Context, eng *runtime.Engine, spec Spec, log *slog.Logger)
 	if spec.Plugins != nil {
 		plugins = spec.Plugins.Names()
 	}
+	gate, err := spec.tenant()
+	if err != nil {
+		return nil, err
+	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout, NoSnapshot: spec.NoSnapshot,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: spec.HostModules, Plugins: plugins, Logger: log, Output: spec.output,
+		CPU: gate,
 	})
 	if errors.Is(err, runtime.ErrHTTPWasmModule) {
 		if err := want.check(spec.Name, runtime.ModeHTTPWasm); err != nil {

@@ -24,10 +24,14 @@ type HTTPWasmSpec struct {
 // http_handler host module and serves it from a sync pool.
 func openHTTPWasm(ctx context.Context, eng *runtime.Engine, spec Spec, bin []byte, wasmPath string, plugins []string, log *slog.Logger) (*Running, error) {
 	mod := httpwasm.Module(httpwasm.ModuleOptions{Config: spec.HTTPWasm.Config, Log: spec.output.Logger().With("app", spec.Name)})
+	gate, err := spec.tenant()
+	if err != nil {
+		return nil, err
+	}
 	app, err := eng.Load(ctx, runtime.AppConfig{
 		Name: spec.Name, Wasm: bin, MemoryLimit: spec.MemoryLimit, StartTimeout: spec.StartTimeout, NoSnapshot: spec.NoSnapshot,
 		Env: spec.Env, Mounts: spec.Mounts, HostModules: append([]runtime.HostModule{mod}, spec.HostModules...),
-		Plugins: plugins, Logger: log, Output: spec.output,
+		Plugins: plugins, Logger: log, Output: spec.output, CPU: gate,
 	})
 	if err != nil {
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/internal/apps"
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/builder"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/plugins"
@@ -32,6 +33,8 @@ type Host struct {
 	Plugins *registry.Registry
 	// Progress shows a build as a live line on a terminal; nil logs it.
 	Progress *progress.Meter
+	// CPU is the server's fair-share gate, shared by every app (nil: none).
+	CPU *cpushare.Scheduler
 }
 
 // Of turns an app's settings into the Spec that Open starts. It is the one
@@ -68,12 +71,16 @@ func Of(name string, a *config.App, h Host) (apps.Spec, error) {
 	}
 	return apps.Spec{
 		Name:          name,
+		Tenant:        a.Tenant,
+		CPU:           h.CPU,
+		CPUShare:      cpushare.TenantConfig{Weight: a.CPUWeight, Budget: a.CPUBudget.D()},
 		Source:        a.Source(),
 		BuildCacheDir: h.BuildCacheDir,
 		Mode:          a.Mode,
 		Pool: runtime.PoolConfig{
 			Workers: a.PoolSize, QueueSize: a.QueueSize, QueueWait: a.QueueWait.D(),
 			RequestTimeout: a.RequestTimeout.D(), MaxRequests: a.MaxRequests, MaxRequestsJitter: a.MaxRequestsJitter,
+			IdleTimeout: a.PoolIdleTimeout.D(), MinWorkers: a.PoolMin,
 		},
 		Async: runtime.AsyncConfig{
 			MaxConns: a.LimitConcurrency, MaxConnsPerInstance: a.MaxConnsPerInstance, EventTimeout: a.EventTimeout.D(),

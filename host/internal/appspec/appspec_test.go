@@ -80,6 +80,10 @@ func settings(t *testing.T, dir string) []setting {
 				s.flagValues, s.toml = []string{"96MiB"}, `"96MiB"`
 			case "DefaultStatus":
 				s.flagValues, s.toml = []string{"204"}, "204"
+			case "Tenant":
+				s.flagValues, s.toml = []string{"acme"}, `"acme"`
+			case "CPUBudget":
+				s.flagValues, s.toml = []string{"7s"}, `"7s"`
 			default:
 				switch f.Type {
 				case reflect.TypeFor[config.Size]():

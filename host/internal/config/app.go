@@ -5,10 +5,12 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 
 	"github.com/wasmsrv/wasmsrv/abi"
+	"github.com/wasmsrv/wasmsrv/internal/appname"
 )
 
 // App is one Wasm app's settings: the one description `wasmsrv run` fills from its
@@ -33,6 +35,13 @@ type App struct {
 
 	Mode     abi.Mode `toml:"mode" yaml:"mode" flag:"mode" env:"MODE" envDefault:"auto" help:"sync, async or cgi: the shape the app must have, checked against it (a Go package is built for it); auto is what the app declares (//wasmsrv:mode, a module's marker export), else sync"`
 	PoolSize int      `toml:"pool_size" yaml:"pool_size" flag:"workers" env:"WORKERS" envDefault:"0" help:"instances in the pool (0 = 2×CPU+1 for sync apps, CPU count for async apps; CGI: runs at once)"`
+
+	PoolIdleTimeout Duration `toml:"pool_idle_timeout" yaml:"pool_idle_timeout" flag:"pool-idle-timeout" env:"POOL_IDLE_TIMEOUT" envDefault:"0s" help:"give the pool's idle instances back after this long without requests, down to pool_min, and start them again on demand up to pool_size, the next request waiting for one (0 = the pool holds pool_size instances from the start)"`
+	PoolMin         int      `toml:"pool_min" yaml:"pool_min" flag:"min-workers" env:"MIN_WORKERS" envDefault:"0" help:"with pool_idle_timeout: instances kept however idle the app (0 = scale to zero: the first request after the idle time starts one)"`
+
+	Tenant    string   `toml:"tenant" yaml:"tenant" flag:"tenant" env:"TENANT" help:"the customer the app belongs to: apps of one tenant share one CPU share and budget (default: the app is its own tenant)"`
+	CPUWeight int      `toml:"cpu_weight" yaml:"cpu_weight" flag:"cpu-weight" env:"CPU_WEIGHT" envDefault:"1" help:"the tenant's share of guest CPU time while the CPU is contended, relative to other tenants' (the same for every app of a tenant)"`
+	CPUBudget Duration `toml:"cpu_budget" yaml:"cpu_budget" flag:"cpu-budget" env:"CPU_BUDGET" envDefault:"0s" help:"guest CPU time the tenant may use per minute, all its apps together (0 = unlimited); beyond it their requests get 503 with a Retry-After of the minute's rest"`
 
 	QueueSize         int      `toml:"queue_size" yaml:"queue_size" flag:"queue-size" env:"QUEUE_SIZE" envDefault:"1024" help:"requests that may wait for a free instance before 503"`
 	QueueWait         Duration `toml:"queue_wait" yaml:"queue_wait" flag:"queue-wait" env:"QUEUE_WAIT" envDefault:"10s" help:"longest wait for a free instance before 503"`
@@ -228,11 +237,28 @@ func (a *App) check(key keyNamer, add func(*Error)) {
 	}{
 		{"pool_size", a.PoolSize}, {"queue_size", a.QueueSize}, {"max_requests", a.MaxRequests},
 		{"max_requests_jitter", a.MaxRequestsJitter}, {"limit_concurrency", a.LimitConcurrency},
-		{"max_conns_per_instance", a.MaxConnsPerInstance},
+		{"max_conns_per_instance", a.MaxConnsPerInstance}, {"pool_min", a.PoolMin},
 	}
 	for _, f := range nonNegative {
 		if f.v < 0 {
 			add(errf(key(f.k), "must be >= 0"))
+		}
+	}
+	if a.PoolSize > 0 && a.PoolMin > a.PoolSize {
+		add(errf(key("pool_min"), "%d is above pool_size %d", a.PoolMin, a.PoolSize))
+	}
+	if a.PoolIdleTimeout < 0 {
+		add(errf(key("pool_idle_timeout"), "must be >= 0"))
+	}
+	if a.CPUWeight < 1 || a.CPUWeight > 10000 {
+		add(errf(key("cpu_weight"), "%d, want 1..10000", a.CPUWeight))
+	}
+	if a.CPUBudget < 0 || time.Duration(a.CPUBudget) > time.Minute {
+		add(errf(key("cpu_budget"), "%v, want 0 (unlimited) up to 1m of CPU time per minute", a.CPUBudget.D()))
+	}
+	if a.Tenant != "" {
+		if err := appname.Check(a.Tenant); err != nil {
+			add(errf(key("tenant"), "%v", err))
 		}
 	}
 	if a.MemoryLimit < 64<<10 || a.MemoryLimit > 4<<30 {

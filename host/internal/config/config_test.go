@@ -279,3 +279,24 @@ func TestEveryErrorAtOnce(t *testing.T) {
 		t.Errorf("what was fine did not decode: %+v", cfg)
 	}
 }
+
+// A tenant has one CPU weight and one budget: apps of one tenant that disagree
+// are refused at the later app's key; bad scaling and share values name theirs.
+func TestTenantSettings(t *testing.T) {
+	body := "[[listeners]]\naddr = \"127.0.0.1:1\"\n\n" +
+		"[apps.a]\nmodule = \"a.toml\"\ntenant = \"acme\"\ncpu_weight = 2\ncpu_budget = \"10s\"\n\n" +
+		"[apps.b]\nmodule = \"a.toml\"\ntenant = \"acme\"\ncpu_weight = 3\ncpu_budget = \"5s\"\n\n" +
+		"[apps.c]\nmodule = \"a.toml\"\ntenant = \"no.dots\"\ncpu_weight = 0\ncpu_budget = \"2m\"\npool_size = 2\npool_min = 3\npool_idle_timeout = \"-1s\"\n\n" +
+		"[apps.d]\nmodule = \"a.toml\"\ntenant = \"acme\"\ncpu_weight = 2\ncpu_budget = \"10s\"\npool_idle_timeout = \"1m\"\n\n" +
+		"[[routes]]\napp = \"a\"\n"
+	_, errs := Check(write(t, "a.toml", body), nil)
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Key)
+	}
+	slices.Sort(got)
+	want := []string{"apps.b.cpu_budget", "apps.b.cpu_weight", "apps.c.cpu_budget", "apps.c.cpu_weight", "apps.c.pool_idle_timeout", "apps.c.pool_min", "apps.c.tenant"}
+	if !slices.Equal(got, want) {
+		t.Errorf("errors at %q, want %q (%v)", got, want, errs)
+	}
+}

@@ -238,6 +238,7 @@ func (c *Config) validate() []*Error {
 			return k + "." + f
 		}, add)
 	}
+	checkTenants(c.Apps, add)
 	for _, name := range sortedKeys(c.Upstreams) {
 		u := c.Upstreams[name]
 		k := "upstreams." + name
@@ -544,4 +545,29 @@ func checkAdmin(addr, token string) *Error {
 		return errf("admin.token", "admin listener %q is not loopback: a token is required", addr)
 	}
 	return nil
+}
+
+// checkTenants refuses apps of one tenant that give it different CPU shares or
+// budgets: a tenant has one of each.
+func checkTenants(apps map[string]App, add func(*Error)) {
+	first := map[string]string{} // tenant -> the first app (by name) that names it
+	for _, name := range sortedKeys(apps) {
+		a := apps[name]
+		t := a.Tenant
+		if t == "" {
+			t = name
+		}
+		f, ok := first[t]
+		if !ok {
+			first[t] = name
+			continue
+		}
+		o := apps[f]
+		if o.CPUWeight != a.CPUWeight {
+			add(errf("apps."+name+".cpu_weight", "%d, but app %s of tenant %s has %d: a tenant has one weight", a.CPUWeight, f, t, o.CPUWeight))
+		}
+		if o.CPUBudget != a.CPUBudget {
+			add(errf("apps."+name+".cpu_budget", "%v, but app %s of tenant %s has %v: a tenant has one budget", a.CPUBudget.D(), f, t, o.CPUBudget.D()))
+		}
+	}
 }

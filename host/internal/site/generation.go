@@ -227,7 +227,7 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 	if s.opt.Engine == nil {
 		return nil, cfg.ErrorAt("apps."+name, errors.New("no Wasm engine configured"))
 	}
-	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress})
+	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress, CPU: s.cpu})
 	var am *metrics.App
 	if m := s.opt.Metrics; m != nil && err == nil {
 		am = m.App(name)

@@ -31,6 +31,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/statuspage"
 	"github.com/wasmsrv/wasmsrv/host/internal/store"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -85,6 +86,9 @@ type Site struct {
 	cancel context.CancelFunc
 
 	cur atomic.Pointer[generation]
+	// cpu is the fair-share gate of every app's guest calls, by tenant; it
+	// outlives generations, as tenants' accounts do.
+	cpu *cpushare.Scheduler
 
 	// crashes keeps the recent instance failures of every app (the status
 	// page); observer is what every app's pool reports to (it and
@@ -142,7 +146,7 @@ func New(ctx context.Context, opt Options) (*Site, error) {
 		opt.Readiness = &admin.Readiness{}
 	}
 	s := &Site{opt: opt, log: opt.Logger, base: base, cancel: cancel, apps: map[string]*shared{}, groups: map[string]*shared{},
-		crashes: statuspage.NewCrashes(0)}
+		crashes: statuspage.NewCrashes(0), cpu: cpushare.New(cpushare.Config{})}
 	s.observer = runtime.Observers(opt.Observer, s.crashes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -498,14 +502,35 @@ func (s *Site) Status() any {
 	for name, a := range g.apps {
 		pools[name] = a.Status()
 	}
+	tenants := map[string]TenantStatus{}
+	for name, t := range s.cpu.Tenants() {
+		tenants[name] = TenantStatus{Weight: t.Weight, BudgetMS: t.Budget.Milliseconds(), UsedMS: t.Used.Milliseconds(),
+			Calls: t.Calls, Waited: t.Waited, Refused: t.Refused, Running: t.Running, Waiting: t.Waiting}
+	}
 	st := map[string]any{
 		"generation": g.id, "config": s.opt.ConfigPath, "loaded": g.loaded.Format(time.RFC3339),
 		"apps": g.appNames, "pools": pools, "upstreams": ups, "cache": map[string]any{"bytes": cacheBytes, "entries": cacheEntries},
+		"tenants": tenants, "cpu_slots": s.cpu.Slots(),
 	}
 	if s.hosting != nil {
 		st["hosted"] = s.hosting.Status()
 	}
 	return st
+}
+
+// TenantStatus is one tenant's CPU share in /status: its weight and budget
+// per minute, the guest time its apps used, the guest calls admitted (Waited:
+// of which queued behind its share first, Refused: over budget), and the calls
+// running and queued now.
+type TenantStatus struct {
+	Weight   int   `json:"weight"`
+	BudgetMS int64 `json:"budget_ms,omitempty"`
+	UsedMS   int64 `json:"used_ms"`
+	Calls    int64 `json:"calls"`
+	Waited   int64 `json:"waited"`
+	Refused  int64 `json:"refused"`
+	Running  int   `json:"running"`
+	Waiting  int   `json:"waiting"`
 }
 
 func trustedPrefixes(cfg *config.Config) []netip.Prefix {
