@@ -24,7 +24,7 @@ const (
 	noisyBombers   = 2
 	noisySpinPool  = 4
 	noisyMemLimit  = "64MiB"
-	noisyMainRef   = "main"
+	noisyMainRef   = "f56a3c6" // main before fair share and scale to zero (issue 16)
 	noisyTenantKey = "tenant"
 )
 
