@@ -16,7 +16,7 @@ func BenchmarkGatewayHelloMetrics(b *testing.B) {
 		benchHello(b, syncHello(b, runtime.PoolConfig{Workers: 1}))
 	})
 	b.Run("on", func(b *testing.B) {
-		am := metrics.New().App("hello")
+		am := metrics.New().App("hello", "")
 		benchHello(b, am.Wrap(syncHello(b, runtime.PoolConfig{Workers: 1, Observer: am})))
 	})
 }

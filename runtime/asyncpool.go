@@ -63,10 +63,9 @@ const maxTimersPerInstance = 1 << 17
 // drains and retires, down to MinWorkers; a connection that finds none waits
 // for one in the queue.
 type AsyncPool struct {
-	app   *App
-	cfg   PoolConfig
-	acfg  AsyncConfig
-	epoch time.Time // the base of the Observer's guest call times (see SyncPool.epoch)
+	app  *App
+	cfg  PoolConfig
+	acfg AsyncConfig
 
 	mu      sync.Mutex
 	insts   []*asyncInst            // in rotation
@@ -206,7 +205,7 @@ func NewAsyncPool(ctx context.Context, app *App, cfg PoolConfig, acfg AsyncConfi
 	cfg.defaults(DefaultAsyncInstances())
 	acfg.defaults()
 	p := &AsyncPool{
-		app: app, cfg: cfg, acfg: acfg, epoch: time.Now(),
+		app: app, cfg: cfg, acfg: acfg,
 		need:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		all:    make(map[*asyncInst]struct{}),
@@ -566,14 +565,9 @@ func (ai *asyncInst) callWithin(ctx uint32, kind int32, a, b int64, timeout time
 	}
 	in := ai.in
 	in.stack[0], in.stack[1], in.stack[2], in.stack[3] = uint64(ctx), uint64(uint32(kind)), uint64(a), uint64(b)
-	var start time.Duration
-	o := ai.pool.cfg.Observer
-	if o != nil {
-		start = time.Since(ai.pool.epoch) // one clock read; time.Now reads two
-	}
 	err := in.gatedCall(in.handle, timeout)
-	if o != nil {
-		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: time.Since(ai.pool.epoch) - start})
+	if o := ai.pool.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventGuestCall, App: ai.pool.app.name, Instance: in.id, Took: in.lastCall})
 	}
 	if err != nil {
 		if wrap != nil {

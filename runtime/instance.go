@@ -60,6 +60,9 @@ type Instance struct {
 	// may block), not charged.
 	slot  bool
 	slept time.Duration
+	// lastCall is the wall time of the last request or event call (the pool
+	// observer's EventGuestCall: one clock for the gate, accounting and metrics).
+	lastCall time.Duration
 
 	served    int
 	maxServed int       // 0 = unlimited
@@ -279,7 +282,8 @@ func (in *Instance) gatedCall(fn api.Function, timeout time.Duration) error {
 	start := time.Now()
 	err := in.call(fn, timeout)
 	end := time.Now()
-	used := end.Sub(start) - in.slept
+	in.lastCall = end.Sub(start)
+	used := in.lastCall - in.slept
 	in.app.guestNS.Add(int64(used))
 	if gate != nil {
 		in.slot = false

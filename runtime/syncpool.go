@@ -127,9 +127,6 @@ type SyncPool struct {
 	lastErr  error
 	discards int // since the last storm report
 	stats    poolStats
-	// epoch is the base of the Observer's durations: time.Since(epoch) is one
-	// clock read where time.Now is two, on every request.
-	epoch time.Time
 }
 
 type poolStats struct {
@@ -164,7 +161,6 @@ func NewSyncPool(ctx context.Context, app *App, cfg PoolConfig) (*SyncPool, erro
 		closing: make(chan struct{}),
 		all:     map[*Instance]struct{}{},
 		repl:    newReplacer(cfg.Workers, app.log),
-		epoch:   time.Now(),
 	}
 	start := time.Now()
 	p.want.Store(int64(cfg.initial()))
@@ -227,16 +223,10 @@ func (p *SyncPool) Serve(ctx context.Context, ex Exchange) (int32, error) {
 	if a, ok := ex.(Acquirer); ok {
 		a.Acquired(in.id)
 	}
-	o := p.cfg.Observer
-	if o == nil {
-		code, err := in.serveSync(ex, p.cfg.RequestTimeout)
-		p.stats.served.Add(1)
-		p.release(in, err)
-		return code, err
-	}
-	start := time.Since(p.epoch) // one monotonic clock read; time.Now reads two clocks
 	code, err := in.serveSync(ex, p.cfg.RequestTimeout)
-	o.Observe(Event{Kind: EventGuestCall, App: p.app.name, Instance: in.id, Took: time.Since(p.epoch) - start})
+	if o := p.cfg.Observer; o != nil {
+		o.Observe(Event{Kind: EventGuestCall, App: p.app.name, Instance: in.id, Took: in.lastCall})
+	}
 	p.stats.served.Add(1)
 	p.release(in, err)
 	return code, err

@@ -293,6 +293,29 @@ memory_per_instance = "64MiB"
 	}
 	echo("after the rollback")
 
+	// Deployed apps are counted like the file's, under their namespace and
+	// with their tenant, so an operator can sum a customer's apps.
+	fams := scrape(t, h.admin, opToken)
+	var alphaWeb float64
+	for _, m := range fams["wasmsrv_app_requests_total"].GetMetric() {
+		lv := map[string]string{}
+		for _, l := range m.GetLabel() {
+			lv[l.GetName()] = l.GetValue()
+		}
+		if lv["app"] == "alpha_web" {
+			if lv["tenant"] != "alpha" {
+				t.Fatalf("alpha_web counted under tenant %q", lv["tenant"])
+			}
+			alphaWeb += m.GetCounter().GetValue()
+		}
+	}
+	if alphaWeb == 0 {
+		t.Fatalf("no requests of alpha_web in /metrics")
+	}
+	if v := sampleOf(fams, "wasmsrv_app_guest_calls_total", "app", "alpha_web", "tenant", "alpha"); v <= 0 {
+		t.Fatalf("guest calls of alpha_web: %v", v)
+	}
+
 	checkIsolation(t, h, c)
 
 	// kill -9, restart: the same versions serve, the kv data is there.

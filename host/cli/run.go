@@ -123,7 +123,7 @@ func cmdRun(ctx context.Context, opts *Options, args []string, stdout, stderr io
 	var crashes *statuspage.Crashes
 	if cfg.Admin != "" {
 		mreg = metrics.New()
-		am = mreg.App(name)
+		am = mreg.App(name, spec.Tenant)
 		crashes = statuspage.NewCrashes(0)
 		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am, crashes)
 		spec.WebSocket.Observer = am

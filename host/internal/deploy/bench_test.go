@@ -18,7 +18,7 @@ func benchApp(split bool) (*Manager, http.Handler) {
 	noop := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
 	mk := func(v string) *pool {
 		id := strings.Repeat(v, 64)
-		p := &pool{version: id, run: &apps.Running{Handler: noop}, routed: 1, versionHeader: []string{id[:12]}}
+		p := &pool{version: id, run: &apps.Running{Handler: noop}, handler: noop, routed: 1, versionHeader: []string{id[:12]}}
 		p.refs.Store(1)
 		p.onZero = func() {}
 		return p

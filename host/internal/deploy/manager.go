@@ -15,9 +15,11 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +33,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/websocket"
 	"github.com/wasmsrv/wasmsrv/internal/appname"
 	"github.com/wasmsrv/wasmsrv/internal/apps"
+	"github.com/wasmsrv/wasmsrv/internal/cpushare"
 	"github.com/wasmsrv/wasmsrv/internal/progress"
 	"github.com/wasmsrv/wasmsrv/internal/registry"
 	"github.com/wasmsrv/wasmsrv/runtime"
@@ -62,6 +65,15 @@ type Options struct {
 	// not hold one).
 	FileApps []string
 	Logger   *slog.Logger
+	// CPU is the server's fair-share gate (nil: none): deployed apps run their
+	// guests through it as their tenant, like the file's apps.
+	CPU *cpushare.Scheduler
+	// Instrument, if set, gives each version's spec what the site gives its
+	// own apps before it opens (pool observers: metrics, the crash ring;
+	// tracing) and returns what serves the opened app: its handler wrapped for
+	// per-request metrics and the access log. The app is named by its
+	// namespace (TENANT_APP).
+	Instrument func(name, tenant string, spec *apps.Spec) func(*apps.Running) http.Handler
 }
 
 // Manager runs the deployed apps of a site.
@@ -116,6 +128,7 @@ type pool struct {
 	key     string
 	version string
 	run     *apps.Running
+	handler http.Handler // run.Handler, instrumented
 	refs    atomic.Int64
 	onZero  func()
 	routed  int // routings using it (Manager.mu)
@@ -336,6 +349,13 @@ func (m *Manager) Sync(ctx context.Context) error {
 	return nil
 }
 
+// Names are the namespaces (TENANT_APP) of the deployed apps.
+func (m *Manager) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Collect(maps.Keys(m.apps))
+}
+
 // Lookup returns the handler of the deployed app host (a request's Host, port
 // allowed) belongs to, nil when none does.
 func (m *Manager) Lookup(host string) http.Handler {
@@ -380,7 +400,7 @@ func serve(p *pool, w http.ResponseWriter, r *http.Request) {
 		// (or the drain timeout closes the pool, and it).
 		w = &holdingWriter{ResponseWriter: w, p: p}
 	}
-	p.run.Handler.ServeHTTP(w, r)
+	p.handler.ServeHTTP(w, r)
 }
 
 func (rt *routing) pick(r *http.Request) *pool {
@@ -423,7 +443,7 @@ func (m *Manager) appConfig(ctx context.Context, t config.Tenant, a store.App, i
 
 // spec is the apps.Spec of an app's settings, through the one mapping.
 func (m *Manager) spec(ns string, t config.Tenant, ac *config.App) (apps.Spec, error) {
-	spec, err := appspec.Of(ns, ac, appspec.Host{BuildCacheDir: m.opt.BuildCacheDir, Plugins: m.opt.Plugins, Progress: m.opt.Progress})
+	spec, err := appspec.Of(ns, ac, appspec.Host{BuildCacheDir: m.opt.BuildCacheDir, Plugins: m.opt.Plugins, Progress: m.opt.Progress, CPU: m.opt.CPU})
 	if err != nil {
 		return apps.Spec{}, err
 	}
@@ -580,11 +600,18 @@ func (m *Manager) take(ctx context.Context, ns string, t config.Tenant, a store.
 	if err != nil {
 		return nil, err
 	}
+	var served func(*apps.Running) http.Handler
+	if m.opt.Instrument != nil {
+		served = m.opt.Instrument(ns, t.Name, &spec)
+	}
 	run, err := apps.Open(m.base, m.opt.Engine, spec, m.log)
 	if err != nil {
 		return nil, err
 	}
-	p := &pool{key: key, version: id, run: run, routed: 1, versionHeader: []string{id[:12]}}
+	p := &pool{key: key, version: id, run: run, handler: run.Handler, routed: 1, versionHeader: []string{id[:12]}}
+	if served != nil {
+		p.handler = served(run)
+	}
 	p.refs.Store(1)
 	p.onZero = func() { m.closePool(p, "drained") }
 	m.mu.Lock()

@@ -130,8 +130,8 @@ type poolSource struct {
 	stats func() (runtime.SyncStats, bool)
 }
 
-func newApp(name string) *App {
-	a := &App{labels: []string{name}, epoch: time.Now()}
+func newApp(name, tenant string) *App {
+	a := &App{labels: []string{name, tenant}, epoch: time.Now()}
 	a.writers.New = func() any { return new(statusWriter) }
 	return a
 }

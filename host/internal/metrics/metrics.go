@@ -65,13 +65,17 @@ func (r *Registry) Handler() http.Handler {
 func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
 
 // App returns the metrics of the app called name, made on first use: a reload
-// that reopens the app keeps counting on the same counters.
-func (r *Registry) App(name string) *App {
+// that reopens the app keeps counting on the same counters. Tenant is the
+// customer it belongs to ("": the app is its own tenant, named by name).
+func (r *Registry) App(name, tenant string) *App {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a := r.apps[name]
 	if a == nil {
-		a = newApp(name)
+		if tenant == "" {
+			tenant = name
+		}
+		a = newApp(name, tenant)
 		r.apps[name] = a
 	}
 	return a
@@ -161,7 +165,7 @@ type descs struct {
 
 // appLabels are the labels of every per-app metric, in App.labels' order.
 // (A tenant label joins here, and its value in newApp, once tenants exist.)
-var appLabels = []string{"app"}
+var appLabels = []string{"app", "tenant"}
 
 func newDescs() descs {
 	app := func(name, help string, extra ...string) *prometheus.Desc {

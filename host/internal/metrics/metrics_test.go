@@ -76,7 +76,7 @@ func status(code int) http.Handler {
 // duration; the pool's events and gauges come out as the app's series.
 func TestAppCounts(t *testing.T) {
 	r := New()
-	a := r.App("hello")
+	a := r.App("hello", "")
 	for _, c := range []struct {
 		method string
 		h      http.Handler
@@ -172,7 +172,7 @@ func TestAppCounts(t *testing.T) {
 // OTHER: the series stay within 10 methods × 5 classes, whatever comes in.
 func TestLabelsBounded(t *testing.T) {
 	r := New()
-	a := r.App("app")
+	a := r.App("app", "")
 	for i := range 10000 {
 		m := "M" + strconv.Itoa(i)
 		code := 100 + i%500
@@ -213,7 +213,7 @@ func TestLabelsBounded(t *testing.T) {
 
 // Wrapping a handler allocates nothing per request once warm.
 func TestWrapAllocatesNothing(t *testing.T) {
-	a := New().App("app")
+	a := New().App("app", "")
 	h := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) }))
 	w := httptest.NewRecorder()
 	req := httptest.NewRequest("GET", "/", nil)
@@ -237,7 +237,7 @@ func TestWrapAllocatesNothing(t *testing.T) {
 // reads around the guest call. The difference is the cost per request.
 func BenchmarkAppWrap(b *testing.B) {
 	bare := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(200) })
-	a := New().App("app")
+	a := New().App("app", "")
 	var obs runtime.Observer = a
 	epoch := time.Now() // as the sync pool times a guest call: two monotonic reads
 	wrapped := a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -265,7 +265,7 @@ func BenchmarkAppWrap(b *testing.B) {
 // Flush and the other controller calls reach the real writer.
 func TestHijackCountsAs101(t *testing.T) {
 	r := New()
-	a := r.App("ws")
+	a := r.App("ws", "")
 	srv := httptest.NewServer(a.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, rw, err := http.NewResponseController(w).Hijack()
 		if err != nil {
@@ -332,7 +332,7 @@ func TestUpstreamCacheRejections(t *testing.T) {
 		}
 	}
 	// A reload that drops the group and the app ends their series.
-	r.App("gone")
+	r.App("gone", "")
 	r.Forget(nil, nil)
 	fams = gather(t, r)
 	if fams["wasmsrv_upstream_requests_total"] != nil || fams["wasmsrv_app_guest_calls_total"] != nil {
@@ -352,7 +352,7 @@ func TestUpstreamCacheRejections(t *testing.T) {
 // wasmsrv's own has a series.
 func everything(t *testing.T) map[string]*dto.MetricFamily {
 	r := New()
-	a := r.App("app")
+	a := r.App("app", "")
 	a.Wrap(status(200)).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
 	a.SetPool(func() (runtime.SyncStats, bool) { return runtime.SyncStats{}, true })
 	a.PluginCalls("kv").OK.Add(1)

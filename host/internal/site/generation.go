@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,7 +100,7 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		appsByName[name] = sh.val.(*apps.Running)
 		appHandlers[name] = appsByName[name].Handler
 		if m := s.opt.Metrics; m != nil {
-			appHandlers[name] = m.App(name).Wrap(appHandlers[name])
+			appHandlers[name] = m.App(name, cfg.Apps[name].Tenant).Wrap(appHandlers[name])
 		}
 		if appsByName[name].Mode == runtime.ModeCGI {
 			appHandlers[name] = cgiApp{appHandlers[name]}
@@ -130,7 +131,8 @@ func (s *Site) build(ctx context.Context, cfg *config.Config) (_ *generation, er
 		// dropped end with it.
 		defer func() {
 			if err == nil {
-				m.Forget(appNames, groupNames)
+				// Deployed apps are not the file's to drop.
+				m.Forget(append(slices.Clip(appNames), s.hostedNames()...), groupNames)
 				m.SetCache(store.Stats)
 			}
 		}()
@@ -228,22 +230,11 @@ func (s *Site) app(ctx context.Context, cfg *config.Config, name string) (*share
 		return nil, cfg.ErrorAt("apps."+name, errors.New("no Wasm engine configured"))
 	}
 	spec, err := appspec.Of(name, &ac, appspec.Host{BuildCacheDir: s.opt.BuildCacheDir, Plugins: s.opt.Plugins, Progress: s.opt.Progress, CPU: s.cpu})
-	var am *metrics.App
-	if m := s.opt.Metrics; m != nil && err == nil {
-		am = m.App(name)
-		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
-		spec.WebSocket.Observer = am
-		spec.PluginCalls = am.PluginCalls
-	}
 	if err == nil {
 		var a *apps.Running
-		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, s.observer)
-		spec.Traced = s.opt.Tracer != nil
+		opened := s.instrument(name, spec.Tenant, &spec)
 		if a, err = apps.Open(ctx, s.opt.Engine, spec, s.log); err == nil {
-			if am != nil {
-				am.SetPool(a.PoolStats)
-				am.SetStored(a.StoredBytes)
-			}
+			opened(a)
 			s.log.Info("app started", "app", name, "mode", a.Mode, "wasm", a.Wasm)
 			sh := &shared{key: key, refs: 1, val: a, close: a.Close}
 			s.apps[key] = sh
@@ -409,6 +400,46 @@ func (s *Site) routeHandler(i int, rc config.Route, appHandlers map[string]http.
 		}
 	}
 	return h, closer, nil
+}
+
+// hostedNames are the namespaces of the deployed apps (none without hosting).
+func (s *Site) hostedNames() []string {
+	if s.hosting == nil {
+		return nil
+	}
+	return s.hosting.Names()
+}
+
+// instrument gives an app's spec what the site gives every app, the file's
+// and the deployed ones: the pool observers (metrics, the status page's crash
+// ring) and tracing. It returns what to do once the app is open: point the
+// metrics at its pool and plugins' store, and the handler that serves it
+// counted (the file's apps are counted where the routes are built, per
+// generation; deployed apps by this handler).
+func (s *Site) instrument(name, tenant string, spec *apps.Spec) func(*apps.Running) http.Handler {
+	var am *metrics.App
+	if m := s.opt.Metrics; m != nil {
+		am = m.App(name, tenant)
+		spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, am)
+		spec.WebSocket.Observer = am
+		spec.PluginCalls = am.PluginCalls
+	}
+	spec.Pool.Observer = runtime.Observers(spec.Pool.Observer, s.observer)
+	spec.Traced = s.opt.Tracer != nil
+	return func(a *apps.Running) http.Handler {
+		h := a.Handler
+		if am != nil {
+			am.SetPool(a.PoolStats)
+			am.SetStored(a.StoredBytes)
+			h = am.Wrap(h)
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if f := reqlog.Of(w); f != nil {
+				f.App = name
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
 }
 
 // logFields names the route and its app or upstream group in the request's

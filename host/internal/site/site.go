@@ -329,7 +329,8 @@ func (s *Site) startHosting(ctx context.Context, cfg *config.Config) error {
 		return cfg.ErrorAt("hosting.data_dir", err)
 	}
 	m := deploy.New(deploy.Options{Store: st, Engine: s.opt.Engine, Plugins: s.opt.Plugins, BuildCacheDir: s.opt.BuildCacheDir,
-		Progress: s.opt.Progress, Hosting: h, OperatorToken: cfg.Admin.Token, FileApps: sortedKeys(cfg.Apps), Logger: s.log})
+		Progress: s.opt.Progress, Hosting: h, OperatorToken: cfg.Admin.Token, FileApps: sortedKeys(cfg.Apps), Logger: s.log,
+		CPU: s.cpu, Instrument: s.instrument})
 	err = m.CheckFile(ctx, cfg)
 	if err == nil {
 		err = m.Start(ctx, cfg.Tenants)
