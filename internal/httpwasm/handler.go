@@ -12,6 +12,7 @@ import (
 
 	"github.com/wasmsrv/wasmsrv/internal/bodybuf"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/statuswriter"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -129,7 +130,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	r2 := ex.nextRequest()
 	buffered := ex.has(FeatureBufferResponse)
 	var rec *recorder
-	var sw *statusWriter
+	var sw *statuswriter.Writer
 	if buffered {
 		ex.respBody.Reset()
 		ex.rec = recorder{header: ex.respHeader, body: &ex.respBody, limit: ex.limit}
@@ -139,7 +140,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 		for k, v := range ex.respHeader {
 			dst[k] = v // what the guest set for the response in handle_request
 		}
-		ex.sw = statusWriter{ResponseWriter: w}
+		ex.sw = statuswriter.Writer{ResponseWriter: w}
 		sw = &ex.sw
 	}
 	panicked := runNext(next, rec, sw, r2)
@@ -158,7 +159,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 			return
 		}
 	} else {
-		ex.live, ex.liveHeader, ex.liveStatus = true, w.Header(), sw.status
+		ex.live, ex.liveHeader, ex.liveStatus = true, w.Header(), sw.Status()
 		if ex.liveStatus == 0 {
 			ex.liveStatus = http.StatusOK
 		}
@@ -200,7 +201,7 @@ func (l *lease) release(err error) {
 
 // runNext calls next, into rec when buffering, else through sw; it returns
 // what next panicked with, if it did.
-func runNext(next http.Handler, rec *recorder, sw *statusWriter, r *http.Request) (panicked any) {
+func runNext(next http.Handler, rec *recorder, sw *statuswriter.Writer, r *http.Request) (panicked any) {
 	defer func() { panicked = recover() }()
 	if rec != nil {
 		next.ServeHTTP(rec, r)
@@ -356,26 +357,3 @@ func (rc *recorder) trailers() http.Header {
 	}
 	return t
 }
-
-// statusWriter notes the status of a response that goes straight out.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (sw *statusWriter) WriteHeader(code int) {
-	if sw.status == 0 && code >= 200 {
-		sw.status = code
-	}
-	sw.ResponseWriter.WriteHeader(code)
-}
-
-func (sw *statusWriter) Write(p []byte) (int, error) {
-	if sw.status == 0 {
-		sw.status = http.StatusOK
-	}
-	return sw.ResponseWriter.Write(p)
-}
-
-// Unwrap lets http.ResponseController reach the connection (flush, deadlines).
-func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }

@@ -13,6 +13,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/statuswriter"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -90,7 +91,7 @@ type exchange struct {
 	// What serve needs per request, kept here so that the pooled exchange
 	// carries them instead of allocating them.
 	rec recorder
-	sw  statusWriter
+	sw  statuswriter.Writer
 }
 
 // reset readies a pooled exchange for r; its buffers keep their memory.

@@ -27,6 +27,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/wasmsrv/wasmsrv/internal/statuswriter"
 )
 
 // ScopeName is the instrumentation scope of wasmsrv's spans.
@@ -184,7 +186,7 @@ func Server(tp trace.TracerProvider, h http.Handler) http.Handler {
 		r.Header.Del("Traceparent")
 		r.Header.Del("Tracestate")
 		propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
-		sw := &StatusWriter{ResponseWriter: w}
+		sw := &statuswriter.Writer{ResponseWriter: w}
 		defer func() {
 			code := sw.Status()
 			if code == 0 {
@@ -254,35 +256,3 @@ func Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (conte
 	}
 	return parent.TracerProvider().Tracer(ScopeName).Start(ctx, name, trace.WithAttributes(attrs...))
 }
-
-// StatusWriter captures the response status for a span; Unwrap keeps
-// http.ResponseController (Flush, Hijack, deadlines) working through it.
-type StatusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-// Status is the final status written, 0 before one.
-func (w *StatusWriter) Status() int { return w.status }
-
-// WriteHeader implements http.ResponseWriter.
-func (w *StatusWriter) WriteHeader(code int) {
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Write implements http.ResponseWriter.
-func (w *StatusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// Flush lets handlers that type-assert http.Flusher stream through it.
-func (w *StatusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
-
-// Unwrap returns the wrapped writer (http.ResponseController).
-func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,10 +1,7 @@
 package metrics
 
 import (
-	"bufio"
 	"context"
-	"io"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -13,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wasmsrv/wasmsrv/internal/registry"
+	"github.com/wasmsrv/wasmsrv/internal/statuswriter"
 	"github.com/wasmsrv/wasmsrv/runtime"
 )
 
@@ -93,7 +91,7 @@ type App struct {
 	wsMessages [2]atomic.Uint64 // in, out
 
 	pool    atomic.Pointer[poolSource]
-	writers sync.Pool // *statusWriter
+	writers sync.Pool // *statuswriter.Writer
 
 	mu      sync.Mutex
 	plugins map[string]*registry.Calls // by plugin name: the build's plugins, a bounded set
@@ -132,7 +130,7 @@ type poolSource struct {
 
 func newApp(name, tenant string) *App {
 	a := &App{labels: []string{name, tenant}, epoch: time.Now()}
-	a.writers.New = func() any { return new(statusWriter) }
+	a.writers.New = func() any { return new(statuswriter.Writer) }
 	return a
 }
 
@@ -181,10 +179,10 @@ func (a *App) Wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Since(a.epoch) // one monotonic clock read (time.Now reads two clocks)
 		a.inFlight.Add(1)
-		sw := a.writers.Get().(*statusWriter)
-		sw.ResponseWriter, sw.status = w, 0
+		sw := a.writers.Get().(*statuswriter.Writer)
+		sw.Reset(w)
 		defer func() {
-			status := sw.status
+			status := sw.Status()
 			if status == 0 {
 				status = http.StatusOK // what net/http sends for a handler that wrote nothing
 			}
@@ -254,52 +252,3 @@ func (a *App) collect(d *descs, ch chan<- prometheus.Metric) {
 		}
 	}
 }
-
-// statusWriter remembers the status a handler wrote. Unwrap keeps
-// http.ResponseController (Flush, Hijack, deadlines) working through it.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	// An interim response (100 Continue, 103 Early Hints) is not the answer.
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(p)
-}
-
-// ReadFrom keeps net/http's sendfile path: io.Copy finds no ReaderFrom on an
-// embedded interface.
-func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(src)
-	}
-	return io.Copy(struct{ io.Writer }{w.ResponseWriter}, src)
-}
-
-// Hijack hands the connection over (a WebSocket handshake): the request
-// counts as a 101, which the handshake writes on the connection itself.
-func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
-	}
-	return c, rw, err
-}
-
-// Flush lets handlers that type-assert http.Flusher stream through it.
-func (w *statusWriter) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -28,6 +28,7 @@ import (
 	"github.com/wasmsrv/wasmsrv/host/internal/reqlog"
 	"github.com/wasmsrv/wasmsrv/host/internal/route"
 	"github.com/wasmsrv/wasmsrv/internal/framing"
+	"github.com/wasmsrv/wasmsrv/internal/statuswriter"
 	"github.com/wasmsrv/wasmsrv/internal/tracing"
 )
 
@@ -237,7 +238,7 @@ func (g *Group) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// included), whose traceparent the upstream receives.
 	if span := tracing.Client(r.Context(), "upstream "+g.cfg.Name, r.Header,
 		attribute.String("http.request.method", r.Method), attribute.String("wasmsrv.upstream", g.cfg.Name)); span.IsRecording() {
-		sw := &tracing.StatusWriter{ResponseWriter: w}
+		sw := &statuswriter.Writer{ResponseWriter: w}
 		defer func() { tracing.End(span, sw.Status(), nil) }()
 		w = sw
 	}
