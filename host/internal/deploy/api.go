@@ -346,12 +346,17 @@ func (m *Manager) listApps(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"apps": out})
 }
 
-func (m *Manager) getApp(w http.ResponseWriter, r *http.Request) {
-	var a store.App
-	err := m.opt.Store.View(r.Context(), func(tx *store.Tx) (err error) {
+// pathApp reads the app the request's path names ({tenant}/{app}).
+func (m *Manager) pathApp(r *http.Request) (a store.App, err error) {
+	err = m.opt.Store.View(r.Context(), func(tx *store.Tx) (err error) {
 		a, err = tx.App(r.PathValue("tenant"), r.PathValue("app"))
 		return
 	})
+	return a, err
+}
+
+func (m *Manager) getApp(w http.ResponseWriter, r *http.Request) {
+	a, err := m.pathApp(r)
 	if err != nil {
 		fail(w, err)
 		return
@@ -550,11 +555,7 @@ func (m *Manager) deleteApp(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Manager) listVersions(w http.ResponseWriter, r *http.Request) {
-	var a store.App
-	err := m.opt.Store.View(r.Context(), func(tx *store.Tx) (err error) {
-		a, err = tx.App(r.PathValue("tenant"), r.PathValue("app"))
-		return
-	})
+	a, err := m.pathApp(r)
 	if err != nil {
 		fail(w, err)
 		return
