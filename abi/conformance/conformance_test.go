@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -407,6 +408,9 @@ func TestConformance(t *testing.T) {
 	}
 }
 
+// requestIDLine is a /req report's line for the request id the host made.
+var requestIDLine = regexp.MustCompile(`(?m)^h:x-request-id=[0-9a-f]{32}\n`)
+
 // check holds r to what s requires; proto replaces HTTP/1.1 in expected /req reports.
 func check(t *testing.T, s scenario, r *result, proto string) {
 	t.Helper()
@@ -426,6 +430,14 @@ func check(t *testing.T, s scenario, r *result, proto string) {
 	want := s.wantBody
 	if want != nil && strings.HasPrefix(s.target, "/req") {
 		want = bytes.Replace(want, []byte("proto=HTTP/1.1\n"), []byte("proto="+proto+"\n"), 1)
+		// Every request reaches the guest with a request id the host made
+		// (SPEC §3): one x-request-id line, a fresh 32-hex value, compared
+		// apart from the scenario's own headers.
+		ids := requestIDLine.FindAll(r.body, -1)
+		if len(ids) != 1 {
+			t.Errorf("the guest saw %d x-request-id headers, want 1: %.300q", len(ids), r.body)
+		}
+		r.body = requestIDLine.ReplaceAll(r.body, nil)
 	}
 	if want != nil && !bytes.Equal(r.body, want) {
 		t.Errorf("body (%d bytes) %.300q\nwant (%d bytes) %.300q", len(r.body), r.body, len(want), want)
