@@ -178,6 +178,10 @@ func cmdServe(ctx context.Context, opts *Options, args []string, stdout, stderr 
 		admin = "off"
 	}
 	serving.Store(s)
+	// Every pool is warm and the listeners are bound (connections wait in
+	// their backlog until Serve accepts): ready before the serving line, which
+	// scripts and tests take as the sign to send requests and probes.
+	ready.SetReady()
 	urls := s.URLs()
 	first := ""
 	if len(urls) > 0 {
