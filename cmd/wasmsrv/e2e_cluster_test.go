@@ -158,7 +158,7 @@ type frontCounters struct {
 
 func (c *cluster) counters(t *testing.T) frontCounters {
 	t.Helper()
-	fams := scrape(t, c.frontAdmin, "")
+	fams := scrapeWith(t, c.client, c.frontAdmin, "")
 	sum := func(name string) float64 {
 		v := 0.0
 		if f := fams[name]; f != nil {
@@ -200,7 +200,7 @@ func (c *cluster) waitInRotation(t *testing.T, i int, up bool, stop <-chan struc
 	}
 	start := time.Now()
 	for deadline := start.Add(time.Minute); time.Now().Before(deadline); {
-		if sampleOf(scrape(t, c.frontAdmin, ""), "wasmsrv_upstream_up", "group", "nodes", "server", c.nodeURL(i)) == want {
+		if sampleOf(scrapeWith(t, c.client, c.frontAdmin, ""), "wasmsrv_upstream_up", "group", "nodes", "server", c.nodeURL(i)) == want {
 			return time.Since(start), true
 		}
 		select {
