@@ -11,7 +11,7 @@ image *ARGS:
     mkdir -p bin
     go run ./cmd/wasmsrv-image -o bin/wasmsrv-image.tar {{ARGS}}
 
-# The cluster on this machine: Redis, three serve nodes and a serve front; chat across nodes, kill -9 and a rolling restart under load, Redis restarted (figures in the output).
+# The cluster on this machine: Redis, three serve nodes and a serve front; a deploy through any node served by all three within 2 s, chat across nodes, kill -9 and a rolling restart (readiness and drain) under load, Redis restarted (figures in the output: sent, failed, retried, ejections).
 cluster:
     go test -race -count=1 -v -run 'TestE2ECluster$' ./cmd/wasmsrv
 

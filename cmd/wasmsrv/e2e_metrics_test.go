@@ -20,7 +20,18 @@ import (
 // parser.
 func scrape(t *testing.T, base, token string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, body := adminGet(t, base, token, "/metrics")
+	return scrapeWith(t, httpClient(t), base, token)
+}
+
+// scrapeWith is scrape through client (a test that scrapes often keeps one
+// client, and so one connection).
+func scrapeWith(t *testing.T, client *http.Client, base, token string) map[string]*dto.MetricFamily {
+	t.Helper()
+	req := mustRequest(t, http.MethodGet, base+"/metrics", nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, body := do(t, client, req)
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", resp.StatusCode, body)
 	}
