@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,9 @@ func TestCTwins(t *testing.T) {
 		t.Run(p.name, func(t *testing.T) {
 			goAddr, cAddr := serve(t, p.goSrc), serve(t, p.cSrc)
 			for i, raw := range p.requests {
+				// The same request id to both twins: the host hands it to the
+				// guest and returns it, so it is part of what must match.
+				raw = strings.Replace(raw, "\r\n", "\r\nX-Request-ID: twin-request-"+strconv.Itoa(i)+"\r\n", 1)
 				resp, body := exchange(t, goAddr, raw)
 				if resp.StatusCode != 200 {
 					t.Fatalf("request %d: Go twin answered %d %q: fix the request, not the twin", i, resp.StatusCode, body)
