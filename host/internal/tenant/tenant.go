@@ -113,7 +113,8 @@ func CheckSettings(settings map[string]any, secrets map[string]string) error {
 }
 
 // Apply bounds an app's settings by its tenant: grants must be within the
-// ceiling, the plugins' sections are the tenant's (kv's max_bytes its kv quota),
+// ceiling, the plugins' sections are the tenant's (its kv quota bounds its apps' kv
+// data together: kv's group_max_bytes over the namespace TENANT_),
 // the secrets go to the config plugin, and the per-instance memory fits (a
 // memory_limit the settings leave out is the quota when the default is over
 // it). settings are the keys the app set.
@@ -148,7 +149,11 @@ func Apply(t config.Tenant, a *config.App, settings map[string]any, secrets map[
 			sec[k] = v
 		}
 		if g == "kv" && t.Quotas.KVBytes > 0 {
+			// The tenant's apps together (their namespaces start with
+			// TENANT_), and each alone at most as much.
 			sec["max_bytes"] = int64(t.Quotas.KVBytes)
+			sec["group"] = t.Name + appname.TenantSep
+			sec["group_max_bytes"] = int64(t.Quotas.KVBytes)
 		}
 		a.PluginConfig[g] = sec
 	}
