@@ -275,16 +275,19 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = plugins.Status(pluginabi.ErrTooLarge)
 		return
 	}
-	if a.out != nil && !a.out.Take(a.group, time.Now()) {
-		a.log.Debug("request refused: the group is over its requests per minute", "group", a.group.Group, "group_per_minute", a.group.GroupPerMinute)
-		stack[0] = plugins.Status(pluginabi.ErrQuota)
-		return
-	}
 	rctx, cancel := context.WithTimeout(ctx, a.timeout)
 	req, status := a.decode(rctx, reqb, body)
 	if status != 0 {
 		cancel()
 		stack[0] = plugins.Status(status)
+		return
+	}
+	// A request that will be sent (well formed, its host allowed) counts
+	// against the group's requests per minute.
+	if a.out != nil && !a.out.Take(a.group, time.Now()) {
+		cancel()
+		a.log.Debug("request refused: the group is over its requests per minute", "group", a.group.Group, "group_per_minute", a.group.GroupPerMinute)
+		stack[0] = plugins.Status(pluginabi.ErrQuota)
 		return
 	}
 	// The outbound request carries the id of the inbound request it serves,
