@@ -21,11 +21,18 @@ type OutboundGroup struct {
 // Check refuses a bound without a group, a negative one, and a group the app's
 // name is not in.
 func (g OutboundGroup) Check(app string) error {
+	return CheckGroup(app, g.Group, "group_per_minute", int64(g.GroupPerMinute))
+}
+
+// CheckGroup checks a section's bound on a group of apps (key names the
+// bound): not negative, and a bound needs a group the app's name starts with,
+// so no app counts itself as another's group.
+func CheckGroup(app, group, key string, bound int64) error {
 	switch {
-	case g.GroupPerMinute < 0:
-		return fmt.Errorf("group_per_minute %d is negative", g.GroupPerMinute)
-	case g.GroupPerMinute > 0 && (g.Group == "" || !strings.HasPrefix(app, g.Group)):
-		return fmt.Errorf("group %q: the app's name %q must start with it", g.Group, app)
+	case bound < 0:
+		return fmt.Errorf("%s %d is negative", key, bound)
+	case bound > 0 && (group == "" || !strings.HasPrefix(app, group)):
+		return fmt.Errorf("group %q (with %s): the app's name %q must start with it", group, key, app)
 	}
 	return nil
 }

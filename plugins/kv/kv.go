@@ -14,7 +14,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -198,11 +197,8 @@ func (p *Plugin) Open(ctx context.Context, app plugins.AppInfo) (*plugins.Bindin
 	if lim.MaxKey > MaxKeyLimit {
 		return nil, fmt.Errorf("max_key %d is over %d", lim.MaxKey, MaxKeyLimit)
 	}
-	if lim.GroupMaxBytes < 0 {
-		return nil, fmt.Errorf("group_max_bytes %d is negative", lim.GroupMaxBytes)
-	}
-	if lim.GroupMaxBytes > 0 && (lim.Group == "" || !strings.HasPrefix(app.Name, lim.Group)) {
-		return nil, fmt.Errorf("group %q: the app's name %q must start with it", lim.Group, app.Name)
+	if err := plugins.CheckGroup(app.Name, lim.Group, "group_max_bytes", lim.GroupMaxBytes); err != nil {
+		return nil, err
 	}
 	s, err := p.backend(ctx)
 	if err != nil {
