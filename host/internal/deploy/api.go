@@ -572,13 +572,6 @@ func (m *Manager) upload(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the module is over hosting.max_module (%s)", config.FormatSize(max)))
 		return
 	}
-	// The tenant's uploads per minute (its quota): each is read and compiled,
-	// so a tenant cannot keep the server compiling.
-	if ok, wait := m.takeUpload(tname); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(wait))
-		writeErr(w, http.StatusTooManyRequests, fmt.Sprintf("tenant %q is over its quota of %d uploads per minute", tname, m.uploadQuota(tname)))
-		return
-	}
 	// One upload per tenant at a time (429 for a second), so a tenant cannot
 	// hold every validation slot; then uploads wait for one of few slots: each
 	// holds its module in memory and compiles it.
@@ -598,6 +591,14 @@ func (m *Manager) upload(w http.ResponseWriter, r *http.Request) {
 		delete(m.uploading, tname)
 		m.mu.Unlock()
 	}()
+	// The tenant's uploads per minute (its quota), counted once it has its
+	// turn: each is read and compiled, so a tenant cannot keep the server
+	// compiling.
+	if ok, wait := m.takeUpload(tname); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(wait))
+		writeErr(w, http.StatusTooManyRequests, fmt.Sprintf("tenant %q is over its quota of %d uploads per minute", tname, m.uploadQuota(tname)))
+		return
+	}
 	select {
 	case m.validating <- struct{}{}:
 		defer func() { <-m.validating }()
