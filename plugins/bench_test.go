@@ -57,7 +57,7 @@ func BenchmarkKVStore(b *testing.B) {
 			continue
 		}
 		for i := 0; i < 1000; i++ {
-			_ = s.Set(ctx, "bench", "k"+strconv.Itoa(i), val, 0, 0)
+			_ = s.Set(ctx, "bench", "k"+strconv.Itoa(i), val, 0, kv.Quota{})
 		}
 		b.Run(name+"/get", func(b *testing.B) {
 			var n atomic.Int64
@@ -73,7 +73,7 @@ func BenchmarkKVStore(b *testing.B) {
 		})
 		b.Run(name+"/set-serial", func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
-				if err := s.Set(ctx, "bench", "k"+strconv.Itoa(i%1000), val, 0, 0); err != nil {
+				if err := s.Set(ctx, "bench", "k"+strconv.Itoa(i%1000), val, 0, kv.Quota{}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -83,7 +83,7 @@ func BenchmarkKVStore(b *testing.B) {
 			b.SetParallelism(8)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
-					if err := s.Set(ctx, "bench", "k"+strconv.Itoa(int(n.Add(1)%1000)), val, 0, 0); err != nil {
+					if err := s.Set(ctx, "bench", "k"+strconv.Itoa(int(n.Add(1)%1000)), val, 0, kv.Quota{}); err != nil {
 						b.Error("set failed", err)
 						return
 					}

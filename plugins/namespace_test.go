@@ -69,13 +69,13 @@ func TestKVNamespacesAreDisjoint(t *testing.T) {
 			s := st.s
 			refused := map[string]bool{}
 			for i, n := range names {
-				if err := s.Set(ctx, n, "secret", fmt.Appendf(nil, "secret of %d", i), 0, 0); err != nil {
+				if err := s.Set(ctx, n, "secret", fmt.Appendf(nil, "secret of %d", i), 0, kv.Quota{}); err != nil {
 					t.Logf("%s refuses app name %q: %v", st.name, n, err)
 					refused[n] = true
 					continue
 				}
 				for _, k := range []string{"k1", "k2", "i", "s", "u", "d:secret"} {
-					if err := s.Set(ctx, n, fmt.Sprintf("%s-%d", k, i), []byte("v"), 0, 0); err != nil {
+					if err := s.Set(ctx, n, fmt.Sprintf("%s-%d", k, i), []byte("v"), 0, kv.Quota{}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -108,7 +108,7 @@ func TestKVNamespacesAreDisjoint(t *testing.T) {
 			if ok, err := s.Delete(ctx, "a:b", "secret"); err != nil || !ok {
 				t.Fatalf("delete: %v %v", ok, err)
 			}
-			if swapped, err := s.CAS(ctx, "x613a62", "secret", nil, true, []byte("mine now"), false, 0, 0); err != nil || swapped {
+			if swapped, err := s.CAS(ctx, "x613a62", "secret", nil, true, []byte("mine now"), false, 0, kv.Quota{}); err != nil || swapped {
 				t.Errorf("x613a62's CAS on an absent key succeeded (%v, %v): its secret is gone", swapped, err)
 			}
 			if v, ok, _ := s.Get(ctx, "x613a62", "secret"); !ok || string(v) != fmt.Sprintf("secret of %d", slices.Index(names, "x613a62")) {

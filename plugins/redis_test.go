@@ -30,11 +30,11 @@ func TestRedisStore(t *testing.T) {
 	}
 	defer s.Close()
 	for _, k := range []string{"b", "a:2", "a:1", "c"} {
-		if err := s.Set(ctx, "app{x}", k, []byte("v"+k), 0, 0); err != nil {
+		if err := s.Set(ctx, "app{x}", k, []byte("v"+k), 0, kv.Quota{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Set(ctx, "app{x}", "a:ttl", []byte("gone"), 50*time.Millisecond, 0); err != nil {
+	if err := s.Set(ctx, "app{x}", "a:ttl", []byte("gone"), 50*time.Millisecond, kv.Quota{}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(120 * time.Millisecond)
@@ -60,13 +60,13 @@ func TestRedisStore(t *testing.T) {
 	if ok, _ := mustCAS(t, s, "a:1", "va:1", "x"); !ok {
 		t.Fatal("cas failed")
 	}
-	if err := s.Set(ctx, "small", "k", make([]byte, 100), 0, 50); err != kv.ErrQuota {
+	if err := s.Set(ctx, "small", "k", make([]byte, 100), 0, kv.Quota{MaxBytes: 50}); err != kv.ErrQuota {
 		t.Fatalf("quota: %v", err)
 	}
 }
 
 func mustCAS(t *testing.T, s *kv.Redis, key, old, nv string) (bool, error) {
-	ok, err := s.CAS(context.Background(), "app{x}", key, []byte(old), false, []byte(nv), false, 0, 0)
+	ok, err := s.CAS(context.Background(), "app{x}", key, []byte(old), false, []byte(nv), false, 0, kv.Quota{})
 	if err != nil {
 		t.Fatal(err)
 	}

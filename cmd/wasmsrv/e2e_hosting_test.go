@@ -420,8 +420,9 @@ func checkIsolation(t *testing.T, h *hostingSite, c *http.Client) {
 	if code != 200 || !strings.Contains(body, `"rollback"`) || strings.Contains(body, `"tenant": "beta"`) {
 		t.Errorf("alpha's audit log: %d\n%s", code, body)
 	}
-	// An API-made tenant with a request-rate quota: 429 beyond it.
-	code, body = h.api(t, opToken, "POST", "/v1/tenants", []byte(`{"name":"gamma","quotas":{"rate":1,"burst":2}}`))
+	// An API-made tenant with a request-rate quota: 503 beyond it (the issue's
+	// status for requests), never 429; and one upload a minute: the second is 429.
+	code, body = h.api(t, opToken, "POST", "/v1/tenants", []byte(`{"name":"gamma","quotas":{"rate":1,"burst":2,"uploads":1}}`))
 	if code != 201 {
 		t.Fatalf("create gamma: %d %s", code, body)
 	}
@@ -430,10 +431,21 @@ func checkIsolation(t *testing.T, h *hostingSite, c *http.Client) {
 	if r := h.cli(t, created.Token, "deploy", "--app", "hello", "--host", "gamma.test", filepath.Join(sample("c-hello"), "main.wasm")); r.code != 0 {
 		t.Fatalf("gamma deploy: %d %s", r.code, r.stderr)
 	}
+	hello, err := os.ReadFile(filepath.Join(sample("c-hello"), "main.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := h.api(t, created.Token, "POST", "/v1/tenants/gamma/apps/hello/versions", withCustomSection(hello, "v", "2")); code != 429 || !strings.Contains(body, "uploads per minute") {
+		t.Errorf("gamma's second upload within a minute: %d %s, want 429", code, body)
+	}
 	limited := 0
 	for range 6 {
-		if code, _, _ := h.hit(t, c, "gamma.test", "/"); code == 429 {
+		switch code, _, _ := h.hit(t, c, "gamma.test", "/"); code {
+		case 503:
 			limited++
+		case 200:
+		default:
+			t.Errorf("gamma over its rate quota: %d, want 200 or 503", code)
 		}
 	}
 	if limited == 0 {

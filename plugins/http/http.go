@@ -61,10 +61,18 @@ type Config struct {
 	MaxRequest int64 `json:"max_request"`
 	// MaxOpen bounds the open handles per instance (default 256).
 	MaxOpen int `json:"max_open"`
+	// Group and GroupPerMinute bound the requests of a group of apps per
+	// minute (a hosting tenant's outbound quota; ERR_QUOTA beyond).
+	plugins.OutboundGroup
 }
 
 // Plugin is the http plugin. The zero value is ready.
-type Plugin struct{}
+type Plugin struct {
+	// Outbound counts the groups' requests (group_per_minute); the binary
+	// shares one with the sockets plugin. Nil: the plugin counts its own.
+	Outbound *plugins.Outbound
+	own      plugins.Outbound
+}
 
 // New returns the http plugin.
 func New() *Plugin { return &Plugin{} }
@@ -82,6 +90,8 @@ type appHTTP struct {
 	maxResponse int64
 	maxRequest  int64
 	maxOpen     int
+	out         *plugins.Outbound
+	group       plugins.OutboundGroup
 	log         *slog.Logger
 }
 
@@ -89,14 +99,21 @@ type appHTTP struct {
 var errDenied = errors.New("host not allowed")
 
 // Open implements plugins.Plugin.
-func (*Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
+func (p *Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding, error) {
 	var cfg Config
 	if err := app.Config.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.OutboundGroup.Check(app.Name); err != nil {
 		return nil, err
 	}
 	a, tr, err := newApp(cfg, app.Logger.With("plugin", "http"))
 	if err != nil {
 		return nil, err
+	}
+	a.out, a.group = p.Outbound, cfg.OutboundGroup
+	if a.out == nil {
+		a.out = &p.own
 	}
 	s := plugins.Sig
 	i32, i64 := plugins.I32, plugins.I64
@@ -263,6 +280,14 @@ func (a *appHTTP) send(ctx context.Context, mod api.Module, stack []uint64) {
 	if status != 0 {
 		cancel()
 		stack[0] = plugins.Status(status)
+		return
+	}
+	// A request that will be sent (well formed, its host allowed) counts
+	// against the group's requests per minute.
+	if a.out != nil && !a.out.Take(a.group, time.Now()) {
+		cancel()
+		a.log.Debug("request refused: the group is over its requests per minute", "group", a.group.Group, "group_per_minute", a.group.GroupPerMinute)
+		stack[0] = plugins.Status(pluginabi.ErrQuota)
 		return
 	}
 	// The outbound request carries the id of the inbound request it serves,

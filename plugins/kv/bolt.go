@@ -120,6 +120,20 @@ func usage(ab *bolt.Bucket) int64 {
 	return int64(binary.LittleEndian.Uint64(v))
 }
 
+// groupUsage sums the usage of the apps whose names start with group.
+func groupUsage(tx *bolt.Tx, group string) int64 {
+	apps := tx.Bucket([]byte(bktApps))
+	p := []byte(group)
+	var n int64
+	c := apps.Cursor()
+	for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+		if v == nil { // a bucket: an app
+			n += usage(apps.Bucket(k))
+		}
+	}
+	return n
+}
+
 func addUsage(ab *bolt.Bucket, delta int64) error {
 	var v [8]byte
 	binary.LittleEndian.PutUint64(v[:], uint64(max(usage(ab)+delta, 0)))
@@ -160,14 +174,20 @@ func (b *Bolt) Get(_ context.Context, app, key string) (val []byte, ok bool, err
 }
 
 // put writes key in a write transaction, keeping the usage count and the quota.
-func put(ab, d *bolt.Bucket, key string, val []byte, exp uint64, maxBytes int64) error {
+// The group's usage is summed over its apps' buckets in the same transaction
+// (bbolt has one writer at a time), so apps of a group writing at once cannot
+// pass its quota together.
+func put(tx *bolt.Tx, ab, d *bolt.Bucket, key string, val []byte, exp uint64, q Quota) error {
 	k := []byte(key)
 	var old int64
 	if prev := d.Get(k); prev != nil {
 		old = int64(len(k) + len(prev) - 8)
 	}
 	size := int64(len(k) + len(val))
-	if maxBytes > 0 && usage(ab)-old+size > maxBytes {
+	if q.MaxBytes > 0 && usage(ab)-old+size > q.MaxBytes {
+		return ErrQuota
+	}
+	if q.GroupMaxBytes > 0 && size > old && groupUsage(tx, q.Group)-old+size > q.GroupMaxBytes {
 		return ErrQuota
 	}
 	entry := make([]byte, 8+len(val))
@@ -193,7 +213,7 @@ func remove(ab, d *bolt.Bucket, key []byte) (bool, error) {
 
 // Set implements Store. Writes go through bbolt's Batch: concurrent writers share
 // one transaction and one fsync.
-func (b *Bolt) Set(_ context.Context, app, key string, val []byte, ttl time.Duration, maxBytes int64) error {
+func (b *Bolt) Set(_ context.Context, app, key string, val []byte, ttl time.Duration, q Quota) error {
 	exp := expiryOf(b.now(), ttl)
 	// val aliases guest memory, which may change once this call returns: Batch can
 	// run the function later on another goroutine, so copy first.
@@ -203,7 +223,7 @@ func (b *Bolt) Set(_ context.Context, app, key string, val []byte, ttl time.Dura
 		if err != nil {
 			return err
 		}
-		return put(ab, d, key, val, exp, maxBytes)
+		return put(tx, ab, d, key, val, exp, q)
 	})
 	if err != nil && !errors.Is(err, ErrQuota) {
 		return fmt.Errorf("kv: set: %w", err)
@@ -232,7 +252,7 @@ func (b *Bolt) Delete(_ context.Context, app, key string) (bool, error) {
 }
 
 // CAS implements Store.
-func (b *Bolt) CAS(_ context.Context, app, key string, old []byte, oldAbsent bool, nv []byte, del bool, ttl time.Duration, maxBytes int64) (bool, error) {
+func (b *Bolt) CAS(_ context.Context, app, key string, old []byte, oldAbsent bool, nv []byte, del bool, ttl time.Duration, q Quota) (bool, error) {
 	now := b.now()
 	exp := expiryOf(now, ttl)
 	old, nv = bytes.Clone(old), bytes.Clone(nv)
@@ -250,7 +270,7 @@ func (b *Bolt) CAS(_ context.Context, app, key string, old []byte, oldAbsent boo
 		if del {
 			_, err = remove(ab, d, []byte(key))
 		} else {
-			err = put(ab, d, key, nv, exp, maxBytes)
+			err = put(tx, ab, d, key, nv, exp, q)
 		}
 		swapped = err == nil
 		return err

@@ -39,6 +39,24 @@ type Limits struct {
 	// MaxBytes is the app's total of key and value bytes (default 64 MiB; 0 in a
 	// section means the default). Expired entries count until they are swept.
 	MaxBytes int64 `json:"max_bytes"`
+	// Group and GroupMaxBytes bound several apps together: the apps whose
+	// names start with Group (a hosting tenant's namespace, "acme_") share
+	// GroupMaxBytes of keys and values. The app's own name must start with
+	// Group. Zero GroupMaxBytes: no group bound.
+	Group         string `json:"group"`
+	GroupMaxBytes int64  `json:"group_max_bytes"`
+}
+
+// Quota is what a write is checked against: the app's bytes and, with a
+// Group, the bytes of every app of the group together.
+type Quota struct {
+	MaxBytes      int64
+	Group         string
+	GroupMaxBytes int64
+}
+
+func (l Limits) quota() Quota {
+	return Quota{MaxBytes: l.MaxBytes, Group: l.Group, GroupMaxBytes: l.GroupMaxBytes}
 }
 
 // DefaultLimits are the limits of an app without its own.
@@ -57,7 +75,8 @@ func (l Limits) orDefault(d Limits) Limits {
 	return l
 }
 
-// ErrQuota is returned by a Store when a write would take an app over MaxBytes.
+// ErrQuota is returned by a Store when a write would take an app over MaxBytes
+// or its group over GroupMaxBytes.
 var ErrQuota = errors.New("kv: app storage limit reached")
 
 // Store is a backend. Every method is namespaced by app: one app can never name
@@ -65,12 +84,12 @@ var ErrQuota = errors.New("kv: app storage limit reached")
 type Store interface {
 	Get(ctx context.Context, app, key string) (val []byte, ok bool, err error)
 	// Set stores val; ttl 0 means no expiry.
-	Set(ctx context.Context, app, key string, val []byte, ttl time.Duration, maxBytes int64) error
+	Set(ctx context.Context, app, key string, val []byte, ttl time.Duration, q Quota) error
 	// Delete removes key and reports whether it existed.
 	Delete(ctx context.Context, app, key string) (bool, error)
 	// CAS replaces key's value with new (or deletes it when del) only if the current
 	// value equals old (or the key is absent when oldAbsent).
-	CAS(ctx context.Context, app, key string, old []byte, oldAbsent bool, new []byte, del bool, ttl time.Duration, maxBytes int64) (bool, error)
+	CAS(ctx context.Context, app, key string, old []byte, oldAbsent bool, new []byte, del bool, ttl time.Duration, q Quota) (bool, error)
 	// List returns up to max keys starting with prefix and greater than after, in
 	// byte order, and whether more follow.
 	List(ctx context.Context, app, prefix, after string, max int) (keys []string, more bool, err error)
@@ -178,6 +197,9 @@ func (p *Plugin) Open(ctx context.Context, app plugins.AppInfo) (*plugins.Bindin
 	if lim.MaxKey > MaxKeyLimit {
 		return nil, fmt.Errorf("max_key %d is over %d", lim.MaxKey, MaxKeyLimit)
 	}
+	if err := plugins.CheckGroup(app.Name, lim.Group, "group_max_bytes", lim.GroupMaxBytes); err != nil {
+		return nil, err
+	}
 	s, err := p.backend(ctx)
 	if err != nil {
 		return nil, err
@@ -276,7 +298,7 @@ func (a *appKV) set(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = plugins.Status(pluginabi.ErrTooLarge)
 	default:
 		// The value is a view of guest memory: backends copy it before returning.
-		if err := a.store.Set(ctx, a.app, string(key), val, ttl, a.lim.MaxBytes); err != nil {
+		if err := a.store.Set(ctx, a.app, string(key), val, ttl, a.lim.quota()); err != nil {
 			stack[0] = plugins.Status(a.fail("set", err))
 			return
 		}
@@ -318,7 +340,7 @@ func (a *appKV) cas(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = plugins.Status(pluginabi.ErrTooLarge)
 		return
 	}
-	swapped, err := a.store.CAS(ctx, a.app, string(key), old, flags&CASOldAbsent != 0, nv, flags&CASDelete != 0, ttl, a.lim.MaxBytes)
+	swapped, err := a.store.CAS(ctx, a.app, string(key), old, flags&CASOldAbsent != 0, nv, flags&CASDelete != 0, ttl, a.lim.quota())
 	switch {
 	case err != nil:
 		stack[0] = plugins.Status(a.fail("cas", err))

@@ -556,19 +556,19 @@ func TestUsagePerApp(t *testing.T) {
 		if n := usage("nobody"); n != 0 {
 			t.Errorf("an app with no data: %d", n)
 		}
-		if err := store.Set(ctx, "a", "key", []byte("12345"), 0, 0); err != nil {
+		if err := store.Set(ctx, "a", "key", []byte("12345"), 0, Quota{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Set(ctx, "a", "k2", []byte("x"), 0, 0); err != nil {
+		if err := store.Set(ctx, "a", "k2", []byte("x"), 0, Quota{}); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Set(ctx, "b", "key", []byte("1"), 0, 0); err != nil {
+		if err := store.Set(ctx, "b", "key", []byte("1"), 0, Quota{}); err != nil {
 			t.Fatal(err)
 		}
 		if n := usage("a"); n != 3+5+2+1 {
 			t.Errorf("a: %d, want 11", n)
 		}
-		if err := store.Set(ctx, "a", "key", []byte("1"), 0, 0); err != nil {
+		if err := store.Set(ctx, "a", "key", []byte("1"), 0, Quota{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := store.Delete(ctx, "a", "k2"); err != nil {
@@ -576,6 +576,88 @@ func TestUsagePerApp(t *testing.T) {
 		}
 		if a, b := usage("a"), usage("b"); a != 4 || b != 4 {
 			t.Errorf("a %d, b %d; want 4 and 4", a, b)
+		}
+	})
+}
+
+// TestGroupQuota: the apps of a group (a hosting tenant's namespace "acme_")
+// share group_max_bytes: spreading keys over two apps, sequentially or from
+// both apps at once, never passes it; a refused write loses nothing stored; a
+// delete in one app makes room for the other; an app of another group (or a
+// name that only looks alike) is not counted; an app cannot join a group its
+// name is not in.
+func TestGroupQuota(t *testing.T) {
+	backends(t, func(t *testing.T, store Store) {
+		sec := func() plugins.Section {
+			return plugins.Section{"max_key": 64, "max_value": 1000, "max_bytes": 4096, "group": "acme_", "group_max_bytes": 4096}
+		}
+		a := newGuest(t, store, "acme_a", sec())
+		b := newGuest(t, store, "acme_b", sec())
+		val := strings.Repeat("v", 500)
+		// Both apps at once: 2 × 10 writes of 503 bytes against 4096 together.
+		var wg sync.WaitGroup
+		ok := make([]int, 2)
+		for i, g := range []*guest{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for n := range 10 {
+					switch rc := g.set(fmt.Sprintf("k%02d", n), val, 0); rc {
+					case 0:
+						ok[i]++
+					case status(pluginabi.ErrQuota):
+					default:
+						t.Errorf("set: %s", pluginabi.StatusText(int32(rc)))
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if total := (ok[0] + ok[1]) * 503; total > 4096 || ok[0]+ok[1] < 8 {
+			t.Fatalf("apps a and b stored %d and %d values of 503 bytes against a group quota of 4096", ok[0], ok[1])
+		}
+		// Nothing stored was lost by the refusals.
+		for i, g := range []*guest{a, b} {
+			if got := g.list("k", 4096); len(got) != ok[i] {
+				t.Errorf("app %d lists %d keys, stored %d", i, len(got), ok[i])
+			}
+			for _, k := range g.list("k", 4096) {
+				if g.get(k) != val {
+					t.Errorf("app %d key %s lost its value", i, k)
+				}
+			}
+		}
+		// A CAS growing a value is refused too; shrinking is allowed.
+		if rc := a.set("grow", strings.Repeat("g", 900), 0); rc != status(pluginabi.ErrQuota) {
+			t.Errorf("a's write over the group's quota: %s", pluginabi.StatusText(int32(rc)))
+		}
+		// Another tenant's app and a look-alike name are not counted.
+		other := newGuest(t, store, "beta_a", plugins.Section{"max_bytes": 4096, "group": "beta_", "group_max_bytes": 4096})
+		alike := newGuest(t, store, "acmex_a", plugins.Section{"max_bytes": 4096, "group": "acmex_", "group_max_bytes": 4096})
+		for _, g := range []*guest{other, alike} {
+			if rc := g.set("k", strings.Repeat("o", 900), 0); rc != 0 {
+				t.Errorf("another group's write: %s", pluginabi.StatusText(int32(rc)))
+			}
+		}
+		// A delete in b makes room in a.
+		keys := b.list("k", 4096)
+		if len(keys) == 0 {
+			keys = a.list("k", 4096)
+		}
+		for _, k := range keys[:1] {
+			if rc := b.del(k); rc != 0 {
+				if rc = a.del(k); rc != 0 {
+					t.Fatal(rc)
+				}
+			}
+		}
+		if rc := a.set("room", strings.Repeat("r", 400), 0); rc != 0 {
+			t.Errorf("after a delete in the group: %s", pluginabi.StatusText(int32(rc)))
+		}
+		// An app cannot put itself in a group its name is not in.
+		_, err := New(Options{Store: store}).Open(context.Background(), plugins.AppInfo{Name: "evil", Config: sec(), Logger: slog.New(slog.DiscardHandler)})
+		if err == nil {
+			t.Error("app evil opened with group acme_")
 		}
 	})
 }

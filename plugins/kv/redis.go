@@ -30,6 +30,11 @@ type Redis struct {
 	ownClient               bool
 }
 
+// put's group check: KEYS[5] is the group's set of its apps' key prefixes
+// (this app's is ARGV[#ARGV], the group bound ARGV[#ARGV-1]); the usages are
+// summed inside the script, so two apps of a group writing at once cannot pass
+// its bound together. (A group spans cluster slots: it needs one Redis, not a
+// cluster.)
 const luaPut = `
 local function put(member, val, ttl, maxb)
   local old = tonumber(redis.call('HGET', KEYS[3], member) or '0')
@@ -37,6 +42,15 @@ local function put(member, val, ttl, maxb)
   local used = tonumber(redis.call('GET', KEYS[4]) or '0')
   maxb = tonumber(maxb)
   if maxb > 0 and used - old + size > maxb then return -1 end
+  local gmax = tonumber(ARGV[#ARGV-1])
+  if gmax > 0 and size > old then
+    redis.call('SADD', KEYS[5], ARGV[#ARGV])
+    local g = 0
+    for _, p in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+      g = g + tonumber(redis.call('GET', p .. 'u') or '0')
+    end
+    if g - old + size > gmax then return -1 end
+  end
   if tonumber(ttl) > 0 then
     redis.call('SET', KEYS[1], val, 'PX', ttl)
   else
@@ -60,10 +74,12 @@ local function forget(member)
 end
 `
 
-// KEYS: data, index, sizes, usage. ARGV: member, value, ttl ms, max bytes.
+// KEYS: data, index, sizes, usage, group. ARGV: member, value, ttl ms, max
+// bytes, group max bytes, the app's key prefix.
 const luaSet = luaPut + `return put(ARGV[1], ARGV[2], ARGV[3], ARGV[4])`
 
-// ARGV: member, old, old absent (0/1), new, delete (0/1), ttl ms, max bytes.
+// ARGV: member, old, old absent (0/1), new, delete (0/1), ttl ms, max bytes,
+// group max bytes, the app's key prefix.
 const luaCAS = luaPut + luaForget + `
 local cur = redis.call('GET', KEYS[1])
 if ARGV[3] == '1' then
@@ -166,6 +182,12 @@ func (r *Redis) keys(app, key string) []string {
 	return []string{t + "d:" + key, t + "i", t + "s", t + "u"}
 }
 
+// writeKeys are keys with the group's set of its apps (the group's name hex
+// encoded: any bytes).
+func (r *Redis) writeKeys(app, key string, q Quota) []string {
+	return append(r.keys(app, key), "wasmsrv:kv:g:"+hex.EncodeToString([]byte(q.Group)))
+}
+
 func ttlMs(ttl time.Duration) int64 {
 	if ttl <= 0 {
 		return 0
@@ -195,8 +217,8 @@ func (r *Redis) Get(ctx context.Context, app, key string) ([]byte, bool, error) 
 }
 
 // Set implements Store.
-func (r *Redis) Set(ctx context.Context, app, key string, val []byte, ttl time.Duration, maxBytes int64) error {
-	n, err := r.setS.Run(ctx, r.c, r.keys(app, key), key, val, ttlMs(ttl), maxBytes).Int()
+func (r *Redis) Set(ctx context.Context, app, key string, val []byte, ttl time.Duration, q Quota) error {
+	n, err := r.setS.Run(ctx, r.c, r.writeKeys(app, key, q), key, val, ttlMs(ttl), q.MaxBytes, q.GroupMaxBytes, redisTag(app)).Int()
 	if err != nil {
 		return fmt.Errorf("kv: redis set: %w", err)
 	}
@@ -216,8 +238,8 @@ func (r *Redis) Delete(ctx context.Context, app, key string) (bool, error) {
 }
 
 // CAS implements Store.
-func (r *Redis) CAS(ctx context.Context, app, key string, old []byte, oldAbsent bool, nv []byte, del bool, ttl time.Duration, maxBytes int64) (bool, error) {
-	n, err := r.casS.Run(ctx, r.c, r.keys(app, key), key, old, b01(oldAbsent), nv, b01(del), ttlMs(ttl), maxBytes).Int()
+func (r *Redis) CAS(ctx context.Context, app, key string, old []byte, oldAbsent bool, nv []byte, del bool, ttl time.Duration, q Quota) (bool, error) {
+	n, err := r.casS.Run(ctx, r.c, r.writeKeys(app, key, q), key, old, b01(oldAbsent), nv, b01(del), ttlMs(ttl), q.MaxBytes, q.GroupMaxBytes, redisTag(app)).Int()
 	if err != nil {
 		return false, fmt.Errorf("kv: redis cas: %w", err)
 	}

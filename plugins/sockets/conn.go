@@ -89,6 +89,10 @@ func (is *instSockets) remove(c *sconn) {
 // a goroutine of its own (the handle reports the outcome).
 func (is *instSockets) connect(ctx context.Context, t target, timeout time.Duration) (uint32, int32) {
 	a := is.a
+	if !a.outbound.Take(a.group, time.Now()) {
+		a.log.Debug("connect refused: the group is over its connects per minute", "group", a.group.Group, "group_per_minute", a.group.GroupPerMinute)
+		return 0, pluginabi.ErrQuota
+	}
 	is.mu.Lock()
 	if is.dead {
 		is.mu.Unlock()

@@ -102,6 +102,9 @@ type Config struct {
 	TLSServerName string `json:"tls_server_name"`
 	// TLSInsecureSkipVerify turns certificate verification off: for test setups only.
 	TLSInsecureSkipVerify bool `json:"tls_insecure_skip_verify"`
+	// Group and GroupPerMinute bound the connects of a group of apps per
+	// minute (a hosting tenant's outbound quota; ERR_QUOTA beyond).
+	plugins.OutboundGroup
 }
 
 // Resolver looks host names up. *net.Resolver is one; tests inject their own.
@@ -113,11 +116,15 @@ type Resolver interface {
 type Options struct {
 	// Resolver resolves the names guests connect to (default net.DefaultResolver).
 	Resolver Resolver
+	// Outbound counts the groups' connects (group_per_minute); the binary
+	// shares one with the http plugin. Nil: the plugin counts its own.
+	Outbound *plugins.Outbound
 }
 
 // Plugin is the sockets plugin.
 type Plugin struct {
 	resolver Resolver
+	out      *plugins.Outbound
 	chunks   chunkPool // read-ahead buffers, shared by every app
 }
 
@@ -127,7 +134,11 @@ func New(opts Options) *Plugin {
 	if r == nil {
 		r = net.DefaultResolver
 	}
-	return &Plugin{resolver: r}
+	out := opts.Outbound
+	if out == nil {
+		out = &plugins.Outbound{}
+	}
+	return &Plugin{resolver: r, out: out}
 }
 
 // Name implements plugins.Plugin.
@@ -147,6 +158,8 @@ type appSockets struct {
 	maxConns       int64
 	maxInstConns   int
 	open           atomic.Int64 // connections (and connects in progress) of the app
+	outbound       *plugins.Outbound
+	group          plugins.OutboundGroup
 	in, out        budget
 	chunks         *chunkPool
 	log            *slog.Logger
@@ -160,6 +173,9 @@ func (p *Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding,
 	}
 	al, err := netallow.Parse(cfg.Allow)
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.OutboundGroup.Check(app.Name); err != nil {
 		return nil, err
 	}
 	for _, v := range []struct {
@@ -176,6 +192,7 @@ func (p *Plugin) Open(_ context.Context, app plugins.AppInfo) (*plugins.Binding,
 		connectTimeout: cfg.ConnectTimeout.D(DefaultConnectTimeout),
 		maxConns:       int64(cfg.MaxConns), maxInstConns: cfg.MaxInstanceConns,
 		chunks: &p.chunks, log: app.Logger.With("plugin", "sockets"),
+		outbound: p.out, group: cfg.OutboundGroup,
 	}
 	if a.maxConns == 0 {
 		a.maxConns = DefaultMaxConns

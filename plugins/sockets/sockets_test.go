@@ -549,6 +549,19 @@ func TestLimits(t *testing.T) {
 	})
 }
 
+// TestGroupConnects: group_per_minute bounds the connects of the app's group
+// (a hosting tenant's outbound quota): beyond it connect answers ERR_QUOTA,
+// before anything is dialled.
+func TestGroupConnects(t *testing.T) {
+	shapes(t, func(t *testing.T, mode string) {
+		ls := startLineServer(t, nil, nil)
+		s := serve(t, app{mode: mode, section: plugins.Section{"allow": []string{ls.addr}, "group": "sockets-", "group_per_minute": 2}})
+		want(t, s.url+"/ping?addr="+ls.addr, 200, "pong")
+		want(t, s.url+"/ping?addr="+ls.addr, 200, "pong")
+		want(t, s.url+"/ping?addr="+ls.addr, 502, "ERR_QUOTA")
+	})
+}
+
 func TestByteQuota(t *testing.T) {
 	shapes(t, func(t *testing.T, mode string) {
 		ls := startLineServer(t, nil, nil)
@@ -570,6 +583,8 @@ func TestConfigErrors(t *testing.T) {
 		{plugins.Section{"tls_ca": "/nonexistent.pem"}, "tls_ca"},
 		{plugins.Section{"alow": []string{"x"}}, "alow"},
 		{plugins.Section{"connect_timeout": "soon"}, "soon"},
+		{plugins.Section{"group": "other_", "group_per_minute": 5}, "group"},
+		{plugins.Section{"group_per_minute": 5}, "group"},
 	} {
 		_, err := p.Open(context.Background(), plugins.AppInfo{Name: "a", Config: c.sec, Logger: slog.New(slog.DiscardHandler)})
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -70,14 +70,21 @@ type Quotas struct {
 	Instances         int  `toml:"instances" yaml:"instances" json:"instances,omitempty"`
 	MemoryTotal       Size `toml:"memory_total" yaml:"memory_total" json:"memory_total,omitempty"`
 	MemoryPerInstance Size `toml:"memory_per_instance" yaml:"memory_per_instance" json:"memory_per_instance,omitempty"`
-	// Rate is requests per second to the tenant's apps together (429 beyond),
+	// Rate is requests per second to the tenant's apps together (503 beyond),
 	// with bursts of Burst (default: Rate).
 	Rate  int `toml:"rate" yaml:"rate" json:"rate,omitempty"`
 	Burst int `toml:"burst" yaml:"burst" json:"burst,omitempty"`
 	// Concurrency is requests in flight to the tenant's apps together (503 beyond).
 	Concurrency int `toml:"concurrency" yaml:"concurrency" json:"concurrency,omitempty"`
-	// KVBytes bounds each of the tenant's apps' kv data (the kv plugin's max_bytes).
+	// KVBytes bounds the kv data of the tenant's apps together (keys and
+	// values; the kv plugin's group_max_bytes over the tenant's namespace).
 	KVBytes Size `toml:"kv_bytes" yaml:"kv_bytes" json:"kv_bytes,omitempty"`
+	// Outbound is outgoing requests per minute of the tenant's apps together
+	// (the http plugin's requests; ERR_QUOTA to the guest beyond).
+	Outbound int `toml:"outbound" yaml:"outbound" json:"outbound,omitempty"`
+	// Uploads is module uploads per minute (each is read and compiled; 429
+	// with Retry-After on the API beyond).
+	Uploads int `toml:"uploads" yaml:"uploads" json:"uploads,omitempty"`
 }
 
 // Check validates the quotas; key names a quota by its key.
@@ -87,7 +94,8 @@ func (q *Quotas) Check(key func(string) string, add func(*Error)) {
 		v int64
 	}{{"apps", int64(q.Apps)}, {"instances", int64(q.Instances)}, {"memory_total", int64(q.MemoryTotal)},
 		{"memory_per_instance", int64(q.MemoryPerInstance)}, {"rate", int64(q.Rate)}, {"burst", int64(q.Burst)},
-		{"concurrency", int64(q.Concurrency)}, {"kv_bytes", int64(q.KVBytes)}} {
+		{"concurrency", int64(q.Concurrency)}, {"kv_bytes", int64(q.KVBytes)},
+		{"outbound", int64(q.Outbound)}, {"uploads", int64(q.Uploads)}} {
 		if f.v < 0 {
 			add(errf(key(f.k), "must be >= 0 (0: no bound)"))
 		}

@@ -592,6 +592,14 @@ func (m *Manager) upload(w http.ResponseWriter, r *http.Request) {
 		delete(m.uploading, tname)
 		m.mu.Unlock()
 	}()
+	// The tenant's uploads per minute (its quota), counted once it has its
+	// turn: each is read and compiled, so a tenant cannot keep the server
+	// compiling.
+	if ok, wait := m.takeUpload(tname); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(wait))
+		writeErr(w, http.StatusTooManyRequests, fmt.Sprintf("tenant %q is over its quota of %d uploads per minute", tname, m.uploadQuota(tname)))
+		return
+	}
 	select {
 	case m.validating <- struct{}{}:
 		defer func() { <-m.validating }()

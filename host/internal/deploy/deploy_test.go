@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -29,7 +30,10 @@ type fixture struct {
 	token string
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, config.Quotas{}) }
+
+// newFixtureWith is newFixture with acme's quotas q.
+func newFixtureWith(t *testing.T, q config.Quotas) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
@@ -45,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	tok, hash := tenant.NewToken("acme")
 	m := New(Options{Store: st, Engine: eng, OperatorToken: "op",
 		Hosting: config.Hosting{MaxModule: 1 << 20, DrainTimeout: config.Duration(time.Minute), KeepVersions: 3}, Logger: log})
-	if err := m.Start(ctx, map[string]config.Tenant{"acme": {Name: "acme", Tokens: []string{hash}, FromFile: true}}); err != nil {
+	if err := m.Start(ctx, map[string]config.Tenant{"acme": {Name: "acme", Tokens: []string{hash}, Quotas: q, FromFile: true}}); err != nil {
 		t.Fatal(err)
 	}
 	api := httptest.NewServer(m.WithPrincipal(m.API()))
@@ -397,4 +401,38 @@ func TestUploadsWaitForASlot(t *testing.T) {
 		}
 	}
 	f.upload(t, hello(t))
+}
+
+// TestUploadQuota: a tenant over its uploads per minute gets 429 with
+// Retry-After before its module is read (nothing compiled, nothing stored);
+// what it uploaded before stays; a tenant without the quota is not counted.
+func TestUploadQuota(t *testing.T) {
+	f := newFixtureWith(t, config.Quotas{Uploads: 2})
+	mod := hello(t)
+	v1 := f.upload(t, mod)
+	// A garbage module counts as well: reading it is the cost.
+	if code, b := f.call(t, "POST", "/v1/tenants/acme/apps/web/versions", []byte("\x00asm garbage")); code != 422 {
+		t.Fatalf("garbage upload: %d %s, want 422", code, b)
+	}
+	for i, body := range [][]byte{mod, []byte("\x00asm\x01\x00\x00\x00"), bytes.Repeat([]byte{0}, 1000)} {
+		req, _ := http.NewRequest("POST", f.api.URL+"/v1/tenants/acme/apps/web/versions", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+f.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if resp.StatusCode != 429 || ra < 1 || !strings.Contains(string(b), "uploads per minute") {
+			t.Errorf("upload %d over the quota: %d Retry-After %q %s, want 429 with Retry-After >= 1", i+3, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
+	}
+	code, b := f.call(t, "GET", "/v1/tenants/acme/apps/web/versions", nil)
+	if code != 200 || !strings.Contains(string(b), v1) {
+		t.Errorf("versions after the refusals: %d %s, want %s kept", code, b, v1)
+	}
+	if ok, _ := f.m.takeUpload("beta"); !ok {
+		t.Error("a tenant without an uploads quota was refused")
+	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // TestTenantGate: a tenant's concurrency quota answers 503 beyond it across all
-// its apps, its rate quota 429; another tenant is not affected.
+// its apps, its rate quota 503 too (both with Retry-After); another tenant is not affected.
 func TestTenantGate(t *testing.T) {
 	m := New(Options{Logger: slog.New(slog.DiscardHandler)})
 	m.setGate(config.Tenant{Name: "a", Quotas: config.Quotas{Concurrency: 1}})
@@ -51,9 +51,12 @@ func TestTenantGate(t *testing.T) {
 		rec := httptest.NewRecorder()
 		gr.wrap(ok).ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 		codes[rec.Code]++
+		if rec.Code != 200 && (rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "") {
+			t.Errorf("over the rate quota: %d %v, want 503 with Retry-After", rec.Code, rec.Header())
+		}
 	}
-	if codes[http.StatusTooManyRequests] == 0 {
-		t.Errorf("3 quick requests at 1/s burst 1: %v, want a 429", codes)
+	if codes[http.StatusServiceUnavailable] == 0 || codes[http.StatusTooManyRequests] != 0 {
+		t.Errorf("3 quick requests at 1/s burst 1: %v, want 503s and no 429", codes)
 	}
 	if _, none := (*m.gates.Load())["b"]; none {
 		t.Error("a tenant without rate or concurrency quota got a gate")

@@ -367,8 +367,8 @@ func (m *Manager) Lookup(host string) http.Handler {
 	if l == nil {
 		return nil
 	}
-	if g := (*m.gates.Load())[l.tenant]; g != nil {
-		return g.wrap(l)
+	if g := (*m.gates.Load())[l.tenant]; g != nil && (g.rate != nil || g.sem != nil) {
+		return g.wrap(l) // (a gate of the uploads quota alone has nothing for requests)
 	}
 	return l
 }

@@ -34,6 +34,9 @@ type RateConfig struct {
 	// per-node limit), so a lost Redis never fails a request.
 	Shared Buckets
 	Key    string
+	// Status is the refusal's status (0: 429 Too Many Requests). A tenant's
+	// request quota answers 503, as the hosting docs promise for requests.
+	Status int
 }
 
 // Rate limits requests with token buckets.
@@ -121,12 +124,16 @@ func (l *Rate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.next.ServeHTTP(w, r)
 }
 
-// refuse answers 429 with Retry-After: wait seconds rounded up, at least 1.
-// Every refusal, shared bucket or this node's, goes through here.
+// refuse answers 429 (or cfg.Status) with Retry-After: wait seconds rounded
+// up, at least 1. Every refusal, shared bucket or this node's, goes through here.
 func (l *Rate) refuse(w http.ResponseWriter, wait float64) {
 	if c := l.cfg.Counts; c != nil {
 		c.Rate.Add(1)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Max(1, math.Ceil(wait)))))
+	if l.cfg.Status != 0 {
+		http.Error(w, strconv.Itoa(l.cfg.Status)+" over the request rate quota", l.cfg.Status)
+		return
+	}
 	http.Error(w, "429 too many requests", http.StatusTooManyRequests)
 }

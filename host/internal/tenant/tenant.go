@@ -113,7 +113,9 @@ func CheckSettings(settings map[string]any, secrets map[string]string) error {
 }
 
 // Apply bounds an app's settings by its tenant: grants must be within the
-// ceiling, the plugins' sections are the tenant's (kv's max_bytes its kv quota),
+// ceiling, the plugins' sections are the tenant's (its kv quota bounds its apps' kv
+// data together: kv's group_max_bytes over the namespace TENANT_; its
+// outbound quota the http and sockets plugins' group_per_minute),
 // the secrets go to the config plugin, and the per-instance memory fits (a
 // memory_limit the settings leave out is the quota when the default is over
 // it). settings are the keys the app set.
@@ -148,7 +150,17 @@ func Apply(t config.Tenant, a *config.App, settings map[string]any, secrets map[
 			sec[k] = v
 		}
 		if g == "kv" && t.Quotas.KVBytes > 0 {
+			// The tenant's apps together (their namespaces start with
+			// TENANT_), and each alone at most as much.
 			sec["max_bytes"] = int64(t.Quotas.KVBytes)
+			sec["group"] = t.Name + appname.TenantSep
+			sec["group_max_bytes"] = int64(t.Quotas.KVBytes)
+		}
+		if (g == "http" || g == "sockets") && t.Quotas.Outbound > 0 {
+			// The tenant's apps' requests and connects per minute, together
+			// (the binary's http and sockets plugins share one count).
+			sec["group"] = t.Name + appname.TenantSep
+			sec["group_per_minute"] = t.Quotas.Outbound
 		}
 		a.PluginConfig[g] = sec
 	}

@@ -68,8 +68,8 @@ func TestSettingsBoundByTenant(t *testing.T) {
 	if err := Apply(ten, &a, nil, map[string]string{"S": "v"}); err != nil {
 		t.Fatal(err)
 	}
-	if a.PluginConfig["kv"]["max_bytes"] != int64(1000) || a.PluginConfig["kv"]["max_value"] != 10 {
-		t.Errorf("kv section %v: want the tenant's, max_bytes its kv quota", a.PluginConfig["kv"])
+	if kv := a.PluginConfig["kv"]; kv["max_bytes"] != int64(1000) || kv["max_value"] != 10 || kv["group"] != "a_" || kv["group_max_bytes"] != int64(1000) {
+		t.Errorf("kv section %v: want the tenant's, max_bytes and group_max_bytes (group a_) its kv quota", a.PluginConfig["kv"])
 	}
 	if a.PluginConfig["config"]["secrets"].(map[string]any)["S"] != "v" {
 		t.Errorf("config section %v", a.PluginConfig["config"])
