@@ -26,7 +26,7 @@ import (
 type fixture struct {
 	m     *Manager
 	api   *httptest.Server
-	st    *store.Bolt
+	st    store.Store
 	token string
 }
 
@@ -35,6 +35,15 @@ func newFixture(t *testing.T) *fixture { t.Helper(); return newFixtureWith(t, co
 // newFixtureWith is newFixture with acme's quotas q.
 func newFixtureWith(t *testing.T, q config.Quotas) *fixture {
 	t.Helper()
+	st, err := store.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newFixtureOn(t, q, st)
+}
+
+func newFixtureOn(t *testing.T, q config.Quotas, st store.Store) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
 	eng, err := runtime.NewEngine(ctx, runtime.EngineConfig{CacheDir: filepath.Join(os.TempDir(), "wasmsrv-test-cache", "wazero")}, log)
@@ -42,10 +51,6 @@ func newFixtureWith(t *testing.T, q config.Quotas) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { eng.Close(ctx) })
-	st, err := store.Open(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	tok, hash := tenant.NewToken("acme")
 	m := New(Options{Store: st, Engine: eng, OperatorToken: "op",
 		Hosting: config.Hosting{MaxModule: 1 << 20, DrainTimeout: config.Duration(time.Minute), KeepVersions: 3}, Logger: log})
@@ -173,7 +178,7 @@ func TestUploadLimitsAndRefusals(t *testing.T) {
 			t.Errorf("upload of %d bytes: %d %s, want %d", len(tc.body), code, b, tc.want)
 		}
 	}
-	ents, _ := os.ReadDir(filepath.Join(filepath.Dir(f.st.Path()), "modules"))
+	ents, _ := os.ReadDir(filepath.Join(filepath.Dir(f.st.(*store.Bolt).Path()), "modules"))
 	if len(ents) != 0 {
 		t.Errorf("refused uploads left %d files", len(ents))
 	}

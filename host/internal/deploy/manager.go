@@ -86,6 +86,8 @@ type Manager struct {
 	operatorToken atomic.Pointer[string]
 
 	hosts atomic.Pointer[map[string]*live] // host name → app, replaced whole on a change
+	// epoch is the store's identity at the last Sync (store.EpochKey; mu).
+	epoch string
 	gates atomic.Pointer[map[string]*gate] // tenant → its gate, replaced whole on a change
 
 	mu    sync.Mutex // the tables below
@@ -296,8 +298,13 @@ func (m *Manager) Sync(ctx context.Context) error {
 	var (
 		all     []store.App
 		tenants = map[string]config.Tenant{}
+		epoch   string
 	)
 	err := m.opt.Store.View(ctx, func(tx *store.Tx) error {
+		var err error
+		if epoch, err = tx.Epoch(); err != nil {
+			return err
+		}
 		ts, err := tx.Tenants()
 		if err != nil {
 			return err
@@ -310,6 +317,23 @@ func (m *Manager) Sync(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	m.mu.Lock()
+	known := m.epoch
+	if epoch != "" {
+		m.epoch = epoch
+	}
+	running := len(m.apps)
+	m.mu.Unlock()
+	if epoch == "" || known != "" && epoch != known {
+		if epoch == "" {
+			// The store lost its state (a Redis restarted without
+			// persistence): its emptiness is not a list of deletions.
+			m.log.Error("hosting: the store has lost its state (Redis restarted without persistence or replicas?); the running apps serve on as they are until a change is written to it",
+				"apps", running)
+			return nil
+		}
+		m.log.Warn("hosting: the store was replaced (it lost its state and has been written since); following it", "apps", running)
 	}
 	seen := map[string]bool{}
 	for _, a := range all {

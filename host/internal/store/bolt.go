@@ -30,8 +30,11 @@ func Open(dir string) (*Bolt, error) {
 		return nil, fmt.Errorf("store: %s: %w", filepath.Join(dir, "hosting.db"), err)
 	}
 	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucket)
-		return err
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil || b.Get([]byte(EpochKey)) != nil {
+			return err
+		}
+		return b.Put([]byte(EpochKey), []byte(NewEpoch()))
 	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: %w", err)

@@ -60,6 +60,11 @@ func OpenRedis(ctx context.Context, url, dir string) (*Redis, error) {
 	bctx, stop := context.WithCancel(context.Background())
 	s := &Redis{c: c, prefix: redisPrefix, mod: modules{dir: mdir}, changes: make(chan struct{}, 1), self: hex.EncodeToString(id[:]), stop: stop}
 	s.mod.cleanTemp()
+	if err := c.SetNX(pctx, s.prefix+"kv:"+EpochKey, NewEpoch(), 0).Err(); err != nil {
+		c.Close()
+		stop()
+		return nil, fmt.Errorf("store: redis %s: %w", opt.Addr, err)
+	}
 	s.sub = c.Subscribe(pctx, s.prefix+"changes")
 	if _, err := s.sub.Receive(pctx); err != nil {
 		s.sub.Close()
@@ -203,6 +208,9 @@ func (s *Redis) Update(ctx context.Context, fn func(*Tx) error) error {
 		return nil
 	}
 	_, err = s.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		// A store that lost everything gets a new identity with its first
+		// change (Manager.Sync follows it from then on).
+		p.SetNX(ctx, s.prefix+"kv:"+EpochKey, NewEpoch(), 0)
 		for key, v := range kv.writes {
 			if v == nil {
 				p.Del(ctx, s.prefix+"kv:"+key)

@@ -11,6 +11,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -123,6 +124,25 @@ type Tx struct{ kv KV }
 
 // NewTx types kv (for backends).
 func NewTx(kv KV) *Tx { return &Tx{kv} }
+
+// EpochKey names the store's identity, a random value made when a store is
+// first opened or written. It goes when the backend loses everything (a Redis
+// restarted without persistence): a node that finds it gone or changed knows
+// the store's state is not a list of deletions (Manager.Sync).
+const EpochKey = "epoch"
+
+// NewEpoch is a fresh store identity.
+func NewEpoch() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Epoch is the store's identity, "" when it has none (it lost its state).
+func (tx *Tx) Epoch() (string, error) {
+	b, err := tx.kv.Get(EpochKey)
+	return string(b), err
+}
 
 // Keys: t/TENANT, a/TENANT/APP, h/HOST, l/SEQ (16 hex digits).
 func tenantKey(name string) string     { return "t/" + name }
