@@ -39,7 +39,7 @@ bench-go:
 test:
     go test -race ./...
 
-# Run every fuzz target for a shared budget of seconds (default 70), e.g. `just fuzz 600`.
+# Run every fuzz target for a number of executions each (default 20000), e.g. `just fuzz 1000000`.
 fuzz *ARGS:
     bash .ci/fuzz {{ARGS}}
 
