@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,7 +20,7 @@ import (
 func TestE2EHostingGuestsOfTwoTenants(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "site.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	writeFile(t, cfg, fmt.Sprintf(`
 [[listeners]]
 addr = "127.0.0.1:0"
 [admin]
@@ -39,9 +38,9 @@ kv_bytes = "2100"
 [tenants.beta]
 tokens = [%q]
 grants = ["kv", "config", "pubsub", "http"]
-`, opToken, alphaHash, betaHash)), 0o644)
+`, opToken, alphaHash, betaHash))
 	settings := filepath.Join(dir, "settings.json")
-	os.WriteFile(settings, []byte(`{"grants": ["kv", "config", "pubsub", "http"]}`), 0o644)
+	writeFile(t, settings, `{"grants": ["kv", "config", "pubsub", "http"]}`)
 	h := startHosting(t, cfg)
 	c := httpClient(t)
 	guestDir := filepath.Join(samplesDir, "..", "plugins", "internal", "testguest")

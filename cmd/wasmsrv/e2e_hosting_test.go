@@ -107,7 +107,7 @@ func withCustomSection(wasm []byte, name, payload string) []byte {
 func TestE2EHostingTwoTenants(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "site.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	writeFile(t, cfg, fmt.Sprintf(`
 [[listeners]]
 addr = "127.0.0.1:0"
 
@@ -132,9 +132,9 @@ grants = ["kv"]
 [tenants.beta.quotas]
 apps = 1
 memory_per_instance = "64MiB"
-`, opToken, alphaHash, betaHash)), 0o644)
+`, opToken, alphaHash, betaHash))
 	grantsKV := filepath.Join(dir, "kv.json")
-	os.WriteFile(grantsKV, []byte(`{"grants": ["kv"]}`), 0o644)
+	writeFile(t, grantsKV, `{"grants": ["kv"]}`)
 
 	h := startHosting(t, cfg)
 	c := httpClient(t)
@@ -234,7 +234,7 @@ memory_per_instance = "64MiB"
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "v1.wasm"))
 	v2path := filepath.Join(dir, "v2.wasm")
-	os.WriteFile(v2path, withCustomSection(b, "v", "2"), 0o644)
+	writeFile(t, v2path, string(withCustomSection(b, "v", "2")))
 	if r := h.cli(t, alphaToken, "deploy", "--app", "web", "--percent", "10", v2path); r.code != 0 {
 		t.Fatalf("deploy v2 at 10%%: %d\n%s", r.code, r.stderr)
 	}
@@ -272,7 +272,7 @@ memory_per_instance = "64MiB"
 
 	// A bad v3 is refused and changes nothing.
 	bad := filepath.Join(dir, "v3.wasm")
-	os.WriteFile(bad, append([]byte("\x00asm\x01\x00\x00\x00"), 1, 9, 9), 0o644)
+	writeFile(t, bad, string(append([]byte("\x00asm\x01\x00\x00\x00"), 1, 9, 9)))
 	if r := h.cli(t, alphaToken, "deploy", "--app", "web", bad); r.code == 0 || !strings.Contains(r.stderr, "422") {
 		t.Fatalf("bad v3: exit %d, want a 422 refusal\n%s", r.code, r.stderr)
 	}
@@ -464,7 +464,7 @@ func TestE2EHostingTwoNodesOnRedis(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), name)
 		os.MkdirAll(dir, 0o755)
 		cfg := filepath.Join(dir, "site.toml")
-		os.WriteFile(cfg, []byte(fmt.Sprintf(`
+		writeFile(t, cfg, fmt.Sprintf(`
 [[listeners]]
 addr = "127.0.0.1:0"
 [admin]
@@ -475,7 +475,7 @@ data_dir = "data"
 redis_url = %q
 [tenants.alpha]
 tokens = [%q]
-`, opToken, rd.URL, alphaHash)), 0o644)
+`, opToken, rd.URL, alphaHash))
 		return startHosting(t, cfg)
 	}
 	n1, n2 := node("one"), node("two")
@@ -485,7 +485,7 @@ tokens = [%q]
 	dir := t.TempDir()
 	for i, wasm := range [][]byte{b, withCustomSection(b, "v", "2"), withCustomSection(b, "v", "3")} {
 		p := filepath.Join(dir, fmt.Sprintf("v%d.wasm", i+1))
-		os.WriteFile(p, wasm, 0o644)
+		writeFile(t, p, string(wasm))
 		if r := n1.cli(t, alphaToken, "deploy", "--app", "hello", "--host", "hello.test", p); r.code != 0 {
 			t.Fatalf("deploy v%d on node one: %d %s", i+1, r.code, r.stderr)
 		}
@@ -524,7 +524,7 @@ tokens = [%q]
 func TestE2EHostingDrainTimeout(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "site.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	writeFile(t, cfg, fmt.Sprintf(`
 [[listeners]]
 addr = "127.0.0.1:0"
 [admin]
@@ -535,12 +535,12 @@ data_dir = "data"
 drain_timeout = "1s"
 [tenants.alpha]
 tokens = [%q]
-`, opToken, alphaHash)), 0o644)
+`, opToken, alphaHash))
 	h := startHosting(t, cfg)
 	v1 := h.runBuild(t, dir)
 	v2 := filepath.Join(dir, "v2.wasm")
 	b, _ := os.ReadFile(v1)
-	os.WriteFile(v2, withCustomSection(b, "v", "2"), 0o644)
+	writeFile(t, v2, string(withCustomSection(b, "v", "2")))
 	if r := h.cli(t, alphaToken, "deploy", "--app", "web", "--host", "alpha.test", v1); r.code != 0 {
 		t.Fatalf("deploy v1: %s", r.stderr)
 	}
